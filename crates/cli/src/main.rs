@@ -1,0 +1,37 @@
+//! `pullguard`: the operators' command line.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod duration;
+mod trust_verify;
+
+/// Operators' command line for pullguard, the node-side enforcer of signed images.
+#[derive(clap::Parser)]
+#[command(name = "pullguard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Inspect and verify trust data.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum TrustCommand {
+    /// Verify a repository's Notary trust data offline, from files as the server serves them.
+    #[command(after_help = trust_verify::EXAMPLES)]
+    Verify(trust_verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Trust(TrustCommand::Verify(args)) => trust_verify::run(&args),
+    }
+}

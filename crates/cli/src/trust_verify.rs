@@ -1,0 +1,348 @@
+//! `pullguard trust verify` (DESIGN.md Contract 2).
+//!
+//! Exit codes: 0 trusted, 1 rejected, 2 bad usage or unreadable input.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use trust_core::{Limits, Pins, RepoFiles, RootAnchor, TagPolicy, VerifiedRepo, VerifyOptions};
+
+use crate::duration;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  pullguard trust verify --metadata-dir ./meta --gun registry.example.com/team/app --tag v1.2
+  pullguard trust verify --metadata-dir ./meta --gun registry.example.com/team/app \\
+      --digest sha256:3f7b... --root-cert root.crt --json
+  pullguard trust verify --metadata-dir ./meta --gun example.com/app --tag v1 --now 2026-01-01T00:00:00Z
+
+Exit codes: 0 trusted, 1 rejected, 2 bad usage or unreadable input.";
+
+/// Arguments of `pullguard trust verify`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directory with root.json, timestamp.json, snapshot.json, targets.json,
+    /// delegations under their role names (targets/releases.json) and older roots as N.root.json.
+    #[arg(long, value_name = "DIR")]
+    metadata_dir: PathBuf,
+    /// Repository name (GUN), e.g. docker.io/library/alpine.
+    #[arg(long)]
+    gun: String,
+    /// Tag to resolve.
+    #[arg(long, required_unless_present = "digest", conflicts_with = "digest")]
+    tag: Option<String>,
+    /// Manifest or index digest that some signed tag must carry (sha256:HEX).
+    #[arg(long, value_name = "sha256:HEX")]
+    digest: Option<String>,
+    /// A root.json trusted earlier; newer roots must chain to it through N.root.json.
+    #[arg(long, value_name = "FILE")]
+    trusted_root: Option<PathBuf>,
+    /// Pinned root certificate (PEM or DER); repeatable.
+    #[arg(long, value_name = "FILE")]
+    root_cert: Vec<PathBuf>,
+    /// Pinned root key ID as root.json lists it; repeatable.
+    #[arg(long, value_name = "HEX")]
+    root_key_id: Vec<String>,
+    /// Accept a tag signed by any delegation (like `notary lookup`), not only
+    /// targets/releases and targets (like `docker pull`).
+    #[arg(long)]
+    any_role: bool,
+    /// Verify as of this time (RFC 3339) instead of the clock.
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<String>,
+    /// Reject a timestamp issued longer ago than this (e.g. 1h, 7d).
+    #[arg(long, value_name = "DURATION")]
+    max_age: Option<String>,
+    /// How long the trust server makes timestamps valid; used with --max-age to tell when
+    /// a timestamp was issued (notary-server: 14d).
+    #[arg(long, value_name = "DURATION", default_value = "14d")]
+    timestamp_lifetime: String,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Bad usage or unreadable input: exit 2.
+struct UsageError(String);
+
+pub fn run(args: &Args) -> ExitCode {
+    match run_inner(args) {
+        Ok(code) => code,
+        Err(UsageError(message)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"trusted": false, "gun": args.gun, "error": "usage", "message": message})
+                );
+            }
+            eprintln!("pullguard: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
+    let now = match &args.now {
+        Some(s) => OffsetDateTime::parse(s, &Rfc3339)
+            .map_err(|e| UsageError(format!("--now {s:?} is not an RFC 3339 time ({e})")))?,
+        None => OffsetDateTime::now_utc(),
+    };
+    let max_age = args
+        .max_age
+        .as_deref()
+        .map(duration::parse)
+        .transpose()
+        .map_err(UsageError)?;
+    let lifetime = duration::parse(&args.timestamp_lifetime).map_err(UsageError)?;
+    let digest = args.digest.as_deref().map(parse_digest).transpose()?;
+    for id in &args.root_key_id {
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(UsageError(format!(
+                "--root-key-id {id:?} is not a 64-digit hex key ID"
+            )));
+        }
+    }
+    let limits = Limits::default();
+    let files = read_metadata_dir(&args.metadata_dir, &limits)?;
+
+    let trusted_root = args
+        .trusted_root
+        .as_deref()
+        .map(|p| read_capped(p, limits.root))
+        .transpose()?;
+    let mut pins = Pins {
+        certs: Vec::new(),
+        key_ids: args
+            .root_key_id
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+    };
+    for path in &args.root_cert {
+        let bytes = read_capped(path, limits.root)?;
+        let cert = trust_core::keys::parse_pinned_cert(&bytes)
+            .map_err(|e| UsageError(format!("--root-cert {}: {e}", path.display())))?;
+        pins.certs.push(cert.der);
+    }
+    let pinned = !pins.certs.is_empty() || !pins.key_ids.is_empty();
+    let anchor = match (&trusted_root, pinned) {
+        (Some(_), true) => {
+            return Err(UsageError(
+                "give either --trusted-root or --root-cert/--root-key-id, not both".to_owned(),
+            ))
+        }
+        (Some(bytes), false) => RootAnchor::TrustedRoot(bytes),
+        (None, true) => RootAnchor::Pinned(&pins),
+        // No anchor given: trust on first use, and the output says so.
+        (None, false) => RootAnchor::FirstUse,
+    };
+
+    let mut opts = VerifyOptions::new(&args.gun, now, anchor);
+    opts.max_timestamp_age = max_age;
+    opts.timestamp_lifetime = lifetime;
+    opts.limits = limits;
+    let policy = if args.any_role {
+        TagPolicy::AnyRole
+    } else {
+        TagPolicy::Docker
+    };
+
+    let outcome = trust_core::verify(&files, &opts).and_then(|repo| {
+        let m = match (&args.tag, &digest) {
+            (Some(tag), _) => repo.resolve_tag(tag, policy)?,
+            (None, Some(hex)) => repo.find_digest(hex, policy)?,
+            (None, None) => unreachable_usage(),
+        };
+        Ok((repo, m))
+    });
+    Ok(match outcome {
+        Ok((repo, m)) => {
+            report_trusted(args, &repo, &m);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report_rejected(args, &digest, &e);
+            ExitCode::from(1)
+        }
+    })
+}
+
+/// clap enforces `--tag` or `--digest`; this keeps the match total without a panic.
+fn unreachable_usage() -> trust_core::TargetMatch {
+    trust_core::TargetMatch {
+        name: String::new(),
+        role: String::new(),
+        sha256: String::new(),
+        length: 0,
+        signers: Vec::new(),
+    }
+}
+
+fn parse_digest(s: &str) -> Result<String, UsageError> {
+    let hex = s
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--digest {s:?} is not sha256: followed by 64 hex digits"
+            ))
+        })?;
+    Ok(hex.to_ascii_lowercase())
+}
+
+fn rfc3339(t: &OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn report_trusted(args: &Args, repo: &VerifiedRepo, m: &trust_core::TargetMatch) {
+    let expires: BTreeMap<&str, String> = repo
+        .roles
+        .iter()
+        .map(|(r, i)| (r.as_str(), rfc3339(&i.expires)))
+        .collect();
+    let skipped: Vec<Value> = repo
+        .skipped_roles()
+        .map(|(role, why)| json!({"role": role, "message": why.to_string()}))
+        .collect();
+    if args.json {
+        let out = json!({
+            "trusted": true,
+            "gun": repo.gun,
+            "tag": m.name,
+            "digest": format!("sha256:{}", m.sha256),
+            "size": m.length,
+            "role": m.role,
+            "signers": m.signers,
+            "root_trust": repo.root_trust.as_str(),
+            "expires": expires,
+            "skipped_roles": skipped,
+        });
+        println!("{out}");
+        return;
+    }
+    println!(
+        "trusted: {}:{} -> sha256:{} ({} bytes)",
+        repo.gun, m.name, m.sha256, m.length
+    );
+    println!("  signed in {} by key {}", m.role, m.signers.join(", "));
+    match repo.root_trust {
+        trust_core::RootTrust::FirstUse => println!(
+            "  root trust: trust on first use; no --trusted-root, --root-cert or --root-key-id was given, so whoever served this root is trusted"
+        ),
+        other => println!("  root trust: {}", other.as_str()),
+    }
+    if let Some(ts) = repo.roles.get("timestamp") {
+        println!(
+            "  timestamp v{} expires {}",
+            ts.version,
+            trust_core::fmt_time(&ts.expires)
+        );
+    }
+    for (role, why) in repo.skipped_roles() {
+        println!("  skipped {role}: {why}");
+    }
+}
+
+fn report_rejected(args: &Args, digest: &Option<String>, e: &trust_core::Error) {
+    if args.json {
+        let mut out = json!({
+            "trusted": false,
+            "gun": args.gun,
+            "reason": e.reason().as_str(),
+            "message": e.to_string(),
+        });
+        if let Some(tag) = &args.tag {
+            out["tag"] = json!(tag);
+        }
+        if let Some(d) = digest {
+            out["digest"] = json!(format!("sha256:{d}"));
+        }
+        println!("{out}");
+        return;
+    }
+    println!("rejected: {e} [{}]", e.reason());
+}
+
+fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, UsageError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    // One byte over the limit is enough for trust-core to report the file as oversized.
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    Ok(bytes)
+}
+
+/// Reads the files a notary-server serves for one repository.
+fn read_metadata_dir(dir: &Path, limits: &Limits) -> Result<RepoFiles, UsageError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        UsageError(format!(
+            "cannot read metadata directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let mut files = RepoFiles::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| UsageError(format!("cannot read {}: {e}", dir.display())))?;
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let limit = match name {
+            "timestamp" => limits.timestamp,
+            "root" => limits.root,
+            n if n
+                .strip_suffix(".root")
+                .is_some_and(|v| v.parse::<u64>().is_ok()) =>
+            {
+                limits.root
+            }
+            "snapshot" | "targets" => limits.file,
+            _ => continue,
+        };
+        if path.is_file() {
+            files.insert(name, read_capped(&path, limit)?);
+        }
+    }
+    read_delegations(&dir.join("targets"), "targets", limits, &mut files, 0)?;
+    Ok(files)
+}
+
+fn read_delegations(
+    dir: &Path,
+    prefix: &str,
+    limits: &Limits,
+    files: &mut RepoFiles,
+    depth: usize,
+) -> Result<(), UsageError> {
+    if depth > limits.delegation_depth || !dir.is_dir() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| UsageError(format!("cannot read {}: {e}", dir.display())))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if path.is_dir() {
+            read_delegations(&path, &format!("{prefix}/{name}"), limits, files, depth + 1)?;
+        } else if let Some(role) = name.strip_suffix(".json") {
+            files.insert(format!("{prefix}/{role}"), read_capped(&path, limits.file)?);
+        }
+    }
+    Ok(())
+}

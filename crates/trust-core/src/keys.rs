@@ -1,0 +1,275 @@
+//! Public keys as Notary writes them, their IDs, and signature checks.
+//!
+//! Key types: `ed25519`, `ecdsa` (P-256, PKIX DER), `ecdsa-x509` and `rsa-x509` (a PEM
+//! certificate), `rsa` (PKIX DER). Signature methods: `eddsa`, `ecdsa` (raw fixed-width
+//! r‖s, as Notary writes it), `rsapss` (SHA-256, salt of 32 bytes) and `rsapkcs1v15`.
+//! RSA keys below 2048 bits verify nothing, as in Notary.
+
+use base64::Engine as _;
+use p256::pkcs8::DecodePublicKey as _;
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use x509_cert::der::{Decode as _, DecodePem as _, Encode as _};
+
+use crate::canonical::Json;
+
+const MIN_RSA_BITS: usize = 2048;
+
+/// The key types Notary writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// Raw 32-byte Ed25519 public key.
+    Ed25519,
+    /// P-256 public key, PKIX DER.
+    Ecdsa,
+    /// P-256 key inside a PEM certificate.
+    EcdsaX509,
+    /// RSA public key, PKIX DER.
+    Rsa,
+    /// RSA key inside a PEM certificate.
+    RsaX509,
+}
+
+impl KeyType {
+    fn parse(s: &str) -> Option<KeyType> {
+        Some(match s {
+            "ed25519" => KeyType::Ed25519,
+            "ecdsa" => KeyType::Ecdsa,
+            "ecdsa-x509" => KeyType::EcdsaX509,
+            "rsa" => KeyType::Rsa,
+            "rsa-x509" => KeyType::RsaX509,
+            _ => return None,
+        })
+    }
+
+    /// The name in metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Ed25519 => "ed25519",
+            KeyType::Ecdsa => "ecdsa",
+            KeyType::EcdsaX509 => "ecdsa-x509",
+            KeyType::Rsa => "rsa",
+            KeyType::RsaX509 => "rsa-x509",
+        }
+    }
+}
+
+/// What a root certificate says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Subject common name, which Notary requires to equal the repository name.
+    pub common_name: Option<String>,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+enum Verifier {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    P256(p256::ecdsa::VerifyingKey),
+    Rsa(rsa::RsaPublicKey),
+    /// A key we cannot use; signatures by it never count. Kept so that key IDs still
+    /// check and the reason can be reported.
+    Unusable(String),
+}
+
+/// A public key from metadata, with its recomputed ID.
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    id: String,
+    keytype: Option<KeyType>,
+    verifier: Verifier,
+    cert: Option<CertInfo>,
+}
+
+/// The key ID Notary computes: SHA-256 over the canonical JSON of
+/// `{"keytype": T, "keyval": {"private": null, "public": base64(public)}}`.
+pub fn key_id(keytype: &str, public: &[u8]) -> String {
+    let mut keyval = std::collections::BTreeMap::new();
+    keyval.insert("private".to_owned(), Json::Null);
+    keyval.insert(
+        "public".to_owned(),
+        Json::String(base64::engine::general_purpose::STANDARD.encode(public)),
+    );
+    let mut key = std::collections::BTreeMap::new();
+    key.insert("keytype".to_owned(), Json::String(keytype.to_owned()));
+    key.insert("keyval".to_owned(), Json::Object(keyval));
+    hex::encode(Sha256::digest(Json::Object(key).to_canonical()))
+}
+
+impl PublicKey {
+    /// Builds a key from its `keytype` and decoded `keyval.public`.
+    ///
+    /// Never fails: a key of an unknown type, or whose bytes do not parse, is kept as
+    /// unusable so that its ID is still known and its signatures simply do not count.
+    pub fn new(keytype: &str, public: &[u8]) -> PublicKey {
+        let id = key_id(keytype, public);
+        let kt = KeyType::parse(keytype);
+        let (verifier, cert) = match kt {
+            None => (
+                Verifier::Unusable(format!("unsupported key type {keytype:?}")),
+                None,
+            ),
+            Some(KeyType::Ed25519) => (ed25519(public), None),
+            Some(KeyType::Ecdsa) => (p256_spki(public), None),
+            Some(KeyType::Rsa) => (rsa_spki(public), None),
+            Some(KeyType::EcdsaX509) | Some(KeyType::RsaX509) => match parse_cert(public) {
+                Ok((spki, info)) => {
+                    let v = if kt == Some(KeyType::EcdsaX509) {
+                        p256_spki(&spki)
+                    } else {
+                        rsa_spki(&spki)
+                    };
+                    (v, Some(info))
+                }
+                Err(e) => (Verifier::Unusable(e), None),
+            },
+        };
+        PublicKey {
+            id,
+            keytype: kt,
+            verifier,
+            cert,
+        }
+    }
+
+    /// The recomputed key ID (hex).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The key type, if known.
+    pub fn keytype(&self) -> Option<KeyType> {
+        self.keytype
+    }
+
+    /// The certificate, for x509 key types.
+    pub fn cert(&self) -> Option<&CertInfo> {
+        self.cert.as_ref()
+    }
+
+    /// Why this key can verify nothing, if so.
+    pub fn unusable_reason(&self) -> Option<&str> {
+        match &self.verifier {
+            Verifier::Unusable(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Checks `sig` over `msg` with `method`. A method that does not fit the key is a
+    /// failed check, not an error.
+    pub fn verify(&self, method: &str, msg: &[u8], sig: &[u8]) -> bool {
+        match (&self.verifier, method) {
+            (Verifier::Ed25519(vk), "eddsa") => ed25519_dalek::Signature::from_slice(sig)
+                .map(|s| vk.verify_strict(msg, &s).is_ok())
+                .unwrap_or(false),
+            (Verifier::P256(vk), "ecdsa") => {
+                use p256::ecdsa::signature::Verifier as _;
+                // Notary writes raw r‖s; 64 bytes for P-256.
+                sig.len() == 64
+                    && p256::ecdsa::Signature::from_slice(sig)
+                        .map(|s| vk.verify(msg, &s).is_ok())
+                        .unwrap_or(false)
+            }
+            (Verifier::Rsa(pk), "rsapss") => {
+                let digest = Sha256::digest(msg);
+                pk.verify(rsa::Pss::new_with_salt::<Sha256>(32), &digest, sig)
+                    .is_ok()
+            }
+            (Verifier::Rsa(pk), "rsapkcs1v15") => {
+                let digest = Sha256::digest(msg);
+                pk.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, sig)
+                    .is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+fn ed25519(public: &[u8]) -> Verifier {
+    match <[u8; 32]>::try_from(public)
+        .ok()
+        .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).ok())
+    {
+        Some(vk) => Verifier::Ed25519(vk),
+        None => Verifier::Unusable(format!(
+            "ed25519 key of {} bytes is not a valid point",
+            public.len()
+        )),
+    }
+}
+
+fn p256_spki(der: &[u8]) -> Verifier {
+    match p256::ecdsa::VerifyingKey::from_public_key_der(der) {
+        Ok(vk) => Verifier::P256(vk),
+        Err(e) => Verifier::Unusable(format!("not a P-256 public key: {e}")),
+    }
+}
+
+fn rsa_spki(der: &[u8]) -> Verifier {
+    use rsa::traits::PublicKeyParts as _;
+    match rsa::RsaPublicKey::from_public_key_der(der) {
+        Ok(pk) if pk.n().bits() >= MIN_RSA_BITS => Verifier::Rsa(pk),
+        Ok(pk) => Verifier::Unusable(format!(
+            "RSA key of {} bits is below the minimum of {MIN_RSA_BITS}",
+            pk.n().bits()
+        )),
+        Err(e) => Verifier::Unusable(format!("not an RSA public key: {e}")),
+    }
+}
+
+/// Parses a PEM (or DER) certificate: its public key (SPKI DER) and what it says.
+fn parse_cert(bytes: &[u8]) -> Result<(Vec<u8>, CertInfo), String> {
+    let cert = if bytes.starts_with(b"-----") {
+        x509_cert::Certificate::from_pem(bytes)
+    } else {
+        x509_cert::Certificate::from_der(bytes)
+    }
+    .map_err(|e| format!("certificate does not parse: {e}"))?;
+    let tbs = &cert.tbs_certificate;
+    let spki = tbs
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| format!("certificate key does not encode: {e}"))?;
+    let der = cert
+        .to_der()
+        .map_err(|e| format!("certificate does not encode: {e}"))?;
+    let to_time = |t: x509_cert::time::Time| {
+        OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64)
+            .map_err(|e| format!("certificate time out of range: {e}"))
+    };
+    let info = CertInfo {
+        common_name: common_name(&tbs.subject),
+        not_before: to_time(tbs.validity.not_before)?,
+        not_after: to_time(tbs.validity.not_after)?,
+        der,
+    };
+    Ok((spki, info))
+}
+
+fn common_name(name: &x509_cert::name::Name) -> Option<String> {
+    use x509_cert::der::{Tag, Tagged as _};
+    const CN: x509_cert::der::oid::ObjectIdentifier =
+        x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|atv| atv.oid == CN)
+        .and_then(|atv| match atv.value.tag() {
+            Tag::Utf8String | Tag::PrintableString | Tag::Ia5String => {
+                std::str::from_utf8(atv.value.value())
+                    .ok()
+                    .map(str::to_owned)
+            }
+            _ => None,
+        })
+}
+
+/// Parses a pinned certificate given by an operator (PEM or DER).
+pub fn parse_pinned_cert(bytes: &[u8]) -> Result<CertInfo, String> {
+    parse_cert(bytes).map(|(_, info)| info)
+}

@@ -1,0 +1,453 @@
+//! Notary's metadata files, parsed and checked for structure.
+//!
+//! Parsing keeps the canonical bytes of the whole `signed` object, unknown fields
+//! included, because that is what the signatures cover. Key IDs are recomputed and must
+//! match the IDs the file lists them under.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::canonical::Json;
+use crate::error::Error;
+use crate::keys::PublicKey;
+
+/// One signature of an envelope.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    /// Key ID as written.
+    pub keyid: String,
+    /// Method, lower-cased as Notary does when it reads it.
+    pub method: String,
+    /// Decoded signature; `None` when the base64 does not decode.
+    pub sig: Option<Vec<u8>>,
+}
+
+/// A parsed file: the role body, the bytes its signatures cover, the signatures.
+#[derive(Debug, Clone)]
+pub struct Signed<T> {
+    /// The typed `signed` object.
+    pub body: T,
+    /// Canonical JSON of the `signed` object.
+    pub canonical: Vec<u8>,
+    /// The signatures.
+    pub signatures: Vec<Signature>,
+}
+
+/// Fields every role has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    /// Version, at least 1.
+    pub version: u64,
+    /// Expiry.
+    pub expires: OffsetDateTime,
+}
+
+/// Keys and threshold of one role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleKeys {
+    /// Authorised key IDs, without duplicates.
+    pub keyids: Vec<String>,
+    /// Distinct valid signatures needed, at least 1.
+    pub threshold: u64,
+}
+
+/// `root.json`.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// Version and expiry.
+    pub common: Common,
+    /// Keys by ID.
+    pub keys: BTreeMap<String, PublicKey>,
+    /// `root`, `targets`, `snapshot`, `timestamp`.
+    pub roles: BTreeMap<String, RoleKeys>,
+}
+
+/// Length and hashes of a file, as a parent role lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Length in bytes.
+    pub length: u64,
+    /// Hashes by algorithm name (decoded).
+    pub hashes: BTreeMap<String, Vec<u8>>,
+}
+
+/// `timestamp.json` or `snapshot.json`.
+#[derive(Debug, Clone)]
+pub struct MetaRole {
+    /// Version and expiry.
+    pub common: Common,
+    /// Listed files by role name.
+    pub meta: BTreeMap<String, FileMeta>,
+}
+
+/// A delegation as its parent lists it.
+#[derive(Debug, Clone)]
+pub struct Delegation {
+    /// Full role name, e.g. `targets/releases`.
+    pub name: String,
+    /// Keys and threshold.
+    pub keys: RoleKeys,
+    /// Target name prefixes it may sign; `""` is all.
+    pub paths: Vec<String>,
+    /// Set when the role uses `path_hash_prefixes`, which Notary does not support and we
+    /// do not either: such a role may sign nothing.
+    pub uses_hash_prefixes: bool,
+}
+
+/// `targets.json` or a delegation file.
+#[derive(Debug, Clone)]
+pub struct TargetsRole {
+    /// Version and expiry.
+    pub common: Common,
+    /// Targets by name.
+    pub targets: BTreeMap<String, FileMeta>,
+    /// Delegation keys by ID.
+    pub delegation_keys: BTreeMap<String, PublicKey>,
+    /// Delegated roles, in the order listed.
+    pub delegations: Vec<Delegation>,
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope<T> {
+    signed: T,
+    signatures: Vec<RawSig>,
+}
+
+#[derive(Deserialize)]
+struct RawSig {
+    keyid: String,
+    method: String,
+    sig: String,
+}
+
+#[derive(Deserialize)]
+struct RawKey {
+    keytype: String,
+    keyval: RawKeyVal,
+}
+
+#[derive(Deserialize)]
+struct RawKeyVal {
+    public: String,
+}
+
+#[derive(Deserialize)]
+struct RawRoleKeys {
+    keyids: Vec<String>,
+    threshold: i64,
+}
+
+#[derive(Deserialize)]
+struct RawCommon {
+    #[serde(rename = "_type")]
+    kind: String,
+    version: i64,
+    expires: String,
+}
+
+#[derive(Deserialize)]
+struct RawRoot {
+    #[serde(flatten)]
+    common: RawCommon,
+    keys: BTreeMap<String, RawKey>,
+    roles: BTreeMap<String, RawRoleKeys>,
+}
+
+#[derive(Deserialize)]
+struct RawFileMeta {
+    length: i64,
+    hashes: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RawMetaRole {
+    #[serde(flatten)]
+    common: RawCommon,
+    meta: BTreeMap<String, RawFileMeta>,
+}
+
+#[derive(Deserialize)]
+struct RawTargets {
+    #[serde(flatten)]
+    common: RawCommon,
+    #[serde(default)]
+    targets: Option<BTreeMap<String, RawFileMeta>>,
+    #[serde(default)]
+    delegations: Option<RawDelegations>,
+}
+
+#[derive(Deserialize)]
+struct RawDelegations {
+    #[serde(default)]
+    keys: Option<BTreeMap<String, RawKey>>,
+    #[serde(default)]
+    roles: Option<Vec<RawDelegationRole>>,
+}
+
+#[derive(Deserialize)]
+struct RawDelegationRole {
+    name: String,
+    keyids: Vec<String>,
+    threshold: i64,
+    #[serde(default)]
+    paths: Option<Vec<String>>,
+    #[serde(default)]
+    path_hash_prefixes: Option<Vec<String>>,
+}
+
+fn b64(s: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+/// Parses an envelope: the canonical bytes of `signed` and the typed body.
+fn envelope<'a, T: Deserialize<'a>>(
+    role: &str,
+    bytes: &'a [u8],
+) -> Result<(T, Vec<u8>, Vec<Signature>), Error> {
+    // Two decodings of the same bytes: the generic one rejects duplicate keys and gives
+    // the canonical form; the typed one gives the fields. Duplicate keys are refused by
+    // the first, so both see the same document.
+    let doc = Json::parse(bytes).map_err(|e| Error::malformed(role, e))?;
+    let signed = doc
+        .get("signed")
+        .ok_or_else(|| Error::malformed(role, "no \"signed\" object"))?;
+    if !matches!(signed, Json::Object(_)) {
+        return Err(Error::malformed(role, "\"signed\" is not an object"));
+    }
+    let canonical = signed.to_canonical();
+    let raw: RawEnvelope<T> =
+        serde_json::from_slice(bytes).map_err(|e| Error::malformed(role, e))?;
+    let signatures = raw
+        .signatures
+        .into_iter()
+        .map(|s| Signature {
+            keyid: s.keyid,
+            method: s.method.to_ascii_lowercase(),
+            sig: b64(&s.sig),
+        })
+        .collect();
+    Ok((raw.signed, canonical, signatures))
+}
+
+fn common(role: &str, expected_type: &str, raw: &RawCommon) -> Result<Common, Error> {
+    if !raw.kind.eq_ignore_ascii_case(expected_type) {
+        return Err(Error::malformed(
+            role,
+            format!("_type is {:?}, expected {expected_type:?}", raw.kind),
+        ));
+    }
+    let version = u64::try_from(raw.version)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| {
+            Error::malformed(
+                role,
+                format!("version {} is not a positive integer", raw.version),
+            )
+        })?;
+    let expires = OffsetDateTime::parse(&raw.expires, &Rfc3339).map_err(|e| {
+        Error::malformed(
+            role,
+            format!("expires {:?} is not an RFC 3339 time: {e}", raw.expires),
+        )
+    })?;
+    Ok(Common { version, expires })
+}
+
+fn keys(role: &str, raw: BTreeMap<String, RawKey>) -> Result<BTreeMap<String, PublicKey>, Error> {
+    let mut out = BTreeMap::new();
+    for (listed, key) in raw {
+        let public = b64(&key.keyval.public).ok_or_else(|| {
+            Error::malformed(role, format!("key {listed}: public key is not base64"))
+        })?;
+        let parsed = PublicKey::new(&key.keytype, &public);
+        if parsed.id() != listed {
+            return Err(Error::malformed(
+                role,
+                format!(
+                    "key ID {listed} does not match its key (computed {})",
+                    parsed.id()
+                ),
+            ));
+        }
+        out.insert(listed, parsed);
+    }
+    Ok(out)
+}
+
+fn role_keys(role: &str, raw: RawRoleKeys) -> Result<RoleKeys, Error> {
+    let threshold = u64::try_from(raw.threshold)
+        .ok()
+        .filter(|t| *t >= 1)
+        .ok_or_else(|| Error::malformed(role, format!("threshold {} is below 1", raw.threshold)))?;
+    let mut seen = BTreeSet::new();
+    for id in &raw.keyids {
+        if !seen.insert(id) {
+            return Err(Error::malformed(
+                role,
+                format!("key ID {id} is listed twice"),
+            ));
+        }
+    }
+    Ok(RoleKeys {
+        keyids: raw.keyids,
+        threshold,
+    })
+}
+
+fn file_meta(role: &str, name: &str, raw: RawFileMeta) -> Result<FileMeta, Error> {
+    let length = u64::try_from(raw.length)
+        .map_err(|_| Error::malformed(role, format!("{name}: negative length {}", raw.length)))?;
+    let mut hashes = BTreeMap::new();
+    for (alg, h) in raw.hashes {
+        let bytes = b64(&h)
+            .ok_or_else(|| Error::malformed(role, format!("{name}: {alg} hash is not base64")))?;
+        hashes.insert(alg, bytes);
+    }
+    Ok(FileMeta { length, hashes })
+}
+
+/// The canonical role names of a root.
+pub const TOP_ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
+
+/// Parses `root.json`.
+pub fn parse_root(role: &str, bytes: &[u8]) -> Result<Signed<Root>, Error> {
+    let (raw, canonical, signatures) = envelope::<RawRoot>(role, bytes)?;
+    let common = common(role, "Root", &raw.common)?;
+    let keys = keys(role, raw.keys)?;
+    let mut roles = BTreeMap::new();
+    for (name, r) in raw.roles {
+        roles.insert(name.clone(), role_keys(&format!("{role} role {name}"), r)?);
+    }
+    for needed in TOP_ROLES {
+        if !roles.contains_key(needed) {
+            return Err(Error::malformed(role, format!("no {needed} role")));
+        }
+    }
+    Ok(Signed {
+        body: Root {
+            common,
+            keys,
+            roles,
+        },
+        canonical,
+        signatures,
+    })
+}
+
+/// Parses `timestamp.json` (`expected_type` "Timestamp") or `snapshot.json` ("Snapshot").
+pub fn parse_meta_role(
+    role: &str,
+    expected_type: &str,
+    bytes: &[u8],
+) -> Result<Signed<MetaRole>, Error> {
+    let (raw, canonical, signatures) = envelope::<RawMetaRole>(role, bytes)?;
+    let common = common(role, expected_type, &raw.common)?;
+    let mut meta = BTreeMap::new();
+    for (name, m) in raw.meta {
+        let parsed = file_meta(role, &name, m)?;
+        meta.insert(name, parsed);
+    }
+    Ok(Signed {
+        body: MetaRole { common, meta },
+        canonical,
+        signatures,
+    })
+}
+
+/// Parses `targets.json` or a delegation file named `role`.
+pub fn parse_targets(role: &str, bytes: &[u8]) -> Result<Signed<TargetsRole>, Error> {
+    let (raw, canonical, signatures) = envelope::<RawTargets>(role, bytes)?;
+    let common = common(role, "Targets", &raw.common)?;
+    let mut targets = BTreeMap::new();
+    for (name, m) in raw.targets.unwrap_or_default() {
+        let parsed = file_meta(role, &name, m)?;
+        targets.insert(name, parsed);
+    }
+    let (delegation_keys, delegations) = match raw.delegations {
+        None => (BTreeMap::new(), Vec::new()),
+        Some(d) => {
+            let dkeys = keys(role, d.keys.unwrap_or_default())?;
+            let mut roles = Vec::new();
+            let mut names = BTreeSet::new();
+            for r in d.roles.unwrap_or_default() {
+                if !names.insert(r.name.clone()) {
+                    return Err(Error::malformed(
+                        role,
+                        format!("delegation {} is listed twice", r.name),
+                    ));
+                }
+                let uses_hash_prefixes =
+                    r.path_hash_prefixes.as_ref().is_some_and(|p| !p.is_empty());
+                let keys = role_keys(
+                    &r.name,
+                    RawRoleKeys {
+                        keyids: r.keyids,
+                        threshold: r.threshold,
+                    },
+                )?;
+                roles.push(Delegation {
+                    name: r.name,
+                    keys,
+                    paths: r.paths.unwrap_or_default(),
+                    uses_hash_prefixes,
+                });
+            }
+            (dkeys, roles)
+        }
+    };
+    Ok(Signed {
+        body: TargetsRole {
+            common,
+            targets,
+            delegation_keys,
+            delegations,
+        },
+        canonical,
+        signatures,
+    })
+}
+
+/// Whether `name` is a valid delegation name directly under `parent`, by Notary's rules:
+/// starts with `targets/`, only `[-a-z0-9_/]`, under 256 bytes, already clean (no `.`,
+/// `..`, doubled or trailing slashes), and one level below its parent.
+pub fn valid_child_name(parent: &str, name: &str) -> bool {
+    let charset_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'/'));
+    let clean = name
+        .split('/')
+        .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    let direct_child = name
+        .strip_prefix(parent)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|leaf| !leaf.contains('/'));
+    name.starts_with("targets/") && charset_ok && clean && name.len() < 256 && direct_child
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delegation_names_follow_notary_rules() {
+        assert!(valid_child_name("targets", "targets/releases"));
+        assert!(valid_child_name("targets/a", "targets/a/b-c_1"));
+        assert!(!valid_child_name("targets", "targets/a/b"), "grandchild");
+        assert!(
+            !valid_child_name("targets", "targets/Releases"),
+            "uppercase"
+        );
+        assert!(!valid_child_name("targets", "targets/../root"));
+        assert!(!valid_child_name("targets", "targets/"));
+        assert!(!valid_child_name("targets/a", "targets/ab"));
+        assert!(!valid_child_name(
+            "targets",
+            &format!("targets/{}", "a".repeat(250))
+        ));
+    }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Regenerates tests/fixtures/notary-real/ from a real notary-signer + notary-server,
+# signed with the real `notary` CLI. Usage: tests/notary/make-fixtures.sh [OUT_DIR]
+# Every step is a command an operator would type; what each fixture must verify to is
+# written to OUT_DIR/expected.json by asking the real client (`notary lookup`).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here/../fixtures/notary-real}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+work=$(mktemp -d /tmp/pullguard-notary.XXXXXX)
+trap 'notary_down; rm -rf "$work"' EXIT
+notary_up "$work"
+
+gun=registry.test/pullguard/app
+# Manifests stand in for image manifests: the targets carry their digest and size,
+# exactly as `docker trust sign` records an image.
+manifest() { printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","tag":"%s"}' "$1" > "$work/$1.json"; }
+addhash() { # addhash TAG [--roles ROLE]
+  local tag=$1; shift
+  manifest "$tag"
+  local size sha
+  size=$(stat -c %s "$work/$tag.json")
+  sha=$(sha256sum "$work/$tag.json" | cut -d' ' -f1)
+  notary_cli addhash "$gun" "$tag" "$size" --sha256 "$sha" "$@" >/dev/null
+  echo "$tag $sha $size" >> "$work/tags.txt"
+}
+delegation_key() { # delegation_key NAME -> $work/NAME.crt, private key imported for ROLE
+  local name=$1 role=$2
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj "/CN=$name" -keyout "$work/$name.key" -out "$work/$name.crt" 2>/dev/null
+  notary_cli key import "$work/$name.key" --role "$role" >/dev/null
+}
+
+echo "== init $gun"
+notary_cli init "$gun"
+addhash v1
+notary_cli publish "$gun" >/dev/null
+
+echo "== targets/releases delegation (own ECDSA key), signs v2"
+delegation_key releases targets/releases
+notary_cli delegation add "$gun" targets/releases "$work/releases.crt" --all-paths >/dev/null
+notary_cli publish "$gun" >/dev/null
+addhash v2 --roles targets/releases
+notary_cli publish "$gun" >/dev/null
+
+echo "== targets/qa delegation, signs qa-only (not trusted under Docker semantics)"
+delegation_key qa targets/qa
+notary_cli delegation add "$gun" targets/qa "$work/qa.crt" --all-paths >/dev/null
+notary_cli publish "$gun" >/dev/null
+addhash qa-only --roles targets/qa
+notary_cli publish "$gun" >/dev/null
+
+echo "== rotate snapshot key to the server"
+notary_cli key rotate "$gun" snapshot -r >/dev/null
+
+echo "== v3 in targets/releases after the snapshot rotation"
+addhash v3 --roles targets/releases
+notary_cli publish "$gun" >/dev/null
+
+echo "== rotate the root key (new root cross-signed by the old one)"
+# The CLI asks for confirmation, and exits 0 when it aborts: answer, then check.
+echo yes | notary_cli key rotate "$gun" root >/dev/null
+notary_fetch "$gun" 3.root.json "$work/3.root.json" || { echo "root rotation did not publish 3.root.json" >&2; exit 1; }
+
+rm -rf "$out"
+mkdir -p "$out/metadata/targets"
+for f in root.json 1.root.json 2.root.json 3.root.json timestamp.json snapshot.json targets.json \
+         targets/releases.json targets/qa.json; do
+  notary_fetch "$gun" "$f" "$out/metadata/$f"
+done
+date -u +%Y-%m-%dT%H:%M:%SZ > "$out/made-at"
+
+# What the real client says, recorded beside the data.
+{
+  echo "{"
+  echo "  \"gun\": \"$gun\","
+  echo "  \"made_at\": \"$(cat "$out/made-at")\","
+  echo "  \"tags\": ["
+  first=1
+  while read -r tag sha size; do
+    lookup=$(notary_cli lookup "$gun" "$tag" 2>&1 || true)
+    [ $first = 1 ] || echo ","
+    first=0
+    printf '    {"tag": "%s", "sha256": "%s", "size": %s, "notary_lookup": "%s"}' \
+      "$tag" "$sha" "$size" "$(echo "$lookup" | tr -s ' ' | tr -d '"\n')"
+  done < "$work/tags.txt"
+  echo
+  echo "  ]"
+  echo "}"
+} > "$out/expected.json"
+notary_cli list "$gun" > "$out/notary-list.txt" 2>&1 || true
+echo "fixtures written to $out"
