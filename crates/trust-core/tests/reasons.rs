@@ -1,0 +1,566 @@
+//! Every rejection reason, triggered by metadata that breaks exactly one rule.
+//! Repositories are signed with keys the tests hold (test-support), so a case can be
+//! correctly signed and still bad.
+
+use serde_json::{json, Value};
+use test_support::{envelope, manifest, sha256_hex, Repo, TestKey};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+use trust_core::{
+    verify, Error, Pins, Reason, RepoFiles, RootAnchor, RootTrust, TagPolicy, TrustedState,
+    VerifiedRepo, VerifyOptions,
+};
+
+const GUN: &str = "registry.test/team/app";
+const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
+
+fn opts() -> VerifyOptions<'static> {
+    VerifyOptions::new(GUN, NOW, RootAnchor::FirstUse)
+}
+
+fn ok(files: &RepoFiles, opts: &VerifyOptions<'_>) -> VerifiedRepo {
+    verify(files, opts).unwrap_or_else(|e| panic!("expected trusted, got {e} [{}]", e.reason()))
+}
+
+fn rejected(files: &RepoFiles, opts: &VerifyOptions<'_>) -> Error {
+    match verify(files, opts) {
+        Ok(_) => panic!("expected a rejection, got trusted"),
+        Err(e) => e,
+    }
+}
+
+fn with(files: &RepoFiles, name: &str, bytes: Vec<u8>) -> RepoFiles {
+    let mut f = files.clone();
+    f.insert(name, bytes);
+    f
+}
+
+fn repo() -> Repo {
+    Repo::new(GUN, NOW)
+}
+
+/// Rewrites a field inside `signed` without re-signing.
+fn tamper(bytes: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut doc: Value = serde_json::from_slice(bytes).expect("json");
+    edit(&mut doc["signed"]);
+    serde_json::to_vec(&doc).expect("json")
+}
+
+#[test]
+fn baseline_is_trusted_and_resolves_v1() {
+    let repo = repo();
+    let v = ok(&repo.files(), &opts());
+    let m = v.resolve_tag("v1", TagPolicy::Docker).expect("v1");
+    assert_eq!(m.role, "targets");
+    assert_eq!(m.sha256, sha256_hex(&manifest("v1")));
+    assert_eq!(m.signers, vec![repo.targets_key.id.clone()]);
+    assert_eq!(v.root_trust, RootTrust::FirstUse);
+}
+
+#[test]
+fn no_trust_data_when_nothing_is_served() {
+    let e = rejected(&RepoFiles::new(), &opts());
+    assert_eq!(e.reason(), Reason::NoTrustData);
+    let mut files = repo().files();
+    let mut no_ts = RepoFiles::new();
+    for name in files
+        .names()
+        .filter(|n| *n != "timestamp")
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+    {
+        no_ts.insert(
+            name.clone(),
+            files.get(&name).map(<[u8]>::to_vec).unwrap_or_default(),
+        );
+    }
+    files = no_ts;
+    assert_eq!(rejected(&files, &opts()).reason(), Reason::NoTrustData);
+}
+
+#[test]
+fn bad_signature_on_tampered_timestamp() {
+    let files = repo().files();
+    let bad = tamper(files.get("timestamp").unwrap_or_default(), |s| {
+        s["version"] = json!(9)
+    });
+    let e = rejected(&with(&files, "timestamp", bad), &opts());
+    assert_eq!(e.reason(), Reason::BadSignature, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("timestamp: 0 of 1 required signatures valid"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_signature_on_tampered_root() {
+    let files = repo().files();
+    let bad = tamper(files.get("root").unwrap_or_default(), |s| {
+        s["expires"] = json!("2099-01-01T00:00:00Z")
+    });
+    let mut f = with(&files, "root", bad.clone());
+    // Keep the snapshot consistent so that the signature is the first thing to fail.
+    f.insert("1.root", bad);
+    assert_eq!(rejected(&f, &opts()).reason(), Reason::BadSignature);
+}
+
+#[test]
+fn bad_signature_on_tampered_targets_even_with_consistent_snapshot() {
+    let repo = repo();
+    let targets = tamper(&repo.targets_bytes(), |s| {
+        s["targets"]["v1"]["length"] = json!(999);
+    });
+    let root = repo.root_bytes();
+    let snapshot = repo.snapshot_bytes(&root, &targets, &Default::default());
+    let files = with(
+        &with(
+            &with(&repo.files(), "targets", targets),
+            "snapshot",
+            snapshot.clone(),
+        ),
+        "timestamp",
+        repo.timestamp_bytes(&snapshot),
+    );
+    let e = rejected(&files, &opts());
+    assert_eq!(e.reason(), Reason::BadSignature, "{e}");
+    assert!(e.to_string().starts_with("targets:"), "{e}");
+}
+
+#[test]
+fn threshold_not_met_when_root_needs_two_and_has_one() {
+    let mut repo = repo();
+    repo.root_keys = vec![TestKey::ed25519(10), TestKey::p256(11)];
+    repo.root_threshold = 2;
+    assert!(verify(&repo.files(), &opts()).is_ok(), "both sign: trusted");
+    repo.root_signers = Some(vec![TestKey::ed25519(10)]);
+    let e = rejected(&repo.files(), &opts());
+    assert_eq!(e.reason(), Reason::ThresholdNotMet);
+    assert_eq!(e.to_string(), "root: 1 of 2 required signatures valid");
+}
+
+#[test]
+fn duplicate_signatures_by_one_key_count_once() {
+    let mut repo = repo();
+    let k = TestKey::ed25519(10);
+    repo.root_keys = vec![k.clone(), TestKey::p256(11)];
+    repo.root_threshold = 2;
+    repo.root_signers = Some(vec![k.clone(), k]);
+    assert_eq!(
+        rejected(&repo.files(), &opts()).reason(),
+        Reason::ThresholdNotMet
+    );
+}
+
+#[test]
+fn threshold_not_met_when_signed_by_a_key_the_role_does_not_authorise() {
+    let mut repo = repo();
+    repo.targets_signers = Some(vec![TestKey::ed25519(99)]);
+    let e = rejected(&repo.files(), &opts());
+    assert_eq!(e.reason(), Reason::ThresholdNotMet);
+    assert!(
+        e.to_string()
+            .contains("1 signature is by a key this role does not authorise"),
+        "{e}"
+    );
+}
+
+#[test]
+fn root_not_pinned_when_pin_names_another_key() {
+    let repo = repo();
+    let other = Pins {
+        certs: vec![],
+        key_ids: vec![TestKey::ed25519(77).id],
+    };
+    let o = VerifyOptions::new(GUN, NOW, RootAnchor::Pinned(&other));
+    assert_eq!(rejected(&repo.files(), &o).reason(), Reason::RootNotPinned);
+
+    let right = Pins {
+        certs: vec![],
+        key_ids: vec![repo.root_keys[0].id.clone()],
+    };
+    let o = VerifyOptions::new(GUN, NOW, RootAnchor::Pinned(&right));
+    assert_eq!(ok(&repo.files(), &o).root_trust, RootTrust::Pinned);
+}
+
+#[test]
+fn root_rotation_walks_forward_from_a_trusted_root() {
+    let mut repo = repo();
+    let v1 = repo.root_bytes();
+    repo.rotate_root(vec![TestKey::ed25519(20)]);
+    repo.rotate_root(vec![TestKey::p256(21)]);
+    let o = VerifyOptions::new(GUN, NOW, RootAnchor::TrustedRoot(&v1));
+    let v = ok(&repo.files(), &o);
+    assert_eq!(v.roles["root"].version, 3);
+    assert_eq!(v.root_trust, RootTrust::TrustedRoot);
+}
+
+#[test]
+fn root_rotation_broken_by_a_gap() {
+    let mut repo = repo();
+    let v1 = repo.root_bytes();
+    repo.rotate_root(vec![TestKey::ed25519(20)]);
+    repo.rotate_root(vec![TestKey::p256(21)]);
+    let full = repo.files();
+    let mut gap = RepoFiles::new();
+    for name in full.names().filter(|n| *n != "2.root") {
+        gap.insert(name, full.get(name).unwrap_or_default().to_vec());
+    }
+    let o = VerifyOptions::new(GUN, NOW, RootAnchor::TrustedRoot(&v1));
+    let e = rejected(&gap, &o);
+    assert_eq!(e.reason(), Reason::RootRotationBroken);
+    assert!(e.to_string().contains("2.root.json is missing"), "{e}");
+}
+
+#[test]
+fn root_rotation_broken_when_new_root_lacks_old_keys_signature() {
+    let mut repo = repo();
+    let v1 = repo.root_bytes();
+    repo.rotate_root(vec![TestKey::ed25519(20)]);
+    // An attacker's root v2: signed only by a key of their own.
+    repo.root_signers = Some(repo.root_keys.clone());
+    let o = VerifyOptions::new(GUN, NOW, RootAnchor::TrustedRoot(&v1));
+    let e = rejected(&repo.files(), &o);
+    assert_eq!(e.reason(), Reason::RootRotationBroken);
+    assert!(
+        e.to_string()
+            .contains("not signed by the root keys of version 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn root_rotation_broken_when_same_version_differs() {
+    let repo = repo();
+    let trusted = repo.root_bytes();
+    let mut other = repo.clone();
+    other.expires.insert("root", NOW + Duration::days(30));
+    let o = VerifyOptions::new(GUN, NOW, RootAnchor::TrustedRoot(&trusted));
+    assert_eq!(
+        rejected(&other.files(), &o).reason(),
+        Reason::RootRotationBroken
+    );
+}
+
+#[test]
+fn expired_timestamp_targets_and_root() {
+    for role in ["timestamp", "targets", "snapshot", "root"] {
+        let mut repo = repo();
+        repo.expires.insert(role, NOW - Duration::hours(3));
+        let e = rejected(&repo.files(), &opts());
+        assert_eq!(e.reason(), Reason::Expired, "{role}: {e}");
+        assert!(e.to_string().starts_with(&format!("{role} expired")), "{e}");
+        assert!(e.to_string().ends_with("3h ago"), "{e}");
+    }
+}
+
+#[test]
+fn stale_timestamp_beyond_max_age() {
+    let mut repo = repo();
+    // Issued two days ago (expiry = issue + 14 days): not expired, but stale for 1h.
+    repo.expires
+        .insert("timestamp", NOW - Duration::days(2) + Duration::days(14));
+    let mut o = opts();
+    assert!(verify(&repo.files(), &o).is_ok());
+    o.max_timestamp_age = Some(Duration::hours(1));
+    let e = rejected(&repo.files(), &o);
+    assert_eq!(e.reason(), Reason::StaleTimestamp);
+    assert!(e.to_string().contains("2d ago"), "{e}");
+    o.max_timestamp_age = Some(Duration::days(3));
+    assert!(verify(&repo.files(), &o).is_ok());
+}
+
+#[test]
+fn rollback_against_saved_state() {
+    let mut repo = repo();
+    for role in ["timestamp", "snapshot", "targets"] {
+        repo.versions.insert(role, 8);
+    }
+    let saved = ok(&repo.files(), &opts()).state;
+    assert_eq!(saved.versions["timestamp"], 8);
+
+    for role in ["timestamp", "snapshot", "targets"] {
+        let mut old = repo.clone();
+        old.versions.insert(role, 3);
+        let mut o = opts();
+        o.state = Some(&saved);
+        let e = rejected(&old.files(), &o);
+        assert_eq!(e.reason(), Reason::Rollback, "{role}: {e}");
+        assert_eq!(
+            e.to_string(),
+            format!("{role}: version 3 is older than trusted version 8 (rollback)")
+        );
+    }
+}
+
+#[test]
+fn rollback_of_root_against_saved_state() {
+    let mut repo = repo();
+    let old = repo.clone();
+    repo.rotate_root(vec![TestKey::ed25519(30)]);
+    let saved = ok(&repo.files(), &opts()).state;
+    let mut o = opts();
+    o.state = Some(&saved);
+    assert_eq!(rejected(&old.files(), &o).reason(), Reason::Rollback);
+}
+
+#[test]
+fn state_root_is_the_anchor_for_the_next_verification() {
+    let mut repo = repo();
+    let saved: TrustedState = ok(&repo.files(), &opts()).state;
+    repo.rotate_root(vec![TestKey::ed25519(40)]);
+    let mut o = opts();
+    o.state = Some(&saved);
+    let v = ok(&repo.files(), &o);
+    assert_eq!(v.root_trust, RootTrust::State);
+    // An attacker's fresh self-signed root is not accepted on top of the state.
+    let mut evil = Repo::new(GUN, NOW);
+    evil.root_keys = vec![TestKey::ed25519(66)];
+    evil.versions.insert("root", 2);
+    let e = rejected(&evil.files(), &o);
+    assert_eq!(e.reason(), Reason::RootRotationBroken, "{e}");
+}
+
+#[test]
+fn hash_mismatch_for_snapshot_from_another_version() {
+    let repo = repo();
+    let mut other = repo.clone();
+    other.versions.insert("snapshot", 2);
+    let files = with(
+        &repo.files(),
+        "snapshot",
+        other.files().get("snapshot").unwrap_or_default().to_vec(),
+    );
+    let e = rejected(&files, &opts());
+    assert_eq!(e.reason(), Reason::HashMismatch, "{e}");
+    assert!(e.to_string().starts_with("snapshot: sha"), "{e}");
+}
+
+#[test]
+fn length_mismatch_for_padded_targets() {
+    let files = repo().files();
+    let mut padded = files.get("targets").unwrap_or_default().to_vec();
+    padded.push(b' ');
+    let e = rejected(&with(&files, "targets", padded), &opts());
+    assert_eq!(e.reason(), Reason::LengthMismatch);
+    assert!(e.to_string().contains("but snapshot lists"), "{e}");
+}
+
+#[test]
+fn unknown_tag_and_digest_mismatch() {
+    let v = ok(&repo().files(), &opts());
+    let e = v.resolve_tag("v9", TagPolicy::Docker).expect_err("unknown");
+    assert_eq!(e.reason(), Reason::UnknownTag);
+    assert_eq!(
+        e.to_string(),
+        "tag \"v9\" is not signed in targets/releases or targets"
+    );
+    let e = v
+        .find_digest(&"ab".repeat(32), TagPolicy::Docker)
+        .expect_err("digest");
+    assert_eq!(e.reason(), Reason::DigestMismatch);
+    let e = v
+        .verify_tag_digest("v1", &"cd".repeat(32), TagPolicy::Docker)
+        .expect_err("digest");
+    assert_eq!(e.reason(), Reason::DigestMismatch);
+    let found = v
+        .find_digest(&sha256_hex(&manifest("v1")), TagPolicy::Docker)
+        .expect("found");
+    assert_eq!(found.name, "v1");
+}
+
+#[test]
+fn malformed_metadata() {
+    let files = repo().files();
+    for bad in [
+        &b"{"[..],
+        br#"{"signed":{},"signatures":[]}"#,
+        br#"{"signed":{"a":1,"a":2},"signatures":[]}"#,
+    ] {
+        let e = rejected(&with(&files, "timestamp", bad.to_vec()), &opts());
+        assert_eq!(e.reason(), Reason::MalformedMetadata, "{e}");
+    }
+}
+
+#[test]
+fn malformed_when_a_key_id_does_not_match_its_key() {
+    let repo = repo();
+    let mut signed = repo.root_signed();
+    let key = TestKey::ed25519(1);
+    let keys = signed["keys"].as_object_mut().expect("keys");
+    let entry = keys.remove(&key.id).expect("root key");
+    let wrong = "0".repeat(64);
+    keys.insert(wrong.clone(), entry);
+    signed["roles"]["root"]["keyids"] = json!([wrong]);
+    let bytes = envelope(&signed, &[&key]);
+    let e = rejected(&with(&repo.files(), "root", bytes), &opts());
+    assert_eq!(e.reason(), Reason::MalformedMetadata);
+    assert!(e.to_string().contains("does not match its key"), "{e}");
+}
+
+#[test]
+fn oversized_timestamp_and_stated_lengths() {
+    let files = repo().files();
+    // Whitespace keeps the signature valid: only the size cap can reject this.
+    let mut big = files.get("timestamp").unwrap_or_default().to_vec();
+    big.splice(1..1, std::iter::repeat_n(b' ', 1024 * 1024));
+    let e = rejected(&with(&files, "timestamp", big), &opts());
+    assert_eq!(e.reason(), Reason::Oversized, "{e}");
+
+    let mut o = opts();
+    o.limits.file = 100;
+    let e = rejected(&files, &o);
+    assert_eq!(e.reason(), Reason::Oversized, "{e}");
+}
+
+fn with_releases(now: OffsetDateTime) -> Repo {
+    let mut repo = repo();
+    let d = repo.delegate("targets/releases", TestKey::p256(50), now);
+    d.targets.insert("v2".into(), manifest("v2"));
+    d.targets.insert("v1".into(), manifest("v1-from-releases"));
+    let q = repo.delegate("targets/qa", TestKey::ed25519(51), now);
+    q.targets.insert("qa-only".into(), manifest("qa"));
+    repo
+}
+
+#[test]
+fn docker_semantics_releases_first_then_targets_never_other_delegations() {
+    let repo = with_releases(NOW);
+    let v = ok(&repo.files(), &opts());
+    let m = v.resolve_tag("v1", TagPolicy::Docker).expect("v1");
+    assert_eq!(m.role, "targets/releases", "releases wins over targets");
+    assert_eq!(m.sha256, sha256_hex(&manifest("v1-from-releases")));
+    let e = v.resolve_tag("qa-only", TagPolicy::Docker).expect_err("qa");
+    assert_eq!(e.reason(), Reason::UnknownTag);
+    assert!(e.to_string().contains("only targets/qa signs it"), "{e}");
+    assert_eq!(
+        v.resolve_tag("qa-only", TagPolicy::AnyRole)
+            .expect("any")
+            .role,
+        "targets/qa"
+    );
+}
+
+#[test]
+fn require_roles_needs_every_role_to_agree() {
+    let mut repo = with_releases(NOW);
+    repo.delegations[1]
+        .targets
+        .insert("v2".into(), manifest("v2"));
+    let v = ok(&repo.files(), &opts());
+    let both = ["targets/releases".to_owned(), "targets/qa".to_owned()];
+    let m = v
+        .resolve_tag("v2", TagPolicy::RequireRoles(&both))
+        .expect("both sign v2");
+    assert_eq!(m.role, "targets/releases+targets/qa");
+    let e = v
+        .resolve_tag("qa-only", TagPolicy::RequireRoles(&both))
+        .expect_err("releases lacks it");
+    assert_eq!(e.reason(), Reason::UnknownTag);
+    let e = v.resolve_tag(
+        "v1",
+        TagPolicy::RequireRoles(&["targets/releases".to_owned(), "targets".to_owned()]),
+    );
+    assert_eq!(e.expect_err("disagree").reason(), Reason::DigestMismatch);
+}
+
+#[test]
+fn expired_delegation_is_skipped_and_tag_falls_back_to_targets() {
+    let mut repo = with_releases(NOW);
+    repo.delegations[0].expires = NOW - Duration::days(1);
+    let v = ok(&repo.files(), &opts());
+    let m = v
+        .resolve_tag("v1", TagPolicy::Docker)
+        .expect("v1 from targets");
+    assert_eq!(m.role, "targets");
+    let e = v
+        .resolve_tag("v2", TagPolicy::Docker)
+        .expect_err("v2 only in releases");
+    assert!(
+        e.to_string()
+            .contains("targets/releases was not used: targets/releases expired"),
+        "{e}"
+    );
+}
+
+#[test]
+fn under_signed_delegation_is_skipped() {
+    let mut repo = with_releases(NOW);
+    repo.delegations[0].signers = Some(vec![TestKey::ed25519(98)]);
+    let v = ok(&repo.files(), &opts());
+    assert_eq!(
+        v.resolve_tag("v1", TagPolicy::Docker).expect("v1").role,
+        "targets"
+    );
+    assert!(v.skipped_roles().any(|(r, _)| r == "targets/releases"));
+}
+
+#[test]
+fn delegation_whose_bytes_differ_from_snapshot_fails_the_repository() {
+    let repo = with_releases(NOW);
+    let files = repo.files();
+    let mut other = repo.clone();
+    other.delegations[0].version = 2;
+    let swapped = Repo::delegation_bytes(&other.delegations[0]);
+    let e = rejected(&with(&files, "targets/releases", swapped), &opts());
+    assert_eq!(e.reason(), Reason::HashMismatch, "{e}");
+}
+
+#[test]
+fn delegation_rollback_against_saved_state() {
+    let mut repo = with_releases(NOW);
+    repo.delegations[0].version = 5;
+    let saved = ok(&repo.files(), &opts()).state;
+    repo.delegations[0].version = 4;
+    let mut o = opts();
+    o.state = Some(&saved);
+    let e = rejected(&repo.files(), &o);
+    assert_eq!(e.reason(), Reason::Rollback);
+    assert!(e.to_string().starts_with("targets/releases:"), "{e}");
+}
+
+#[test]
+fn delegation_cannot_sign_outside_its_paths() {
+    let mut repo = with_releases(NOW);
+    repo.delegations[0].paths = vec!["release-".into()];
+    repo.delegations[0]
+        .targets
+        .insert("release-1".into(), manifest("r1"));
+    let v = ok(&repo.files(), &opts());
+    assert_eq!(
+        v.resolve_tag("release-1", TagPolicy::Docker)
+            .expect("in paths")
+            .role,
+        "targets/releases"
+    );
+    // v1 and v2 are outside "release-": releases' entries are ignored.
+    assert_eq!(
+        v.resolve_tag("v1", TagPolicy::Docker)
+            .expect("from targets")
+            .role,
+        "targets"
+    );
+    assert_eq!(
+        v.resolve_tag("v2", TagPolicy::Docker)
+            .expect_err("outside")
+            .reason(),
+        Reason::UnknownTag
+    );
+}
+
+#[test]
+fn state_records_the_versions_seen() {
+    let repo = with_releases(NOW);
+    let v = ok(&repo.files(), &opts());
+    assert_eq!(v.state.gun, GUN);
+    for role in [
+        "root",
+        "timestamp",
+        "snapshot",
+        "targets",
+        "targets/releases",
+        "targets/qa",
+    ] {
+        assert_eq!(v.state.versions.get(role), Some(&1), "{role}");
+    }
+}
