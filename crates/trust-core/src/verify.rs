@@ -253,7 +253,12 @@ pub fn verify(files: &RepoFiles, opts: &VerifyOptions<'_>) -> Result<VerifiedRep
         }
     }
     let mut roles = BTreeMap::new();
-    let (root, root_bytes, root_trust, root_signers) = establish_root(files, opts)?;
+    let EstablishedRoot {
+        root,
+        bytes: root_bytes,
+        trust: root_trust,
+        signers: root_signers,
+    } = establish_root(files, opts)?;
     roles.insert("root".to_owned(), info(&root.body.common, root_signers));
 
     let timestamp = verify_timestamp(files, &root.body, opts)?;
@@ -495,10 +500,17 @@ fn check_file(
 /// present as `N.root.json` and signed by the threshold of both the previous root and
 /// itself. The final root's certificates must be valid now and name the repository, and
 /// pins, if any, must cover the threshold.
+struct EstablishedRoot<'f> {
+    root: Signed<Root>,
+    bytes: &'f [u8],
+    trust: RootTrust,
+    signers: Vec<String>,
+}
+
 fn establish_root<'f>(
     files: &'f RepoFiles,
     opts: &VerifyOptions<'_>,
-) -> Result<(Signed<Root>, &'f [u8], RootTrust, Vec<String>), Error> {
+) -> Result<EstablishedRoot<'f>, Error> {
     let latest_bytes = files.get("root").ok_or_else(|| Error::NoTrustData {
         gun: opts.gun.to_owned(),
         what: "no root.json".to_owned(),
@@ -535,7 +547,12 @@ fn establish_root<'f>(
     }
     let signers = check_final_root(&latest, opts)?;
     not_expired("root", latest.body.common.expires, opts.now)?;
-    Ok((latest, latest_bytes, trust, signers))
+    Ok(EstablishedRoot {
+        root: latest,
+        bytes: latest_bytes,
+        trust,
+        signers,
+    })
 }
 
 fn walk_roots(

@@ -2,6 +2,8 @@
 //! Repositories are signed with keys the tests hold (test-support), so a case can be
 //! correctly signed and still bad.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use serde_json::{json, Value};
 use test_support::{envelope, manifest, sha256_hex, Repo, TestKey};
 use time::macros::datetime;
@@ -563,4 +565,19 @@ fn state_records_the_versions_seen() {
     ] {
         assert_eq!(v.state.versions.get(role), Some(&1), "{role}");
     }
+}
+
+#[test]
+fn mix_and_match_root_not_named_by_snapshot() {
+    // A root that is validly self-signed, but not the one the snapshot lists.
+    let repo = repo();
+    let mut other = repo.clone();
+    other.expires.insert("root", NOW + Duration::days(200));
+    let files = with(&repo.files(), "root", other.root_bytes());
+    let e = rejected(&files, &opts());
+    assert!(
+        matches!(e.reason(), Reason::HashMismatch | Reason::LengthMismatch),
+        "{e}"
+    );
+    assert!(e.to_string().starts_with("root:"), "{e}");
 }

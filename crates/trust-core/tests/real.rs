@@ -1,0 +1,102 @@
+//! The library against trust data from the real notary-server (tests/fixtures/notary-real),
+//! for what the offline command cannot express: rollback against a saved state.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+#![allow(clippy::disallowed_methods)] // the tests read fixtures; the library itself may not
+
+use std::path::{Path, PathBuf};
+
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+use trust_core::{verify, Reason, RepoFiles, RootAnchor, RootTrust, TagPolicy, VerifyOptions};
+
+const GUN: &str = "registry.test/pullguard/app";
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/notary-real")
+}
+
+fn files() -> RepoFiles {
+    let meta = fixture().join("metadata");
+    let mut f = RepoFiles::new();
+    for name in [
+        "root",
+        "1.root",
+        "2.root",
+        "3.root",
+        "timestamp",
+        "snapshot",
+        "targets",
+        "targets/releases",
+        "targets/qa",
+    ] {
+        f.insert(
+            name,
+            std::fs::read(meta.join(format!("{name}.json"))).expect("fixture file"),
+        );
+    }
+    f
+}
+
+fn now() -> OffsetDateTime {
+    let s = std::fs::read_to_string(fixture().join("made-at")).expect("made-at");
+    OffsetDateTime::parse(s.trim(), &Rfc3339).expect("rfc3339") + Duration::hours(1)
+}
+
+#[test]
+fn real_repository_verifies_and_remembers_versions() {
+    let v = verify(
+        &files(),
+        &VerifyOptions::new(GUN, now(), RootAnchor::FirstUse),
+    )
+    .expect("trusted");
+    assert_eq!(v.roles["root"].version, 3);
+    assert_eq!(
+        v.resolve_tag("v3", TagPolicy::Docker).expect("v3").role,
+        "targets/releases"
+    );
+    assert!(v.state.versions["timestamp"] >= 1);
+
+    // Verified again with the state: still trusted, now anchored in the state.
+    let mut o = VerifyOptions::new(GUN, now(), RootAnchor::FirstUse);
+    o.state = Some(&v.state);
+    assert_eq!(
+        verify(&files(), &o).expect("trusted").root_trust,
+        RootTrust::State
+    );
+}
+
+#[test]
+fn real_repository_offered_after_newer_versions_were_seen_is_a_rollback() {
+    let v = verify(
+        &files(),
+        &VerifyOptions::new(GUN, now(), RootAnchor::FirstUse),
+    )
+    .expect("trusted");
+    for role in ["timestamp", "snapshot", "targets", "targets/releases"] {
+        let mut state = v.state.clone();
+        let seen = state.versions[role] + 5;
+        state.versions.insert(role.to_owned(), seen);
+        let mut o = VerifyOptions::new(GUN, now(), RootAnchor::FirstUse);
+        o.state = Some(&state);
+        let e = verify(&files(), &o).expect_err("rollback");
+        assert_eq!(e.reason(), Reason::Rollback, "{role}: {e}");
+    }
+}
+
+#[test]
+fn real_root_key_ids_match_the_ids_notary_wrote() {
+    // Every key in every real file is listed under the ID we recompute, or parsing fails.
+    let f = files();
+    for name in f.names() {
+        let bytes = f.get(name).expect("file");
+        let parsed = if name.ends_with("root") {
+            trust_core::metadata::parse_root(name, bytes).map(|_| ())
+        } else if name == "timestamp" || name == "snapshot" {
+            Ok(())
+        } else {
+            trust_core::metadata::parse_targets(name, bytes).map(|_| ())
+        };
+        parsed.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
