@@ -36,6 +36,11 @@ delegation_key() { # delegation_key NAME -> $work/NAME.crt, private key imported
 echo "== init $gun"
 notary_cli init "$gun"
 addhash v1
+# A target larger than 10^6 and 2^32 bytes: lengths must survive canonicalisation as
+# integers (Go's float formatting would write 1.23456789012e+11).
+big_sha=$(printf 'big' | sha256sum | cut -d' ' -f1)
+notary_cli addhash "$gun" big 123456789012 --sha256 "$big_sha" >/dev/null
+echo "big $big_sha 123456789012" >> "$work/tags.txt"
 notary_cli publish "$gun" >/dev/null
 
 echo "== targets/releases delegation (own ECDSA key), signs v2"

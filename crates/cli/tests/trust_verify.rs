@@ -160,6 +160,14 @@ fn real_tags_resolve_like_notary_lookup() {
 }
 
 #[test]
+fn real_length_beyond_32_bits_stays_an_integer() {
+    let o = verify_real(&real_dir(), &["--tag", "big"]);
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert_eq!(o.json["size"], 123_456_789_012_u64);
+    assert_eq!(o.json["digest"], expected_digest("big"));
+}
+
+#[test]
 fn real_tag_signed_only_by_another_delegation() {
     let o = verify_real(&real_dir(), &["--tag", "qa-only"]);
     assert_rejected(&o, "unknown_tag");
