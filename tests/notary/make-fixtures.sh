@@ -69,8 +69,37 @@ echo "== rotate the root key (new root cross-signed by the old one)"
 echo yes | notary_cli key rotate "$gun" root >/dev/null
 notary_fetch "$gun" 3.root.json "$work/3.root.json" || { echo "root rotation did not publish 3.root.json" >&2; exit 1; }
 
+echo "== second repository: root certificate issued by our own CA (for CA pinning)"
+cagun=registry.test/pullguard/ca-pinned
+(
+  cd "$work"
+  for ca in ca other-ca; do
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/CN=pullguard test $ca" -keyout "$ca.key" -out "$ca.crt" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+  done
+  openssl ecparam -name prime256v1 -genkey -noout -out caroot.ec
+  # notary only imports encrypted root keys, PBKDF2 with its default PRF (HMAC-SHA1).
+  openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA1 -passout "pass:$NOTARY_ROOT_PASSPHRASE" \
+    -in caroot.ec -out caroot.key
+  openssl req -new -key caroot.ec -subj "/CN=${cagun//\//\\/}" -out caroot.csr
+  openssl x509 -req -in caroot.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out caroot.crt 2>/dev/null
+)
+notary_cli init "$cagun" --rootkey "$work/caroot.key" --rootcert "$work/caroot.crt" >/dev/null
+ca_sha=$(printf 'ca-v1' | sha256sum | cut -d' ' -f1)
+notary_cli addhash "$cagun" v1 5 --sha256 "$ca_sha" >/dev/null
+notary_cli publish "$cagun" >/dev/null
+
 rm -rf "$out"
-mkdir -p "$out/metadata/targets"
+mkdir -p "$out/metadata/targets" "$out/ca-pinned/metadata"
+for f in root.json timestamp.json snapshot.json targets.json; do
+  notary_fetch "$cagun" "$f" "$out/ca-pinned/metadata/$f"
+done
+cp "$work/ca.crt" "$work/other-ca.crt" "$out/ca-pinned/"
+# The CLI's encrypted private keys (notary 0.7 format), for import tests. Throwaway keys;
+# passphrases are in tests/notary/lib.sh.
+mkdir -p "$out/private"
+cp "$work"/trust/private/*.key "$out/private/"
 for f in root.json 1.root.json 2.root.json 3.root.json timestamp.json snapshot.json targets.json \
          targets/releases.json targets/qa.json; do
   notary_fetch "$gun" "$f" "$out/metadata/$f"

@@ -45,6 +45,10 @@ pub struct Args {
     /// Pinned root certificate (PEM or DER); repeatable.
     #[arg(long, value_name = "FILE")]
     root_cert: Vec<PathBuf>,
+    /// Pinned CA certificate (PEM or DER): a root certificate it issued counts as pinned;
+    /// repeatable.
+    #[arg(long, value_name = "FILE")]
+    root_ca: Vec<PathBuf>,
     /// Pinned root key ID as root.json lists it; repeatable.
     #[arg(long, value_name = "HEX")]
     root_key_id: Vec<String>,
@@ -117,6 +121,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
         .transpose()?;
     let mut pins = Pins {
         certs: Vec::new(),
+        cas: Vec::new(),
         key_ids: args
             .root_key_id
             .iter()
@@ -129,11 +134,18 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
             .map_err(|e| UsageError(format!("--root-cert {}: {e}", path.display())))?;
         pins.certs.push(cert.der);
     }
-    let pinned = !pins.certs.is_empty() || !pins.key_ids.is_empty();
+    for path in &args.root_ca {
+        let bytes = read_capped(path, limits.root)?;
+        let ca = trust_core::keys::parse_pinned_cert(&bytes)
+            .map_err(|e| UsageError(format!("--root-ca {}: {e}", path.display())))?;
+        pins.cas.push(ca);
+    }
+    let pinned = !pins.certs.is_empty() || !pins.key_ids.is_empty() || !pins.cas.is_empty();
     let anchor = match (&trusted_root, pinned) {
         (Some(_), true) => {
             return Err(UsageError(
-                "give either --trusted-root or --root-cert/--root-key-id, not both".to_owned(),
+                "give either --trusted-root or --root-cert/--root-key-id/--root-ca, not both"
+                    .to_owned(),
             ))
         }
         (Some(bytes), false) => RootAnchor::TrustedRoot(bytes),

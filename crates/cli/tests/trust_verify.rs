@@ -311,6 +311,34 @@ fn real_root_pinned_by_key_id_and_certificate() {
 }
 
 #[test]
+fn real_root_issued_by_a_pinned_ca() {
+    let base = repo_root().join("tests/fixtures/notary-real/ca-pinned");
+    let meta = base.join("metadata");
+    let gun = "registry.test/pullguard/ca-pinned";
+    let now = soon();
+    let run_with = |ca: &str| {
+        let ca = base.join(ca);
+        run(&[
+            "--metadata-dir",
+            meta.to_str().expect("utf8"),
+            "--gun",
+            gun,
+            "--tag",
+            "v1",
+            "--now",
+            &now,
+            "--root-ca",
+            ca.to_str().expect("utf8"),
+            "--json",
+        ])
+    };
+    let o = run_with("ca.crt");
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert_eq!(o.json["root_trust"], "pinned");
+    assert_rejected(&run_with("other-ca.crt"), "root_not_pinned");
+}
+
+#[test]
 fn real_tampered_and_unsigned_timestamp() {
     let tmp = copy_real();
     let ts = tmp.path().join("timestamp.json");

@@ -57,6 +57,18 @@ impl KeyType {
 /// What a root certificate says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
+    /// Issuer name, DER.
+    pub issuer: Vec<u8>,
+    /// Subject name, DER.
+    pub subject: Vec<u8>,
+    /// The signed part, DER, and the issuer's signature over it.
+    pub tbs: Vec<u8>,
+    /// Signature algorithm OID, dotted.
+    pub signature_algorithm: String,
+    /// Signature bytes.
+    pub signature: Vec<u8>,
+    /// Subject public key, SPKI DER.
+    pub spki: Vec<u8>,
     /// Subject common name, which Notary requires to equal the repository name.
     pub common_name: Option<String>,
     /// Start of validity.
@@ -242,7 +254,14 @@ fn parse_cert(bytes: &[u8]) -> Result<(Vec<u8>, CertInfo), String> {
         OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64)
             .map_err(|e| format!("certificate time out of range: {e}"))
     };
+    let enc = |e: x509_cert::der::Error| format!("certificate does not encode: {e}");
     let info = CertInfo {
+        issuer: tbs.issuer.to_der().map_err(enc)?,
+        subject: tbs.subject.to_der().map_err(enc)?,
+        tbs: tbs.to_der().map_err(enc)?,
+        signature_algorithm: cert.signature_algorithm.oid.to_string(),
+        signature: cert.signature.raw_bytes().to_vec(),
+        spki: spki.clone(),
         common_name: common_name(&tbs.subject),
         not_before: to_time(tbs.validity.not_before)?,
         not_after: to_time(tbs.validity.not_after)?,
@@ -267,6 +286,43 @@ fn common_name(name: &x509_cert::name::Name) -> Option<String> {
             }
             _ => None,
         })
+}
+
+const ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
+const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
+
+impl CertInfo {
+    /// Whether `ca` issued this certificate: names match and the CA's key verifies the
+    /// signature (ECDSA P-256 or RSA PKCS#1 v1.5, both with SHA-256). Validity periods
+    /// are the caller's to check.
+    pub fn issued_by(&self, ca: &CertInfo) -> bool {
+        if self.issuer != ca.subject {
+            return false;
+        }
+        match self.signature_algorithm.as_str() {
+            ECDSA_WITH_SHA256 => {
+                use p256::ecdsa::signature::Verifier as _;
+                match (
+                    p256::ecdsa::VerifyingKey::from_public_key_der(&ca.spki),
+                    p256::ecdsa::Signature::from_der(&self.signature),
+                ) {
+                    (Ok(vk), Ok(sig)) => vk.verify(&self.tbs, &sig).is_ok(),
+                    _ => false,
+                }
+            }
+            SHA256_WITH_RSA => match rsa::RsaPublicKey::from_public_key_der(&ca.spki) {
+                Ok(pk) => pk
+                    .verify(
+                        rsa::Pkcs1v15Sign::new::<Sha256>(),
+                        &Sha256::digest(&self.tbs),
+                        &self.signature,
+                    )
+                    .is_ok(),
+                Err(_) => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 /// Parses a pinned certificate given by an operator (PEM or DER).

@@ -87,13 +87,17 @@ pub struct TrustedState {
     pub versions: BTreeMap<String, u64>,
 }
 
-/// Pinned root certificates and key IDs.
+/// Pinned root certificates, key IDs and CAs. A root key counts as pinned when any of
+/// them matches it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pins {
     /// Certificates, DER.
     pub certs: Vec<Vec<u8>>,
     /// Key IDs as root.json lists them (for x509 keys: over the certificate).
     pub key_ids: Vec<String>,
+    /// CA certificates: a root certificate they issued (directly) counts as pinned while
+    /// the CA certificate is valid.
+    pub cas: Vec<crate::keys::CertInfo>,
 }
 
 /// Where trust in the root comes from when no trusted state is given.
@@ -659,13 +663,14 @@ fn check_final_root(root: &Signed<Root>, opts: &VerifyOptions<'_>) -> Result<Vec
 
     if let RootAnchor::Pinned(pins) = opts.anchor {
         let pinned = |id: &str| {
+            let cert = root.body.keys.get(id).and_then(PublicKey::cert);
             pins.key_ids.iter().any(|p| p == id)
-                || root
-                    .body
-                    .keys
-                    .get(id)
-                    .and_then(PublicKey::cert)
-                    .is_some_and(|c| pins.certs.contains(&c.der))
+                || cert.is_some_and(|c| pins.certs.contains(&c.der))
+                || cert.is_some_and(|c| {
+                    pins.cas
+                        .iter()
+                        .any(|ca| ca.not_before <= now && now <= ca.not_after && c.issued_by(ca))
+                })
         };
         return threshold_met("root", &t, role.threshold, |id| {
             pinned(id) && cert_problem(id).is_none()

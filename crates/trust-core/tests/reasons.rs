@@ -172,6 +172,7 @@ fn root_not_pinned_when_pin_names_another_key() {
     let repo = repo();
     let other = Pins {
         certs: vec![],
+        cas: vec![],
         key_ids: vec![TestKey::ed25519(77).id],
     };
     let o = VerifyOptions::new(GUN, NOW, RootAnchor::Pinned(&other));
@@ -179,6 +180,7 @@ fn root_not_pinned_when_pin_names_another_key() {
 
     let right = Pins {
         certs: vec![],
+        cas: vec![],
         key_ids: vec![repo.root_keys[0].id.clone()],
     };
     let o = VerifyOptions::new(GUN, NOW, RootAnchor::Pinned(&right));
