@@ -50,6 +50,13 @@ notary_cli publish "$gun" >/dev/null
 addhash v2 --roles targets/releases
 notary_cli publish "$gun" >/dev/null
 
+# The repository as it was now, for rollback tests: a node that saw the final state
+# must refuse this older one.
+mkdir -p "$work/earlier/targets"
+for f in root.json timestamp.json snapshot.json targets.json targets/releases.json; do
+  notary_fetch "$gun" "$f" "$work/earlier/$f"
+done
+
 echo "== targets/qa delegation, signs qa-only (not trusted under Docker semantics)"
 delegation_key qa targets/qa
 notary_cli delegation add "$gun" targets/qa "$work/qa.crt" --all-paths >/dev/null
@@ -96,6 +103,7 @@ for f in root.json timestamp.json snapshot.json targets.json; do
   notary_fetch "$cagun" "$f" "$out/ca-pinned/metadata/$f"
 done
 cp "$work/ca.crt" "$work/other-ca.crt" "$out/ca-pinned/"
+cp -r "$work/earlier" "$out/earlier"
 # The CLI's encrypted private keys (notary 0.7 format), for import tests. Throwaway keys;
 # passphrases are in tests/notary/lib.sh.
 mkdir -p "$out/private"

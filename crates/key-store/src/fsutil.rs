@@ -1,0 +1,112 @@
+//! Careful file handling: private modes, ownership checks, atomic durable writes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Refuses a path that group or others can write, or that someone other than us or
+/// root owns.
+pub fn check_secure(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path).map_err(io("inspect", path))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Error::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(Error::ForeignOwner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            euid,
+        });
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and parents) if missing, mode 0700 for what it creates; checks it.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io("set permissions of", dir))?;
+    }
+    check_secure(dir)
+}
+
+/// Reads at most `limit` bytes of a file after checking it; `None` if it does not exist.
+pub fn read_secure(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", path)(e)),
+    };
+    check_secure(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(io("read", path))?;
+    Ok(Some(bytes))
+}
+
+/// Replaces `path` with `bytes` so that a crash at any point leaves either the old or
+/// the new content: temporary file in the same directory (0600), fsync, rename, fsync
+/// of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp: PathBuf = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
+        f.write_all(bytes).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("sync", &tmp))?;
+        fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes temporary files a killed writer left behind. Only old ones: a young one may
+/// belong to a writer that is still running.
+pub fn sweep_temporaries(dir: &Path) {
+    let stale = |e: &fs::DirEntry| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 60)
+    };
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") && stale(&e) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}

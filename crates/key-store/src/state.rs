@@ -1,0 +1,253 @@
+//! Trusted state per repository, and the latest verification time of the node.
+//!
+//! Layout under the state directory (0700):
+//! - `repos/<sha256 of the GUN>.json`: `{"format":1,"checksum":HEX,"record":{…}}`, the
+//!   checksum being SHA-256 over the canonical JSON of `record`;
+//! - `clock.json`: the latest time at which anything was verified.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use trust_core::canonical::Json;
+use trust_core::TrustedState;
+
+use crate::fsutil::{private_dir, read_secure, sweep_temporaries, write_atomic};
+use crate::{Error, Result};
+
+const FORMAT: u64 = 1;
+/// State files are small; anything larger is not ours.
+const MAX_STATE_FILE: u64 = 8 * 1024 * 1024;
+/// Clocks are slewed by NTP; a step back of less than this is not an alarm.
+pub const CLOCK_TOLERANCE: time::Duration = time::Duration::minutes(5);
+
+/// What is remembered about one repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoRecord {
+    /// Root, versions: what trust-core takes in and hands back.
+    pub trusted: TrustedState,
+    /// When this repository was last verified (RFC 3339).
+    pub last_verified: String,
+    /// Set when the first root was trusted on first use.
+    #[serde(default)]
+    pub tofu: Option<TofuRecord>,
+}
+
+/// A trust-on-first-use decision, kept so it can be reviewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TofuRecord {
+    /// When the root was first trusted (RFC 3339).
+    pub first_use: String,
+    /// Root version trusted then.
+    pub root_version: u64,
+    /// Root key IDs trusted then.
+    pub root_key_ids: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClockFile {
+    last_verified: String,
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn checksum(record: &Json) -> String {
+    hex::encode(Sha256::digest(record.to_canonical()))
+}
+
+impl StateStore {
+    /// Opens (creating, 0700) the state directory; refuses one others can write.
+    pub fn open(dir: &Path) -> Result<StateStore> {
+        private_dir(dir)?;
+        private_dir(&dir.join("repos"))?;
+        sweep_temporaries(&dir.join("repos"));
+        sweep_temporaries(dir);
+        Ok(StateStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where a repository's state lives. Hashing keeps any GUN a safe file name.
+    pub fn path_for(&self, gun: &str) -> PathBuf {
+        self.dir.join("repos").join(format!(
+            "{}.json",
+            hex::encode(Sha256::digest(gun.as_bytes()))
+        ))
+    }
+
+    /// The record for `gun`; `None` only when there has never been one.
+    pub fn load(&self, gun: &str) -> Result<Option<RepoRecord>> {
+        let path = self.path_for(gun);
+        let Some(bytes) = read_secure(&path, MAX_STATE_FILE)? else {
+            return Ok(None);
+        };
+        let corrupt = |detail: String| Error::CorruptState {
+            path: path.clone(),
+            gun: gun.to_owned(),
+            detail,
+        };
+        let doc = Json::parse(&bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+        match doc.get("format") {
+            Some(Json::Int(n)) if *n == i128::from(FORMAT) => {}
+            other => return Err(corrupt(format!("unknown format {other:?}"))),
+        }
+        let record = doc
+            .get("record")
+            .ok_or_else(|| corrupt("no record".to_owned()))?;
+        let stored = match doc.get("checksum") {
+            Some(Json::String(s)) => s.clone(),
+            _ => return Err(corrupt("no checksum".to_owned())),
+        };
+        if stored != checksum(record) {
+            return Err(corrupt("checksum does not match its content".to_owned()));
+        }
+        let raw: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let rec: RepoRecord = serde_json::from_value(raw["record"].clone())
+            .map_err(|e| corrupt(format!("record: {e}")))?;
+        if rec.trusted.gun != gun {
+            return Err(corrupt(format!("it holds state for {}", rec.trusted.gun)));
+        }
+        Ok(Some(rec))
+    }
+
+    /// Saves the record for its repository, durably.
+    pub fn save(&self, record: &RepoRecord) -> Result<()> {
+        let value = serde_json::to_vec(record).unwrap_or_default();
+        let json = Json::parse(&value).map_err(|e| Error::CorruptState {
+            path: self.path_for(&record.trusted.gun),
+            gun: record.trusted.gun.clone(),
+            detail: format!("cannot encode: {e}"),
+        })?;
+        let doc = format!(
+            "{{\"format\":{FORMAT},\"checksum\":\"{}\",\"record\":{}}}\n",
+            checksum(&json),
+            String::from_utf8_lossy(&json.to_canonical())
+        );
+        write_atomic(&self.path_for(&record.trusted.gun), doc.as_bytes())
+    }
+
+    /// Records a successful verification of `state` at `now`, keeping a TOFU record.
+    pub fn record_verified(
+        &self,
+        state: TrustedState,
+        now: OffsetDateTime,
+        tofu: Option<TofuRecord>,
+    ) -> Result<RepoRecord> {
+        let previous_tofu = self.load(&state.gun).ok().flatten().and_then(|r| r.tofu);
+        let record = RepoRecord {
+            trusted: state,
+            last_verified: rfc3339(now),
+            tofu: previous_tofu.or(tofu),
+        };
+        self.save(&record)?;
+        self.advance_clock(now)?;
+        Ok(record)
+    }
+
+    /// Forgets a repository's state; true if there was any.
+    pub fn forget(&self, gun: &str) -> Result<bool> {
+        let path = self.path_for(gun);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(Error::Io {
+                op: "remove",
+                path,
+                source,
+            }),
+        }
+    }
+
+    fn clock_path(&self) -> PathBuf {
+        self.dir.join("clock.json")
+    }
+
+    /// The latest time anything was verified, if known.
+    pub fn last_verified(&self) -> Result<Option<OffsetDateTime>> {
+        let path = self.clock_path();
+        let Some(bytes) = read_secure(&path, 4096)? else {
+            return Ok(None);
+        };
+        let bad = |detail: String| Error::CorruptState {
+            path: path.clone(),
+            gun: "--clock".to_owned(),
+            detail,
+        };
+        let c: ClockFile = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        OffsetDateTime::parse(&c.last_verified, &Rfc3339)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
+    }
+
+    /// Fails if `now` is earlier (beyond [`CLOCK_TOLERANCE`]) than a time at which trust
+    /// data was already verified: expiry checks made with such a clock mean nothing.
+    pub fn check_clock(&self, now: OffsetDateTime) -> Result<()> {
+        if let Some(last) = self.last_verified()? {
+            if now + CLOCK_TOLERANCE < last {
+                return Err(Error::ClockWentBackwards { now, last });
+            }
+        }
+        Ok(())
+    }
+
+    fn advance_clock(&self, now: OffsetDateTime) -> Result<()> {
+        if self.last_verified()?.is_some_and(|last| last >= now) {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&ClockFile {
+            last_verified: rfc3339(now),
+        })
+        .unwrap_or_default();
+        write_atomic(&self.clock_path(), &body)
+    }
+
+    /// Forgets the recorded clock, after an operator has fixed a wrong one.
+    pub fn forget_clock(&self) -> Result<bool> {
+        let path = self.clock_path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(Error::Io {
+                op: "remove",
+                path,
+                source,
+            }),
+        }
+    }
+
+    /// Repository names with stored state (those that load).
+    pub fn repositories(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("repos")) {
+            for e in entries.flatten() {
+                if let Ok(Some(bytes)) = read_secure(&e.path(), MAX_STATE_FILE) {
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                        if let Some(g) = v["record"]["trusted"]["gun"].as_str() {
+                            out.push(g.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}

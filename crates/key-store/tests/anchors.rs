@@ -1,0 +1,171 @@
+//! Trust anchors from a keys directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::Path;
+
+use key_store::anchors::{pin, unpin, PinSpec};
+use key_store::{Error, TrustAnchors};
+
+fn real(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/notary-real")
+        .join(p)
+}
+
+fn write_index(dir: &Path, text: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::write(dir.join("index.toml"), text).expect("write");
+}
+
+#[test]
+fn most_specific_pattern_wins() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let id = |c: char| c.to_string().repeat(64);
+    write_index(
+        tmp.path(),
+        &format!(
+            r#"
+[[anchor]]
+repository = "*"
+tofu = true
+
+[[anchor]]
+repository = "registry.test/*"
+root_key_ids = ["{}"]
+
+[[anchor]]
+repository = "registry.test/team/*"
+root_key_ids = ["{}"]
+
+[[anchor]]
+repository = "registry.test/team/app"
+root_key_ids = ["{}"]
+"#,
+            id('a'),
+            id('b'),
+            id('c')
+        ),
+    );
+    let (anchors, warnings) = TrustAnchors::load(tmp.path()).expect("load");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let pick = |gun: &str| anchors.for_gun(gun).map(|a| a.repository.clone());
+    assert_eq!(
+        pick("registry.test/team/app").as_deref(),
+        Some("registry.test/team/app")
+    );
+    assert_eq!(
+        pick("registry.test/team/app2").as_deref(),
+        Some("registry.test/team/*")
+    );
+    assert_eq!(
+        pick("registry.test/other").as_deref(),
+        Some("registry.test/*")
+    );
+    assert_eq!(pick("docker.io/library/alpine").as_deref(), Some("*"));
+    assert!(anchors.for_gun("docker.io/library/alpine").expect("*").tofu);
+    assert!(!anchors.for_gun("registry.test/x").expect("prefix").tofu);
+}
+
+#[test]
+fn bad_files_are_reported_and_never_trusted() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::write(tmp.path().join("garbage.crt"), b"not a certificate").expect("write");
+    std::fs::copy(real("ca-pinned/ca.crt"), tmp.path().join("ca.crt")).expect("copy");
+    write_index(
+        tmp.path(),
+        r#"
+[[anchor]]
+repository = "registry.test/a"
+root_certs = ["garbage.crt", "missing.crt"]
+root_cas = ["ca.crt"]
+root_key_ids = ["xyz"]
+
+[[anchor]]
+repository = "registry.test/b*c"
+tofu = true
+"#,
+    );
+    let (anchors, warnings) = TrustAnchors::load(tmp.path()).expect("load");
+    let text: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert!(text.iter().any(|w| w.contains("garbage.crt")), "{text:?}");
+    assert!(text.iter().any(|w| w.contains("missing.crt")), "{text:?}");
+    assert!(text.iter().any(|w| w.contains("\"xyz\"")), "{text:?}");
+    assert!(
+        text.iter().any(|w| w.contains("registry.test/b*c")),
+        "{text:?}"
+    );
+    let a = anchors.for_gun("registry.test/a").expect("anchor");
+    assert!(a.pins.certs.is_empty() && a.pins.key_ids.is_empty());
+    assert_eq!(a.pins.cas.len(), 1);
+    assert!(
+        anchors.for_gun("registry.test/bxc").is_none(),
+        "skipped entry matches nothing"
+    );
+}
+
+#[test]
+fn index_errors_name_line_and_column() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    write_index(tmp.path(), "[[anchor]]\nrepository = \"a\"\ntofuu = true\n");
+    match TrustAnchors::load(tmp.path()) {
+        Err(Error::Index {
+            line,
+            column,
+            message,
+            ..
+        }) => {
+            assert_eq!((line, column), (3, 1), "{message}");
+            assert!(message.contains("tofuu"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn pin_and_unpin_edit_the_index() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("keys");
+    pin(
+        &dir,
+        "registry.test/pullguard/*",
+        &PinSpec::Ca(real("ca-pinned/ca.crt")),
+    )
+    .expect("pin ca");
+    pin(
+        &dir,
+        "registry.test/pullguard/*",
+        &PinSpec::KeyId("AB".repeat(32)),
+    )
+    .expect("pin id");
+    pin(&dir, "docker.io/*", &PinSpec::Tofu).expect("tofu");
+    assert!(pin(&dir, "a*b*", &PinSpec::Tofu).is_err());
+    let (anchors, warnings) = TrustAnchors::load(&dir).expect("load");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let a = anchors
+        .for_gun("registry.test/pullguard/app")
+        .expect("anchor");
+    assert_eq!(a.pins.cas.len(), 1);
+    assert_eq!(a.pins.key_ids, vec!["ab".repeat(32)]);
+    assert!(anchors.for_gun("docker.io/library/x").expect("tofu").tofu);
+    assert!(unpin(&dir, "docker.io/*").expect("unpin"));
+    assert!(!unpin(&dir, "docker.io/*").expect("again"));
+    let (anchors, _) = TrustAnchors::load(&dir).expect("load");
+    assert!(anchors.for_gun("docker.io/library/x").is_none());
+}
+
+#[test]
+fn refuses_an_index_others_can_write() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().expect("tmp");
+    write_index(tmp.path(), "");
+    std::fs::set_permissions(
+        tmp.path().join("index.toml"),
+        std::fs::Permissions::from_mode(0o646),
+    )
+    .expect("chmod");
+    assert!(matches!(
+        TrustAnchors::load(tmp.path()),
+        Err(Error::InsecurePermissions { .. })
+    ));
+}

@@ -1,0 +1,195 @@
+//! Trusted state on disk: durable, checked, never silently absent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration as StdDuration;
+
+use key_store::{Error, StateStore};
+use time::macros::datetime;
+use time::Duration;
+use trust_core::TrustedState;
+
+fn state(gun: &str, n: u64) -> TrustedState {
+    TrustedState {
+        gun: gun.to_owned(),
+        root: format!(
+            "{{\"signed\":{{\"version\":{n}}},\"pad\":\"{}\"}}",
+            "x".repeat(4000)
+        ),
+        versions: [("timestamp".to_owned(), n), ("root".to_owned(), 1)]
+            .into_iter()
+            .collect(),
+    }
+}
+
+const T0: time::OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
+
+#[test]
+fn saves_and_loads_with_tofu_record() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = StateStore::open(&tmp.path().join("state")).expect("open");
+    assert_eq!(store.load("a/b").expect("load"), None);
+    let tofu = key_store::TofuRecord {
+        first_use: "2026-06-01T00:00:00Z".into(),
+        root_version: 1,
+        root_key_ids: vec!["ab".into()],
+    };
+    store
+        .record_verified(state("a/b", 8), T0, Some(tofu.clone()))
+        .expect("save");
+    let rec = store.load("a/b").expect("load").expect("some");
+    assert_eq!(rec.trusted.versions["timestamp"], 8);
+    assert_eq!(rec.tofu, Some(tofu.clone()));
+    // A later verification keeps the original TOFU record.
+    store
+        .record_verified(state("a/b", 9), T0, None)
+        .expect("save");
+    assert_eq!(
+        store.load("a/b").expect("load").expect("some").tofu,
+        Some(tofu)
+    );
+    assert_eq!(store.repositories(), vec!["a/b".to_owned()]);
+    let mode = std::fs::metadata(store.path_for("a/b"))
+        .expect("meta")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(store.forget("a/b").expect("forget"));
+    assert_eq!(store.load("a/b").expect("load"), None);
+}
+
+#[test]
+fn truncated_or_altered_state_is_an_error_not_absence() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = StateStore::open(tmp.path()).expect("open");
+    store
+        .record_verified(state("a/b", 8), T0, None)
+        .expect("save");
+    let path = store.path_for("a/b");
+    let full = std::fs::read(&path).expect("read");
+
+    std::fs::write(&path, &full[..full.len() / 2]).expect("truncate");
+    let err = store.load("a/b").expect_err("truncated");
+    assert!(matches!(err, Error::CorruptState { .. }), "{err}");
+    assert!(err.to_string().contains("forget-state a/b"), "{err}");
+
+    let altered = String::from_utf8(full.clone())
+        .expect("utf8")
+        .replace("\"timestamp\":8", "\"timestamp\":1");
+    std::fs::write(&path, altered).expect("write");
+    let err = store.load("a/b").expect_err("altered");
+    assert!(err.to_string().contains("checksum"), "{err}");
+
+    std::fs::write(&path, b"").expect("empty");
+    assert!(matches!(store.load("a/b"), Err(Error::CorruptState { .. })));
+}
+
+#[test]
+fn clock_set_backwards_is_noticed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = StateStore::open(tmp.path()).expect("open");
+    store.check_clock(T0).expect("no record yet");
+    store
+        .record_verified(state("a/b", 1), T0, None)
+        .expect("save");
+    store
+        .check_clock(T0 - Duration::minutes(2))
+        .expect("within tolerance");
+    let err = store
+        .check_clock(T0 - Duration::days(1))
+        .expect_err("backwards");
+    assert!(matches!(err, Error::ClockWentBackwards { .. }), "{err}");
+    assert_eq!(err.reason_code(), Some("clock_went_backwards"));
+    // Survives a restart: it is on disk.
+    let again = StateStore::open(tmp.path()).expect("reopen");
+    assert!(again.check_clock(T0 - Duration::days(1)).is_err());
+    assert!(again.forget_clock().expect("forget"));
+    again
+        .check_clock(T0 - Duration::days(1))
+        .expect("forgotten");
+}
+
+#[test]
+fn refuses_state_others_can_write_or_someone_else_owns() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("state");
+    let store = StateStore::open(&dir).expect("open");
+    store
+        .record_verified(state("a/b", 1), T0, None)
+        .expect("save");
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let err = StateStore::open(&dir).expect_err("world-writable dir");
+    assert!(
+        err.to_string()
+            .contains(&format!("chmod go-w {}", dir.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+
+    let file = store.path_for("a/b");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert!(matches!(
+        store.load("a/b"),
+        Err(Error::InsecurePermissions { .. })
+    ));
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(&file, Some(4242), None).expect("chown");
+        let err = store.load("a/b").expect_err("foreign owner");
+        assert!(
+            matches!(err, Error::ForeignOwner { owner: 4242, .. }),
+            "{err}"
+        );
+    }
+}
+
+/// Child mode of `killed_writer_never_leaves_a_torn_state`: rewrite state forever.
+#[test]
+fn writer_child() {
+    let Some(dir) = std::env::var_os("PULLGUARD_STATE_WRITER") else {
+        return;
+    };
+    let store = StateStore::open(Path::new(&dir)).expect("open");
+    for n in 2.. {
+        store
+            .record_verified(state("a/b", n), T0, None)
+            .expect("save");
+    }
+}
+
+#[test]
+fn killed_writer_never_leaves_a_torn_state() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = StateStore::open(tmp.path()).expect("open");
+    store
+        .record_verified(state("a/b", 1), T0, None)
+        .expect("first");
+    let exe = std::env::current_exe().expect("exe");
+    let mut last = 1;
+    for round in 0..10 {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "writer_child", "--nocapture"])
+            .env("PULLGUARD_STATE_WRITER", tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(StdDuration::from_millis(30 + 15 * round));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        let rec = store
+            .load("a/b")
+            .unwrap_or_else(|e| panic!("round {round}: state torn by a killed writer: {e}"))
+            .expect("state still present");
+        let n = rec.trusted.versions["timestamp"];
+        assert!(n >= last, "went back from {last} to {n}");
+        last = n;
+    }
+    assert!(last > 1, "the writer never wrote");
+}
