@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 mod duration;
+mod keys;
 mod trust_verify;
 
 /// Operators' command line for pullguard, the node-side enforcer of signed images.
@@ -20,6 +21,14 @@ enum Command {
     /// Inspect and verify trust data.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Pinned roots, trusted state and signing keys.
+    #[command(after_help = keys::EXAMPLES)]
+    Keys {
+        #[command(flatten)]
+        dirs: keys::Dirs,
+        #[command(subcommand)]
+        command: keys::Command,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -33,5 +42,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Trust(TrustCommand::Verify(args)) => trust_verify::run(&args),
+        Command::Keys { dirs, command } => keys::run(&dirs, &command),
     }
 }

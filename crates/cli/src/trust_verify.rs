@@ -52,6 +52,14 @@ pub struct Args {
     /// Pinned root key ID as root.json lists it; repeatable.
     #[arg(long, value_name = "HEX")]
     root_key_id: Vec<String>,
+    /// Trusted state kept between runs (the daemon's): its root anchors this run, its
+    /// versions reject rollbacks, and it is updated on success.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Keys directory with index.toml (pinned roots per repository); without a pin or
+    /// an explicit TOFU allowance there, the repository is rejected.
+    #[arg(long, value_name = "DIR")]
+    keys_dir: Option<PathBuf>,
     /// Accept a tag signed by any delegation (like `notary lookup`), not only
     /// targets/releases and targets (like `docker pull`).
     #[arg(long)]
@@ -140,7 +148,28 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
             .map_err(|e| UsageError(format!("--root-ca {}: {e}", path.display())))?;
         pins.cas.push(ca);
     }
-    let pinned = !pins.certs.is_empty() || !pins.key_ids.is_empty() || !pins.cas.is_empty();
+    let mut pinned = !pins.certs.is_empty() || !pins.key_ids.is_empty() || !pins.cas.is_empty();
+    if !pinned && trusted_root.is_none() {
+        if let Some(dir) = &args.keys_dir {
+            match anchor_for(dir, &args.gun)? {
+                Ok(Some(anchor_pins)) => {
+                    pins = anchor_pins;
+                    pinned = true;
+                }
+                // The anchor allows trust on first use explicitly.
+                Ok(None) => {}
+                Err(e) => {
+                    report_rejected(
+                        args,
+                        &digest,
+                        &e.to_string(),
+                        e.reason_code().unwrap_or("root_not_pinned"),
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    }
     let anchor = match (&trusted_root, pinned) {
         (Some(_), true) => {
             return Err(UsageError(
@@ -154,7 +183,32 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
         (None, false) => RootAnchor::FirstUse,
     };
 
+    let store = args
+        .state_dir
+        .as_deref()
+        .map(|d| key_store::StateStore::open(d).map_err(|e| UsageError(e.to_string())))
+        .transpose()?;
+    let record = match &store {
+        Some(store) => {
+            if let Err(e) = store.check_clock(now) {
+                report_rejected(
+                    args,
+                    &digest,
+                    &e.to_string(),
+                    e.reason_code().unwrap_or("clock_went_backwards"),
+                );
+                return Ok(ExitCode::from(1));
+            }
+            // A damaged state is never taken for "no state": that would re-open TOFU.
+            store
+                .load(&args.gun)
+                .map_err(|e| UsageError(e.to_string()))?
+        }
+        None => None,
+    };
+
     let mut opts = VerifyOptions::new(&args.gun, now, anchor);
+    opts.state = record.as_ref().map(|r| &r.trusted);
     opts.max_timestamp_age = max_age;
     opts.timestamp_lifetime = lifetime;
     opts.limits = limits;
@@ -174,11 +228,31 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
     });
     Ok(match outcome {
         Ok((repo, m)) => {
+            if let Some(store) = &store {
+                let tofu = (repo.root_trust == trust_core::RootTrust::FirstUse).then(|| {
+                    key_store::TofuRecord {
+                        first_use: rfc3339(&now),
+                        root_version: repo.roles.get("root").map_or(0, |r| r.version),
+                        root_key_ids: repo
+                            .roles
+                            .get("root")
+                            .map(|r| r.signers.clone())
+                            .unwrap_or_default(),
+                    }
+                });
+                store
+                    .record_verified(repo.state.clone(), now, tofu)
+                    .map_err(|e| {
+                        UsageError(format!(
+                            "verified, but could not save the trusted state: {e}"
+                        ))
+                    })?;
+            }
             report_trusted(args, &repo, &m);
             ExitCode::SUCCESS
         }
         Err(e) => {
-            report_rejected(args, &digest, &e);
+            report_rejected(args, &digest, &e.to_string(), e.reason().as_str());
             ExitCode::from(1)
         }
     })
@@ -245,6 +319,9 @@ fn report_trusted(args: &Args, repo: &VerifiedRepo, m: &trust_core::TargetMatch)
     );
     println!("  signed in {} by key {}", m.role, m.signers.join(", "));
     match repo.root_trust {
+        trust_core::RootTrust::FirstUse if args.keys_dir.is_some() => {
+            println!("  root trust: trust on first use, allowed for this repository by the keys directory")
+        }
         trust_core::RootTrust::FirstUse => println!(
             "  root trust: trust on first use; no --trusted-root, --root-cert or --root-key-id was given, so whoever served this root is trusted"
         ),
@@ -262,13 +339,13 @@ fn report_trusted(args: &Args, repo: &VerifiedRepo, m: &trust_core::TargetMatch)
     }
 }
 
-fn report_rejected(args: &Args, digest: &Option<String>, e: &trust_core::Error) {
+fn report_rejected(args: &Args, digest: &Option<String>, message: &str, reason: &str) {
     if args.json {
         let mut out = json!({
             "trusted": false,
             "gun": args.gun,
-            "reason": e.reason().as_str(),
-            "message": e.to_string(),
+            "reason": reason,
+            "message": message,
         });
         if let Some(tag) = &args.tag {
             out["tag"] = json!(tag);
@@ -279,7 +356,24 @@ fn report_rejected(args: &Args, digest: &Option<String>, e: &trust_core::Error) 
         println!("{out}");
         return;
     }
-    println!("rejected: {e} [{}]", e.reason());
+    println!("rejected: {message} [{reason}]");
+}
+
+/// The pins the keys directory holds for `gun`: `Ok(Some)` pins, `Ok(None)` explicit
+/// TOFU, `Err` no anchor (rejection). Unreadable anchor files are reported and skipped.
+fn anchor_for(dir: &Path, gun: &str) -> Result<Result<Option<Pins>, key_store::Error>, UsageError> {
+    let (anchors, warnings) =
+        key_store::TrustAnchors::load(dir).map_err(|e| UsageError(e.to_string()))?;
+    for w in &warnings {
+        eprintln!("pullguard: warning: {w}");
+    }
+    Ok(match anchors.for_gun(gun) {
+        Some(a) if a.pins_anything() => Ok(Some(a.pins.clone())),
+        Some(a) if a.tofu => Ok(None),
+        _ => Err(key_store::Error::NotPinned {
+            gun: gun.to_owned(),
+        }),
+    })
 }
 
 fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, UsageError> {
