@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-mod duration;
 mod keys;
 mod trust_verify;
 

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use trust_core::{Limits, Pins, RepoFiles, RootAnchor, TagPolicy, VerifiedRepo, VerifyOptions};
 
-use crate::duration;
+use policy::duration;
 
 pub const EXAMPLES: &str = "\
 Examples:

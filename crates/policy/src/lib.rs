@@ -1,0 +1,806 @@
+//! pullguard's policy file: which images must be signed, by whom, how fresh, and what to
+//! do when the trust server cannot be reached.
+//!
+//! Parsing is a pure function over text ([`Policy::parse`]) so that tests and the
+//! `policy check` command feed it directly; every problem is reported at once, each with
+//! file, line and column. Rules match normalised references ([`ImageRef`]) by glob: `*`
+//! within one path segment, `**` across segments, `?` one character. The most specific
+//! rule wins: an exact pattern, then the one with the most literal characters, then the
+//! first in the file.
+//!
+//! The verdict engine is format-neutral: a rule names the kinds of proof it accepts
+//! (`proofs = ["notary-v1"]`). Notary v1 is the only kind today; another is an addition.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub mod duration;
+mod reference;
+
+pub use reference::{ImageRef, ReferenceError};
+
+/// One problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Line, 1-based.
+    pub line: usize,
+    /// Column, 1-based.
+    pub column: usize,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// A policy file that does not parse or validate: every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyError {
+    /// The file.
+    pub file: PathBuf,
+    /// Problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                p.line,
+                p.column,
+                p.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Enforce, or only record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Rejections block the pull.
+    Enforce,
+    /// Rejections are recorded as `pull.audited`; the pull goes on.
+    Audit,
+}
+
+impl Mode {
+    /// `enforce` or `audit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+/// What a rule requires of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Require {
+    /// Signed trust data must vouch for the image.
+    Signed,
+    /// Anything goes (recorded).
+    Any,
+    /// Nothing matching may be pulled.
+    Reject,
+}
+
+/// What to do when the trust server cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnreachable {
+    /// Reject the pull.
+    Deny,
+    /// Use trust data verified earlier, if it is still within its expiry and max age.
+    Cached,
+}
+
+/// A kind of proof a rule accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Proof {
+    /// Docker Content Trust: Notary v1 / TUF metadata.
+    #[serde(rename = "notary-v1")]
+    NotaryV1,
+}
+
+/// A trust server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustServer {
+    /// Name in the policy.
+    pub name: String,
+    /// Base URL, e.g. `https://notary.example.com:4443`.
+    pub url: String,
+    /// CA bundle (PEM) to verify its TLS certificate; system roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Connect and read timeout.
+    pub timeout: std::time::Duration,
+}
+
+/// A rule, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Name, for events and messages.
+    pub name: String,
+    /// Glob over normalised references.
+    pub pattern: String,
+    /// Enforce or audit.
+    pub mode: Mode,
+    /// Signed, any, reject.
+    pub require: Require,
+    /// Accepted kinds of proof.
+    pub proofs: Vec<Proof>,
+    /// Trust server name (for `signed`).
+    pub trust_server: Option<String>,
+    /// Roles that must sign the tag; empty means Docker's rules.
+    pub roles: Vec<String>,
+    /// How many of `roles` must sign (default: all).
+    pub roles_required: usize,
+    /// Maximum timestamp age.
+    pub max_timestamp_age: Option<time::Duration>,
+    /// Trust-server outage behaviour.
+    pub on_unreachable: OnUnreachable,
+    /// Allow trust on first use when no anchor pins the repository.
+    pub tofu: bool,
+    /// Pinned root key IDs, in addition to the keys directory's anchors.
+    pub root_key_ids: Vec<String>,
+    /// Pinned CA certificate files (relative paths are under the keys directory).
+    pub root_cas: Vec<PathBuf>,
+    /// Pinned root certificate files.
+    pub root_certs: Vec<PathBuf>,
+    glob: Glob,
+}
+
+/// How a syslog receiver is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogTarget {
+    /// A unix datagram socket, e.g. `/dev/log`.
+    Unix(PathBuf),
+    /// UDP host:port.
+    Udp(String),
+    /// TCP host:port (octet-counted frames).
+    Tcp(String),
+}
+
+/// Daemon settings (`[daemon]`); changes take effect at restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// gRPC unix socket.
+    pub socket: PathBuf,
+    /// Uids allowed to call (root is always allowed).
+    pub allowed_uids: Vec<u32>,
+    /// Gids allowed to call.
+    pub allowed_gids: Vec<u32>,
+    /// State directory (trusted state, cached trust data).
+    pub state_dir: PathBuf,
+    /// Keys directory (anchors).
+    pub keys_dir: PathBuf,
+    /// Durable events file (JSON lines).
+    pub events_file: PathBuf,
+    /// Rotate the events file past this size.
+    pub events_max_bytes: u64,
+    /// Rotated files kept.
+    pub events_keep: usize,
+    /// Also write events to stdout (journald).
+    pub stdout_events: bool,
+    /// Syslog receiver, if any.
+    pub syslog: Option<SyslogTarget>,
+    /// Prometheus endpoint address, if any (loopback unless stated).
+    pub metrics: Option<String>,
+    /// How long verified trust data answers without a refetch.
+    pub cache_ttl: std::time::Duration,
+}
+
+/// A parsed, validated policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Daemon settings.
+    pub daemon: DaemonSettings,
+    /// Trust servers by name.
+    pub trust_servers: BTreeMap<String, TrustServer>,
+    /// Rules in file order.
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    socket: Option<String>,
+    allowed_uids: Option<Vec<u32>>,
+    allowed_gids: Option<Vec<u32>>,
+    state_dir: Option<String>,
+    keys_dir: Option<String>,
+    events_file: Option<String>,
+    events_max_bytes: Option<u64>,
+    events_keep: Option<usize>,
+    stdout_events: Option<bool>,
+    syslog: Option<Spanned<String>>,
+    metrics: Option<String>,
+    cache_ttl: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    url: Spanned<String>,
+    ca_file: Option<String>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    pattern: Option<Spanned<String>>,
+    mode: Option<Mode>,
+    require: Option<Require>,
+    proofs: Option<Vec<Proof>>,
+    trust_server: Option<Spanned<String>>,
+    roles: Option<Vec<String>>,
+    roles_required: Option<Spanned<usize>>,
+    max_timestamp_age: Option<Spanned<String>>,
+    on_unreachable: Option<OnUnreachable>,
+    tofu: Option<bool>,
+    root_key_ids: Option<Vec<Spanned<String>>>,
+    root_cas: Option<Vec<String>>,
+    root_certs: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    trust_server: BTreeMap<String, RawServer>,
+    #[serde(default)]
+    defaults: RawRule,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Ctx<'_> {
+    fn at(&mut self, offset: usize, message: impl Into<String>) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.problems.push(Problem {
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, v: &Spanned<String>) -> Option<time::Duration> {
+        match duration::parse(v.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.at(v.span().start, e);
+                None
+            }
+        }
+    }
+}
+
+fn std_duration(d: time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(d.whole_milliseconds()).unwrap_or(0))
+}
+
+impl Policy {
+    /// Reads and parses a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            file: path.to_path_buf(),
+            problems: vec![Problem {
+                line: 1,
+                column: 1,
+                message: format!("cannot read the policy file: {e}"),
+            }],
+        })?;
+        Policy::parse(path, &text)
+    }
+
+    /// Parses policy text; `file` is used in messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Policy, PolicyError> {
+        let fail = |problems| PolicyError {
+            file: file.to_path_buf(),
+            problems,
+        };
+        let mut ctx = Ctx {
+            text,
+            problems: Vec::new(),
+        };
+        let raw: RawPolicy = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.at(e.span().map_or(0, |s| s.start), e.message().to_owned());
+                return Err(fail(ctx.problems));
+            }
+        };
+        let daemon = daemon_settings(&mut ctx, &raw.daemon);
+        let mut trust_servers = BTreeMap::new();
+        for (name, s) in &raw.trust_server {
+            let url = s.url.get_ref().trim_end_matches('/').to_owned();
+            if !(url.starts_with("https://")
+                || url.starts_with("http://127.0.0.1")
+                || url.starts_with("http://localhost"))
+            {
+                ctx.at(
+                    s.url.span().start,
+                    format!(
+                        "trust server {name}: url must be https:// (plain http only on loopback)"
+                    ),
+                );
+            }
+            let timeout = s
+                .timeout
+                .as_ref()
+                .and_then(|t| ctx.duration(t))
+                .map_or(std::time::Duration::from_secs(3), std_duration);
+            trust_servers.insert(
+                name.clone(),
+                TrustServer {
+                    name: name.clone(),
+                    url,
+                    ca_file: s.ca_file.as_ref().map(PathBuf::from),
+                    timeout,
+                },
+            );
+        }
+        let mut rules = Vec::new();
+        let mut names = BTreeMap::new();
+        for (i, r) in raw.rule.iter().enumerate() {
+            if let Some(rule) = build_rule(&mut ctx, i, r, &raw.defaults, &trust_servers) {
+                if let Some(prev) = names.insert(rule.name.clone(), i) {
+                    ctx.at(
+                        r.span().start,
+                        format!(
+                            "rule name {:?} is already used by rule {}",
+                            rule.name,
+                            prev + 1
+                        ),
+                    );
+                }
+                rules.push(rule);
+            }
+        }
+        if ctx.problems.is_empty() {
+            Ok(Policy {
+                daemon,
+                trust_servers,
+                rules,
+            })
+        } else {
+            ctx.problems.sort_by_key(|p| (p.line, p.column));
+            Err(fail(ctx.problems))
+        }
+    }
+
+    /// The rule for `image`: the most specific match, or `None`.
+    pub fn rule_for(&self, image: &ImageRef) -> Option<&Rule> {
+        let subject = image.to_string();
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.glob.matches(&subject))
+            .max_by_key(|(i, r)| (r.glob.exact, r.glob.literal, std::cmp::Reverse(*i)))
+            .map(|(_, r)| r)
+    }
+}
+
+fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSettings {
+    let syslog = d.syslog.as_ref().and_then(|s| {
+        let v = s.get_ref();
+        if let Some(p) = v.strip_prefix("unix://") {
+            Some(SyslogTarget::Unix(PathBuf::from(p)))
+        } else if let Some(a) = v.strip_prefix("udp://") {
+            Some(SyslogTarget::Udp(a.to_owned()))
+        } else if let Some(a) = v.strip_prefix("tcp://") {
+            Some(SyslogTarget::Tcp(a.to_owned()))
+        } else {
+            ctx.at(
+                s.span().start,
+                "syslog is unix:///dev/log, udp://HOST:PORT or tcp://HOST:PORT",
+            );
+            None
+        }
+    });
+    let cache_ttl = d
+        .cache_ttl
+        .as_ref()
+        .and_then(|t| ctx.duration(t))
+        .map_or(std::time::Duration::from_secs(30), std_duration);
+    DaemonSettings {
+        socket: PathBuf::from(
+            d.socket
+                .as_deref()
+                .unwrap_or("/run/pullguard/pullguard.sock"),
+        ),
+        allowed_uids: d.allowed_uids.clone().unwrap_or_default(),
+        allowed_gids: d.allowed_gids.clone().unwrap_or_default(),
+        state_dir: PathBuf::from(d.state_dir.as_deref().unwrap_or("/var/lib/pullguard")),
+        keys_dir: PathBuf::from(d.keys_dir.as_deref().unwrap_or("/etc/pullguard/keys")),
+        events_file: PathBuf::from(
+            d.events_file
+                .as_deref()
+                .unwrap_or("/var/log/pullguard/events.jsonl"),
+        ),
+        events_max_bytes: d.events_max_bytes.unwrap_or(100 * 1024 * 1024),
+        events_keep: d.events_keep.unwrap_or(5),
+        stdout_events: d.stdout_events.unwrap_or(false),
+        syslog,
+        metrics: d.metrics.clone(),
+        cache_ttl,
+    }
+}
+
+/// A rule's own value, else the `[defaults]` one.
+fn or<T: Clone>(own: &Option<T>, default: &Option<T>) -> Option<T> {
+    own.clone().or_else(|| default.clone())
+}
+
+fn build_rule(
+    ctx: &mut Ctx<'_>,
+    index: usize,
+    spanned: &Spanned<RawRule>,
+    defaults: &RawRule,
+    servers: &BTreeMap<String, TrustServer>,
+) -> Option<Rule> {
+    let r = spanned.get_ref();
+    let at = spanned.span().start;
+    let name = r
+        .name
+        .as_ref()
+        .map_or_else(|| format!("rule-{}", index + 1), |n| n.get_ref().clone());
+    let Some(pattern) = &r.pattern else {
+        ctx.at(at, format!("rule {name}: needs `match`, a glob over references such as \"registry.example.com/prod/**\""));
+        return None;
+    };
+    let glob = match Glob::new(pattern.get_ref()) {
+        Ok(g) => g,
+        Err(e) => {
+            ctx.at(pattern.span().start, format!("rule {name}: {e}"));
+            return None;
+        }
+    };
+    let require = or(&r.require, &defaults.require).unwrap_or(Require::Signed);
+    let trust_server: Option<Spanned<String>> = or(&r.trust_server, &defaults.trust_server);
+    if let Some(ts) = &trust_server {
+        if !servers.contains_key(ts.get_ref()) {
+            ctx.at(
+                ts.span().start,
+                format!("rule {name}: no [trust_server.{}] is defined", ts.get_ref()),
+            );
+        }
+    } else if require == Require::Signed {
+        ctx.at(
+            at,
+            format!(
+                "rule {name}: require = \"signed\" needs a trust_server (here or in [defaults])"
+            ),
+        );
+    }
+    let roles: Vec<String> = or(&r.roles, &defaults.roles).unwrap_or_default();
+    for role in &roles {
+        if role != "targets" && !role.starts_with("targets/") {
+            ctx.at(
+                at,
+                format!("rule {name}: role {role:?} is not targets or a targets/ delegation"),
+            );
+        }
+    }
+    let roles_required = match or(&r.roles_required, &defaults.roles_required) {
+        Some(n) if *n.get_ref() == 0 || *n.get_ref() > roles.len() => {
+            ctx.at(
+                n.span().start,
+                format!(
+                    "rule {name}: roles_required must be between 1 and the {} roles listed",
+                    roles.len()
+                ),
+            );
+            roles.len()
+        }
+        Some(n) => *n.get_ref(),
+        None => roles.len(),
+    };
+    let max_timestamp_age =
+        or(&r.max_timestamp_age, &defaults.max_timestamp_age).and_then(|d| ctx.duration(&d));
+    let root_key_ids: Vec<String> = or(&r.root_key_ids, &defaults.root_key_ids)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|id| {
+            let v = id.get_ref();
+            if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Some(v.to_ascii_lowercase())
+            } else {
+                ctx.at(
+                    id.span().start,
+                    format!("rule {name}: root key ID {v:?} is not 64 hex digits"),
+                );
+                None
+            }
+        })
+        .collect();
+    let proofs = or(&r.proofs, &defaults.proofs).unwrap_or_else(|| vec![Proof::NotaryV1]);
+    if proofs.is_empty() && require == Require::Signed {
+        ctx.at(
+            at,
+            format!("rule {name}: proofs is empty, so nothing could satisfy require = \"signed\""),
+        );
+    }
+    Some(Rule {
+        name,
+        pattern: pattern.get_ref().clone(),
+        mode: or(&r.mode, &defaults.mode).unwrap_or(Mode::Enforce),
+        require,
+        proofs,
+        trust_server: trust_server.map(Spanned::into_inner),
+        roles,
+        roles_required,
+        max_timestamp_age,
+        on_unreachable: or(&r.on_unreachable, &defaults.on_unreachable)
+            .unwrap_or(OnUnreachable::Deny),
+        tofu: or(&r.tofu, &defaults.tofu).unwrap_or(false),
+        root_key_ids,
+        root_cas: or(&r.root_cas, &defaults.root_cas)
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        root_certs: or(&r.root_certs, &defaults.root_certs)
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        glob,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Lit(char),
+    Any,
+    AnyInSegment,
+    One,
+}
+
+/// A compiled glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Glob {
+    tokens: Vec<Token>,
+    exact: bool,
+    literal: usize,
+}
+
+impl Glob {
+    fn new(pattern: &str) -> Result<Glob, String> {
+        if pattern.is_empty() {
+            return Err("match pattern is empty".to_owned());
+        }
+        if pattern.contains("***") {
+            return Err(format!("match pattern {pattern:?}: use * or **, not ***"));
+        }
+        let mut tokens = Vec::new();
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            tokens.push(match c {
+                '*' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    Token::Any
+                }
+                '*' => Token::AnyInSegment,
+                '?' => Token::One,
+                c => Token::Lit(c),
+            });
+        }
+        let literal = tokens.iter().filter(|t| matches!(t, Token::Lit(_))).count();
+        Ok(Glob {
+            exact: literal == tokens.len(),
+            literal,
+            tokens,
+        })
+    }
+
+    fn matches(&self, s: &str) -> bool {
+        let chars: Vec<char> = s.chars().collect();
+        // Iterative matcher with backtracking over the last star: linear in practice.
+        fn go(t: &[Token], s: &[char]) -> bool {
+            match t.first() {
+                None => s.is_empty(),
+                Some(Token::Lit(c)) => s.first() == Some(c) && go(&t[1..], &s[1..]),
+                Some(Token::One) => s.first().is_some_and(|c| *c != '/') && go(&t[1..], &s[1..]),
+                Some(Token::AnyInSegment) => {
+                    let mut i = 0;
+                    loop {
+                        if go(&t[1..], &s[i..]) {
+                            return true;
+                        }
+                        if i >= s.len() || s[i] == '/' {
+                            return false;
+                        }
+                        i += 1;
+                    }
+                }
+                Some(Token::Any) => (0..=s.len()).any(|i| go(&t[1..], &s[i..])),
+            }
+        }
+        go(&self.tokens, &chars)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[trust_server.main]
+url = "https://notary.example.com"
+
+[defaults]
+trust_server = "main"
+"#;
+
+    fn policy(rules: &str) -> Result<Policy, PolicyError> {
+        Policy::parse(Path::new("policy.toml"), &format!("{BASE}{rules}"))
+    }
+
+    fn rule_name(p: &Policy, image: &str) -> Option<String> {
+        p.rule_for(&ImageRef::parse(image).expect("ref"))
+            .map(|r| r.name.clone())
+    }
+
+    #[test]
+    fn globs() {
+        let g = |p: &str, s: &str| Glob::new(p).expect("glob").matches(s);
+        assert!(g(
+            "registry.example.com/prod/**",
+            "registry.example.com/prod/a/b:v1"
+        ));
+        assert!(g(
+            "registry.example.com/prod/*",
+            "registry.example.com/prod/app:v1"
+        ));
+        assert!(!g(
+            "registry.example.com/prod/*",
+            "registry.example.com/prod/a/b:v1"
+        ));
+        assert!(g(
+            "docker.io/library/alpine:3.?",
+            "docker.io/library/alpine:3.9"
+        ));
+        assert!(!g(
+            "docker.io/library/alpine:3.?",
+            "docker.io/library/alpine:3.20"
+        ));
+        assert!(g("**", "anything/at:all"));
+        assert!(!g(
+            "registry.example.com/prod/**",
+            "registry.example.com/production/x:1"
+        ));
+    }
+
+    #[test]
+    fn most_specific_rule_wins() {
+        let p = policy(
+            r#"
+[[rule]]
+name = "all"
+match = "**"
+require = "any"
+[[rule]]
+name = "prod"
+match = "registry.example.com/prod/**"
+[[rule]]
+name = "prod-app"
+match = "registry.example.com/prod/app:*"
+[[rule]]
+name = "exact"
+match = "registry.example.com/prod/app:v1"
+require = "reject"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            rule_name(&p, "registry.example.com/prod/app:v1").as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            rule_name(&p, "registry.example.com/prod/app:v2").as_deref(),
+            Some("prod-app")
+        );
+        assert_eq!(
+            rule_name(&p, "registry.example.com/prod/db:v2").as_deref(),
+            Some("prod")
+        );
+        assert_eq!(rule_name(&p, "alpine").as_deref(), Some("all"));
+    }
+
+    #[test]
+    fn no_rule_means_none() {
+        let p = policy("[[rule]]\nmatch = \"registry.example.com/**\"\n").expect("valid");
+        assert_eq!(rule_name(&p, "alpine"), None);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_line_and_column() {
+        let err = policy(
+            r#"
+[[rule]]
+name = "a"
+match = "x/**"
+trust_server = "nope"
+max_timestamp_age = "soon"
+
+[[rule]]
+name = "a"
+match = "y/**"
+roles = ["targets/releases"]
+roles_required = 2
+"#,
+        )
+        .expect_err("invalid");
+        let msgs: Vec<String> = err
+            .problems
+            .iter()
+            .map(|p| format!("{}:{} {}", p.line, p.column, p.message))
+            .collect();
+        assert_eq!(err.problems.len(), 4, "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("11:16") && m.contains("no [trust_server.nope]")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("12:21") && m.contains("\"soon\" is not a duration")),
+            "{msgs:?}"
+        );
+        assert!(msgs.iter().any(|m| m.contains("already used")), "{msgs:?}");
+        assert!(
+            msgs.iter().any(|m| m.contains("roles_required")),
+            "{msgs:?}"
+        );
+        assert!(err.to_string().starts_with("policy.toml:"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_spot() {
+        let err = Policy::parse(Path::new("p.toml"), "[daemon]\nsocket = \n").expect_err("syntax");
+        assert_eq!(
+            (err.problems[0].line, err.problems[0].column),
+            (2, 10),
+            "{err}"
+        );
+        let err = Policy::parse(
+            Path::new("p.toml"),
+            "[[rule]]\nmatch = \"**\"\nmodee = \"audit\"\n",
+        )
+        .expect_err("unknown key");
+        assert_eq!(err.problems[0].line, 3, "{err}");
+        assert!(err.problems[0].message.contains("modee"), "{err}");
+    }
+
+    #[test]
+    fn signed_needs_a_trust_server() {
+        let err = Policy::parse(Path::new("p.toml"), "[[rule]]\nmatch = \"**\"\n")
+            .expect_err("no server");
+        assert!(err.to_string().contains("needs a trust_server"), "{err}");
+    }
+}
