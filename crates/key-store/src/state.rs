@@ -233,6 +233,25 @@ impl StateStore {
         }
     }
 
+    fn cache_path(&self, key: &str) -> PathBuf {
+        self.dir.join("cache").join(format!(
+            "{}.bin",
+            hex::encode(Sha256::digest(key.as_bytes()))
+        ))
+    }
+
+    /// Keeps a blob of cached trust data under `key`, durably. The content is
+    /// re-verified before every use, so it needs no checksum of its own.
+    pub fn save_cache(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        private_dir(&self.dir.join("cache"))?;
+        write_atomic(&self.cache_path(key), bytes)
+    }
+
+    /// The blob saved under `key`, if any (at most `limit` bytes).
+    pub fn load_cache(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        read_secure(&self.cache_path(key), limit)
+    }
+
     /// Repository names with stored state (those that load).
     pub fn repositories(&self) -> Vec<String> {
         let mut out = Vec::new();

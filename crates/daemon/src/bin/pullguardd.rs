@@ -1,0 +1,104 @@
+//! pullguardd: parses arguments, sets up logging, and runs the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// Node-side enforcement of signed images for containerd.
+#[derive(clap::Parser)]
+#[command(name = "pullguardd", version, about)]
+struct Args {
+    /// Policy and daemon settings.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/pullguard/pullguard.toml"
+    )]
+    config: PathBuf,
+    /// Check the configuration and exit: 0 if good, 64 if not.
+    #[arg(long)]
+    check_config: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// EX_USAGE: the configuration is wrong.
+const EX_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PULLGUARD_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    if args.check_config {
+        return match daemon::check_config(&args.config) {
+            Ok(l) => {
+                println!(
+                    "{}: ok ({} rules)",
+                    args.config.display(),
+                    l.policy.rules.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pullguardd: {e}");
+                ExitCode::from(EX_CONFIG)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pullguardd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = async {
+            if let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            tracing::info!("shutting down");
+        };
+        daemon::run(&args.config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(daemon::StartError::Config(e)) => {
+            eprintln!("pullguardd: bad configuration: {e}");
+            ExitCode::from(EX_CONFIG)
+        }
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            eprintln!("pullguardd: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

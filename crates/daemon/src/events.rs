@@ -1,0 +1,207 @@
+//! Events (DESIGN.md Contract 3): one JSON object per line.
+//!
+//! The events file is the durable record: a rejection's line is written and fsynced
+//! before its verdict is returned. Everything else (stdout, syslog, `WatchEvents`) is fed
+//! from a broadcast channel that never blocks a verdict; a sink that falls behind loses
+//! lines, which are counted and reported as an `events.dropped` event.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+
+/// One event. Field names and meanings are a contract once shipped.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Event {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// `pull.rejected`, `pull.allowed`, `pull.audited`, `policy.reloaded`, `policy.invalid`,
+    /// `trust.fetch_failed`, `events.dropped`, `access.denied`.
+    pub event: String,
+    /// Normalised image reference.
+    pub image: Option<String>,
+    /// Digest asked about, `sha256:HEX`.
+    pub digest: Option<String>,
+    /// Repository (Notary GUN).
+    pub gun: Option<String>,
+    /// Rule name.
+    pub rule: Option<String>,
+    /// `enforce` or `audit`.
+    pub mode: Option<String>,
+    /// Reason code.
+    pub reason: Option<String>,
+    /// One sentence for people.
+    pub message: String,
+    /// This node.
+    pub host: String,
+    /// Policy generation in force.
+    pub policy_generation: u64,
+    /// Unique ID.
+    pub event_id: String,
+    /// Set on verdicts asked for as a dry run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Who asked (`containerd-bindir`, `watcher`, `cli`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+struct FileState {
+    file: File,
+    size: u64,
+}
+
+/// The events file and the fan-out to other sinks.
+pub struct EventLog {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    state: Mutex<FileState>,
+    tx: broadcast::Sender<String>,
+    host: String,
+    seq: AtomicU64,
+    started: u128,
+    /// Lines lost by slow sinks.
+    pub dropped: AtomicU64,
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// This host's name, for events.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+impl EventLog {
+    /// Opens (creating) the events file; its directory is created 0750.
+    pub fn open(path: &Path, max_bytes: u64, keep: usize) -> std::io::Result<EventLog> {
+        if let Some(dir) = path.parent() {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir)?;
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o750))?;
+            }
+        }
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        let (tx, _) = broadcast::channel(4096);
+        Ok(EventLog {
+            path: path.to_path_buf(),
+            max_bytes,
+            keep,
+            state: Mutex::new(FileState { file, size }),
+            tx,
+            host: hostname(),
+            seq: AtomicU64::new(0),
+            started: OffsetDateTime::now_utc()
+                .unix_timestamp_nanos()
+                .unsigned_abs(),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// A new event of `kind` with time, host and ID filled in.
+    pub fn new_event(&self, kind: &str, generation: u64, message: impl Into<String>) -> Event {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        Event {
+            time: OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
+            event: kind.to_owned(),
+            message: message.into(),
+            host: self.host.clone(),
+            policy_generation: generation,
+            event_id: format!("{:x}-{}-{n}", self.started, std::process::id()),
+            ..Event::default()
+        }
+    }
+
+    /// Appends the event; with `durable`, returns only once it is on disk (fsync).
+    /// Then hands it to the other sinks without waiting for them.
+    pub fn record(&self, event: &Event, durable: bool) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(event).map_err(std::io::Error::other)?;
+        line.push('\n');
+        {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.size + line.len() as u64 > self.max_bytes && st.size > 0 {
+                self.rotate(&mut st)?;
+            }
+            st.file.write_all(line.as_bytes())?;
+            if durable {
+                st.file.sync_data()?;
+            }
+            st.size += line.len() as u64;
+        }
+        line.pop();
+        // No receivers is fine; a lagging receiver counts its own losses.
+        let _ = self.tx.send(line);
+        Ok(())
+    }
+
+    fn rotate(&self, st: &mut FileState) -> std::io::Result<()> {
+        st.file.sync_all()?;
+        let numbered = |n: usize| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            let _ = std::fs::remove_file(numbered(self.keep));
+            for n in (1..self.keep).rev() {
+                let _ = std::fs::rename(numbered(n), numbered(n + 1));
+            }
+            std::fs::rename(&self.path, numbered(1))?;
+        }
+        st.file = open_append(&self.path)?;
+        st.size = 0;
+        Ok(())
+    }
+
+    /// A receiver of every event line from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_json_and_rotation_keeps_files() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("log/events.jsonl");
+        let log = EventLog::open(&path, 600, 2).expect("open");
+        let mut rx = log.subscribe();
+        for i in 0..10 {
+            let ev = log.new_event("pull.rejected", 1, format!("event {i}"));
+            log.record(&ev, true).expect("record");
+        }
+        let first: serde_json::Value =
+            serde_json::from_str(&rx.try_recv().expect("broadcast")).expect("json");
+        assert_eq!(first["event"], "pull.rejected");
+        assert!(path.exists());
+        assert!(PathBuf::from(format!("{}.1", path.display())).exists());
+        assert!(
+            !PathBuf::from(format!("{}.3", path.display())).exists(),
+            "keeps 2"
+        );
+        let text = std::fs::read_to_string(&path).expect("read");
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("one object per line");
+            assert!(v["event_id"].as_str().is_some_and(|s| !s.is_empty()));
+        }
+    }
+}

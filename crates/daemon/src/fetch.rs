@@ -1,0 +1,233 @@
+//! Fetches a repository's trust data from a notary-server:
+//! `GET <url>/v2/<gun>/_trust/tuf/<role>.json` and `<N>.root.json`.
+//!
+//! Sizes are capped while streaming, before anything is parsed: root and timestamp at
+//! trust-core's limits, the others at the length their parent lists (unverified here;
+//! trust-core checks it exactly) or trust-core's file limit.
+
+use std::time::Duration;
+
+use policy::TrustServer;
+use trust_core::{Limits, RepoFiles};
+
+/// Why trust data could not be fetched.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    /// The server has no trust data for the repository (404).
+    #[error("{server} has no trust data for {gun} (404): the repository is not signed")]
+    NotFound {
+        /// Server URL.
+        server: String,
+        /// Repository.
+        gun: String,
+    },
+    /// Connection, TLS, timeout or server error.
+    #[error("cannot fetch {file} from {server}: {detail}")]
+    Unreachable {
+        /// Server URL.
+        server: String,
+        /// The file.
+        file: String,
+        /// What happened.
+        detail: String,
+    },
+    /// A file is larger than allowed.
+    #[error("{file} from {server} is larger than {limit} bytes")]
+    TooLarge {
+        /// Server URL.
+        server: String,
+        /// The file.
+        file: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// The trust server's CA file cannot be used.
+    #[error("trust server {server}: CA file {path}: {detail}")]
+    BadCa {
+        /// Server name.
+        server: String,
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// A client for one trust server.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    url: String,
+    limits: Limits,
+}
+
+impl Fetcher {
+    /// A client with the server's CA and timeouts; TLS 1.2 or later.
+    pub fn new(server: &TrustServer) -> Result<Fetcher, FetchError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(server.timeout)
+            .timeout(server.timeout)
+            .min_tls_version(reqwest::tls::Version::TLS_1_2)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("pullguardd/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &server.ca_file {
+            let bad = |detail: String| FetchError::BadCa {
+                server: server.name.clone(),
+                path: ca.display().to_string(),
+                detail,
+            };
+            let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder.build().map_err(|e| FetchError::BadCa {
+            server: server.name.clone(),
+            path: String::new(),
+            detail: e.to_string(),
+        })?;
+        Ok(Fetcher {
+            client,
+            url: server.url.clone(),
+            limits: Limits::default(),
+        })
+    }
+
+    async fn get(&self, gun: &str, file: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
+        let url = format!("{}/v2/{gun}/_trust/tuf/{file}", self.url);
+        let unreachable = |detail: String| FetchError::Unreachable {
+            server: self.url.clone(),
+            file: file.to_owned(),
+            detail,
+        };
+        let mut resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(unreachable(format!("HTTP {}", resp.status())));
+        }
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(FetchError::TooLarge {
+                server: self.url.clone(),
+                file: file.to_owned(),
+                limit,
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?
+        {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(FetchError::TooLarge {
+                    server: self.url.clone(),
+                    file: file.to_owned(),
+                    limit,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
+
+    /// Fetches everything needed to verify `gun`. `trusted_root_version` is the root
+    /// version already trusted: every `N.root.json` after it is fetched too.
+    pub async fn fetch(
+        &self,
+        gun: &str,
+        trusted_root_version: Option<u64>,
+    ) -> Result<RepoFiles, FetchError> {
+        let not_found = || FetchError::NotFound {
+            server: self.url.clone(),
+            gun: gun.to_owned(),
+        };
+        let mut files = RepoFiles::new();
+        let root = self
+            .get(gun, "root.json", self.limits.root + 1)
+            .await?
+            .ok_or_else(not_found)?;
+        let timestamp = self
+            .get(gun, "timestamp.json", self.limits.timestamp + 1)
+            .await?
+            .ok_or_else(not_found)?;
+        let root_version = version_of(&root);
+        let snap_len = listed_length(&timestamp, "snapshot").unwrap_or(self.limits.file);
+        let snapshot = self
+            .get(gun, "snapshot.json", snap_len.min(self.limits.file))
+            .await?
+            .ok_or_else(not_found)?;
+        let targets_len = listed_length(&snapshot, "targets").unwrap_or(self.limits.file);
+        let targets = self
+            .get(gun, "targets.json", targets_len.min(self.limits.file))
+            .await?
+            .ok_or_else(not_found)?;
+        for (role, len) in listed_delegations(&snapshot) {
+            if let Some(bytes) = self
+                .get(gun, &format!("{role}.json"), len.min(self.limits.file))
+                .await?
+            {
+                files.insert(role, bytes);
+            }
+        }
+        if let (Some(from), Some(to)) = (trusted_root_version, root_version) {
+            for v in from + 1..to {
+                if let Some(bytes) = self
+                    .get(gun, &format!("{v}.root.json"), self.limits.root + 1)
+                    .await?
+                {
+                    files.insert(format!("{v}.root"), bytes);
+                }
+            }
+        }
+        files.insert("root", root);
+        files.insert("timestamp", timestamp);
+        files.insert("snapshot", snapshot);
+        files.insert("targets", targets);
+        Ok(files)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn parse(bytes: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(bytes).ok()
+}
+
+fn version_of(bytes: &[u8]) -> Option<u64> {
+    parse(bytes)?["signed"]["version"].as_u64()
+}
+
+/// The length a parent lists for `role`: only a cap for reading, checked later.
+fn listed_length(parent: &[u8], role: &str) -> Option<u64> {
+    parse(parent)?["signed"]["meta"][role]["length"].as_u64()
+}
+
+fn listed_delegations(snapshot: &[u8]) -> Vec<(String, u64)> {
+    let Some(v) = parse(snapshot) else {
+        return Vec::new();
+    };
+    let Some(meta) = v["signed"]["meta"].as_object() else {
+        return Vec::new();
+    };
+    meta.iter()
+        .filter(|(name, _)| name.starts_with("targets/"))
+        .filter_map(|(name, m)| Some((name.clone(), m["length"].as_u64()?)))
+        .take(Limits::default().delegations)
+        .collect()
+}

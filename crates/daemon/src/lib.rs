@@ -1,0 +1,116 @@
+//! pullguardd: answers "may this image be pulled?" for containerd and operators.
+//!
+//! Pieces: the policy in force with hot reload ([`reload`]), trust data fetched from
+//! notary-servers and cached ([`fetch`], [`engine`]), verdicts from trust-core, durable
+//! events ([`events`]) with non-blocking sinks ([`sinks`]), and the gRPC API on a unix
+//! socket ([`server`]). [`run`] ties them together.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub mod engine;
+pub mod events;
+pub mod fetch;
+pub mod reload;
+pub mod server;
+pub mod sinks;
+
+/// Generated from `proto/pullguard/v1/pullguard.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod api {
+    tonic::include_proto!("pullguard.v1");
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The policy file is bad: exit 64.
+    #[error("{0}")]
+    Config(String),
+    /// A directory, file or socket could not be set up.
+    #[error("{what}")]
+    Setup {
+        /// What failed.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("the gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// Loads and prepares the policy at `path` as generation 1 (no side effects).
+pub fn check_config(path: &Path) -> Result<engine::Loaded, StartError> {
+    let policy = policy::Policy::load(path).map_err(|e| StartError::Config(e.to_string()))?;
+    engine::Loaded::prepare(policy, 1, path).map_err(StartError::Config)
+}
+
+/// Runs the daemon until `shutdown` completes.
+pub async fn run(
+    config: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let loaded = check_config(config)?;
+    let settings = loaded.policy.daemon.clone();
+    let setup = |what: String| move |source| StartError::Setup { what, source };
+    let state = key_store::StateStore::open(&settings.state_dir)
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let events = Arc::new(
+        events::EventLog::open(
+            &settings.events_file,
+            settings.events_max_bytes,
+            settings.events_keep,
+        )
+        .map_err(setup(format!(
+            "cannot open the events file {}",
+            settings.events_file.display()
+        )))?,
+    );
+    let engine = Arc::new(engine::Engine::new(loaded, state, events));
+    if settings.stdout_events {
+        sinks::stdout(engine.clone());
+    }
+    if let Some(target) = settings.syslog.clone() {
+        sinks::syslog(engine.clone(), target);
+    }
+    let _watcher =
+        reload::start(engine.clone(), config.to_path_buf()).map_err(|e| StartError::Setup {
+            what: format!("cannot watch {}", config.display()),
+            source: std::io::Error::other(e),
+        })?;
+    let listener = server::bind(&settings.socket).map_err(setup(format!(
+        "cannot listen on {}",
+        settings.socket.display()
+    )))?;
+    let start = engine.events.new_event(
+        "daemon.started",
+        1,
+        format!(
+            "pullguardd {} listening on {}",
+            env!("CARGO_PKG_VERSION"),
+            settings.socket.display()
+        ),
+    );
+    let _ = engine.emit(start, false).await;
+    tracing::info!(socket = %settings.socket.display(), "pullguardd ready");
+    let service = api::pullguard_server::PullguardServer::new(server::Service {
+        engine: engine.clone(),
+    })
+    .max_decoding_message_size(64 * 1024);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+        .map_err(StartError::Serve)?;
+    let _ = std::fs::remove_file(&settings.socket);
+    Ok(())
+}

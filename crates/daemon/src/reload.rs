@@ -1,0 +1,135 @@
+//! Policy hot reload.
+//!
+//! Three triggers send the same message on one channel: a `notify` watch on the policy
+//! file's directory (editors' atomic renames and Kubernetes ConfigMap symlink swaps
+//! replace inodes, so the directory is watched, not the file), SIGHUP, and a one-second
+//! check of the file's content as a safety net for a watch that was lost. A reload
+//! parses and validates on the side, then swaps; a bad edit keeps the last good policy
+//! and is reported as `policy.invalid` with file, line and column.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::Watcher as _;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+
+use crate::engine::{Engine, Loaded};
+
+fn digest_of(path: &Path) -> Option<Vec<u8>> {
+    // Follows symlinks, as a ConfigMap mount needs.
+    std::fs::read(path).ok().map(|b| Sha256::digest(b).to_vec())
+}
+
+/// Starts the triggers; returns the watcher, which must be kept alive.
+pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::RecommendedWatcher> {
+    let (tx, mut rx) = mpsc::channel::<&'static str>(16);
+    let dir = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let watch_tx = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = watch_tx.try_send("file change");
+        }
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+
+    let hup_tx = tx.clone();
+    tokio::spawn(async move {
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            while hup.recv().await.is_some() {
+                let _ = hup_tx.send("SIGHUP").await;
+            }
+        }
+    });
+    let poll_tx = tx;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if poll_tx.send("poll").await.is_err() {
+                break;
+            }
+        }
+    });
+
+    tokio::spawn(async move {
+        let mut current = digest_of(&path);
+        let mut missing_reported = false;
+        while let Some(trigger) = rx.recv().await {
+            // Debounce: editors write in several steps.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            while rx.try_recv().is_ok() {}
+            let now = digest_of(&path);
+            if now.is_none() {
+                if !missing_reported {
+                    missing_reported = true;
+                    invalid(
+                        &engine,
+                        &path,
+                        "the policy file is missing or unreadable; keeping the last good policy",
+                    )
+                    .await;
+                }
+                continue;
+            }
+            missing_reported = false;
+            if now == current && trigger != "SIGHUP" {
+                continue;
+            }
+            current = now;
+            reload(&engine, &path, trigger).await;
+        }
+    });
+    Ok(watcher)
+}
+
+async fn invalid(engine: &Engine, path: &Path, message: &str) {
+    let loaded = engine.loaded();
+    tracing::error!(file = %path.display(), problem = %message, "policy.invalid: keeping the last good policy");
+    *engine.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = message.to_owned();
+    let ev = engine
+        .events
+        .new_event("policy.invalid", loaded.generation, message.to_owned());
+    let _ = engine.emit(ev, true).await;
+}
+
+/// Parses, validates and installs the policy at `path`, or reports why not.
+pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
+    let old = engine.loaded();
+    let parsed = policy::Policy::load(path).map_err(|e| e.to_string());
+    let prepared = parsed.and_then(|p| {
+        let restart_note = (p.daemon != old.policy.daemon).then_some(());
+        Loaded::prepare(p, old.generation + 1, path).map(|l| (l, restart_note))
+    });
+    match prepared {
+        Ok((loaded, restart_note)) => {
+            let generation = loaded.generation;
+            engine.install(loaded);
+            *engine.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = "ok".to_owned();
+            let mut message = format!(
+                "policy generation {generation} loaded from {} ({trigger})",
+                path.display()
+            );
+            if restart_note.is_some() {
+                message.push_str("; [daemon] settings changed and take effect at restart");
+            }
+            tracing::info!(generation, trigger, "policy.reloaded");
+            let ev = engine
+                .events
+                .new_event("policy.reloaded", generation, message);
+            let _ = engine.emit(ev, true).await;
+        }
+        Err(problem) => {
+            invalid(
+                engine,
+                path,
+                &format!("{problem}; keeping policy generation {}", old.generation),
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Real components for the daemon's tests: a notary-server signed with the real notary
+//! CLI (tests/notary/serve.sh), the real pullguardd binary, a gRPC client on its socket.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use daemon::api::pullguard_client::PullguardClient;
+use daemon::api::{VerifyRequest, VerifyResponse};
+use tonic::transport::Channel;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A notary-signer + notary-server with `registry.test/pullguard/app` signed: `v1` in
+/// targets, `v2` in targets/releases.
+pub struct Notary {
+    pub dir: tempfile::TempDir,
+    pub env: HashMap<String, String>,
+}
+
+impl Notary {
+    pub fn start() -> Notary {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("bash")
+            .arg(repo_root().join("tests/notary/serve.sh"))
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "tests/notary/serve.sh failed: is the Debian package notary installed?"
+        );
+        let env = std::fs::read_to_string(dir.path().join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect();
+        Notary { dir, env }
+    }
+
+    pub fn get(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    /// Stops the notary-server (the signer keeps running).
+    pub fn stop_server(&self) {
+        kill(self.get("NOTARY_SERVER_PID"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Runs the notary CLI against this server.
+    pub fn cli(&self, args: &str) {
+        let script = format!(
+            ". {}/tests/notary/lib.sh; NOTARY_DIR={} ; notary_cli {args} >/dev/null",
+            repo_root().display(),
+            self.dir.path().display()
+        );
+        let st = Command::new("bash").arg("-c").arg(script).status().unwrap();
+        assert!(st.success(), "notary {args}");
+    }
+}
+
+fn kill(pid: &str) {
+    let _ = Command::new("kill").arg(pid).stderr(Stdio::null()).status();
+}
+
+impl Drop for Notary {
+    fn drop(&mut self) {
+        kill(self.get("NOTARY_SERVER_PID"));
+        kill(self.get("NOTARY_SIGNER_PID"));
+    }
+}
+
+/// Paths of one daemon's world.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub events: PathBuf,
+    pub state: PathBuf,
+    pub keys: PathBuf,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().to_path_buf();
+        World {
+            config: p.join("etc/pullguard.toml"),
+            socket: p.join("run/pullguard.sock"),
+            events: p.join("log/events.jsonl"),
+            state: p.join("state"),
+            keys: p.join("keys"),
+            dir,
+        }
+    }
+
+    /// The `[daemon]` section for this world.
+    pub fn daemon_section(&self, extra: &str) -> String {
+        format!(
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nkeys_dir = \"{}\"\nevents_file = \"{}\"\ncache_ttl = \"1s\"\n{extra}\n",
+            self.socket.display(),
+            self.state.display(),
+            self.keys.display(),
+            self.events.display()
+        )
+    }
+
+    /// `[trust_server.notary]` for a running notary.
+    pub fn server_section(notary: &Notary) -> String {
+        format!(
+            "[trust_server.notary]\nurl = \"{}\"\nca_file = \"{}\"\ntimeout = \"2s\"\n\n[defaults]\ntrust_server = \"notary\"\ntofu = true\n",
+            notary.get("NOTARY_URL"),
+            notary.get("NOTARY_CA")
+        )
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::create_dir_all(self.config.parent().unwrap()).unwrap();
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.events)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+            .collect()
+    }
+
+    pub fn events_of(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+}
+
+/// The real pullguardd binary.
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(world: &World) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_pullguardd"))
+            .arg("--config")
+            .arg(&world.config)
+            .env("PULLGUARD_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            socket: world.socket.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pullguardd did not open its socket"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    /// SIGTERM, and wait.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// SIGHUP.
+    pub fn hup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+    }
+
+    pub async fn client(&self) -> PullguardClient<Channel> {
+        connect(&self.socket).await
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn connect(socket: &Path) -> PullguardClient<Channel> {
+    let path = socket.to_path_buf();
+    let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap();
+    PullguardClient::new(channel)
+}
+
+pub async fn verify(
+    client: &mut PullguardClient<Channel>,
+    image: &str,
+    digest: &str,
+) -> VerifyResponse {
+    client
+        .verify(VerifyRequest {
+            image: image.to_owned(),
+            digest: digest.to_owned(),
+            source: "test".to_owned(),
+            ..VerifyRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Polls `f` until it returns Some, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
