@@ -151,6 +151,12 @@ pub struct Counters {
     pub fetches: AtomicU64,
     /// Cache hits.
     pub cache_hits: AtomicU64,
+    /// Time spent fetching, microseconds.
+    pub fetch_micros: AtomicU64,
+    /// Successful reloads.
+    pub reloads_ok: AtomicU64,
+    /// Refused reloads.
+    pub reloads_invalid: AtomicU64,
 }
 
 /// The engine shared by every request.
@@ -563,7 +569,13 @@ impl Engine {
         }
         let trusted_root = trusted.and_then(|t| t.versions.get("root").copied());
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        match fetcher.fetch(gun, trusted_root).await {
+        let started = Instant::now();
+        let fetched = fetcher.fetch(gun, trusted_root).await;
+        self.counters.fetch_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        match fetched {
             Ok(files) => {
                 let files = Arc::new(files);
                 self.files.lock().unwrap_or_else(|p| p.into_inner()).insert(

@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub mod engine;
 pub mod events;
 pub mod fetch;
+pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod sinks;
@@ -78,6 +79,13 @@ pub async fn run(
     }
     if let Some(target) = settings.syslog.clone() {
         sinks::syslog(engine.clone(), target);
+    }
+    if let Some(setting) = &settings.metrics {
+        let addr = metrics::listen_address(setting);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(setup(format!("cannot listen for metrics on {addr}")))?;
+        tokio::spawn(metrics::serve(engine.clone(), listener));
     }
     let _watcher =
         reload::start(engine.clone(), config.to_path_buf()).map_err(|e| StartError::Setup {

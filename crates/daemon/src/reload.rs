@@ -89,6 +89,10 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::Recom
 
 async fn invalid(engine: &Engine, path: &Path, message: &str) {
     let loaded = engine.loaded();
+    engine
+        .counters
+        .reloads_invalid
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::error!(file = %path.display(), problem = %message, "policy.invalid: keeping the last good policy");
     *engine.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = message.to_owned();
     let ev = engine
@@ -109,6 +113,10 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
         Ok((loaded, restart_note)) => {
             let generation = loaded.generation;
             engine.install(loaded);
+            engine
+                .counters
+                .reloads_ok
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             *engine.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = "ok".to_owned();
             let mut message = format!(
                 "policy generation {generation} loaded from {} ({trigger})",

@@ -22,12 +22,47 @@ pub fn rfc5424(line: &str, host: &str) -> String {
         | "events.dropped" => 4,
         _ => 6,
     };
-    let time = v["time"].as_str().unwrap_or("-");
+    // RFC 5424 allows at most six digits of fractional seconds.
+    let time = v["time"].as_str().map_or_else(|| "-".to_owned(), micros);
     format!(
         "<{}>1 {time} {host} pullguardd {} {kind} - {line}",
         3 * 8 + severity,
         std::process::id()
     )
+}
+
+/// `2026-11-25T20:52:17.171833332Z` → `2026-11-25T20:52:17.171833Z`.
+fn micros(t: &str) -> String {
+    match t.split_once('.') {
+        Some((secs, frac)) => {
+            let digits: String = frac
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .take(6)
+                .collect();
+            let zone: String = frac.chars().skip_while(char::is_ascii_digit).collect();
+            format!("{secs}.{digits}{zone}")
+        }
+        None => t.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn syslog_header_time_has_at_most_six_fraction_digits() {
+        assert_eq!(
+            super::micros("2026-11-25T20:52:17.171833332Z"),
+            "2026-11-25T20:52:17.171833Z"
+        );
+        assert_eq!(
+            super::micros("2026-11-25T20:52:17Z"),
+            "2026-11-25T20:52:17Z"
+        );
+        let line = r#"{"time":"2026-11-25T20:52:17.171833332Z","event":"pull.rejected"}"#;
+        assert!(super::rfc5424(line, "h")
+            .starts_with("<28>1 2026-11-25T20:52:17.171833Z h pullguardd "));
+    }
 }
 
 enum Conn {

@@ -1,0 +1,117 @@
+//! Policy hot reload, observed through verdicts (no trust server needed: the rules use
+//! require = "any" and "reject").
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod harness;
+
+use std::path::Path;
+
+use harness::{eventually, verify, Daemon, World};
+
+const IMAGE: &str = "registry.test/team/app:v1";
+
+fn policy(world: &World, require: &str) -> String {
+    format!("{}[[rule]]\nname = \"team-{require}\"\nmatch = \"registry.test/team/**\"\nrequire = \"{require}\"\n", world.daemon_section(""))
+}
+
+/// Waits until the verdict for IMAGE says `allowed` under `rule` and policy generation
+/// `generation`, and stays on it.
+async fn until(daemon: &Daemon, allowed: bool, rule: &str, generation: u64) {
+    let c = daemon.client().await;
+    let seen = eventually(10, || {
+        let mut c = c.clone();
+        async move {
+            let v = verify(&mut c, IMAGE, "").await;
+            (v.policy_generation >= generation).then_some(v)
+        }
+    })
+    .await
+    .unwrap_or_else(|| panic!("policy generation {generation} never arrived"));
+    assert_eq!(
+        (seen.allowed, seen.rule.as_str(), seen.policy_generation),
+        (allowed, rule, generation),
+        "{seen:?}"
+    );
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-editor");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_renames_invalid_edits_deletion_and_sighup() {
+    let world = World::new();
+    world.write_config(&policy(&world, "any"));
+    let daemon = Daemon::start(&world);
+    until(&daemon, true, "team-any", 1).await;
+
+    // Edit in place.
+    std::fs::write(&world.config, policy(&world, "reject")).unwrap();
+    until(&daemon, false, "team-reject", 2).await;
+
+    // An editor's atomic rename.
+    write_atomically(&world.config, &policy(&world, "any"));
+    until(&daemon, true, "team-any", 3).await;
+
+    // An invalid edit: the last good policy stays, and the event says where.
+    std::fs::write(
+        &world.config,
+        format!("{}mode = \"sometimes\"\n", policy(&world, "reject")),
+    )
+    .unwrap();
+    let invalid = eventually(10, || async {
+        world.events_of("policy.invalid").into_iter().next()
+    })
+    .await
+    .expect("policy.invalid event");
+    let msg = invalid["message"].as_str().unwrap();
+    assert!(msg.contains("pullguard.toml:12:"), "{msg}");
+    assert!(msg.contains("keeping policy generation 3"), "{msg}");
+    until(&daemon, true, "team-any", 3).await;
+
+    // Deleted: kept; recreated: loaded.
+    std::fs::remove_file(&world.config).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    until(&daemon, true, "team-any", 3).await;
+    assert!(world
+        .events_of("policy.invalid")
+        .iter()
+        .any(|e| e["message"].as_str().unwrap().contains("missing")));
+    std::fs::write(&world.config, policy(&world, "reject")).unwrap();
+    until(&daemon, false, "team-reject", 4).await;
+
+    // SIGHUP reloads even an unchanged file.
+    daemon.hup();
+    until(&daemon, false, "team-reject", 5).await;
+    let reloaded = world.events_of("policy.reloaded");
+    assert_eq!(reloaded.len(), 4, "{reloaded:?}");
+    assert!(reloaded
+        .iter()
+        .all(|e| e["policy_generation"].as_u64().unwrap() >= 2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configmap_symlink_swap() {
+    // Kubernetes mounts a ConfigMap as DIR/pullguard.toml -> ..data/pullguard.toml,
+    // ..data -> ..<timestamp>/, and swaps ..data with a rename.
+    let world = World::new();
+    let etc = world.config.parent().unwrap().to_path_buf();
+    let publish = |name: &str, text: &str| {
+        let version = etc.join(name);
+        std::fs::create_dir_all(&version).unwrap();
+        std::fs::write(version.join("pullguard.toml"), text).unwrap();
+        let tmp = etc.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(name, &tmp).unwrap();
+        std::fs::rename(&tmp, etc.join("..data")).unwrap();
+    };
+    publish("..2026_01", &policy(&world, "any"));
+    std::os::unix::fs::symlink("..data/pullguard.toml", &world.config).unwrap();
+    let daemon = Daemon::start(&world);
+    until(&daemon, true, "team-any", 1).await;
+    publish("..2026_02", &policy(&world, "reject"));
+    until(&daemon, false, "team-reject", 2).await;
+}

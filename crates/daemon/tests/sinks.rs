@@ -1,0 +1,238 @@
+//! Syslog to a real rsyslogd, the metrics endpoint, and who may use the socket.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod harness;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::{eventually, verify, Daemon, World};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Rsyslog {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Rsyslog {
+    fn start(udp: u16, tcp: u16) -> Rsyslog {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = format!(
+            "global(workDirectory=\"{d}\")\nmodule(load=\"imudp\")\ninput(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp}\")\n\
+             module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp}\")\n\
+             *.* action(type=\"omfile\" file=\"{d}/out.log\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("rsyslog.conf"), conf).unwrap();
+        let child = Command::new("rsyslogd")
+            .args(["-n", "-f"])
+            .arg(dir.path().join("rsyslog.conf"))
+            .arg("-i")
+            .arg(dir.path().join("pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd (Debian package rsyslog)");
+        let r = Rsyslog { dir, child };
+        // UDP to a socket not yet bound is lost without a trace: probe until received.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..100 {
+            let _ = probe.send_to(b"<30>1 - - probe - - - rsyslog-ready", ("127.0.0.1", udp));
+            std::thread::sleep(Duration::from_millis(100));
+            if r.log().contains("rsyslog-ready") {
+                return r;
+            }
+        }
+        panic!("rsyslogd did not start receiving");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("out.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rules() -> &'static str {
+    "[[rule]]\nname = \"blocked\"\nmatch = \"registry.test/blocked/**\"\nrequire = \"reject\"\n"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_reach_a_real_rsyslogd_over_udp_and_tcp() {
+    let (udp, tcp) = (free_port(), free_port());
+    let rsyslog = Rsyslog::start(udp, tcp);
+    for target in [
+        format!("udp://127.0.0.1:{udp}"),
+        format!("tcp://127.0.0.1:{tcp}"),
+    ] {
+        let world = World::new();
+        world.write_config(&format!(
+            "{}{}",
+            world.daemon_section(&format!("syslog = \"{target}\"")),
+            rules()
+        ));
+        let daemon = Daemon::start(&world);
+        let mut c = daemon.client().await;
+        let v = verify(&mut c, "registry.test/blocked/app:v1", "").await;
+        assert!(!v.allowed);
+        let line = eventually(10, || async {
+            rsyslog
+                .log()
+                .lines()
+                .find(|l| l.contains(&v.event_id))
+                .map(str::to_owned)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{target}: event not in rsyslog's file:\n{}", rsyslog.log()));
+        // RFC 5424, facility daemon, severity warning for a rejection.
+        assert!(line.starts_with("<28>1 "), "{line}");
+        assert!(
+            line.contains(" pullguardd ") && line.contains(" pull.rejected "),
+            "{line}"
+        );
+        let json = &line[line.find('{').unwrap()..];
+        let ev: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(ev["reason"], "rejected_by_policy");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syslog_down_never_blocks_verdicts() {
+    // Nothing listens on this TCP port: verdicts must still come, and the file has them.
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}",
+        world.daemon_section(&format!("syslog = \"tcp://127.0.0.1:{}\"", free_port())),
+        rules()
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        assert!(
+            !verify(&mut c, &format!("registry.test/blocked/app:{i}"), "")
+                .await
+                .allowed
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "verdicts waited for syslog"
+    );
+    assert_eq!(world.events_of("pull.rejected").len(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_endpoint_counts_verdicts() {
+    let port = free_port();
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}",
+        world.daemon_section(&format!("metrics = \"{port}\"")),
+        rules()
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    for _ in 0..3 {
+        verify(&mut c, "registry.test/blocked/app:v1", "").await;
+    }
+    let out = Command::new("curl")
+        .args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("pullguard_verdicts_total{reason=\"rejected_by_policy\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("pullguard_policy_generation 1"), "{text}");
+}
+
+/// Child mode of `only_allowed_users_may_call`: one Verify as whoever runs it.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_child() {
+    let Ok(socket) = std::env::var("PULLGUARD_TEST_SOCKET") else {
+        return;
+    };
+    let mut c = harness::connect(std::path::Path::new(&socket)).await;
+    let r = c
+        .verify(daemon::api::VerifyRequest {
+            image: "registry.test/blocked/app:v1".into(),
+            ..Default::default()
+        })
+        .await;
+    match r {
+        Ok(v) => println!("ANSWER allowed={}", v.into_inner().allowed),
+        Err(s) => println!("STATUS {:?}", s.code()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_allowed_users_may_call() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !rustix_is_root() {
+        eprintln!("needs root to run a client as another user");
+        return;
+    }
+    let world = World::new();
+    let run_as_nobody = |world: &World| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "client_child", "--nocapture"])
+            .env("PULLGUARD_TEST_SOCKET", &world.socket)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let open_up = |world: &World| {
+        // Let the other user reach the socket, so that pullguardd's own check decides.
+        for p in [
+            world.dir.path().to_path_buf(),
+            world.socket.parent().unwrap().to_path_buf(),
+        ] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&world.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    };
+    world.write_config(&format!("{}{}", world.daemon_section(""), rules()));
+    let mut daemon = Daemon::start(&world);
+    open_up(&world);
+    let out = run_as_nobody(&world);
+    assert!(out.contains("STATUS PermissionDenied"), "{out}");
+    let denied = world.events_of("access.denied");
+    assert_eq!(denied.len(), 1);
+    assert!(denied[0]["message"].as_str().unwrap().contains("uid 65534"));
+    daemon.stop();
+
+    world.write_config(&format!(
+        "{}{}",
+        world.daemon_section("allowed_uids = [65534]"),
+        rules()
+    ));
+    let _daemon = Daemon::start(&world);
+    open_up(&world);
+    let out = run_as_nobody(&world);
+    assert!(out.contains("ANSWER allowed=false"), "{out}");
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+}
