@@ -47,24 +47,6 @@ fn micros(t: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn syslog_header_time_has_at_most_six_fraction_digits() {
-        assert_eq!(
-            super::micros("2026-11-25T20:52:17.171833332Z"),
-            "2026-11-25T20:52:17.171833Z"
-        );
-        assert_eq!(
-            super::micros("2026-11-25T20:52:17Z"),
-            "2026-11-25T20:52:17Z"
-        );
-        let line = r#"{"time":"2026-11-25T20:52:17.171833332Z","event":"pull.rejected"}"#;
-        assert!(super::rfc5424(line, "h")
-            .starts_with("<28>1 2026-11-25T20:52:17.171833Z h pullguardd "));
-    }
-}
-
 enum Conn {
     Unix(tokio::net::UnixDatagram),
     Udp(tokio::net::UdpSocket),
@@ -164,4 +146,22 @@ pub fn syslog(engine: Arc<Engine>, target: SyslogTarget) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn syslog_header_time_has_at_most_six_fraction_digits() {
+        assert_eq!(
+            super::micros("2026-11-25T20:52:17.171833332Z"),
+            "2026-11-25T20:52:17.171833Z"
+        );
+        assert_eq!(
+            super::micros("2026-11-25T20:52:17Z"),
+            "2026-11-25T20:52:17Z"
+        );
+        let line = r#"{"time":"2026-11-25T20:52:17.171833332Z","event":"pull.rejected"}"#;
+        assert!(super::rfc5424(line, "h")
+            .starts_with("<28>1 2026-11-25T20:52:17.171833Z h pullguardd "));
+    }
 }
