@@ -208,6 +208,15 @@ impl Engine {
             .clear();
     }
 
+    fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.flights
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone()
+    }
+
     /// Repositories with trust data in memory.
     pub fn cached_repositories(&self) -> usize {
         self.files.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -440,6 +449,19 @@ impl Engine {
                 r
             }
             None => {
+                // One verification per repository and rule at a time; the others wait and
+                // take its result.
+                let flight = self.flight(&vkey);
+                let _guard = flight.lock().await;
+                let again = {
+                    let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                    map.get(&vkey)
+                        .filter(|c| c.verified.elapsed() < ttl)
+                        .map(|c| c.repo.clone())
+                };
+                if let Some(r) = again {
+                    return resolve(&r, rule, image, digest);
+                }
                 let repo = Arc::new(
                     self.verify_repository(loaded, rule, server, fetcher, &gun)
                         .await?,
@@ -555,13 +577,7 @@ impl Engine {
         if let Some(f) = fresh(&self.files.lock().unwrap_or_else(|p| p.into_inner())) {
             return Ok(f);
         }
-        let flight = self
-            .flights
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
-            .clone();
+        let flight = self.flight(&key);
         let _guard = flight.lock().await;
         // Someone else may have fetched while we waited.
         if let Some(f) = fresh(&self.files.lock().unwrap_or_else(|p| p.into_inner())) {

@@ -46,6 +46,9 @@ pub enum StartError {
     Serve(#[source] tonic::transport::Error),
 }
 
+/// How long open connections get after SIGTERM.
+const SHUTDOWN_GRACE_SECS: u64 = 3;
+
 /// Loads and prepares the policy at `path` as generation 1 (no side effects).
 pub fn check_config(path: &Path) -> Result<engine::Loaded, StartError> {
     let policy = policy::Policy::load(path).map_err(|e| StartError::Config(e.to_string()))?;
@@ -111,14 +114,32 @@ pub async fn run(
         engine: engine.clone(),
     })
     .max_decoding_message_size(64 * 1024);
-    tonic::transport::Server::builder()
+    // Graceful shutdown waits for open connections, and a WatchEvents stream never ends
+    // by itself: after the signal, connections get a few seconds, then the daemon exits.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful_rx = stop_rx.clone();
+    let graceful = async move {
+        let _ = graceful_rx.wait_for(|stop| *stop).await;
+    };
+    let mut deadline_rx = stop_rx;
+    let deadline = async move {
+        let _ = deadline_rx.wait_for(|stop| *stop).await;
+        tokio::time::sleep(std::time::Duration::from_secs(SHUTDOWN_GRACE_SECS)).await;
+    };
+    let serve = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(listener),
-            shutdown,
-        )
-        .await
-        .map_err(StartError::Serve)?;
+            graceful,
+        );
+    tokio::select! {
+        served = serve => served.map_err(StartError::Serve)?,
+        () = deadline => tracing::warn!(seconds = SHUTDOWN_GRACE_SECS, "connections still open at shutdown; closing them"),
+    }
     let _ = std::fs::remove_file(&settings.socket);
     Ok(())
 }

@@ -273,3 +273,95 @@ async fn bad_config_exits_64_and_check_config_says_why() {
         assert!(err.contains("pullguard.toml:3:"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_cold_pulls_share_one_fetch() {
+    let notary = Notary::start();
+    let world = World::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let daemon_cfg = world.daemon_section(&format!("metrics = \"{port}\""));
+    world.write_config(&format!(
+        "{daemon_cfg}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",
+        World::server_section(&notary)
+    ));
+    let daemon = Daemon::start(&world);
+    let c = daemon.client().await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let mut c = c.clone();
+        let tag = if i % 2 == 0 { "v1" } else { "v2" };
+        tasks.push(tokio::spawn(async move {
+            verify(&mut c, &format!("{APP}:{tag}"), "").await
+        }));
+    }
+    for t in tasks {
+        let v = t.await.unwrap();
+        assert!(v.allowed, "{v:?}");
+    }
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("pullguard_trust_fetches_total 1\n"),
+        "one chain fetch for 40 concurrent pulls:\n{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_events_status_socket_modes_and_graceful_stop() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = World::new();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"no\"\nmatch = \"**\"\nrequire = \"reject\"\n",
+        world.daemon_section("")
+    ));
+    let mut daemon = Daemon::start(&world);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&world.socket), 0o660);
+    assert_eq!(mode(world.socket.parent().unwrap()), 0o750);
+
+    let mut c = daemon.client().await;
+    let mut stream = c
+        .watch_events(daemon::api::WatchEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let v = verify(&mut c, "registry.test/x/y:1", "").await;
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let ev: serde_json::Value = serde_json::from_str(&ev.json).unwrap();
+    assert_eq!(ev["event_id"], v.event_id.as_str());
+    assert_eq!(ev["event"], "pull.rejected");
+
+    let status = c
+        .status(daemon::api::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            status.policy_generation,
+            status.last_reload.as_str(),
+            status.verdicts
+        ),
+        (1, "ok", 1)
+    );
+    assert_eq!(status.policy_file, world.config.display().to_string());
+
+    daemon.stop();
+    assert_eq!(
+        daemon.child.try_wait().unwrap().and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM is a clean exit"
+    );
+    assert!(!world.socket.exists(), "the socket is removed on shutdown");
+}

@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use policy::{ImageRef, Mode, OnUnreachable, Policy, Require};
 
 fn config(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config")
+        .join(rel)
 }
 
 fn rule<'a>(p: &'a Policy, image: &str) -> &'a policy::Rule {
-    p.rule_for(&ImageRef::parse(image).unwrap()).expect("a rule")
+    p.rule_for(&ImageRef::parse(image).unwrap())
+        .expect("a rule")
 }
 
 #[test]
@@ -30,7 +33,10 @@ fn every_shipped_file_parses() {
 fn default_enforces_signatures_on_everything() {
     let p = Policy::load(&config("pullguard.toml")).unwrap();
     let r = rule(&p, "alpine");
-    assert_eq!((r.mode, r.require, r.on_unreachable), (Mode::Enforce, Require::Signed, OnUnreachable::Deny));
+    assert_eq!(
+        (r.mode, r.require, r.on_unreachable),
+        (Mode::Enforce, Require::Signed, OnUnreachable::Deny)
+    );
     assert!(p.daemon.metrics.is_none(), "metrics are off by default");
 }
 
@@ -44,9 +50,15 @@ fn examples_mean_what_they_say() {
     assert_eq!(prod.name, "prod");
     assert_eq!(prod.roles, vec!["targets/releases".to_owned()]);
     assert_eq!(prod.on_unreachable, OnUnreachable::Cached);
-    assert_eq!(rule(&corp, "registry.corp.example.com/tools/x:1").name, "corp");
+    assert_eq!(
+        rule(&corp, "registry.corp.example.com/tools/x:1").name,
+        "corp"
+    );
     assert_eq!(rule(&corp, "alpine").require, Require::Reject);
 
     let two = Policy::load(&config("examples/two-signers.toml")).unwrap();
-    assert_eq!(rule(&two, "registry.corp.example.com/app:v1").roles_required, 2);
+    assert_eq!(
+        rule(&two, "registry.corp.example.com/app:v1").roles_required,
+        2
+    );
 }
