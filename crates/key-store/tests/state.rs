@@ -156,7 +156,13 @@ fn writer_child() {
         return;
     };
     let store = StateStore::open(Path::new(&dir)).expect("open");
-    for n in 2.. {
+    // Each round writes numbers above every earlier round's, so going back would mean a
+    // lost or torn write.
+    let base: u64 = std::env::var("PULLGUARD_STATE_BASE")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(2);
+    for n in base.. {
         store
             .record_verified(state("a/b", n), T0, None)
             .expect("save");
@@ -176,6 +182,10 @@ fn killed_writer_never_leaves_a_torn_state() {
         let mut child = Command::new(&exe)
             .args(["--exact", "writer_child", "--nocapture"])
             .env("PULLGUARD_STATE_WRITER", tmp.path())
+            .env(
+                "PULLGUARD_STATE_BASE",
+                ((round + 1) * 1_000_000).to_string(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
