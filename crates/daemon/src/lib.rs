@@ -19,11 +19,8 @@ pub mod reload;
 pub mod server;
 pub mod sinks;
 
-/// Generated from `proto/pullguard/v1/pullguard.proto`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod api {
-    tonic::include_proto!("pullguard.v1");
-}
+/// The gRPC API (generated, in its own crate so that clients stay small).
+pub use api;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]

@@ -142,6 +142,24 @@ impl World {
     }
 }
 
+/// A workspace binary: Cargo's path when this package builds it, else beside the test
+/// executable (target/debug), where `cargo test --workspace` puts every binary.
+pub fn bin(name: &str) -> PathBuf {
+    if name == "pullguardd" {
+        if let Some(p) = option_env!("CARGO_BIN_EXE_pullguardd") {
+            return PathBuf::from(p);
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(Path::parent).unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
 /// The real pullguardd binary.
 pub struct Daemon {
     pub child: Child,
@@ -150,7 +168,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(world: &World) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_pullguardd"))
+        let child = Command::new(bin("pullguardd"))
             .arg("--config")
             .arg(&world.config)
             .env("PULLGUARD_LOG", "warn")

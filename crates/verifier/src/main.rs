@@ -1,0 +1,371 @@
+//! pullguard-verifier: what containerd 2.x runs from its image-verifier `bin_dir` for
+//! every pull through the transfer service (DESIGN.md Contract 1):
+//!
+//! ```text
+//! pullguard-verifier -name REF -digest sha256:HEX -stdin-media-type application/vnd.oci.descriptor.v1+json
+//! ```
+//!
+//! with the image's OCI descriptor as one JSON line on stdin. Exit 0 allows the pull,
+//! anything else blocks it; stdout (≤ 32 KiB, trimmed) is the reason containerd shows.
+//! It asks pullguardd over its unix socket and prints one line. It fails closed: bad
+//! arguments, a bad descriptor, or an unreachable or slow daemon block the pull, unless
+//! an operator has set a time-limited emergency override, which is then recorded.
+//!
+//! It reads no configuration beyond the socket path, and runs a single-threaded
+//! runtime, so that starting it costs little on every pull.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use api::pullguard_client::PullguardClient;
+use api::VerifyRequest;
+
+const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
+const DESCRIPTOR_MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
+/// A descriptor is a few hundred bytes; containerd writes it in one line.
+const MAX_STDIN: u64 = 64 * 1024;
+/// containerd's default per_verifier_timeout is 10 s: answer well inside it.
+const DAEMON_DEADLINE: Duration = Duration::from_secs(5);
+const CONNECT_DEADLINE: Duration = Duration::from_secs(1);
+/// An emergency override: a file holding an RFC 3339 time until which pulls are allowed
+/// when pullguardd cannot be reached. It expires by itself.
+const DEFAULT_EMERGENCY_FILE: &str = "/etc/pullguard/fail-open-until";
+const DEFAULT_EMERGENCY_LOG: &str = "/var/log/pullguard/verifier-fail-open.jsonl";
+
+/// Exit codes: any non-zero blocks the pull; the values tell operators why.
+const EXIT_REJECTED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_DAEMON: u8 = 3;
+
+struct Args {
+    name: String,
+    digest: String,
+    media_type: String,
+}
+
+/// Go's flag syntax: `-name X`, `--name X`, `-name=X`.
+fn parse_args(argv: &[String]) -> Result<Args, String> {
+    let mut name = None;
+    let mut digest = None;
+    let mut media_type = None;
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        let flag = arg.trim_start_matches('-');
+        if flag.len() == arg.len() {
+            return Err(format!("unexpected argument {arg:?}"));
+        }
+        let (key, inline) = match flag.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_owned())),
+            None => (flag, None),
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("flag -{key} needs a value"))?,
+        };
+        let slot = match key {
+            "name" => &mut name,
+            "digest" => &mut digest,
+            "stdin-media-type" => &mut media_type,
+            other => return Err(format!("unknown flag -{other}")),
+        };
+        *slot = Some(value);
+    }
+    Ok(Args {
+        name: name.filter(|n| !n.is_empty()).ok_or("missing -name")?,
+        digest: digest.unwrap_or_default(),
+        media_type: media_type.unwrap_or_default(),
+    })
+}
+
+/// Reads and checks the descriptor on stdin against `-digest`.
+fn read_descriptor(args: &Args, input: impl std::io::Read) -> Result<(), String> {
+    if !args.media_type.is_empty() && args.media_type != DESCRIPTOR_MEDIA_TYPE {
+        return Err(format!(
+            "stdin media type {:?} is not {DESCRIPTOR_MEDIA_TYPE}",
+            args.media_type
+        ));
+    }
+    let mut buf = Vec::new();
+    input
+        .take(MAX_STDIN + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read the descriptor on stdin: {e}"))?;
+    if buf.len() as u64 > MAX_STDIN {
+        return Err(format!(
+            "the descriptor on stdin is larger than {MAX_STDIN} bytes"
+        ));
+    }
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        // Nothing on stdin: the digest from the arguments is all there is.
+        return Ok(());
+    }
+    let desc: serde_json::Value = serde_json::from_slice(&buf)
+        .map_err(|e| format!("the descriptor on stdin is not JSON: {e}"))?;
+    let digest = desc["digest"]
+        .as_str()
+        .ok_or("the descriptor on stdin has no digest")?;
+    if !args.digest.is_empty() && digest != args.digest {
+        return Err(format!(
+            "descriptor digest {digest} differs from -digest {}",
+            args.digest
+        ));
+    }
+    Ok(())
+}
+
+fn env_path(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
+const HINT_DOWN: &str =
+    "start it with `systemctl start pullguardd` (pulls fail closed while it is down)";
+const HINT_SLOW: &str = "see `journalctl -u pullguardd`; a slow trust server is the usual cause";
+const HINT_REFUSED: &str = "see `journalctl -u pullguardd` and the daemon's allowed_uids";
+
+/// What went wrong talking to the daemon, and what to do about it.
+type Problem = (String, &'static str);
+
+async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Problem> {
+    let path = socket.clone();
+    let endpoint = tonic::transport::Endpoint::from_static("http://pullguardd")
+        .connect_timeout(CONNECT_DEADLINE);
+    let channel =
+        endpoint.connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }));
+    let channel = tokio::time::timeout(CONNECT_DEADLINE, channel)
+        .await
+        .map_err(|_| {
+            (
+                format!(
+                    "pullguardd did not accept a connection on {} within {CONNECT_DEADLINE:?}",
+                    socket.display()
+                ),
+                HINT_SLOW,
+            )
+        })?
+        .map_err(|e| {
+            (
+                format!(
+                    "cannot reach pullguardd on {}: {}",
+                    socket.display(),
+                    chain(&e)
+                ),
+                HINT_DOWN,
+            )
+        })?;
+    let request = VerifyRequest {
+        image: args.name.clone(),
+        digest: args.digest.clone(),
+        media_type: args.media_type.clone(),
+        dry_run: false,
+        source: "containerd-bindir".to_owned(),
+    };
+    let mut client = PullguardClient::new(channel);
+    match tokio::time::timeout(DAEMON_DEADLINE, client.verify(request)).await {
+        Err(_) => Err((
+            format!("pullguardd did not answer within {DAEMON_DEADLINE:?}"),
+            HINT_SLOW,
+        )),
+        Ok(Err(status)) => Err((
+            format!("pullguardd refused the request: {}", status.message()),
+            HINT_REFUSED,
+        )),
+        Ok(Ok(resp)) => Ok(resp.into_inner()),
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The emergency override, if set and not yet expired.
+fn emergency_until() -> Option<time::OffsetDateTime> {
+    let text =
+        std::fs::read_to_string(env_path("PULLGUARD_EMERGENCY_FILE", DEFAULT_EMERGENCY_FILE))
+            .ok()?;
+    let until =
+        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    (until > time::OffsetDateTime::now_utc()).then_some(until)
+}
+
+/// Records a fail-open decision where the daemon's events would have gone.
+fn record_fail_open(args: &Args, problem: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let line = serde_json::json!({
+        "time": now, "event": "pull.fail_open", "image": args.name, "digest": args.digest,
+        "reason": "daemon_unreachable", "message": problem, "source": "pullguard-verifier",
+    });
+    let path = env_path("PULLGUARD_EMERGENCY_LOG", DEFAULT_EMERGENCY_LOG);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(f, "{line}")
+        .and_then(|()| f.sync_data())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            println!("pullguard: blocked: {e}; expected -name REF -digest DIGEST -stdin-media-type {DESCRIPTOR_MEDIA_TYPE}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Err(e) = read_descriptor(&args, std::io::stdin().lock()) {
+        println!("pullguard: blocked {}: {e}", args.name);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            println!("pullguard: blocked {}: cannot start: {e}", args.name);
+            return ExitCode::from(EXIT_DAEMON);
+        }
+    };
+    let socket = env_path("PULLGUARD_SOCKET", DEFAULT_SOCKET);
+    match runtime.block_on(ask(socket, &args)) {
+        Ok(v) if v.allowed && v.reason.is_empty() => {
+            println!(
+                "pullguard: allowed {} ({}, signed in {}, rule {}, policy gen {})",
+                v.image,
+                if v.digest.is_empty() {
+                    "no signature required".to_owned()
+                } else {
+                    v.digest.clone()
+                },
+                if v.role.is_empty() {
+                    "-"
+                } else {
+                    v.role.as_str()
+                },
+                v.rule,
+                v.policy_generation
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(v) if v.allowed => {
+            println!(
+                "pullguard: audit only, would reject {}: {} [{}] (rule {}, policy gen {})",
+                v.image, v.message, v.reason, v.rule, v.policy_generation
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            let image = if v.image.is_empty() {
+                &args.name
+            } else {
+                &v.image
+            };
+            println!(
+                "pullguard: rejected {image}: {} [{}] (rule {}, policy gen {}, event {})",
+                v.message,
+                v.reason,
+                if v.rule.is_empty() {
+                    "-"
+                } else {
+                    v.rule.as_str()
+                },
+                v.policy_generation,
+                v.event_id
+            );
+            ExitCode::from(EXIT_REJECTED)
+        }
+        Err((problem, hint)) => match emergency_until() {
+            Some(until) => match record_fail_open(&args, &problem) {
+                Ok(()) => {
+                    println!(
+                        "pullguard: FAIL-OPEN allowed {} unverified: {problem}; emergency override until {until} (recorded)",
+                        args.name
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("pullguard: blocked {}: {problem}; the emergency override is set but cannot be recorded ({e})", args.name);
+                    ExitCode::from(EXIT_DAEMON)
+                }
+            },
+            None => {
+                println!("pullguard: blocked {}: {problem}; {hint}", args.name);
+                ExitCode::from(EXIT_DAEMON)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_containerds_argv_and_go_flag_forms() {
+        let a = parse_args(&argv(&[
+            "-name",
+            "alpine:3",
+            "-digest",
+            "sha256:ab",
+            "-stdin-media-type",
+            DESCRIPTOR_MEDIA_TYPE,
+        ]))
+        .unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.digest.as_str()),
+            ("alpine:3", "sha256:ab")
+        );
+        let a = parse_args(&argv(&["--name=x", "-digest=sha256:cd"])).unwrap();
+        assert_eq!((a.name.as_str(), a.digest.as_str()), ("x", "sha256:cd"));
+        for bad in [
+            &["-name"][..],
+            &["-digest", "x"],
+            &["-evil", "1", "-name", "x"],
+            &["x"],
+        ] {
+            assert!(parse_args(&argv(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn descriptor_must_match_the_digest() {
+        let a = parse_args(&argv(&["-name", "x", "-digest", "sha256:ab"])).unwrap();
+        assert!(read_descriptor(
+            &a,
+            &br#"{"mediaType":"m","digest":"sha256:ab","size":1}"#[..]
+        )
+        .is_ok());
+        assert!(read_descriptor(&a, &br#"{"digest":"sha256:cd"}"#[..]).is_err());
+        assert!(read_descriptor(&a, &b"not json"[..]).is_err());
+        assert!(read_descriptor(&a, &vec![b' '; 70_000][..]).is_err());
+    }
+}

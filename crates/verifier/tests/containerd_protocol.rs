@@ -1,0 +1,301 @@
+//! pullguard-verifier run exactly as containerd 2.x runs a bindir verifier
+//! (pkg/imageverifier/bindir/bindir.go): argv `-name REF -digest DIGEST
+//! -stdin-media-type application/vnd.oci.descriptor.v1+json`, the descriptor as one JSON
+//! line on stdin, stdout read to EOF (at most 32 KiB, trimmed), exit code 0 allows, the
+//! process group killed after per_verifier_timeout (10 s). Against a real pullguardd and
+//! a real notary-server signed with the real notary CLI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+#[path = "../../daemon/tests/harness/mod.rs"]
+mod harness;
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::{bin, Daemon, Notary, World};
+
+const APP: &str = "registry.test/pullguard/app";
+const TIMEOUT: Duration = Duration::from_secs(10);
+const OUTPUT_LIMIT: usize = 32 * 1024;
+
+struct Run {
+    code: Option<i32>,
+    reason: String,
+    took: Duration,
+}
+
+/// What containerd does, step by step.
+fn containerd_runs(
+    socket: &Path,
+    name: &str,
+    digest: &str,
+    stdin: &[u8],
+    env: &[(&str, &Path)],
+) -> Run {
+    let started = Instant::now();
+    let mut cmd = Command::new(bin("pullguard-verifier"));
+    cmd.args([
+        "-name",
+        name,
+        "-digest",
+        digest,
+        "-stdin-media-type",
+        "application/vnd.oci.descriptor.v1+json",
+    ])
+    .env("PULLGUARD_SOCKET", socket)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let pgid = child.id();
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = (&mut out).take(OUTPUT_LIMIT as u64).read_to_end(&mut buf);
+        buf
+    });
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if started.elapsed() > TIMEOUT {
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{pgid}")])
+                .status();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = reader.join().unwrap();
+    Run {
+        code,
+        reason: String::from_utf8_lossy(&stdout).trim().to_owned(),
+        took: started.elapsed(),
+    }
+}
+
+/// The descriptor as containerd encodes it (Go's json.Encoder adds a newline).
+fn descriptor(digest: &str) -> Vec<u8> {
+    format!("{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{digest}\",\"size\":401}}\n").into_bytes()
+}
+
+fn signed_world(notary: &Notary) -> (World, Daemon) {
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"prod\"\nmatch = \"registry.test/pullguard/**\"\n\n[[rule]]\nname = \"rest\"\nmatch = \"**\"\nrequire = \"reject\"\n",
+        world.daemon_section(""),
+        World::server_section(notary)
+    ));
+    let daemon = Daemon::start(&world);
+    (world, daemon)
+}
+
+#[test]
+fn allows_signed_and_rejects_with_a_reason_containerd_shows() {
+    let notary = Notary::start();
+    let (world, _daemon) = signed_world(&notary);
+    let d2 = notary.get("DIGEST_V2");
+
+    let ok = containerd_runs(
+        &world.socket,
+        &format!("{APP}:v2"),
+        d2,
+        &descriptor(d2),
+        &[],
+    );
+    assert_eq!(ok.code, Some(0), "{}", ok.reason);
+    assert!(
+        ok.reason.starts_with(&format!(
+            "pullguard: allowed {APP}:v2 ({d2}, signed in targets/releases, rule prod"
+        )),
+        "{}",
+        ok.reason
+    );
+
+    // The tag exists nowhere in the trust data.
+    let d = format!("sha256:{}", "1".repeat(64));
+    let no = containerd_runs(
+        &world.socket,
+        &format!("{APP}:v3"),
+        &d,
+        &descriptor(&d),
+        &[],
+    );
+    assert_eq!(no.code, Some(1));
+    assert!(
+        no.reason.starts_with(&format!(
+            "pullguard: rejected {APP}:v3: tag \"v3\" is not signed in targets/releases or targets"
+        )),
+        "{}",
+        no.reason
+    );
+    assert!(
+        no.reason.contains("[unknown_tag] (rule prod, policy gen 1"),
+        "{}",
+        no.reason
+    );
+    assert!(
+        no.reason.len() < OUTPUT_LIMIT && !no.reason.contains('\n'),
+        "one line"
+    );
+
+    // Signed tag, another digest: a swapped manifest.
+    let swapped = containerd_runs(
+        &world.socket,
+        &format!("{APP}:v2"),
+        notary.get("DIGEST_V1"),
+        &descriptor(notary.get("DIGEST_V1")),
+        &[],
+    );
+    assert_eq!(swapped.code, Some(1), "{}", swapped.reason);
+    assert!(
+        swapped.reason.contains("[digest_mismatch]"),
+        "{}",
+        swapped.reason
+    );
+
+    // Another registry: the policy rejects it.
+    let other = containerd_runs(
+        &world.socket,
+        "docker.io/library/alpine:3.20",
+        &d,
+        &descriptor(&d),
+        &[],
+    );
+    assert_eq!(other.code, Some(1));
+    assert!(
+        other.reason.contains("[rejected_by_policy] (rule rest"),
+        "{}",
+        other.reason
+    );
+    assert_eq!(world.events_of("pull.rejected").len(), 3);
+}
+
+#[test]
+fn daemon_down_fails_closed_and_says_what_to_do() {
+    let world = World::new(); // no daemon
+    let d = format!("sha256:{}", "2".repeat(64));
+    let r = containerd_runs(&world.socket, "alpine:3.20", &d, &descriptor(&d), &[]);
+    assert_eq!(r.code, Some(3), "{}", r.reason);
+    assert!(
+        r.reason.contains("cannot reach pullguardd")
+            && r.reason.contains("systemctl start pullguardd"),
+        "{}",
+        r.reason
+    );
+    assert!(r.took < Duration::from_secs(3), "{:?}", r.took);
+}
+
+#[test]
+fn slow_daemon_hits_the_verifiers_own_deadline_before_containerds() {
+    // A socket that accepts and never answers: the verifier must give up by itself.
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("slow.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let _hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let d = format!("sha256:{}", "3".repeat(64));
+    let r = containerd_runs(&socket, "alpine:3.20", &d, &descriptor(&d), &[]);
+    assert_eq!(
+        r.code,
+        Some(3),
+        "exited by itself, not killed: {}",
+        r.reason
+    );
+    assert!(r.took < Duration::from_secs(8), "{:?}", r.took);
+    assert!(r.reason.contains("did not answer within"), "{}", r.reason);
+}
+
+#[test]
+fn garbage_and_oversized_stdin_and_bad_argv_are_blocked() {
+    let world = World::new();
+    let d = format!("sha256:{}", "4".repeat(64));
+    let garbage = containerd_runs(&world.socket, "alpine", &d, b"\x00\xffnot json", &[]);
+    assert_eq!(garbage.code, Some(2));
+    assert!(garbage.reason.contains("not JSON"), "{}", garbage.reason);
+
+    let huge = containerd_runs(&world.socket, "alpine", &d, &vec![b'{'; 1024 * 1024], &[]);
+    assert_eq!(huge.code, Some(2));
+    assert!(
+        huge.reason.contains("larger than 65536 bytes"),
+        "{}",
+        huge.reason
+    );
+
+    let other = format!("sha256:{}", "5".repeat(64));
+    let mismatch = containerd_runs(&world.socket, "alpine", &d, &descriptor(&other), &[]);
+    assert_eq!(mismatch.code, Some(2));
+    assert!(
+        mismatch.reason.contains("differs from -digest"),
+        "{}",
+        mismatch.reason
+    );
+
+    let out = Command::new(bin("pullguard-verifier"))
+        .args(["-image", "alpine"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown flag -image"));
+}
+
+#[test]
+fn emergency_override_allows_when_down_and_is_recorded() {
+    let world = World::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("fail-open-until");
+    let log = tmp.path().join("fail-open.jsonl");
+    let env = [
+        ("PULLGUARD_EMERGENCY_FILE", file.as_path()),
+        ("PULLGUARD_EMERGENCY_LOG", log.as_path()),
+    ];
+    let d = format!("sha256:{}", "6".repeat(64));
+
+    // Expired override: still closed.
+    std::fs::write(&file, "2020-01-01T00:00:00Z").unwrap();
+    assert_eq!(
+        containerd_runs(&world.socket, "alpine", &d, &descriptor(&d), &env).code,
+        Some(3)
+    );
+    // Valid override: open, loudly, and on record.
+    std::fs::write(&file, "2999-01-01T00:00:00Z").unwrap();
+    let r = containerd_runs(&world.socket, "alpine", &d, &descriptor(&d), &env);
+    assert_eq!(r.code, Some(0), "{}", r.reason);
+    assert!(
+        r.reason
+            .starts_with("pullguard: FAIL-OPEN allowed alpine unverified"),
+        "{}",
+        r.reason
+    );
+    let recorded: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (recorded["event"].as_str(), recorded["digest"].as_str()),
+        (Some("pull.fail_open"), Some(d.as_str()))
+    );
+}
