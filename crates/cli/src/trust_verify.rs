@@ -229,17 +229,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
     Ok(match outcome {
         Ok((repo, m)) => {
             if let Some(store) = &store {
-                let tofu = (repo.root_trust == trust_core::RootTrust::FirstUse).then(|| {
-                    key_store::TofuRecord {
-                        first_use: rfc3339(&now),
-                        root_version: repo.roles.get("root").map_or(0, |r| r.version),
-                        root_key_ids: repo
-                            .roles
-                            .get("root")
-                            .map(|r| r.signers.clone())
-                            .unwrap_or_default(),
-                    }
-                });
+                let tofu = key_store::TofuRecord::if_first_use(&repo, now);
                 store
                     .record_verified(repo.state.clone(), now, tofu)
                     .map_err(|e| {

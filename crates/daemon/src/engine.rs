@@ -16,7 +16,7 @@ use key_store::{StateStore, TrustAnchors};
 use policy::{ImageRef, Mode, OnUnreachable, Policy, Proof, Require, Rule};
 use time::OffsetDateTime;
 use trust_core::{
-    Pins, RepoFiles, RootAnchor, RootTrust, TagPolicy, TargetMatch, VerifiedRepo, VerifyOptions,
+    Pins, RepoFiles, RootAnchor, TagPolicy, TargetMatch, VerifiedRepo, VerifyOptions,
 };
 
 use crate::events::{Event, EventLog};
@@ -531,16 +531,7 @@ impl Engine {
         let repo = trust_core::verify(&files, &opts)
             .map_err(|e| deny(reason_str(e.reason()), e.to_string()))?;
         if record.as_ref().map(|r| &r.trusted) != Some(&repo.state) {
-            let tofu_rec =
-                (repo.root_trust == RootTrust::FirstUse).then(|| key_store::TofuRecord {
-                    first_use: trust_core::fmt_time(&now),
-                    root_version: repo.roles.get("root").map_or(0, |r| r.version),
-                    root_key_ids: repo
-                        .roles
-                        .get("root")
-                        .map(|r| r.signers.clone())
-                        .unwrap_or_default(),
-                });
+            let tofu_rec = key_store::TofuRecord::if_first_use(&repo, now);
             let state = self.state.clone();
             let new_state = repo.state.clone();
             tokio::task::spawn_blocking(move || state.record_verified(new_state, now, tofu_rec))

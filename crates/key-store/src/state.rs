@@ -46,6 +46,22 @@ pub struct TofuRecord {
     pub root_key_ids: Vec<String>,
 }
 
+impl TofuRecord {
+    /// The record for a verification whose root was trusted on first use; `None` when
+    /// root trust came from pins, a trusted root or earlier state.
+    pub fn if_first_use(
+        repo: &trust_core::VerifiedRepo,
+        now: OffsetDateTime,
+    ) -> Option<TofuRecord> {
+        let root = repo.roles.get("root");
+        (repo.root_trust == trust_core::RootTrust::FirstUse).then(|| TofuRecord {
+            first_use: rfc3339(now),
+            root_version: root.map_or(0, |r| r.version),
+            root_key_ids: root.map(|r| r.signers.clone()).unwrap_or_default(),
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct ClockFile {
     last_verified: String,
@@ -61,6 +77,19 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(&Rfc3339)
         .unwrap_or_default()
+}
+
+/// Removes a file; true if it was there.
+fn remove_if_present(path: PathBuf) -> Result<bool> {
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Io {
+            op: "remove",
+            path,
+            source,
+        }),
+    }
 }
 
 fn checksum(record: &Json) -> String {
@@ -164,16 +193,7 @@ impl StateStore {
 
     /// Forgets a repository's state; true if there was any.
     pub fn forget(&self, gun: &str) -> Result<bool> {
-        let path = self.path_for(gun);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(Error::Io {
-                op: "remove",
-                path,
-                source,
-            }),
-        }
+        remove_if_present(self.path_for(gun))
     }
 
     fn clock_path(&self) -> PathBuf {
@@ -221,16 +241,7 @@ impl StateStore {
 
     /// Forgets the recorded clock, after an operator has fixed a wrong one.
     pub fn forget_clock(&self) -> Result<bool> {
-        let path = self.clock_path();
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(Error::Io {
-                op: "remove",
-                path,
-                source,
-            }),
-        }
+        remove_if_present(self.clock_path())
     }
 
     fn cache_path(&self, key: &str) -> PathBuf {
