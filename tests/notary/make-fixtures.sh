@@ -85,6 +85,10 @@ cagun=registry.test/pullguard/ca-pinned
       -subj "/CN=pullguard test $ca" -keyout "$ca.key" -out "$ca.crt" \
       -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
   done
+  # Same subject name as the real CA, another key: only the signature check can tell.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj "/CN=pullguard test ca" -keyout impostor-ca.key -out impostor-ca.crt \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
   openssl ecparam -name prime256v1 -genkey -noout -out caroot.ec
   # notary only imports encrypted root keys, PBKDF2 with its default PRF (HMAC-SHA1).
   openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA1 -passout "pass:$NOTARY_ROOT_PASSPHRASE" \
@@ -102,7 +106,7 @@ mkdir -p "$out/metadata/targets" "$out/ca-pinned/metadata"
 for f in root.json timestamp.json snapshot.json targets.json; do
   notary_fetch "$cagun" "$f" "$out/ca-pinned/metadata/$f"
 done
-cp "$work/ca.crt" "$work/other-ca.crt" "$out/ca-pinned/"
+cp "$work/ca.crt" "$work/other-ca.crt" "$work/impostor-ca.crt" "$out/ca-pinned/"
 cp -r "$work/earlier" "$out/earlier"
 # The CLI's encrypted private keys (notary 0.7 format), for import tests. Throwaway keys;
 # passphrases are in tests/notary/lib.sh.

@@ -336,6 +336,8 @@ fn real_root_issued_by_a_pinned_ca() {
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     assert_eq!(o.json["root_trust"], "pinned");
     assert_rejected(&run_with("other-ca.crt"), "root_not_pinned");
+    // Same name as the real CA, different key.
+    assert_rejected(&run_with("impostor-ca.crt"), "root_not_pinned");
 }
 
 #[test]

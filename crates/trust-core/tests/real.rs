@@ -100,3 +100,46 @@ fn real_root_key_ids_match_the_ids_notary_wrote() {
         parsed.unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+#[test]
+fn ca_issuance_needs_both_the_name_and_the_signature() {
+    use base64::Engine as _;
+    let dir = fixture().join("ca-pinned");
+    let cert = |name: &str| {
+        trust_core::keys::parse_pinned_cert(&std::fs::read(dir.join(name)).unwrap()).unwrap()
+    };
+    let (ca, impostor, other) = (
+        cert("ca.crt"),
+        cert("impostor-ca.crt"),
+        cert("other-ca.crt"),
+    );
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metadata/root.json")).unwrap()).unwrap();
+    let id = root["signed"]["roles"]["root"]["keyids"][0]
+        .as_str()
+        .unwrap();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(
+            root["signed"]["keys"][id]["keyval"]["public"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let leaf = trust_core::keys::parse_pinned_cert(&pem).unwrap();
+
+    assert!(
+        leaf.issued_by(&ca),
+        "the real CA issued the root certificate"
+    );
+    assert!(!leaf.issued_by(&other), "another CA did not");
+    assert!(
+        !leaf.issued_by(&impostor),
+        "same name, other key: the signature decides"
+    );
+    let mut renamed = leaf.clone();
+    renamed.issuer = other.subject.clone();
+    assert!(
+        !renamed.issued_by(&ca),
+        "a valid signature under another issuer name does not chain"
+    );
+}
