@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod daemon_client;
 mod keys;
 mod trust_verify;
 
@@ -20,6 +21,10 @@ enum Command {
     /// Inspect and verify trust data.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Ask the running pullguardd for a verdict, without enforcing anything (dry run).
+    Verify(daemon_client::VerifyArgs),
+    /// The running pullguardd: policy generation, last reload, figures, recent errors.
+    Status(daemon_client::StatusArgs),
     /// Pinned roots, trusted state and signing keys.
     #[command(after_help = keys::EXAMPLES)]
     Keys {
@@ -42,5 +47,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Trust(TrustCommand::Verify(args)) => trust_verify::run(&args),
         Command::Keys { dirs, command } => keys::run(&dirs, &command),
+        Command::Verify(args) => daemon_client::verify(&args),
+        Command::Status(args) => daemon_client::status(&args),
     }
 }

@@ -1,0 +1,175 @@
+//! `pullguard verify IMAGE` and `pullguard status`: questions to the running pullguardd.
+//!
+//! Exit codes: 0 allowed (verify) or answered (status), 1 rejected, 2 bad usage,
+//! 3 the daemon cannot be reached.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use api::pullguard_client::PullguardClient;
+use serde_json::json;
+
+pub const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// Image reference, as you would pull it.
+    image: String,
+    /// The manifest or index digest to check the tag against (sha256:HEX).
+    #[arg(long)]
+    digest: Option<String>,
+    /// pullguardd's socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// pullguardd's socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn connect(socket: &Path) -> Result<PullguardClient<tonic::transport::Channel>, String> {
+    let path = socket.to_path_buf();
+    let endpoint = tonic::transport::Endpoint::from_static("http://pullguardd")
+        .connect_timeout(Duration::from_secs(2));
+    let channel = endpoint
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot reach pullguardd on {} ({}); is it running (`systemctl status pullguardd`)?",
+                socket.display(),
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
+            )
+        })?;
+    Ok(PullguardClient::new(channel))
+}
+
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map(|rt| rt.block_on(f))
+        .map_err(|e| format!("cannot start: {e}"))
+}
+
+fn unreachable(json_out: bool, message: &str) -> ExitCode {
+    if json_out {
+        println!(
+            "{}",
+            json!({"error": "daemon_unreachable", "message": message})
+        );
+    }
+    eprintln!("pullguard: {message}");
+    ExitCode::from(3)
+}
+
+pub fn verify(args: &VerifyArgs) -> ExitCode {
+    let request = api::VerifyRequest {
+        image: args.image.clone(),
+        digest: args.digest.clone().unwrap_or_default(),
+        media_type: String::new(),
+        dry_run: true,
+        source: "cli".to_owned(),
+    };
+    let answer = block_on(async {
+        let mut c = connect(&args.socket).await?;
+        c.verify(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| s.message().to_owned())
+    })
+    .and_then(|r| r);
+    let v = match answer {
+        Ok(v) => v,
+        Err(e) => return unreachable(args.json, &e),
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({"allowed": v.allowed, "image": v.image, "gun": v.gun, "rule": v.rule, "mode": v.mode,
+                   "reason": v.reason, "message": v.message, "digest": v.digest, "role": v.role,
+                   "signers": v.signers, "policy_generation": v.policy_generation, "event_id": v.event_id,
+                   "dry_run": true})
+        );
+    } else {
+        let verdict = match (v.allowed, v.reason.is_empty()) {
+            (true, true) => "allowed".to_owned(),
+            (true, false) => format!("allowed by audit mode; would be rejected [{}]", v.reason),
+            (false, _) => format!("rejected [{}]", v.reason),
+        };
+        println!("image       {}", v.image);
+        println!("repository  {}", v.gun);
+        println!(
+            "rule        {} ({}, policy generation {})",
+            v.rule, v.mode, v.policy_generation
+        );
+        if !v.digest.is_empty() {
+            println!("signed      {} in {}", v.digest, v.role);
+            println!("signers     {}", v.signers.join(", "));
+        }
+        if !v.message.is_empty() {
+            println!("why         {}", v.message);
+        }
+        println!(
+            "verdict     {verdict} (dry run: nothing was enforced; event {})",
+            v.event_id
+        );
+    }
+    if v.allowed && v.reason.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+pub fn status(args: &StatusArgs) -> ExitCode {
+    let answer = block_on(async {
+        let mut c = connect(&args.socket).await?;
+        c.status(api::StatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| s.message().to_owned())
+    })
+    .and_then(|r| r);
+    let s = match answer {
+        Ok(s) => s,
+        Err(e) => return unreachable(args.json, &e),
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({"policy_generation": s.policy_generation, "policy_file": s.policy_file, "last_reload": s.last_reload,
+                   "cached_repositories": s.cached_repositories, "verdicts": s.verdicts,
+                   "events_dropped": s.events_dropped, "last_errors": s.last_errors})
+        );
+    } else {
+        println!(
+            "policy       {} (generation {})",
+            s.policy_file, s.policy_generation
+        );
+        println!("last reload  {}", s.last_reload);
+        println!("verdicts     {}", s.verdicts);
+        println!("cached repos {}", s.cached_repositories);
+        println!(
+            "events lost  {} (by slow sinks; the events file has them all)",
+            s.events_dropped
+        );
+        for e in &s.last_errors {
+            println!("error        {e}");
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,98 @@
+//! `pullguard verify IMAGE` and `pullguard status` against a real pullguardd and a real
+//! notary-server signed with the real notary CLI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+#[path = "../../daemon/tests/harness/mod.rs"]
+mod harness;
+
+use std::process::Command;
+
+use harness::{Daemon, Notary, World};
+
+fn pullguard(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(stdout.trim()).unwrap_or_default(),
+        stdout,
+    )
+}
+
+#[test]
+fn verify_is_a_dry_run_with_the_reasoning() {
+    let notary = Notary::start();
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"prod\"\nmatch = \"registry.test/pullguard/**\"\n",
+        world.daemon_section(""),
+        World::server_section(&notary)
+    ));
+    let _daemon = Daemon::start(&world);
+    let socket = world.socket.to_str().unwrap();
+
+    let (code, json, _) = pullguard(&[
+        "verify",
+        "registry.test/pullguard/app:v2",
+        "--socket",
+        socket,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(
+        (json["role"].as_str(), json["rule"].as_str()),
+        (Some("targets/releases"), Some("prod"))
+    );
+    assert_eq!(json["digest"], notary.get("DIGEST_V2"));
+
+    let (code, _, text) = pullguard(&[
+        "verify",
+        "registry.test/pullguard/app:v9",
+        "--socket",
+        socket,
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("verdict     rejected [unknown_tag] (dry run"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rule        prod (enforce, policy generation 1)"),
+        "{text}"
+    );
+    // Dry runs are recorded as such.
+    let ev = world.events_of("pull.rejected");
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["dry_run"], true);
+    assert_eq!(ev[0]["source"], "cli");
+
+    let (code, json, _) = pullguard(&["status", "--socket", socket, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (
+            json["policy_generation"].as_u64(),
+            json["verdicts"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert_eq!(json["last_reload"], "ok");
+}
+
+#[test]
+fn an_unreachable_daemon_is_exit_3_with_a_hint() {
+    let world = World::new();
+    for cmd in [&["verify", "alpine"][..], &["status"]] {
+        let mut args = cmd.to_vec();
+        args.extend_from_slice(&["--socket", world.socket.to_str().unwrap()]);
+        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{cmd:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("systemctl status pullguardd"));
+    }
+}
