@@ -218,11 +218,20 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
         TagPolicy::Docker
     };
 
+    // Decided before verifying, so that no path can report a verdict without a query.
+    let query = match (&args.tag, &digest) {
+        (Some(tag), _) => Query::Tag(tag),
+        (None, Some(hex)) => Query::Digest(hex),
+        (None, None) => {
+            return Err(UsageError(
+                "give --tag TAG or --digest sha256:HEX".to_owned(),
+            ))
+        }
+    };
     let outcome = trust_core::verify(&files, &opts).and_then(|repo| {
-        let m = match (&args.tag, &digest) {
-            (Some(tag), _) => repo.resolve_tag(tag, policy)?,
-            (None, Some(hex)) => repo.find_digest(hex, policy)?,
-            (None, None) => unreachable_usage(),
+        let m = match query {
+            Query::Tag(tag) => repo.resolve_tag(tag, policy)?,
+            Query::Digest(hex) => repo.find_digest(hex, policy)?,
         };
         Ok((repo, m))
     });
@@ -248,15 +257,10 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
     })
 }
 
-/// clap enforces `--tag` or `--digest`; this keeps the match total without a panic.
-fn unreachable_usage() -> trust_core::TargetMatch {
-    trust_core::TargetMatch {
-        name: String::new(),
-        role: String::new(),
-        sha256: String::new(),
-        length: 0,
-        signers: Vec::new(),
-    }
+/// What the trust data is asked about.
+enum Query<'a> {
+    Tag(&'a str),
+    Digest(&'a str),
 }
 
 fn parse_digest(s: &str) -> Result<String, UsageError> {

@@ -208,6 +208,14 @@ impl Engine {
             .clear();
     }
 
+    /// A verified repository younger than `ttl`, if any.
+    fn fresh_verified(&self, key: &str, ttl: std::time::Duration) -> Option<Arc<VerifiedRepo>> {
+        let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|c| c.verified.elapsed() < ttl)
+            .map(|c| c.repo.clone())
+    }
+
     fn flight(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.flights
             .lock()
@@ -437,12 +445,7 @@ impl Engine {
             loaded.generation, rule.name
         );
         let ttl = loaded.policy.daemon.cache_ttl;
-        let cached = {
-            let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            map.get(&vkey)
-                .filter(|c| c.verified.elapsed() < ttl)
-                .map(|c| c.repo.clone())
-        };
+        let cached = self.fresh_verified(&vkey, ttl);
         let repo = match cached {
             Some(r) => {
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -453,12 +456,7 @@ impl Engine {
                 // take its result.
                 let flight = self.flight(&vkey);
                 let _guard = flight.lock().await;
-                let again = {
-                    let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-                    map.get(&vkey)
-                        .filter(|c| c.verified.elapsed() < ttl)
-                        .map(|c| c.repo.clone())
-                };
+                let again = self.fresh_verified(&vkey, ttl);
                 if let Some(r) = again {
                     return resolve(&r, rule, image, digest);
                 }

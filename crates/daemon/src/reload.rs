@@ -106,11 +106,11 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
     let old = engine.loaded();
     let parsed = policy::Policy::load(path).map_err(|e| e.to_string());
     let prepared = parsed.and_then(|p| {
-        let restart_note = (p.daemon != old.policy.daemon).then_some(());
-        Loaded::prepare(p, old.generation + 1, path).map(|l| (l, restart_note))
+        let daemon_changed = p.daemon != old.policy.daemon;
+        Loaded::prepare(p, old.generation + 1, path).map(|l| (l, daemon_changed))
     });
     match prepared {
-        Ok((loaded, restart_note)) => {
+        Ok((loaded, daemon_changed)) => {
             let generation = loaded.generation;
             engine.install(loaded);
             engine
@@ -122,7 +122,7 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
                 "policy generation {generation} loaded from {} ({trigger})",
                 path.display()
             );
-            if restart_note.is_some() {
+            if daemon_changed {
                 message.push_str("; [daemon] settings changed and take effect at restart");
             }
             tracing::info!(generation, trigger, "policy.reloaded");
