@@ -153,7 +153,8 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             "{}",
             json!({"policy_generation": s.policy_generation, "policy_file": s.policy_file, "last_reload": s.last_reload,
                    "cached_repositories": s.cached_repositories, "verdicts": s.verdicts,
-                   "events_dropped": s.events_dropped, "last_errors": s.last_errors})
+                   "events_dropped": s.events_dropped, "last_errors": s.last_errors,
+                   "watcher": s.watcher, "images_checked": s.images_checked, "images_removed": s.images_removed})
         );
     } else {
         println!(
@@ -163,6 +164,11 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         println!("last reload  {}", s.last_reload);
         println!("verdicts     {}", s.verdicts);
         println!("cached repos {}", s.cached_repositories);
+        println!("watcher      {}", s.watcher);
+        println!(
+            "images       {} checked, {} removed by the watcher",
+            s.images_checked, s.images_removed
+        );
         println!(
             "events lost  {} (by slow sinks; the events file has them all)",
             s.events_dropped

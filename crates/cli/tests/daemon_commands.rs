@@ -80,6 +80,8 @@ fn verify_is_a_dry_run_with_the_reasoning() {
         (Some(1), Some(2))
     );
     assert_eq!(json["last_reload"], "ok");
+    // The harness turns the containerd watcher off.
+    assert_eq!(json["watcher"], "off");
 }
 
 #[test]

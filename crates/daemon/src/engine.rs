@@ -140,6 +140,17 @@ struct CachedVerdict {
     verified: Instant,
 }
 
+/// Who asks for a verdict, recorded in its event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask<'a> {
+    /// `containerd-bindir`, `containerd-watcher`, `cli`, ...
+    pub source: &'a str,
+    /// A dry run: recorded as such, nothing enforced.
+    pub dry_run: bool,
+    /// containerd namespace the image lives in, when known.
+    pub namespace: Option<&'a str>,
+}
+
 /// Counters for status and metrics.
 #[derive(Default)]
 pub struct Counters {
@@ -157,6 +168,10 @@ pub struct Counters {
     pub reloads_ok: AtomicU64,
     /// Refused reloads.
     pub reloads_invalid: AtomicU64,
+    /// Images in containerd checked by the watcher.
+    pub images_checked: AtomicU64,
+    /// Images the watcher removed from containerd.
+    pub images_removed: AtomicU64,
 }
 
 /// The engine shared by every request.
@@ -174,6 +189,9 @@ pub struct Engine {
     pub last_reload: Mutex<String>,
     /// Figures.
     pub counters: Counters,
+    /// The containerd watcher's state, for status ("off" when not configured).
+    pub watcher_state: Mutex<String>,
+    installs: tokio::sync::watch::Sender<u64>,
 }
 
 const MAX_CACHE_BLOB: u64 = 200 * 1024 * 1024;
@@ -191,7 +209,14 @@ impl Engine {
             last_errors: Mutex::new(Vec::new()),
             last_reload: Mutex::new("ok".to_owned()),
             counters: Counters::default(),
+            watcher_state: Mutex::new("off".to_owned()),
+            installs: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Notified with the generation each time a policy is installed.
+    pub fn installs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.installs.subscribe()
     }
 
     /// The policy in force.
@@ -201,11 +226,13 @@ impl Engine {
 
     /// Swaps in a new policy; verified results of the old one are dropped.
     pub fn install(&self, loaded: Loaded) {
+        let generation = loaded.generation;
         self.loaded.store(Arc::new(loaded));
         self.verified
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        self.installs.send_replace(generation);
     }
 
     /// A verified repository younger than `ttl`, if any.
@@ -230,7 +257,8 @@ impl Engine {
         self.files.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    fn note_error(&self, e: &str) {
+    /// Keeps `e` among the recent errors shown by status.
+    pub fn note_error(&self, e: &str) {
         let mut errs = self.last_errors.lock().unwrap_or_else(|p| p.into_inner());
         errs.push(e.to_owned());
         let excess = errs.len().saturating_sub(10);
@@ -255,13 +283,7 @@ impl Engine {
     }
 
     /// May `image` (with the digest containerd resolved, if known) be pulled?
-    pub async fn verify(
-        &self,
-        image: &str,
-        digest: Option<&str>,
-        dry_run: bool,
-        source: &str,
-    ) -> Verdict {
+    pub async fn verify(&self, image: &str, digest: Option<&str>, ask: &Ask<'_>) -> Verdict {
         let loaded = self.loaded();
         self.counters.verdicts.fetch_add(1, Ordering::Relaxed);
         let mut verdict = Verdict {
@@ -313,8 +335,9 @@ impl Engine {
         ev.rule = (!verdict.rule.is_empty()).then(|| verdict.rule.clone());
         ev.mode = Some(verdict.mode.clone());
         ev.reason = (!verdict.reason.is_empty()).then(|| verdict.reason.clone());
-        ev.dry_run = dry_run;
-        ev.source = Some(source.to_owned());
+        ev.dry_run = ask.dry_run;
+        ev.source = Some(ask.source.to_owned());
+        ev.namespace = ask.namespace.map(str::to_owned);
         verdict.event_id = ev.event_id.clone();
         // A rejection is on disk before it is answered; if it cannot be, the pull is
         // still refused (fail closed), and the failure is reported.

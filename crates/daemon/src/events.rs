@@ -48,9 +48,12 @@ pub struct Event {
     /// Set on verdicts asked for as a dry run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
-    /// Who asked (`containerd-bindir`, `watcher`, `cli`).
+    /// Who asked (`containerd-bindir`, `containerd-watcher`, `cli`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// containerd namespace, for images the watcher saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 struct FileState {

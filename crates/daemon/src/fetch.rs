@@ -105,7 +105,7 @@ impl Fetcher {
             .get(&url)
             .send()
             .await
-            .map_err(|e| unreachable(error_chain(&e)))?;
+            .map_err(|e| unreachable(crate::error_chain(&e)))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -123,7 +123,7 @@ impl Fetcher {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| unreachable(error_chain(&e)))?
+            .map_err(|e| unreachable(crate::error_chain(&e)))?
         {
             if body.len() as u64 + chunk.len() as u64 > limit {
                 return Err(FetchError::TooLarge {
@@ -192,17 +192,6 @@ impl Fetcher {
         files.insert("targets", targets);
         Ok(files)
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn parse(bytes: &[u8]) -> Option<serde_json::Value> {

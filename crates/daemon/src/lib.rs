@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod sinks;
+pub mod watcher;
 
 /// The gRPC API (generated, in its own crate so that clients stay small).
 pub use api;
@@ -41,6 +42,22 @@ pub enum StartError {
     /// The server failed.
     #[error("the gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
+}
+
+/// An error with its causes, `outer: inner: innermost`, for one-line messages.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        // Wrappers often repeat their cause's text; say it once.
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// How long open connections get after SIGTERM.
@@ -92,6 +109,9 @@ pub async fn run(
             what: format!("cannot watch {}", config.display()),
             source: std::io::Error::other(e),
         })?;
+    if let Some(socket) = &settings.containerd_socket {
+        watcher::spawn(engine.clone(), socket.clone());
+    }
     let listener = server::bind(&settings.socket).map_err(setup(format!(
         "cannot listen on {}",
         settings.socket.display()

@@ -65,6 +65,18 @@ pub fn render(engine: &Engine) -> String {
             engine.events.dropped.load(Ordering::Relaxed),
         ),
         (
+            "pullguard_watcher_images_checked_total",
+            "counter",
+            "Images in containerd checked by the event watcher.",
+            c.images_checked.load(Ordering::Relaxed),
+        ),
+        (
+            "pullguard_watcher_images_removed_total",
+            "counter",
+            "Rejected images the event watcher removed from containerd.",
+            c.images_removed.load(Ordering::Relaxed),
+        ),
+        (
             "pullguard_policy_generation",
             "gauge",
             "Policy generation in force.",

@@ -15,7 +15,7 @@ use crate::api::pullguard_server::Pullguard;
 use crate::api::{
     Event, StatusRequest, StatusResponse, VerifyRequest, VerifyResponse, WatchEventsRequest,
 };
-use crate::engine::Engine;
+use crate::engine::{Ask, Engine};
 
 /// Largest image reference accepted.
 const MAX_IMAGE: usize = 4096;
@@ -82,7 +82,15 @@ impl Pullguard for Service {
         };
         let v = self
             .engine
-            .verify(&r.image, digest, r.dry_run, source)
+            .verify(
+                &r.image,
+                digest,
+                &Ask {
+                    source,
+                    dry_run: r.dry_run,
+                    namespace: None,
+                },
+            )
             .await;
         Ok(Response::new(VerifyResponse {
             allowed: v.allowed,
@@ -124,6 +132,14 @@ impl Pullguard for Service {
                 .clone(),
             events_dropped: self.engine.events.dropped.load(Ordering::Relaxed),
             verdicts: self.engine.counters.verdicts.load(Ordering::Relaxed),
+            watcher: self
+                .engine
+                .watcher_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            images_checked: self.engine.counters.images_checked.load(Ordering::Relaxed),
+            images_removed: self.engine.counters.images_removed.load(Ordering::Relaxed),
         }))
     }
 

@@ -200,6 +200,8 @@ pub struct DaemonSettings {
     pub metrics: Option<String>,
     /// How long verified trust data answers without a refetch.
     pub cache_ttl: std::time::Duration,
+    /// containerd's gRPC socket for the event watcher; `None` (set to "") turns it off.
+    pub containerd_socket: Option<PathBuf>,
 }
 
 /// A parsed, validated policy.
@@ -228,6 +230,7 @@ struct RawDaemon {
     syslog: Option<Spanned<String>>,
     metrics: Option<String>,
     cache_ttl: Option<Spanned<String>>,
+    containerd_socket: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -448,6 +451,11 @@ fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSettings {
         syslog,
         metrics: d.metrics.clone(),
         cache_ttl,
+        containerd_socket: match d.containerd_socket.as_deref() {
+            None => Some(PathBuf::from("/run/containerd/containerd.sock")),
+            Some("") => None,
+            Some(p) => Some(PathBuf::from(p)),
+        },
     }
 }
 

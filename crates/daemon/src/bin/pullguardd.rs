@@ -91,13 +91,7 @@ fn main() -> ExitCode {
             ExitCode::from(EX_CONFIG)
         }
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            eprintln!("pullguardd: {msg}");
+            eprintln!("pullguardd: {}", daemon::error_chain(&e));
             ExitCode::FAILURE
         }
     }

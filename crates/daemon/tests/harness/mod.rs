@@ -36,11 +36,7 @@ impl Notary {
             status.success(),
             "tests/notary/serve.sh failed: is the Debian package notary installed?"
         );
-        let env = std::fs::read_to_string(dir.path().join("env"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-            .collect();
+        let env = read_env(&dir.path().join("env"));
         Notary { dir, env }
     }
 
@@ -77,6 +73,129 @@ impl Drop for Notary {
     }
 }
 
+/// tests/containerd/serve.sh: notary-signer + notary-server, a docker-registry and a
+/// containerd 1.6 on a private socket, with REPO:signed (signed by the real notary CLI),
+/// REPO:unsigned and REPO:later in the registry.
+pub struct Containerd {
+    pub dir: tempfile::TempDir,
+    pub env: HashMap<String, String>,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("bash")
+            .arg(repo_root().join("tests/containerd/serve.sh"))
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "tests/containerd/serve.sh failed: are the Debian packages containerd, docker-registry, skopeo and notary installed, and is this root?"
+        );
+        let env = read_env(&dir.path().join("env"));
+        Containerd { dir, env }
+    }
+
+    pub fn get(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    pub fn socket(&self) -> &str {
+        self.get("CONTAINERD_SOCKET")
+    }
+
+    /// `[trust_server.notary]` and defaults for this world's notary.
+    pub fn server_section(&self) -> String {
+        format!(
+            "[trust_server.notary]\nurl = \"{}\"\nca_file = \"{}\"\ntimeout = \"2s\"\n\n[defaults]\ntrust_server = \"notary\"\ntofu = true\n",
+            self.get("NOTARY_URL"),
+            self.get("NOTARY_CA")
+        )
+    }
+
+    /// Runs `ctr` against this containerd; returns (success, stdout + stderr).
+    pub fn ctr(&self, namespace: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ctr")
+            .args(["-a", self.socket(), "-n", namespace])
+            .args(args)
+            .output()
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// `ctr images pull` (containerd's client-side path, which no verifier sees).
+    pub fn pull(&self, namespace: &str, reference: &str) -> (bool, String) {
+        self.ctr(
+            namespace,
+            &[
+                "images",
+                "pull",
+                "--plain-http",
+                "--snapshotter",
+                "native",
+                reference,
+            ],
+        )
+    }
+
+    /// Image names in `namespace`.
+    pub fn images(&self, namespace: &str) -> Vec<String> {
+        let (ok, out) = self.ctr(namespace, &["images", "ls", "-q"]);
+        assert!(ok, "ctr images ls: {out}");
+        out.lines().map(str::to_owned).collect()
+    }
+
+    /// Stops the notary-server (the trust server becomes unreachable).
+    pub fn stop_notary(&self) {
+        kill(self.get("NOTARY_SERVER_PID"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Kills containerd and starts it again on the same state and socket.
+    pub fn restart(&mut self) {
+        kill(self.get("CONTAINERD_PID"));
+        let pid: i32 = self.get("CONTAINERD_PID").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let script = format!(
+            ". {root}/tests/notary/lib.sh; . {root}/tests/containerd/lib.sh; containerd_up {dir} && cat {dir}/containerd.pid",
+            root = repo_root().display(),
+            dir = self.dir.path().display()
+        );
+        let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+        assert!(out.status.success(), "containerd did not restart");
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        self.env.insert("CONTAINERD_PID".to_owned(), pid);
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for pid in [
+            "CONTAINERD_PID",
+            "REGISTRY_PID",
+            "NOTARY_SERVER_PID",
+            "NOTARY_SIGNER_PID",
+        ] {
+            kill(self.get(pid));
+        }
+    }
+}
+
+fn read_env(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
 /// Paths of one daemon's world.
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -101,10 +220,16 @@ impl World {
         }
     }
 
-    /// The `[daemon]` section for this world.
+    /// The `[daemon]` section for this world. The containerd watcher is off unless
+    /// `extra` names a socket: tests must never touch the host's containerd.
     pub fn daemon_section(&self, extra: &str) -> String {
+        let watcher = if extra.contains("containerd_socket") {
+            ""
+        } else {
+            "containerd_socket = \"\"\n"
+        };
         format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nkeys_dir = \"{}\"\nevents_file = \"{}\"\ncache_ttl = \"1s\"\n{extra}\n",
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nkeys_dir = \"{}\"\nevents_file = \"{}\"\ncache_ttl = \"1s\"\n{watcher}{extra}\n",
             self.socket.display(),
             self.state.display(),
             self.keys.display(),

@@ -1,0 +1,685 @@
+//! The containerd event watcher: enforcement for pulls the bindir verifier never sees
+//! (containerd 1.x, `ctr image pull --local`, `ctr image import`, CRI's local pull path).
+//!
+//! It subscribes to `/images/create` and `/images/update` in every namespace and asks the
+//! verdict engine about each image's target digest. A rejection under an `enforce` rule
+//! removes the image record (and leases holding its content) at once; under `audit` it is
+//! only recorded. Images already present are swept on connect and after every policy
+//! reload. This detects and removes; it cannot stop a pull in flight (docs/enforcement.md).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use containerd_client::services::v1::events_client::EventsClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
+use containerd_client::services::v1::namespaces_client::NamespacesClient;
+use containerd_client::services::v1::{
+    DeleteImageRequest, DeleteRequest, Envelope, GetImageRequest, Image, ImageCreate, ImageUpdate,
+    ListImagesRequest, ListNamespacesRequest, ListRequest, ListResourcesRequest, SubscribeRequest,
+};
+use futures_util::StreamExt as _;
+use prost::Message as _;
+use tokio::sync::Semaphore;
+use tonic::transport::Channel;
+
+use crate::engine::{Ask, Engine, Verdict};
+
+/// Recorded as the source of the watcher's verdicts.
+pub const SOURCE: &str = "containerd-watcher";
+/// Images checked at once (each may fetch trust data).
+const PARALLEL: usize = 8;
+/// Largest message accepted from containerd (image lists of big nodes included).
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Time for a subscription request to reach containerd before the sweep lists images.
+const SUBSCRIBE_SETTLE: Duration = Duration::from_millis(100);
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// CRI writes an image's name, digest and ID records in one burst; an ID record checked
+/// before its named sibling exists waits this long before it is judged on its own.
+const ALIAS_GRACE: Duration = Duration::from_secs(3);
+
+/// Verdict reasons that say "could not check now", not "the trust data says no". A sweep
+/// keeps an existing image on these (and records it) rather than empty a node during a
+/// trust-server outage; a fresh pull is still removed (fail closed).
+const TRANSIENT: &[&str] = &[
+    "trust_server_unreachable",
+    "internal_error",
+    "state_unreadable",
+    "state_unwritable",
+    "events_unwritable",
+];
+
+/// What an image event or a sweep found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Event,
+    Sweep,
+}
+
+/// Which image event an envelope carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ImageEvent {
+    /// An image record was created.
+    Create(String),
+    /// An image record was changed (re-pull, re-tag).
+    Update(String),
+}
+
+/// Decodes an image event. containerd writes type URLs without a leading `/`, which
+/// prost's `Any::to_msg` would refuse. 1.x names the messages in its images service
+/// package, 2.x in `containerd.events`; the fields are the same.
+pub fn decode(any: &prost_types::Any) -> Option<ImageEvent> {
+    let url = any.type_url.trim_start_matches('/');
+    let name = url.rsplit_once('/').map_or(url, |(_, n)| n);
+    let short = name
+        .strip_prefix("containerd.events.")
+        .or_else(|| name.strip_prefix("containerd.services.images.v1."))?;
+    match short {
+        "ImageCreate" => ImageCreate::decode(any.value.as_slice())
+            .ok()
+            .map(|e| ImageEvent::Create(e.name)),
+        "ImageUpdate" => ImageUpdate::decode(any.value.as_slice())
+            .ok()
+            .map(|e| ImageEvent::Update(e.name)),
+        _ => None,
+    }
+}
+
+/// CRI names one record of every image by its config digest (`sha256:HEX`); such an
+/// alias has no repository to check and follows its named siblings.
+fn is_alias(name: &str) -> bool {
+    name.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn in_namespace<T>(msg: T, namespace: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Ok(v) = namespace.parse() {
+        req.metadata_mut().insert("containerd-namespace", v);
+    }
+    req
+}
+
+fn status_text(s: &tonic::Status) -> String {
+    let mut text = if s.message().is_empty() {
+        format!("{:?}", s.code())
+    } else {
+        s.message().to_owned()
+    };
+    if let Some(cause) = std::error::Error::source(s) {
+        text.push_str(": ");
+        text.push_str(&crate::error_chain(cause));
+    }
+    text
+}
+
+/// Starts the watcher on `socket`; it runs (and reconnects) until the process exits.
+pub fn spawn(engine: Arc<Engine>, socket: PathBuf) {
+    tokio::spawn(async move { run(engine, socket).await });
+}
+
+fn set_state(engine: &Engine, state: String) {
+    *engine
+        .watcher_state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = state;
+}
+
+async fn run(engine: Arc<Engine>, socket: PathBuf) {
+    let mut backoff = BACKOFF_FIRST;
+    let mut was_connected = false;
+    let mut reported_down = false;
+    loop {
+        set_state(&engine, format!("connecting to {}", socket.display()));
+        let started = Instant::now();
+        let Err(cause) = session(&engine, &socket, &mut was_connected).await;
+        if started.elapsed() > BACKOFF_MAX {
+            backoff = BACKOFF_FIRST;
+        }
+        let state = format!(
+            "disconnected from {}: {cause}; retrying in {:.1} s",
+            socket.display(),
+            backoff.as_secs_f64()
+        );
+        tracing::warn!(socket = %socket.display(), %cause, "containerd watcher disconnected");
+        set_state(&engine, state.clone());
+        // One event per outage, not one per retry: pulls through paths the verifier does
+        // not see go unchecked until the sweep that follows the reconnect.
+        if was_connected || !reported_down {
+            let mut ev = engine.events.new_event(
+                "watcher.disconnected",
+                engine.loaded().generation,
+                format!("containerd watcher {state}; images pulled meanwhile are checked by the sweep on reconnect"),
+            );
+            ev.source = Some(SOURCE.to_owned());
+            let _ = engine.emit(ev, true).await;
+            reported_down = true;
+        }
+        was_connected = false;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connection: subscribe, sweep, then follow events and reloads until it breaks.
+async fn session(
+    engine: &Arc<Engine>,
+    socket: &Path,
+    was_connected: &mut bool,
+) -> Result<std::convert::Infallible, String> {
+    let channel = containerd_client::connect(socket)
+        .await
+        .map_err(|e| format!("cannot connect: {}", crate::error_chain(&e)))?;
+    // containerd sends a subscription's response headers only with its first event, so
+    // awaiting `subscribe` would hold the sweep until the next pull. The subscription runs
+    // in its own task and feeds a queue; the sweep starts once the request is on its way,
+    // and events that arrive during the sweep wait in the queue.
+    let (tx, mut queue) = tokio::sync::mpsc::channel::<Result<Envelope, String>>(1024);
+    let mut events = EventsClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+    let subscription = tokio::spawn(async move {
+        let request = SubscribeRequest {
+            filters: vec![
+                r#"topic=="/images/create""#.to_owned(),
+                r#"topic=="/images/update""#.to_owned(),
+            ],
+        };
+        let end = match events.subscribe(request).await {
+            Err(s) => format!("cannot subscribe to events: {}", status_text(&s)),
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(envelope)) => {
+                            if tx.send(Ok(envelope)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break "containerd closed the event stream".to_owned(),
+                        Err(s) => break format!("event stream broke: {}", status_text(&s)),
+                    }
+                }
+            }
+        };
+        let _ = tx.send(Err(end)).await;
+    });
+    // Stops the subscription when this session ends, whichever way.
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _subscription = Abort(subscription);
+    tokio::time::sleep(SUBSCRIBE_SETTLE).await;
+    *was_connected = true;
+    set_state(engine, format!("watching {}", socket.display()));
+    let mut ev = engine.events.new_event(
+        "watcher.connected",
+        engine.loaded().generation,
+        format!("watching containerd at {}", socket.display()),
+    );
+    ev.source = Some(SOURCE.to_owned());
+    let _ = engine.emit(ev, false).await;
+    let limit = Arc::new(Semaphore::new(PARALLEL));
+    let mut installs = engine.installs();
+    installs.mark_unchanged();
+    sweep(engine, &channel, &limit, "connected").await?;
+    loop {
+        tokio::select! {
+            item = queue.recv() => {
+                let envelope = item.unwrap_or_else(|| Err("the event subscription stopped".to_owned()))?;
+                on_envelope(engine, &channel, &limit, envelope);
+            }
+            changed = installs.changed() => {
+                if changed.is_err() {
+                    return Err("the engine stopped".to_owned());
+                }
+                let generation = *installs.borrow_and_update();
+                sweep(engine, &channel, &limit, &format!("policy generation {generation}")).await?;
+            }
+        }
+    }
+}
+
+fn on_envelope(engine: &Arc<Engine>, channel: &Channel, limit: &Arc<Semaphore>, env: Envelope) {
+    let Some(any) = env.event.as_ref() else {
+        return;
+    };
+    let Some(event) = decode(any) else {
+        tracing::debug!(topic = %env.topic, type_url = %any.type_url, "ignored containerd event");
+        return;
+    };
+    let name = match event {
+        ImageEvent::Create(n) | ImageEvent::Update(n) => n,
+    };
+    let (engine, channel, limit) = (engine.clone(), channel.clone(), limit.clone());
+    tokio::spawn(async move {
+        let Ok(_permit) = limit.acquire_owned().await else {
+            return;
+        };
+        let namespace = env.namespace;
+        if let Err(e) = check_named(&engine, &channel, &namespace, &name, None, Why::Event).await {
+            report_failure(&engine, &namespace, &name, &e).await;
+        }
+    });
+}
+
+/// Checks every image in every namespace.
+async fn sweep(
+    engine: &Arc<Engine>,
+    channel: &Channel,
+    limit: &Arc<Semaphore>,
+    trigger: &str,
+) -> Result<(), String> {
+    let namespaces = NamespacesClient::new(channel.clone())
+        .max_decoding_message_size(MAX_MESSAGE)
+        .list(ListNamespacesRequest::default())
+        .await
+        .map_err(|s| format!("cannot list namespaces: {}", status_text(&s)))?
+        .into_inner()
+        .namespaces;
+    let mut checked = 0usize;
+    let removed_before = engine.counters.images_removed.load(Ordering::Relaxed);
+    for ns in namespaces {
+        let images = list_images(channel, &ns.name, Vec::new()).await?;
+        checked += images.len();
+        let tasks = images.into_iter().map(|image| {
+            let (engine, channel, limit, ns) = (
+                engine.clone(),
+                channel.clone(),
+                limit.clone(),
+                ns.name.clone(),
+            );
+            async move {
+                let Ok(_permit) = limit.acquire_owned().await else {
+                    return;
+                };
+                let name = image.name.clone();
+                if let Err(e) =
+                    check_named(&engine, &channel, &ns, &name, Some(image), Why::Sweep).await
+                {
+                    report_failure(&engine, &ns, &name, &e).await;
+                }
+            }
+        });
+        futures_util::stream::iter(tasks)
+            .buffer_unordered(PARALLEL)
+            .collect::<Vec<()>>()
+            .await;
+    }
+    let removed = engine
+        .counters
+        .images_removed
+        .load(Ordering::Relaxed)
+        .saturating_sub(removed_before);
+    let mut ev = engine.events.new_event(
+        "watcher.swept",
+        engine.loaded().generation,
+        format!("checked {checked} images in containerd ({trigger}); removed {removed}"),
+    );
+    ev.source = Some(SOURCE.to_owned());
+    let _ = engine.emit(ev, false).await;
+    Ok(())
+}
+
+async fn list_images(
+    channel: &Channel,
+    namespace: &str,
+    filters: Vec<String>,
+) -> Result<Vec<Image>, String> {
+    Ok(ImagesClient::new(channel.clone())
+        .max_decoding_message_size(MAX_MESSAGE)
+        .list(in_namespace(ListImagesRequest { filters }, namespace))
+        .await
+        .map_err(|s| {
+            format!(
+                "cannot list images in namespace {namespace}: {}",
+                status_text(&s)
+            )
+        })?
+        .into_inner()
+        .images)
+}
+
+/// The records in `namespace` whose target is `digest`.
+async fn same_target(
+    channel: &Channel,
+    namespace: &str,
+    digest: &str,
+) -> Result<Vec<Image>, String> {
+    // Digests are sha256:HEX (checked by the caller), so quoting cannot be broken out of.
+    list_images(
+        channel,
+        namespace,
+        vec![format!(r#"target.digest=="{digest}""#)],
+    )
+    .await
+}
+
+fn valid_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// Verifies one image record and enforces the verdict.
+async fn check_named(
+    engine: &Arc<Engine>,
+    channel: &Channel,
+    namespace: &str,
+    name: &str,
+    image: Option<Image>,
+    why: Why,
+) -> Result<(), String> {
+    let image = match image {
+        Some(i) => i,
+        None => match ImagesClient::new(channel.clone())
+            .get(in_namespace(
+                GetImageRequest {
+                    name: name.to_owned(),
+                },
+                namespace,
+            ))
+            .await
+        {
+            Ok(r) => match r.into_inner().image {
+                Some(i) => i,
+                None => return Ok(()),
+            },
+            // Deleted meanwhile (by us for a sibling, or by someone): nothing to check.
+            Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
+            Err(s) => return Err(format!("cannot read the image record: {}", status_text(&s))),
+        },
+    };
+    let digest = image
+        .target
+        .as_ref()
+        .map(|t| t.digest.clone())
+        .unwrap_or_default();
+    engine
+        .counters
+        .images_checked
+        .fetch_add(1, Ordering::Relaxed);
+    if is_alias(name) && valid_digest(&digest) {
+        if why == Why::Event {
+            tokio::time::sleep(ALIAS_GRACE).await;
+        }
+        let siblings = same_target(channel, namespace, &digest).await?;
+        if siblings.iter().any(|i| !is_alias(&i.name)) {
+            // Judged through its named siblings; removing a rejected one removes it too.
+            return Ok(());
+        }
+    }
+    let ask = Ask {
+        source: SOURCE,
+        dry_run: false,
+        namespace: Some(namespace),
+    };
+    // The record's own digest is always what is checked (an empty or non-sha256 one is a
+    // rejection), never a tag resolved afresh from trust data.
+    let verdict = engine.verify(name, Some(&digest), &ask).await;
+    if verdict.allowed {
+        return Ok(());
+    }
+    if why == Why::Sweep && TRANSIENT.contains(&verdict.reason.as_str()) {
+        record(engine, "image.kept", namespace, name, &digest, &verdict, format!(
+            "kept {name} (namespace {namespace}) although it could not be verified now: {}; it is checked again at the next sweep (policy reload or watcher reconnect)",
+            verdict.message
+        ), false).await;
+        return Ok(());
+    }
+    remove(engine, channel, namespace, name, &digest, &verdict).await
+}
+
+/// Removes a rejected image, the aliases that only it named, and leases on its content.
+async fn remove(
+    engine: &Arc<Engine>,
+    channel: &Channel,
+    namespace: &str,
+    name: &str,
+    digest: &str,
+    verdict: &Verdict,
+) -> Result<(), String> {
+    let mut images = ImagesClient::new(channel.clone());
+    match images
+        .delete(in_namespace(
+            DeleteImageRequest {
+                name: name.to_owned(),
+                sync: true,
+            },
+            namespace,
+        ))
+        .await
+    {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::NotFound => {}
+        Err(s) => {
+            return Err(format!(
+                "cannot delete the image record: {}",
+                status_text(&s)
+            ));
+        }
+    }
+    engine
+        .counters
+        .images_removed
+        .fetch_add(1, Ordering::Relaxed);
+    let mut also = Vec::new();
+    if valid_digest(digest) {
+        let siblings = same_target(channel, namespace, digest).await?;
+        if siblings.iter().all(|i| is_alias(&i.name)) {
+            for alias in siblings {
+                match images
+                    .delete(in_namespace(
+                        DeleteImageRequest {
+                            name: alias.name.clone(),
+                            sync: false,
+                        },
+                        namespace,
+                    ))
+                    .await
+                {
+                    Ok(_) => also.push(alias.name),
+                    Err(s) if s.code() == tonic::Code::NotFound => {}
+                    Err(s) => {
+                        return Err(format!(
+                            "cannot delete the alias {}: {}",
+                            alias.name,
+                            status_text(&s)
+                        ))
+                    }
+                }
+            }
+        }
+        also.extend(release_leases(channel, namespace, digest).await?);
+    }
+    let extra = if also.is_empty() {
+        String::new()
+    } else {
+        format!(" (also removed: {})", also.join(", "))
+    };
+    record(
+        engine,
+        "image.removed",
+        namespace,
+        name,
+        digest,
+        verdict,
+        format!(
+            "removed {name} from containerd (namespace {namespace}){extra}: {}",
+            verdict.message
+        ),
+        true,
+    )
+    .await;
+    Ok(())
+}
+
+/// Deletes the leases that hold `digest` (an unfinished pull's), so that containerd's
+/// garbage collector can reclaim the rejected content. Returns what it deleted.
+async fn release_leases(
+    channel: &Channel,
+    namespace: &str,
+    digest: &str,
+) -> Result<Vec<String>, String> {
+    let mut leases = LeasesClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+    let all = leases
+        .list(in_namespace(ListRequest::default(), namespace))
+        .await
+        .map_err(|s| format!("cannot list leases: {}", status_text(&s)))?
+        .into_inner()
+        .leases;
+    let mut deleted = Vec::new();
+    for lease in all {
+        let resources = match leases
+            .list_resources(in_namespace(
+                ListResourcesRequest {
+                    id: lease.id.clone(),
+                },
+                namespace,
+            ))
+            .await
+        {
+            Ok(r) => r.into_inner().resources,
+            Err(s) if s.code() == tonic::Code::NotFound => continue,
+            Err(s) => {
+                return Err(format!(
+                    "cannot list the resources of lease {}: {}",
+                    lease.id,
+                    status_text(&s)
+                ))
+            }
+        };
+        if !resources.iter().any(|r| r.id == digest) {
+            continue;
+        }
+        match leases
+            .delete(in_namespace(
+                DeleteRequest {
+                    id: lease.id.clone(),
+                    sync: true,
+                },
+                namespace,
+            ))
+            .await
+        {
+            Ok(_) => deleted.push(format!("lease {}", lease.id)),
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => {
+                return Err(format!(
+                    "cannot delete lease {}: {}",
+                    lease.id,
+                    status_text(&s)
+                ))
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    engine: &Engine,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    digest: &str,
+    verdict: &Verdict,
+    message: String,
+    durable: bool,
+) {
+    let mut ev = engine.events.new_event(kind, verdict.generation, message);
+    ev.image = Some(name.to_owned());
+    ev.digest = (!digest.is_empty()).then(|| digest.to_owned());
+    ev.gun = (!verdict.gun.is_empty()).then(|| verdict.gun.clone());
+    ev.rule = (!verdict.rule.is_empty()).then(|| verdict.rule.clone());
+    ev.mode = Some(verdict.mode.clone());
+    ev.reason = (!verdict.reason.is_empty()).then(|| verdict.reason.clone());
+    ev.source = Some(SOURCE.to_owned());
+    ev.namespace = Some(namespace.to_owned());
+    let _ = engine.emit(ev, durable).await;
+}
+
+/// A check or removal that could not be carried out is an event and a status error: the
+/// operator must know an image the policy rejects may still be on the node.
+async fn report_failure(engine: &Engine, namespace: &str, name: &str, cause: &str) {
+    let message = format!(
+        "could not enforce the policy on {name} (containerd namespace {namespace}): {cause}; remove it by hand (`ctr -n {namespace} images rm {name}`) if it is rejected, and check containerd"
+    );
+    tracing::error!(%namespace, image = %name, %cause, "watcher could not enforce");
+    engine.note_error(&message);
+    let mut ev =
+        engine
+            .events
+            .new_event("image.remove_failed", engine.loaded().generation, message);
+    ev.image = Some(name.to_owned());
+    ev.source = Some(SOURCE.to_owned());
+    ev.namespace = Some(namespace.to_owned());
+    ev.reason = Some("watcher_failed".to_owned());
+    let _ = engine.emit(ev, true).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any(url: &str, value: Vec<u8>) -> prost_types::Any {
+        prost_types::Any {
+            type_url: url.to_owned(),
+            value,
+        }
+    }
+
+    // The real-component test (tests/watcher.rs) runs containerd; this pins the decoding
+    // rules for the URL spellings containerd versions and other publishers use.
+    #[test]
+    fn decodes_type_urls_with_and_without_slash() {
+        let create = ImageCreate {
+            name: "docker.io/library/alpine:3.20".to_owned(),
+            ..ImageCreate::default()
+        }
+        .encode_to_vec();
+        for url in [
+            "containerd.services.images.v1.ImageCreate",
+            "containerd.events.ImageCreate",
+            "/containerd.events.ImageCreate",
+            "types.googleapis.com/containerd.events.ImageCreate",
+        ] {
+            assert_eq!(
+                decode(&any(url, create.clone())),
+                Some(ImageEvent::Create(
+                    "docker.io/library/alpine:3.20".to_owned()
+                )),
+                "{url}"
+            );
+        }
+        let update = ImageUpdate {
+            name: "x".to_owned(),
+            ..ImageUpdate::default()
+        }
+        .encode_to_vec();
+        assert_eq!(
+            decode(&any("containerd.events.ImageUpdate", update)),
+            Some(ImageEvent::Update("x".to_owned()))
+        );
+        assert_eq!(decode(&any("containerd.events.ImageDelete", vec![])), None);
+        assert_eq!(decode(&any("containerd.events.TaskCreate", vec![])), None);
+        assert_eq!(decode(&any("other.ImageCreate", vec![])), None);
+        assert_eq!(
+            decode(&any("containerd.events.ImageCreate", vec![0xff, 0xff])),
+            None,
+            "garbage is ignored, not a panic"
+        );
+    }
+
+    #[test]
+    fn alias_names_are_cri_ids_only() {
+        assert!(is_alias(&format!("sha256:{}", "a".repeat(64))));
+        assert!(!is_alias("sha256:abc"));
+        assert!(!is_alias(&format!("docker.io/x@sha256:{}", "a".repeat(64))));
+        assert!(valid_digest(&format!("sha256:{}", "0".repeat(64))));
+        assert!(!valid_digest(&format!("sha256:{}\"", "0".repeat(63))));
+    }
+}

@@ -1,0 +1,294 @@
+//! The containerd event watcher against real components: Debian's containerd 1.6 (no
+//! verifier hook at all), a docker-registry holding images pushed with skopeo, and a
+//! notary-server where the real notary CLI signed one of them. Pulls go through `ctr`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod harness;
+
+use harness::{eventually, Containerd, Daemon, World};
+use serde_json::Value;
+
+fn policy(world: &World, cd: &Containerd, mode: &str) -> String {
+    format!(
+        "{}{}[[rule]]\nname = \"demo\"\nmatch = \"127.0.0.1:*/demo/**\"\nmode = \"{mode}\"\n",
+        world.daemon_section(&format!("containerd_socket = \"{}\"", cd.socket())),
+        cd.server_section()
+    )
+}
+
+/// Waits for the `n`-th event of `kind` (1-based) and returns it.
+async fn nth_event(world: &World, kind: &str, n: usize) -> Value {
+    eventually(15, || async move {
+        world.events_of(kind).into_iter().nth(n - 1)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no {kind} event #{n}; events: {:#?}", world.events()))
+}
+
+async fn until_gone(cd: &Containerd, namespace: &str, image: &str) {
+    let gone = eventually(15, || async move {
+        (!cd.images(namespace).iter().any(|i| i == image)).then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "{image} is still in containerd namespace {namespace}"
+    );
+}
+
+fn for_image<'a>(events: &'a [Value], image: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["image"] == image).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enforce_removes_unsigned_pulls_in_every_namespace_and_keeps_signed_ones() {
+    let cd = Containerd::start();
+    let world = World::new();
+    world.write_config(&policy(&world, &cd, "enforce"));
+    let _daemon = Daemon::start(&world);
+    nth_event(&world, "watcher.swept", 1).await;
+
+    let repo = cd.get("REPO");
+    let signed = format!("{repo}:signed");
+    let unsigned = format!("{repo}:unsigned");
+    let (ok, out) = cd.pull("default", &signed);
+    assert!(ok, "pull of the signed image failed: {out}");
+    // The unsigned pull itself may or may not finish before the watcher removes it.
+    let _ = cd.pull("default", &unsigned);
+    until_gone(&cd, "default", &unsigned).await;
+    let removed = nth_event(&world, "image.removed", 1).await;
+    assert_eq!(removed["image"], unsigned.as_str());
+    assert_eq!(removed["digest"], cd.get("UNSIGNED_DIGEST"));
+    assert_eq!(removed["namespace"], "default");
+    assert_eq!(removed["reason"], "unknown_tag");
+
+    // The signed image is still there once the watcher has judged it.
+    let allowed = world.events_of("pull.allowed");
+    assert!(
+        for_image(&allowed, &signed)
+            .iter()
+            .any(|e| e["digest"] == cd.get("SIGNED_DIGEST") && e["source"] == "containerd-watcher"),
+        "{allowed:#?}"
+    );
+    assert!(cd.images("default").contains(&signed));
+
+    // Exactly one rejection event for the unsigned pull, with its digest and reason.
+    let rejected = world.events_of("pull.rejected");
+    let mine = for_image(&rejected, &unsigned);
+    assert_eq!(mine.len(), 1, "{rejected:#?}");
+    assert_eq!(mine[0]["digest"], cd.get("UNSIGNED_DIGEST"));
+    assert_eq!(mine[0]["mode"], "enforce");
+    assert_eq!(mine[0]["rule"], "demo");
+    assert_eq!(mine[0]["source"], "containerd-watcher");
+    // No lease of that pull is left holding the rejected content.
+    let (_, leases) = cd.ctr("default", &["leases", "ls", "-q"]);
+    assert!(leases.trim().is_empty(), "leases left: {leases}");
+
+    // `ctr image import` never meets a verifier on any containerd version.
+    let imported = format!("{repo}:imported");
+    let archive = cd.dir.path().join("unsigned.tar");
+    let st = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!(
+            "oci:{}",
+            cd.dir.path().join("img-unsigned").display()
+        ))
+        .arg(format!("oci-archive:{}:{imported}", archive.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _ = cd.ctr(
+        "default",
+        &[
+            "images",
+            "import",
+            "--snapshotter",
+            "native",
+            archive.to_str().unwrap(),
+        ],
+    );
+    until_gone(&cd, "default", &imported).await;
+    assert_eq!(
+        for_image(&world.events_of("image.removed"), &imported).len(),
+        1
+    );
+
+    // Another namespace (CRI's, say) is watched too.
+    let _ = cd.pull("k8s.io", &unsigned);
+    until_gone(&cd, "k8s.io", &unsigned).await;
+    let removed = nth_event(&world, "image.removed", 3).await;
+    assert_eq!(removed["namespace"], "k8s.io");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_only_records_and_a_reload_to_enforce_sweeps_what_is_there() {
+    let cd = Containerd::start();
+    let world = World::new();
+    world.write_config(&policy(&world, &cd, "audit"));
+    let _daemon = Daemon::start(&world);
+    nth_event(&world, "watcher.swept", 1).await;
+
+    let repo = cd.get("REPO");
+    let signed = format!("{repo}:signed");
+    let unsigned = format!("{repo}:unsigned");
+    let (ok, out) = cd.pull("default", &unsigned);
+    assert!(ok, "{out}");
+    let (ok, out) = cd.pull("default", &signed);
+    assert!(ok, "{out}");
+    let audited = nth_event(&world, "pull.audited", 1).await;
+    assert_eq!(audited["image"], unsigned.as_str());
+    assert_eq!(audited["reason"], "unknown_tag");
+    assert_eq!(audited["mode"], "audit");
+    // CRI-style ID records (`sha256:<config>`) for both images: they follow their
+    // named siblings.
+    let alias_of = |n: char| format!("sha256:{}", n.to_string().repeat(64));
+    let (ok, out) = cd.ctr("default", &["images", "tag", &unsigned, &alias_of('b')]);
+    assert!(ok, "{out}");
+    let (ok, out) = cd.ctr("default", &["images", "tag", &signed, &alias_of('a')]);
+    assert!(ok, "{out}");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let images = cd.images("default");
+    assert!(images.contains(&unsigned), "audit removed it: {images:?}");
+    assert!(world.events_of("image.removed").is_empty());
+
+    // Switching the rule to enforce sweeps the images already present.
+    std::fs::write(&world.config, policy(&world, &cd, "enforce")).unwrap();
+    nth_event(&world, "policy.reloaded", 1).await;
+    let swept = nth_event(&world, "watcher.swept", 2).await;
+    assert_eq!(swept["policy_generation"], 2);
+    until_gone(&cd, "default", &unsigned).await;
+    let images = cd.images("default");
+    assert!(
+        !images.contains(&alias_of('b')),
+        "the ID record of the removed image stayed: {images:?}"
+    );
+    assert!(images.contains(&signed), "{images:?}");
+    assert!(
+        images.contains(&alias_of('a')),
+        "the ID record of the signed image was removed: {images:?}"
+    );
+    let removed = world.events_of("image.removed");
+    assert_eq!(removed.len(), 1, "{removed:#?}");
+    assert_eq!(removed[0]["image"], unsigned.as_str());
+    assert_eq!(removed[0]["policy_generation"], 2);
+    assert!(
+        removed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&alias_of('b')),
+        "{removed:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sweeps_at_start_and_reconnects_after_containerd_restarts() {
+    let mut cd = Containerd::start();
+    let repo = cd.get("REPO").to_owned();
+    let unsigned = format!("{repo}:unsigned");
+    let later = format!("{repo}:later");
+    // Pulled while no pullguardd was running.
+    let (ok, out) = cd.pull("default", &unsigned);
+    assert!(ok, "{out}");
+
+    let world = World::new();
+    world.write_config(&policy(&world, &cd, "enforce"));
+    let daemon = Daemon::start(&world);
+    until_gone(&cd, "default", &unsigned).await;
+    let swept = nth_event(&world, "watcher.swept", 1).await;
+    assert!(
+        swept["message"].as_str().unwrap().contains("removed 1"),
+        "{swept}"
+    );
+
+    cd.restart();
+    let down = nth_event(&world, "watcher.disconnected", 1).await;
+    assert!(
+        down["message"].as_str().unwrap().contains(cd.socket()),
+        "{down}"
+    );
+    nth_event(&world, "watcher.connected", 2).await;
+    let _ = cd.pull("default", &later);
+    until_gone(&cd, "default", &later).await;
+    let removed = world.events_of("image.removed");
+    assert!(
+        removed.iter().any(|e| e["image"] == later.as_str()),
+        "{removed:#?}"
+    );
+
+    // Status says what the watcher is doing and what it did.
+    let mut client = daemon.client().await;
+    let status = client
+        .status(daemon::api::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.watcher, format!("watching {}", cd.socket()));
+    assert!(status.images_removed >= 2, "{status:?}");
+    assert!(status.images_checked >= 2, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absent_containerd_is_reported_and_joined_when_it_appears() {
+    let cd = Containerd::start();
+    let world = World::new();
+    let missing = world.dir.path().join("no-containerd.sock");
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"demo\"\nmatch = \"**\"\n",
+        world.daemon_section(&format!("containerd_socket = \"{}\"", missing.display())),
+        cd.server_section()
+    ));
+    let daemon = Daemon::start(&world);
+    let down = nth_event(&world, "watcher.disconnected", 1).await;
+    assert!(
+        down["message"]
+            .as_str()
+            .unwrap()
+            .contains(&missing.display().to_string()),
+        "{down}"
+    );
+    let mut client = daemon.client().await;
+    let status = client
+        .status(daemon::api::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status.watcher.starts_with("disconnected from")
+            || status.watcher.starts_with("connecting to"),
+        "{status:?}"
+    );
+    // Once containerd's socket appears there, the watcher connects by itself.
+    std::os::unix::fs::symlink(cd.socket(), &missing).unwrap();
+    nth_event(&world, "watcher.connected", 1).await;
+    // One event for the outage, not one per retry.
+    assert_eq!(world.events_of("watcher.disconnected").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trust_server_outage_keeps_present_images_but_removes_fresh_pulls() {
+    let cd = Containerd::start();
+    let repo = cd.get("REPO").to_owned();
+    let signed = format!("{repo}:signed");
+    let (ok, out) = cd.pull("default", &signed);
+    assert!(ok, "{out}");
+    cd.stop_notary();
+
+    let world = World::new();
+    world.write_config(&policy(&world, &cd, "enforce"));
+    let _daemon = Daemon::start(&world);
+    // Present before the outage could be judged: kept, and said so.
+    let kept = nth_event(&world, "image.kept", 1).await;
+    assert_eq!(kept["image"], signed.as_str());
+    assert_eq!(kept["reason"], "trust_server_unreachable");
+    nth_event(&world, "watcher.swept", 1).await;
+    assert!(cd.images("default").contains(&signed));
+
+    // A pull during the outage cannot be verified: removed (fail closed).
+    let later = format!("{repo}:later");
+    let _ = cd.pull("default", &later);
+    until_gone(&cd, "default", &later).await;
+    let removed = nth_event(&world, "image.removed", 1).await;
+    assert_eq!(removed["image"], later.as_str());
+    assert_eq!(removed["reason"], "trust_server_unreachable");
+}
