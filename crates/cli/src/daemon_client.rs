@@ -100,7 +100,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         println!(
             "{}",
             json!({"allowed": v.allowed, "image": v.image, "gun": v.gun, "rule": v.rule, "mode": v.mode,
-                   "reason": v.reason, "message": v.message, "digest": v.digest, "role": v.role,
+                   "reason": v.reason, "message": v.message, "remedy": v.remedy, "digest": v.digest, "role": v.role,
                    "signers": v.signers, "policy_generation": v.policy_generation, "event_id": v.event_id,
                    "dry_run": true})
         );
@@ -122,6 +122,9 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         }
         if !v.message.is_empty() {
             println!("why         {}", v.message);
+        }
+        if !v.remedy.is_empty() {
+            println!("to fix      {}", v.remedy);
         }
         println!(
             "verdict     {verdict} (dry run: nothing was enforced; event {})",

@@ -64,6 +64,7 @@ fn verify_is_a_dry_run_with_the_reasoning() {
         text.contains("rule        prod (enforce, policy generation 1)"),
         "{text}"
     );
+    assert!(text.contains("to fix      sign this tag"), "{text}");
     // Dry runs are recorded as such.
     let ev = world.events_of("pull.rejected");
     assert_eq!(ev.len(), 1);

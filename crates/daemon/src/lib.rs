@@ -16,6 +16,7 @@ pub mod events;
 pub mod fetch;
 pub mod metrics;
 pub mod reload;
+pub mod remedy;
 pub mod server;
 pub mod sinks;
 pub mod watcher;

@@ -92,7 +92,9 @@ impl Pullguard for Service {
                 },
             )
             .await;
+        let remedy = crate::remedy::remedy(&v.reason).to_owned();
         Ok(Response::new(VerifyResponse {
+            remedy,
             allowed: v.allowed,
             reason: v.reason,
             message: v.message,

@@ -47,8 +47,10 @@ const ALIAS_GRACE: Duration = Duration::from_secs(3);
 const TRANSIENT: &[&str] = &[
     "trust_server_unreachable",
     "internal_error",
+    "state_corrupt",
     "state_unreadable",
     "state_unwritable",
+    "clock_went_backwards",
     "events_unwritable",
 ];
 
@@ -508,8 +510,9 @@ async fn remove(
         digest,
         verdict,
         format!(
-            "removed {name} from containerd (namespace {namespace}){extra}: {}",
-            verdict.message
+            "removed {name} from containerd (namespace {namespace}){extra}: {}; to fix: {}",
+            verdict.message,
+            crate::remedy::remedy(&verdict.reason)
         ),
         true,
     )

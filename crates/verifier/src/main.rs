@@ -285,8 +285,13 @@ fn main() -> ExitCode {
             } else {
                 &v.image
             };
+            let fix = if v.remedy.is_empty() {
+                String::new()
+            } else {
+                format!("; to fix: {}", v.remedy)
+            };
             println!(
-                "pullguard: rejected {image}: {} [{}] (rule {}, policy gen {}, event {})",
+                "pullguard: rejected {image}: {} [{}]{fix} (rule {}, policy gen {}, event {})",
                 v.message,
                 v.reason,
                 if v.rule.is_empty() {

@@ -143,8 +143,15 @@ fn allows_signed_and_rejects_with_a_reason_containerd_shows() {
         "{}",
         no.reason
     );
+    // The reason, what to do, the rule: what containerd shows whoever pulled.
     assert!(
-        no.reason.contains("[unknown_tag] (rule prod, policy gen 1"),
+        no.reason
+            .contains("[unknown_tag]; to fix: sign this tag in targets/releases or targets"),
+        "{}",
+        no.reason
+    );
+    assert!(
+        no.reason.contains("(rule prod, policy gen 1"),
         "{}",
         no.reason
     );
@@ -178,10 +185,13 @@ fn allows_signed_and_rejects_with_a_reason_containerd_shows() {
     );
     assert_eq!(other.code, Some(1));
     assert!(
-        other.reason.contains("[rejected_by_policy] (rule rest"),
+        other
+            .reason
+            .contains("[rejected_by_policy]; to fix: the policy forbids this image"),
         "{}",
         other.reason
     );
+    assert!(other.reason.contains("(rule rest"), "{}", other.reason);
     assert_eq!(world.events_of("pull.rejected").len(), 3);
 }
 
