@@ -628,29 +628,86 @@ impl Glob {
 
     fn matches(&self, s: &str) -> bool {
         let chars: Vec<char> = s.chars().collect();
-        // Iterative matcher with backtracking over the last star: linear in practice.
-        fn go(t: &[Token], s: &[char]) -> bool {
-            match t.first() {
-                None => s.is_empty(),
-                Some(Token::Lit(c)) => s.first() == Some(c) && go(&t[1..], &s[1..]),
-                Some(Token::One) => s.first().is_some_and(|c| *c != '/') && go(&t[1..], &s[1..]),
-                Some(Token::AnyInSegment) => {
-                    let mut i = 0;
-                    loop {
-                        if go(&t[1..], &s[i..]) {
-                            return true;
-                        }
-                        if i >= s.len() || s[i] == '/' {
-                            return false;
-                        }
-                        i += 1;
-                    }
+        // Backtracking is fast for real patterns; a pattern with several `**` against a
+        // long hostile reference could take polynomial time of high degree, so after a
+        // step budget the dynamic-programming matcher (O(tokens x chars)) decides.
+        let mut budget = 4096u32;
+        match backtrack(&self.tokens, &chars, &mut budget) {
+            Some(m) => m,
+            None => table_match(&self.tokens, &chars),
+        }
+    }
+}
+
+/// `None` when the budget ran out.
+fn backtrack(t: &[Token], s: &[char], budget: &mut u32) -> Option<bool> {
+    *budget = budget.checked_sub(1)?;
+    Some(match t.first() {
+        None => s.is_empty(),
+        Some(Token::Lit(c)) => s.first() == Some(c) && backtrack(&t[1..], &s[1..], budget)?,
+        Some(Token::One) => {
+            s.first().is_some_and(|c| *c != '/') && backtrack(&t[1..], &s[1..], budget)?
+        }
+        Some(Token::AnyInSegment) => {
+            let mut i = 0;
+            loop {
+                if backtrack(&t[1..], &s[i..], budget)? {
+                    break true;
                 }
-                Some(Token::Any) => (0..=s.len()).any(|i| go(&t[1..], &s[i..])),
+                if i >= s.len() || s[i] == '/' {
+                    break false;
+                }
+                i += 1;
             }
         }
-        go(&self.tokens, &chars)
+        Some(Token::Any) => {
+            let mut found = false;
+            for i in 0..=s.len() {
+                if backtrack(&t[1..], &s[i..], budget)? {
+                    found = true;
+                    break;
+                }
+            }
+            found
+        }
+    })
+}
+
+/// `m[j]`: the tokens so far match `s[..j]`.
+fn table_match(t: &[Token], s: &[char]) -> bool {
+    let mut m = vec![false; s.len() + 1];
+    m[0] = true;
+    for tok in t {
+        let mut next = vec![false; s.len() + 1];
+        match tok {
+            Token::Lit(c) => {
+                for j in 0..s.len() {
+                    next[j + 1] = m[j] && s[j] == *c;
+                }
+            }
+            Token::One => {
+                for j in 0..s.len() {
+                    next[j + 1] = m[j] && s[j] != '/';
+                }
+            }
+            Token::Any => {
+                let mut any = false;
+                for j in 0..=s.len() {
+                    any |= m[j];
+                    next[j] = any;
+                }
+            }
+            Token::AnyInSegment => {
+                let mut run = false;
+                for j in 0..=s.len() {
+                    run = m[j] || (run && j > 0 && s[j - 1] != '/');
+                    next[j] = run;
+                }
+            }
+        }
+        m = next;
     }
+    m[s.len()]
 }
 
 #[cfg(test)]
@@ -672,6 +729,36 @@ trust_server = "main"
     fn rule_name(p: &Policy, image: &str) -> Option<String> {
         p.rule_for(&ImageRef::parse(image).expect("ref"))
             .map(|r| r.name.clone())
+    }
+
+    #[test]
+    fn hostile_references_against_many_stars_finish_and_agree() {
+        let g = Glob::new("**a**a**a**a**a**b").expect("glob");
+        let long: String = "a".repeat(4000);
+        let t = std::time::Instant::now();
+        assert!(!g.matches(&long));
+        assert!(g.matches(&format!("{long}b")));
+        // Generous bound: the point is "not hours", not a timing target.
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        // Both matchers agree on ordinary cases.
+        for (p, s) in [
+            ("registry.test/*/app:*", "registry.test/team/app:v1"),
+            ("registry.test/*/app:*", "registry.test/a/b/app:v1"),
+            ("registry.test/**", "registry.test/a/b/app:v1"),
+            ("registry.test/?eam/**", "registry.test/team/x:1"),
+            ("registry.test/?eam/**", "registry.test//x:1"),
+            ("*", "a/b"),
+            ("a*b*c", "aXbYc"),
+        ] {
+            let g = Glob::new(p).expect("glob");
+            let chars: Vec<char> = s.chars().collect();
+            let mut budget = u32::MAX;
+            assert_eq!(
+                backtrack(&g.tokens, &chars, &mut budget),
+                Some(table_match(&g.tokens, &chars)),
+                "{p} {s}"
+            );
+        }
     }
 
     #[test]
