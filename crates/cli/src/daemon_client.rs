@@ -22,6 +22,10 @@ pub struct VerifyArgs {
     /// pullguardd's socket.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Evaluate offline with this policy file instead of asking the daemon (fetches
+    /// trust data itself; the node's trusted state is not used or changed).
+    #[arg(long, value_name = "FILE", conflicts_with = "socket")]
+    policy: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -57,7 +61,7 @@ async fn connect(socket: &Path) -> Result<PullguardClient<tonic::transport::Chan
     Ok(PullguardClient::new(channel))
 }
 
-fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -84,6 +88,23 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         dry_run: true,
         source: "cli".to_owned(),
     };
+    if let Some(file) = &args.policy {
+        let answer = block_on(async {
+            let offline = crate::offline::Offline::load(file)?;
+            Ok::<_, String>(offline.verify(&request.image, args.digest.as_deref()).await)
+        })
+        .and_then(|r| r);
+        return match answer {
+            Ok(v) => print_verdict(&v, args.json, "offline, policy file"),
+            Err(e) => {
+                if args.json {
+                    println!("{}", json!({"error": "bad_policy", "message": e}));
+                }
+                eprintln!("pullguard: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let answer = block_on(async {
         let mut c = connect(&args.socket).await?;
         c.verify(request)
@@ -92,17 +113,21 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
             .map_err(|s| s.message().to_owned())
     })
     .and_then(|r| r);
-    let v = match answer {
-        Ok(v) => v,
-        Err(e) => return unreachable(args.json, &e),
-    };
-    if args.json {
+    match answer {
+        Ok(v) => print_verdict(&v, args.json, "dry run: nothing was enforced"),
+        Err(e) => unreachable(args.json, &e),
+    }
+}
+
+/// Prints a verdict; exit 0 allowed, 1 rejected.
+pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> ExitCode {
+    if json_out {
         println!(
             "{}",
             json!({"allowed": v.allowed, "image": v.image, "gun": v.gun, "rule": v.rule, "mode": v.mode,
-                   "reason": v.reason, "message": v.message, "remedy": v.remedy, "digest": v.digest, "role": v.role,
+                   "reason": v.reason, "message": v.message, "digest": v.digest, "role": v.role,
                    "signers": v.signers, "policy_generation": v.policy_generation, "event_id": v.event_id,
-                   "dry_run": true})
+                   "dry_run": true, "remedy": v.remedy})
         );
     } else {
         let verdict = match (v.allowed, v.reason.is_empty()) {
@@ -126,10 +151,11 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         if !v.remedy.is_empty() {
             println!("to fix      {}", v.remedy);
         }
-        println!(
-            "verdict     {verdict} (dry run: nothing was enforced; event {})",
-            v.event_id
-        );
+        if v.event_id.is_empty() {
+            println!("verdict     {verdict} ({how})");
+        } else {
+            println!("verdict     {verdict} ({how}; event {})", v.event_id);
+        }
     }
     if v.allowed && v.reason.is_empty() {
         ExitCode::SUCCESS

@@ -6,6 +6,8 @@ use clap::Parser as _;
 
 mod daemon_client;
 mod keys;
+mod offline;
+mod policy_cmd;
 mod trust_verify;
 
 /// Operators' command line for pullguard, the node-side enforcer of signed images.
@@ -25,6 +27,9 @@ enum Command {
     Verify(daemon_client::VerifyArgs),
     /// The running pullguardd: policy generation, last reload, figures, recent errors.
     Status(daemon_client::StatusArgs),
+    /// Check a policy file, explain which rule applies, compare two policies.
+    #[command(subcommand, after_help = policy_cmd::EXAMPLES)]
+    Policy(policy_cmd::Command),
     /// Pinned roots, trusted state and signing keys.
     #[command(after_help = keys::EXAMPLES)]
     Keys {
@@ -49,5 +54,6 @@ fn main() -> ExitCode {
         Command::Keys { dirs, command } => keys::run(&dirs, &command),
         Command::Verify(args) => daemon_client::verify(&args),
         Command::Status(args) => daemon_client::status(&args),
+        Command::Policy(command) => policy_cmd::run(&command),
     }
 }

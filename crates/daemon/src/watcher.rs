@@ -327,6 +327,33 @@ async fn sweep(
     Ok(())
 }
 
+/// Every image in every namespace of the containerd at `socket`: (namespace, name,
+/// target digest). For shadow evaluations (`pullguard policy diff`).
+pub async fn list_all(socket: &Path) -> Result<Vec<(String, String, String)>, String> {
+    let channel = containerd_client::connect(socket).await.map_err(|e| {
+        format!(
+            "cannot connect to containerd at {}: {}",
+            socket.display(),
+            crate::error_chain(&e)
+        )
+    })?;
+    let namespaces = NamespacesClient::new(channel.clone())
+        .max_decoding_message_size(MAX_MESSAGE)
+        .list(ListNamespacesRequest::default())
+        .await
+        .map_err(|s| format!("cannot list namespaces: {}", status_text(&s)))?
+        .into_inner()
+        .namespaces;
+    let mut all = Vec::new();
+    for ns in namespaces {
+        for image in list_images(&channel, &ns.name, Vec::new()).await? {
+            let digest = image.target.map(|t| t.digest).unwrap_or_default();
+            all.push((ns.name.clone(), image.name, digest));
+        }
+    }
+    Ok(all)
+}
+
 async fn list_images(
     channel: &Channel,
     namespace: &str,

@@ -159,7 +159,30 @@ pub struct Rule {
     pub root_cas: Vec<PathBuf>,
     /// Pinned root certificate files.
     pub root_certs: Vec<PathBuf>,
+    /// Where its `match` is in the file (line, column), for messages.
+    pub position: (usize, usize),
     glob: Glob,
+}
+
+impl Rule {
+    /// How specific the pattern is: (exact, literal characters). Higher wins; among
+    /// equals, the first in the file.
+    pub fn specificity(&self) -> (bool, usize) {
+        (self.glob.exact, self.glob.literal)
+    }
+}
+
+/// Something in a valid policy that is probably not what its author meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The rule concerned.
+    pub rule: String,
+    /// Line of its `match`.
+    pub line: usize,
+    /// Column of its `match`.
+    pub column: usize,
+    /// What is wrong and what to write instead.
+    pub message: String,
 }
 
 /// How a syslog receiver is reached.
@@ -280,10 +303,15 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn at(&mut self, offset: usize, message: impl Into<String>) {
+    fn position(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    fn at(&mut self, offset: usize, message: impl Into<String>) {
+        let (line, column) = self.position(offset);
         self.problems.push(Problem {
             line,
             column,
@@ -405,6 +433,158 @@ impl Policy {
             .filter(|(_, r)| r.glob.matches(&subject))
             .max_by_key(|(i, r)| (r.glob.exact, r.glob.literal, std::cmp::Reverse(*i)))
             .map(|(_, r)| r)
+    }
+
+    /// Every rule matching `image`, the winner first, then in the order they would win.
+    pub fn candidates(&self, image: &ImageRef) -> Vec<&Rule> {
+        let subject = image.to_string();
+        let mut found: Vec<(usize, &Rule)> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.glob.matches(&subject))
+            .collect();
+        found.sort_by_key(|(i, r)| (std::cmp::Reverse((r.glob.exact, r.glob.literal)), *i));
+        found.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Rules that are valid but probably wrong: patterns no normalised reference can
+    /// match, rules another rule always beats, wildcards that let any registry in.
+    pub fn lint(&self) -> Vec<Warning> {
+        let mut out = Vec::new();
+        let mut warn = |r: &Rule, message: String| {
+            out.push(Warning {
+                rule: r.name.clone(),
+                line: r.position.0,
+                column: r.position.1,
+                message,
+            });
+        };
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Some(earlier) = self.rules[..i].iter().find(|e| e.pattern == r.pattern) {
+                warn(r, format!("rule {} can never apply: rule {} has the same pattern and comes first; merge them or delete one", r.name, earlier.name));
+                continue;
+            }
+            if let Some(why) = never_matches(&r.pattern, r.glob.exact) {
+                warn(r, format!("rule {} can never match: {why}", r.name));
+                continue;
+            }
+            if r.pattern != "**" && r.pattern.starts_with('*') {
+                let looser = match r.require {
+                    Require::Reject => "",
+                    _ => " (an attacker's registry with the same path gets this rule)",
+                };
+                warn(r, format!("rule {}: pattern {:?} starts with a wildcard, so it applies on every registry{looser}; name the registry, e.g. \"registry.example.com/{}\"", r.name, r.pattern, r.pattern.trim_start_matches(['*', '/'])));
+            }
+        }
+        out
+    }
+}
+
+/// Why no normalised reference (`domain/path:tag` or `domain/path@sha256:HEX`, lower
+/// case, `docker.io/library/` for official images) can match `pattern`, if so.
+fn never_matches(pattern: &str, exact: bool) -> Option<String> {
+    if exact {
+        return match ImageRef::parse(pattern) {
+            Err(e) => Some(format!("{pattern:?} is not an image reference ({e})")),
+            Ok(r) if r.to_string() != pattern => Some(format!(
+                "references are matched in normalised form, and {pattern:?} normalises to {:?}; write that",
+                r.to_string()
+            )),
+            Ok(_) => None,
+        };
+    }
+    if !pattern.contains('/') && !pattern.contains("**") {
+        return Some(format!(
+            "{pattern:?} has no registry part, and every normalised reference starts with one (docker.io/library/... for Docker Hub)"
+        ));
+    }
+    let domain = pattern.split('/').next().unwrap_or(pattern);
+    if domain.contains(['*', '?']) {
+        return None;
+    }
+    if domain.chars().any(|c| c.is_ascii_uppercase()) {
+        return Some(format!(
+            "registry names are matched in lower case; write {:?}",
+            pattern.to_ascii_lowercase()
+        ));
+    }
+    if domain == "index.docker.io" || domain == "registry-1.docker.io" {
+        return Some(format!(
+            "Docker Hub references are normalised to docker.io; write {:?}",
+            pattern.replacen(domain, "docker.io", 1)
+        ));
+    }
+    if !(domain.contains('.') || domain.contains(':') || domain == "localhost") {
+        return Some(format!(
+            "{domain:?} is not a registry host, so the reference names a Docker Hub repository, normalised to docker.io/...; write {:?}",
+            format!("docker.io/{}", pattern)
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod lint_tests {
+    use super::*;
+
+    fn lint(rules: &str) -> Vec<String> {
+        let text = format!("[trust_server.m]\nurl = \"https://n.example.com\"\n[defaults]\ntrust_server = \"m\"\n{rules}");
+        Policy::parse(Path::new("p.toml"), &text)
+            .expect("valid")
+            .lint()
+            .into_iter()
+            .map(|w| format!("{}:{} {}", w.line, w.column, w.message))
+            .collect()
+    }
+
+    #[test]
+    fn clean_policies_have_no_warnings() {
+        assert!(lint("[[rule]]\nname = \"a\"\nmatch = \"registry.example.com/prod/**\"\n[[rule]]\nname = \"all\"\nmatch = \"**\"\n").is_empty());
+    }
+
+    #[test]
+    fn each_warning_fires_with_its_position() {
+        let cases = [
+            (
+                "docker.io/alpine:3.20",
+                "normalises to \"docker.io/library/alpine:3.20\"",
+            ),
+            (
+                "registry.example.com/app",
+                "normalises to \"registry.example.com/app:latest\"",
+            ),
+            ("Registry.example.com/**", "lower case"),
+            (
+                "index.docker.io/library/**",
+                "write \"docker.io/library/**\"",
+            ),
+            ("library/alpine:*", "not a registry host"),
+            ("alpine*", "no registry part"),
+            ("**/prod/**", "starts with a wildcard"),
+            ("*/team/app:*", "attacker"),
+        ];
+        for (pattern, expect) in cases {
+            let w = lint(&format!("[[rule]]\nname = \"r\"\nmatch = \"{pattern}\"\n"));
+            assert_eq!(w.len(), 1, "{pattern}: {w:?}");
+            assert!(w[0].starts_with("7:9 "), "{pattern}: {w:?}");
+            assert!(w[0].contains(expect), "{pattern}: {w:?}");
+        }
+        let dup = lint("[[rule]]\nname = \"a\"\nmatch = \"r.io/**\"\n[[rule]]\nname = \"b\"\nmatch = \"r.io/**\"\n");
+        assert_eq!(dup.len(), 1);
+        assert!(dup[0].contains("rule b can never apply: rule a"), "{dup:?}");
+    }
+
+    #[test]
+    fn candidates_come_in_the_order_they_win() {
+        let text = "[trust_server.m]\nurl = \"https://n.example.com\"\n[defaults]\ntrust_server = \"m\"\n[[rule]]\nname = \"all\"\nmatch = \"**\"\n[[rule]]\nname = \"team\"\nmatch = \"r.io/team/**\"\n[[rule]]\nname = \"app\"\nmatch = \"r.io/team/app:v1\"\n";
+        let p = Policy::parse(Path::new("p.toml"), text).expect("valid");
+        let names: Vec<&str> = p
+            .candidates(&ImageRef::parse("r.io/team/app:v1").expect("ref"))
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["app", "team", "all"]);
     }
 }
 
@@ -554,6 +734,7 @@ fn build_rule(
         );
     }
     Some(Rule {
+        position: ctx.position(pattern.span().start),
         name,
         pattern: pattern.get_ref().clone(),
         mode: or(&r.mode, &defaults.mode).unwrap_or(Mode::Enforce),

@@ -1,0 +1,65 @@
+//! Verdicts without a running daemon: the daemon's own engine, in this process, over a
+//! policy file. Used by `verify --policy` and `policy diff`.
+//!
+//! Trust data is fetched from the policy's trust servers as the daemon would. The
+//! node's trusted state is not touched: a fresh state in a temporary directory is used,
+//! so repositories without a pinned root are trusted on first use where the rule allows
+//! it, and rollback protection only covers this run. Pins in the keys directory apply.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use daemon::engine::{Ask, Engine, Loaded};
+
+/// An engine over one policy file.
+pub struct Offline {
+    engine: Engine,
+    _scratch: tempfile::TempDir,
+}
+
+impl Offline {
+    /// Loads `path`; errors are the policy's problems, with line and column.
+    pub fn load(path: &Path) -> Result<Offline, String> {
+        let mut policy = policy::Policy::load(path).map_err(|e| e.to_string())?;
+        let scratch =
+            tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
+        policy.daemon.state_dir = scratch.path().join("state");
+        policy.daemon.events_file = scratch.path().join("events.jsonl");
+        policy.daemon.containerd_socket = None;
+        let state =
+            key_store::StateStore::open(&policy.daemon.state_dir).map_err(|e| e.to_string())?;
+        let events = daemon::events::EventLog::open(&policy.daemon.events_file, u64::MAX, 0)
+            .map_err(|e| format!("cannot open a scratch events file: {e}"))?;
+        let loaded = Loaded::prepare(policy, 1, path)?;
+        Ok(Offline {
+            engine: Engine::new(loaded, state, Arc::new(events)),
+            _scratch: scratch,
+        })
+    }
+
+    /// The verdict for `image` (and the digest it resolved to, if known).
+    pub async fn verify(&self, image: &str, digest: Option<&str>) -> api::VerifyResponse {
+        let ask = Ask {
+            source: "cli-offline",
+            dry_run: true,
+            namespace: None,
+        };
+        let v = self.engine.verify(image, digest, &ask).await;
+        let remedy = daemon::remedy::remedy(&v.reason).to_owned();
+        api::VerifyResponse {
+            allowed: v.allowed,
+            reason: v.reason,
+            message: v.message,
+            rule: v.rule,
+            digest: v.digest,
+            role: v.role,
+            signers: v.signers,
+            policy_generation: v.generation,
+            mode: v.mode,
+            event_id: String::new(),
+            image: v.image,
+            gun: v.gun,
+            remedy,
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! `pullguard policy check | explain | diff`: what a policy file says, before it is
+//! rolled out.
+//!
+//! Exit codes: check 0 valid (warnings allowed), 1 invalid; explain 0 a rule applies,
+//! 1 none does; diff 0 no verdict changes, 1 some change; 2 bad usage or an unreadable
+//! file or image list, 3 containerd cannot be reached.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use policy::{ImageRef, Policy, Require};
+use serde_json::json;
+
+pub const DEFAULT_POLICY: &str = "/etc/pullguard/pullguard.toml";
+
+pub const EXAMPLES: &str = "Examples:
+  pullguard policy check /etc/pullguard/pullguard.toml.new
+  pullguard policy explain docker.io/library/alpine:3.20
+  pullguard policy diff /etc/pullguard/pullguard.toml pullguard.toml.new            # images in containerd
+  pullguard policy diff old.toml new.toml --images images.txt --json                # one reference per line";
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Check a policy file: every error with line and column, then warnings.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which rule applies to an image, and why it beats the others.
+    Explain {
+        /// Image reference, as you would pull it.
+        image: String,
+        /// The policy file.
+        #[arg(long, value_name = "FILE", default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shadow evaluation: which verdicts would change from OLD to NEW, for the images in
+    /// containerd or a given list. Fetches trust data; enforces nothing.
+    Diff {
+        /// The policy in force.
+        old: PathBuf,
+        /// The policy to roll out.
+        new: PathBuf,
+        /// A file of image references (REF or REF@sha256:HEX), one per line; `-` for stdin.
+        #[arg(long, value_name = "FILE")]
+        images: Option<PathBuf>,
+        /// containerd's socket, when no list is given.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/run/containerd/containerd.sock"
+        )]
+        containerd: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: &Command) -> ExitCode {
+    match command {
+        Command::Check { file, json } => check(file, *json),
+        Command::Explain {
+            image,
+            policy,
+            json,
+        } => explain(image, policy, *json),
+        Command::Diff {
+            old,
+            new,
+            images,
+            containerd,
+            json,
+        } => diff(old, new, images.as_deref(), containerd, *json),
+    }
+}
+
+fn fail(code: u8, json_out: bool, error: &str, message: &str) -> ExitCode {
+    if json_out {
+        println!("{}", json!({"error": error, "message": message}));
+    }
+    eprintln!("pullguard: {message}");
+    ExitCode::from(code)
+}
+
+fn check(file: &Path, json_out: bool) -> ExitCode {
+    match Policy::load(file) {
+        Err(e) => {
+            if json_out {
+                let problems: Vec<_> = e
+                    .problems
+                    .iter()
+                    .map(|p| json!({"line": p.line, "column": p.column, "message": p.message}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"valid": false, "file": file, "errors": problems, "warnings": []})
+                );
+            } else {
+                for p in &e.problems {
+                    println!(
+                        "{}:{}:{}: error: {}",
+                        file.display(),
+                        p.line,
+                        p.column,
+                        p.message
+                    );
+                }
+                println!(
+                    "{}: invalid ({} errors); pullguardd would keep its last good policy",
+                    file.display(),
+                    e.problems.len()
+                );
+            }
+            ExitCode::from(1)
+        }
+        Ok(p) => {
+            let warnings = p.lint();
+            if json_out {
+                let w: Vec<_> = warnings
+                    .iter()
+                    .map(|w| json!({"rule": w.rule, "line": w.line, "column": w.column, "message": w.message}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"valid": true, "file": file, "rules": p.rules.len(), "errors": [], "warnings": w})
+                );
+            } else {
+                for w in &warnings {
+                    println!(
+                        "{}:{}:{}: warning: {}",
+                        file.display(),
+                        w.line,
+                        w.column,
+                        w.message
+                    );
+                }
+                println!(
+                    "{}: valid, {} rules, {} warnings",
+                    file.display(),
+                    p.rules.len(),
+                    warnings.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn describe(r: &policy::Rule) -> String {
+    let mut parts = vec![r.mode.as_str().to_owned()];
+    parts.push(
+        match r.require {
+            Require::Signed => "signed",
+            Require::Any => "any image",
+            Require::Reject => "reject",
+        }
+        .to_owned(),
+    );
+    if r.require == Require::Signed {
+        if let Some(ts) = &r.trust_server {
+            parts.push(format!("trust server {ts}"));
+        }
+        if r.roles.is_empty() {
+            parts.push("roles targets/releases or targets (Docker's rules)".to_owned());
+        } else {
+            parts.push(format!(
+                "{} of roles {}",
+                r.roles_required,
+                r.roles.join(", ")
+            ));
+        }
+        if let Some(age) = r.max_timestamp_age {
+            parts.push(format!("timestamp at most {age} old"));
+        }
+        parts.push(format!("on unreachable: {:?}", r.on_unreachable).to_lowercase());
+        let pins = r.root_key_ids.len() + r.root_cas.len() + r.root_certs.len();
+        if pins > 0 {
+            parts.push(format!("{pins} pinned roots"));
+        }
+        if r.tofu {
+            parts.push("trust on first use allowed".to_owned());
+        }
+    }
+    parts.join(", ")
+}
+
+fn explain(image: &str, file: &Path, json_out: bool) -> ExitCode {
+    let p = match Policy::load(file) {
+        Ok(p) => p,
+        Err(e) => return fail(2, json_out, "bad_policy", &e.to_string()),
+    };
+    let reference = match ImageRef::parse(image) {
+        Ok(r) => r,
+        Err(e) => return fail(2, json_out, "invalid_reference", &e.to_string()),
+    };
+    let candidates = p.candidates(&reference);
+    let why = |i: usize| -> String {
+        let r = candidates[i];
+        let (exact, literal) = r.specificity();
+        if i == 0 {
+            match candidates.get(1) {
+                None => "the only rule that matches".to_owned(),
+                Some(next) if exact && !next.specificity().0 => {
+                    "an exact pattern beats every wildcard".to_owned()
+                }
+                Some(next) if next.specificity() == (exact, literal) => {
+                    format!("as specific as rule {}, and earlier in the file", next.name)
+                }
+                Some(_) => format!("the most specific pattern ({literal} literal characters)"),
+            }
+        } else {
+            "loses to a more specific or earlier rule".to_owned()
+        }
+    };
+    if json_out {
+        let list: Vec<_> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (exact, literal) = r.specificity();
+                json!({"rule": r.name, "match": r.pattern, "line": r.position.0, "exact": exact,
+                       "literal_characters": literal, "wins": i == 0, "why": why(i), "effect": describe(r)})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"image": reference.to_string(), "repository": reference.repository(),
+                   "rule": candidates.first().map(|r| r.name.clone()), "candidates": list})
+        );
+    } else {
+        println!("image       {image}");
+        println!("normalised  {reference}");
+        println!("repository  {}", reference.repository());
+        if candidates.is_empty() {
+            println!(
+                "rule        none: the image is rejected (no_matching_rule); add a rule for it or a catch-all `match = \"**\"`"
+            );
+        }
+        for (i, r) in candidates.iter().enumerate() {
+            let label = if i == 0 { "rule" } else { "also matches" };
+            println!(
+                "{label:<11} {} (match {:?}, line {}): {}",
+                r.name,
+                r.pattern,
+                r.position.0,
+                why(i)
+            );
+            if i == 0 {
+                println!("applies     {}", describe(r));
+            }
+        }
+    }
+    if candidates.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Images to evaluate: (label, reference, digest).
+fn images_from_list(path: &Path) -> Result<Vec<(String, String, Option<String>)>, String> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read stdin: {e}"))?
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| (l.to_owned(), l.to_owned(), None))
+        .collect())
+}
+
+fn diff(
+    old: &Path,
+    new: &Path,
+    list: Option<&Path>,
+    containerd: &Path,
+    json_out: bool,
+) -> ExitCode {
+    let result = crate::daemon_client::block_on(async {
+        let old_engine = crate::offline::Offline::load(old).map_err(|e| (2, "bad_policy", e))?;
+        let new_engine = crate::offline::Offline::load(new).map_err(|e| (2, "bad_policy", e))?;
+        let images = match list {
+            Some(path) => images_from_list(path).map_err(|e| (2, "bad_image_list", e))?,
+            None => daemon::watcher::list_all(containerd)
+                .await
+                .map_err(|e| (3, "containerd_unreachable", e))?
+                .into_iter()
+                .map(|(ns, name, digest)| (format!("{ns}/{name}"), name, Some(digest)))
+                .collect(),
+        };
+        let progress = !json_out && std::io::stderr().is_terminal() && images.len() > 20;
+        let mut rows = Vec::new();
+        for (i, (label, image, digest)) in images.iter().enumerate() {
+            if progress {
+                eprint!("\rchecked {i}/{}", images.len());
+            }
+            let a = old_engine.verify(image, digest.as_deref()).await;
+            let b = new_engine.verify(image, digest.as_deref()).await;
+            rows.push((label.clone(), a, b));
+        }
+        if progress {
+            eprintln!("\rchecked {0}/{0}", images.len());
+        }
+        Ok::<_, (u8, &str, String)>(rows)
+    });
+    let rows = match result {
+        Err(e) => return fail(2, json_out, "internal_error", &e),
+        Ok(Err((code, error, message))) => return fail(code, json_out, error, &message),
+        Ok(Ok(rows)) => rows,
+    };
+    let state = |v: &api::VerifyResponse| match (v.allowed, v.reason.is_empty()) {
+        (true, true) => "allowed".to_owned(),
+        (true, false) => format!("audited [{}]", v.reason),
+        (false, _) => format!("rejected [{}]", v.reason),
+    };
+    let changed: Vec<_> = rows
+        .iter()
+        .filter(|(_, a, b)| (a.allowed, &a.reason) != (b.allowed, &b.reason))
+        .collect();
+    if json_out {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(label, a, b)| {
+                json!({"image": label, "changed": (a.allowed, &a.reason) != (b.allowed, &b.reason),
+                       "old": {"allowed": a.allowed, "reason": a.reason, "rule": a.rule, "mode": a.mode},
+                       "new": {"allowed": b.allowed, "reason": b.reason, "rule": b.rule, "mode": b.mode}})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"images": rows.len(), "changed": changed.len(), "results": items})
+        );
+    } else {
+        for (label, a, b) in &changed {
+            println!(
+                "{label}: {} (rule {}) -> {} (rule {})",
+                state(a),
+                a.rule,
+                state(b),
+                b.rule
+            );
+        }
+        let newly_rejected = changed
+            .iter()
+            .filter(|(_, a, b)| a.allowed && !b.allowed)
+            .count();
+        println!(
+            "{} images, {} verdicts change ({} newly rejected) from {} to {}",
+            rows.len(),
+            changed.len(),
+            newly_rejected,
+            old.display(),
+            new.display()
+        );
+    }
+    if changed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,281 @@
+//! `pullguard policy check | explain | diff` and `pullguard verify --policy`: the real
+//! binary, against a real notary-server (signed with the real notary CLI) and, for
+//! `diff`, the images in a real containerd.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+#[path = "../../daemon/tests/harness/mod.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::{Containerd, Notary, World};
+
+fn pullguard(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(args)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(text.trim()).unwrap_or_default();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), json, text)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const SERVER: &str = "[trust_server.main]\nurl = \"https://notary.example.com\"\n\n[defaults]\ntrust_server = \"main\"\n";
+
+#[test]
+fn check_reports_errors_with_positions_and_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &format!("{SERVER}\n[[rule]]\nname = \"prod\"\nmatch = \"r.io/**\"\nmode = \"enforced\"\nmax_timestamp_age = \"3 weeks\"\n"),
+    );
+    let (code, _, text) = pullguard(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("bad.toml:10:8: error:"), "{text}");
+    assert!(text.contains("invalid (1 errors)"), "{text}");
+    let (code, json, _) = pullguard(&["policy", "check", bad.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["errors"][0]["line"], 10);
+
+    let warned = write(
+        dir.path(),
+        "warned.toml",
+        &format!("{SERVER}\n[[rule]]\nname = \"hub\"\nmatch = \"docker.io/alpine:3.20\"\n\n[[rule]]\nname = \"any-prod\"\nmatch = \"**/prod/**\"\nrequire = \"any\"\n"),
+    );
+    let (code, _, text) = pullguard(&["policy", "check", warned.to_str().unwrap()]);
+    assert_eq!(code, 0, "valid, with warnings: {text}");
+    assert!(
+        text.contains("warned.toml:9:9: warning: rule hub can never match")
+            && text.contains("docker.io/library/alpine:3.20"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warned.toml:13:9: warning: rule any-prod") && text.contains("attacker"),
+        "{text}"
+    );
+    let (_, json, _) = pullguard(&["policy", "check", warned.to_str().unwrap(), "--json"]);
+    assert_eq!(json["warnings"].as_array().unwrap().len(), 2);
+
+    let (code, _, text) = pullguard(&["policy", "check", "/nonexistent/policy.toml"]);
+    assert_eq!(code, 1);
+    assert!(text.contains("cannot read the policy file"), "{text}");
+}
+
+#[test]
+fn explain_names_the_winner_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "p.toml",
+        &format!("{SERVER}\n[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"reject\"\n\n[[rule]]\nname = \"team\"\nmatch = \"r.io/team/**\"\nmode = \"audit\"\n"),
+    );
+    let p = p.to_str().unwrap();
+    let (code, _, text) = pullguard(&["policy", "explain", "r.io/team/app", "--policy", p]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("normalised  r.io/team/app:latest"), "{text}");
+    assert!(
+        text.contains(
+            "rule        team (match \"r.io/team/**\", line 14): the most specific pattern"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("applies     audit, signed, trust server main"),
+        "{text}"
+    );
+    assert!(text.contains("also matches all"), "{text}");
+    let (_, json, _) = pullguard(&["policy", "explain", "alpine", "--policy", p, "--json"]);
+    assert_eq!(json["image"], "docker.io/library/alpine:latest");
+    assert_eq!(json["rule"], "all");
+
+    let none = write(
+        dir.path(),
+        "none.toml",
+        &format!("{SERVER}\n[[rule]]\nname = \"team\"\nmatch = \"r.io/team/**\"\n"),
+    );
+    let (code, _, text) = pullguard(&[
+        "policy",
+        "explain",
+        "alpine",
+        "--policy",
+        none.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("no_matching_rule"), "{text}");
+    let (code, _, text) = pullguard(&["policy", "explain", "UPPER/Case", "--policy", p]);
+    assert_eq!(code, 2, "{text}");
+}
+
+fn notary_policy(notary: &Notary, mode: &str) -> String {
+    let world = World::new();
+    let _ = &world;
+    format!(
+        "{}[[rule]]\nname = \"prod\"\nmatch = \"registry.test/pullguard/**\"\nmode = \"{mode}\"\n",
+        World::server_section(notary)
+    )
+}
+
+#[test]
+fn verify_with_a_policy_file_needs_no_daemon() {
+    let notary = Notary::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let p = write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[daemon]\nkeys_dir = \"{}\"\n{}",
+            keys.display(),
+            notary_policy(&notary, "enforce")
+        ),
+    );
+    let p = p.to_str().unwrap();
+    let (code, json, text) = pullguard(&[
+        "verify",
+        "registry.test/pullguard/app:v2",
+        "--policy",
+        p,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["digest"], notary.get("DIGEST_V2"));
+    assert_eq!(json["role"], "targets/releases");
+
+    let (code, _, text) = pullguard(&["verify", "registry.test/pullguard/app:v9", "--policy", p]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("rejected [unknown_tag] (offline, policy file)"),
+        "{text}"
+    );
+    assert!(text.contains("to fix      sign this tag"), "{text}");
+
+    notary.stop_server();
+    let (code, json, _) = pullguard(&[
+        "verify",
+        "registry.test/pullguard/app:v2",
+        "--policy",
+        p,
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(json["reason"], "trust_server_unreachable");
+
+    let broken = write(dir.path(), "broken.toml", "[[rule]]\nmatch = 7\n");
+    let (code, json, text) = pullguard(&[
+        "verify",
+        "alpine",
+        "--policy",
+        broken.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert_eq!(json["error"], "bad_policy");
+}
+
+#[test]
+fn diff_shows_which_verdicts_a_rollout_changes() {
+    let cd = Containerd::start();
+    let repo = cd.get("REPO").to_owned();
+    for tag in ["signed", "unsigned"] {
+        let (ok, out) = cd.pull("default", &format!("{repo}:{tag}"));
+        assert!(ok, "{out}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let policy = |require: &str| {
+        format!(
+            "[daemon]\nkeys_dir = \"{}\"\n{}[[rule]]\nname = \"demo-{require}\"\nmatch = \"127.0.0.1:*/demo/**\"\nrequire = \"{require}\"\n",
+            keys.display(),
+            cd.server_section()
+        )
+    };
+    let old = write(dir.path(), "old.toml", &policy("any"));
+    let new = write(dir.path(), "new.toml", &policy("signed"));
+    let (old, new) = (old.to_str().unwrap(), new.to_str().unwrap());
+
+    // The images in containerd.
+    let (code, json, text) = pullguard(&[
+        "policy",
+        "diff",
+        old,
+        new,
+        "--containerd",
+        cd.socket(),
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(json["images"], 2);
+    assert_eq!(json["changed"], 1, "{json}");
+    let changed: Vec<_> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["changed"] == true)
+        .collect();
+    assert_eq!(changed[0]["image"], format!("default/{repo}:unsigned"));
+    assert_eq!(changed[0]["new"]["reason"], "unknown_tag");
+    assert_eq!(changed[0]["old"]["allowed"], true);
+    // Nothing was removed: a diff enforces nothing.
+    assert_eq!(cd.images("default").len(), 2);
+
+    // A list instead of containerd; the same policy twice changes nothing.
+    let list = write(
+        dir.path(),
+        "images.txt",
+        &format!("# comment\n{repo}:signed\n\n{repo}:unsigned\n"),
+    );
+    let (code, _, text) = pullguard(&[
+        "policy",
+        "diff",
+        old,
+        new,
+        "--images",
+        list.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{repo}:unsigned: allowed (rule demo-any) -> rejected [unknown_tag] (rule demo-signed)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 images, 1 verdicts change (1 newly rejected)"),
+        "{text}"
+    );
+    let (code, _, text) = pullguard(&[
+        "policy",
+        "diff",
+        new,
+        new,
+        "--images",
+        list.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+
+    // Error paths: containerd unreachable (3), unreadable list (2).
+    let (code, json, _) = pullguard(&[
+        "policy",
+        "diff",
+        old,
+        new,
+        "--containerd",
+        "/nonexistent.sock",
+        "--json",
+    ]);
+    assert_eq!(code, 3);
+    assert_eq!(json["error"], "containerd_unreachable");
+    let (code, _, _) = pullguard(&["policy", "diff", old, new, "--images", "/nonexistent"]);
+    assert_eq!(code, 2);
+}
