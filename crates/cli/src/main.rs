@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 mod daemon_client;
+mod events_cmd;
 mod keys;
 mod offline;
 mod policy_cmd;
@@ -27,6 +28,9 @@ enum Command {
     Verify(daemon_client::VerifyArgs),
     /// The running pullguardd: policy generation, last reload, figures, recent errors.
     Status(daemon_client::StatusArgs),
+    /// The node's events: rejections, removals, reloads; filtered, or followed.
+    #[command(after_help = events_cmd::EXAMPLES)]
+    Events(events_cmd::Args),
     /// Check a policy file, explain which rule applies, compare two policies.
     #[command(subcommand, after_help = policy_cmd::EXAMPLES)]
     Policy(policy_cmd::Command),
@@ -55,5 +59,6 @@ fn main() -> ExitCode {
         Command::Verify(args) => daemon_client::verify(&args),
         Command::Status(args) => daemon_client::status(&args),
         Command::Policy(command) => policy_cmd::run(&command),
+        Command::Events(args) => events_cmd::run(&args),
     }
 }

@@ -1,0 +1,224 @@
+//! `pullguard events`: the node's events file (DESIGN.md Contract 3), filtered, and
+//! followed as it grows (rotation included).
+//!
+//! Exit codes: 0 printed (even none), 2 bad usage or an unreadable file.
+
+use std::io::{BufRead as _, Read as _, Seek as _};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub const EXAMPLES: &str = "Examples:
+  pullguard events --since 1h --reason unknown_tag
+  pullguard events --follow --event pull.rejected --json | your-shipper
+  pullguard events --file /var/log/pullguard/events.jsonl --image 'registry.example.com/prod/**'";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Keep printing events as they are written.
+    #[arg(long)]
+    follow: bool,
+    /// Only events newer than this (e.g. 30m, 2h, 7d).
+    #[arg(long, value_name = "DURATION")]
+    since: Option<String>,
+    /// Only events with this reason code.
+    #[arg(long, value_name = "CODE")]
+    reason: Option<String>,
+    /// Only events of this kind (pull.rejected, image.removed, policy.invalid, ...).
+    #[arg(long, value_name = "KIND")]
+    event: Option<String>,
+    /// Only events whose image contains this text.
+    #[arg(long, value_name = "TEXT")]
+    image: Option<String>,
+    /// The events file (default: `events_file` of the policy, else /var/log/pullguard/events.jsonl).
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// The policy whose `[daemon] events_file` to read.
+    #[arg(long, value_name = "FILE", default_value = crate::policy_cmd::DEFAULT_POLICY)]
+    policy: PathBuf,
+    /// Print the events as written (one JSON object per line).
+    #[arg(long)]
+    json: bool,
+}
+
+struct Filter {
+    since: Option<OffsetDateTime>,
+    reason: Option<String>,
+    event: Option<String>,
+    image: Option<String>,
+}
+
+impl Filter {
+    fn keeps(&self, e: &Value) -> bool {
+        let field = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+        if let Some(since) = self.since {
+            match OffsetDateTime::parse(field("time"), &Rfc3339) {
+                Ok(t) if t >= since => {}
+                _ => return false,
+            }
+        }
+        self.reason.as_deref().is_none_or(|r| field("reason") == r)
+            && self.event.as_deref().is_none_or(|k| field("event") == k)
+            && self
+                .image
+                .as_deref()
+                .is_none_or(|i| field("image").contains(i))
+    }
+}
+
+fn events_file(args: &Args) -> PathBuf {
+    if let Some(f) = &args.file {
+        return f.clone();
+    }
+    policy::Policy::load(&args.policy).map_or_else(
+        |_| PathBuf::from("/var/log/pullguard/events.jsonl"),
+        |p| p.daemon.events_file,
+    )
+}
+
+fn print(line: &str, filter: &Filter, json_out: bool) {
+    let Ok(e) = serde_json::from_str::<Value>(line) else {
+        eprintln!("pullguard: skipped a line that is not JSON: {:.80}", line);
+        return;
+    };
+    if !filter.keeps(&e) {
+        return;
+    }
+    if json_out {
+        println!("{line}");
+        return;
+    }
+    let f = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let mut out = format!("{} {:<15}", f("time"), f("event"));
+    for k in ["image", "reason", "rule", "source"] {
+        let v = f(k);
+        if !v.is_empty() {
+            out.push_str(&format!(" {k}={v}"));
+        }
+    }
+    let m = f("message");
+    if !m.is_empty() {
+        out.push_str(" | ");
+        out.push_str(&m);
+    }
+    println!("{out}");
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let since = match &args.since {
+        None => None,
+        Some(s) => match policy::duration::parse(s) {
+            Ok(d) => Some(OffsetDateTime::now_utc() - d),
+            Err(e) => {
+                eprintln!("pullguard: --since {s}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let filter = Filter {
+        since,
+        reason: args.reason.clone(),
+        event: args.event.clone(),
+        image: args.image.clone(),
+    };
+    let path = events_file(args);
+    // Rotated files first, oldest first, when their events may be wanted.
+    if since.is_some() || !args.follow {
+        for n in (1..=20).rev() {
+            let rotated = PathBuf::from(format!("{}.{n}", path.display()));
+            if let Ok(f) = std::fs::File::open(&rotated) {
+                for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+                    print(&line, &filter, args.json);
+                }
+            }
+        }
+    }
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if args.follow && e.kind() == std::io::ErrorKind::NotFound => {
+            return follow(&path, None, &filter, args.json);
+        }
+        Err(e) => {
+            eprintln!(
+                "pullguard: cannot read the events file {}: {e} (set --file, or run as a user that may read it)",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let mut pending = String::new();
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        match reader.read_line(&mut buf) {
+            Ok(0) => break,
+            Ok(_) if buf.ends_with('\n') => {
+                pending.push_str(&buf);
+                print(pending.trim_end(), &filter, args.json);
+                pending.clear();
+            }
+            Ok(_) => pending.push_str(&buf),
+            Err(e) => {
+                eprintln!("pullguard: reading {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if !args.follow {
+        return ExitCode::SUCCESS;
+    }
+    let mut file = reader.into_inner();
+    let offset = file.stream_position().unwrap_or(0) - pending.len() as u64;
+    let _ = file.seek(std::io::SeekFrom::Start(offset));
+    follow(&path, Some(file), &filter, args.json)
+}
+
+/// Prints complete lines as they are appended; reopens the file when pullguardd
+/// rotates it (another inode, or shorter than what was read).
+fn follow(
+    path: &Path,
+    mut file: Option<std::fs::File>,
+    filter: &Filter,
+    json_out: bool,
+) -> ExitCode {
+    let mut pending = Vec::new();
+    loop {
+        if file.is_none() {
+            file = std::fs::File::open(path).ok();
+            pending.clear();
+        }
+        if let Some(f) = file.as_mut() {
+            let mut chunk = Vec::new();
+            if f.read_to_end(&mut chunk).is_ok() {
+                pending.extend_from_slice(&chunk);
+                while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=i).collect();
+                    print(String::from_utf8_lossy(&line).trim_end(), filter, json_out);
+                }
+            }
+            let here = f.stream_position().unwrap_or(0);
+            let rotated = match (std::fs::metadata(path), f.metadata()) {
+                (Ok(on_disk), Ok(open)) => on_disk.ino() != open.ino() || on_disk.len() < here,
+                _ => true,
+            };
+            if rotated {
+                // Read what was appended to the old file before it moved, then switch.
+                let mut rest = Vec::new();
+                let _ = f.read_to_end(&mut rest);
+                pending.extend_from_slice(&rest);
+                while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=i).collect();
+                    print(String::from_utf8_lossy(&line).trim_end(), filter, json_out);
+                }
+                file = None;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

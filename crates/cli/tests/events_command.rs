@@ -1,0 +1,147 @@
+//! `pullguard events` over the events file a real pullguardd writes, with verdicts from
+//! a real notary-server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+#[path = "../../daemon/tests/harness/mod.rs"]
+mod harness;
+
+use std::io::BufRead as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::{verify, Daemon, Notary, World};
+
+fn pullguard(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(args)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_filters_and_follows_what_the_daemon_writes() {
+    let notary = Notary::start();
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"prod\"\nmatch = \"registry.test/pullguard/**\"\n",
+        world.daemon_section(""),
+        World::server_section(&notary)
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    assert!(
+        verify(&mut c, "registry.test/pullguard/app:v2", "")
+            .await
+            .allowed
+    );
+    assert!(
+        !verify(&mut c, "registry.test/pullguard/app:v9", "")
+            .await
+            .allowed
+    );
+    assert!(
+        !verify(&mut c, "docker.io/library/alpine:3.20", "")
+            .await
+            .allowed
+    );
+    let config = world.config.to_str().unwrap();
+
+    // The events file is found through the policy's [daemon] events_file.
+    let (code, text) = pullguard(&["events", "--policy", config, "--reason", "unknown_tag"]);
+    assert_eq!(code, 0, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].contains("pull.rejected")
+            && lines[0].contains("image=registry.test/pullguard/app:v9"),
+        "{text}"
+    );
+
+    let (_, text) = pullguard(&[
+        "events",
+        "--policy",
+        config,
+        "--event",
+        "pull.rejected",
+        "--json",
+    ]);
+    let rejected: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rejected.len(), 2, "{text}");
+    assert_eq!(rejected[1]["reason"], "no_matching_rule");
+
+    let (_, text) = pullguard(&["events", "--policy", config, "--image", "alpine", "--json"]);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    // Nothing is older than now minus a day, and nothing is newer than the future.
+    let (_, all) = pullguard(&["events", "--policy", config, "--since", "1d"]);
+    assert!(all.lines().count() >= 4, "{all}");
+    let (code, none) = pullguard(&[
+        "events",
+        "--file",
+        world.events.to_str().unwrap(),
+        "--since",
+        "0s",
+        "--event",
+        "pull.allowed",
+    ]);
+    assert_eq!((code, none.lines().count()), (0, 0), "{none}");
+
+    // --follow prints events written after it started.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args([
+            "events",
+            "--follow",
+            "--json",
+            "--event",
+            "pull.rejected",
+            "--file",
+        ])
+        .arg(&world.events)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    for _ in 0..2 {
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the existing rejections first");
+    }
+    assert!(
+        !verify(&mut c, "registry.test/pullguard/app:v10", "")
+            .await
+            .allowed
+    );
+    let line = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the new rejection, followed");
+    assert!(line.contains("app:v10"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Error paths.
+    let (code, text) = pullguard(&["events", "--file", "/nonexistent/events.jsonl"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("cannot read the events file"), "{text}");
+    let (code, _) = pullguard(&[
+        "events",
+        "--file",
+        world.events.to_str().unwrap(),
+        "--since",
+        "soon",
+    ]);
+    assert_eq!(code, 2);
+}
