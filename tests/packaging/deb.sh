@@ -24,6 +24,12 @@ grep -qx /etc/pullguard/pullguard.toml /var/lib/dpkg/info/pullguard.conffiles ||
 [ "$(stat -c %a /etc/pullguard/keys)" = 700 ] || fail "/etc/pullguard/keys is not 0700"
 grep -q '^ProtectSystem=strict' /lib/systemd/system/pullguardd.service || fail "unit is not hardened"
 /usr/bin/pullguardd --config /etc/pullguard/pullguard.toml --check-config
+# Man pages and completions from the clap definitions.
+for page in pullguard pullguardd pullguard-policy-diff pullguard-events; do
+  [ -f "/usr/share/man/man1/$page.1.gz" ] || fail "no man page $page(1)"
+done
+zcat /usr/share/man/man1/pullguard-policy-check.1.gz | grep -q 'line and column' || fail "pullguard-policy-check(1) is not from --help"
+grep -q '_pullguard()' /usr/share/bash-completion/completions/pullguard || fail "no bash completion"
 # The installed verifier fails closed while the daemon is down.
 set +e
 out=$(PULLGUARD_SOCKET=/nonexistent.sock /opt/containerd/image-verifier/bin/pullguard-verifier \

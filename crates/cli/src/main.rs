@@ -6,6 +6,7 @@ use clap::Parser as _;
 
 mod daemon_client;
 mod events_cmd;
+mod inspect;
 mod keys;
 mod offline;
 mod policy_cmd;
@@ -13,7 +14,14 @@ mod trust_verify;
 
 /// Operators' command line for pullguard, the node-side enforcer of signed images.
 #[derive(clap::Parser)]
-#[command(name = "pullguard", version, about)]
+#[command(
+    name = "pullguard",
+    version,
+    after_help = "Exit codes (every command): 0 success / allowed / trusted; 1 rejected, invalid \
+or changed (see each command's help); 2 bad usage or unreadable input; 3 pullguardd or \
+containerd cannot be reached.\n\nOutput has no colours; --json gives one JSON object \
+(events: one per line)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +32,9 @@ enum Command {
     /// Inspect and verify trust data.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// A repository's signed tags, signers, keys and role expiries (like `docker trust inspect --pretty`).
+    #[command(after_help = inspect::EXAMPLES)]
+    Inspect(inspect::Args),
     /// Ask the running pullguardd for a verdict, without enforcing anything (dry run).
     Verify(daemon_client::VerifyArgs),
     /// The running pullguardd: policy generation, last reload, figures, recent errors.
@@ -34,6 +45,20 @@ enum Command {
     /// Check a policy file, explain which rule applies, compare two policies.
     #[command(subcommand, after_help = policy_cmd::EXAMPLES)]
     Policy(policy_cmd::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  pullguard completions bash > /etc/bash_completion.d/pullguard"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (pullguard.1 and one per subcommand) into DIR; used by packaging.
+    #[command(hide = true)]
+    Man {
+        /// Output directory.
+        dir: std::path::PathBuf,
+    },
     /// Pinned roots, trusted state and signing keys.
     #[command(after_help = keys::EXAMPLES)]
     Keys {
@@ -60,5 +85,24 @@ fn main() -> ExitCode {
         Command::Status(args) => daemon_client::status(&args),
         Command::Policy(command) => policy_cmd::run(&command),
         Command::Events(args) => events_cmd::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "pullguard", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match std::fs::create_dir_all(&dir).and_then(|()| clap_mangen::generate_to(cmd, &dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "pullguard: cannot write man pages to {}: {e}",
+                        dir.display()
+                    );
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }

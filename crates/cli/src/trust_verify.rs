@@ -80,7 +80,7 @@ pub struct Args {
 }
 
 /// Bad usage or unreadable input: exit 2.
-struct UsageError(String);
+pub(crate) struct UsageError(pub(crate) String);
 
 pub fn run(args: &Args) -> ExitCode {
     match run_inner(args) {
@@ -382,7 +382,7 @@ fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, UsageError> {
 }
 
 /// Reads the files a notary-server serves for one repository.
-fn read_metadata_dir(dir: &Path, limits: &Limits) -> Result<RepoFiles, UsageError> {
+pub(crate) fn read_metadata_dir(dir: &Path, limits: &Limits) -> Result<RepoFiles, UsageError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         UsageError(format!(
             "cannot read metadata directory {}: {e}",

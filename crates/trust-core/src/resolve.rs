@@ -72,6 +72,16 @@ impl VerifiedRepo {
             .map(|s| format!("{role} was not used: {}", s.error))
     }
 
+    /// Every verified (role, target name, metadata), roles in Notary's walk order.
+    pub fn signed_targets(&self) -> impl Iterator<Item = (&str, &str, &FileMeta)> {
+        self.walk_order.iter().flat_map(move |role| {
+            self.targets.get(role).into_iter().flat_map(move |t| {
+                t.iter()
+                    .map(move |(name, meta)| (role.as_str(), name.as_str(), meta))
+            })
+        })
+    }
+
     /// Resolves `tag` to the target that `policy` accepts.
     pub fn resolve_tag(&self, tag: &str, policy: TagPolicy<'_>) -> Result<TargetMatch, Error> {
         let roles = self.candidate_roles(policy);

@@ -7,7 +7,17 @@ use clap::Parser as _;
 
 /// Node-side enforcement of signed images for containerd.
 #[derive(clap::Parser)]
-#[command(name = "pullguardd", version, about)]
+#[command(
+    name = "pullguardd",
+    version,
+    after_help = "Exit codes: 0 stopped cleanly; 64 bad configuration (every problem is printed \
+with file, line and column); 1 any other failure to start.\n\n\
+Examples:\n  pullguardd --config /etc/pullguard/pullguard.toml --log-format json\n  \
+pullguardd --config new.toml --check-config\n\n\
+Signals: SIGHUP reloads the policy (it is also reloaded on every change of the file); \
+SIGTERM stops after open connections finish (3 s at most).\n\n\
+Environment: PULLGUARD_LOG sets the log filter (e.g. warn, debug)."
+)]
 struct Args {
     /// Policy and daemon settings.
     #[arg(
@@ -22,6 +32,9 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Print the man page (roff) and exit; used by packaging.
+    #[arg(long, hide = true)]
+    print_man: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -35,6 +48,16 @@ const EX_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.print_man {
+        let page = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
+        return match page.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pullguardd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("PULLGUARD_LOG")
         .unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()

@@ -1,0 +1,93 @@
+//! `pullguard inspect` against a real notary-server signed with the real notary CLI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+#[path = "../../daemon/tests/harness/mod.rs"]
+mod harness;
+
+use std::process::Command;
+
+use harness::Notary;
+
+fn pullguard(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(args)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = serde_json::from_str(text.trim()).unwrap_or_default();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), json, text)
+}
+
+#[test]
+fn inspect_shows_tags_signers_keys_and_roles() {
+    let notary = Notary::start();
+    let gun = notary.get("GUN").to_owned();
+    let server = [
+        "--server",
+        notary.get("NOTARY_URL"),
+        "--ca",
+        notary.get("NOTARY_CA"),
+    ];
+    let with = |extra: &[&str], what: &str| {
+        let mut a = vec!["inspect", what];
+        a.extend_from_slice(&server);
+        a.extend_from_slice(extra);
+        pullguard(&a)
+    };
+
+    let (code, _, text) = with(&["--pretty"], &gun);
+    assert_eq!(code, 0, "{text}");
+    let v1 = notary.get("DIGEST_V1").trim_start_matches("sha256:");
+    let v2 = notary.get("DIGEST_V2").trim_start_matches("sha256:");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("v1 ") && l.contains(v1) && l.ends_with("(Repo Admin)")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("v2 ") && l.contains(v2) && l.ends_with("releases")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Administrative keys for registry.test/pullguard/app"),
+        "{text}"
+    );
+    assert!(text.contains("Root trust: trusted on first use"), "{text}");
+
+    let (code, json, text) = with(&["--json"], &format!("{gun}:v2"));
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["signed_tags"].as_array().unwrap().len(), 1);
+    assert_eq!(json["signed_tags"][0]["digest"], notary.get("DIGEST_V2"));
+    assert_eq!(json["signers"][0]["role"], "targets/releases");
+    let root_keys = json["administrative_keys"]["root"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(root_keys.len(), 1);
+    assert!(json["roles"]["timestamp"]["version"].as_u64().unwrap() >= 1);
+
+    // Pinned to the right root key: shown; to another: refused.
+    let key = root_keys[0].as_str().unwrap();
+    let (code, json, _) = with(&["--json", "--root-key-id", key], &gun);
+    assert_eq!((code, json["root_trust"].as_str()), (0, Some("pinned")));
+    let (code, json, _) = with(&["--json", "--root-key-id", &"ab".repeat(32)], &gun);
+    assert_eq!((code, json["error"].as_str()), (1, Some("root_not_pinned")));
+
+    // Error paths: an unsigned tag, an unknown repository, the server down.
+    let (code, json, _) = with(&["--json"], &format!("{gun}:v9"));
+    assert_eq!((code, json["error"].as_str()), (1, Some("unknown_tag")));
+    let (code, json, _) = with(&["--json"], "registry.test/nobody/here");
+    assert_eq!((code, json["error"].as_str()), (1, Some("no_trust_data")));
+    notary.stop_server();
+    let (code, json, text) = with(&["--json"], &gun);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (3, Some("trust_server_unreachable")),
+        "{text}"
+    );
+    let (code, _, _) = pullguard(&["inspect", &gun, "--metadata-dir", "/nonexistent"]);
+    assert_eq!(code, 2);
+}
