@@ -18,8 +18,15 @@ pub fn rfc5424(line: &str, host: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
     let kind = v["event"].as_str().unwrap_or("event");
     let severity = match kind {
-        "pull.rejected" | "policy.invalid" | "access.denied" | "trust.fetch_failed"
-        | "events.dropped" => 4,
+        "pull.rejected"
+        | "policy.invalid"
+        | "access.denied"
+        | "trust.fetch_failed"
+        | "events.dropped"
+        | "image.removed"
+        | "image.remove_failed"
+        | "image.kept"
+        | "watcher.disconnected" => 4,
         _ => 6,
     };
     // RFC 5424 allows at most six digits of fractional seconds.

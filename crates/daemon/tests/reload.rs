@@ -70,7 +70,10 @@ async fn edits_renames_invalid_edits_deletion_and_sighup() {
     let msg = invalid["message"].as_str().unwrap();
     // The bad line is the one appended after the valid policy.
     let bad_line = policy(&world, "reject").lines().count() + 1;
-    assert!(msg.contains(&format!("pullguard.toml:{bad_line}:8:")), "{msg}");
+    assert!(
+        msg.contains(&format!("pullguard.toml:{bad_line}:8:")),
+        "{msg}"
+    );
     assert!(msg.contains("keeping policy generation 3"), "{msg}");
     until(&daemon, true, "team-any", 3).await;
 

@@ -1,0 +1,106 @@
+//! The operator docs stay in step with the code: every reason code has its row in
+//! docs/reasons.md (with the remedy the verifier prints), every policy key its row in
+//! docs/policy.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::Path;
+
+fn doc(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_reason_code_is_documented() {
+    let reasons = doc("reasons.md");
+    let daemon_codes = [
+        "no_matching_rule",
+        "rejected_by_policy",
+        "invalid_reference",
+        "trust_server_unreachable",
+        "clock_went_backwards",
+        "state_corrupt",
+        "state_unreadable",
+        "state_unwritable",
+        "events_unwritable",
+        "internal_error",
+    ];
+    let core = trust_core::Reason::ALL.map(|r| r.as_str());
+    for code in core.iter().chain(daemon_codes.iter()) {
+        assert!(
+            reasons.contains(&format!("`{code}`")),
+            "{code} is missing from docs/reasons.md"
+        );
+        assert!(
+            !daemon::remedy::remedy(code).is_empty(),
+            "{code} has no remedy"
+        );
+    }
+}
+
+#[test]
+fn every_policy_key_is_documented() {
+    let policy = doc("policy.md");
+    let daemon_keys = [
+        "socket",
+        "allowed_uids",
+        "allowed_gids",
+        "state_dir",
+        "keys_dir",
+        "events_file",
+        "events_max_bytes",
+        "events_keep",
+        "stdout_events",
+        "syslog",
+        "metrics",
+        "cache_ttl",
+        "containerd_socket",
+    ];
+    let server_keys = ["url", "ca_file", "timeout"];
+    let rule_keys = [
+        "mode",
+        "require",
+        "proofs",
+        "trust_server",
+        "roles",
+        "roles_required",
+        "max_timestamp_age",
+        "on_unreachable",
+        "tofu",
+        "root_key_ids",
+        "root_cas",
+        "root_certs",
+    ];
+    let sections = [
+        ("[daemon]", &daemon_keys[..]),
+        ("[trust_server.x]", &server_keys[..]),
+        ("[defaults]", &rule_keys[..]),
+    ];
+    for (section, keys) in sections {
+        for k in keys {
+            assert!(
+                policy.contains(&format!("| `{k}` |")),
+                "{k} is missing from docs/policy.md"
+            );
+            // The key is one the parser knows (a wrong value type is fine here).
+            let text = format!("{section}\n{k} = 1\n");
+            if let Err(e) = policy::Policy::parse(Path::new("p.toml"), &text) {
+                assert!(
+                    !e.to_string().contains("unknown field"),
+                    "{section} {k}: {e}"
+                );
+            }
+        }
+    }
+    for k in ["name", "match"] {
+        assert!(
+            policy.contains(&format!("| `{k}` |")),
+            "{k} is missing from docs/policy.md"
+        );
+    }
+}
