@@ -119,6 +119,19 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
     }
 }
 
+/// "expires T (issued about D ago)", taking notary-server's 14-day timestamp lifetime.
+fn timestamp_line(expires: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(expires, &Rfc3339).ok()?;
+    let issued = t - time::Duration::days(14);
+    let age = time::OffsetDateTime::now_utc() - issued;
+    Some(format!(
+        "expires {} (issued about {} ago, if the server uses notary-server's 14-day lifetime)",
+        trust_core::fmt_time(&t),
+        trust_core::human_duration(age)
+    ))
+}
+
 /// Prints a verdict; exit 0 allowed, 1 rejected.
 pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> ExitCode {
     if json_out {
@@ -127,7 +140,8 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
             json!({"allowed": v.allowed, "image": v.image, "gun": v.gun, "rule": v.rule, "mode": v.mode,
                    "reason": v.reason, "message": v.message, "digest": v.digest, "role": v.role,
                    "signers": v.signers, "policy_generation": v.policy_generation, "event_id": v.event_id,
-                   "dry_run": true, "remedy": v.remedy})
+                   "dry_run": true, "remedy": v.remedy,
+                   "trust_server": v.trust_server, "timestamp_expires": v.timestamp_expires})
         );
     } else {
         let verdict = match (v.allowed, v.reason.is_empty()) {
@@ -141,9 +155,15 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
             "rule        {} ({}, policy generation {})",
             v.rule, v.mode, v.policy_generation
         );
+        if !v.trust_server.is_empty() {
+            println!("trust server {}", v.trust_server);
+        }
         if !v.digest.is_empty() {
             println!("signed      {} in {}", v.digest, v.role);
             println!("signers     {}", v.signers.join(", "));
+        }
+        if let Some(line) = timestamp_line(&v.timestamp_expires) {
+            println!("timestamp   {line}");
         }
         if !v.message.is_empty() {
             println!("why         {}", v.message);

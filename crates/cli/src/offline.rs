@@ -60,6 +60,8 @@ impl Offline {
             image: v.image,
             gun: v.gun,
             remedy,
+            trust_server: v.trust_server,
+            timestamp_expires: v.timestamp_expires,
         }
     }
 }

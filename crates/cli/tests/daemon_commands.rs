@@ -48,6 +48,23 @@ fn verify_is_a_dry_run_with_the_reasoning() {
         (Some("targets/releases"), Some("prod"))
     );
     assert_eq!(json["digest"], notary.get("DIGEST_V2"));
+    assert_eq!(json["trust_server"], "notary");
+    assert!(
+        json["timestamp_expires"]
+            .as_str()
+            .unwrap()
+            .starts_with("20"),
+        "{json}"
+    );
+    let (_, _, text) = pullguard(&[
+        "verify",
+        "registry.test/pullguard/app:v2",
+        "--socket",
+        socket,
+    ]);
+    assert!(text.contains("trust server notary"), "{text}");
+    assert!(text.contains("timestamp   expires "), "{text}");
+    assert!(text.contains("issued about "), "{text}");
 
     let (code, _, text) = pullguard(&[
         "verify",
@@ -78,7 +95,7 @@ fn verify_is_a_dry_run_with_the_reasoning() {
             json["policy_generation"].as_u64(),
             json["verdicts"].as_u64()
         ),
-        (Some(1), Some(2))
+        (Some(1), Some(3))
     );
     assert_eq!(json["last_reload"], "ok");
     // The harness turns the containerd watcher off.

@@ -115,6 +115,10 @@ pub struct Verdict {
     pub image: String,
     /// Repository.
     pub gun: String,
+    /// Trust server asked (signed rules).
+    pub trust_server: String,
+    /// Expiry of the verified timestamp, RFC 3339 (signed and allowed).
+    pub timestamp_expires: String,
 }
 
 /// A rejection before it becomes a verdict.
@@ -404,6 +408,7 @@ impl Engine {
                 format!("rule {} rejects every image it matches", rule.name),
             )),
             Require::Signed => {
+                v.trust_server = rule.trust_server.clone().unwrap_or_default();
                 let mut last = deny(
                     "no_trust_data",
                     format!("rule {} accepts no kind of proof", rule.name),
@@ -414,7 +419,13 @@ impl Engine {
                             .notary_v1(loaded, rule, &reference, want.as_deref())
                             .await
                         {
-                            Ok(m) => {
+                            Ok((m, timestamp_expires)) => {
+                                v.timestamp_expires = timestamp_expires
+                                    .and_then(|t| {
+                                        t.format(&time::format_description::well_known::Rfc3339)
+                                            .ok()
+                                    })
+                                    .unwrap_or_default();
                                 v.digest = format!("sha256:{}", m.sha256);
                                 v.role = m.role;
                                 v.signers = m.signers;
@@ -451,7 +462,7 @@ impl Engine {
         rule: &Rule,
         image: &ImageRef,
         digest: Option<&str>,
-    ) -> Result<TargetMatch, Denial> {
+    ) -> Result<(TargetMatch, Option<OffsetDateTime>), Denial> {
         let gun = image.repository();
         let server = rule.trust_server.as_deref().unwrap_or_default();
         let fetcher = loaded.fetchers.get(server).ok_or_else(|| {
@@ -481,7 +492,7 @@ impl Engine {
                 let _guard = flight.lock().await;
                 let again = self.fresh_verified(&vkey, ttl);
                 if let Some(r) = again {
-                    return resolve(&r, rule, image, digest);
+                    return resolve(&r, rule, image, digest).map(|m| (m, timestamp_expiry(&r)));
                 }
                 let repo = Arc::new(
                     self.verify_repository(loaded, rule, server, fetcher, &gun)
@@ -500,7 +511,7 @@ impl Engine {
                 repo
             }
         };
-        resolve(&repo, rule, image, digest)
+        resolve(&repo, rule, image, digest).map(|m| (m, timestamp_expiry(&repo)))
     }
 
     async fn verify_repository(
@@ -684,6 +695,10 @@ impl Engine {
         }
         Some(Arc::new(files))
     }
+}
+
+fn timestamp_expiry(repo: &VerifiedRepo) -> Option<OffsetDateTime> {
+    repo.roles.get("timestamp").map(|r| r.expires)
 }
 
 fn reason_str(r: trust_core::Reason) -> &'static str {

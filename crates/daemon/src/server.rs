@@ -107,6 +107,8 @@ impl Pullguard for Service {
             event_id: v.event_id,
             image: v.image,
             gun: v.gun,
+            trust_server: v.trust_server,
+            timestamp_expires: v.timestamp_expires,
         }))
     }
 
