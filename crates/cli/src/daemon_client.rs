@@ -11,6 +11,56 @@ use api::pullguard_client::PullguardClient;
 use serde_json::json;
 
 pub const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
+const VERIFIER_DIR: &str = "/opt/containerd/image-verifier/bin";
+
+pub const VERIFY_EXAMPLES: &str = "Examples:
+  pullguard verify registry.example.com/team/app:v3
+  pullguard verify registry.example.com/team/app:v3 --digest sha256:3f7b... --json
+  pullguard verify alpine:3.20 --policy new-policy.toml          # offline, no daemon
+
+Exit codes: 0 allowed, 1 rejected (or audit mode would reject), 2 bad usage or policy,
+3 pullguardd cannot be reached.";
+
+pub const STATUS_EXAMPLES: &str = "Examples:
+  pullguard status
+  pullguard status --json | jq .watcher
+
+Exit codes: 0 answered (problems are listed, not an error), 3 pullguardd cannot be reached.";
+
+/// The containerd 2.x hook on this node: is pullguard-verifier installed, alone and
+/// executable in the verifier directory? (Any other file there blocks every pull; a
+/// missing or empty directory lets every pull through.)
+fn hook_state(dir: &Path) -> (bool, String) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let entries: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(e) => e.filter_map(Result::ok).collect(),
+        Err(_) => {
+            return (
+                false,
+                format!("{} does not exist: containerd 2.x runs no verifier (fine on 1.x, where the watcher covers pulls)", dir.display()),
+            )
+        }
+    };
+    let ours = dir.join("pullguard-verifier");
+    let others: Vec<String> = entries
+        .iter()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "pullguard-verifier")
+        .collect();
+    let executable =
+        std::fs::metadata(&ours).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    match (executable, others.is_empty()) {
+        (true, true) => (true, format!("{} installed", ours.display())),
+        (true, false) => (
+            false,
+            format!("{} installed, but the directory also holds {}: containerd runs those too, and a non-executable one blocks every pull", ours.display(), others.join(", ")),
+        ),
+        (false, _) => (
+            false,
+            format!("{} is missing or not executable: containerd 2.x pulls are not verified", ours.display()),
+        ),
+    }
+}
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
@@ -36,6 +86,9 @@ pub struct StatusArgs {
     /// pullguardd's socket.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// containerd 2.x's image-verifier directory, checked on this node.
+    #[arg(long, value_name = "DIR", default_value = VERIFIER_DIR)]
+    verifier_dir: PathBuf,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -197,13 +250,16 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return unreachable(args.json, &e),
     };
+    let (hook_ok, hook) = hook_state(&args.verifier_dir);
     if args.json {
         println!(
             "{}",
             json!({"policy_generation": s.policy_generation, "policy_file": s.policy_file, "last_reload": s.last_reload,
                    "cached_repositories": s.cached_repositories, "verdicts": s.verdicts,
                    "events_dropped": s.events_dropped, "last_errors": s.last_errors,
-                   "watcher": s.watcher, "images_checked": s.images_checked, "images_removed": s.images_removed})
+                   "watcher": s.watcher, "images_checked": s.images_checked, "images_removed": s.images_removed,
+                   "fetches": s.fetches, "cache_hits": s.cache_hits, "fetch_millis": s.fetch_millis,
+                   "verifier_hook": {"ok": hook_ok, "state": hook}})
         );
     } else {
         println!(
@@ -213,6 +269,11 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         println!("last reload  {}", s.last_reload);
         println!("verdicts     {}", s.verdicts);
         println!("cached repos {}", s.cached_repositories);
+        println!(
+            "fetches      {} ({} ms in all); {} verdicts answered from memory",
+            s.fetches, s.fetch_millis, s.cache_hits
+        );
+        println!("verifier     {hook}");
         println!("watcher      {}", s.watcher);
         println!(
             "images       {} checked, {} removed by the watcher",

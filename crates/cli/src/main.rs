@@ -36,8 +36,10 @@ enum Command {
     #[command(after_help = inspect::EXAMPLES)]
     Inspect(inspect::Args),
     /// Ask the running pullguardd for a verdict, without enforcing anything (dry run).
+    #[command(after_help = daemon_client::VERIFY_EXAMPLES)]
     Verify(daemon_client::VerifyArgs),
-    /// The running pullguardd: policy generation, last reload, figures, recent errors.
+    /// The running pullguardd: policy, last reload, figures, containerd hook and watcher, recent errors.
+    #[command(after_help = daemon_client::STATUS_EXAMPLES)]
     Status(daemon_client::StatusArgs),
     /// The node's events: rejections, removals, reloads; filtered, or followed.
     #[command(after_help = events_cmd::EXAMPLES)]

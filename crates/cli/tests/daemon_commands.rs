@@ -100,6 +100,38 @@ fn verify_is_a_dry_run_with_the_reasoning() {
     assert_eq!(json["last_reload"], "ok");
     // The harness turns the containerd watcher off.
     assert_eq!(json["watcher"], "off");
+    assert!(json["fetches"].as_u64().unwrap() >= 1, "{json}");
+    assert!(json["cache_hits"].as_u64().unwrap() >= 1, "{json}");
+    // The containerd 2.x hook, checked on this node: absent, alone, or with company.
+    let dir = tempfile::tempdir().unwrap();
+    let vdir = dir.path().join("bin");
+    let hook = |vdir: &std::path::Path| {
+        let (_, json, _) = pullguard(&[
+            "status",
+            "--socket",
+            socket,
+            "--json",
+            "--verifier-dir",
+            vdir.to_str().unwrap(),
+        ]);
+        (
+            json["verifier_hook"]["ok"].as_bool().unwrap(),
+            json["verifier_hook"]["state"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (ok, state) = hook(&vdir);
+    assert!(!ok && state.contains("does not exist"), "{state}");
+    std::fs::create_dir_all(&vdir).unwrap();
+    std::os::unix::fs::symlink(
+        harness::bin("pullguard-verifier"),
+        vdir.join("pullguard-verifier"),
+    )
+    .unwrap();
+    let (ok, state) = hook(&vdir);
+    assert!(ok && state.ends_with("installed"), "{state}");
+    std::fs::write(vdir.join("README"), "notes").unwrap();
+    let (ok, state) = hook(&vdir);
+    assert!(!ok && state.contains("also holds README"), "{state}");
 }
 
 #[test]

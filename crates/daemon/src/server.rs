@@ -144,6 +144,9 @@ impl Pullguard for Service {
                 .clone(),
             images_checked: self.engine.counters.images_checked.load(Ordering::Relaxed),
             images_removed: self.engine.counters.images_removed.load(Ordering::Relaxed),
+            fetches: self.engine.counters.fetches.load(Ordering::Relaxed),
+            cache_hits: self.engine.counters.cache_hits.load(Ordering::Relaxed),
+            fetch_millis: self.engine.counters.fetch_micros.load(Ordering::Relaxed) / 1000,
         }))
     }
 
