@@ -624,7 +624,7 @@ impl Engine {
                         fetched: Instant::now(),
                     },
                 );
-                self.persist(&key, &files).await;
+                self.persist(&key, &files);
                 Ok(files)
             }
             Err(FetchError::NotFound { .. }) => Err(deny(
@@ -649,8 +649,15 @@ impl Engine {
                         return Ok(files);
                     }
                 }
+                // Endless data is refused as `oversized` (the trust data code); every
+                // other failure to get an answer is `trust_server_unreachable`.
+                let code = if matches!(e, FetchError::TooLarge { .. }) {
+                    "oversized"
+                } else {
+                    "trust_server_unreachable"
+                };
                 Err(deny(
-                    "trust_server_unreachable",
+                    code,
                     format!("{e}; rule {} says on_unreachable = {}", rule.name, match rule.on_unreachable {
                         OnUnreachable::Deny => "deny",
                         OnUnreachable::Cached => "cached, and no cached trust data is available",
@@ -660,7 +667,10 @@ impl Engine {
         }
     }
 
-    async fn persist(&self, key: &str, files: &RepoFiles) {
+    /// Keeps trust data on disk for `on_unreachable = "cached"` after a restart. In the
+    /// background: it is not needed for this verdict, and losing it in a crash only
+    /// means a refetch.
+    fn persist(&self, key: &str, files: &RepoFiles) {
         let map: BTreeMap<&str, String> = files
             .names()
             .filter_map(|n| {
@@ -672,10 +682,11 @@ impl Engine {
         let bytes = serde_json::to_vec(&map).unwrap_or_default();
         let state = self.state.clone();
         let key = key.to_owned();
-        let res = tokio::task::spawn_blocking(move || state.save_cache(&key, &bytes)).await;
-        if let Ok(Err(e)) = res {
-            tracing::warn!(cause = %e, "cannot keep trust data for restarts");
-        }
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = state.save_cache(&key, &bytes) {
+                tracing::warn!(cause = %e, "cannot keep trust data for restarts");
+            }
+        });
     }
 
     async fn restore(&self, key: &str) -> Option<Arc<RepoFiles>> {
