@@ -104,3 +104,54 @@ fn every_policy_key_is_documented() {
         );
     }
 }
+
+/// docs/threat-model.md: every test it names exists in the file it names (the suite
+/// itself shows they pass). `path::name` sets the file; bare names that follow use it.
+#[test]
+fn every_test_the_threat_model_names_exists() {
+    let text = doc("threat-model.md");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let short = [
+        ("reasons.rs", "crates/trust-core/tests/reasons.rs"),
+        ("trust_verify.rs", "crates/cli/tests/trust_verify.rs"),
+    ];
+    let mut checked = 0;
+    for line in text.lines().filter(|l| l.starts_with('|')) {
+        let mut file: Option<String> = None;
+        for (i, token) in line.split('`').enumerate() {
+            if i % 2 == 0 {
+                continue;
+            }
+            let name = if let Some((path, name)) = token.split_once("::") {
+                let path = short
+                    .iter()
+                    .find(|(s, _)| *s == path)
+                    .map_or(path, |(_, full)| *full);
+                file = Some(path.to_owned());
+                name
+            } else {
+                token
+            };
+            let is_ident = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && name.contains('_');
+            let Some(f) = &file else { continue };
+            if !is_ident || !f.ends_with(".rs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(root.join(f))
+                .unwrap_or_else(|e| panic!("{f} (named in docs/threat-model.md): {e}"));
+            assert!(
+                source.contains(&format!("fn {name}(")),
+                "docs/threat-model.md names {f}::{name}, which does not exist"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 40,
+        "only {checked} tests found in the threat model"
+    );
+}
