@@ -14,18 +14,15 @@
 //! It reads no configuration beyond the socket path, and runs a single-threaded
 //! runtime, so that starting it costs little on every pull.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use api::pullguard_client::PullguardClient;
 use api::VerifyRequest;
+use verifier::input::{parse_args, read_descriptor, Args, DESCRIPTOR_MEDIA_TYPE};
 
 const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
-const DESCRIPTOR_MEDIA_TYPE: &str = "application/vnd.oci.descriptor.v1+json";
-/// A descriptor is a few hundred bytes; containerd writes it in one line.
-const MAX_STDIN: u64 = 64 * 1024;
 /// containerd's default per_verifier_timeout is 10 s: answer well inside it.
 const DAEMON_DEADLINE: Duration = Duration::from_secs(5);
 const CONNECT_DEADLINE: Duration = Duration::from_secs(1);
@@ -38,85 +35,6 @@ const DEFAULT_EMERGENCY_LOG: &str = "/var/log/pullguard/verifier-fail-open.jsonl
 const EXIT_REJECTED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_DAEMON: u8 = 3;
-
-struct Args {
-    name: String,
-    digest: String,
-    media_type: String,
-}
-
-/// Go's flag syntax: `-name X`, `--name X`, `-name=X`.
-fn parse_args(argv: &[String]) -> Result<Args, String> {
-    let mut name = None;
-    let mut digest = None;
-    let mut media_type = None;
-    let mut it = argv.iter();
-    while let Some(arg) = it.next() {
-        let flag = arg.trim_start_matches('-');
-        if flag.len() == arg.len() {
-            return Err(format!("unexpected argument {arg:?}"));
-        }
-        let (key, inline) = match flag.split_once('=') {
-            Some((k, v)) => (k, Some(v.to_owned())),
-            None => (flag, None),
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => it
-                .next()
-                .cloned()
-                .ok_or_else(|| format!("flag -{key} needs a value"))?,
-        };
-        let slot = match key {
-            "name" => &mut name,
-            "digest" => &mut digest,
-            "stdin-media-type" => &mut media_type,
-            other => return Err(format!("unknown flag -{other}")),
-        };
-        *slot = Some(value);
-    }
-    Ok(Args {
-        name: name.filter(|n| !n.is_empty()).ok_or("missing -name")?,
-        digest: digest.unwrap_or_default(),
-        media_type: media_type.unwrap_or_default(),
-    })
-}
-
-/// Reads and checks the descriptor on stdin against `-digest`.
-fn read_descriptor(args: &Args, input: impl std::io::Read) -> Result<(), String> {
-    if !args.media_type.is_empty() && args.media_type != DESCRIPTOR_MEDIA_TYPE {
-        return Err(format!(
-            "stdin media type {:?} is not {DESCRIPTOR_MEDIA_TYPE}",
-            args.media_type
-        ));
-    }
-    let mut buf = Vec::new();
-    input
-        .take(MAX_STDIN + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read the descriptor on stdin: {e}"))?;
-    if buf.len() as u64 > MAX_STDIN {
-        return Err(format!(
-            "the descriptor on stdin is larger than {MAX_STDIN} bytes"
-        ));
-    }
-    if buf.iter().all(u8::is_ascii_whitespace) {
-        // Nothing on stdin: the digest from the arguments is all there is.
-        return Ok(());
-    }
-    let desc: serde_json::Value = serde_json::from_slice(&buf)
-        .map_err(|e| format!("the descriptor on stdin is not JSON: {e}"))?;
-    let digest = desc["digest"]
-        .as_str()
-        .ok_or("the descriptor on stdin has no digest")?;
-    if !args.digest.is_empty() && digest != args.digest {
-        return Err(format!(
-            "descriptor digest {digest} differs from -digest {}",
-            args.digest
-        ));
-    }
-    Ok(())
-}
 
 fn env_path(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
