@@ -9,7 +9,7 @@ use base64::Engine as _;
 use p256::pkcs8::DecodePublicKey as _;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
-use x509_cert::der::{Decode as _, DecodePem as _, Encode as _};
+use x509_cert::der::{Decode as _, Encode as _};
 
 use crate::canonical::Json;
 
@@ -234,14 +234,42 @@ fn rsa_spki(der: &[u8]) -> Verifier {
     }
 }
 
+/// The DER inside one PEM `CERTIFICATE` block. Our own decoder: the `der` crate's PEM
+/// reader loops without end on some malformed input (found by fuzz/certificate), and
+/// certificates arrive from trust servers inside root.json.
+fn pem_certificate(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "certificate PEM is not text".to_owned())?;
+    let mut lines = text.lines().map(str::trim);
+    if lines.next() != Some("-----BEGIN CERTIFICATE-----") {
+        return Err("certificate PEM does not start with -----BEGIN CERTIFICATE-----".to_owned());
+    }
+    let mut body = String::new();
+    for line in lines {
+        if line == "-----END CERTIFICATE-----" {
+            return base64::engine::general_purpose::STANDARD
+                .decode(body.as_bytes())
+                .map_err(|e| format!("certificate PEM is not base64: {e}"));
+        }
+        if line.contains(':') {
+            // RFC 7468 allows no headers in CERTIFICATE blocks.
+            return Err("certificate PEM has headers".to_owned());
+        }
+        body.push_str(line);
+    }
+    Err("certificate PEM has no -----END CERTIFICATE----- line".to_owned())
+}
+
 /// Parses a PEM (or DER) certificate: its public key (SPKI DER) and what it says.
 fn parse_cert(bytes: &[u8]) -> Result<(Vec<u8>, CertInfo), String> {
-    let cert = if bytes.starts_with(b"-----") {
-        x509_cert::Certificate::from_pem(bytes)
+    let der_owned;
+    let der_in = if bytes.starts_with(b"-----") {
+        der_owned = pem_certificate(bytes)?;
+        &der_owned[..]
     } else {
-        x509_cert::Certificate::from_der(bytes)
-    }
-    .map_err(|e| format!("certificate does not parse: {e}"))?;
+        bytes
+    };
+    let cert = x509_cert::Certificate::from_der(der_in)
+        .map_err(|e| format!("certificate does not parse: {e}"))?;
     let tbs = &cert.tbs_certificate;
     let spki = tbs
         .subject_public_key_info
@@ -328,4 +356,34 @@ impl CertInfo {
 /// Parses a pinned certificate given by an operator (PEM or DER).
 pub fn parse_pinned_cert(bytes: &[u8]) -> Result<CertInfo, String> {
     parse_cert(bytes).map(|(_, info)| info)
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::parse_pinned_cert;
+
+    /// fuzz/certificate found this: a PEM block whose DER declares a length it does not
+    /// have made the `der` crate's PEM reader loop forever. It must fail at once.
+    #[test]
+    fn fuzz_certificate_pem_with_truncated_der_length_fails_at_once() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = parse_pinned_cert(
+                b"-----BEGIN CERTIFICATE-----\nMIO6\n-----END CERTIFICATE-----\n",
+            );
+            let _ = tx.send(r.is_err());
+        });
+        let failed = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("parsing did not finish"));
+        assert!(failed);
+        for bad in [
+            &b"-----BEGIN CERTIFICATE-----\nMIO6\n"[..],
+            b"-----BEGIN CERTIFICATE-----\nProc-Type: 4\n\n-----END CERTIFICATE-----\n",
+            b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+            b"-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+        ] {
+            assert!(parse_pinned_cert(bad).is_err());
+        }
+    }
 }
