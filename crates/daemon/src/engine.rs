@@ -552,16 +552,24 @@ impl Engine {
                 record.as_ref().map(|r| &r.trusted),
             )
             .await?;
-        let anchor = if pinned {
-            RootAnchor::Pinned(&pins)
-        } else {
-            RootAnchor::FirstUse
-        };
-        let mut opts = VerifyOptions::new(gun, now, anchor);
-        opts.state = record.as_ref().map(|r| &r.trusted);
-        opts.max_timestamp_age = rule.max_timestamp_age;
-        let repo = trust_core::verify(&files, &opts)
-            .map_err(|e| deny(reason_str(e.reason()), e.to_string()))?;
+        // Verification is CPU work (a large targets.json takes tens of milliseconds):
+        // off the async workers, so that other verdicts keep flowing meanwhile.
+        let trusted = record.as_ref().map(|r| r.trusted.clone());
+        let (g, max_age) = (gun.to_owned(), rule.max_timestamp_age);
+        let repo = tokio::task::spawn_blocking(move || {
+            let anchor = if pinned {
+                RootAnchor::Pinned(&pins)
+            } else {
+                RootAnchor::FirstUse
+            };
+            let mut opts = VerifyOptions::new(&g, now, anchor);
+            opts.state = trusted.as_ref();
+            opts.max_timestamp_age = max_age;
+            trust_core::verify(&files, &opts)
+        })
+        .await
+        .map_err(|e| deny("internal_error", e.to_string()))?
+        .map_err(|e| deny(reason_str(e.reason()), e.to_string()))?;
         if record.as_ref().map(|r| &r.trusted) != Some(&repo.state) {
             let tofu_rec = key_store::TofuRecord::if_first_use(&repo, now);
             let state = self.state.clone();
