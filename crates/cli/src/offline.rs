@@ -44,24 +44,9 @@ impl Offline {
             dry_run: true,
             namespace: None,
         };
-        let v = self.engine.verify(image, digest, &ask).await;
-        let remedy = daemon::remedy::remedy(&v.reason).to_owned();
-        api::VerifyResponse {
-            allowed: v.allowed,
-            reason: v.reason,
-            message: v.message,
-            rule: v.rule,
-            digest: v.digest,
-            role: v.role,
-            signers: v.signers,
-            policy_generation: v.generation,
-            mode: v.mode,
-            event_id: String::new(),
-            image: v.image,
-            gun: v.gun,
-            remedy,
-            trust_server: v.trust_server,
-            timestamp_expires: v.timestamp_expires,
-        }
+        let mut v: api::VerifyResponse = self.engine.verify(image, digest, &ask).await.into();
+        // The scratch events file is thrown away: no event ID to show.
+        v.event_id.clear();
+        v
     }
 }

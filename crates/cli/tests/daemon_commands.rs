@@ -3,25 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
 #[path = "../../daemon/tests/harness/mod.rs"]
 mod harness;
+
+use common::pullguard;
 
 use std::process::Command;
 
 use harness::{Daemon, Notary, World};
-
-fn pullguard(args: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(stdout.trim()).unwrap_or_default(),
-        stdout,
-    )
-}
 
 #[test]
 fn verify_is_a_dry_run_with_the_reasoning() {

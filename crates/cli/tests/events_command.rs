@@ -3,24 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
 #[path = "../../daemon/tests/harness/mod.rs"]
 mod harness;
+
+use common::pullguard;
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use harness::{verify, Daemon, Notary, World};
-
-fn pullguard(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-        .args(args)
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_filters_and_follows_what_the_daemon_writes() {
@@ -51,7 +44,7 @@ async fn events_filters_and_follows_what_the_daemon_writes() {
     let config = world.config.to_str().unwrap();
 
     // The events file is found through the policy's [daemon] events_file.
-    let (code, text) = pullguard(&["events", "--policy", config, "--reason", "unknown_tag"]);
+    let (code, _, text) = pullguard(&["events", "--policy", config, "--reason", "unknown_tag"]);
     assert_eq!(code, 0, "{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
@@ -61,7 +54,7 @@ async fn events_filters_and_follows_what_the_daemon_writes() {
         "{text}"
     );
 
-    let (_, text) = pullguard(&[
+    let (_, _, text) = pullguard(&[
         "events",
         "--policy",
         config,
@@ -76,12 +69,12 @@ async fn events_filters_and_follows_what_the_daemon_writes() {
     assert_eq!(rejected.len(), 2, "{text}");
     assert_eq!(rejected[1]["reason"], "no_matching_rule");
 
-    let (_, text) = pullguard(&["events", "--policy", config, "--image", "alpine", "--json"]);
+    let (_, _, text) = pullguard(&["events", "--policy", config, "--image", "alpine", "--json"]);
     assert_eq!(text.lines().count(), 1, "{text}");
     // Nothing is older than now minus a day, and nothing is newer than the future.
-    let (_, all) = pullguard(&["events", "--policy", config, "--since", "1d"]);
+    let (_, _, all) = pullguard(&["events", "--policy", config, "--since", "1d"]);
     assert!(all.lines().count() >= 4, "{all}");
-    let (code, none) = pullguard(&[
+    let (code, _, none) = pullguard(&[
         "events",
         "--file",
         world.events.to_str().unwrap(),
@@ -133,10 +126,10 @@ async fn events_filters_and_follows_what_the_daemon_writes() {
     let _ = child.wait();
 
     // Error paths.
-    let (code, text) = pullguard(&["events", "--file", "/nonexistent/events.jsonl"]);
+    let (code, _, text) = pullguard(&["events", "--file", "/nonexistent/events.jsonl"]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("cannot read the events file"), "{text}");
-    let (code, _) = pullguard(&[
+    let (code, _, _) = pullguard(&[
         "events",
         "--file",
         world.events.to_str().unwrap(),

@@ -2,23 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
 #[path = "../../daemon/tests/harness/mod.rs"]
 mod harness;
 
-use std::process::Command;
+use common::pullguard;
 
 use harness::Notary;
-
-fn pullguard(args: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-        .args(args)
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let json = serde_json::from_str(text.trim()).unwrap_or_default();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), json, text)
-}
 
 #[test]
 fn inspect_shows_tags_signers_keys_and_roles() {

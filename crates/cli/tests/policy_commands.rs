@@ -4,24 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
 #[path = "../../daemon/tests/harness/mod.rs"]
 mod harness;
 
+use common::pullguard;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use harness::{Containerd, Notary, World};
-
-fn pullguard(args: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-        .args(args)
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let json = serde_json::from_str(text.trim()).unwrap_or_default();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), json, text)
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

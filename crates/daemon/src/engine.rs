@@ -121,6 +121,28 @@ pub struct Verdict {
     pub timestamp_expires: String,
 }
 
+impl From<Verdict> for api::VerifyResponse {
+    fn from(v: Verdict) -> api::VerifyResponse {
+        api::VerifyResponse {
+            remedy: crate::remedy::remedy(&v.reason).to_owned(),
+            allowed: v.allowed,
+            reason: v.reason,
+            message: v.message,
+            rule: v.rule,
+            digest: v.digest,
+            role: v.role,
+            signers: v.signers,
+            policy_generation: v.generation,
+            mode: v.mode,
+            event_id: v.event_id,
+            image: v.image,
+            gun: v.gun,
+            trust_server: v.trust_server,
+            timestamp_expires: v.timestamp_expires,
+        }
+    }
+}
+
 /// A rejection before it becomes a verdict.
 struct Denial {
     reason: &'static str,

@@ -1,6 +1,20 @@
 //! What to do about each rejection reason: one short instruction, shown by the verifier
 //! (containerd prints it to whoever pulled), `pullguard verify` and the docs.
 
+/// Reason codes the daemon adds to trust-core's (which `trust_core::Reason::ALL` lists).
+pub const DAEMON_CODES: &[&str] = &[
+    "no_matching_rule",
+    "rejected_by_policy",
+    "invalid_reference",
+    "trust_server_unreachable",
+    "clock_went_backwards",
+    "state_corrupt",
+    "state_unreadable",
+    "state_unwritable",
+    "events_unwritable",
+    "internal_error",
+];
+
 /// The fix for a reason code; empty for codes that need none.
 pub fn remedy(reason: &str) -> &'static str {
     match reason {
@@ -30,24 +44,12 @@ pub fn remedy(reason: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::remedy;
+    use super::{remedy, DAEMON_CODES};
 
     #[test]
     fn every_reason_code_has_a_remedy() {
-        let daemon_codes = [
-            "no_matching_rule",
-            "rejected_by_policy",
-            "invalid_reference",
-            "trust_server_unreachable",
-            "clock_went_backwards",
-            "state_corrupt",
-            "state_unreadable",
-            "state_unwritable",
-            "events_unwritable",
-            "internal_error",
-        ];
         let core = trust_core::Reason::ALL.map(|r| r.as_str());
-        for code in core.iter().chain(daemon_codes.iter()) {
+        for code in core.iter().chain(DAEMON_CODES) {
             assert!(!remedy(code).is_empty(), "{code} has no remedy");
         }
         assert_eq!(remedy("allowed"), "");

@@ -92,24 +92,7 @@ impl Pullguard for Service {
                 },
             )
             .await;
-        let remedy = crate::remedy::remedy(&v.reason).to_owned();
-        Ok(Response::new(VerifyResponse {
-            remedy,
-            allowed: v.allowed,
-            reason: v.reason,
-            message: v.message,
-            rule: v.rule,
-            digest: v.digest,
-            role: v.role,
-            signers: v.signers,
-            policy_generation: v.generation,
-            mode: v.mode,
-            event_id: v.event_id,
-            image: v.image,
-            gun: v.gun,
-            trust_server: v.trust_server,
-            timestamp_expires: v.timestamp_expires,
-        }))
+        Ok(Response::new(v.into()))
     }
 
     async fn status(

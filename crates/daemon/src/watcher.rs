@@ -123,6 +123,15 @@ pub fn spawn(engine: Arc<Engine>, socket: PathBuf) {
     tokio::spawn(async move { run(engine, socket).await });
 }
 
+/// An event about the watcher itself.
+async fn note(engine: &Engine, kind: &str, message: String, durable: bool) {
+    let mut ev = engine
+        .events
+        .new_event(kind, engine.loaded().generation, message);
+    ev.source = Some(SOURCE.to_owned());
+    let _ = engine.emit(ev, durable).await;
+}
+
 fn set_state(engine: &Engine, state: String) {
     *engine
         .watcher_state
@@ -151,13 +160,13 @@ async fn run(engine: Arc<Engine>, socket: PathBuf) {
         // One event per outage, not one per retry: pulls through paths the verifier does
         // not see go unchecked until the sweep that follows the reconnect.
         if was_connected || !reported_down {
-            let mut ev = engine.events.new_event(
+            note(
+                &engine,
                 "watcher.disconnected",
-                engine.loaded().generation,
                 format!("containerd watcher {state}; images pulled meanwhile are checked by the sweep on reconnect"),
-            );
-            ev.source = Some(SOURCE.to_owned());
-            let _ = engine.emit(ev, true).await;
+                true,
+            )
+            .await;
             reported_down = true;
         }
         was_connected = false;
@@ -218,13 +227,13 @@ async fn session(
     tokio::time::sleep(SUBSCRIBE_SETTLE).await;
     *was_connected = true;
     set_state(engine, format!("watching {}", socket.display()));
-    let mut ev = engine.events.new_event(
+    note(
+        engine,
         "watcher.connected",
-        engine.loaded().generation,
         format!("watching containerd at {}", socket.display()),
-    );
-    ev.source = Some(SOURCE.to_owned());
-    let _ = engine.emit(ev, false).await;
+        false,
+    )
+    .await;
     let limit = Arc::new(Semaphore::new(PARALLEL));
     let mut installs = engine.installs();
     installs.mark_unchanged();
@@ -317,13 +326,13 @@ async fn sweep(
         .images_removed
         .load(Ordering::Relaxed)
         .saturating_sub(removed_before);
-    let mut ev = engine.events.new_event(
+    note(
+        engine,
         "watcher.swept",
-        engine.loaded().generation,
         format!("checked {checked} images in containerd ({trigger}); removed {removed}"),
-    );
-    ev.source = Some(SOURCE.to_owned());
-    let _ = engine.emit(ev, false).await;
+        false,
+    )
+    .await;
     Ok(())
 }
 

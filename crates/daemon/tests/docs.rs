@@ -18,20 +18,8 @@ fn doc(name: &str) -> String {
 #[test]
 fn every_reason_code_is_documented() {
     let reasons = doc("reasons.md");
-    let daemon_codes = [
-        "no_matching_rule",
-        "rejected_by_policy",
-        "invalid_reference",
-        "trust_server_unreachable",
-        "clock_went_backwards",
-        "state_corrupt",
-        "state_unreadable",
-        "state_unwritable",
-        "events_unwritable",
-        "internal_error",
-    ];
     let core = trust_core::Reason::ALL.map(|r| r.as_str());
-    for code in core.iter().chain(daemon_codes.iter()) {
+    for code in core.iter().chain(daemon::remedy::DAEMON_CODES) {
         assert!(
             reasons.contains(&format!("`{code}`")),
             "{code} is missing from docs/reasons.md"

@@ -13,18 +13,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{repo_root, verify, Daemon, World};
+use harness::{free_port, repo_root, verify, Daemon, World};
 
 /// containerd kills a verifier after 10 s; pullguard must have answered well before.
 const BUDGET: Duration = Duration::from_secs(5);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A CA, a server certificate for 127.0.0.1 and one for another name only.
 fn certificates(dir: &Path) {

@@ -7,15 +7,7 @@ mod harness;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::{eventually, verify, Daemon, World};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use harness::{eventually, free_port, verify, Daemon, World};
 
 struct Rsyslog {
     dir: tempfile::TempDir,

@@ -25,18 +25,10 @@ pub struct Notary {
 
 impl Notary {
     pub fn start() -> Notary {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("bash")
-            .arg(repo_root().join("tests/notary/serve.sh"))
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "tests/notary/serve.sh failed: is the Debian package notary installed?"
+        let (dir, env) = serve(
+            "tests/notary/serve.sh",
+            "tests/notary/serve.sh failed: is the Debian package notary installed?",
         );
-        let env = read_env(&dir.path().join("env"));
         Notary { dir, env }
     }
 
@@ -83,18 +75,10 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start() -> Containerd {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("bash")
-            .arg(repo_root().join("tests/containerd/serve.sh"))
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "tests/containerd/serve.sh failed: are the Debian packages containerd, docker-registry, skopeo and notary installed, and is this root?"
+        let (dir, env) = serve(
+            "tests/containerd/serve.sh",
+            "tests/containerd/serve.sh failed: are the Debian packages containerd, docker-registry, skopeo and notary installed, and is this root?",
         );
-        let env = read_env(&dir.path().join("env"));
         Containerd { dir, env }
     }
 
@@ -186,6 +170,29 @@ impl Drop for Containerd {
             kill(self.get(pid));
         }
     }
+}
+
+/// Runs a serve script (it starts servers and writes DIR/env) in a fresh temp dir.
+fn serve(script: &str, hint: &str) -> (tempfile::TempDir, HashMap<String, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("bash")
+        .arg(repo_root().join(script))
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{hint}");
+    let env = read_env(&dir.path().join("env"));
+    (dir, env)
+}
+
+/// A TCP port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn read_env(path: &Path) -> HashMap<String, String> {
