@@ -39,12 +39,29 @@ impl Loaded {
     /// Prepares a policy: clients for its trust servers, anchors, per-rule pins.
     /// Problems that would make verdicts impossible are errors (the reload is refused).
     pub fn prepare(policy: Policy, generation: u64, file: &Path) -> Result<Loaded, String> {
+        Loaded::prepare_after(policy, generation, file, None)
+    }
+
+    /// [`Loaded::prepare`] for a reload: clients of trust servers whose settings did not
+    /// change are kept (building one loads the system's CA roots, which dominates a reload).
+    pub fn prepare_after(
+        policy: Policy,
+        generation: u64,
+        file: &Path,
+        previous: Option<&Loaded>,
+    ) -> Result<Loaded, String> {
         let mut fetchers = BTreeMap::new();
         for (name, server) in &policy.trust_servers {
-            fetchers.insert(
-                name.clone(),
-                Fetcher::new(server).map_err(|e| e.to_string())?,
-            );
+            let kept = previous.and_then(|p| {
+                (p.policy.trust_servers.get(name) == Some(server))
+                    .then(|| p.fetchers.get(name).cloned())
+                    .flatten()
+            });
+            let fetcher = match kept {
+                Some(f) => f,
+                None => Fetcher::new(server).map_err(|e| e.to_string())?,
+            };
+            fetchers.insert(name.clone(), fetcher);
         }
         let keys_dir = &policy.daemon.keys_dir;
         let (anchors, warnings) = TrustAnchors::load(keys_dir).map_err(|e| e.to_string())?;
@@ -294,12 +311,18 @@ impl Engine {
     /// Records an event; durable ones are on disk when this returns. A failure to write
     /// is itself reported on the other sinks and in the status.
     pub async fn emit(&self, event: Event, durable: bool) -> Result<(), String> {
-        let log = self.events.clone();
-        let ev = event.clone();
-        let res = tokio::task::spawn_blocking(move || log.record(&ev, durable))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let res = if durable {
+            let log = self.events.clone();
+            let ev = event.clone();
+            tokio::task::spawn_blocking(move || log.record(&ev, true))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        } else {
+            // A write to the page cache: cheaper inline than a hop to the blocking pool,
+            // which cost more than the rest of a cached verdict.
+            self.events.record(&event, false).map_err(|e| e.to_string())
+        };
         if let Err(e) = &res {
             let msg = format!("cannot write the events file: {e}");
             tracing::error!(cause = %e, event_id = %event.event_id, "cannot write the events file");

@@ -107,7 +107,7 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
     let parsed = policy::Policy::load(path).map_err(|e| e.to_string());
     let prepared = parsed.and_then(|p| {
         let daemon_changed = p.daemon != old.policy.daemon;
-        Loaded::prepare(p, old.generation + 1, path).map(|l| (l, daemon_changed))
+        Loaded::prepare_after(p, old.generation + 1, path, Some(&old)).map(|l| (l, daemon_changed))
     });
     match prepared {
         Ok((loaded, daemon_changed)) => {
