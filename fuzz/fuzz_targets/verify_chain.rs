@@ -5,7 +5,14 @@
 use libfuzzer_sys::fuzz_target;
 use trust_core::{verify, RepoFiles, RootAnchor, TagPolicy, VerifyOptions};
 
-const NAMES: [&str; 6] = ["root", "timestamp", "snapshot", "targets", "targets/releases", "1.root"];
+const NAMES: [&str; 6] = [
+    "root",
+    "timestamp",
+    "snapshot",
+    "targets",
+    "targets/releases",
+    "1.root",
+];
 
 fuzz_target!(|data: &[u8]| {
     let mut files = RepoFiles::new();

@@ -310,7 +310,11 @@ impl Ctx<'_> {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|s| *s <= offset);
         let start = self.line_starts[line.saturating_sub(1)];
-        let column = self.text.get(start..offset).map_or(0, |l| l.chars().count()) + 1;
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |l| l.chars().count())
+            + 1;
         (line, column)
     }
 
