@@ -285,25 +285,15 @@ async fn sweep(
     limit: &Arc<Semaphore>,
     trigger: &str,
 ) -> Result<(), String> {
-    let namespaces = NamespacesClient::new(channel.clone())
-        .max_decoding_message_size(MAX_MESSAGE)
-        .list(ListNamespacesRequest::default())
-        .await
-        .map_err(|s| format!("cannot list namespaces: {}", status_text(&s)))?
-        .into_inner()
-        .namespaces;
+    let namespaces = namespaces(channel).await?;
     let mut checked = 0usize;
     let removed_before = engine.counters.images_removed.load(Ordering::Relaxed);
     for ns in namespaces {
-        let images = list_images(channel, &ns.name, Vec::new()).await?;
+        let images = list_images(channel, &ns, Vec::new()).await?;
         checked += images.len();
         let tasks = images.into_iter().map(|image| {
-            let (engine, channel, limit, ns) = (
-                engine.clone(),
-                channel.clone(),
-                limit.clone(),
-                ns.name.clone(),
-            );
+            let (engine, channel, limit, ns) =
+                (engine.clone(), channel.clone(), limit.clone(), ns.clone());
             async move {
                 let Ok(_permit) = limit.acquire_owned().await else {
                     return;
@@ -346,21 +336,29 @@ pub async fn list_all(socket: &Path) -> Result<Vec<(String, String, String)>, St
             crate::error_chain(&e)
         )
     })?;
-    let namespaces = NamespacesClient::new(channel.clone())
+    let namespaces = namespaces(&channel).await?;
+    let mut all = Vec::new();
+    for ns in namespaces {
+        for image in list_images(&channel, &ns, Vec::new()).await? {
+            let digest = image.target.map(|t| t.digest).unwrap_or_default();
+            all.push((ns.clone(), image.name, digest));
+        }
+    }
+    Ok(all)
+}
+
+/// containerd's namespaces.
+async fn namespaces(channel: &Channel) -> Result<Vec<String>, String> {
+    Ok(NamespacesClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE)
         .list(ListNamespacesRequest::default())
         .await
         .map_err(|s| format!("cannot list namespaces: {}", status_text(&s)))?
         .into_inner()
-        .namespaces;
-    let mut all = Vec::new();
-    for ns in namespaces {
-        for image in list_images(&channel, &ns.name, Vec::new()).await? {
-            let digest = image.target.map(|t| t.digest).unwrap_or_default();
-            all.push((ns.name.clone(), image.name, digest));
-        }
-    }
-    Ok(all)
+        .namespaces
+        .into_iter()
+        .map(|n| n.name)
+        .collect())
 }
 
 async fn list_images(
