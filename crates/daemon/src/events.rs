@@ -23,7 +23,7 @@ pub struct Event {
     /// RFC 3339, UTC.
     pub time: String,
     /// `pull.rejected`, `pull.allowed`, `pull.audited`, `policy.reloaded`, `policy.invalid`,
-    /// `trust.fetch_failed`, `events.dropped`, `access.denied`.
+    /// `trust.fetch_failed`, `events.dropped`, `access.denied`, `events.unwritable`, …
     pub event: String,
     /// Normalised image reference.
     pub image: Option<String>,
@@ -73,6 +73,8 @@ pub struct EventLog {
     started: u128,
     /// Lines lost by slow sinks.
     pub dropped: AtomicU64,
+    /// Events that could not be written to the file since it last worked.
+    unwritten: AtomicU64,
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -114,6 +116,7 @@ impl EventLog {
                 .unix_timestamp_nanos()
                 .unsigned_abs(),
             dropped: AtomicU64::new(0),
+            unwritten: AtomicU64::new(0),
         })
     }
 
@@ -134,24 +137,72 @@ impl EventLog {
     }
 
     /// Appends the event; with `durable`, returns only once it is on disk (fsync).
-    /// Then hands it to the other sinks without waiting for them.
+    /// Then hands it to the other sinks without waiting for them — also when the file
+    /// cannot be written, so a full or read-only disk never silences a rejection: the
+    /// other sinks get the event, preceded by one `events.unwritable` per outage, and the
+    /// file gets an `events.recovered` with the count once it can be written again.
     pub fn record(&self, event: &Event, durable: bool) -> std::io::Result<()> {
         let mut line = serde_json::to_string(event).map_err(std::io::Error::other)?;
         line.push('\n');
-        {
+        let res = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if st.size + line.len() as u64 > self.max_bytes && st.size > 0 {
-                self.rotate(&mut st)?;
-            }
-            st.file.write_all(line.as_bytes())?;
-            if durable {
-                st.file.sync_data()?;
-            }
-            st.size += line.len() as u64;
-        }
+            self.append(&mut st, &line, durable)
+        };
         line.pop();
+        match &res {
+            Ok(()) => {
+                let missed = self.unwritten.swap(0, Ordering::Relaxed);
+                if missed > 0 {
+                    let ev = self.new_event(
+                        "events.recovered",
+                        event.policy_generation,
+                        format!(
+                            "the events file {} is writable again; {missed} event(s) could not be written to it and went to the other sinks only",
+                            self.path.display()
+                        ),
+                    );
+                    let _ = self.record(&ev, true);
+                }
+            }
+            Err(e) => {
+                if self.unwritten.fetch_add(1, Ordering::Relaxed) == 0 {
+                    let ev = self.new_event(
+                        "events.unwritable",
+                        event.policy_generation,
+                        format!(
+                            "cannot write the events file {}: {e}; pulls under enforce rules are refused (events_unwritable) until it can be written, and events go to the other sinks meanwhile: free space on, or fix, its file system",
+                            self.path.display()
+                        ),
+                    );
+                    if let Ok(notice) = serde_json::to_string(&ev) {
+                        let _ = self.tx.send(notice);
+                    }
+                }
+            }
+        }
         // No receivers is fine; a lagging receiver counts its own losses.
         let _ = self.tx.send(line);
+        res
+    }
+
+    fn append(&self, st: &mut FileState, line: &str, durable: bool) -> std::io::Result<()> {
+        if st.size + line.len() as u64 > self.max_bytes && st.size > 0 {
+            self.rotate(st)?;
+        }
+        let written = st.file.write_all(line.as_bytes()).and_then(|()| {
+            if durable {
+                st.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // Cut a partly written line, so the next one starts on a line of its own
+            // and the file stays one JSON object per line.
+            let _ = st.file.set_len(st.size);
+            return Err(e);
+        }
+        st.size += line.len() as u64;
         Ok(())
     }
 

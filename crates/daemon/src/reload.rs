@@ -18,8 +18,22 @@ use tokio::sync::mpsc;
 use crate::engine::{Engine, Loaded};
 
 fn digest_of(path: &Path) -> Option<Vec<u8>> {
-    // Follows symlinks, as a ConfigMap mount needs.
-    std::fs::read(path).ok().map(|b| Sha256::digest(b).to_vec())
+    // Follows symlinks, as a ConfigMap mount needs. Bounded like Policy::load, so a
+    // runaway file is read once per check at most up to the limit (and then refused).
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    let mut limited = file.take(policy::MAX_POLICY_BYTES + 1);
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            // A directory or an unreadable file: "missing or unreadable".
+            Err(_) => return None,
+        }
+    }
+    Some(hasher.finalize().to_vec())
 }
 
 /// Starts the triggers; returns the watcher, which must be kept alive.
@@ -67,10 +81,16 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::Recom
             if now.is_none() {
                 if !missing_reported {
                     missing_reported = true;
+                    let what = match std::fs::metadata(&path) {
+                        Ok(m) if m.is_dir() => "the policy path is now a directory, not a file",
+                        Ok(_) => "the policy file is unreadable",
+                        Err(_) => "the policy file is missing",
+                    };
+                    let generation = engine.loaded().generation;
                     invalid(
                         &engine,
                         &path,
-                        "the policy file is missing or unreadable; keeping the last good policy",
+                        &format!("{what}; keeping policy generation {generation}"),
                     )
                     .await;
                 }

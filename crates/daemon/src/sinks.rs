@@ -23,6 +23,7 @@ pub fn rfc5424(line: &str, host: &str) -> String {
         | "access.denied"
         | "trust.fetch_failed"
         | "events.dropped"
+        | "events.unwritable"
         | "image.removed"
         | "image.remove_failed"
         | "image.kept"

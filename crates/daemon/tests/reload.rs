@@ -120,3 +120,72 @@ async fn configmap_symlink_swap() {
     publish("..2026_02", &policy(&world, "reject"));
     until(&daemon, false, "team-reject", 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_file_and_directory_keep_the_last_good_policy() {
+    let world = World::new();
+    world.write_config(&policy(&world, "reject"));
+    let daemon = Daemon::start(&world);
+    until(&daemon, false, "team-reject", 1).await;
+    let invalid_with = |needle: &'static str| {
+        let world = &world;
+        eventually(10, move || async move {
+            world
+                .events_of("policy.invalid")
+                .into_iter()
+                .find(|e| e["message"].as_str().unwrap().contains(needle))
+        })
+    };
+
+    // Truncated to nothing (a deployment tool caught half way): refused, not "no rules".
+    std::fs::write(&world.config, "").unwrap();
+    let ev = invalid_with("is empty")
+        .await
+        .expect("policy.invalid for the empty file");
+    assert!(
+        ev["message"]
+            .as_str()
+            .unwrap()
+            .contains("keeping policy generation 1"),
+        "{ev}"
+    );
+    until(&daemon, false, "team-reject", 1).await;
+
+    // Comments only: no rules, also refused.
+    std::fs::write(
+        &world.config,
+        format!("{}# rules to come\n", world.daemon_section("")),
+    )
+    .unwrap();
+    invalid_with("no [[rule]]")
+        .await
+        .expect("policy.invalid for a file without rules");
+    until(&daemon, false, "team-reject", 1).await;
+
+    // Replaced by a directory of the same name.
+    std::fs::remove_file(&world.config).unwrap();
+    std::fs::create_dir(&world.config).unwrap();
+    invalid_with("is now a directory")
+        .await
+        .expect("policy.invalid for a directory");
+    until(&daemon, false, "team-reject", 1).await;
+
+    // Back to a file: loaded.
+    std::fs::remove_dir(&world.config).unwrap();
+    std::fs::write(&world.config, policy(&world, "any")).unwrap();
+    until(&daemon, true, "team-any", 2).await;
+}
+
+#[test]
+fn the_daemon_refuses_to_start_on_an_empty_policy() {
+    let world = World::new();
+    world.write_config("");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pullguardd"))
+        .arg("--config")
+        .arg(&world.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is empty"), "{err}");
+}

@@ -228,3 +228,239 @@ fn rustix_is_root() -> bool {
         .find(|l| l.starts_with("Uid:"))
         .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
 }
+
+/// A small file system mounted over a directory for the length of a test: a tmpfs
+/// (to fill), or an ext4 image on a loop device (to make the kernel turn it read-only as
+/// it does on an I/O error with `errors=remount-ro`).
+struct SmallDisk {
+    dir: std::path::PathBuf,
+    image: Option<tempfile::NamedTempFile>,
+}
+
+impl SmallDisk {
+    fn run(cmd: &mut Command) {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn tmpfs(dir: &std::path::Path) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        Self::run(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=256k,mode=0750", "pullguard-test"])
+                .arg(dir),
+        );
+        SmallDisk {
+            dir: dir.to_path_buf(),
+            image: None,
+        }
+    }
+
+    fn ext4(dir: &std::path::Path) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let image = tempfile::NamedTempFile::new().unwrap();
+        image.as_file().set_len(8 << 20).unwrap();
+        Self::run(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F"])
+                .arg(image.path()),
+        );
+        Self::run(
+            Command::new("mount")
+                .args(["-o", "loop,errors=remount-ro"])
+                .arg(image.path())
+                .arg(dir),
+        );
+        SmallDisk {
+            dir: dir.to_path_buf(),
+            image: Some(image),
+        }
+    }
+
+    /// Writes a file until the file system says it is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let filler = self.dir.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        filler
+    }
+
+    /// What the kernel does to ext4 on an I/O error under `errors=remount-ro`.
+    fn fail_read_only(&self) {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let device = mounts
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(self.dir.to_str().unwrap()))
+            .and_then(|l| l.split(' ').next())
+            .expect("the loop device in /proc/self/mounts")
+            .trim_start_matches("/dev/")
+            .to_owned();
+        std::fs::write(format!("/sys/fs/ext4/{device}/trigger_fs_error"), "1").unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // -d frees the loop device of an ext4 image.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg("-d")
+            .arg(&self.dir)
+            .status();
+        let _ = self.image.take();
+    }
+}
+
+/// Verdicts while the events file cannot be written: a rejection keeps its reason and
+/// reaches syslog; a pull an enforce rule would allow is refused (it cannot be recorded);
+/// syslog gets one `events.unwritable` per outage. Returns how many notices syslog has.
+async fn during_outage(
+    c: &mut daemon::api::pullguard_client::PullguardClient<tonic::transport::Channel>,
+    world: &World,
+    rsyslog: &Rsyslog,
+    outage: &str,
+) -> usize {
+    let blocked = verify(c, &format!("registry.test/blocked/app:{outage}"), "").await;
+    assert!(!blocked.allowed, "{outage}: {blocked:?}");
+    assert_eq!(blocked.reason, "rejected_by_policy", "{outage}");
+    let open = verify(c, &format!("registry.test/open/app:{outage}"), "").await;
+    assert!(!open.allowed, "{outage}: {open:?}");
+    assert_eq!(open.reason, "events_unwritable", "{outage}");
+    for needle in [blocked.event_id.as_str(), " events.unwritable "] {
+        eventually(10, || async {
+            rsyslog.log().contains(needle).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{outage}: {needle:?} not on syslog:\n{}", rsyslog.log()));
+    }
+    assert!(
+        !std::fs::read_to_string(&world.events)
+            .unwrap_or_default()
+            .contains(&blocked.event_id),
+        "{outage}: the event cannot be in the file"
+    );
+    rsyslog.log().matches(" events.unwritable ").count()
+}
+
+fn outage_world(tcp: u16) -> World {
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"open\"\nmatch = \"registry.test/open/**\"\nrequire = \"any\"\n",
+        world.daemon_section(&format!("syslog = \"tcp://127.0.0.1:{tcp}\"")),
+        rules()
+    ));
+    world
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_disk_full_stays_closed_is_reported_on_syslog_and_recovers() {
+    if !rustix_is_root() {
+        eprintln!("needs root to mount a small file system");
+        return;
+    }
+    let (udp, tcp) = (free_port(), free_port());
+    let rsyslog = Rsyslog::start(udp, tcp);
+    let world = outage_world(tcp);
+    let disk = SmallDisk::tmpfs(world.events.parent().unwrap());
+    let mut daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    assert!(verify(&mut c, "registry.test/open/app:0", "").await.allowed);
+
+    for round in 1..=2 {
+        let filler = disk.fill();
+        // Appends fit in the events file's last page until that is full: pulls go on
+        // until the first one that cannot be recorded, which is refused.
+        let mut refused = None;
+        for i in 0..500 {
+            let v = verify(
+                &mut c,
+                &format!("registry.test/open/filling:{round}-{i}"),
+                "",
+            )
+            .await;
+            if !v.allowed {
+                refused = Some(v);
+                break;
+            }
+        }
+        let v = refused.expect("the full disk was never noticed");
+        assert_eq!(v.reason, "events_unwritable", "{v:?}");
+        let notices = during_outage(&mut c, &world, &rsyslog, "full").await;
+        assert_eq!(notices, round, "one events.unwritable per outage");
+
+        // Space again: verdicts are recorded, and the file says how many it missed.
+        std::fs::remove_file(filler).unwrap();
+        let again = verify(&mut c, &format!("registry.test/open/app:after-{round}"), "").await;
+        assert!(again.allowed, "{again:?}");
+        let recovered = world.events_of("events.recovered");
+        assert_eq!(recovered.len(), round, "{recovered:?}");
+        let message = recovered[round - 1]["message"].as_str().unwrap();
+        assert!(
+            message.contains("3 event(s) could not be written"),
+            "{message}"
+        );
+    }
+    // Every line is still one JSON object: no half-written line survived.
+    let text = std::fs::read_to_string(&world.events).unwrap();
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("corrupt line {line:?}: {e}"));
+    }
+    daemon.stop();
+    drop(disk);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_disk_turned_read_only_stays_closed_and_a_restart_refuses_to_start() {
+    if !rustix_is_root() {
+        eprintln!("needs root to mount a small file system");
+        return;
+    }
+    let (udp, tcp) = (free_port(), free_port());
+    let rsyslog = Rsyslog::start(udp, tcp);
+    let world = outage_world(tcp);
+    let disk = SmallDisk::ext4(world.events.parent().unwrap());
+    let mut daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    assert!(verify(&mut c, "registry.test/open/app:0", "").await.allowed);
+
+    disk.fail_read_only();
+    assert_eq!(
+        during_outage(&mut c, &world, &rsyslog, "read-only").await,
+        1
+    );
+    let status = c
+        .status(daemon::api::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status
+            .last_errors
+            .iter()
+            .any(|e| e.contains("Read-only file system")),
+        "{status:?}"
+    );
+
+    // A restart on a read-only events directory refuses to run (the verifier then
+    // denies every pull) and says why.
+    daemon.stop();
+    let out = Command::new(harness::bin("pullguardd"))
+        .arg("--config")
+        .arg(&world.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot open the events file") && err.contains("Read-only file system"),
+        "{err}"
+    );
+    drop(disk);
+}

@@ -37,6 +37,9 @@ pub struct Problem {
     pub message: String,
 }
 
+/// The largest policy file read (10,000 rules take about 1 MiB).
+pub const MAX_POLICY_BYTES: u64 = 16 << 20;
+
 /// A policy file that does not parse or validate: every problem found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PolicyError {
@@ -345,14 +348,38 @@ fn std_duration(d: time::Duration) -> std::time::Duration {
 impl Policy {
     /// Reads and parses a policy file.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+        let whole = |message: String| PolicyError {
             file: path.to_path_buf(),
             problems: vec![Problem {
                 line: 1,
                 column: 1,
-                message: format!("cannot read the policy file: {e}"),
+                message,
             }],
-        })?;
+        };
+        let file = std::fs::File::open(path)
+            .map_err(|e| whole(format!("cannot read the policy file: {e}")))?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(whole(
+                "the policy path is a directory, not a file; point the daemon at the .toml file inside"
+                    .to_owned(),
+            ));
+        }
+        // Read one byte past the limit to tell "exactly at the limit" from "too large"
+        // without trusting the size the file system reports (a pipe or /proc file has none).
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_POLICY_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(|e| whole(format!("cannot read the policy file: {e}")))?;
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
+            return Err(whole(format!(
+                "the policy file is larger than {} MiB; split it or remove unused rules",
+                MAX_POLICY_BYTES >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| whole(format!("the policy file is not UTF-8 text: {e}")))?;
         Policy::parse(path, &text)
     }
 
@@ -422,6 +449,19 @@ impl Policy {
                 }
                 rules.push(rule);
             }
+        }
+        if raw.rule.is_empty() && ctx.problems.is_empty() {
+            // A file with no rules would reject every pull; far more often it is an
+            // editor's or a deployment's write caught half way, so it is refused.
+            ctx.problems.push(Problem {
+                line: 1,
+                column: 1,
+                message: if text.trim().is_empty() {
+                    "the policy file is empty (a write in progress?); write the whole policy, then rename it into place".to_owned()
+                } else {
+                    "the policy has no [[rule]], so every image would be rejected; add rules (to reject everything on purpose: match = \"**\", require = \"reject\")".to_owned()
+                },
+            });
         }
         if ctx.problems.is_empty() {
             Ok(Policy {
@@ -916,6 +956,31 @@ trust_server = "main"
 
     fn policy(rules: &str) -> Result<Policy, PolicyError> {
         Policy::parse(Path::new("policy.toml"), &format!("{BASE}{rules}"))
+    }
+
+    #[test]
+    fn load_refuses_oversized_empty_rule_less_and_directory_paths() {
+        let dir = std::env::temp_dir().join(format!("pullguard-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("p.toml");
+        let rule = "[[rule]]\nname = \"a\"\nmatch = \"**\"\nrequire = \"any\"\n";
+        let mut big = String::from(rule);
+        big.push_str(&"#".repeat(usize::try_from(MAX_POLICY_BYTES).unwrap()));
+        let cases: [(&str, &str); 3] = [
+            (&big, "larger than 16 MiB"),
+            ("  \n", "is empty"),
+            ("[daemon]\n", "no [[rule]]"),
+        ];
+        for (text, want) in cases {
+            std::fs::write(&file, text).unwrap();
+            let err = Policy::load(&file).unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        std::fs::write(&file, rule).unwrap();
+        assert_eq!(Policy::load(&file).unwrap().rules.len(), 1);
+        let err = Policy::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("is a directory"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn rule_name(p: &Policy, image: &str) -> Option<String> {
