@@ -278,6 +278,14 @@ impl Engine {
         self.installs.send_replace(generation);
     }
 
+    /// Opens connections to every trust server of the policy in force, in the background.
+    pub fn warm_trust_servers(&self) {
+        for fetcher in self.loaded().fetchers.values() {
+            let fetcher = fetcher.clone();
+            tokio::spawn(async move { fetcher.warm().await });
+        }
+    }
+
     /// A verified repository younger than `ttl`, if any.
     fn fresh_verified(&self, key: &str, ttl: std::time::Duration) -> Option<Arc<VerifiedRepo>> {
         let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
@@ -568,6 +576,7 @@ impl Engine {
         gun: &str,
     ) -> Result<VerifiedRepo, Denial> {
         let now = OffsetDateTime::now_utc();
+        let phase = Instant::now();
         let state = self.state.clone();
         let g = gun.to_owned();
         let record = tokio::task::spawn_blocking(move || {
@@ -597,6 +606,7 @@ impl Engine {
                 record.as_ref().map(|r| &r.trusted),
             )
             .await?;
+        let loaded_and_fetched = phase.elapsed();
         // Verification is CPU work (a large targets.json takes tens of milliseconds):
         // off the async workers, so that other verdicts keep flowing meanwhile.
         let trusted = record.as_ref().map(|r| r.trusted.clone());
@@ -615,6 +625,7 @@ impl Engine {
         .await
         .map_err(|e| deny("internal_error", e.to_string()))?
         .map_err(|e| deny(reason_str(e.reason()), e.to_string()))?;
+        let verified = phase.elapsed();
         if record.as_ref().map(|r| &r.trusted) != Some(&repo.state) {
             let tofu_rec = key_store::TofuRecord::if_first_use(&repo, now);
             let state = self.state.clone();
@@ -629,6 +640,14 @@ impl Engine {
                     )
                 })?;
         }
+        // Where a cold verdict's time goes (PULLGUARD_LOG=debug), for slow-pull reports.
+        tracing::debug!(
+            gun,
+            state_and_fetch_us = loaded_and_fetched.as_micros(),
+            verify_us = (verified - loaded_and_fetched).as_micros(),
+            record_us = (phase.elapsed() - verified).as_micros(),
+            "repository verified"
+        );
         Ok(repo)
     }
 
@@ -663,8 +682,10 @@ impl Engine {
         self.counters.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let fetched = fetcher.fetch(gun, trusted_root).await;
+        let took = started.elapsed();
+        tracing::debug!(gun, fetch_us = took.as_micros(), "trust data fetched");
         self.counters.fetch_micros.fetch_add(
-            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
         match fetched {

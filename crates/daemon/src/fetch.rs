@@ -2,8 +2,8 @@
 //! `GET <url>/v2/<gun>/_trust/tuf/<role>.json` and `<N>.root.json`.
 //!
 //! Sizes are capped while streaming, before anything is parsed: root and timestamp at
-//! trust-core's limits, the others at the length their parent lists (unverified here;
-//! trust-core checks it exactly) or trust-core's file limit.
+//! trust-core's limits, snapshot at its file limit, the others at the length the
+//! snapshot lists (unverified here; trust-core checks it exactly).
 
 use std::time::Duration;
 
@@ -137,62 +137,101 @@ impl Fetcher {
         Ok(Some(body))
     }
 
+    /// Opens three connections ahead of the first verdict (a repository's first fetch
+    /// asks for three files at once): on loopback a TLS handshake costs as much as the fetch
+    /// that follows it. Errors are ignored; the verdict's own fetch reports them. Idle
+    /// connections are closed after a minute, so this helps the pulls of a node's boot
+    /// and of the minute after a reload.
+    pub async fn warm(&self) {
+        let url = format!("{}/_notary_server/health", self.url);
+        let one = || async {
+            if let Ok(resp) = self.client.get(&url).send().await {
+                // Read the (small) body, so that the connection goes back to the pool.
+                let _ = resp.bytes().await;
+            }
+        };
+        tokio::join!(one(), one(), one());
+    }
+
     /// Fetches everything needed to verify `gun`. `trusted_root_version` is the root
     /// version already trusted: every `N.root.json` after it is fetched too.
+    ///
+    /// Two round trips whatever the repository's shape: root, timestamp and snapshot
+    /// together, then targets, every delegation and the intermediate roots together (a
+    /// few at a time, each read capped by the length the snapshot lists).
     pub async fn fetch(
         &self,
         gun: &str,
         trusted_root_version: Option<u64>,
     ) -> Result<RepoFiles, FetchError> {
+        use futures_util::StreamExt as _;
         let not_found = || FetchError::NotFound {
             server: self.url.clone(),
             gun: gun.to_owned(),
         };
-        let mut files = RepoFiles::new();
-        let root = self
-            .get(gun, "root.json", self.limits.root + 1)
-            .await?
-            .ok_or_else(not_found)?;
-        let timestamp = self
-            .get(gun, "timestamp.json", self.limits.timestamp + 1)
-            .await?
-            .ok_or_else(not_found)?;
-        let root_version = version_of(&root);
-        let snap_len = listed_length(&timestamp, "snapshot").unwrap_or(self.limits.file);
-        let snapshot = self
-            .get(gun, "snapshot.json", snap_len.min(self.limits.file))
-            .await?
-            .ok_or_else(not_found)?;
-        let targets_len = listed_length(&snapshot, "targets").unwrap_or(self.limits.file);
-        let targets = self
-            .get(gun, "targets.json", targets_len.min(self.limits.file))
-            .await?
-            .ok_or_else(not_found)?;
+        // The snapshot's length listed in the timestamp would be no tighter a cap: that
+        // timestamp is not verified yet either. So all three at once, each capped.
+        let (root, timestamp, snapshot) = tokio::join!(
+            self.get(gun, "root.json", self.limits.root + 1),
+            self.get(gun, "timestamp.json", self.limits.timestamp + 1),
+            self.get(gun, "snapshot.json", self.limits.file),
+        );
+        let root = root?.ok_or_else(not_found)?;
+        let timestamp = timestamp?.ok_or_else(not_found)?;
+        let snapshot = snapshot?.ok_or_else(not_found)?;
+
+        // (name in RepoFiles, file on the server, read cap)
+        let mut wanted = vec![(
+            "targets".to_owned(),
+            "targets.json".to_owned(),
+            listed_length(&snapshot, "targets")
+                .unwrap_or(self.limits.file)
+                .min(self.limits.file),
+        )];
         for (role, len) in listed_delegations(&snapshot) {
-            if let Some(bytes) = self
-                .get(gun, &format!("{role}.json"), len.min(self.limits.file))
-                .await?
-            {
-                files.insert(role, bytes);
+            wanted.push((
+                role.clone(),
+                format!("{role}.json"),
+                len.min(self.limits.file),
+            ));
+        }
+        if let (Some(from), Some(to)) = (trusted_root_version, version_of(&root)) {
+            for v in from + 1..to {
+                wanted.push((
+                    format!("{v}.root"),
+                    format!("{v}.root.json"),
+                    self.limits.root + 1,
+                ));
             }
         }
-        if let (Some(from), Some(to)) = (trusted_root_version, root_version) {
-            for v in from + 1..to {
-                if let Some(bytes) = self
-                    .get(gun, &format!("{v}.root.json"), self.limits.root + 1)
-                    .await?
-                {
-                    files.insert(format!("{v}.root"), bytes);
-                }
+        // Owned futures: a stream of borrowing ones is not provably Send to the spawner.
+        let got: Vec<_> = futures_util::stream::iter(wanted.clone())
+            .map(|(_, file, cap)| {
+                let (me, gun) = (self.clone(), gun.to_owned());
+                async move { me.get(&gun, &file, cap).await }
+            })
+            .buffered(FETCH_CONCURRENCY)
+            .collect()
+            .await;
+        let mut files = RepoFiles::new();
+        for ((name, _, _), bytes) in wanted.into_iter().zip(got) {
+            match bytes? {
+                Some(bytes) => files.insert(name, bytes),
+                // A delegation or an old root the server does not have: trust-core
+                // decides what that means.
+                None if name != "targets" => {}
+                None => return Err(not_found()),
             }
         }
         files.insert("root", root);
         files.insert("timestamp", timestamp);
         files.insert("snapshot", snapshot);
-        files.insert("targets", targets);
         Ok(files)
     }
 }
+
+/// Requests in flight at once for one repository's files after the snapshot.
+const FETCH_CONCURRENCY: usize = 8;
 
 fn parse(bytes: &[u8]) -> Option<serde_json::Value> {
     serde_json::from_slice(bytes).ok()

@@ -92,6 +92,7 @@ pub async fn run(
         )))?,
     );
     let engine = Arc::new(engine::Engine::new(loaded, state, events));
+    engine.warm_trust_servers();
     if settings.stdout_events {
         sinks::stdout(engine.clone());
     }

@@ -133,6 +133,7 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
         Ok((loaded, daemon_changed)) => {
             let generation = loaded.generation;
             engine.install(loaded);
+            engine.warm_trust_servers();
             engine
                 .counters
                 .reloads_ok
