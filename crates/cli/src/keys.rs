@@ -113,6 +113,16 @@ pub enum Algorithm {
     Ecdsa,
 }
 
+/// The passphrase of a stored key for signing: from `env`, else from
+/// `PULLGUARD_KEY_PASSPHRASE` (what `keys import` and `keys generate` stored it with),
+/// else from the terminal.
+pub(crate) fn passphrase_for(env: &str, prompt: &str) -> Result<Secret, String> {
+    match std::env::var("PULLGUARD_KEY_PASSPHRASE") {
+        Ok(v) if std::env::var_os(env).is_none() => Ok(Zeroizing::new(v.into_bytes())),
+        _ => passphrase(env, prompt, false),
+    }
+}
+
 fn passphrase(env: &str, prompt: &str, confirm: bool) -> Result<Secret, String> {
     if let Ok(v) = std::env::var(env) {
         return Ok(Zeroizing::new(v.into_bytes()));

@@ -10,6 +10,7 @@ mod inspect;
 mod keys;
 mod offline;
 mod policy_cmd;
+mod sign;
 mod trust_verify;
 
 /// Operators' command line for pullguard, the node-side enforcer of signed images.
@@ -61,6 +62,9 @@ enum Command {
         /// Output directory.
         dir: std::path::PathBuf,
     },
+    /// Sign an image tag and publish it to the trust server (Docker Content Trust).
+    #[command(after_help = sign::EXAMPLES)]
+    Sign(sign::Args),
     /// Pinned roots, trusted state and signing keys.
     #[command(after_help = keys::EXAMPLES)]
     Keys {
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy_cmd::run(&command),
         Command::Events(args) => events_cmd::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Sign(args) => sign::run(&args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "pullguard", &mut std::io::stdout());

@@ -137,6 +137,12 @@ impl Fetcher {
         Ok(Some(body))
     }
 
+    /// The HTTP client and the server's base URL, for callers that talk to the same
+    /// server otherwise (`pullguard sign` uploads with them).
+    pub fn http(&self) -> (&reqwest::Client, &str) {
+        (&self.client, &self.url)
+    }
+
     /// Opens three connections ahead of the first verdict (a repository's first fetch
     /// asks for three files at once): on loopback a TLS handshake costs as much as the fetch
     /// that follows it. Errors are ignored; the verdict's own fetch reports them. Idle

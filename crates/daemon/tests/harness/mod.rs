@@ -54,7 +54,7 @@ impl Notary {
     }
 }
 
-fn kill(pid: &str) {
+pub fn kill(pid: &str) {
     let _ = Command::new("kill").arg(pid).stderr(Stdio::null()).status();
 }
 
@@ -173,7 +173,7 @@ impl Drop for Containerd {
 }
 
 /// Runs a serve script (it starts servers and writes DIR/env) in a fresh temp dir.
-fn serve(script: &str, hint: &str) -> (tempfile::TempDir, HashMap<String, String>) {
+pub fn serve(script: &str, hint: &str) -> (tempfile::TempDir, HashMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new("bash")
         .arg(repo_root().join(script))

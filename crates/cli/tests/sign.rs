@@ -1,0 +1,383 @@
+//! `pullguard sign` against a real notary-server and docker-registry (tests/sign/serve.sh),
+//! checked with the real notary CLI and a real pullguardd.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+#[path = "../../daemon/tests/harness/mod.rs"]
+mod harness;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use harness::{eventually, free_port, kill, repo_root, serve, verify, Daemon, World};
+
+/// Servers and the repository of tests/sign/serve.sh, plus a keys directory holding the
+/// repository's targets, snapshot and targets/releases keys (imported from the notary
+/// CLI's files, re-encrypted with `KEY_PASS`).
+struct Signing {
+    dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+    keys: PathBuf,
+    state: PathBuf,
+}
+
+const KEY_PASS: &str = "pullguard-sign-test";
+
+impl Signing {
+    fn start() -> Signing {
+        let (dir, env) = serve(
+            "tests/sign/serve.sh",
+            "tests/sign/serve.sh failed: are the Debian packages notary, docker-registry and skopeo installed?",
+        );
+        let keys = dir.path().join("signer-keys");
+        let state = dir.path().join("signer-state");
+        let s = Signing {
+            dir,
+            env,
+            keys,
+            state,
+        };
+        for role in ["targets", "snapshot", "targets/releases"] {
+            s.import(role);
+        }
+        s
+    }
+
+    fn get(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    /// The notary CLI's private key file for `role`, and its passphrase (tests/notary/lib.sh).
+    fn notary_key(&self, role: &str) -> (PathBuf, &'static str) {
+        let private = Path::new(self.get("NOTARY_DIR")).join("trust/private");
+        let file = std::fs::read_dir(private)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .any(|l| l == format!("role: {role}"))
+            })
+            .unwrap_or_else(|| panic!("no notary key for {role}"));
+        let pass = match role {
+            "targets" => "pullguard-test-targets",
+            "snapshot" => "pullguard-test-snapshot",
+            _ => "pullguard-test-delegation",
+        };
+        (file, pass)
+    }
+
+    fn import(&self, role: &str) {
+        let (file, pass) = self.notary_key(role);
+        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+            .args(["keys", "--keys-dir"])
+            .arg(&self.keys)
+            .arg("import")
+            .arg(file)
+            .env("PULLGUARD_IMPORT_PASSPHRASE", pass)
+            .env("PULLGUARD_KEY_PASSPHRASE", KEY_PASS)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pullguard sign REPO:TAG --json` with `server` as the trust server; (exit code,
+    /// JSON, all output).
+    fn sign_via(
+        &self,
+        server: &str,
+        tag: &str,
+        pass: &str,
+        extra: &[&str],
+    ) -> (i32, serde_json::Value, String) {
+        let reference = format!("{}:{tag}", self.get("REPO"));
+        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+            .args(["sign", &reference, "--json", "--server", server, "--ca"])
+            .arg(self.get("NOTARY_CA"))
+            .args(["--insecure-registry", self.get("REGISTRY"), "--keys-dir"])
+            .arg(&self.keys)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(extra)
+            .env("PULLGUARD_REPOSITORY_PASSPHRASE", pass)
+            .env("DOCKER_CONFIG", self.dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or_default();
+        let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), json, text)
+    }
+
+    fn sign(&self, tag: &str) -> (i32, serde_json::Value, String) {
+        self.sign_via(self.get("NOTARY_URL"), tag, KEY_PASS, &[])
+    }
+
+    /// The real notary CLI, as a publisher on another machine would run it.
+    fn notary(&self, args: &str) -> String {
+        let script = format!(
+            ". {}/tests/notary/lib.sh; NOTARY_DIR={}; notary_cli {args}",
+            repo_root().display(),
+            self.get("NOTARY_DIR")
+        );
+        let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "notary {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every role file the server has now, as bytes: "the remote trust data".
+    fn remote(&self) -> Vec<(String, Vec<u8>)> {
+        [
+            "root",
+            "targets",
+            "snapshot",
+            "timestamp",
+            "targets/releases",
+        ]
+        .iter()
+        .map(|role| {
+            let out = Command::new("curl")
+                .args(["-s", "--cacert", self.get("NOTARY_CA")])
+                .arg(format!(
+                    "{}/v2/{}/_trust/tuf/{role}.json",
+                    self.get("NOTARY_URL"),
+                    self.get("REPO")
+                ))
+                .output()
+                .unwrap();
+            ((*role).to_owned(), out.stdout)
+        })
+        .collect()
+    }
+
+    fn daemon_world(&self) -> World {
+        let world = World::new();
+        world.write_config(&format!(
+            "{}[trust_server.notary]\nurl = \"{}\"\nca_file = \"{}\"\ntimeout = \"5s\"\n\n[defaults]\ntrust_server = \"notary\"\ntofu = true\n\n[[rule]]\nname = \"team\"\nmatch = \"{}/team/**\"\n",
+            world.daemon_section(""),
+            self.get("NOTARY_URL"),
+            self.get("NOTARY_CA"),
+            self.get("REGISTRY")
+        ));
+        world
+    }
+}
+
+impl Drop for Signing {
+    fn drop(&mut self) {
+        for pid in ["NOTARY_SERVER_PID", "NOTARY_SIGNER_PID", "REGISTRY_PID"] {
+            kill(self.get(pid));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_tags_reach_notary_lookup_and_pullguardd_and_the_notary_cli_can_go_on() {
+    let s = Signing::start();
+    let repo = s.get("REPO").to_owned();
+
+    // Digest and size from the registry; signed in targets/releases (the repository
+    // delegates to it), snapshot signed here (notary's default: the client holds it).
+    let (code, json, text) = s.sign("v1");
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["digest"], s.get("DIGEST_V1"), "{json}");
+    assert_eq!(json["role"], "targets/releases", "{json}");
+    assert_eq!(json["snapshot"], "signed here", "{json}");
+
+    // The real notary client reads it.
+    let lookup = s.notary(&format!("lookup {repo} v1"));
+    let hex = s.get("DIGEST_V1").trim_start_matches("sha256:");
+    assert!(lookup.contains(hex), "{lookup}");
+
+    // pullguardd allows the signed tag and refuses the unsigned one of the same repository.
+    let world = s.daemon_world();
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &format!("{repo}:v1"), s.get("DIGEST_V1")).await;
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(v.role, "targets/releases");
+    let v = verify(
+        &mut c,
+        &format!("{repo}:unsigned"),
+        s.get("DIGEST_UNSIGNED"),
+    )
+    .await;
+    assert!(!v.allowed, "{v:?}");
+    assert_eq!(v.reason, "unknown_tag");
+
+    // The notary CLI publishes on top of what pullguard published, and pullguard again
+    // on top of that.
+    s.notary(&format!(
+        "addhash {repo} from-notary 2 --sha256 {} --roles targets/releases",
+        "ab".repeat(32)
+    ));
+    s.notary(&format!("publish {repo}"));
+    let (code, json, text) = s.sign("v2");
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["digest"], s.get("DIGEST_V2"));
+    let listed = s.notary(&format!("list {repo}"));
+    for tag in ["v1", "v2", "from-notary"] {
+        assert!(
+            listed.contains(tag),
+            "{tag} missing from notary list:\n{listed}"
+        );
+    }
+    // Once the daemon's cached copy is older than cache_ttl (1 s here).
+    let digest_v2 = s.get("DIGEST_V2").to_owned();
+    let allowed = eventually(10, || {
+        let mut c = c.clone();
+        let (image, digest) = (format!("{repo}:v2"), digest_v2.clone());
+        async move {
+            let v = verify(&mut c, &image, &digest).await;
+            v.allowed.then_some(v)
+        }
+    })
+    .await;
+    assert!(allowed.is_some(), "v2 never allowed");
+
+    // --role targets: signed with the targets key instead.
+    let (code, json, text) = s.sign_via(
+        s.get("NOTARY_URL"),
+        "unsigned",
+        KEY_PASS,
+        &["--role", "targets"],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["role"], "targets");
+    let lookup = s.notary(&format!("lookup {repo} unsigned"));
+    assert!(
+        lookup.contains(s.get("DIGEST_UNSIGNED").trim_start_matches("sha256:")),
+        "{lookup}"
+    );
+}
+
+#[test]
+fn failures_are_clear_and_leave_the_remote_trust_data_unchanged() {
+    let s = Signing::start();
+    let before = s.remote();
+
+    // Wrong passphrase.
+    let (code, json, text) = s.sign_via(s.get("NOTARY_URL"), "v1", "not-the-passphrase", &[]);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (2, Some("wrong_passphrase")),
+        "{text}"
+    );
+    assert!(text.contains("PULLGUARD_REPOSITORY_PASSPHRASE"), "{text}");
+    assert_eq!(s.remote(), before);
+
+    // Missing key: an empty keys directory.
+    let away = s.dir.path().join("keys-away");
+    std::fs::rename(&s.keys, &away).unwrap();
+    let (code, json, text) = s.sign("v1");
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (2, Some("missing_key")),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&s.keys).ok();
+    std::fs::rename(&away, &s.keys).unwrap();
+    assert!(text.contains("pullguard keys import"), "{text}");
+    assert_eq!(s.remote(), before);
+
+    // The server refuses: without the snapshot key here, only targets/releases is sent,
+    // and this server does not hold the repository's snapshot key either.
+    std::fs::remove_dir_all(&s.keys).unwrap();
+    s.import("targets/releases");
+    let (code, json, text) = s.sign("v1");
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (1, Some("upload_refused")),
+        "{text}"
+    );
+    assert!(
+        text.contains("the remote trust data is unchanged"),
+        "{text}"
+    );
+    assert_eq!(s.remote(), before);
+}
+
+#[test]
+fn a_concurrent_publish_is_detected_and_nothing_is_half_published() {
+    let s = Signing::start();
+    let repo = s.get("REPO").to_owned();
+    // A proxy that holds our upload until someone else has published.
+    let release = s.dir.path().join("release");
+    let port = free_port();
+    let tls = Path::new(s.get("NOTARY_DIR")).join("tls");
+    let upstream = s.get("NOTARY_URL").rsplit(':').next().unwrap().to_owned();
+    let mut proxy = Command::new("python3")
+        .arg(repo_root().join("tests/sign/hold-proxy.py"))
+        .arg(port.to_string())
+        .arg(&upstream)
+        .arg(tls.join("notary-server.crt"))
+        .arg(tls.join("notary-server.key"))
+        .arg(tls.join("ca.crt"))
+        .arg(&release)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        std::io::BufReader::new(proxy.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+    }
+    let via = format!("https://127.0.0.1:{port}");
+    let held = s.dir.path().join("release.held");
+    let mut after_other = Vec::new();
+    let (code, json, text) = std::thread::scope(|scope| {
+        let signer = scope.spawn(|| s.sign_via(&via, "v1", KEY_PASS, &[]));
+        // Once our upload is held at the proxy, another publisher goes first.
+        let mut waited = 0;
+        while !held.exists() {
+            assert!(waited < 600, "pullguard sign never uploaded");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            waited += 1;
+        }
+        s.notary(&format!(
+            "addhash {repo} by-someone-else 2 --sha256 {} --roles targets/releases",
+            "cd".repeat(32)
+        ));
+        s.notary(&format!("publish {repo}"));
+        after_other = s.remote();
+        std::fs::write(&release, "").unwrap();
+        signer.join().unwrap()
+    });
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (1, Some("concurrent_publish")),
+        "{text}"
+    );
+    assert!(text.contains("run it again"), "{text}");
+    assert_eq!(
+        s.remote(),
+        after_other,
+        "the other publish stands, ours is not in"
+    );
+
+    // Run again: it goes through, on top of the other publish.
+    let (code, _, text) = s.sign("v1");
+    assert_eq!(code, 0, "{text}");
+    let listed = s.notary(&format!("list {repo}"));
+    assert!(
+        listed.contains("v1") && listed.contains("by-someone-else"),
+        "{listed}"
+    );
+}
