@@ -10,6 +10,7 @@ mod inspect;
 mod keys;
 mod offline;
 mod policy_cmd;
+mod publish;
 mod sign;
 mod trust_verify;
 

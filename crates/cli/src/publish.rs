@@ -1,0 +1,455 @@
+//! Publishing changed roles to a notary-server, shared by `sign` and `signer`: the
+//! current trust data fetched and verified first, new role versions signed with our keys,
+//! the snapshot signed here when its key is ours (else by the server), one multipart POST
+//! the server applies whole, and a concurrent publish told apart from a refusal.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use key_store::{KeyDir, SigningKey, StateStore};
+use serde_json::{json, Value};
+use sha2::Digest as _;
+use time::OffsetDateTime;
+use trust_core::keys::PublicKey;
+use trust_core::metadata::{parse_root, parse_targets, Root, Signed, TargetsRole};
+use trust_core::{RepoFiles, RootAnchor, VerifiedRepo, VerifyOptions};
+
+/// Role files are given three years, as Notary does.
+pub const ROLE_LIFETIME: time::Duration = time::Duration::days(3 * 365);
+
+/// Why publishing failed; each message says what to do. `code` is the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+pub fn failure(code: u8, kind: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        kind,
+        message: message.into(),
+    }
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Where to publish and with which keys: the options `sign` and `signer` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Target {
+    /// The trust server (notary-server) URL.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// CA certificate (PEM) for the trust server.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Keys directory (signing keys are in its private/).
+    #[arg(long, value_name = "DIR", default_value = crate::keys::DEFAULT_KEYS_DIR)]
+    pub keys_dir: PathBuf,
+    /// The signer's own trusted-state directory: roots seen and versions, so that a
+    /// server cannot roll the signer back either.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/pullguard/signer-state"
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// One repository's verified trust data, ready to be changed and published.
+pub struct Session {
+    pub gun: String,
+    pub fetcher: daemon::fetch::Fetcher,
+    state: StateStore,
+    keys: KeyDir,
+    keys_dir: PathBuf,
+    pub files: RepoFiles,
+    pub root: Signed<Root>,
+    pub top: Signed<TargetsRole>,
+}
+
+impl Session {
+    /// Fetches and verifies `gun`'s trust data from the target's server.
+    pub async fn open(target: &Target, gun: &str) -> Result<Session, Failure> {
+        let server = policy::TrustServer {
+            name: "publish".to_owned(),
+            url: target.server.trim_end_matches('/').to_owned(),
+            ca_file: target.ca.clone(),
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let fetcher = daemon::fetch::Fetcher::new(&server)
+            .map_err(|e| failure(2, "bad_trust_server", e.to_string()))?;
+        let state = StateStore::open(&target.state_dir)
+            .map_err(|e| failure(2, "state_unreadable", e.to_string()))?;
+        let keys = KeyDir::open(&target.keys_dir.join("private"))
+            .map_err(|e| failure(2, "keys_unreadable", e.to_string()))?;
+        let (files, _) = current(&fetcher, &state, gun).await?;
+        let root = parse_root("root", files.get("root").unwrap_or_default())
+            .map_err(|e| failure(1, "malformed_metadata", e.to_string()))?;
+        let top = parse_targets("targets", files.get("targets").unwrap_or_default())
+            .map_err(|e| failure(1, "malformed_metadata", e.to_string()))?;
+        Ok(Session {
+            gun: gun.to_owned(),
+            fetcher,
+            state,
+            keys,
+            keys_dir: target.keys_dir.clone(),
+            files,
+            root,
+            top,
+        })
+    }
+
+    /// The keys root.json lists for a top-level role, by the IDs it lists them under.
+    pub fn root_role_keys(&self, role: &str) -> Vec<(String, PublicKey)> {
+        self.root
+            .body
+            .roles
+            .get(role)
+            .map(|r| r.keyids.clone())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| self.root.body.keys.get(id).map(|k| (id.clone(), k.clone())))
+            .collect()
+    }
+
+    /// The keys that may sign the delegation `role`, as its parent lists them; with
+    /// `target`, also checks that the delegation's paths allow it.
+    pub fn delegation_keys(
+        &self,
+        role: &str,
+        target: Option<&str>,
+    ) -> Result<Vec<(String, PublicKey)>, Failure> {
+        let parent = delegating_role(&self.files, role)?;
+        let d = parent
+            .body
+            .delegations
+            .iter()
+            .find(|d| d.name == role)
+            .ok_or_else(|| {
+                failure(
+                    1,
+                    "unknown_role",
+                    format!("{} has no role {role}", self.gun),
+                )
+            })?;
+        if let Some(t) = target {
+            if d.uses_hash_prefixes || !d.paths.iter().any(|p| t.starts_with(p.as_str())) {
+                return Err(failure(
+                    1,
+                    "outside_delegated_paths",
+                    format!("{role} may not sign {t:?}: its paths are {:?}", d.paths),
+                ));
+            }
+        }
+        Ok(d.keys
+            .keyids
+            .iter()
+            .filter_map(|id| {
+                parent
+                    .body
+                    .delegation_keys
+                    .get(id)
+                    .map(|k| (id.clone(), k.clone()))
+            })
+            .collect())
+    }
+
+    /// One of our keys among `authorised`, decrypted, with the ID the role lists.
+    pub fn key_for(
+        &self,
+        authorised: &[(String, PublicKey)],
+        role: &str,
+    ) -> Result<(String, SigningKey), Failure> {
+        signing_key(&self.keys, &self.keys_dir, authorised, role, &self.gun)
+    }
+
+    /// The `signed` object of `role` now, or an empty targets role for a delegation
+    /// nobody has signed into yet.
+    pub fn body_of(&self, role: &str) -> Result<Value, Failure> {
+        match self.files.get(role) {
+            Some(b) => signed_body(b),
+            None => Ok(
+                json!({"_type": "Targets", "delegations": {"keys": {}, "roles": []}, "targets": {}, "version": 0}),
+            ),
+        }
+    }
+
+    /// Publishes the new versions of `changed` (role, new `signed` body, key): signs
+    /// each, adds a snapshot when its key is ours, uploads. Returns whether the snapshot
+    /// was signed here.
+    pub async fn publish(
+        &self,
+        changed: Vec<(String, Value, (String, SigningKey))>,
+    ) -> Result<bool, Failure> {
+        let now = OffsetDateTime::now_utc();
+        let mut upload = Vec::new();
+        for (role, mut body, (id, key)) in changed {
+            next_version(&mut body, now);
+            upload.push((role, envelope(&body, &[(id.as_str(), &key)])?));
+        }
+        let snapshot_keys = self.root_role_keys("snapshot");
+        let stored = stored_ids(&self.keys);
+        let ours = snapshot_keys.iter().any(|(id, _)| stored.contains(id));
+        if ours {
+            let snap_key = self.key_for(&snapshot_keys, "snapshot")?;
+            let mut snap = signed_body(self.files.get("snapshot").unwrap_or_default())?;
+            for (role, file) in &upload {
+                snap["meta"][role] = json!({
+                    "hashes": {
+                        "sha256": base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(file)),
+                        "sha512": base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(file)),
+                    },
+                    "length": file.len(),
+                });
+            }
+            next_version(&mut snap, now);
+            upload.push((
+                "snapshot".to_owned(),
+                envelope(&snap, &[(snap_key.0.as_str(), &snap_key.1)])?,
+            ));
+        }
+        if let Err(mut f) = upload_all(&self.fetcher, &self.gun, &upload).await {
+            // A concurrent publish, not a refusal of ours: every publish makes a new
+            // snapshot.
+            if f.kind == "upload_refused" {
+                if let Ok(now_files) = self.fetcher.fetch(&self.gun, None).await {
+                    if now_files.get("snapshot") != self.files.get("snapshot") {
+                        f.kind = "concurrent_publish";
+                        f.message = format!(
+                            "someone else published to {} while this run was preparing its update; nothing of this run was published — run it again ({})",
+                            self.gun, f.message
+                        );
+                    }
+                }
+            }
+            return Err(f);
+        }
+        Ok(ours)
+    }
+
+    /// The trust data as nodes will now read it, verified (and recorded as seen).
+    pub async fn read_back(&self) -> Result<VerifiedRepo, Failure> {
+        current(&self.fetcher, &self.state, &self.gun)
+            .await
+            .map(|(_, repo)| repo)
+    }
+}
+
+fn next_version(body: &mut Value, now: OffsetDateTime) {
+    let v = body["version"].as_u64().unwrap_or(0);
+    body["version"] = json!(v + 1);
+    body["expires"] = json!(rfc3339(now + ROLE_LIFETIME));
+}
+
+/// The repository's trust data, fetched and verified against the signer's own state.
+async fn current(
+    fetcher: &daemon::fetch::Fetcher,
+    state: &StateStore,
+    gun: &str,
+) -> Result<(RepoFiles, VerifiedRepo), Failure> {
+    let now = OffsetDateTime::now_utc();
+    let record = state
+        .load(gun)
+        .map_err(|e| failure(2, "state_unreadable", e.to_string()))?;
+    let trusted_root = record
+        .as_ref()
+        .and_then(|r| r.trusted.versions.get("root").copied());
+    let files = fetcher.fetch(gun, trusted_root).await.map_err(|e| match e {
+        daemon::fetch::FetchError::NotFound { .. } => failure(
+            1,
+            "no_trust_data",
+            format!("{e}; pullguard sign cannot initialise a repository yet: initialise it once with `notary init {gun}` and `notary publish {gun}`, then sign with pullguard"),
+        ),
+        other => failure(3, "trust_server_unreachable", other.to_string()),
+    })?;
+    let mut opts = VerifyOptions::new(gun, now, RootAnchor::FirstUse);
+    opts.state = record.as_ref().map(|r| &r.trusted);
+    let repo = trust_core::verify(&files, &opts).map_err(|e| {
+        failure(
+            1,
+            e.reason().as_str(),
+            format!("the current trust data of {gun} does not verify, so nothing was signed: {e}"),
+        )
+    })?;
+    let tofu = key_store::TofuRecord::if_first_use(&repo, now);
+    state
+        .record_verified(repo.state.clone(), now, tofu)
+        .map_err(|e| failure(2, "state_unwritable", e.to_string()))?;
+    Ok((files, repo))
+}
+
+/// The (verified) role that delegates to `role`.
+fn delegating_role(
+    files: &RepoFiles,
+    role: &str,
+) -> Result<trust_core::metadata::Signed<trust_core::metadata::TargetsRole>, Failure> {
+    let parent = role.rsplit_once('/').map_or("targets", |(p, _)| p);
+    let bytes = files.get(parent).ok_or_else(|| {
+        failure(
+            1,
+            "unknown_role",
+            format!("{parent} (the parent of {role}) has no trust data"),
+        )
+    })?;
+    parse_targets(parent, bytes).map_err(|e| failure(1, "malformed_metadata", e.to_string()))
+}
+
+/// One of our keys that may sign, with the ID the role lists it under. Notary lists
+/// delegation keys as certificates but names private keys by the bare public key's ID.
+fn signing_key(
+    keys: &KeyDir,
+    keys_dir: &Path,
+    authorised: &[(String, trust_core::keys::PublicKey)],
+    role: &str,
+    gun: &str,
+) -> Result<(String, SigningKey), Failure> {
+    let stored: Vec<String> = keys
+        .list()
+        .map_err(|e| failure(2, "keys_unreadable", e.to_string()))?
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    for (listed, public) in authorised {
+        let bare = public
+            .cert()
+            .map(|c| trust_core::keys::key_id("ecdsa", &c.spki));
+        let Some(id) = [Some(listed.clone()), bare]
+            .into_iter()
+            .flatten()
+            .find(|id| stored.contains(id))
+        else {
+            continue;
+        };
+        let env = "PULLGUARD_REPOSITORY_PASSPHRASE";
+        let pass = crate::keys::passphrase_for(
+            env,
+            &format!(
+                "Passphrase for the {role} key {}: ",
+                &id[..12.min(id.len())]
+            ),
+        )
+        .map_err(|e| failure(2, "no_passphrase", e))?;
+        let key = keys.load(&id, &pass).map_err(|e| {
+            failure(
+                2,
+                "wrong_passphrase",
+                format!(
+                    "{e} (the passphrase comes from {env} or the terminal); nothing was published"
+                ),
+            )
+        })?;
+        return Ok((listed.clone(), key));
+    }
+    Err(failure(
+        2,
+        "missing_key",
+        format!(
+            "no key in {} may sign {role} of {gun} (it accepts key IDs {}); import it with `pullguard keys import`, or have its holder sign, or add yours with `pullguard signer add`",
+            keys_dir.join("private").display(),
+            authorised.iter().map(|(id, _)| &id[..12.min(id.len())]).collect::<Vec<_>>().join(", ")
+        ),
+    ))
+}
+
+fn stored_ids(keys: &KeyDir) -> Vec<String> {
+    keys.list()
+        .map(|l| l.into_iter().map(|k| k.id).collect())
+        .unwrap_or_default()
+}
+
+/// The `signed` object of a role file.
+pub fn signed_body(bytes: &[u8]) -> Result<Value, Failure> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| failure(1, "malformed_metadata", e.to_string()))?;
+    match v.get("signed") {
+        Some(s) if s.is_object() => Ok(s.clone()),
+        _ => Err(failure(
+            1,
+            "malformed_metadata",
+            "a role file without a signed object",
+        )),
+    }
+}
+
+/// `{"signed": …, "signatures": […]}` with `signed` in canonical form, signed by `keys`.
+fn envelope(body: &Value, keys: &[(&str, &SigningKey)]) -> Result<Vec<u8>, Failure> {
+    let canonical = trust_core::canonical::canonicalize(
+        &serde_json::to_vec(body).map_err(|e| failure(2, "internal_error", e.to_string()))?,
+    )
+    .map_err(|e| failure(2, "internal_error", e.to_string()))?;
+    let signatures: Vec<Value> = keys
+        .iter()
+        .map(|(id, key)| {
+            let (method, sig) = key.sign(&canonical);
+            json!({"keyid": id, "method": method, "sig": base64::engine::general_purpose::STANDARD.encode(sig)})
+        })
+        .collect();
+    let mut out = b"{\"signed\":".to_vec();
+    out.extend_from_slice(&canonical);
+    out.extend_from_slice(b",\"signatures\":");
+    out.extend_from_slice(
+        &serde_json::to_vec(&signatures)
+            .map_err(|e| failure(2, "internal_error", e.to_string()))?,
+    );
+    out.push(b'}');
+    Ok(out)
+}
+
+/// One multipart POST of every changed role: notary-server applies all or nothing.
+async fn upload_all(
+    fetcher: &daemon::fetch::Fetcher,
+    gun: &str,
+    files: &[(String, Vec<u8>)],
+) -> Result<(), Failure> {
+    let mut form = reqwest::multipart::Form::new();
+    for (role, bytes) in files {
+        let part = reqwest::multipart::Part::bytes(bytes.clone())
+            .file_name(role.clone())
+            .mime_str("application/octet-stream")
+            .map_err(|e| failure(2, "internal_error", e.to_string()))?;
+        form = form.part("files", part);
+    }
+    let (client, base) = fetcher.http();
+    let url = format!("{base}/v2/{gun}/_trust/tuf/");
+    let resp = client
+        .post(&url)
+        .multipart(form)
+        .send()
+        .await
+        .map_err(|e| {
+            failure(
+                3,
+                "trust_server_unreachable",
+                format!("cannot upload to {base}: {e}; nothing was published"),
+            )
+        })?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = resp.bytes().await.unwrap_or_default();
+    let detail = serde_json::from_slice::<Value>(&body[..body.len().min(64 * 1024)])
+        .ok()
+        .and_then(|v| {
+            let e = v["errors"].get(0)?.clone();
+            Some(format!(
+                "{} {}",
+                e["message"].as_str().unwrap_or_default(),
+                e.get("detail").map(Value::to_string).unwrap_or_default()
+            ))
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
+    Err(failure(
+        1,
+        "upload_refused",
+        format!(
+            "{base} refused the update (HTTP {status}): {}; the remote trust data is unchanged",
+            detail.trim()
+        ),
+    ))
+}
