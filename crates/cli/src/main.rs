@@ -12,6 +12,7 @@ mod offline;
 mod policy_cmd;
 mod publish;
 mod sign;
+mod signer;
 mod trust_verify;
 
 /// Operators' command line for pullguard, the node-side enforcer of signed images.
@@ -66,6 +67,9 @@ enum Command {
     /// Sign an image tag and publish it to the trust server (Docker Content Trust).
     #[command(after_help = sign::EXAMPLES)]
     Sign(sign::Args),
+    /// Who may sign a repository's tags: add, remove, list signers (delegations).
+    #[command(subcommand, after_help = signer::EXAMPLES)]
+    Signer(signer::Command),
     /// Pinned roots, trusted state and signing keys.
     #[command(after_help = keys::EXAMPLES)]
     Keys {
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Events(args) => events_cmd::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Sign(args) => sign::run(&args),
+        Command::Signer(command) => signer::run(&command),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "pullguard", &mut std::io::stdout());

@@ -89,10 +89,11 @@ impl Signing {
         );
     }
 
-    /// `pullguard sign REPO:TAG --json` with `server` as the trust server; (exit code,
-    /// JSON, all output).
-    fn sign_via(
+    /// `pullguard sign REPO:TAG --json` with `server` as the trust server and the keys
+    /// of `keys`; (exit code, JSON, all output).
+    fn sign_as(
         &self,
+        keys: &Path,
         server: &str,
         tag: &str,
         pass: &str,
@@ -103,12 +104,48 @@ impl Signing {
             .args(["sign", &reference, "--json", "--server", server, "--ca"])
             .arg(self.get("NOTARY_CA"))
             .args(["--insecure-registry", self.get("REGISTRY"), "--keys-dir"])
-            .arg(&self.keys)
+            .arg(keys)
             .arg("--state-dir")
             .arg(&self.state)
             .args(extra)
             .env("PULLGUARD_REPOSITORY_PASSPHRASE", pass)
             .env("DOCKER_CONFIG", self.dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or_default();
+        let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), json, text)
+    }
+
+    fn sign_via(
+        &self,
+        server: &str,
+        tag: &str,
+        pass: &str,
+        extra: &[&str],
+    ) -> (i32, serde_json::Value, String) {
+        self.sign_as(&self.keys, server, tag, pass, extra)
+    }
+
+    /// `pullguard signer ARGS REPO --json` with the admin's keys.
+    fn signer(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+            .arg("signer")
+            .args(args)
+            .arg(self.get("REPO"))
+            .args([
+                "--json",
+                "--server",
+                self.get("NOTARY_URL"),
+                "--ca",
+                self.get("NOTARY_CA"),
+                "--keys-dir",
+            ])
+            .arg(&self.keys)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .env("PULLGUARD_REPOSITORY_PASSPHRASE", KEY_PASS)
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -380,4 +417,83 @@ fn a_concurrent_publish_is_detected_and_nothing_is_half_published() {
         listed.contains("v1") && listed.contains("by-someone-else"),
         "{listed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signer_added_with_signer_add_signs_with_their_own_key() {
+    let s = Signing::start();
+    let repo = s.get("REPO").to_owned();
+    // As repositories `docker trust` creates: the server signs the snapshot.
+    s.notary(&format!("key rotate {repo} snapshot -r"));
+
+    // Bob makes his own key, in his own keys directory.
+    let bob_keys = s.dir.path().join("bob-keys");
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(["keys", "--keys-dir"])
+        .arg(&bob_keys)
+        .args(["generate", "--role", "targets/releases", "--json"])
+        .env("PULLGUARD_KEY_PASSPHRASE", "bob-passphrase")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bob_pub = s.dir.path().join("bob.pub");
+    std::fs::write(&bob_pub, generated["public_pem"].as_str().unwrap()).unwrap();
+
+    // Before he is added, his signature is refused here, not by the server.
+    let (code, json, text) = s.sign_as(&bob_keys, s.get("NOTARY_URL"), "v2", "bob-passphrase", &[]);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (2, Some("missing_key")),
+        "{text}"
+    );
+
+    // The repository's admin adds him.
+    let (code, json, text) = s.signer(&["add", "bob", "--key", bob_pub.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["key_id"], generated["key_id"], "{json}");
+    let (code, json, text) = s.signer(&["list"]);
+    assert_eq!(code, 0, "{text}");
+    let names: Vec<&str> = json["signers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"bob") && names.contains(&"releases"),
+        "{json}"
+    );
+
+    // Bob signs v2 with his own key; the server signs the snapshot.
+    let (code, json, text) = s.sign_as(&bob_keys, s.get("NOTARY_URL"), "v2", "bob-passphrase", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["snapshot"], "signed by the server", "{json}");
+    let lookup = s.notary(&format!("lookup {repo} v2"));
+    assert!(
+        lookup.contains(s.get("DIGEST_V2").trim_start_matches("sha256:")),
+        "{lookup}"
+    );
+    let world = s.daemon_world();
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &format!("{repo}:v2"), s.get("DIGEST_V2")).await;
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(v.role, "targets/releases");
+
+    // Removed, he can no longer sign.
+    let (code, _, text) = s.signer(&["remove", "bob"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, json, text) = s.sign_as(&bob_keys, s.get("NOTARY_URL"), "v1", "bob-passphrase", &[]);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (2, Some("missing_key")),
+        "{text}"
+    );
+    let (code, json, _) = s.signer(&["remove", "bob"]);
+    assert_eq!((code, json["error"].as_str()), (1, Some("unknown_signer")));
 }
