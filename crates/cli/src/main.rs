@@ -11,6 +11,7 @@ mod keys;
 mod offline;
 mod policy_cmd;
 mod publish;
+mod rotate;
 mod sign;
 mod signer;
 mod trust_verify;
@@ -70,6 +71,9 @@ enum Command {
     /// Who may sign a repository's tags: add, remove, list signers (delegations).
     #[command(subcommand, after_help = signer::EXAMPLES)]
     Signer(signer::Command),
+    /// A repository's keys on the trust server: rotate the root key (cross-signed).
+    #[command(subcommand, after_help = rotate::EXAMPLES)]
+    Key(rotate::Command),
     /// Pinned roots, trusted state and signing keys.
     #[command(after_help = keys::EXAMPLES)]
     Keys {
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Sign(args) => sign::run(&args),
         Command::Signer(command) => signer::run(&command),
+        Command::Key(command) => rotate::run(&command),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "pullguard", &mut std::io::stdout());

@@ -16,6 +16,8 @@ use trust_core::{RepoFiles, RootAnchor, VerifiedRepo, VerifyOptions};
 
 /// Role files are given three years, as Notary does.
 pub const ROLE_LIFETIME: time::Duration = time::Duration::days(3 * 365);
+/// Root files and root certificates ten years, as Notary does.
+pub const ROOT_LIFETIME: time::Duration = time::Duration::days(10 * 365);
 
 /// Why publishing failed; each message says what to do. `code` is the exit code.
 #[derive(Debug)]
@@ -59,6 +61,12 @@ pub struct Target {
     )]
     pub state_dir: PathBuf,
 }
+
+/// A key that signs, with the ID the role lists it under.
+pub type RoleKey = (String, SigningKey);
+
+/// A role to publish: its name, its new `signed` body, the keys that sign it.
+pub type Change = (String, Value, Vec<RoleKey>);
 
 /// One repository's verified trust data, ready to be changed and published.
 pub struct Session {
@@ -164,7 +172,7 @@ impl Session {
         &self,
         authorised: &[(String, PublicKey)],
         role: &str,
-    ) -> Result<(String, SigningKey), Failure> {
+    ) -> Result<RoleKey, Failure> {
         signing_key(&self.keys, &self.keys_dir, authorised, role, &self.gun)
     }
 
@@ -179,18 +187,17 @@ impl Session {
         }
     }
 
-    /// Publishes the new versions of `changed` (role, new `signed` body, key): signs
+    /// Publishes the new versions of `changed` (role, new `signed` body, keys): signs
     /// each, adds a snapshot when its key is ours, uploads. Returns whether the snapshot
     /// was signed here.
-    pub async fn publish(
-        &self,
-        changed: Vec<(String, Value, (String, SigningKey))>,
-    ) -> Result<bool, Failure> {
+    pub async fn publish(&self, changed: Vec<Change>) -> Result<bool, Failure> {
         let now = OffsetDateTime::now_utc();
         let mut upload = Vec::new();
-        for (role, mut body, (id, key)) in changed {
-            next_version(&mut body, now);
-            upload.push((role, envelope(&body, &[(id.as_str(), &key)])?));
+        for (role, mut body, keys) in changed {
+            next_version(&mut body, now, &role);
+            let keys: Vec<(&str, &SigningKey)> =
+                keys.iter().map(|(id, k)| (id.as_str(), k)).collect();
+            upload.push((role, envelope(&body, &keys)?));
         }
         let snapshot_keys = self.root_role_keys("snapshot");
         let stored = stored_ids(&self.keys);
@@ -207,7 +214,7 @@ impl Session {
                     "length": file.len(),
                 });
             }
-            next_version(&mut snap, now);
+            next_version(&mut snap, now, "snapshot");
             upload.push((
                 "snapshot".to_owned(),
                 envelope(&snap, &[(snap_key.0.as_str(), &snap_key.1)])?,
@@ -240,10 +247,15 @@ impl Session {
     }
 }
 
-fn next_version(body: &mut Value, now: OffsetDateTime) {
+fn next_version(body: &mut Value, now: OffsetDateTime, role: &str) {
     let v = body["version"].as_u64().unwrap_or(0);
     body["version"] = json!(v + 1);
-    body["expires"] = json!(rfc3339(now + ROLE_LIFETIME));
+    let lifetime = if role == "root" {
+        ROOT_LIFETIME
+    } else {
+        ROLE_LIFETIME
+    };
+    body["expires"] = json!(rfc3339(now + lifetime));
 }
 
 /// The repository's trust data, fetched and verified against the signer's own state.
@@ -325,7 +337,11 @@ fn signing_key(
         else {
             continue;
         };
-        let env = "PULLGUARD_REPOSITORY_PASSPHRASE";
+        let env = if role == "root" {
+            "PULLGUARD_ROOT_PASSPHRASE"
+        } else {
+            "PULLGUARD_REPOSITORY_PASSPHRASE"
+        };
         let pass = crate::keys::passphrase_for(
             env,
             &format!(

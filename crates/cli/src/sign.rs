@@ -131,7 +131,9 @@ async fn sign(args: &Args) -> Result<Value, Failure> {
         "hashes": {"sha256": base64::engine::general_purpose::STANDARD.encode(&digest_bytes)},
         "length": size,
     });
-    let snapshot_here = session.publish(vec![(role.clone(), body, key)]).await?;
+    let snapshot_here = session
+        .publish(vec![(role.clone(), body, vec![key])])
+        .await?;
 
     // Read back what nodes will read, and check it says what we signed.
     let after = session.read_back().await?;

@@ -114,7 +114,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
             }
             let admin = session.key_for(&session.root_role_keys("targets"), "targets")?;
             session
-                .publish(vec![("targets".to_owned(), body, admin)])
+                .publish(vec![("targets".to_owned(), body, vec![admin])])
                 .await?;
             Ok((
                 json!({"ok": true, "signer": name, "key_id": key_id, "repository": repository, "roles": [format!("targets/{name}"), RELEASES]}),
@@ -188,7 +188,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
             }
             let admin = session.key_for(&session.root_role_keys("targets"), "targets")?;
             session
-                .publish(vec![("targets".to_owned(), body, admin)])
+                .publish(vec![("targets".to_owned(), body, vec![admin])])
                 .await?;
             Ok((
                 json!({"ok": true, "removed": name, "repository": repository, "key_ids": their_keys}),

@@ -497,3 +497,112 @@ async fn a_second_signer_added_with_signer_add_signs_with_their_own_key() {
     let (code, json, _) = s.signer(&["remove", "bob"]);
     assert_eq!((code, json["error"].as_str()), (1, Some("unknown_signer")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_root_rotation_is_followed_by_nodes_and_the_notary_cli_that_trusted_the_old_root() {
+    let s = Signing::start();
+    let repo = s.get("REPO").to_owned();
+    let (code, _, text) = s.sign("v1");
+    assert_eq!(code, 0, "{text}");
+    // A node trusts the current root (trust on first use).
+    let world = s.daemon_world();
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    assert!(
+        verify(&mut c, &format!("{repo}:v1"), s.get("DIGEST_V1"))
+            .await
+            .allowed
+    );
+
+    // Without the root key: refused, and nothing changes.
+    let before = s.remote();
+    let rotate = |extra_env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+            .args([
+                "key",
+                "rotate",
+                &repo,
+                "root",
+                "--json",
+                "--server",
+                s.get("NOTARY_URL"),
+                "--ca",
+                s.get("NOTARY_CA"),
+                "--keys-dir",
+            ])
+            .arg(&s.keys)
+            .arg("--state-dir")
+            .arg(&s.state)
+            .envs(extra_env.iter().copied())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_default();
+        (
+            out.status.code().unwrap_or(-1),
+            json,
+            format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (code, json, text) = rotate(&[("PULLGUARD_ROOT_PASSPHRASE", "new-root-pass")]);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (2, Some("missing_key")),
+        "{text}"
+    );
+    assert_eq!(s.remote(), before);
+
+    // With the old root key imported: rotated, cross-signed.
+    let (file, _) = s.notary_key("root");
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(["keys", "--keys-dir"])
+        .arg(&s.keys)
+        .arg("import")
+        .arg(file)
+        .env("PULLGUARD_IMPORT_PASSPHRASE", "pullguard-test-root")
+        .env("PULLGUARD_KEY_PASSPHRASE", "old-root-pass")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The old key's passphrase, then the new key's (one variable serves both here).
+    let (code, json, text) = rotate(&[
+        ("PULLGUARD_ROOT_PASSPHRASE", "old-root-pass"),
+        ("PULLGUARD_REPOSITORY_PASSPHRASE", KEY_PASS),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["root_version"], 2, "{json}");
+    assert_ne!(json["old_key_id"], json["new_key_id"]);
+
+    // The notary CLI, which trusted the old root, follows (and its lookup still works).
+    let lookup = s.notary(&format!("lookup {repo} v1"));
+    assert!(
+        lookup.contains(s.get("DIGEST_V1").trim_start_matches("sha256:")),
+        "{lookup}"
+    );
+    // The node follows: a tag signed after the rotation is allowed (its fetch brings the
+    // new root, which must verify against the old one the node trusted).
+    let (code, _, text) = s.sign("v2");
+    assert_eq!(code, 0, "{text}");
+    let digest_v2 = s.get("DIGEST_V2").to_owned();
+    let allowed = eventually(10, || {
+        let mut c = c.clone();
+        let (image, digest) = (format!("{repo}:v2"), digest_v2.clone());
+        async move {
+            let v = verify(&mut c, &image, &digest).await;
+            v.allowed.then_some(v)
+        }
+    })
+    .await;
+    assert!(allowed.is_some(), "the node did not follow the rotation");
+    let state = std::fs::read_dir(world.state.join("repos"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .find(|t| t.contains(&repo))
+        .expect("the node's state for the repository");
+    assert!(state.contains("\"root\":2"), "{state}");
+}

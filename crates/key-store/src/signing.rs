@@ -110,6 +110,53 @@ impl SigningKey {
         trust_core::keys::key_id(self.keytype(), &self.public())
     }
 
+    /// A self-signed certificate (PEM) for this key with common name `cn`, valid for
+    /// `days` from now: what Notary lists root keys as (`ecdsa-x509`), with the
+    /// repository as the common name. P-256 keys only.
+    pub fn self_signed_cert(&self, cn: &str, days: u32) -> Result<String> {
+        use std::str::FromStr as _;
+        use x509_cert::builder::{Builder as _, CertificateBuilder, Profile};
+        use x509_cert::der::EncodePem as _;
+        let unsupported = |detail: String| Error::UnsupportedKey {
+            what: self.key_id(),
+            detail,
+        };
+        let Secret::P256(key) = &self.secret else {
+            return Err(unsupported(
+                "root certificates are made for ECDSA P-256 keys only".to_owned(),
+            ));
+        };
+        let spki = x509_cert::spki::SubjectPublicKeyInfoOwned::try_from(self.public().as_slice())
+            .map_err(|e| unsupported(e.to_string()))?;
+        // Quotes and separators would change the name's meaning; a GUN has none.
+        if cn.contains([',', '+', '=', '"', '\\', '<', '>', ';']) {
+            return Err(unsupported(format!("{cn:?} cannot be a certificate name")));
+        }
+        let subject = x509_cert::name::Name::from_str(&format!("CN={cn}"))
+            .map_err(|e| unsupported(e.to_string()))?;
+        let validity = x509_cert::time::Validity::from_now(std::time::Duration::from_secs(
+            u64::from(days) * 86_400,
+        ))
+        .map_err(|e| unsupported(e.to_string()))?;
+        let mut serial = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut serial);
+        serial[0] &= 0x7f; // positive
+        let serial = x509_cert::serial_number::SerialNumber::new(&serial)
+            .map_err(|e| unsupported(e.to_string()))?;
+        // A leaf (not a CA), self-issued: Notary takes only leaf certificates as root keys.
+        let profile = Profile::Leaf {
+            issuer: subject.clone(),
+            enable_key_agreement: false,
+            enable_key_encipherment: false,
+        };
+        let cert = CertificateBuilder::new(profile, serial, validity, subject, spki, key)
+            .map_err(|e| unsupported(e.to_string()))?
+            .build::<p256::ecdsa::DerSignature>()
+            .map_err(|e| unsupported(e.to_string()))?;
+        cert.to_pem(x509_cert::der::pem::LineEnding::LF)
+            .map_err(|e| unsupported(e.to_string()))
+    }
+
     /// The public key as a PEM `PUBLIC KEY` (for `notary delegation add` and peers).
     pub fn public_pem(&self) -> String {
         let der = match &self.secret {
