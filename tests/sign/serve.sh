@@ -2,7 +2,8 @@
 # Starts, on 127.0.0.1 with all state in DIR: notary-signer + notary-server and a
 # docker-registry. Initialises REPO (127.0.0.1:PORT/team/app) with the real notary CLI,
 # with a targets/releases delegation and the snapshot key held by the client (notary's
-# default), and pushes three tiny images: v1, v2 and unsigned — none of them signed.
+# default), and pushes three tiny images: v1, v2 and unsigned — none of them signed —
+# and FRESH:v1, a repository the notary-server knows nothing about.
 # Writes DIR/env (NAME=VALUE lines); the caller stops the servers by the PIDs listed.
 # Usage: tests/sign/serve.sh DIR
 set -euo pipefail
@@ -22,6 +23,11 @@ for tag in v1 v2 unsigned; do
   push_image "$dir/img-$tag" "$repo:$tag"
   digest[$tag]=$IMAGE_DIGEST
 done
+
+# A repository with no trust data at all, for `pullguard sign` to initialise.
+oci_image "$dir/img-fresh" "pullguard sign test: a new repository"
+push_image "$dir/img-fresh" "127.0.0.1:$REGISTRY_PORT/team/fresh:v1"
+digest[fresh]=$IMAGE_DIGEST
 
 notary_cli init "$repo" >/dev/null
 notary_cli publish "$repo" >/dev/null
@@ -43,4 +49,6 @@ notary_cli publish "$repo" >/dev/null
   echo "DIGEST_V1=${digest[v1]}"
   echo "DIGEST_V2=${digest[v2]}"
   echo "DIGEST_UNSIGNED=${digest[unsigned]}"
+  echo "FRESH=127.0.0.1:$REGISTRY_PORT/team/fresh"
+  echo "DIGEST_FRESH=${digest[fresh]}"
 } > "$dir/env"

@@ -80,21 +80,182 @@ pub struct Session {
     pub top: Signed<TargetsRole>,
 }
 
+/// The trust server's client, the signer's state and keys.
+fn connect(target: &Target) -> Result<(daemon::fetch::Fetcher, StateStore, KeyDir), Failure> {
+    let server = policy::TrustServer {
+        name: "publish".to_owned(),
+        url: target.server.trim_end_matches('/').to_owned(),
+        ca_file: target.ca.clone(),
+        timeout: std::time::Duration::from_secs(30),
+    };
+    let fetcher = daemon::fetch::Fetcher::new(&server)
+        .map_err(|e| failure(2, "bad_trust_server", e.to_string()))?;
+    let state = StateStore::open(&target.state_dir)
+        .map_err(|e| failure(2, "state_unreadable", e.to_string()))?;
+    let keys = KeyDir::open(&target.keys_dir.join("private"))
+        .map_err(|e| failure(2, "keys_unreadable", e.to_string()))?;
+    Ok((fetcher, state, keys))
+}
+
+/// Root certificates are valid ten years, as Notary makes them.
+pub const ROOT_CERT_DAYS: u32 = 3650;
+
+/// A new root key: P-256 with a self-issued certificate named after the repository, as
+/// Notary makes them. Returns the ID root.json lists it under, and its `keys` entry.
+pub fn new_root_key(gun: &str) -> Result<(SigningKey, String, Value), Failure> {
+    let key = SigningKey::generate(
+        key_store::KeyAlgorithm::Ecdsa,
+        Some("root".to_owned()),
+        Some(gun.to_owned()),
+    );
+    let cert = key
+        .self_signed_cert(gun, ROOT_CERT_DAYS)
+        .map_err(|e| failure(2, "internal_error", e.to_string()))?;
+    let id = trust_core::keys::key_id("ecdsa-x509", cert.as_bytes());
+    let entry = json!({"keytype": "ecdsa-x509", "keyval": {"private": null, "public": b64(cert.as_bytes())}});
+    Ok((key, id, entry))
+}
+
+/// A new key for a role other than root, with its ID and `keys` entry.
+pub fn new_role_key(gun: &str, role: &str) -> (SigningKey, String, Value) {
+    let key = SigningKey::generate(
+        key_store::KeyAlgorithm::Ecdsa,
+        Some(role.to_owned()),
+        Some(gun.to_owned()),
+    );
+    let id = key.key_id();
+    let entry = json!({"keytype": key.keytype(), "keyval": {"private": null, "public": b64(&key.public())}});
+    (key, id, entry)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The public key the server holds for `role` (`timestamp`, or `snapshot` when the
+/// server manages it), creating it if the repository is new; `rotate` asks for a new
+/// one. Returns its ID and `keys` entry.
+pub async fn server_key(
+    fetcher: &daemon::fetch::Fetcher,
+    gun: &str,
+    role: &str,
+    rotate: bool,
+) -> Result<(String, Value), Failure> {
+    let (client, base) = fetcher.http();
+    let url = format!("{base}/v2/{gun}/_trust/tuf/{role}.key");
+    let request = if rotate {
+        client.post(&url)
+    } else {
+        client.get(&url)
+    };
+    let unreachable = |e: String| {
+        failure(
+            3,
+            "trust_server_unreachable",
+            format!("cannot get the {role} key from {base}: {e}"),
+        )
+    };
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(unreachable(format!("HTTP {}", resp.status())));
+    }
+    let body = resp.bytes().await.map_err(|e| unreachable(e.to_string()))?;
+    if body.len() > 256 * 1024 {
+        return Err(unreachable("an oversized key".to_owned()));
+    }
+    let v: Value = serde_json::from_slice(&body).map_err(|e| unreachable(e.to_string()))?;
+    let keytype = v["keytype"].as_str().unwrap_or_default().to_owned();
+    let public = v["keyval"]["public"]
+        .as_str()
+        .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+        .ok_or_else(|| unreachable("a key without a public part".to_owned()))?;
+    if PublicKey::new(&keytype, &public)
+        .unusable_reason()
+        .is_some()
+    {
+        return Err(unreachable(format!("an unusable {keytype:?} key")));
+    }
+    let id = trust_core::keys::key_id(&keytype, &public);
+    Ok((
+        id,
+        json!({"keytype": keytype, "keyval": {"private": null, "public": b64(&public)}}),
+    ))
+}
+
+/// Creates `gun` on the server, as `docker trust sign` did for a new repository: root
+/// and targets keys made here (stored encrypted before anything is sent), timestamp and
+/// snapshot keys held by the server, root.json and targets.json (listing `targets`)
+/// uploaded together; the server then signs snapshot and timestamp.
+pub async fn initialise(target: &Target, gun: &str, targets: Value) -> Result<(), Failure> {
+    let (fetcher, _, keys) = connect(target)?;
+    let (timestamp_id, timestamp) = server_key(&fetcher, gun, "timestamp", false).await?;
+    let (snapshot_id, snapshot) = server_key(&fetcher, gun, "snapshot", false).await?;
+    let root_pass = crate::keys::passphrase_for(
+        "PULLGUARD_ROOT_PASSPHRASE",
+        &format!("Passphrase for the new root key of {gun}: "),
+    )
+    .map_err(|e| failure(2, "no_passphrase", e))?;
+    let repo_pass = crate::keys::passphrase_for(
+        "PULLGUARD_REPOSITORY_PASSPHRASE",
+        &format!("Passphrase for the new targets key of {gun}: "),
+    )
+    .map_err(|e| failure(2, "no_passphrase", e))?;
+    let (root_key, root_id, root_entry) = new_root_key(gun)?;
+    let (targets_key, targets_id, targets_entry) = new_role_key(gun, "targets");
+    for (key, pass) in [(&root_key, &root_pass), (&targets_key, &repo_pass)] {
+        keys.store(key, pass)
+            .map_err(|e| failure(2, "keys_unwritable", e.to_string()))?;
+    }
+    let now = OffsetDateTime::now_utc();
+    let one = |id: &str| json!({"keyids": [id], "threshold": 1});
+    let mut root = json!({
+        "_type": "Root",
+        "consistent_snapshot": false,
+        "keys": {},
+        "roles": {
+            "root": one(&root_id),
+            "targets": one(&targets_id),
+            "snapshot": one(&snapshot_id),
+            "timestamp": one(&timestamp_id),
+        },
+        "version": 0,
+    });
+    for (id, entry) in [
+        (&root_id, root_entry),
+        (&targets_id, targets_entry),
+        (&snapshot_id, snapshot),
+        (&timestamp_id, timestamp),
+    ] {
+        root["keys"][id] = entry;
+    }
+    next_version(&mut root, now, "root");
+    let mut top = json!({
+        "_type": "Targets",
+        "delegations": {"keys": {}, "roles": []},
+        "targets": targets,
+        "version": 0,
+    });
+    next_version(&mut top, now, "targets");
+    let upload = vec![
+        (
+            "root".to_owned(),
+            envelope(&root, &[(root_id.as_str(), &root_key)])?,
+        ),
+        (
+            "targets".to_owned(),
+            envelope(&top, &[(targets_id.as_str(), &targets_key)])?,
+        ),
+    ];
+    upload_all(&fetcher, gun, &upload).await
+}
+
 impl Session {
     /// Fetches and verifies `gun`'s trust data from the target's server.
     pub async fn open(target: &Target, gun: &str) -> Result<Session, Failure> {
-        let server = policy::TrustServer {
-            name: "publish".to_owned(),
-            url: target.server.trim_end_matches('/').to_owned(),
-            ca_file: target.ca.clone(),
-            timeout: std::time::Duration::from_secs(30),
-        };
-        let fetcher = daemon::fetch::Fetcher::new(&server)
-            .map_err(|e| failure(2, "bad_trust_server", e.to_string()))?;
-        let state = StateStore::open(&target.state_dir)
-            .map_err(|e| failure(2, "state_unreadable", e.to_string()))?;
-        let keys = KeyDir::open(&target.keys_dir.join("private"))
-            .map_err(|e| failure(2, "keys_unreadable", e.to_string()))?;
+        let (fetcher, state, keys) = connect(target)?;
         let (files, _) = current(&fetcher, &state, gun).await?;
         let root = parse_root("root", files.get("root").unwrap_or_default())
             .map_err(|e| failure(1, "malformed_metadata", e.to_string()))?;
@@ -167,6 +328,22 @@ impl Session {
             .collect())
     }
 
+    /// Whether we hold one of `authorised`.
+    pub fn holds_any(&self, authorised: &[(String, PublicKey)]) -> bool {
+        stored_match(&stored_ids(&self.keys), authorised).is_some()
+    }
+
+    /// Our stored file for one of `authorised`: (ID the role lists, the file).
+    pub fn stored_file_of(&self, authorised: &[(String, PublicKey)]) -> Option<(String, PathBuf)> {
+        let entries = self.keys.list().ok()?;
+        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        let (listed, id) = stored_match(&ids, authorised)?;
+        entries
+            .into_iter()
+            .find(|e| e.id == id)
+            .map(|e| (listed, e.path))
+    }
+
     /// One of our keys among `authorised`, decrypted, with the ID the role lists.
     pub fn key_for(
         &self,
@@ -191,6 +368,16 @@ impl Session {
     /// each, adds a snapshot when its key is ours, uploads. Returns whether the snapshot
     /// was signed here.
     pub async fn publish(&self, changed: Vec<Change>) -> Result<bool, Failure> {
+        self.publish_with(changed, None).await
+    }
+
+    /// [`Session::publish`], with the snapshot signed by `snapshot_key` when given (a
+    /// snapshot key being rotated in).
+    pub async fn publish_with(
+        &self,
+        changed: Vec<Change>,
+        snapshot_key: Option<RoleKey>,
+    ) -> Result<bool, Failure> {
         let now = OffsetDateTime::now_utc();
         let mut upload = Vec::new();
         for (role, mut body, keys) in changed {
@@ -200,10 +387,15 @@ impl Session {
             upload.push((role, envelope(&body, &keys)?));
         }
         let snapshot_keys = self.root_role_keys("snapshot");
-        let stored = stored_ids(&self.keys);
-        let ours = snapshot_keys.iter().any(|(id, _)| stored.contains(id));
-        if ours {
-            let snap_key = self.key_for(&snapshot_keys, "snapshot")?;
+        let snap_key = match snapshot_key {
+            Some(k) => Some(k),
+            None if self.holds_any(&snapshot_keys) => {
+                Some(self.key_for(&snapshot_keys, "snapshot")?)
+            }
+            None => None,
+        };
+        let ours = snap_key.is_some();
+        if let Some(snap_key) = snap_key {
             let mut snap = signed_body(self.files.get("snapshot").unwrap_or_default())?;
             for (role, file) in &upload {
                 snap["meta"][role] = json!({
@@ -271,14 +463,17 @@ async fn current(
     let trusted_root = record
         .as_ref()
         .and_then(|r| r.trusted.versions.get("root").copied());
-    let files = fetcher.fetch(gun, trusted_root).await.map_err(|e| match e {
-        daemon::fetch::FetchError::NotFound { .. } => failure(
-            1,
-            "no_trust_data",
-            format!("{e}; pullguard sign cannot initialise a repository yet: initialise it once with `notary init {gun}` and `notary publish {gun}`, then sign with pullguard"),
-        ),
-        other => failure(3, "trust_server_unreachable", other.to_string()),
-    })?;
+    let files = fetcher
+        .fetch(gun, trusted_root)
+        .await
+        .map_err(|e| match e {
+            daemon::fetch::FetchError::NotFound { .. } => failure(
+                1,
+                "no_trust_data",
+                format!("{e}; `pullguard sign {gun}:TAG` initialises it with its first tag"),
+            ),
+            other => failure(3, "trust_server_unreachable", other.to_string()),
+        })?;
     let mut opts = VerifyOptions::new(gun, now, RootAnchor::FirstUse);
     opts.state = record.as_ref().map(|r| &r.trusted);
     let repo = trust_core::verify(&files, &opts).map_err(|e| {
@@ -326,17 +521,7 @@ fn signing_key(
         .into_iter()
         .map(|k| k.id)
         .collect();
-    for (listed, public) in authorised {
-        let bare = public
-            .cert()
-            .map(|c| trust_core::keys::key_id("ecdsa", &c.spki));
-        let Some(id) = [Some(listed.clone()), bare]
-            .into_iter()
-            .flatten()
-            .find(|id| stored.contains(id))
-        else {
-            continue;
-        };
+    if let Some((listed, id)) = stored_match(&stored, authorised) {
         let env = if role == "root" {
             "PULLGUARD_ROOT_PASSPHRASE"
         } else {
@@ -359,7 +544,7 @@ fn signing_key(
                 ),
             )
         })?;
-        return Ok((listed.clone(), key));
+        return Ok((listed, key));
     }
     Err(failure(
         2,
@@ -370,6 +555,22 @@ fn signing_key(
             authorised.iter().map(|(id, _)| &id[..12.min(id.len())]).collect::<Vec<_>>().join(", ")
         ),
     ))
+}
+
+/// The first of `authorised` we hold: (ID the role lists, ID of our stored file). Notary
+/// lists root and delegation keys as certificates but names private keys by the bare
+/// public key's ID.
+fn stored_match(stored: &[String], authorised: &[(String, PublicKey)]) -> Option<(String, String)> {
+    authorised.iter().find_map(|(listed, public)| {
+        let bare = public
+            .cert()
+            .map(|c| trust_core::keys::key_id("ecdsa", &c.spki));
+        [Some(listed.clone()), bare]
+            .into_iter()
+            .flatten()
+            .find(|id| stored.contains(id))
+            .map(|id| (listed.clone(), id))
+    })
 }
 
 fn stored_ids(keys: &KeyDir) -> Vec<String> {

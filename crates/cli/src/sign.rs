@@ -9,7 +9,9 @@
 //! POST, which the server accepts or refuses as a whole. When the snapshot key is not
 //! ours, the server signs the snapshot (and always the timestamp).
 //!
-//! Not yet: initialising a repository (it must exist, e.g. `notary init` + `publish`).
+//! A repository with no trust data yet is initialised by its first tag: root and
+//! targets keys made here (the root key stays here, encrypted), timestamp and snapshot
+//! keys held by the server.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -99,7 +101,31 @@ async fn sign(args: &Args) -> Result<Value, Failure> {
     })?;
     let gun = image.repository();
     // Trust data first: no registry round trip for a repository we cannot sign.
-    let session = Session::open(&args.target, &gun).await?;
+    let session = match Session::open(&args.target, &gun).await {
+        Ok(s) => s,
+        Err(f)
+            if f.kind == "no_trust_data" && args.role.as_deref().is_none_or(|r| r == "targets") =>
+        {
+            // A new repository: its first tag initialises it.
+            let (digest_hex, size) = manifest(args, &image, &tag).await?;
+            let mut targets = json!({});
+            targets[&tag] = target_entry(&digest_hex, size);
+            crate::publish::initialise(&args.target, &gun, targets).await?;
+            let after = Session::open(&args.target, &gun).await?.read_back().await?;
+            check_resolves(&after, &gun, &tag, "targets", &digest_hex)?;
+            return Ok(done(
+                &gun,
+                &tag,
+                &digest_hex,
+                size,
+                "targets",
+                1,
+                false,
+                true,
+            ));
+        }
+        Err(f) => return Err(f),
+    };
     let role = match &args.role {
         Some(r) => r.clone(),
         None if session
@@ -119,30 +145,65 @@ async fn sign(args: &Args) -> Result<Value, Failure> {
         session.delegation_keys(&role, Some(&tag))?
     };
     let key = session.key_for(&authorised, &role)?;
-    let (digest_hex, size) = match (&args.digest, args.size) {
-        (Some(d), Some(n)) => (parse_digest(d)?, n),
-        _ => manifest_of(args, &image, &tag).await?,
-    };
+    let (digest_hex, size) = manifest(args, &image, &tag).await?;
 
     let mut body = session.body_of(&role)?;
     let version = body["version"].as_u64().unwrap_or(0) + 1;
-    let digest_bytes = hex::decode(&digest_hex).unwrap_or_default();
-    body["targets"][&tag] = json!({
-        "hashes": {"sha256": base64::engine::general_purpose::STANDARD.encode(&digest_bytes)},
-        "length": size,
-    });
+    body["targets"][&tag] = target_entry(&digest_hex, size);
     let snapshot_here = session
         .publish(vec![(role.clone(), body, vec![key])])
         .await?;
 
     // Read back what nodes will read, and check it says what we signed.
     let after = session.read_back().await?;
+    check_resolves(&after, &gun, &tag, &role, &digest_hex)?;
+    Ok(done(
+        &gun,
+        &tag,
+        &digest_hex,
+        size,
+        &role,
+        version,
+        snapshot_here,
+        false,
+    ))
+}
+
+/// The tag's digest and size: given, or from the registry.
+async fn manifest(
+    args: &Args,
+    image: &policy::ImageRef,
+    tag: &str,
+) -> Result<(String, u64), Failure> {
+    match (&args.digest, args.size) {
+        (Some(d), Some(n)) => Ok((parse_digest(d)?, n)),
+        _ => manifest_of(args, image, tag).await,
+    }
+}
+
+/// A targets entry as Notary writes one for an image: manifest SHA-256 and length.
+fn target_entry(digest_hex: &str, size: u64) -> Value {
+    let digest_bytes = hex::decode(digest_hex).unwrap_or_default();
+    json!({
+        "hashes": {"sha256": base64::engine::general_purpose::STANDARD.encode(&digest_bytes)},
+        "length": size,
+    })
+}
+
+/// Whether the published trust data now resolves `tag` to the digest we signed.
+fn check_resolves(
+    after: &trust_core::VerifiedRepo,
+    gun: &str,
+    tag: &str,
+    role: &str,
+    digest_hex: &str,
+) -> Result<(), Failure> {
     let policy = if role == "targets" || role == "targets/releases" {
         TagPolicy::Docker
     } else {
         TagPolicy::AnyRole
     };
-    let m = after.resolve_tag(&tag, policy).map_err(|e| {
+    let m = after.resolve_tag(tag, policy).map_err(|e| {
         failure(
             1,
             "not_published",
@@ -156,7 +217,21 @@ async fn sign(args: &Args) -> Result<Value, Failure> {
             format!("published, but {gun}:{tag} now resolves to sha256:{} (someone else signed it meanwhile?)", m.sha256),
         ));
     }
-    Ok(json!({
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one JSON object's fields
+fn done(
+    gun: &str,
+    tag: &str,
+    digest_hex: &str,
+    size: u64,
+    role: &str,
+    version: u64,
+    snapshot_here: bool,
+    initialised: bool,
+) -> Value {
+    json!({
         "signed": true,
         "repository": gun,
         "tag": tag,
@@ -165,7 +240,8 @@ async fn sign(args: &Args) -> Result<Value, Failure> {
         "role": role,
         "version": version,
         "snapshot": if snapshot_here { "signed here" } else { "signed by the server" },
-    }))
+        "initialised": initialised,
+    })
 }
 
 fn parse_digest(d: &str) -> Result<String, Failure> {

@@ -128,6 +128,36 @@ impl Signing {
         self.sign_as(&self.keys, server, tag, pass, extra)
     }
 
+    /// `pullguard ARGS --json` with this server and the signer state, the keys of `keys`
+    /// and `env`; (exit code, JSON, all output).
+    fn pg(
+        &self,
+        args: &[&str],
+        keys: &Path,
+        env: &[(&str, &str)],
+    ) -> (i32, serde_json::Value, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+            .args(args)
+            .args([
+                "--json",
+                "--server",
+                self.get("NOTARY_URL"),
+                "--ca",
+                self.get("NOTARY_CA"),
+                "--keys-dir",
+            ])
+            .arg(keys)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or_default();
+        let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), json, text)
+    }
+
     /// `pullguard signer ARGS REPO --json` with the admin's keys.
     fn signer(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
@@ -605,4 +635,133 @@ async fn a_root_rotation_is_followed_by_nodes_and_the_notary_cli_that_trusted_th
         .find(|t| t.contains(&repo))
         .expect("the node's state for the repository");
     assert!(state.contains("\"root\":2"), "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_repository_is_initialised_by_its_first_tag_and_its_keys_rotate_and_back_up() {
+    let s = Signing::start();
+    let fresh = s.get("FRESH").to_owned();
+    let keys = s.dir.path().join("owner-keys");
+    let env = [
+        ("PULLGUARD_ROOT_PASSPHRASE", "owner-root"),
+        ("PULLGUARD_REPOSITORY_PASSPHRASE", "owner-repo"),
+    ];
+    let reference = format!("{fresh}:v1");
+
+    // First signature: root and targets keys made here, the server holds timestamp and
+    // snapshot keys.
+    let (code, json, text) = s.pg(
+        &["sign", &reference, "--insecure-registry", s.get("REGISTRY")],
+        &keys,
+        &env,
+    );
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["initialised"], true, "{json}");
+    assert_eq!(json["digest"], s.get("DIGEST_FRESH"), "{json}");
+    assert_eq!(json["snapshot"], "signed by the server", "{json}");
+    let lookup = s.notary(&format!("lookup {fresh} v1"));
+    assert!(
+        lookup.contains(s.get("DIGEST_FRESH").trim_start_matches("sha256:")),
+        "{lookup}"
+    );
+    let world = s.daemon_world();
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    assert!(
+        verify(&mut c, &reference, s.get("DIGEST_FRESH"))
+            .await
+            .allowed
+    );
+
+    // Back up the root key, lose it: rotation is refused; restore it: rotation works.
+    let backup = s.dir.path().join("fresh-root.backup");
+    let (code, json, text) = s.pg(
+        &["key", "backup", &fresh, "--to", backup.to_str().unwrap()],
+        &keys,
+        &env,
+    );
+    assert_eq!(code, 0, "{text}");
+    let root_id = json["key_id"].as_str().unwrap().to_owned();
+    let (code, _, text) = s.pg(
+        &["key", "backup", &fresh, "--to", backup.to_str().unwrap()],
+        &keys,
+        &env,
+    );
+    assert_eq!(code, 2, "an existing backup is never overwritten: {text}");
+    let root_file = std::fs::read_dir(keys.join("private"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| std::fs::read_to_string(p).unwrap().contains("role: root"))
+        .expect("the root key file");
+    std::fs::remove_file(&root_file).unwrap();
+    let (code, json, text) = s.pg(&["key", "rotate", &fresh, "targets"], &keys, &env);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (2, Some("missing_key")),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(["key", "restore"])
+        .arg(&backup)
+        .arg("--keys-dir")
+        .arg(&keys)
+        .env("PULLGUARD_ROOT_PASSPHRASE", "not-it")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a wrong passphrase is refused");
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(["key", "restore"])
+        .arg(&backup)
+        .arg("--keys-dir")
+        .arg(&keys)
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Targets key rotated (root version 2, signed by the root key), then the server's
+    // snapshot key; signing goes on with the new targets key.
+    let (code, json, text) = s.pg(&["key", "rotate", &fresh, "targets"], &keys, &env);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["root_version"], 2, "{json}");
+    let (code, json, text) = s.pg(&["key", "rotate", &fresh, "snapshot"], &keys, &env);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["root_version"], 3, "{json}");
+    assert!(
+        json["new_key_file"].is_null(),
+        "the server holds it: {json}"
+    );
+    let v2 = format!("{fresh}:v2");
+    let digest_v2 = format!("sha256:{}", "ef".repeat(32));
+    let (code, json, text) = s.pg(
+        &["sign", &v2, "--digest", &digest_v2, "--size", "7"],
+        &keys,
+        &env,
+    );
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["version"], 3, "{json}");
+    // Then the root itself, cross-signed.
+    let (code, json, text) = s.pg(&["key", "rotate", &fresh, "root"], &keys, &env);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["old_key_ids"][0], root_id.as_str(), "{json}");
+    assert_eq!(json["root_version"], 4, "{json}");
+
+    // The notary CLI and the node both follow all of it.
+    let listed = s.notary(&format!("list {fresh}"));
+    assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
+    let allowed = eventually(10, || {
+        let mut c = c.clone();
+        let (image, digest) = (v2.clone(), digest_v2.clone());
+        async move {
+            let v = verify(&mut c, &image, &digest).await;
+            v.allowed.then_some(v)
+        }
+    })
+    .await;
+    assert!(allowed.is_some(), "the node did not follow the rotations");
 }

@@ -265,6 +265,24 @@ pub fn verify(files: &RepoFiles, opts: &VerifyOptions<'_>) -> Result<VerifiedRep
     } = establish_root(files, opts)?;
     roles.insert("root".to_owned(), info(&root.body.common, root_signers));
 
+    // Fast-forward recovery (TUF 5.3.11): a root that replaced the timestamp or snapshot
+    // keys voids the versions those keys vouched for — whoever held the old keys may
+    // have inflated them — and one that replaced the targets key, the targets version.
+    // Only a root signed by the old root keys can do this.
+    let recovered;
+    let reset_opts;
+    let opts = match opts.state {
+        Some(state) => {
+            recovered = forget_rotated_versions(state, &root.body);
+            reset_opts = VerifyOptions {
+                state: Some(&recovered),
+                ..opts.clone()
+            };
+            &reset_opts
+        }
+        None => opts,
+    };
+
     let timestamp = verify_timestamp(files, &root.body, opts)?;
     roles.insert(
         "timestamp".to_owned(),
@@ -432,6 +450,36 @@ fn not_expired(role: &str, expires: OffsetDateTime, now: OffsetDateTime) -> Resu
         });
     }
     Ok(())
+}
+
+/// `state` without the versions whose keys the verified `root` replaced since the root
+/// `state` trusted.
+fn forget_rotated_versions(state: &TrustedState, root: &Root) -> TrustedState {
+    let mut out = state.clone();
+    let Ok(old) = parse_root("trusted root", state.root.as_bytes()) else {
+        return out;
+    };
+    if old.body.common.version >= root.common.version {
+        return out;
+    }
+    let keys = |r: &Root, role: &str| {
+        let mut ids = r
+            .roles
+            .get(role)
+            .map(|k| k.keyids.clone())
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids
+    };
+    let changed = |role: &str| keys(&old.body, role) != keys(root, role);
+    if changed("timestamp") || changed("snapshot") {
+        out.versions.remove("timestamp");
+        out.versions.remove("snapshot");
+    }
+    if changed("targets") {
+        out.versions.remove("targets");
+    }
+    out
 }
 
 fn no_rollback(role: &str, version: u64, state: Option<&TrustedState>) -> Result<(), Error> {

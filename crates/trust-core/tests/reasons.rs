@@ -583,3 +583,48 @@ fn mix_and_match_root_not_named_by_snapshot() {
     );
     assert!(e.to_string().starts_with("root:"), "{e}");
 }
+
+#[test]
+fn fast_forward_versions_are_recovered_from_by_rotating_the_keys_that_signed_them() {
+    // Someone holding the timestamp, snapshot and targets keys served inflated versions,
+    // and a node trusted them.
+    let mut repo = repo();
+    for role in ["timestamp", "snapshot", "targets"] {
+        repo.versions.insert(role, 1_000_000);
+    }
+    let inflated = ok(&repo.files(), &opts()).state;
+    assert_eq!(inflated.versions["timestamp"], 1_000_000);
+
+    // The publisher carries on at honest versions with the same keys: still refused, as
+    // rollback protection must.
+    let mut honest = repo.clone();
+    for role in ["timestamp", "snapshot", "targets"] {
+        honest.versions.insert(role, 5);
+    }
+    let mut o = opts();
+    o.state = Some(&inflated);
+    assert_eq!(rejected(&honest.files(), &o).reason(), Reason::Rollback);
+
+    // After a root (signed by the root key) that replaces the timestamp and snapshot keys,
+    // those versions start over; the targets version still holds.
+    let root_v1 = honest.root_bytes();
+    honest.root_history.insert(1, root_v1);
+    honest.versions.insert("root", 2);
+    honest.timestamp_key = TestKey::p256(30);
+    honest.snapshot_key = TestKey::ed25519(31);
+    let e = rejected(&honest.files(), &o);
+    assert_eq!(e.reason(), Reason::Rollback, "{e}");
+    assert!(e.to_string().starts_with("targets:"), "{e}");
+    // Replacing the targets key too: everything verifies, and the node's state comes down.
+    honest.targets_key = TestKey::p256(32);
+    let v = ok(&honest.files(), &o);
+    assert_eq!(v.state.versions["timestamp"], 5);
+    assert_eq!(v.state.versions["targets"], 5);
+
+    // A root that changes nothing does not reset anything.
+    let mut same_keys = repo.clone();
+    same_keys.root_history.insert(1, repo.root_bytes());
+    same_keys.versions.insert("root", 2);
+    same_keys.versions.insert("timestamp", 5);
+    assert_eq!(rejected(&same_keys.files(), &o).reason(), Reason::Rollback);
+}
