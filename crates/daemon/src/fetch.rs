@@ -2,8 +2,9 @@
 //! `GET <url>/v2/<gun>/_trust/tuf/<role>.json` and `<N>.root.json`.
 //!
 //! Sizes are capped while streaming, before anything is parsed: root and timestamp at
-//! trust-core's limits, snapshot at its file limit, the others at the length the
-//! snapshot lists (unverified here; trust-core checks it exactly).
+//! trust-core's limits, snapshot, targets and targets/releases at its file limit, the
+//! others at the length the snapshot lists (unverified here; trust-core checks every
+//! length exactly).
 
 use std::time::Duration;
 
@@ -143,8 +144,8 @@ impl Fetcher {
         (&self.client, &self.url)
     }
 
-    /// Opens three connections ahead of the first verdict (a repository's first fetch
-    /// asks for three files at once): on loopback a TLS handshake costs as much as the fetch
+    /// Opens five connections ahead of the first verdict (a repository's first fetch
+    /// asks for five files at once): on loopback a TLS handshake costs as much as the fetch
     /// that follows it. Errors are ignored; the verdict's own fetch reports them. Idle
     /// connections are closed after a minute, so this helps the pulls of a node's boot
     /// and of the minute after a reload.
@@ -156,15 +157,16 @@ impl Fetcher {
                 let _ = resp.bytes().await;
             }
         };
-        tokio::join!(one(), one(), one());
+        tokio::join!(one(), one(), one(), one(), one());
     }
 
     /// Fetches everything needed to verify `gun`. `trusted_root_version` is the root
     /// version already trusted: every `N.root.json` after it is fetched too.
     ///
-    /// Two round trips whatever the repository's shape: root, timestamp and snapshot
-    /// together, then targets, every delegation and the intermediate roots together (a
-    /// few at a time, each read capped by the length the snapshot lists).
+    /// One round trip for most repositories: root, timestamp, snapshot, targets and
+    /// `targets/releases` together; a second only for other delegations and the
+    /// intermediate roots after a rotation (a few at a time, each read capped by the
+    /// length the snapshot lists).
     pub async fn fetch(
         &self,
         gun: &str,
@@ -175,26 +177,35 @@ impl Fetcher {
             server: self.url.clone(),
             gun: gun.to_owned(),
         };
-        // The snapshot's length listed in the timestamp would be no tighter a cap: that
-        // timestamp is not verified yet either. So all three at once, each capped.
-        let (root, timestamp, snapshot) = tokio::join!(
+        // Lengths listed by a timestamp or snapshot not verified yet would be no tighter
+        // caps, so everything most repositories need is asked for at once: root,
+        // timestamp, snapshot, targets, and the delegation Docker signs in.
+        let (root, timestamp, snapshot, targets, releases) = tokio::join!(
             self.get(gun, "root.json", self.limits.root + 1),
             self.get(gun, "timestamp.json", self.limits.timestamp + 1),
             self.get(gun, "snapshot.json", self.limits.file),
+            self.get(gun, "targets.json", self.limits.file),
+            self.get(gun, "targets/releases.json", self.limits.file),
         );
         let root = root?.ok_or_else(not_found)?;
         let timestamp = timestamp?.ok_or_else(not_found)?;
         let snapshot = snapshot?.ok_or_else(not_found)?;
+        let targets = targets?.ok_or_else(not_found)?;
+        let listed = listed_delegations(&snapshot);
+        // Kept only when the snapshot lists it: otherwise it was never asked for.
+        let releases = match releases {
+            Ok(Some(bytes)) if listed.iter().any(|(r, _)| r == "targets/releases") => Some(bytes),
+            Ok(_) => None,
+            Err(e) => return Err(e),
+        };
 
+        // The rest: other delegations, and the roots between the trusted one and this.
         // (name in RepoFiles, file on the server, read cap)
-        let mut wanted = vec![(
-            "targets".to_owned(),
-            "targets.json".to_owned(),
-            listed_length(&snapshot, "targets")
-                .unwrap_or(self.limits.file)
-                .min(self.limits.file),
-        )];
-        for (role, len) in listed_delegations(&snapshot) {
+        let mut wanted = Vec::new();
+        for (role, len) in listed {
+            if role == "targets/releases" && releases.is_some() {
+                continue;
+            }
             wanted.push((
                 role.clone(),
                 format!("{role}.json"),
@@ -221,17 +232,19 @@ impl Fetcher {
             .await;
         let mut files = RepoFiles::new();
         for ((name, _, _), bytes) in wanted.into_iter().zip(got) {
-            match bytes? {
-                Some(bytes) => files.insert(name, bytes),
-                // A delegation or an old root the server does not have: trust-core
-                // decides what that means.
-                None if name != "targets" => {}
-                None => return Err(not_found()),
+            // A delegation or an old root the server does not have: trust-core decides
+            // what that means.
+            if let Some(bytes) = bytes? {
+                files.insert(name, bytes);
             }
+        }
+        if let Some(bytes) = releases {
+            files.insert("targets/releases", bytes);
         }
         files.insert("root", root);
         files.insert("timestamp", timestamp);
         files.insert("snapshot", snapshot);
+        files.insert("targets", targets);
         Ok(files)
     }
 }
@@ -245,11 +258,6 @@ fn parse(bytes: &[u8]) -> Option<serde_json::Value> {
 
 fn version_of(bytes: &[u8]) -> Option<u64> {
     parse(bytes)?["signed"]["version"].as_u64()
-}
-
-/// The length a parent lists for `role`: only a cap for reading, checked later.
-fn listed_length(parent: &[u8], role: &str) -> Option<u64> {
-    parse(parent)?["signed"]["meta"][role]["length"].as_u64()
 }
 
 fn listed_delegations(snapshot: &[u8]) -> Vec<(String, u64)> {
