@@ -74,8 +74,10 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::Recom
         let mut current = digest_of(&path);
         let mut missing_reported = false;
         while let Some(trigger) = rx.recv().await {
-            // Debounce: editors write in several steps.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Debounce: editors and deployment tools write in several steps, which land
+            // within a few milliseconds of each other; a half-written file would only
+            // be refused (and reported) before the whole one loads.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             while rx.try_recv().is_ok() {}
             let now = digest_of(&path);
             if now.is_none() {
