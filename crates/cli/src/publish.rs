@@ -40,6 +40,39 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// Runs a publishing command to its end: on success its JSON (with `--json`) or its
+/// sentence on stdout; on failure a JSON object on stdout or a line on stderr; the exit
+/// code either way.
+pub fn report(
+    command: &str,
+    json_out: bool,
+    work: impl std::future::Future<Output = Result<(Value, String), Failure>>,
+) -> std::process::ExitCode {
+    let outcome = crate::daemon_client::block_on(work)
+        .unwrap_or_else(|e| Err(failure(2, "internal_error", e)));
+    match outcome {
+        Ok((v, text)) => {
+            if json_out {
+                println!("{v}");
+            } else {
+                println!("{text}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(f) => {
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"ok": false, "error": f.kind, "message": f.message})
+                );
+            } else {
+                eprintln!("pullguard: {command}: {}", f.message);
+            }
+            std::process::ExitCode::from(f.code)
+        }
+    }
+}
+
 /// Where to publish and with which keys: the options `sign` and `signer` share.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Target {

@@ -55,38 +55,20 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let outcome = crate::daemon_client::block_on(sign(args))
-        .unwrap_or_else(|e| Err(failure(2, "internal_error", e)));
-    match outcome {
-        Ok(done) => {
-            if args.json {
-                println!("{done}");
-            } else {
-                println!(
-                    "signed {}:{} = {} ({} bytes) in {}, version {}; published to {}",
-                    done["repository"].as_str().unwrap_or_default(),
-                    done["tag"].as_str().unwrap_or_default(),
-                    done["digest"].as_str().unwrap_or_default(),
-                    done["size"],
-                    done["role"].as_str().unwrap_or_default(),
-                    done["version"],
-                    args.target.server
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(f) => {
-            if args.json {
-                println!(
-                    "{}",
-                    json!({"signed": false, "error": f.kind, "message": f.message})
-                );
-            } else {
-                eprintln!("pullguard: sign: {}", f.message);
-            }
-            ExitCode::from(f.code)
-        }
-    }
+    crate::publish::report("sign", args.json, async {
+        let done = sign(args).await?;
+        let text = format!(
+            "signed {}:{} = {} ({} bytes) in {}, version {}; published to {}",
+            done["repository"].as_str().unwrap_or_default(),
+            done["tag"].as_str().unwrap_or_default(),
+            done["digest"].as_str().unwrap_or_default(),
+            done["size"],
+            done["role"].as_str().unwrap_or_default(),
+            done["version"],
+            args.target.server
+        );
+        Ok((done, text))
+    })
 }
 
 async fn sign(args: &Args) -> Result<Value, Failure> {
@@ -232,6 +214,7 @@ fn done(
     initialised: bool,
 ) -> Value {
     json!({
+        "ok": true,
         "signed": true,
         "repository": gun,
         "tag": tag,

@@ -70,29 +70,7 @@ pub fn run(command: &Command) -> ExitCode {
             *json
         }
     };
-    let outcome = crate::daemon_client::block_on(execute(command))
-        .unwrap_or_else(|e| Err(failure(2, "internal_error", e)));
-    match outcome {
-        Ok((v, text)) => {
-            if json_out {
-                println!("{v}");
-            } else {
-                println!("{text}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(f) => {
-            if json_out {
-                println!(
-                    "{}",
-                    json!({"ok": false, "error": f.kind, "message": f.message})
-                );
-            } else {
-                eprintln!("pullguard: signer: {}", f.message);
-            }
-            ExitCode::from(f.code)
-        }
-    }
+    crate::publish::report("signer", json_out, execute(command))
 }
 
 async fn execute(command: &Command) -> Result<(Value, String), Failure> {

@@ -66,20 +66,26 @@ impl Signing {
         let pass = match role {
             "targets" => "pullguard-test-targets",
             "snapshot" => "pullguard-test-snapshot",
+            "root" => "pullguard-test-root",
             _ => "pullguard-test-delegation",
         };
         (file, pass)
     }
 
     fn import(&self, role: &str) {
-        let (file, pass) = self.notary_key(role);
+        self.import_as(role, KEY_PASS);
+    }
+
+    /// Imports the notary CLI's key for `role`, re-encrypted with `pass`.
+    fn import_as(&self, role: &str, pass: &str) {
+        let (file, notary_pass) = self.notary_key(role);
         let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
             .args(["keys", "--keys-dir"])
             .arg(&self.keys)
             .arg("import")
             .arg(file)
-            .env("PULLGUARD_IMPORT_PASSPHRASE", pass)
-            .env("PULLGUARD_KEY_PASSPHRASE", KEY_PASS)
+            .env("PULLGUARD_IMPORT_PASSPHRASE", notary_pass)
+            .env("PULLGUARD_KEY_PASSPHRASE", pass)
             .output()
             .unwrap();
         assert!(
@@ -89,8 +95,45 @@ impl Signing {
         );
     }
 
-    /// `pullguard sign REPO:TAG --json` with `server` as the trust server and the keys
-    /// of `keys`; (exit code, JSON, all output).
+    /// `pullguard ARGS --json` against `server` with the signer state, the keys of
+    /// `keys` and `env`; (exit code, JSON, all output).
+    fn run(
+        &self,
+        args: &[&str],
+        server: &str,
+        keys: &Path,
+        env: &[(&str, &str)],
+    ) -> (i32, serde_json::Value, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+            .args(args)
+            .args(["--json", "--server", server, "--ca", self.get("NOTARY_CA")])
+            .arg("--keys-dir")
+            .arg(keys)
+            .arg("--state-dir")
+            .arg(&self.state)
+            // No docker credentials from the machine running the tests.
+            .env("DOCKER_CONFIG", self.dir.path())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or_default();
+        let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), json, text)
+    }
+
+    /// [`Signing::run`] against this notary-server.
+    fn pg(
+        &self,
+        args: &[&str],
+        keys: &Path,
+        env: &[(&str, &str)],
+    ) -> (i32, serde_json::Value, String) {
+        self.run(args, self.get("NOTARY_URL"), keys, env)
+    }
+
+    /// `pullguard sign REPO:TAG` (digest from the registry) with `server` as the trust
+    /// server, the keys of `keys`, `pass` as the repository passphrase.
     fn sign_as(
         &self,
         keys: &Path,
@@ -100,22 +143,19 @@ impl Signing {
         extra: &[&str],
     ) -> (i32, serde_json::Value, String) {
         let reference = format!("{}:{tag}", self.get("REPO"));
-        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-            .args(["sign", &reference, "--json", "--server", server, "--ca"])
-            .arg(self.get("NOTARY_CA"))
-            .args(["--insecure-registry", self.get("REGISTRY"), "--keys-dir"])
-            .arg(keys)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(extra)
-            .env("PULLGUARD_REPOSITORY_PASSPHRASE", pass)
-            .env("DOCKER_CONFIG", self.dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let json = serde_json::from_str(stdout.trim()).unwrap_or_default();
-        let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), json, text)
+        let mut args = vec![
+            "sign",
+            &reference,
+            "--insecure-registry",
+            self.get("REGISTRY"),
+        ];
+        args.extend_from_slice(extra);
+        self.run(
+            &args,
+            server,
+            keys,
+            &[("PULLGUARD_REPOSITORY_PASSPHRASE", pass)],
+        )
     }
 
     fn sign_via(
@@ -128,60 +168,15 @@ impl Signing {
         self.sign_as(&self.keys, server, tag, pass, extra)
     }
 
-    /// `pullguard ARGS --json` with this server and the signer state, the keys of `keys`
-    /// and `env`; (exit code, JSON, all output).
-    fn pg(
-        &self,
-        args: &[&str],
-        keys: &Path,
-        env: &[(&str, &str)],
-    ) -> (i32, serde_json::Value, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-            .args(args)
-            .args([
-                "--json",
-                "--server",
-                self.get("NOTARY_URL"),
-                "--ca",
-                self.get("NOTARY_CA"),
-                "--keys-dir",
-            ])
-            .arg(keys)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let json = serde_json::from_str(stdout.trim()).unwrap_or_default();
-        let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), json, text)
-    }
-
-    /// `pullguard signer ARGS REPO --json` with the admin's keys.
+    /// `pullguard signer ARGS REPO` with the admin's keys.
     fn signer(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-            .arg("signer")
-            .args(args)
-            .arg(self.get("REPO"))
-            .args([
-                "--json",
-                "--server",
-                self.get("NOTARY_URL"),
-                "--ca",
-                self.get("NOTARY_CA"),
-                "--keys-dir",
-            ])
-            .arg(&self.keys)
-            .arg("--state-dir")
-            .arg(&self.state)
-            .env("PULLGUARD_REPOSITORY_PASSPHRASE", KEY_PASS)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let json = serde_json::from_str(stdout.trim()).unwrap_or_default();
-        let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), json, text)
+        let mut args = [&["signer"], args].concat();
+        args.push(self.get("REPO"));
+        self.pg(
+            &args,
+            &self.keys,
+            &[("PULLGUARD_REPOSITORY_PASSPHRASE", KEY_PASS)],
+        )
     }
 
     fn sign(&self, tag: &str) -> (i32, serde_json::Value, String) {
@@ -546,34 +541,7 @@ async fn a_root_rotation_is_followed_by_nodes_and_the_notary_cli_that_trusted_th
 
     // Without the root key: refused, and nothing changes.
     let before = s.remote();
-    let rotate = |extra_env: &[(&str, &str)]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-            .args([
-                "key",
-                "rotate",
-                &repo,
-                "root",
-                "--json",
-                "--server",
-                s.get("NOTARY_URL"),
-                "--ca",
-                s.get("NOTARY_CA"),
-                "--keys-dir",
-            ])
-            .arg(&s.keys)
-            .arg("--state-dir")
-            .arg(&s.state)
-            .envs(extra_env.iter().copied())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_default();
-        (
-            out.status.code().unwrap_or(-1),
-            json,
-            format!("{stdout}{}", String::from_utf8_lossy(&out.stderr)),
-        )
-    };
+    let rotate = |env: &[(&str, &str)]| s.pg(&["key", "rotate", &repo, "root"], &s.keys, env);
     let (code, json, text) = rotate(&[("PULLGUARD_ROOT_PASSPHRASE", "new-root-pass")]);
     assert_eq!(
         (code, json["error"].as_str()),
@@ -583,21 +551,7 @@ async fn a_root_rotation_is_followed_by_nodes_and_the_notary_cli_that_trusted_th
     assert_eq!(s.remote(), before);
 
     // With the old root key imported: rotated, cross-signed.
-    let (file, _) = s.notary_key("root");
-    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-        .args(["keys", "--keys-dir"])
-        .arg(&s.keys)
-        .arg("import")
-        .arg(file)
-        .env("PULLGUARD_IMPORT_PASSPHRASE", "pullguard-test-root")
-        .env("PULLGUARD_KEY_PASSPHRASE", "old-root-pass")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.import_as("root", "old-root-pass");
     // The old key's passphrase, then the new key's (one variable serves both here).
     let (code, json, text) = rotate(&[
         ("PULLGUARD_ROOT_PASSPHRASE", "old-root-pass"),
@@ -701,23 +655,22 @@ async fn a_new_repository_is_initialised_by_its_first_tag_and_its_keys_rotate_an
         (2, Some("missing_key")),
         "{text}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-        .args(["key", "restore"])
-        .arg(&backup)
-        .arg("--keys-dir")
-        .arg(&keys)
-        .env("PULLGUARD_ROOT_PASSPHRASE", "not-it")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "a wrong passphrase is refused");
-    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
-        .args(["key", "restore"])
-        .arg(&backup)
-        .arg("--keys-dir")
-        .arg(&keys)
-        .envs(env)
-        .output()
-        .unwrap();
+    let restore = |pass: &str| {
+        Command::new(env!("CARGO_BIN_EXE_pullguard"))
+            .args(["key", "restore"])
+            .arg(&backup)
+            .arg("--keys-dir")
+            .arg(&keys)
+            .env("PULLGUARD_ROOT_PASSPHRASE", pass)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        restore("not-it").status.code(),
+        Some(2),
+        "a wrong passphrase is refused"
+    );
+    let out = restore("owner-root");
     assert!(
         out.status.success(),
         "{}",

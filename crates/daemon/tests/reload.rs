@@ -180,12 +180,6 @@ async fn empty_file_and_directory_keep_the_last_good_policy() {
 fn the_daemon_refuses_to_start_on_an_empty_policy() {
     let world = World::new();
     world.write_config("");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pullguardd"))
-        .arg("--config")
-        .arg(&world.config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = Daemon::refused(&world);
     assert!(err.contains("is empty"), "{err}");
 }

@@ -358,19 +358,49 @@ fn outage_world(tcp: u16) -> World {
     world
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn events_disk_full_stays_closed_is_reported_on_syslog_and_recovers() {
+/// A daemon whose events file is on `mount`'s file system, syslog to a real rsyslogd,
+/// one allowed verdict behind it. `None` when not root (mounting needs it).
+struct Outage {
+    c: daemon::api::pullguard_client::PullguardClient<tonic::transport::Channel>,
+    daemon: Daemon,
+    disk: SmallDisk,
+    world: World,
+    rsyslog: Rsyslog,
+}
+
+async fn outage(mount: fn(&std::path::Path) -> SmallDisk) -> Option<Outage> {
     if !rustix_is_root() {
         eprintln!("needs root to mount a small file system");
-        return;
+        return None;
     }
     let (udp, tcp) = (free_port(), free_port());
     let rsyslog = Rsyslog::start(udp, tcp);
     let world = outage_world(tcp);
-    let disk = SmallDisk::tmpfs(world.events.parent().unwrap());
-    let mut daemon = Daemon::start(&world);
+    let disk = mount(world.events.parent().unwrap());
+    let daemon = Daemon::start(&world);
     let mut c = daemon.client().await;
     assert!(verify(&mut c, "registry.test/open/app:0", "").await.allowed);
+    Some(Outage {
+        c,
+        daemon,
+        disk,
+        world,
+        rsyslog,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_disk_full_stays_closed_is_reported_on_syslog_and_recovers() {
+    let Some(Outage {
+        mut c,
+        mut daemon,
+        disk,
+        world,
+        rsyslog,
+    }) = outage(SmallDisk::tmpfs).await
+    else {
+        return;
+    };
 
     for round in 1..=2 {
         let filler = disk.fill();
@@ -418,17 +448,16 @@ async fn events_disk_full_stays_closed_is_reported_on_syslog_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_disk_turned_read_only_stays_closed_and_a_restart_refuses_to_start() {
-    if !rustix_is_root() {
-        eprintln!("needs root to mount a small file system");
+    let Some(Outage {
+        mut c,
+        mut daemon,
+        disk,
+        world,
+        rsyslog,
+    }) = outage(SmallDisk::ext4).await
+    else {
         return;
-    }
-    let (udp, tcp) = (free_port(), free_port());
-    let rsyslog = Rsyslog::start(udp, tcp);
-    let world = outage_world(tcp);
-    let disk = SmallDisk::ext4(world.events.parent().unwrap());
-    let mut daemon = Daemon::start(&world);
-    let mut c = daemon.client().await;
-    assert!(verify(&mut c, "registry.test/open/app:0", "").await.allowed);
+    };
 
     disk.fail_read_only();
     assert_eq!(
@@ -451,13 +480,7 @@ async fn events_disk_turned_read_only_stays_closed_and_a_restart_refuses_to_star
     // A restart on a read-only events directory refuses to run (the verifier then
     // denies every pull) and says why.
     daemon.stop();
-    let out = Command::new(harness::bin("pullguardd"))
-        .arg("--config")
-        .arg(&world.config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = Daemon::refused(&world);
     assert!(
         err.contains("cannot open the events file") && err.contains("Read-only file system"),
         "{err}"

@@ -322,6 +322,17 @@ impl Daemon {
         d
     }
 
+    /// Starts pullguardd expecting it to refuse to run; returns what it said.
+    pub fn refused(world: &World) -> String {
+        let out = Command::new(bin("pullguardd"))
+            .arg("--config")
+            .arg(&world.config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "pullguardd started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// SIGTERM, and wait.
     pub fn stop(&mut self) {
         let _ = Command::new("kill")
