@@ -245,6 +245,24 @@ impl Drop for Signing {
     }
 }
 
+/// Waits (cached trust data lives 1 s in these daemons) until `image` is allowed.
+async fn allowed_soon(
+    c: &daemon::api::pullguard_client::PullguardClient<tonic::transport::Channel>,
+    image: &str,
+    digest: &str,
+) -> bool {
+    eventually(10, || {
+        let mut c = c.clone();
+        let (image, digest) = (image.to_owned(), digest.to_owned());
+        async move {
+            let v = verify(&mut c, &image, &digest).await;
+            v.allowed.then_some(v)
+        }
+    })
+    .await
+    .is_some()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn signed_tags_reach_notary_lookup_and_pullguardd_and_the_notary_cli_can_go_on() {
     let s = Signing::start();
@@ -297,17 +315,10 @@ async fn signed_tags_reach_notary_lookup_and_pullguardd_and_the_notary_cli_can_g
         );
     }
     // Once the daemon's cached copy is older than cache_ttl (1 s here).
-    let digest_v2 = s.get("DIGEST_V2").to_owned();
-    let allowed = eventually(10, || {
-        let mut c = c.clone();
-        let (image, digest) = (format!("{repo}:v2"), digest_v2.clone());
-        async move {
-            let v = verify(&mut c, &image, &digest).await;
-            v.allowed.then_some(v)
-        }
-    })
-    .await;
-    assert!(allowed.is_some(), "v2 never allowed");
+    assert!(
+        allowed_soon(&c, &format!("{repo}:v2"), s.get("DIGEST_V2")).await,
+        "v2 never allowed"
+    );
 
     // --role targets: signed with the targets key instead.
     let (code, json, text) = s.sign_via(
@@ -571,17 +582,10 @@ async fn a_root_rotation_is_followed_by_nodes_and_the_notary_cli_that_trusted_th
     // new root, which must verify against the old one the node trusted).
     let (code, _, text) = s.sign("v2");
     assert_eq!(code, 0, "{text}");
-    let digest_v2 = s.get("DIGEST_V2").to_owned();
-    let allowed = eventually(10, || {
-        let mut c = c.clone();
-        let (image, digest) = (format!("{repo}:v2"), digest_v2.clone());
-        async move {
-            let v = verify(&mut c, &image, &digest).await;
-            v.allowed.then_some(v)
-        }
-    })
-    .await;
-    assert!(allowed.is_some(), "the node did not follow the rotation");
+    assert!(
+        allowed_soon(&c, &format!("{repo}:v2"), s.get("DIGEST_V2")).await,
+        "the node did not follow the rotation"
+    );
     let state = std::fs::read_dir(world.state.join("repos"))
         .unwrap()
         .flatten()
@@ -707,14 +711,8 @@ async fn a_new_repository_is_initialised_by_its_first_tag_and_its_keys_rotate_an
     // The notary CLI and the node both follow all of it.
     let listed = s.notary(&format!("list {fresh}"));
     assert!(listed.contains("v1") && listed.contains("v2"), "{listed}");
-    let allowed = eventually(10, || {
-        let mut c = c.clone();
-        let (image, digest) = (v2.clone(), digest_v2.clone());
-        async move {
-            let v = verify(&mut c, &image, &digest).await;
-            v.allowed.then_some(v)
-        }
-    })
-    .await;
-    assert!(allowed.is_some(), "the node did not follow the rotations");
+    assert!(
+        allowed_soon(&c, &v2, &digest_v2).await,
+        "the node did not follow the rotations"
+    );
 }
