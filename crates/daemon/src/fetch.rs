@@ -101,12 +101,19 @@ impl Fetcher {
             file: file.to_owned(),
             detail,
         };
-        let mut resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| unreachable(crate::error_chain(&e)))?;
+        let mut resp = match self.client.get(&url).send().await {
+            Ok(r) => r,
+            // A kept-alive connection the server had already closed: the request never
+            // got an answer, so it is sent once more, on a new connection. A timeout is
+            // not retried (it has used the budget).
+            Err(e) if !e.is_timeout() && (e.is_request() || e.is_connect()) => self
+                .client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| unreachable(crate::error_chain(&e)))?,
+            Err(e) => return Err(unreachable(crate::error_chain(&e))),
+        };
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
