@@ -71,6 +71,9 @@ impl Fetcher {
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
+            // A cold fetch asks for five files at once; idle connections beyond that
+            // would only hold descriptors after a burst of cold repositories.
+            .pool_max_idle_per_host(5)
             .user_agent(concat!("pullguardd/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &server.ca_file {
             let bad = |detail: String| FetchError::BadCa {
