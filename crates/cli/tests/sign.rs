@@ -716,3 +716,67 @@ async fn a_new_repository_is_initialised_by_its_first_tag_and_its_keys_rotate_an
         "the node did not follow the rotations"
     );
 }
+
+#[test]
+fn publisher_mistakes_are_refused_before_anything_is_sent() {
+    let s = Signing::start();
+    let repo = s.get("REPO").to_owned();
+    let before = s.remote();
+    // A delegation limited to prod/ tags, whose key we hold (the releases key).
+    let cert = s.dir.path().join("releases.crt");
+    s.notary(&format!(
+        "delegation add {repo} targets/qa {} --paths prod/",
+        cert.display()
+    ));
+    s.notary(&format!("publish {repo}"));
+    let before_qa = s.remote();
+    assert_ne!(before_qa, before);
+    let (code, json, text) = s.sign_via(
+        s.get("NOTARY_URL"),
+        "v1",
+        KEY_PASS,
+        &["--role", "targets/qa"],
+    );
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (1, Some("outside_delegated_paths")),
+        "{text}"
+    );
+    let (code, json, text) = s.sign_via(
+        s.get("NOTARY_URL"),
+        "v1",
+        KEY_PASS,
+        &["--role", "targets/nobody"],
+    );
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (1, Some("unknown_role")),
+        "{text}"
+    );
+
+    // Signer names and key files that cannot be right.
+    let (code, json, text) = s.signer(&["add", "releases", "--key", cert.to_str().unwrap()]);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (2, Some("invalid_name")),
+        "{text}"
+    );
+    let not_a_key = s.dir.path().join("env");
+    let (code, json, text) = s.signer(&["add", "bob", "--key", not_a_key.to_str().unwrap()]);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (2, Some("invalid_key")),
+        "{text}"
+    );
+    // The only key of targets/releases cannot be removed with its signer.
+    let (code, _, text) = s.signer(&["add", "solo", "--key", cert.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let with_solo = s.remote();
+    let (code, json, text) = s.signer(&["remove", "solo"]);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (1, Some("last_signer")),
+        "{text}"
+    );
+    assert_eq!(s.remote(), with_solo);
+}
