@@ -43,6 +43,7 @@ impl Offline {
             source: "cli-offline",
             dry_run: true,
             namespace: None,
+            reuse_recent: false,
         };
         let mut v: api::VerifyResponse = self.engine.verify(image, digest, &ask).await.into();
         // The scratch events file is thrown away: no event ID to show.

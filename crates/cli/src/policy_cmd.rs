@@ -204,17 +204,23 @@ fn explain(image: &str, file: &Path, json_out: bool) -> ExitCode {
     let candidates = p.candidates(&reference);
     let why = |i: usize| -> String {
         let r = candidates[i];
-        let (exact, literal) = r.specificity();
+        let (exact, prefix, literal) = r.specificity();
         if i == 0 {
             match candidates.get(1) {
                 None => "the only rule that matches".to_owned(),
                 Some(next) if exact && !next.specificity().0 => {
                     "an exact pattern beats every wildcard".to_owned()
                 }
-                Some(next) if next.specificity() == (exact, literal) => {
-                    format!("as specific as rule {}, and earlier in the file", next.name)
+                // Only the same pattern twice can tie (different ones are refused).
+                Some(next) if next.specificity() == (exact, prefix, literal) => {
+                    format!("the same pattern as rule {}, and earlier in the file", next.name)
                 }
-                Some(_) => format!("the most specific pattern ({literal} literal characters)"),
+                Some(next) if next.specificity().1 < prefix => format!(
+                    "the longest literal text before a wildcard ({prefix} characters)"
+                ),
+                Some(_) => format!(
+                    "as long a literal text before a wildcard ({prefix} characters), and the most literal characters ({literal})"
+                ),
             }
         } else {
             "loses to a more specific or earlier rule".to_owned()
@@ -225,9 +231,9 @@ fn explain(image: &str, file: &Path, json_out: bool) -> ExitCode {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                let (exact, literal) = r.specificity();
+                let (exact, prefix, literal) = r.specificity();
                 json!({"rule": r.name, "match": r.pattern, "line": r.position.0, "exact": exact,
-                       "literal_characters": literal, "wins": i == 0, "why": why(i), "effect": describe(r)})
+                       "literal_prefix": prefix, "literal_characters": literal, "wins": i == 0, "why": why(i), "effect": describe(r)})
             })
             .collect();
         println!(

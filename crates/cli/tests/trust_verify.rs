@@ -539,6 +539,17 @@ fn compat_notary_0_1_before_its_certificate_is_valid() {
     );
 }
 
+/// Notary accepts a root certificate whose notBefore is up to a day ahead of the node's
+/// clock (signer and node clocks differ); a real repository signed just after its root
+/// certificate was made must not be refused for it. notBefore is 2016-02-05T00:58:57Z.
+#[test]
+fn compat_root_certificate_starting_within_a_day_is_accepted_as_notary_does() {
+    let o = compat("notary0.1", "samplerepo", "LICENSE", "2016-02-04T01:00:00Z");
+    assert_eq!(o.code, 0, "23h 59m early: {}", o.stdout);
+    let o = compat("notary0.1", "samplerepo", "LICENSE", "2016-02-04T00:58:00Z");
+    assert_rejected(&o, "certificate_expired");
+}
+
 #[test]
 fn compat_notary_0_3_trusted_until_its_root_certificate_expires() {
     let o = compat("notary0.3", "tst", "hello", "2026-07-01T00:00:00Z");

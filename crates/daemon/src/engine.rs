@@ -192,7 +192,28 @@ pub struct Ask<'a> {
     pub dry_run: bool,
     /// containerd namespace the image lives in, when known.
     pub namespace: Option<&'a str>,
+    /// A verdict given for the same image and digest under the same policy a moment ago
+    /// may answer, without a second event: the watcher sees every pull the verifier
+    /// already judged, and CRI re-creates records the watcher removed.
+    pub reuse_recent: bool,
 }
+
+/// How long a verdict may stand in for a later ask about the same image and digest
+/// ([`Ask::reuse_recent`]): the time between the verifier's check (before the first
+/// byte) and the image record (after the last) of a large pull.
+const RECENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+const RECENT_MAX: usize = 4096;
+
+/// Reasons that say "could not check now", not "the trust data says no".
+pub const TRANSIENT: &[&str] = &[
+    "trust_server_unreachable",
+    "internal_error",
+    "state_corrupt",
+    "state_unreadable",
+    "state_unwritable",
+    "clock_went_backwards",
+    "events_unwritable",
+];
 
 /// Counters for status and metrics.
 #[derive(Default)]
@@ -226,6 +247,7 @@ pub struct Engine {
     files: Mutex<HashMap<String, CachedFiles>>,
     verified: Mutex<HashMap<String, CachedVerdict>>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    recent: Mutex<HashMap<(String, String), (Verdict, Instant)>>,
     /// Recent errors, newest last.
     pub last_errors: Mutex<Vec<String>>,
     /// Outcome of the last reload.
@@ -249,6 +271,7 @@ impl Engine {
             files: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
             last_errors: Mutex::new(Vec::new()),
             last_reload: Mutex::new("ok".to_owned()),
             counters: Counters::default(),
@@ -342,13 +365,82 @@ impl Engine {
     /// May `image` (with the digest containerd resolved, if known) be pulled?
     pub async fn verify(&self, image: &str, digest: Option<&str>, ask: &Ask<'_>) -> Verdict {
         let loaded = self.loaded();
-        self.counters.verdicts.fetch_add(1, Ordering::Relaxed);
+        let key = ImageRef::parse(image)
+            .ok()
+            .zip(digest)
+            .map(|(r, d)| (r.to_string(), d.to_owned()));
+        if ask.reuse_recent {
+            if let Some(v) = key.as_ref().and_then(|k| self.recent(k, loaded.generation)) {
+                return v;
+            }
+        }
         let mut verdict = Verdict {
             generation: loaded.generation,
             image: image.to_owned(),
             ..Verdict::default()
         };
         let outcome = self.decide(&loaded, image, digest, &mut verdict).await;
+        let verdict = self.conclude(&loaded, verdict, outcome, digest, ask).await;
+        if let Some(key) = key.filter(|_| !ask.dry_run) {
+            self.remember(key, &verdict);
+        }
+        verdict
+    }
+
+    /// A verdict given for `key` under policy `generation` within the window, unless it
+    /// was a "could not check now".
+    fn recent(&self, key: &(String, String), generation: u64) -> Option<Verdict> {
+        let map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(v, at)| {
+                v.generation == generation
+                    && at.elapsed() < RECENT_WINDOW
+                    && !TRANSIENT.contains(&v.reason.as_str())
+            })
+            .map(|(v, _)| v.clone())
+    }
+
+    fn remember(&self, key: (String, String), verdict: &Verdict) {
+        let mut map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= RECENT_MAX {
+            map.retain(|_, (_, at)| at.elapsed() < RECENT_WINDOW);
+            if map.len() >= RECENT_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, (verdict.clone(), Instant::now()));
+    }
+
+    /// A request that cannot be judged (a name or digest over the limits): refused with
+    /// `reason` and recorded like any verdict, so that callers always get a verdict and
+    /// never a transport error they might take for "daemon down". `image` is what may
+    /// be recorded of the name (shortened by the caller).
+    pub async fn refuse(
+        &self,
+        image: &str,
+        reason: &'static str,
+        message: String,
+        ask: &Ask<'_>,
+    ) -> Verdict {
+        let loaded = self.loaded();
+        let verdict = Verdict {
+            generation: loaded.generation,
+            image: image.to_owned(),
+            ..Verdict::default()
+        };
+        self.conclude(&loaded, verdict, Err(deny(reason, message)), None, ask)
+            .await
+    }
+
+    async fn conclude(
+        &self,
+        loaded: &Loaded,
+        mut verdict: Verdict,
+        outcome: Result<(), Denial>,
+        digest: Option<&str>,
+        ask: &Ask<'_>,
+    ) -> Verdict {
+        self.counters.verdicts.fetch_add(1, Ordering::Relaxed);
         let mode = loaded
             .policy
             .rules
@@ -424,9 +516,9 @@ impl Engine {
         v.gun = reference.repository();
         let want = match (digest, &reference.digest) {
             (Some(d), Some(r)) => {
-                let d = d.strip_prefix("sha256:").ok_or_else(|| {
-                    deny("digest_mismatch", format!("digest {d:?} is not sha256"))
-                })?;
+                let d = d
+                    .strip_prefix("sha256:")
+                    .ok_or_else(|| unsupported_digest(d))?;
                 if d != r {
                     return Err(deny(
                         "digest_mismatch",
@@ -440,9 +532,7 @@ impl Engine {
             (Some(d), None) => Some(
                 d.strip_prefix("sha256:")
                     .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-                    .ok_or_else(|| {
-                        deny("digest_mismatch", format!("digest {d:?} is not sha256:HEX"))
-                    })?
+                    .ok_or_else(|| unsupported_digest(d))?
                     .to_ascii_lowercase(),
             ),
             (None, r) => r.clone(),
@@ -780,6 +870,15 @@ impl Engine {
         }
         Some(Arc::new(files))
     }
+}
+
+/// A digest pullguard cannot check: Notary signs SHA-256 only.
+fn unsupported_digest(d: &str) -> Denial {
+    let shown: String = d.chars().take(80).collect();
+    deny(
+        "invalid_reference",
+        format!("digest {shown:?} is not sha256:<64 hex digits>; Notary trust data signs SHA-256 digests only, so nothing else can be checked"),
+    )
 }
 
 fn timestamp_expiry(repo: &VerifiedRepo) -> Option<OffsetDateTime> {

@@ -63,7 +63,8 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// A client with the server's CA and timeouts; TLS 1.2 or later.
+    /// A client with the server's CA (the only roots trusted for it, when set) and
+    /// timeouts; TLS 1.2 or later.
     pub fn new(server: &TrustServer) -> Result<Fetcher, FetchError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(server.timeout)
@@ -82,8 +83,17 @@ impl Fetcher {
                 detail,
             };
             let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
-            builder = builder.add_root_certificate(cert);
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no PEM certificate in it".to_owned()));
+            }
+            // The CA file is a pin: it replaces the system's roots for this server, so
+            // that a publicly trusted certificate for the server's name is not enough.
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         let client = builder.build().map_err(|e| FetchError::BadCa {
             server: server.name.clone(),

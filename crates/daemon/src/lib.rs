@@ -132,7 +132,9 @@ pub async fn run(
     let service = api::pullguard_server::PullguardServer::new(server::Service {
         engine: engine.clone(),
     })
-    .max_decoding_message_size(64 * 1024);
+    // Above Linux's 128 KiB limit on one argument: any name containerd can pass the
+    // verifier decodes, and is then refused with a verdict rather than a transport error.
+    .max_decoding_message_size(256 * 1024);
     // Graceful shutdown waits for open connections, and a WatchEvents stream never ends
     // by itself: after the signal, connections get a few seconds, then the daemon exits.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

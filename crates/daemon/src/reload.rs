@@ -128,11 +128,11 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
     let old = engine.loaded();
     let parsed = policy::Policy::load(path).map_err(|e| e.to_string());
     let prepared = parsed.and_then(|p| {
-        let daemon_changed = p.daemon != old.policy.daemon;
-        Loaded::prepare_after(p, old.generation + 1, path, Some(&old)).map(|l| (l, daemon_changed))
+        let restart_only = old.policy.daemon.restart_only_changes(&p.daemon);
+        Loaded::prepare_after(p, old.generation + 1, path, Some(&old)).map(|l| (l, restart_only))
     });
     match prepared {
-        Ok((loaded, daemon_changed)) => {
+        Ok((loaded, restart_only)) => {
             let generation = loaded.generation;
             engine.install(loaded);
             engine.warm_trust_servers();
@@ -145,8 +145,11 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
                 "policy generation {generation} loaded from {} ({trigger})",
                 path.display()
             );
-            if daemon_changed {
-                message.push_str("; [daemon] settings changed and take effect at restart");
+            if !restart_only.is_empty() {
+                message.push_str(&format!(
+                    "; changed [daemon] settings that take effect only at restart (the running values stay until then): {}",
+                    restart_only.join(", ")
+                ));
             }
             tracing::info!(generation, trigger, "policy.reloaded");
             let ev = engine

@@ -17,8 +17,10 @@ use crate::api::{
 };
 use crate::engine::{Ask, Engine};
 
-/// Largest image reference accepted.
+/// Largest image reference judged (longer ones are refused with a verdict).
 const MAX_IMAGE: usize = 4096;
+/// Largest digest judged: `sha512:` and 128 hex digits would be 135.
+const MAX_DIGEST: usize = 160;
 
 /// The service.
 pub struct Service {
@@ -27,26 +29,25 @@ pub struct Service {
 }
 
 impl Service {
-    async fn authorise<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    /// Checks the caller against the policy in force now (so a uid removed by a reload is
+    /// refused from its next call on); returns its credentials.
+    async fn authorise<T>(&self, req: &Request<T>) -> Result<Option<Cred>, Status> {
         let loaded = self.engine.loaded();
-        let settings = &loaded.policy.daemon;
         let cred = req
             .extensions()
             .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred);
-        let me = rustix::process::geteuid().as_raw();
-        let ok = cred.is_some_and(|c| {
-            c.uid() == 0
-                || c.uid() == me
-                || settings.allowed_uids.contains(&c.uid())
-                || settings.allowed_gids.contains(&c.gid())
-        });
-        if ok {
-            return Ok(());
+            .and_then(|i| i.peer_cred)
+            .map(|c| Cred {
+                uid: c.uid(),
+                gid: c.gid(),
+            });
+        if cred.is_some_and(|c| c.allowed(&loaded.policy.daemon)) {
+            return Ok(cred);
         }
+        let cred = cred.map(|c| (c.uid, c.gid));
         let who = cred.map_or_else(
             || "unknown peer".to_owned(),
-            |c| format!("uid {} gid {}", c.uid(), c.gid()),
+            |(uid, gid)| format!("uid {uid} gid {gid}"),
         );
         let mut ev = self.engine.events.new_event(
             "access.denied",
@@ -61,6 +62,22 @@ impl Service {
     }
 }
 
+/// A caller's credentials from the socket.
+#[derive(Debug, Clone, Copy)]
+struct Cred {
+    uid: u32,
+    gid: u32,
+}
+
+impl Cred {
+    fn allowed(self, settings: &policy::DaemonSettings) -> bool {
+        self.uid == 0
+            || self.uid == rustix::process::geteuid().as_raw()
+            || settings.allowed_uids.contains(&self.uid)
+            || settings.allowed_gids.contains(&self.gid)
+    }
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -71,27 +88,38 @@ impl Pullguard for Service {
     ) -> Result<Response<VerifyResponse>, Status> {
         self.authorise(&req).await?;
         let r = req.into_inner();
-        if r.image.len() > MAX_IMAGE || r.digest.len() > 128 || r.source.len() > 64 {
-            return Err(Status::invalid_argument("image, digest or source too long"));
-        }
-        let digest = (!r.digest.is_empty()).then_some(r.digest.as_str());
-        let source = if r.source.is_empty() {
-            "unknown"
-        } else {
-            r.source.as_str()
+        let source = match r.source.as_str() {
+            "" => "unknown",
+            s if s.len() > 64 => "unknown (name too long)",
+            s => s,
         };
-        let v = self
-            .engine
-            .verify(
-                &r.image,
-                digest,
-                &Ask {
-                    source,
-                    dry_run: r.dry_run,
-                    namespace: None,
-                },
-            )
-            .await;
+        let ask = Ask {
+            source,
+            dry_run: r.dry_run,
+            namespace: None,
+            // Every pull the verifier asks about is judged afresh.
+            reuse_recent: false,
+        };
+        // Every request gets a verdict, a refusal included: a transport error could be
+        // taken for "daemon down" by a client with a fail-open override.
+        let v = if r.image.len() > MAX_IMAGE || r.digest.len() > MAX_DIGEST {
+            let shown: String = r.image.chars().take(200).collect();
+            self.engine
+                .refuse(
+                    &shown,
+                    "invalid_reference",
+                    format!(
+                        "the image name ({} bytes) or digest ({} bytes) is over the limit ({MAX_IMAGE} and {MAX_DIGEST} bytes); nothing that long can be checked",
+                        r.image.len(),
+                        r.digest.len()
+                    ),
+                    &ask,
+                )
+                .await
+        } else {
+            let digest = (!r.digest.is_empty()).then_some(r.digest.as_str());
+            self.engine.verify(&r.image, digest, &ask).await
+        };
         Ok(Response::new(v.into()))
     }
 
@@ -139,18 +167,19 @@ impl Pullguard for Service {
         &self,
         req: Request<WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        self.authorise(&req).await?;
+        let cred = self.authorise(&req).await?;
         let engine = self.engine.clone();
-        let stream =
-            BroadcastStream::new(self.engine.events.subscribe()).filter_map(
-                move |item| match item {
-                    Ok(json) => Some(Ok(Event { json })),
-                    Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-                        engine.events.dropped.fetch_add(n, Ordering::Relaxed);
-                        None
-                    }
-                },
-            );
+        let still = self.engine.clone();
+        // A caller whose access a reload revoked gets no further events.
+        let stream = BroadcastStream::new(self.engine.events.subscribe())
+            .take_while(move |_| cred.is_some_and(|c| c.allowed(&still.loaded().policy.daemon)))
+            .filter_map(move |item| match item {
+                Ok(json) => Some(Ok(Event { json })),
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                    engine.events.dropped.fetch_add(n, Ordering::Relaxed);
+                    None
+                }
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 }

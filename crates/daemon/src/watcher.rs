@@ -25,7 +25,7 @@ use prost::Message as _;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
-use crate::engine::{Ask, Engine, Verdict};
+use crate::engine::{Ask, Engine, Verdict, TRANSIENT};
 
 /// Recorded as the source of the watcher's verdicts.
 pub const SOURCE: &str = "containerd-watcher";
@@ -40,19 +40,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// CRI writes an image's name, digest and ID records in one burst; an ID record checked
 /// before its named sibling exists waits this long before it is judged on its own.
 const ALIAS_GRACE: Duration = Duration::from_secs(3);
-
-/// Verdict reasons that say "could not check now", not "the trust data says no". A sweep
-/// keeps an existing image on these (and records it) rather than empty a node during a
-/// trust-server outage; a fresh pull is still removed (fail closed).
-const TRANSIENT: &[&str] = &[
-    "trust_server_unreachable",
-    "internal_error",
-    "state_corrupt",
-    "state_unreadable",
-    "state_unwritable",
-    "clock_went_backwards",
-    "events_unwritable",
-];
 
 /// What an image event or a sweep found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,6 +387,23 @@ fn valid_digest(d: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
+/// Whether the image record `name` still exists.
+async fn exists(channel: &Channel, namespace: &str, name: &str) -> Result<bool, String> {
+    match ImagesClient::new(channel.clone())
+        .get(in_namespace(
+            GetImageRequest {
+                name: name.to_owned(),
+            },
+            namespace,
+        ))
+        .await
+    {
+        Ok(r) => Ok(r.into_inner().image.is_some()),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+        Err(s) => Err(format!("cannot read the image record: {}", status_text(&s))),
+    }
+}
+
 /// Verifies one image record and enforces the verdict.
 async fn check_named(
     engine: &Arc<Engine>,
@@ -441,17 +445,25 @@ async fn check_named(
     if is_alias(name) && valid_digest(&digest) {
         if why == Why::Event {
             tokio::time::sleep(ALIAS_GRACE).await;
+            // Its named sibling may have been judged and removed, with it, meanwhile.
+            if !exists(channel, namespace, name).await? {
+                return Ok(());
+            }
         }
         let siblings = same_target(channel, namespace, &digest).await?;
         if siblings.iter().any(|i| !is_alias(&i.name)) {
             // Judged through its named siblings; removing a rejected one removes it too.
             return Ok(());
         }
+        // An ID record no named record vouches for: nothing names a repository whose
+        // trust data could vouch for it (CRI can still start containers by ID), so it
+        // is refused as such, never judged as a made-up name.
     }
     let ask = Ask {
         source: SOURCE,
         dry_run: false,
         namespace: Some(namespace),
+        reuse_recent: true,
     };
     // The record's own digest is always what is checked (an empty or non-sha256 one is a
     // rejection), never a tag resolved afresh from trust data.
@@ -490,7 +502,9 @@ async fn remove(
         .await
     {
         Ok(_) => {}
-        Err(s) if s.code() == tonic::Code::NotFound => {}
+        // Already gone (removed with a sibling, or by someone else): nothing was removed
+        // here, so nothing is counted or recorded.
+        Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
         Err(s) => {
             return Err(format!(
                 "cannot delete the image record: {}",

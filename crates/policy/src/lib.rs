@@ -5,8 +5,11 @@
 //! `policy check` command feed it directly; every problem is reported at once, each with
 //! file, line and column. Rules match normalised references ([`ImageRef`]) by glob: `*`
 //! within one path segment, `**` across segments, `?` one character. The most specific
-//! rule wins: an exact pattern, then the one with the most literal characters, then the
-//! first in the file.
+//! rule wins: an exact pattern, then the one with the longest literal text before its
+//! first wildcard (so `registry.example.com/prod/**` beats
+//! `registry.example.com/**/sandbox/**` for `prod/sandbox/x`), then the one with the most
+//! literal characters. Two different patterns tied on both that can match one reference
+//! are an error; the same pattern twice is a warning, and the first applies.
 //!
 //! The verdict engine is format-neutral: a rule names the kinds of proof it accepts
 //! (`proofs = ["notary-v1"]`). Notary v1 is the only kind today; another is an addition.
@@ -24,7 +27,7 @@ use toml::Spanned;
 pub mod duration;
 mod reference;
 
-pub use reference::{ImageRef, ReferenceError};
+pub use reference::{canonical_host, ImageRef, ReferenceError};
 
 /// One problem in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,10 +171,11 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// How specific the pattern is: (exact, literal characters). Higher wins; among
-    /// equals, the first in the file.
-    pub fn specificity(&self) -> (bool, usize) {
-        (self.glob.exact, self.glob.literal)
+    /// How specific the pattern is: (exact, literal characters before the first
+    /// wildcard, literal characters). Higher wins. Two different patterns that rank
+    /// the same and can match the same reference are refused when the policy loads.
+    pub fn specificity(&self) -> (bool, usize, usize) {
+        self.glob.rank()
     }
 }
 
@@ -228,6 +232,36 @@ pub struct DaemonSettings {
     pub cache_ttl: std::time::Duration,
     /// containerd's gRPC socket for the event watcher; `None` (set to "") turns it off.
     pub containerd_socket: Option<PathBuf>,
+}
+
+impl DaemonSettings {
+    /// Names of the settings, different in `new`, that take effect only when pullguardd
+    /// restarts (the socket, files and sinks it opened at start). The others —
+    /// `allowed_uids`, `allowed_gids`, `keys_dir`, `cache_ttl` — apply from the reload on.
+    pub fn restart_only_changes(&self, new: &DaemonSettings) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |changed: bool, name: &'static str| {
+            if changed {
+                out.push(name);
+            }
+        };
+        check(self.socket != new.socket, "socket");
+        check(self.state_dir != new.state_dir, "state_dir");
+        check(self.events_file != new.events_file, "events_file");
+        check(
+            self.events_max_bytes != new.events_max_bytes,
+            "events_max_bytes",
+        );
+        check(self.events_keep != new.events_keep, "events_keep");
+        check(self.stdout_events != new.stdout_events, "stdout_events");
+        check(self.syslog != new.syslog, "syslog");
+        check(self.metrics != new.metrics, "metrics");
+        check(
+            self.containerd_socket != new.containerd_socket,
+            "containerd_socket",
+        );
+        out
+    }
 }
 
 /// A parsed, validated policy.
@@ -407,16 +441,8 @@ impl Policy {
         let mut trust_servers = BTreeMap::new();
         for (name, s) in &raw.trust_server {
             let url = s.url.get_ref().trim_end_matches('/').to_owned();
-            if !(url.starts_with("https://")
-                || url.starts_with("http://127.0.0.1")
-                || url.starts_with("http://localhost"))
-            {
-                ctx.at(
-                    s.url.span().start,
-                    format!(
-                        "trust server {name}: url must be https:// (plain http only on loopback)"
-                    ),
-                );
+            if let Err(why) = check_trust_server_url(&url) {
+                ctx.at(s.url.span().start, format!("trust server {name}: {why}"));
             }
             let timeout = s
                 .timeout
@@ -450,6 +476,7 @@ impl Policy {
                 rules.push(rule);
             }
         }
+        tied_rules(&mut ctx, &rules);
         if raw.rule.is_empty() && ctx.problems.is_empty() {
             // A file with no rules would reject every pull; far more often it is an
             // editor's or a deployment's write caught half way, so it is refused.
@@ -476,26 +503,31 @@ impl Policy {
     }
 
     /// The rule for `image`: the most specific match, or `None`.
+    ///
+    /// A reference with both a tag and a digest (`app:v1@sha256:…`) is matched as
+    /// `app@sha256:…`: containerd pulls the digest and the tag is only a label, so a
+    /// tag-scoped rule (`…/app:dev-*`) must not decide what it lets in. Under a signed
+    /// rule the tag must in addition resolve to that digest.
     pub fn rule_for(&self, image: &ImageRef) -> Option<&Rule> {
-        let subject = image.to_string();
+        let subject = match_subject(image);
         self.rules
             .iter()
             .enumerate()
             .filter(|(_, r)| r.glob.matches(&subject))
-            .max_by_key(|(i, r)| (r.glob.exact, r.glob.literal, std::cmp::Reverse(*i)))
+            .max_by_key(|(i, r)| (r.glob.rank(), std::cmp::Reverse(*i)))
             .map(|(_, r)| r)
     }
 
     /// Every rule matching `image`, the winner first, then in the order they would win.
     pub fn candidates(&self, image: &ImageRef) -> Vec<&Rule> {
-        let subject = image.to_string();
+        let subject = match_subject(image);
         let mut found: Vec<(usize, &Rule)> = self
             .rules
             .iter()
             .enumerate()
             .filter(|(_, r)| r.glob.matches(&subject))
             .collect();
-        found.sort_by_key(|(i, r)| (std::cmp::Reverse((r.glob.exact, r.glob.literal)), *i));
+        found.sort_by_key(|(i, r)| (std::cmp::Reverse(r.glob.rank()), *i));
         found.into_iter().map(|(_, r)| r).collect()
     }
 
@@ -520,6 +552,21 @@ impl Policy {
                 warn(r, format!("rule {} can never match: {why}", r.name));
                 continue;
             }
+            let host = r.pattern.split('/').next().unwrap_or("");
+            if !host.starts_with(['*', '?']) && host.contains(['*', '?']) {
+                warn(r, format!("rule {}: the registry part of pattern {:?} has a wildcard, so it also matches other registries (e.g. {:?}); write the registry host in full", r.name, r.pattern, format!("{}.attacker.example", host.trim_end_matches(['*', '?']))));
+            }
+            if r.pattern == "**" {
+                let lax = laxness(r);
+                for own in self.rules.iter().filter(|o| {
+                    o.pattern
+                        .strip_suffix("/**")
+                        .is_some_and(|h| !h.contains(['*', '?', '/']))
+                        && laxness(o) < lax
+                }) {
+                    warn(r, format!("catch-all rule {} is laxer than rule {} for the whole registry {:?}: an image that reaches this node under another registry name (a mirror, an alias) gets the catch-all; make the catch-all at least as strict and add explicit rules for what may run unverified", r.name, own.name, own.pattern.trim_end_matches("/**")));
+                }
+            }
             if r.pattern != "**" && r.pattern.starts_with('*') {
                 let looser = match r.require {
                     Require::Reject => "",
@@ -529,6 +576,113 @@ impl Policy {
             }
         }
         out
+    }
+}
+
+/// A trust server URL: `https://HOST[:PORT][/PATH]`, or plain `http://` only when the
+/// host is a loopback IP address or exactly `localhost`. Parsed, not prefix-matched:
+/// `http://127.0.0.1@notary.example.com` and `http://127.0.0.1.nip.io` are elsewhere.
+pub fn check_trust_server_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("url {url:?} must start with https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(format!("url {url:?} must name a host"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(format!("url {url:?} may not have a query or fragment"));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(h, _)| h).unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                authority
+            }
+        }),
+    };
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            // `http://127.0.0.1@evil.example.com` is a request to evil.example.com.
+            let loopback = !authority.contains('@')
+                && (host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback()));
+            if loopback {
+                Ok(())
+            } else {
+                Err(format!(
+                    "url {url:?}: plain http is accepted only for a loopback address (127.0.0.0/8, [::1]) or exactly localhost; use https://"
+                ))
+            }
+        }
+        other => Err(format!("url {url:?}: scheme {other:?} is not https")),
+    }
+}
+
+/// Two different patterns of equal rank that can match one reference: which applies
+/// would depend on their order in the file, which nobody reading a rule sees.
+fn tied_rules(ctx: &mut Ctx<'_>, rules: &[Rule]) {
+    let mut by_rank: BTreeMap<(usize, usize, &str), Vec<usize>> = BTreeMap::new();
+    for (i, r) in rules.iter().enumerate() {
+        if !r.glob.exact {
+            let prefix_len: usize = r
+                .pattern
+                .chars()
+                .take(r.glob.prefix)
+                .map(char::len_utf8)
+                .sum();
+            by_rank
+                .entry((r.glob.prefix, r.glob.literal, &r.pattern[..prefix_len]))
+                .or_default()
+                .push(i);
+        }
+    }
+    for group in by_rank.values().filter(|g| g.len() > 1) {
+        for (n, &i) in group.iter().enumerate() {
+            let Some(&j) = group[..n].iter().find(|&&j| {
+                rules[j].pattern != rules[i].pattern && rules[j].glob.overlaps(&rules[i].glob)
+            }) else {
+                continue;
+            };
+            let (a, b) = (&rules[j], &rules[i]);
+            ctx.problems.push(Problem {
+                line: b.position.0,
+                column: b.position.1,
+                message: format!(
+                "rules {} ({:?}, line {}) and {} ({:?}) can match the same image and are equally specific (same literal text before the first wildcard, same number of literal characters), so which applies is not clear; make one of them more specific, or merge them",
+                a.name, a.pattern, a.position.0, b.name, b.pattern
+            ),
+            });
+        }
+    }
+}
+
+/// What rules are matched against: the normalised reference, without its tag when it
+/// also carries a digest (see [`Policy::rule_for`]).
+fn match_subject(image: &ImageRef) -> String {
+    if image.digest.is_some() && image.tag.is_some() {
+        ImageRef {
+            tag: None,
+            ..image.clone()
+        }
+        .to_string()
+    } else {
+        image.to_string()
+    }
+}
+
+/// 0 for a rule that refuses everything it matches, 1 for signatures enforced, 2 for
+/// anything allowed (audit mode or `require = "any"`).
+fn laxness(r: &Rule) -> u8 {
+    match (r.mode, r.require) {
+        (Mode::Audit, _) | (_, Require::Any) => 2,
+        (Mode::Enforce, Require::Signed) => 1,
+        (Mode::Enforce, Require::Reject) => 0,
     }
 }
 
@@ -560,11 +714,21 @@ fn never_matches(pattern: &str, exact: bool) -> Option<String> {
             pattern.to_ascii_lowercase()
         ));
     }
-    if domain == "index.docker.io" || domain == "registry-1.docker.io" {
-        return Some(format!(
-            "Docker Hub references are normalised to docker.io; write {:?}",
-            pattern.replacen(domain, "docker.io", 1)
-        ));
+    match canonical_host(domain) {
+        Err(why) => return Some(why),
+        Ok(c) if c == "docker.io" && domain != "docker.io" => {
+            return Some(format!(
+                "Docker Hub references are normalised to docker.io; write {:?}",
+                pattern.replacen(domain, "docker.io", 1)
+            ))
+        }
+        Ok(c) if c != domain => {
+            return Some(format!(
+                "registry hosts are matched in one spelling (no trailing dot, no leading zeros or :443 in the port); write {:?}",
+                pattern.replacen(domain, &c, 1)
+            ))
+        }
+        Ok(_) => {}
     }
     if !(domain.contains('.') || domain.contains(':') || domain == "localhost") {
         return Some(format!(
@@ -613,6 +777,11 @@ mod lint_tests {
             ("library/alpine:*", "not a registry host"),
             ("alpine*", "no registry part"),
             ("**/prod/**", "starts with a wildcard"),
+            ("registry.example.com*/**", "attacker.example"),
+            (
+                "registry.example.com:0443/**",
+                "write \"registry.example.com/**\"",
+            ),
             ("*/team/app:*", "attacker"),
         ];
         for (pattern, expect) in cases {
@@ -624,6 +793,18 @@ mod lint_tests {
         let dup = lint("[[rule]]\nname = \"a\"\nmatch = \"r.io/**\"\n[[rule]]\nname = \"b\"\nmatch = \"r.io/**\"\n");
         assert_eq!(dup.len(), 1);
         assert!(dup[0].contains("rule b can never apply: rule a"), "{dup:?}");
+    }
+
+    #[test]
+    fn a_catch_all_laxer_than_a_registrys_own_rule_is_warned() {
+        let w = lint("[[rule]]\nname = \"reg\"\nmatch = \"registry.example.com/**\"\n[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("catch-all rule all is laxer than rule reg"),
+            "{w:?}"
+        );
+        let strict = lint("[[rule]]\nname = \"reg\"\nmatch = \"registry.example.com/**\"\nrequire = \"any\"\n[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"reject\"\n");
+        assert!(strict.is_empty(), "{strict:?}");
     }
 
     #[test]
@@ -826,6 +1007,8 @@ enum Token {
 struct Glob {
     tokens: Vec<Token>,
     exact: bool,
+    /// Characters before the first wildcard: the first measure of how specific it is.
+    prefix: usize,
     literal: usize,
 }
 
@@ -851,11 +1034,76 @@ impl Glob {
             });
         }
         let literal = tokens.iter().filter(|t| matches!(t, Token::Lit(_))).count();
+        let prefix = tokens
+            .iter()
+            .take_while(|t| matches!(t, Token::Lit(_)))
+            .count();
         Ok(Glob {
             exact: literal == tokens.len(),
+            prefix,
             literal,
             tokens,
         })
+    }
+
+    /// Precedence: an exact pattern, then the longest literal text before the first
+    /// wildcard (the path an operator wrote out), then the most literal characters.
+    fn rank(&self) -> (bool, usize, usize) {
+        (self.exact, self.prefix, self.literal)
+    }
+
+    /// Whether some string matches both globs: a search over pairs of positions.
+    fn overlaps(&self, other: &Glob) -> bool {
+        let (a, b) = (&self.tokens, &other.tokens);
+        let star = |t: Option<&Token>| matches!(t, Some(Token::Any | Token::AnyInSegment));
+        // What one token accepts as the next character: a literal, any but '/', anything.
+        let class = |t: &Token| match t {
+            Token::Lit(c) => Some(*c),
+            _ => None,
+        };
+        let slash_ok = |t: &Token| matches!(t, Token::Any) || matches!(t, Token::Lit('/'));
+        let mut seen = std::collections::HashSet::new();
+        let mut todo = vec![(0usize, 0usize)];
+        while let Some((i, j)) = todo.pop() {
+            if !seen.insert((i, j)) {
+                continue;
+            }
+            if i == a.len() && j == b.len() {
+                return true;
+            }
+            // A star may match nothing.
+            if star(a.get(i)) {
+                todo.push((i + 1, j));
+            }
+            if star(b.get(j)) {
+                todo.push((i, j + 1));
+            }
+            let (Some(ta), Some(tb)) = (a.get(i), b.get(j)) else {
+                continue;
+            };
+            let common = match (class(ta), class(tb)) {
+                (Some(x), Some(y)) => x == y,
+                (Some(x), None) => x != '/' || slash_ok(tb),
+                (None, Some(y)) => y != '/' || slash_ok(ta),
+                // Two wildcards share every character but '/', at least.
+                (None, None) => true,
+            };
+            if common {
+                let ni = if star(Some(ta)) { i } else { i + 1 };
+                let nj = if star(Some(tb)) { j } else { j + 1 };
+                if (ni, nj) != (i, j) {
+                    todo.push((ni, nj));
+                }
+                // A star may also stop after this character.
+                if star(Some(ta)) {
+                    todo.push((i + 1, nj));
+                }
+                if star(Some(tb)) {
+                    todo.push((ni, j + 1));
+                }
+            }
+        }
+        false
     }
 
     fn matches(&self, s: &str) -> bool {
@@ -1082,6 +1330,125 @@ require = "reject"
             Some("prod")
         );
         assert_eq!(rule_name(&p, "alpine").as_deref(), Some("all"));
+    }
+
+    /// The red team's case: under "most literal characters wins", the lax sandbox rule
+    /// (more literals) beat the enforced prod rule for prod/sandbox/evil.
+    #[test]
+    fn a_lax_rule_with_more_literals_does_not_beat_a_longer_written_out_path() {
+        let p = policy(
+            r#"
+[[rule]]
+name = "prod"
+match = "registry.example.com/prod/**"
+[[rule]]
+name = "sandbox"
+match = "registry.example.com/**/sandbox/**"
+require = "any"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            rule_name(&p, "registry.example.com/prod/sandbox/evil:1").as_deref(),
+            Some("prod")
+        );
+        assert_eq!(
+            rule_name(&p, "registry.example.com/dev/sandbox/x:1").as_deref(),
+            Some("sandbox")
+        );
+    }
+
+    #[test]
+    fn equally_specific_overlapping_rules_are_an_error() {
+        let e = policy(
+            r#"
+[[rule]]
+name = "a"
+match = "registry.example.com/team/*/x:*"
+[[rule]]
+name = "b"
+match = "registry.example.com/team/**:v1"
+require = "any"
+"#,
+        )
+        .expect_err("tie");
+        assert!(
+            e.to_string().contains("rules a") && e.to_string().contains("equally specific"),
+            "{e}"
+        );
+        // Same rank but disjoint: fine.
+        policy(
+            r#"
+[[rule]]
+name = "a"
+match = "registry.example.com/team/*:v1"
+[[rule]]
+name = "b"
+match = "registry.example.com/team/*:v2"
+"#,
+        )
+        .expect("disjoint patterns of equal rank");
+    }
+
+    #[test]
+    fn overlap_is_decided_by_the_globs() {
+        let o = |a: &str, b: &str| Glob::new(a).unwrap().overlaps(&Glob::new(b).unwrap());
+        assert!(o("r/**", "r/*/x"));
+        assert!(o("r/*/x:*", "r/**:v1"));
+        assert!(!o("r/*:v1", "r/*:v2"));
+        assert!(!o("r/*", "r/a/b"), "* stays in one segment");
+        assert!(o("r/?/b", "r/a/*"));
+        assert!(!o("a/**", "b/**"));
+        assert!(o("**", "x"));
+    }
+
+    #[test]
+    fn plain_http_trust_servers_only_on_loopback_by_parsed_host() {
+        for good in [
+            "https://notary.example.com",
+            "https://notary.example.com:4443/base",
+            "http://127.0.0.1:4443",
+            "http://127.8.9.1",
+            "http://localhost:4443",
+            "http://[::1]:4443",
+        ] {
+            assert!(check_trust_server_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://127.0.0.1@notary.example.com",
+            "http://127.0.0.1.nip.io",
+            "http://localhost.example.com",
+            "http://127.0.0.1:80@evil.example.com/",
+            "http://notary.example.com",
+            "ftp://127.0.0.1",
+            "notary.example.com",
+        ] {
+            assert!(check_trust_server_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// `app:dev-1@sha256:EVIL`: containerd pulls EVIL, so the unsigned dev-tag rule must
+    /// not be the one that judges it.
+    #[test]
+    fn tag_scoped_rules_do_not_judge_a_reference_that_carries_a_digest() {
+        let p = policy(
+            r#"
+[[rule]]
+name = "app"
+match = "registry.example.com/app**"
+[[rule]]
+name = "dev"
+match = "registry.example.com/app:dev-*"
+require = "any"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            rule_name(&p, "registry.example.com/app:dev-1").as_deref(),
+            Some("dev")
+        );
+        let evil = format!("registry.example.com/app:dev-1@sha256:{}", "e".repeat(64));
+        assert_eq!(rule_name(&p, &evil).as_deref(), Some("app"));
     }
 
     #[test]

@@ -83,19 +83,28 @@ impl ImageRef {
                 ));
             }
         }
+        // Docker's rule for where the registry ends: a first component with a '.' or ':',
+        // `localhost`, or any upper-case letter names a host.
         let (domain, path) = match name.split_once('/') {
-            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-                (first.to_owned(), rest.to_owned())
+            Some((first, rest))
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
+            {
+                (
+                    canonical_host(first).map_err(|why| err(&why))?,
+                    rest.to_owned(),
+                )
             }
-            _ => ("docker.io".to_owned(), name.to_owned()),
+            _ => {
+                if name.starts_with("sha256:") || name == "sha256" {
+                    return Err(err(
+                        "a bare digest names no repository; write REPOSITORY@sha256:HEX",
+                    ));
+                }
+                ("docker.io".to_owned(), name.to_owned())
+            }
         };
-        let domain = match domain.as_str() {
-            "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
-            _ => domain,
-        };
-        if domain.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(err("registry host must be lowercase"));
-        }
         let path = if domain == "docker.io" && !path.contains('/') {
             format!("library/{path}")
         } else {
@@ -130,6 +139,54 @@ impl ImageRef {
     pub fn repository(&self) -> String {
         format!("{}/{}", self.domain, self.path)
     }
+}
+
+/// A registry host as one spelling: lower case, no trailing dot, no leading zeros in the
+/// port, no `:443` (the scheme's default), Docker Hub's aliases folded into `docker.io`.
+/// Anything but ASCII letters, digits, `-` and `.` (and a port) is refused: a registry
+/// reached under another spelling must not reach another rule.
+pub fn canonical_host(host: &str) -> Result<String, String> {
+    let lower = host.to_ascii_lowercase();
+    let (name, port) = match lower.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (lower.as_str(), None),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!(
+            "registry host {host:?} is not a DNS name or IPv4 address of ASCII letters, digits, '-' and '.'"
+        ));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let n = (!p.is_empty() && p.len() <= 8 && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<u32>().ok())
+                .flatten()
+                .filter(|n| (1..=65535).contains(n))
+                .ok_or_else(|| {
+                    format!("registry port in {host:?} is not a number from 1 to 65535")
+                })?;
+            (n != 443).then_some(n)
+        }
+    };
+    let joined = match port {
+        Some(p) => format!("{name}:{p}"),
+        None => name.to_owned(),
+    };
+    Ok(match joined.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_owned()
+        }
+        _ => joined,
+    })
 }
 
 impl fmt::Display for ImageRef {
@@ -177,6 +234,10 @@ mod tests {
             norm("registry.example.com:5000/app"),
             "registry.example.com:5000/app:latest"
         );
+        assert_eq!(
+            norm("REGISTRY.example.com/app"),
+            "registry.example.com/app:latest"
+        );
         let d = "a".repeat(64);
         assert_eq!(
             norm(&format!("app@sha256:{d}")),
@@ -200,11 +261,86 @@ mod tests {
             "app:",
             "app:-x",
             "a b",
-            "REGISTRY.example.com/app",
             "app//x",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    /// Every spelling of one registry that containerd reaches as that registry must get
+    /// the same rule: the red team reached a catch-all with each of these.
+    #[test]
+    fn host_spellings_of_one_registry_fold_into_one() {
+        for (spelling, canonical) in [
+            (
+                "registry.example.com:443/prod/app:v1",
+                "registry.example.com/prod/app:v1",
+            ),
+            (
+                "registry.example.com:0443/prod/app:v1",
+                "registry.example.com/prod/app:v1",
+            ),
+            (
+                "registry.example.com./prod/app:v1",
+                "registry.example.com/prod/app:v1",
+            ),
+            (
+                "registry.example.com.:443/prod/app:v1",
+                "registry.example.com/prod/app:v1",
+            ),
+            (
+                "Registry.Example.COM/prod/app:v1",
+                "registry.example.com/prod/app:v1",
+            ),
+            ("localhost:05000/app:v1", "localhost:5000/app:v1"),
+            ("localhost./app:v1", "localhost/app:v1"),
+            ("LOCALHOST/app:v1", "localhost/app:v1"),
+            (
+                "docker.io:443/library/alpine:3",
+                "docker.io/library/alpine:3",
+            ),
+            ("index.docker.io:443/alpine:3", "docker.io/library/alpine:3"),
+            (
+                "registry-1.docker.io/alpine:3",
+                "docker.io/library/alpine:3",
+            ),
+            (
+                "registry.hub.docker.com/alpine:3",
+                "docker.io/library/alpine:3",
+            ),
+        ] {
+            assert_eq!(norm(spelling), canonical, "{spelling}");
+        }
+    }
+
+    #[test]
+    fn hosts_outside_ascii_letters_digits_dash_and_dot_are_refused() {
+        for bad in [
+            "ｒｅｇｉｓｔｒｙ.example.com/prod/app:v1",
+            "registry.exämple.com/prod/app:v1",
+            "registry.example.com\u{ff0e}/prod/app:v1",
+            "[::1]:5000/app:v1",
+            "registry..example.com/app",
+            ".registry.example.com/app",
+            "registry.example.com:/app",
+            "registry.example.com:0/app",
+            "registry.example.com:65536/app",
+            "registry.example.com:+443/app",
+            "registry_x.example.com/app",
+            "-registry.example.com/app",
+        ] {
+            let r = ImageRef::parse(bad);
+            assert!(r.is_err(), "{bad:?} should be refused, got {r:?}");
+        }
+    }
+
+    /// containerd's CRI ID records are named `sha256:<id>`; that is no repository.
+    #[test]
+    fn a_bare_digest_is_not_a_reference() {
+        let hex = "a".repeat(64);
+        let e = ImageRef::parse(&format!("sha256:{hex}")).expect_err("bare digest");
+        assert!(e.why.contains("bare digest"), "{e}");
+        assert!(ImageRef::parse("sha256").is_err());
     }
 
     #[test]

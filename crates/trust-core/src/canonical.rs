@@ -4,8 +4,9 @@
 //! bytes on the wire: it decodes the object and marshals it again with the canonical
 //! encoder of `github.com/docker/go/canonical/json`. That encoder
 //! - sorts object keys by their UTF-8 bytes and writes no whitespace;
-//! - escapes only `"` and `\` in strings, plus U+2028 and U+2029 (as `\u2028`,
-//!   `\u2029`); control characters and everything else are written as they are;
+//! - escapes only `"` and `\` in strings; control characters, U+2028, U+2029 and
+//!   everything else are written as they are (its ordinary mode escapes U+2028 and
+//!   U+2029 for JSONP; canonical mode returns before that branch);
 //! - refuses numbers that are not integers.
 //!
 //! [`Json`] is our decoded form. Decoding is stricter than Go's in two ways that only
@@ -100,8 +101,6 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
         match c {
             '"' => out.extend_from_slice(b"\\\""),
             '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{2028}' => out.extend_from_slice(b"\\u2028"),
-            '\u{2029}' => out.extend_from_slice(b"\\u2029"),
             c => {
                 let mut buf = [0u8; 4];
                 out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -210,13 +209,15 @@ mod tests {
     }
 
     #[test]
-    fn escapes_only_quote_and_backslash_and_line_separators() {
+    fn escapes_only_quote_and_backslash_not_line_separators() {
         assert_eq!(canon(r#"["a\"b\\c"]"#), r#"["a\"b\\c"]"#);
         // No HTML escaping, no escaping of '/'.
         assert_eq!(canon(r#"["<&>\/"]"#), r#"["<&>/"]"#);
         // Control characters are written raw, as docker/go does.
         assert_eq!(canon(r#"["tab\there\nnl"]"#), "[\"tab\there\nnl\"]");
-        assert_eq!(canon(r#"["\u2028\u2029"]"#), r#"["\u2028\u2029"]"#);
+        // U+2028 and U+2029 too: docker/go's canonical mode skips the JSONP escape that
+        // its ordinary mode applies, and notary signs the raw UTF-8 bytes.
+        assert_eq!(canon(r#"["\u2028\u2029"]"#), "[\"\u{2028}\u{2029}\"]");
         // Escaped non-ASCII comes out as UTF-8.
         assert_eq!(canon(r#"["\u00e9"]"#), "[\"é\"]");
     }

@@ -201,6 +201,16 @@ pub enum Error {
         /// The highest version trusted before.
         trusted: u64,
     },
+    /// A delegation this node trusted before is gone from what the server offers.
+    #[error("{role}: trusted at version {trusted} before, now {what}; a trust server withholding a delegation is a rollback")]
+    RoleWithdrawn {
+        /// Role name.
+        role: String,
+        /// The version trusted before.
+        trusted: u64,
+        /// How it went missing.
+        what: &'static str,
+    },
     /// A hash differs from the parent's listing.
     #[error("{role}: {algorithm} is {actual}, but {parent} lists {expected}")]
     HashMismatch {
@@ -259,7 +269,7 @@ impl Error {
             Error::CertificateExpired { .. } => Reason::CertificateExpired,
             Error::Expired { .. } => Reason::Expired,
             Error::StaleTimestamp { .. } => Reason::StaleTimestamp,
-            Error::Rollback { .. } => Reason::Rollback,
+            Error::Rollback { .. } | Error::RoleWithdrawn { .. } => Reason::Rollback,
             Error::HashMismatch { .. } => Reason::HashMismatch,
             Error::LengthMismatch { .. } => Reason::LengthMismatch,
             Error::UnknownTag { .. } => Reason::UnknownTag,

@@ -153,7 +153,10 @@ impl VerifiedRepo {
         })
     }
 
-    /// Finds a target whose SHA-256 is `sha256_hex`, in the roles `policy` accepts.
+    /// Finds a tag that resolves to `sha256_hex` under `policy`: the digest of a pull by
+    /// digest must be what some tag means now, with the same role order as a pull by
+    /// tag. A digest that only a lower-priority role still lists, for a tag a
+    /// higher-priority role has re-signed, is superseded and refused.
     pub fn find_digest(
         &self,
         sha256_hex: &str,
@@ -161,19 +164,35 @@ impl VerifiedRepo {
     ) -> Result<TargetMatch, Error> {
         let want = sha256_hex.to_ascii_lowercase();
         let roles = self.candidate_roles(policy);
+        let mut superseded = Vec::new();
+        let mut tried = std::collections::BTreeSet::new();
         for role in &roles {
             let Some(targets) = self.targets.get(role) else {
                 continue;
             };
             for (name, meta) in targets {
-                if meta.hashes.get("sha256").map(hex::encode).as_deref() == Some(want.as_str()) {
-                    return self.to_match(role, name, meta);
+                let listed = meta.hashes.get("sha256").map(hex::encode);
+                if listed.as_deref() != Some(want.as_str()) || !tried.insert(name.as_str()) {
+                    continue;
+                }
+                match self.resolve_tag(name, policy) {
+                    Ok(m) if m.sha256 == want => return Ok(m),
+                    Ok(m) => superseded.push(format!(
+                        "{role} lists it for tag {name:?}, which now resolves to sha256:{} in {}",
+                        m.sha256, m.role
+                    )),
+                    Err(e) => superseded.push(format!("{role} lists it for tag {name:?}: {e}")),
                 }
             }
         }
+        let note = if superseded.is_empty() {
+            String::new()
+        } else {
+            format!(" (superseded: {})", superseded.join("; "))
+        };
         Err(Error::DigestMismatch {
             detail: format!(
-                "no target signed in {} has digest sha256:{want}",
+                "no tag signed in {} resolves to sha256:{want}{note}",
                 looked_in(&roles)
             ),
         })

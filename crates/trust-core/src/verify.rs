@@ -179,6 +179,10 @@ impl<'a> VerifyOptions<'a> {
     }
 }
 
+/// How far in the future a root or CA certificate's notBefore may be, as Notary allows
+/// (`tuf/utils/x509.go`: `now.AddDate(0, 0, 1)`).
+const CERT_NOT_BEFORE_LEEWAY: Duration = Duration::DAY;
+
 /// A verified role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleInfo {
@@ -190,8 +194,9 @@ pub struct RoleInfo {
     pub signers: Vec<String>,
 }
 
-/// A delegation left out of the verified set, and why. Mirrors Notary: an expired or
-/// under-signed delegation does not fail the repository, it just vouches for nothing.
+/// A delegation left out of the verified set, and why: one never published, badly
+/// named or too deep vouches for nothing (as in Notary). Unlike Notary, a published
+/// delegation that cannot be fetched or verified fails the repository instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedRole {
     /// Role name.
@@ -203,12 +208,8 @@ pub struct SkippedRole {
 /// Why a delegation was skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
-    /// Signature threshold not met, or expired.
-    Invalid(Error),
     /// Listed by its parent but absent from the snapshot: never published.
     NotPublished,
-    /// Listed in the snapshot but the file was not supplied.
-    Missing,
     /// Its name breaks Notary's naming rules or is not directly under its parent.
     BadName,
     /// Deeper than the depth limit.
@@ -218,9 +219,7 @@ pub enum SkipReason {
 impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SkipReason::Invalid(e) => write!(f, "{e}"),
             SkipReason::NotPublished => f.write_str("not in the snapshot (never published)"),
-            SkipReason::Missing => f.write_str("listed in the snapshot but its file is missing"),
             SkipReason::BadName => f.write_str("invalid delegation name"),
             SkipReason::TooDeep => f.write_str("deeper than the delegation depth limit"),
         }
@@ -694,7 +693,9 @@ fn check_final_root(root: &Signed<Root>, opts: &VerifyOptions<'_>) -> Result<Vec
                 ),
             });
         }
-        if now < cert.not_before || now > cert.not_after {
+        // Notary gives a certificate's start one day of leeway (clock skew between the
+        // signer's machine and the node) and none to its end.
+        if now + CERT_NOT_BEFORE_LEEWAY < cert.not_before || now > cert.not_after {
             return Some(Error::CertificateExpired {
                 key_id: id.to_owned(),
                 not_before: cert.not_before,
@@ -715,9 +716,11 @@ fn check_final_root(root: &Signed<Root>, opts: &VerifyOptions<'_>) -> Result<Vec
             pins.key_ids.iter().any(|p| p == id)
                 || cert.is_some_and(|c| pins.certs.contains(&c.der))
                 || cert.is_some_and(|c| {
-                    pins.cas
-                        .iter()
-                        .any(|ca| ca.not_before <= now && now <= ca.not_after && c.issued_by(ca))
+                    pins.cas.iter().any(|ca| {
+                        ca.not_before <= now + CERT_NOT_BEFORE_LEEWAY
+                            && now <= ca.not_after
+                            && c.issued_by(ca)
+                    })
                 })
         };
         return threshold_met("root", &t, role.threshold, |id| {
@@ -823,9 +826,10 @@ fn verify_targets(
     Ok((targets, signers))
 }
 
-/// TUF 5.6.7 (preorder depth-first search of delegations), Notary's variant: a
-/// delegation that is under-signed or expired is skipped and reported; one whose bytes
-/// do not match the snapshot, or whose version went back, fails the whole repository.
+/// TUF 5.6.7 (preorder depth-first search of delegations). Every delegation the
+/// snapshot lists must be served, verify and be unexpired, or the whole repository
+/// fails (Notary would skip it); one the parent names but the snapshot never listed is
+/// skipped and reported, unless this node trusted it before (a rollback).
 struct Walk<'w, 'o> {
     files: &'w RepoFiles,
     snapshot: &'w MetaRole,
@@ -878,28 +882,50 @@ impl Walk<'_, '_> {
                 self.skip(&d.name, SkipReason::TooDeep);
                 continue;
             }
+            // A delegation this node trusted before may not vanish: whoever serves the
+            // snapshot (often the trust server itself) could drop it to bring back what
+            // a lower-priority role still lists.
+            let trusted = self
+                .opts
+                .state
+                .and_then(|s| s.versions.get(&d.name).copied());
             let Some(meta) = self.snapshot.meta.get(&d.name) else {
+                if let Some(trusted) = trusted {
+                    return Err(Error::RoleWithdrawn {
+                        role: d.name.clone(),
+                        trusted,
+                        what: "no longer listed in the snapshot",
+                    });
+                }
                 self.skip(&d.name, SkipReason::NotPublished);
                 continue;
             };
+            // Stricter than Notary on purpose: Notary skips a listed delegation it cannot
+            // get or verify and falls back to its parent, so a server withholding
+            // targets/releases could bring back a digest `targets` still lists for a tag
+            // that releases has re-signed. Here the whole repository fails.
             let Some(bytes) = self.files.get(&d.name) else {
-                self.skip(&d.name, SkipReason::Missing);
-                continue;
+                return Err(match trusted {
+                    Some(trusted) => Error::RoleWithdrawn {
+                        role: d.name.clone(),
+                        trusted,
+                        what: "listed in the snapshot but not served",
+                    },
+                    None => Error::NoTrustData {
+                        gun: self.opts.gun.to_owned(),
+                        what: format!(
+                            "delegation {} is listed in the snapshot but was not served; \
+                             a repository is verified with all of its delegations or not at all",
+                            d.name
+                        ),
+                    },
+                });
             };
             check_file(&d.name, "snapshot", bytes, meta, self.opts.limits.file)?;
             let child = parse_targets(&d.name, bytes)?;
             no_rollback(&d.name, child.body.common.version, self.opts.state)?;
-            let signers = match signed_by(&d.name, &child, &role.delegation_keys, &d.keys) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.skip(&d.name, SkipReason::Invalid(e));
-                    continue;
-                }
-            };
-            if let Err(e) = not_expired(&d.name, child.body.common.expires, self.opts.now) {
-                self.skip(&d.name, SkipReason::Invalid(e));
-                continue;
-            }
+            let signers = signed_by(&d.name, &child, &role.delegation_keys, &d.keys)?;
+            not_expired(&d.name, child.body.common.expires, self.opts.now)?;
             // A child may only narrow its parent's paths.
             let child_paths: Vec<String> = if d.uses_hash_prefixes {
                 Vec::new()

@@ -468,35 +468,122 @@ fn require_roles_needs_every_role_to_agree() {
     assert_eq!(e.expect_err("disagree").reason(), Reason::DigestMismatch);
 }
 
+fn without(files: &RepoFiles, name: &str) -> RepoFiles {
+    let mut out = RepoFiles::new();
+    for n in files.names().filter(|n| *n != name) {
+        out.insert(
+            n.to_owned(),
+            files.get(n).map(<[u8]>::to_vec).unwrap_or_default(),
+        );
+    }
+    out
+}
+
+/// Notary would skip an expired targets/releases and fall back to targets, which may
+/// still list an older digest for the same tag: the whole repository fails instead.
 #[test]
-fn expired_delegation_is_skipped_and_tag_falls_back_to_targets() {
+fn expired_delegation_fails_the_repository_instead_of_falling_back_to_targets() {
     let mut repo = with_releases(NOW);
     repo.delegations[0].expires = NOW - Duration::days(1);
-    let v = ok(&repo.files(), &opts());
-    let m = v
-        .resolve_tag("v1", TagPolicy::Docker)
-        .expect("v1 from targets");
-    assert_eq!(m.role, "targets");
-    let e = v
-        .resolve_tag("v2", TagPolicy::Docker)
-        .expect_err("v2 only in releases");
+    let e = rejected(&repo.files(), &opts());
+    assert_eq!(e.reason(), Reason::Expired, "{e}");
+    assert!(e.to_string().starts_with("targets/releases expired"), "{e}");
+}
+
+#[test]
+fn under_signed_delegation_fails_the_repository() {
+    let mut repo = with_releases(NOW);
+    repo.delegations[0].signers = Some(vec![TestKey::ed25519(98)]);
+    let e = rejected(&repo.files(), &opts());
+    assert_eq!(e.reason(), Reason::ThresholdNotMet, "{e}");
+    assert!(e.to_string().starts_with("targets/releases:"), "{e}");
+}
+
+/// A hostile trust server holding no keys answers 404 for targets/releases, which the
+/// snapshot lists, hoping that `targets`' older digest for v1 is used instead.
+#[test]
+fn withheld_delegation_listed_in_the_snapshot_fails_the_repository() {
+    let repo = with_releases(NOW);
+    let files = without(&repo.files(), "targets/releases");
+    let e = rejected(&files, &opts());
+    assert_eq!(e.reason(), Reason::NoTrustData, "{e}");
     assert!(
         e.to_string()
-            .contains("targets/releases was not used: targets/releases expired"),
+            .contains("delegation targets/releases is listed in the snapshot but was not served"),
         "{e}"
     );
 }
 
+/// A delegation this node trusted before may not disappear, whether the server withholds
+/// its file or (holding the snapshot key) drops it from the snapshot.
 #[test]
-fn under_signed_delegation_is_skipped() {
-    let mut repo = with_releases(NOW);
-    repo.delegations[0].signers = Some(vec![TestKey::ed25519(98)]);
-    let v = ok(&repo.files(), &opts());
-    assert_eq!(
-        v.resolve_tag("v1", TagPolicy::Docker).expect("v1").role,
-        "targets"
+fn withdrawn_delegation_trusted_before_is_a_rollback() {
+    let repo = with_releases(NOW);
+    let saved = ok(&repo.files(), &opts()).state;
+    assert_eq!(saved.versions.get("targets/releases"), Some(&1));
+    let mut o = opts();
+    o.state = Some(&saved);
+
+    let e = rejected(&without(&repo.files(), "targets/releases"), &o);
+    assert_eq!(e.reason(), Reason::Rollback, "{e}");
+    assert!(e.to_string().contains("not served"), "{e}");
+
+    // The snapshot re-signed without targets/releases (its key is often the server's).
+    let mut dropped = repo.clone();
+    dropped.versions.insert("snapshot", 2);
+    dropped.versions.insert("timestamp", 2);
+    let root = dropped.root_bytes();
+    let targets = dropped.targets_bytes();
+    let mut listed = std::collections::BTreeMap::new();
+    listed.insert(
+        "targets/qa".to_owned(),
+        Repo::delegation_bytes(&dropped.delegations[1]),
     );
-    assert!(v.skipped_roles().any(|(r, _)| r == "targets/releases"));
+    let snapshot = dropped.snapshot_bytes(&root, &targets, &listed);
+    let files = with(
+        &with(
+            &without(&repo.files(), "targets/releases"),
+            "snapshot",
+            snapshot.clone(),
+        ),
+        "timestamp",
+        dropped.timestamp_bytes(&snapshot),
+    );
+    let e = rejected(&files, &o);
+    assert_eq!(e.reason(), Reason::Rollback, "{e}");
+    assert!(
+        e.to_string().contains("no longer listed in the snapshot"),
+        "{e}"
+    );
+    // A node that never saw it skips it, as Notary does (nothing to roll back from).
+    let first = ok(&files, &opts());
+    assert!(first.skipped_roles().any(|(r, _)| r == "targets/releases"));
+}
+
+/// targets/releases re-signed v1 to a new digest; `targets` still lists the old one.
+/// A pull by the old digest is refused even though a signed role lists it.
+#[test]
+fn superseded_digest_is_not_pullable_by_digest() {
+    let repo = with_releases(NOW);
+    let v = ok(&repo.files(), &opts());
+    let old = sha256_hex(&manifest("v1"));
+    let new = sha256_hex(&manifest("v1-from-releases"));
+    let e = v
+        .find_digest(&old, TagPolicy::Docker)
+        .expect_err("superseded");
+    assert_eq!(e.reason(), Reason::DigestMismatch, "{e}");
+    assert!(e.to_string().contains("superseded"), "{e}");
+    assert!(e.to_string().contains(&new), "{e}");
+    let m = v.find_digest(&new, TagPolicy::Docker).expect("current");
+    assert_eq!(
+        (m.name.as_str(), m.role.as_str()),
+        ("v1", "targets/releases")
+    );
+    // The tag itself, with the old digest, is refused the same way.
+    let e = v
+        .verify_tag_digest("v1", &old, TagPolicy::Docker)
+        .expect_err("old");
+    assert_eq!(e.reason(), Reason::DigestMismatch);
 }
 
 #[test]

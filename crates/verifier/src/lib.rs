@@ -51,9 +51,12 @@ pub mod input {
             };
             *slot = Some(value);
         }
+        // The digest is what containerd pulls; without it only the name could be judged.
         Ok(Args {
             name: name.filter(|n| !n.is_empty()).ok_or("missing -name")?,
-            digest: digest.unwrap_or_default(),
+            digest: digest
+                .filter(|d| !d.is_empty())
+                .ok_or("missing -digest (containerd always passes the resolved digest)")?,
             media_type: media_type.unwrap_or_default(),
         })
     }
@@ -77,15 +80,14 @@ pub mod input {
             ));
         }
         if buf.iter().all(u8::is_ascii_whitespace) {
-            // Nothing on stdin: the digest from the arguments is all there is.
-            return Ok(());
+            return Err("no descriptor on stdin (containerd always sends one)".to_owned());
         }
         let desc: serde_json::Value = serde_json::from_slice(&buf)
             .map_err(|e| format!("the descriptor on stdin is not JSON: {e}"))?;
         let digest = desc["digest"]
             .as_str()
             .ok_or("the descriptor on stdin has no digest")?;
-        if !args.digest.is_empty() && digest != args.digest {
+        if digest != args.digest {
             return Err(format!(
                 "descriptor digest {digest} differs from -digest {}",
                 args.digest

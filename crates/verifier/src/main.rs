@@ -46,7 +46,26 @@ const HINT_SLOW: &str = "see `journalctl -u pullguardd`; a slow trust server is 
 const HINT_REFUSED: &str = "see `journalctl -u pullguardd` and the daemon's allowed_uids";
 
 /// What went wrong talking to the daemon, and what to do about it.
-type Problem = (String, &'static str);
+struct Problem {
+    what: String,
+    hint: &'static str,
+    /// No connection to the daemon could be made: the only case the emergency override
+    /// covers. A daemon that answered (even with an error) or stalled is running, and
+    /// whatever it refused must stay refused.
+    unreachable: bool,
+}
+
+fn problem(what: String, hint: &'static str) -> Problem {
+    Problem {
+        what,
+        hint,
+        unreachable: false,
+    }
+}
+
+/// How far ahead an emergency override may reach: an override forgotten in place must
+/// not leave nodes open for months.
+const EMERGENCY_MAX_AHEAD: time::Duration = time::Duration::days(7);
 
 async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Problem> {
     let path = socket.clone();
@@ -64,7 +83,7 @@ async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Proble
     let channel = tokio::time::timeout(CONNECT_DEADLINE, channel)
         .await
         .map_err(|_| {
-            (
+            problem(
                 format!(
                     "pullguardd did not accept a connection on {} within {CONNECT_DEADLINE:?}",
                     socket.display()
@@ -72,15 +91,14 @@ async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Proble
                 HINT_SLOW,
             )
         })?
-        .map_err(|e| {
-            (
-                format!(
-                    "cannot reach pullguardd on {}: {}",
-                    socket.display(),
-                    chain(&e)
-                ),
-                HINT_DOWN,
-            )
+        .map_err(|e| Problem {
+            what: format!(
+                "cannot reach pullguardd on {}: {}",
+                socket.display(),
+                chain(&e)
+            ),
+            hint: HINT_DOWN,
+            unreachable: true,
         })?;
     let request = VerifyRequest {
         image: args.name.clone(),
@@ -91,11 +109,11 @@ async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Proble
     };
     let mut client = PullguardClient::new(channel);
     match tokio::time::timeout(DAEMON_DEADLINE, client.verify(request)).await {
-        Err(_) => Err((
+        Err(_) => Err(problem(
             format!("pullguardd did not answer within {DAEMON_DEADLINE:?}"),
             HINT_SLOW,
         )),
-        Ok(Err(status)) => Err((
+        Ok(Err(status)) => Err(problem(
             format!("pullguardd refused the request: {}", status.message()),
             HINT_REFUSED,
         )),
@@ -103,36 +121,71 @@ async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Proble
     }
 }
 
+/// An error and its causes, each said once (hyper's and std's errors repeat the text of
+/// their source in their own).
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
 }
 
-/// The emergency override, if set and not yet expired.
-fn emergency_until() -> Option<time::OffsetDateTime> {
-    let text =
-        std::fs::read_to_string(env_path("PULLGUARD_EMERGENCY_FILE", DEFAULT_EMERGENCY_FILE))
-            .ok()?;
+/// The emergency override: `Ok(None)` when no file is set or it has expired, `Err` with
+/// the reason when a file is there but may not be honoured.
+fn emergency_until() -> Result<Option<time::OffsetDateTime>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let path = env_path("PULLGUARD_EMERGENCY_FILE", DEFAULT_EMERGENCY_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    // Checked on the open file, so that what is checked is what is read.
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 || !meta.is_file() {
+        return Err(format!(
+            "{} is ignored: it must be a file owned by root and writable by root alone (owner uid {}, mode {:o})",
+            path.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    let mut text = String::new();
+    file.take(256)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let until =
         time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
-            .ok()?;
-    (until > time::OffsetDateTime::now_utc()).then_some(until)
+            .map_err(|e| format!("{} is ignored: not an RFC 3339 time ({e})", path.display()))?;
+    let now = time::OffsetDateTime::now_utc();
+    if until > now + EMERGENCY_MAX_AHEAD {
+        return Err(format!(
+            "{} is ignored: {until} is more than 7 days ahead; set a time within a week",
+            path.display()
+        ));
+    }
+    Ok((until > now).then_some(until))
 }
 
-/// Records a fail-open decision where the daemon's events would have gone.
-fn record_fail_open(args: &Args, problem: &str) -> Result<(), String> {
+/// Records a fail-open decision (or a refused override) where the daemon's events would
+/// have gone.
+fn record_fail_open(args: &Args, event: &str, problem: &str) -> Result<(), String> {
     use std::io::Write as _;
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let line = serde_json::json!({
-        "time": now, "event": "pull.fail_open", "image": args.name, "digest": args.digest,
+        "time": now, "event": event, "image": args.name, "digest": args.digest,
         "reason": "daemon_unreachable", "message": problem, "source": "pullguard-verifier",
     });
     let path = env_path("PULLGUARD_EMERGENCY_LOG", DEFAULT_EMERGENCY_LOG);
@@ -222,22 +275,37 @@ fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_REJECTED)
         }
-        Err((problem, hint)) => match emergency_until() {
-            Some(until) => match record_fail_open(&args, &problem) {
+        Err(p) if !p.unreachable => {
+            println!("pullguard: blocked {}: {}; {}", args.name, p.what, p.hint);
+            ExitCode::from(EXIT_DAEMON)
+        }
+        Err(p) => match emergency_until() {
+            Ok(Some(until)) => match record_fail_open(&args, "pull.fail_open", &p.what) {
                 Ok(()) => {
                     println!(
-                        "pullguard: FAIL-OPEN allowed {} unverified: {problem}; emergency override until {until} (recorded)",
-                        args.name
+                        "pullguard: FAIL-OPEN allowed {} unverified: {}; emergency override until {until} (recorded)",
+                        args.name, p.what
                     );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    println!("pullguard: blocked {}: {problem}; the emergency override is set but cannot be recorded ({e})", args.name);
+                    println!("pullguard: blocked {}: {}; the emergency override is set but cannot be recorded ({e})", args.name, p.what);
                     ExitCode::from(EXIT_DAEMON)
                 }
             },
-            None => {
-                println!("pullguard: blocked {}: {problem}; {hint}", args.name);
+            Ok(None) => {
+                println!("pullguard: blocked {}: {}; {}", args.name, p.what, p.hint);
+                ExitCode::from(EXIT_DAEMON)
+            }
+            Err(why) => {
+                let recorded = match record_fail_open(&args, "fail_open.refused", &why) {
+                    Ok(()) => "recorded".to_owned(),
+                    Err(e) => format!("cannot be recorded: {e}"),
+                };
+                println!(
+                    "pullguard: blocked {}: {}; emergency override refused: {why} ({recorded}); {}",
+                    args.name, p.what, p.hint
+                );
                 ExitCode::from(EXIT_DAEMON)
             }
         },
@@ -271,6 +339,8 @@ mod tests {
         assert_eq!((a.name.as_str(), a.digest.as_str()), ("x", "sha256:cd"));
         for bad in [
             &["-name"][..],
+            &["-name", "x"],
+            &["-name", "x", "-digest", ""],
             &["-digest", "x"],
             &["-evil", "1", "-name", "x"],
             &["x"],
@@ -288,6 +358,7 @@ mod tests {
         )
         .is_ok());
         assert!(read_descriptor(&a, &br#"{"digest":"sha256:cd"}"#[..]).is_err());
+        assert!(read_descriptor(&a, &b"\n"[..]).is_err(), "no descriptor");
         assert!(read_descriptor(&a, &b"not json"[..]).is_err());
         assert!(read_descriptor(&a, &vec![b' '; 70_000][..]).is_err());
     }
