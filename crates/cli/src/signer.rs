@@ -165,9 +165,11 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
                 keys.retain(|id, _| used.contains(id));
             }
             let admin = session.key_for(&session.root_role_keys("targets"), "targets")?;
-            session
-                .publish(vec![("targets".to_owned(), body, vec![admin])])
-                .await?;
+            let mut changes = vec![("targets".to_owned(), body, vec![admin])];
+            if let Some(resign) = releases_left_unsigned(&session, &their_keys)? {
+                changes.push(resign);
+            }
+            session.publish(changes).await?;
             Ok((
                 json!({"ok": true, "removed": name, "repository": repository, "key_ids": their_keys}),
                 format!("{name} removed from {repository} (targets/{name}, and their keys from {RELEASES})"),
@@ -201,6 +203,55 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
             ))
         }
     }
+}
+
+/// When the removed keys' signatures are what makes targets/releases valid now, the
+/// role is re-signed with a remaining signer's key we hold: nodes refuse a whole
+/// repository whose targets/releases no longer verifies (Notary would fall back to
+/// `targets` instead, which an attacker can exploit). Without such a key, refused
+/// before anything is published.
+fn releases_left_unsigned(
+    session: &Session,
+    removed: &[String],
+) -> Result<Option<crate::publish::Change>, Failure> {
+    let Some(bytes) = session.files.get(RELEASES) else {
+        return Ok(None);
+    };
+    let current = trust_core::metadata::parse_targets(RELEASES, bytes)
+        .map_err(|e| failure(1, "malformed_metadata", e.to_string()))?;
+    let authorised = session.delegation_keys(RELEASES, None)?;
+    let remaining: Vec<_> = authorised
+        .into_iter()
+        .filter(|(id, _)| !removed.contains(id))
+        .collect();
+    let threshold = session
+        .top
+        .body
+        .delegations
+        .iter()
+        .find(|d| d.name == RELEASES)
+        .map_or(1, |d| d.keys.threshold);
+    let still_signed = current
+        .signatures
+        .iter()
+        .filter(|sig| remaining.iter().any(|(id, _)| *id == sig.keyid))
+        .count() as u64;
+    if still_signed >= threshold {
+        return Ok(None);
+    }
+    if !session.holds_any(&remaining) {
+        return Err(failure(
+            1,
+            "releases_left_unsigned",
+            format!("{RELEASES} of {} is signed by the keys being removed, and no remaining signer's key is in this keys directory to sign it again; nodes would then refuse the whole repository. Run this where a remaining signer's key is (`pullguard keys import`), or have a remaining signer sign a tag first", session.gun),
+        ));
+    }
+    let key = session.key_for(&remaining, RELEASES)?;
+    Ok(Some((
+        RELEASES.to_owned(),
+        session.body_of(RELEASES)?,
+        vec![key],
+    )))
 }
 
 fn check_name(name: &str) -> Result<(), Failure> {

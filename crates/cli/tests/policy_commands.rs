@@ -77,7 +77,7 @@ fn explain_names_the_winner_and_why() {
     assert!(text.contains("normalised  r.io/team/app:latest"), "{text}");
     assert!(
         text.contains(
-            "rule        team (match \"r.io/team/**\", line 14): the most specific pattern"
+            "rule        team (match \"r.io/team/**\", line 14): the longest literal text before a wildcard"
         ),
         "{text}"
     );

@@ -173,7 +173,7 @@ async fn client_child() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn only_allowed_users_may_call() {
+async fn only_allowed_users_may_call_and_a_revoked_uid_is_refused_at_once() {
     use std::os::unix::fs::PermissionsExt as _;
     if !rustix_is_root() {
         eprintln!("needs root to run a client as another user");
@@ -219,6 +219,25 @@ async fn only_allowed_users_may_call() {
     open_up(&world);
     let out = run_as_nobody(&world);
     assert!(out.contains("ANSWER allowed=false"), "{out}");
+
+    // Revoked by a reload: refused from the next call on, no restart. The reload event
+    // names the restart-only setting changed with it, and only that one.
+    world.write_config(&format!(
+        "{}{}",
+        world.daemon_section("events_keep = 3"),
+        rules()
+    ));
+    let reloaded = harness::eventually(10, || async {
+        world.events_of("policy.reloaded").into_iter().next()
+    })
+    .await
+    .expect("policy.reloaded");
+    let message = reloaded["message"].as_str().unwrap();
+    assert!(message.contains("take effect only at restart"), "{message}");
+    assert!(message.contains("events_keep"), "{message}");
+    assert!(!message.contains("allowed_uids"), "{message}");
+    let out = run_as_nobody(&world);
+    assert!(out.contains("STATUS PermissionDenied"), "revoked uid still served: {out}");
 }
 
 fn rustix_is_root() -> bool {

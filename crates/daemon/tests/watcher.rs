@@ -292,3 +292,85 @@ async fn trust_server_outage_keeps_present_images_but_removes_fresh_pulls() {
     assert_eq!(removed["image"], later.as_str());
     assert_eq!(removed["reason"], "trust_server_unreachable");
 }
+
+/// Creates an image record through containerd's API, as CRI does for the records of one
+/// pull (named, digest, ID), one right after the other.
+async fn create_record(cd: &Containerd, namespace: &str, name: &str, digest: &str) {
+    use containerd_client::services::v1::images_client::ImagesClient;
+    use containerd_client::services::v1::{CreateImageRequest, Image};
+    use containerd_client::types::Descriptor;
+    let channel = containerd_client::connect(cd.socket()).await.unwrap();
+    let mut req = tonic::Request::new(CreateImageRequest {
+        image: Some(Image {
+            name: name.to_owned(),
+            target: Some(Descriptor {
+                media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+                digest: digest.to_owned(),
+                size: 1,
+                ..Descriptor::default()
+            }),
+            ..Image::default()
+        }),
+        ..CreateImageRequest::default()
+    });
+    req.metadata_mut()
+        .insert("containerd-namespace", namespace.parse().unwrap());
+    ImagesClient::new(channel).create(req).await.unwrap();
+}
+
+/// The red team on containerd 2.3 with CRI's local pull: 3 s after each removal the
+/// watcher judged the already-deleted ID record again (as `docker.io/library/sha256:…`),
+/// wrote a second `pull.rejected` and an `image.removed` for nothing, and counted it; a
+/// pull the verifier had judged was recorded twice; a tag record CRI re-created
+/// multiplied rejections. One pull, one verdict event; removals only of what existed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_record_removed_with_its_image_is_not_judged_again_and_one_pull_gives_one_event() {
+    let cd = Containerd::start();
+    let world = World::new();
+    world.write_config(&policy(&world, &cd, "enforce"));
+    let daemon = Daemon::start(&world);
+    nth_event(&world, "watcher.swept", 1).await;
+    let repo = cd.get("REPO");
+    let unsigned = format!("{repo}:unsigned");
+    let digest = cd.get("UNSIGNED_DIGEST");
+    let id_record = format!("sha256:{}", "c".repeat(64));
+
+    // The ID record first (its check waits for a named sibling), then the named one.
+    create_record(&cd, "k8s.io", &id_record, digest).await;
+    create_record(&cd, "k8s.io", &unsigned, digest).await;
+    until_gone(&cd, "k8s.io", &unsigned).await;
+    // Past the ID record's grace period, and some.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let images = cd.images("k8s.io");
+    assert!(!images.contains(&id_record), "{images:?}");
+    let rejected = world.events_of("pull.rejected");
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+    assert_eq!(rejected[0]["image"], unsigned.as_str());
+    let removed = world.events_of("image.removed");
+    assert_eq!(removed.len(), 1, "{removed:#?}");
+    let mut c = daemon.client().await;
+    let status = c
+        .status(daemon::api::StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.images_removed, 1, "{status:?}");
+
+    // CRI re-creates the tag record it still believes in: removed again, no second verdict.
+    create_record(&cd, "k8s.io", &unsigned, digest).await;
+    until_gone(&cd, "k8s.io", &unsigned).await;
+    nth_event(&world, "image.removed", 2).await;
+    assert_eq!(world.events_of("pull.rejected").len(), 1);
+
+    // The verifier judged the signed pull (containerd 2.x); the watcher then sees its
+    // record: one pull.allowed, not two.
+    let signed = format!("{repo}:signed");
+    let v = harness::verify(&mut c, &signed, cd.get("SIGNED_DIGEST")).await;
+    assert!(v.allowed, "{v:?}");
+    let (ok, out) = cd.pull("default", &signed);
+    assert!(ok, "{out}");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let allowed = world.events_of("pull.allowed");
+    assert_eq!(for_image(&allowed, &signed).len(), 1, "{allowed:#?}");
+    assert!(cd.images("default").contains(&signed));
+}

@@ -93,6 +93,12 @@ fn descriptor(digest: &str) -> Vec<u8> {
     format!("{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{digest}\",\"size\":401}}\n").into_bytes()
 }
 
+fn in_an_hour() -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
 fn signed_world(notary: &Notary) -> (World, Daemon) {
     let world = World::new();
     world.write_config(&format!(
@@ -208,6 +214,8 @@ fn daemon_down_fails_closed_and_says_what_to_do() {
         r.reason
     );
     assert!(r.took < Duration::from_secs(3), "{:?}", r.took);
+    // Each cause once: hyper's error already carries the OS error's text.
+    assert_eq!(r.reason.matches("os error").count(), 1, "{}", r.reason);
 }
 
 #[test]
@@ -287,7 +295,7 @@ fn emergency_override_allows_when_down_and_is_recorded() {
         Some(3)
     );
     // Valid override: open, loudly, and on record.
-    std::fs::write(&file, "2999-01-01T00:00:00Z").unwrap();
+    std::fs::write(&file, in_an_hour()).unwrap();
     let r = containerd_runs(&world.socket, "alpine", &d, &descriptor(&d), &env);
     assert_eq!(r.code, Some(0), "{}", r.reason);
     assert!(
@@ -308,4 +316,112 @@ fn emergency_override_allows_when_down_and_is_recorded() {
         (recorded["event"].as_str(), recorded["digest"].as_str()),
         (Some("pull.fail_open"), Some(d.as_str()))
     );
+}
+
+/// With the override set, requests the running daemon refuses (a name over 4096 bytes,
+/// a sha512 digest, an image a reject-everything rule matches) stay blocked: before the
+/// fix any gRPC error counted as "daemon down" and fell open.
+#[test]
+fn emergency_override_does_not_open_for_requests_a_running_daemon_refuses() {
+    let world = World::new();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"nothing\"\nmatch = \"**\"\nrequire = \"reject\"\n",
+        world.daemon_section("")
+    ));
+    let _daemon = Daemon::start(&world);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("fail-open-until");
+    let log = tmp.path().join("fail-open.jsonl");
+    std::fs::write(&file, in_an_hour()).unwrap();
+    let env = [
+        ("PULLGUARD_EMERGENCY_FILE", file.as_path()),
+        ("PULLGUARD_EMERGENCY_LOG", log.as_path()),
+    ];
+    let d = format!("sha256:{}", "7".repeat(64));
+    let long = format!("attacker.example/{}:v1", "a".repeat(5000));
+    let r = containerd_runs(&world.socket, &long, &d, &descriptor(&d), &env);
+    assert_eq!(r.code, Some(1), "{}", r.reason);
+    assert!(r.reason.contains("[invalid_reference]"), "{}", r.reason);
+    let sha512 = format!("sha512:{}", "8".repeat(128));
+    let r = containerd_runs(&world.socket, "attacker.example/app:v1", &sha512, &descriptor(&sha512), &env);
+    assert_eq!(r.code, Some(1), "{}", r.reason);
+    assert!(r.reason.contains("[invalid_reference]"), "{}", r.reason);
+    let r = containerd_runs(&world.socket, "attacker.example/app:v1", &d, &descriptor(&d), &env);
+    assert_eq!(r.code, Some(1), "{}", r.reason);
+    assert!(r.reason.contains("[rejected_by_policy]"), "{}", r.reason);
+    assert!(!log.exists(), "nothing fell open");
+}
+
+/// The override file is honoured only when root owns it, nobody else may write it, and
+/// its time is at most 7 days ahead; otherwise it is ignored, said, and recorded.
+#[test]
+fn emergency_override_is_refused_unless_root_owned_private_and_within_a_week() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = World::new(); // no daemon: the only case an override may open
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("fail-open-until");
+    let log = tmp.path().join("fail-open.jsonl");
+    let env = [
+        ("PULLGUARD_EMERGENCY_FILE", file.as_path()),
+        ("PULLGUARD_EMERGENCY_LOG", log.as_path()),
+    ];
+    let d = format!("sha256:{}", "9".repeat(64));
+    let run = || containerd_runs(&world.socket, "alpine", &d, &descriptor(&d), &env);
+
+    std::fs::write(&file, "2999-01-01T00:00:00Z").unwrap();
+    let r = run();
+    assert_eq!(r.code, Some(3), "{}", r.reason);
+    assert!(r.reason.contains("more than 7 days ahead"), "{}", r.reason);
+
+    std::fs::write(&file, in_an_hour()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let r = run();
+    assert_eq!(r.code, Some(3), "{}", r.reason);
+    assert!(r.reason.contains("writable by root alone"), "{}", r.reason);
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    if std::process::Command::new("chown")
+        .args(["65534", file.to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let r = run();
+        assert_eq!(r.code, Some(3), "{}", r.reason);
+        assert!(r.reason.contains("owner uid 65534"), "{}", r.reason);
+        let _ = std::process::Command::new("chown")
+            .args(["0", file.to_str().unwrap()])
+            .status();
+    }
+    let refusals: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(refusals.len() >= 2, "{refusals:?}");
+    assert!(refusals.iter().all(|e| e["event"] == "fail_open.refused"));
+
+    // Root's, private, an hour ahead: open.
+    let r = run();
+    assert_eq!(r.code, Some(0), "{}", r.reason);
+    assert!(r.reason.contains("FAIL-OPEN"), "{}", r.reason);
+}
+
+/// Without -digest (or with an empty one) only the tag could be judged, while containerd
+/// pulls a digest: blocked, as is a missing descriptor.
+#[test]
+fn a_missing_digest_or_descriptor_is_blocked() {
+    let world = World::new();
+    let r = containerd_runs(&world.socket, "alpine", "", &descriptor("sha256:aa"), &[]);
+    assert_eq!(r.code, Some(2), "{}", r.reason);
+    assert!(r.reason.contains("missing -digest"), "{}", r.reason);
+    let d = format!("sha256:{}", "1".repeat(64));
+    let r = containerd_runs(&world.socket, "alpine", &d, b"", &[]);
+    assert_eq!(r.code, Some(2), "{}", r.reason);
+    assert!(r.reason.contains("no descriptor"), "{}", r.reason);
+    let out = Command::new(bin("pullguard-verifier"))
+        .args(["-name", "alpine"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -300,10 +300,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(world: &World) -> Daemon {
+        Daemon::start_with_env(world, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables.
+    pub fn start_with_env(world: &World, env: &[(&str, &str)]) -> Daemon {
         let child = Command::new(bin("pullguardd"))
             .arg("--config")
             .arg(&world.config)
             .env("PULLGUARD_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();

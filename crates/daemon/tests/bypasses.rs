@@ -1,0 +1,314 @@
+//! Ways an image the policy meant to refuse was let in (the red team's list, issue 14),
+//! each tried again as the attacker would, against a real notary-server signed with the
+//! real notary CLI and the real pullguardd. Each test is named after its attack.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod harness;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use harness::{eventually, free_port, repo_root, verify, Daemon, Notary, World};
+
+const APP: &str = "registry.test/pullguard/app";
+
+fn sha_of(text: &str) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(text.as_bytes())))
+}
+
+/// `targets/releases` re-signs v1 to a new digest; `targets` still lists the old one.
+/// Returns (old, new).
+fn resign_v1_in_releases(notary: &Notary) -> (String, String) {
+    let new = sha_of("v1-rebuilt");
+    notary.cli(&format!(
+        "addhash {APP} v1 2 --sha256 {} --roles targets/releases",
+        new.trim_start_matches("sha256:")
+    ));
+    notary.cli(&format!("publish {APP}"));
+    (notary.get("DIGEST_V1").to_owned(), new)
+}
+
+/// tests/faults/withholding-proxy.py in front of `notary`: 404 for targets/releases.json
+/// while `switch` exists.
+struct Proxy {
+    child: Child,
+    url: String,
+}
+
+impl Proxy {
+    fn start(notary: &Notary, switch: &Path) -> Proxy {
+        let port = free_port();
+        let tls = notary.dir.path().join("tls");
+        let mut child = Command::new("python3")
+            .arg(repo_root().join("tests/faults/withholding-proxy.py"))
+            .arg(port.to_string())
+            .arg(notary.get("NOTARY_SERVER_PORT"))
+            .arg(tls.join("notary-server.crt"))
+            .arg(tls.join("notary-server.key"))
+            .arg(notary.get("NOTARY_CA"))
+            .arg("/_trust/tuf/targets/releases.json")
+            .arg(switch)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "ready");
+        Proxy {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server_section(url: &str, ca: &str) -> String {
+    format!(
+        "[trust_server.notary]\nurl = \"{url}\"\nca_file = \"{ca}\"\ntimeout = \"2s\"\n\n[defaults]\ntrust_server = \"notary\"\ntofu = true\n"
+    )
+}
+
+/// A trust server holding no keys answers 404 for targets/releases, which the snapshot
+/// lists: first to a node that never saw the repository (no_trust_data, the role named),
+/// then to one that trusted targets/releases before (rollback). Before the fix the old
+/// digest that `targets` still lists for v1 was allowed.
+#[tokio::test(flavor = "multi_thread")]
+async fn withheld_delegation_cannot_bring_back_a_digest_targets_still_lists() {
+    let notary = Notary::start();
+    let (old, new) = resign_v1_in_releases(&notary);
+    let switch = notary.dir.path().join("withhold");
+    std::fs::write(&switch, "").unwrap();
+    let proxy = Proxy::start(&notary, &switch);
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",
+        world.daemon_section(""),
+        server_section(&proxy.url, notary.get("NOTARY_CA"))
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+
+    let v = verify(&mut c, &format!("{APP}:v1"), &old).await;
+    assert_eq!((v.allowed, v.reason.as_str()), (false, "no_trust_data"), "{v:?}");
+    assert!(v.message.contains("targets/releases"), "{}", v.message);
+    let by_digest = verify(&mut c, &format!("{APP}@{old}"), "").await;
+    assert!(!by_digest.allowed, "{by_digest:?}");
+
+    // The honest answer: trusted, and targets/releases recorded in the node's state.
+    std::fs::remove_file(&switch).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // cache_ttl = 1s
+    let honest = verify(&mut c, &format!("{APP}:v1"), &new).await;
+    assert!(honest.allowed, "{honest:?}");
+    assert_eq!(honest.role, "targets/releases");
+
+    // Withheld again, to a node that knows the role: a rollback.
+    std::fs::write(&switch, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let v = verify(&mut c, &format!("{APP}:v1"), &old).await;
+    assert_eq!((v.allowed, v.reason.as_str()), (false, "rollback"), "{v:?}");
+    assert!(v.message.contains("targets/releases"), "{}", v.message);
+}
+
+/// An honest server: v1 was re-signed in targets/releases, `targets` still lists the old
+/// digest. A pull by the old digest (or the tag pinned to it) is refused as superseded.
+#[tokio::test(flavor = "multi_thread")]
+async fn superseded_digest_is_refused_when_pulled_by_digest() {
+    let notary = Notary::start();
+    let (old, new) = resign_v1_in_releases(&notary);
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",
+        world.daemon_section(""),
+        World::server_section(&notary)
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &format!("{APP}@{old}"), &old).await;
+    assert_eq!((v.allowed, v.reason.as_str()), (false, "digest_mismatch"), "{v:?}");
+    assert!(v.message.contains("superseded"), "{}", v.message);
+    let v = verify(&mut c, &format!("{APP}:v1@{old}"), &old).await;
+    assert_eq!((v.allowed, v.reason.as_str()), (false, "digest_mismatch"), "{v:?}");
+    let current = verify(&mut c, &format!("{APP}@{new}"), &new).await;
+    assert!(current.allowed, "{current:?}");
+    assert_eq!(current.role, "targets/releases");
+}
+
+/// `app:dev-1@sha256:EVIL`: a lax rule for dev tags must not admit whatever digest is
+/// written after the tag, since containerd pulls the digest.
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_scoped_lax_rule_does_not_admit_a_reference_pinned_to_any_digest() {
+    let notary = Notary::start();
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"app\"\nmatch = \"{APP}**\"\n\n[[rule]]\nname = \"dev\"\nmatch = \"{APP}:dev-*\"\nrequire = \"any\"\n",
+        world.daemon_section(""),
+        World::server_section(&notary)
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let evil = format!("sha256:{}", "e".repeat(64));
+    let v = verify(&mut c, &format!("{APP}:dev-1@{evil}"), &evil).await;
+    assert_eq!((v.allowed, v.rule.as_str()), (false, "app"), "{v:?}");
+    // A plain tag pull of a dev tag is what the lax rule is for.
+    let dev = verify(&mut c, &format!("{APP}:dev-1"), &evil).await;
+    assert_eq!((dev.allowed, dev.rule.as_str()), (true, "dev"), "{dev:?}");
+}
+
+/// Spellings of one registry that containerd reaches as that registry (port 443 with
+/// leading zeros, a trailing dot, upper case, Docker Hub aliases) get its rule, not a
+/// lax catch-all; hosts outside ASCII are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_spellings_do_not_reach_a_laxer_rule() {
+    let notary = Notary::start();
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"prod\"\nmatch = \"registry.test/**\"\n\n[[rule]]\nname = \"hub\"\nmatch = \"docker.io/**\"\nrequire = \"reject\"\n\n[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n",
+        world.daemon_section(""),
+        World::server_section(&notary)
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    for spelling in [
+        "registry.test:443/pullguard/app:v9",
+        "registry.test:0443/pullguard/app:v9",
+        "registry.test./pullguard/app:v9",
+        "REGISTRY.test/pullguard/app:v9",
+        "registry.test.:00443/pullguard/app:v9",
+    ] {
+        let v = verify(&mut c, spelling, "").await;
+        assert_eq!(
+            (v.allowed, v.rule.as_str(), v.reason.as_str()),
+            (false, "prod", "unknown_tag"),
+            "{spelling}: {v:?}"
+        );
+    }
+    for hub in [
+        "docker.io:443/library/alpine:3",
+        "index.docker.io/library/alpine:3",
+        "registry.hub.docker.com/alpine:3",
+    ] {
+        let v = verify(&mut c, hub, "").await;
+        assert_eq!((v.allowed, v.rule.as_str()), (false, "hub"), "{hub}: {v:?}");
+    }
+    for bad in [
+        "ｒｅｇｉｓｔｒｙ.test/pullguard/app:v2",
+        "registry.tést/pullguard/app:v2",
+        &format!("sha256:{}", "a".repeat(64)),
+    ] {
+        let v = verify(&mut c, bad, "").await;
+        assert_eq!(
+            (v.allowed, v.reason.as_str()),
+            (false, "invalid_reference"),
+            "{bad}: {v:?}"
+        );
+    }
+}
+
+/// A request the daemon cannot judge (a name over 4096 bytes, a sha512 digest) gets a
+/// rejection verdict, recorded, never a transport error a client could take for "down".
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_requests_get_a_recorded_verdict_not_a_transport_error() {
+    let world = World::new();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n",
+        world.daemon_section("")
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let long = format!("registry.test/{}:v1", "a".repeat(100_000));
+    let v = verify(&mut c, &long, "").await;
+    assert_eq!((v.allowed, v.reason.as_str()), (false, "invalid_reference"), "{}", v.message);
+    let sha512 = format!("sha512:{}", "b".repeat(128));
+    let v = verify(&mut c, "registry.test/app:v1", &sha512).await;
+    assert_eq!((v.allowed, v.reason.as_str()), (false, "invalid_reference"), "{}", v.message);
+    assert!(v.message.contains("sha256"), "{}", v.message);
+    let v = verify(&mut c, &format!("registry.test/app@{sha512}"), "").await;
+    assert_eq!((v.allowed, v.reason.as_str()), (false, "invalid_reference"), "{}", v.message);
+    assert_eq!(world.events_of("pull.rejected").len(), 3);
+}
+
+/// `ca_file` is a pin: a trust server whose certificate chains to a CA the system trusts
+/// (here the test CA, made a system root with SSL_CERT_FILE) but not to the configured
+/// CA is not reached. Before the fix the CA file only added to the system's roots.
+#[tokio::test(flavor = "multi_thread")]
+async fn ca_file_replaces_the_system_roots_for_its_trust_server() {
+    let notary = Notary::start();
+    let world = World::new();
+    let other_ca = world.dir.path().join("other-ca.crt");
+    let key = world.dir.path().join("other-ca.key");
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-nodes", "-days", "30", "-subj", "/CN=another CA", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&other_ca)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",
+        world.daemon_section(""),
+        server_section(notary.get("NOTARY_URL"), other_ca.to_str().unwrap())
+    ));
+    let daemon = Daemon::start_with_env(&world, &[("SSL_CERT_FILE", notary.get("NOTARY_CA"))]);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &format!("{APP}:v2"), notary.get("DIGEST_V2")).await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "trust_server_unreachable"),
+        "{v:?}"
+    );
+    // The same system roots with the right CA file: trusted.
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",
+        world.daemon_section(""),
+        World::server_section(&notary)
+    ));
+    let ok = eventually(10, || {
+        let mut c = c.clone();
+        async move {
+            let v = verify(&mut c, &format!("{APP}:v2"), "").await;
+            v.allowed.then_some(v)
+        }
+    })
+    .await;
+    assert!(ok.is_some(), "allowed once the pinned CA is the server's");
+}
+
+/// Notary's canonical JSON signs U+2028 and U+2029 as raw UTF-8: a delegation holding a
+/// target with such a name, signed by the real notary CLI, must verify (it was
+/// `bad_signature`, which refused the whole repository).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delegation_signed_by_notary_with_a_line_separator_in_a_target_name_verifies() {
+    let notary = Notary::start();
+    notary.cli(&format!(
+        "addhash {APP} $'odd\\u2028name\\u2029' 3 --sha256 {} --roles targets/releases",
+        sha_of("odd").trim_start_matches("sha256:")
+    ));
+    notary.cli(&format!("publish {APP}"));
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",
+        world.daemon_section(""),
+        World::server_section(&notary)
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &format!("{APP}:v2"), notary.get("DIGEST_V2")).await;
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(v.role, "targets/releases");
+}
