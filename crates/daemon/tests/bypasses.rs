@@ -16,7 +16,10 @@ const APP: &str = "registry.test/pullguard/app";
 
 fn sha_of(text: &str) -> String {
     use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(text.as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    )
 }
 
 /// `targets/releases` re-signs v1 to a new digest; `targets` still lists the old one.
@@ -102,7 +105,11 @@ async fn withheld_delegation_cannot_bring_back_a_digest_targets_still_lists() {
     let mut c = daemon.client().await;
 
     let v = verify(&mut c, &format!("{APP}:v1"), &old).await;
-    assert_eq!((v.allowed, v.reason.as_str()), (false, "no_trust_data"), "{v:?}");
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "no_trust_data"),
+        "{v:?}"
+    );
     assert!(v.message.contains("targets/releases"), "{}", v.message);
     let by_digest = verify(&mut c, &format!("{APP}@{old}"), "").await;
     assert!(!by_digest.allowed, "{by_digest:?}");
@@ -137,10 +144,18 @@ async fn superseded_digest_is_refused_when_pulled_by_digest() {
     let daemon = Daemon::start(&world);
     let mut c = daemon.client().await;
     let v = verify(&mut c, &format!("{APP}@{old}"), &old).await;
-    assert_eq!((v.allowed, v.reason.as_str()), (false, "digest_mismatch"), "{v:?}");
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "digest_mismatch"),
+        "{v:?}"
+    );
     assert!(v.message.contains("superseded"), "{}", v.message);
     let v = verify(&mut c, &format!("{APP}:v1@{old}"), &old).await;
-    assert_eq!((v.allowed, v.reason.as_str()), (false, "digest_mismatch"), "{v:?}");
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "digest_mismatch"),
+        "{v:?}"
+    );
     let current = verify(&mut c, &format!("{APP}@{new}"), &new).await;
     assert!(current.allowed, "{current:?}");
     assert_eq!(current.role, "targets/releases");
@@ -230,13 +245,28 @@ async fn refused_requests_get_a_recorded_verdict_not_a_transport_error() {
     let mut c = daemon.client().await;
     let long = format!("registry.test/{}:v1", "a".repeat(100_000));
     let v = verify(&mut c, &long, "").await;
-    assert_eq!((v.allowed, v.reason.as_str()), (false, "invalid_reference"), "{}", v.message);
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "invalid_reference"),
+        "{}",
+        v.message
+    );
     let sha512 = format!("sha512:{}", "b".repeat(128));
     let v = verify(&mut c, "registry.test/app:v1", &sha512).await;
-    assert_eq!((v.allowed, v.reason.as_str()), (false, "invalid_reference"), "{}", v.message);
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "invalid_reference"),
+        "{}",
+        v.message
+    );
     assert!(v.message.contains("sha256"), "{}", v.message);
     let v = verify(&mut c, &format!("registry.test/app@{sha512}"), "").await;
-    assert_eq!((v.allowed, v.reason.as_str()), (false, "invalid_reference"), "{}", v.message);
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "invalid_reference"),
+        "{}",
+        v.message
+    );
     assert_eq!(world.events_of("pull.rejected").len(), 3);
 }
 
@@ -250,8 +280,22 @@ async fn ca_file_replaces_the_system_roots_for_its_trust_server() {
     let other_ca = world.dir.path().join("other-ca.crt");
     let key = world.dir.path().join("other-ca.key");
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .args(["-nodes", "-days", "30", "-subj", "/CN=another CA", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=another CA",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&other_ca)

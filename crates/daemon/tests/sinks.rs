@@ -237,7 +237,10 @@ async fn only_allowed_users_may_call_and_a_revoked_uid_is_refused_at_once() {
     assert!(message.contains("events_keep"), "{message}");
     assert!(!message.contains("allowed_uids"), "{message}");
     let out = run_as_nobody(&world);
-    assert!(out.contains("STATUS PermissionDenied"), "revoked uid still served: {out}");
+    assert!(
+        out.contains("STATUS PermissionDenied"),
+        "revoked uid still served: {out}"
+    );
 }
 
 fn rustix_is_root() -> bool {

@@ -553,8 +553,11 @@ impl Policy {
                 continue;
             }
             let host = r.pattern.split('/').next().unwrap_or("");
-            if !host.starts_with(['*', '?']) && host.contains(['*', '?']) {
-                warn(r, format!("rule {}: the registry part of pattern {:?} has a wildcard, so it also matches other registries (e.g. {:?}); write the registry host in full", r.name, r.pattern, format!("{}.attacker.example", host.trim_end_matches(['*', '?']))));
+            // A wildcard in the port only (`127.0.0.1:*`) still names one host: ports of
+            // normalised references are digits.
+            let name = host.split_once(':').map_or(host, |(n, _)| n);
+            if !host.starts_with(['*', '?']) && name.contains(['*', '?']) {
+                warn(r, format!("rule {}: the registry part of pattern {:?} has a wildcard, so it also matches other registries (e.g. {:?}); write the registry host in full", r.name, r.pattern, format!("{}.attacker.example", name.trim_end_matches(['*', '?']))));
             }
             if r.pattern == "**" {
                 let lax = laxness(r);

@@ -91,10 +91,16 @@ impl ImageRef {
                     || first == "localhost"
                     || first.chars().any(|c| c.is_ascii_uppercase()) =>
             {
-                (
-                    canonical_host(first).map_err(|why| err(&why))?,
-                    rest.to_owned(),
-                )
+                let host = canonical_host(first).map_err(|why| err(&why))?;
+                // `REGISTRY/app` or `registry./app` name a host by Docker's rule, but
+                // written as `registry/app` it would be a Docker Hub repository: refused
+                // rather than given two meanings.
+                if !(host.contains(['.', ':']) || host == "localhost") {
+                    return Err(err(
+                        "a registry host needs a dot or a port (or is localhost); this one would read as a Docker Hub repository",
+                    ));
+                }
+                (host, rest.to_owned())
             }
             _ => {
                 if name.starts_with("sha256:") || name == "sha256" {
@@ -328,6 +334,8 @@ mod tests {
             "registry.example.com:+443/app",
             "registry_x.example.com/app",
             "-registry.example.com/app",
+            "REGISTRY/app:v1",
+            "registry./app:v1",
         ] {
             let r = ImageRef::parse(bad);
             assert!(r.is_err(), "{bad:?} should be refused, got {r:?}");

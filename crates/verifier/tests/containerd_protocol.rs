@@ -343,10 +343,22 @@ fn emergency_override_does_not_open_for_requests_a_running_daemon_refuses() {
     assert_eq!(r.code, Some(1), "{}", r.reason);
     assert!(r.reason.contains("[invalid_reference]"), "{}", r.reason);
     let sha512 = format!("sha512:{}", "8".repeat(128));
-    let r = containerd_runs(&world.socket, "attacker.example/app:v1", &sha512, &descriptor(&sha512), &env);
+    let r = containerd_runs(
+        &world.socket,
+        "attacker.example/app:v1",
+        &sha512,
+        &descriptor(&sha512),
+        &env,
+    );
     assert_eq!(r.code, Some(1), "{}", r.reason);
     assert!(r.reason.contains("[invalid_reference]"), "{}", r.reason);
-    let r = containerd_runs(&world.socket, "attacker.example/app:v1", &d, &descriptor(&d), &env);
+    let r = containerd_runs(
+        &world.socket,
+        "attacker.example/app:v1",
+        &d,
+        &descriptor(&d),
+        &env,
+    );
     assert_eq!(r.code, Some(1), "{}", r.reason);
     assert!(r.reason.contains("[rejected_by_policy]"), "{}", r.reason);
     assert!(!log.exists(), "nothing fell open");
