@@ -10,7 +10,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use daemon::api::pullguard_client::PullguardClient;
 use harness::{eventually, free_port, repo_root, verify, Daemon, Notary, World};
+
+type Client = PullguardClient<tonic::transport::Channel>;
 
 const APP: &str = "registry.test/pullguard/app";
 
@@ -78,6 +81,17 @@ impl Drop for Proxy {
     }
 }
 
+/// A pullguardd with `servers` (trust server and defaults) and `rules`, and a client.
+async fn daemon_with(servers: &str, rules: &str) -> (World, Daemon, Client) {
+    let world = World::new();
+    world.write_config(&format!("{}{servers}{rules}", world.daemon_section("")));
+    let daemon = Daemon::start(&world);
+    let client = daemon.client().await;
+    (world, daemon, client)
+}
+
+const ALL: &str = "[[rule]]\nname = \"all\"\nmatch = \"**\"\n";
+
 fn server_section(url: &str, ca: &str) -> String {
     format!(
         "[trust_server.notary]\nurl = \"{url}\"\nca_file = \"{ca}\"\ntimeout = \"2s\"\n\n[defaults]\ntrust_server = \"notary\"\ntofu = true\n"
@@ -95,14 +109,8 @@ async fn withheld_delegation_cannot_bring_back_a_digest_targets_still_lists() {
     let switch = notary.dir.path().join("withhold");
     std::fs::write(&switch, "").unwrap();
     let proxy = Proxy::start(&notary, &switch);
-    let world = World::new();
-    world.write_config(&format!(
-        "{}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",
-        world.daemon_section(""),
-        server_section(&proxy.url, notary.get("NOTARY_CA"))
-    ));
-    let daemon = Daemon::start(&world);
-    let mut c = daemon.client().await;
+    let (_world, _daemon, mut c) =
+        daemon_with(&server_section(&proxy.url, notary.get("NOTARY_CA")), ALL).await;
 
     let v = verify(&mut c, &format!("{APP}:v1"), &old).await;
     assert_eq!(
@@ -135,14 +143,7 @@ async fn withheld_delegation_cannot_bring_back_a_digest_targets_still_lists() {
 async fn superseded_digest_is_refused_when_pulled_by_digest() {
     let notary = Notary::start();
     let (old, new) = resign_v1_in_releases(&notary);
-    let world = World::new();
-    world.write_config(&format!(
-        "{}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",
-        world.daemon_section(""),
-        World::server_section(&notary)
-    ));
-    let daemon = Daemon::start(&world);
-    let mut c = daemon.client().await;
+    let (_world, _daemon, mut c) = daemon_with(&World::server_section(&notary), ALL).await;
     let v = verify(&mut c, &format!("{APP}@{old}"), &old).await;
     assert_eq!(
         (v.allowed, v.reason.as_str()),
@@ -166,14 +167,7 @@ async fn superseded_digest_is_refused_when_pulled_by_digest() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tag_scoped_lax_rule_does_not_admit_a_reference_pinned_to_any_digest() {
     let notary = Notary::start();
-    let world = World::new();
-    world.write_config(&format!(
-        "{}{}[[rule]]\nname = \"app\"\nmatch = \"{APP}**\"\n\n[[rule]]\nname = \"dev\"\nmatch = \"{APP}:dev-*\"\nrequire = \"any\"\n",
-        world.daemon_section(""),
-        World::server_section(&notary)
-    ));
-    let daemon = Daemon::start(&world);
-    let mut c = daemon.client().await;
+    let (_world, _daemon, mut c) = daemon_with(&World::server_section(&notary), &format!("[[rule]]\nname = \"app\"\nmatch = \"{APP}**\"\n\n[[rule]]\nname = \"dev\"\nmatch = \"{APP}:dev-*\"\nrequire = \"any\"\n")).await;
     let evil = format!("sha256:{}", "e".repeat(64));
     let v = verify(&mut c, &format!("{APP}:dev-1@{evil}"), &evil).await;
     assert_eq!((v.allowed, v.rule.as_str()), (false, "app"), "{v:?}");
@@ -188,14 +182,7 @@ async fn tag_scoped_lax_rule_does_not_admit_a_reference_pinned_to_any_digest() {
 #[tokio::test(flavor = "multi_thread")]
 async fn host_spellings_do_not_reach_a_laxer_rule() {
     let notary = Notary::start();
-    let world = World::new();
-    world.write_config(&format!(
-        "{}{}[[rule]]\nname = \"prod\"\nmatch = \"registry.test/**\"\n\n[[rule]]\nname = \"hub\"\nmatch = \"docker.io/**\"\nrequire = \"reject\"\n\n[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n",
-        world.daemon_section(""),
-        World::server_section(&notary)
-    ));
-    let daemon = Daemon::start(&world);
-    let mut c = daemon.client().await;
+    let (_world, _daemon, mut c) = daemon_with(&World::server_section(&notary), "[[rule]]\nname = \"prod\"\nmatch = \"registry.test/**\"\n\n[[rule]]\nname = \"hub\"\nmatch = \"docker.io/**\"\nrequire = \"reject\"\n\n[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n").await;
     for spelling in [
         "registry.test:443/pullguard/app:v9",
         "registry.test:0443/pullguard/app:v9",
@@ -236,13 +223,11 @@ async fn host_spellings_do_not_reach_a_laxer_rule() {
 /// rejection verdict, recorded, never a transport error a client could take for "down".
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_requests_get_a_recorded_verdict_not_a_transport_error() {
-    let world = World::new();
-    world.write_config(&format!(
-        "{}[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n",
-        world.daemon_section("")
-    ));
-    let daemon = Daemon::start(&world);
-    let mut c = daemon.client().await;
+    let (world, _daemon, mut c) = daemon_with(
+        "",
+        "[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n",
+    )
+    .await;
     let long = format!("registry.test/{}:v1", "a".repeat(100_000));
     let v = verify(&mut c, &long, "").await;
     assert_eq!(
@@ -344,14 +329,7 @@ async fn a_delegation_signed_by_notary_with_a_line_separator_in_a_target_name_ve
         sha_of("odd").trim_start_matches("sha256:")
     ));
     notary.cli(&format!("publish {APP}"));
-    let world = World::new();
-    world.write_config(&format!(
-        "{}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",
-        world.daemon_section(""),
-        World::server_section(&notary)
-    ));
-    let daemon = Daemon::start(&world);
-    let mut c = daemon.client().await;
+    let (_world, _daemon, mut c) = daemon_with(&World::server_section(&notary), ALL).await;
     let v = verify(&mut c, &format!("{APP}:v2"), notary.get("DIGEST_V2")).await;
     assert!(v.allowed, "{v:?}");
     assert_eq!(v.role, "targets/releases");

@@ -93,6 +93,31 @@ fn descriptor(digest: &str) -> Vec<u8> {
     format!("{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"{digest}\",\"size\":401}}\n").into_bytes()
 }
 
+/// An emergency override file and the verifier's fail-open log, in a temp dir.
+struct Override {
+    _dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl Override {
+    fn new() -> Override {
+        let dir = tempfile::tempdir().unwrap();
+        Override {
+            file: dir.path().join("fail-open-until"),
+            log: dir.path().join("fail-open.jsonl"),
+            _dir: dir,
+        }
+    }
+
+    fn env(&self) -> [(&'static str, &Path); 2] {
+        [
+            ("PULLGUARD_EMERGENCY_FILE", self.file.as_path()),
+            ("PULLGUARD_EMERGENCY_LOG", self.log.as_path()),
+        ]
+    }
+}
+
 fn in_an_hour() -> String {
     (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
         .format(&time::format_description::well_known::Rfc3339)
@@ -279,13 +304,9 @@ fn garbage_and_oversized_stdin_and_bad_argv_are_blocked() {
 #[test]
 fn emergency_override_allows_when_down_and_is_recorded() {
     let world = World::new();
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("fail-open-until");
-    let log = tmp.path().join("fail-open.jsonl");
-    let env = [
-        ("PULLGUARD_EMERGENCY_FILE", file.as_path()),
-        ("PULLGUARD_EMERGENCY_LOG", log.as_path()),
-    ];
+    let o = Override::new();
+    let (file, log) = (o.file.clone(), o.log.clone());
+    let env = o.env();
     let d = format!("sha256:{}", "6".repeat(64));
 
     // Expired override: still closed.
@@ -329,14 +350,10 @@ fn emergency_override_does_not_open_for_requests_a_running_daemon_refuses() {
         world.daemon_section("")
     ));
     let _daemon = Daemon::start(&world);
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("fail-open-until");
-    let log = tmp.path().join("fail-open.jsonl");
+    let o = Override::new();
+    let (file, log) = (o.file.clone(), o.log.clone());
     std::fs::write(&file, in_an_hour()).unwrap();
-    let env = [
-        ("PULLGUARD_EMERGENCY_FILE", file.as_path()),
-        ("PULLGUARD_EMERGENCY_LOG", log.as_path()),
-    ];
+    let env = o.env();
     let d = format!("sha256:{}", "7".repeat(64));
     let long = format!("attacker.example/{}:v1", "a".repeat(5000));
     let r = containerd_runs(&world.socket, &long, &d, &descriptor(&d), &env);
@@ -370,13 +387,9 @@ fn emergency_override_does_not_open_for_requests_a_running_daemon_refuses() {
 fn emergency_override_is_refused_unless_root_owned_private_and_within_a_week() {
     use std::os::unix::fs::PermissionsExt as _;
     let world = World::new(); // no daemon: the only case an override may open
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("fail-open-until");
-    let log = tmp.path().join("fail-open.jsonl");
-    let env = [
-        ("PULLGUARD_EMERGENCY_FILE", file.as_path()),
-        ("PULLGUARD_EMERGENCY_LOG", log.as_path()),
-    ];
+    let o = Override::new();
+    let (file, log) = (o.file.clone(), o.log.clone());
+    let env = o.env();
     let d = format!("sha256:{}", "9".repeat(64));
     let run = || containerd_runs(&world.socket, "alpine", &d, &descriptor(&d), &env);
 
