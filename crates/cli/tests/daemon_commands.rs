@@ -72,11 +72,22 @@ fn verify_is_a_dry_run_with_the_reasoning() {
         "{text}"
     );
     assert!(text.contains("to fix      sign this tag"), "{text}");
-    // Dry runs are recorded as such.
-    let ev = world.events_of("pull.rejected");
-    assert_eq!(ev.len(), 1);
-    assert_eq!(ev[0]["dry_run"], true);
-    assert_eq!(ev[0]["source"], "cli");
+    // Dry runs are recorded as such, never as a rejection an alert would fire on.
+    assert!(world.events_of("pull.rejected").is_empty());
+    let ev = world.events_of("verify.dry_run");
+    assert_eq!(ev.len(), 3, "two allowed, one not");
+    assert!(ev
+        .iter()
+        .all(|e| e["dry_run"] == true && e["source"] == "cli"));
+    let refused: Vec<_> = ev.iter().filter(|e| e["reason"] == "unknown_tag").collect();
+    assert_eq!(refused.len(), 1, "{ev:?}");
+    let (code, _, text) = pullguard(&["events", "--file", world.events.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("verify.dry_run") && l.contains("reason=unknown_tag")),
+        "{text}"
+    );
 
     let (code, json, _) = pullguard(&["status", "--socket", socket, "--json"]);
     assert_eq!(code, 0);

@@ -448,7 +448,10 @@ impl Engine {
             .find(|r| r.name == verdict.rule)
             .map_or(Mode::Enforce, |r| r.mode);
         verdict.mode = mode.as_str().to_owned();
+        // A dry run (`pullguard verify`) enforces nothing, so it is no `pull.*` event that
+        // alerting on rejections would fire on.
         let kind = match (&outcome, mode) {
+            _ if ask.dry_run => "verify.dry_run",
             (Ok(()), _) => "pull.allowed",
             (Err(_), Mode::Audit) => "pull.audited",
             (Err(_), Mode::Enforce) => "pull.rejected",
@@ -490,7 +493,7 @@ impl Engine {
         verdict.event_id = ev.event_id.clone();
         // A rejection is on disk before it is answered; if it cannot be, the pull is
         // still refused (fail closed), and the failure is reported.
-        let durable = kind != "pull.allowed";
+        let durable = matches!(kind, "pull.rejected" | "pull.audited");
         if let Err(e) = self.emit(ev, durable).await {
             if !verdict.allowed || mode == Mode::Enforce {
                 verdict.allowed = false;
