@@ -194,7 +194,8 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
                    "reason": v.reason, "message": v.message, "digest": v.digest, "role": v.role,
                    "signers": v.signers, "policy_generation": v.policy_generation, "event_id": v.event_id,
                    "dry_run": true, "remedy": v.remedy,
-                   "trust_server": v.trust_server, "timestamp_expires": v.timestamp_expires})
+                   "trust_server": v.trust_server, "timestamp_expires": v.timestamp_expires,
+                   "proof": v.proof})
         );
     } else {
         let verdict = match (v.allowed, v.reason.is_empty()) {
@@ -212,7 +213,12 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
             println!("trust server {}", v.trust_server);
         }
         if !v.digest.is_empty() {
-            println!("signed      {} in {}", v.digest, v.role);
+            let proof = if v.proof.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", v.proof)
+            };
+            println!("signed      {} in {}{proof}", v.digest, v.role);
             println!("signers     {}", v.signers.join(", "));
         }
         if let Some(line) = timestamp_line(&v.timestamp_expires) {

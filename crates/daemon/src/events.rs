@@ -54,6 +54,9 @@ pub struct Event {
     /// containerd namespace, for images the watcher saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The kind of proof that vouched (`notary-v1`), for allowed signed pulls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
 }
 
 struct FileState {

@@ -37,6 +37,10 @@ async fn signed_unsigned_and_unknown_tags() {
         ("targets", notary.get("DIGEST_V1"), "all")
     );
     assert_eq!(v1.policy_generation, 1);
+    assert_eq!(
+        v1.proof, "notary-v1",
+        "the verdict names the proof that counted"
+    );
     let v2 = verify(&mut c, &format!("{APP}:v2"), "").await;
     assert!(v2.allowed, "{v2:?}");
     assert_eq!(v2.role, "targets/releases");

@@ -121,6 +121,15 @@ pub enum Proof {
     NotaryV1,
 }
 
+impl Proof {
+    /// The name the policy file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proof::NotaryV1 => "notary-v1",
+        }
+    }
+}
+
 /// A trust server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustServer {

@@ -219,6 +219,62 @@ impl VerifiedRepo {
         Ok(m)
     }
 
+    /// What a pull of `tag` and/or `digest` may take: under `policy` when `roles` is
+    /// empty, else when at least `required` of `roles` each sign the same digest (each
+    /// role judged on its own statement, as [`TagPolicy::RequireRoles`] with one role).
+    /// A tag with a digest must resolve to that digest; a digest alone must be what some
+    /// tag resolves to ([`VerifiedRepo::find_digest`]).
+    pub fn resolve_pull(
+        &self,
+        tag: Option<&str>,
+        sha256_hex: Option<&str>,
+        roles: &[String],
+        required: usize,
+    ) -> Result<TargetMatch, Error> {
+        let one = |policy: TagPolicy<'_>| match (tag, sha256_hex) {
+            (Some(t), Some(d)) => self.verify_tag_digest(t, d, policy),
+            (Some(t), None) => self.resolve_tag(t, policy),
+            (None, Some(d)) => self.find_digest(d, policy),
+            (None, None) => Err(Error::UnknownTag {
+                tag: String::new(),
+                looked_in: "no role".to_owned(),
+                note: Some("neither a tag nor a digest to check".to_owned()),
+            }),
+        };
+        if roles.is_empty() {
+            return one(TagPolicy::Docker);
+        }
+        let mut matches: Vec<TargetMatch> = Vec::new();
+        let mut misses = Vec::new();
+        for role in roles {
+            match one(TagPolicy::RequireRoles(std::slice::from_ref(role))) {
+                Ok(m) if matches.first().is_none_or(|f| f.sha256 == m.sha256) => matches.push(m),
+                Ok(m) => misses.push(format!(
+                    "{role} signs a different digest (sha256:{})",
+                    m.sha256
+                )),
+                Err(e) => misses.push(e.to_string()),
+            }
+        }
+        if matches.len() >= required && !matches.is_empty() {
+            let mut m = matches.remove(0);
+            for other in matches {
+                m.role = format!("{}+{}", m.role, other.role);
+                m.signers.extend(other.signers);
+            }
+            return Ok(m);
+        }
+        Err(Error::UnknownTag {
+            tag: tag.unwrap_or_default().to_owned(),
+            looked_in: looked_in(roles),
+            note: Some(format!(
+                "{required} of them must sign it, {} did: {}",
+                matches.len(),
+                misses.join("; ")
+            )),
+        })
+    }
+
     /// Delegations that vouch for nothing, with the reason, for reports.
     pub fn skipped_roles(&self) -> impl Iterator<Item = (&str, &SkipReason)> {
         self.skipped.iter().map(|s| (s.role.as_str(), &s.error))

@@ -1,0 +1,397 @@
+//! The verdict engine: reference → rule → proofs → verdict → event.
+//!
+//! Split by job: [`prepare`] (the policy in force), [`decide`] (reference, rule and
+//! what it requires, format-neutral), [`proof`] (the seam every kind of proof sits
+//! behind; [`notary_v1`] is the first), [`cache`] (bounded caches, single flight), and
+//! here the verdict's record: counters, the event, the answer. Fail closed throughout:
+//! anything that cannot be established is a rejection with a reason code and a sentence.
+
+mod cache;
+mod decide;
+mod notary_v1;
+pub mod prepare;
+pub mod proof;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use key_store::StateStore;
+use policy::{ImageRef, Mode};
+
+pub use prepare::Loaded;
+
+use crate::events::{Event, EventLog};
+use proof::Proofs;
+
+/// A verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// May the pull go on.
+    pub allowed: bool,
+    /// Reason code when the trust data or policy said no (also set on audited pulls).
+    pub reason: String,
+    /// One sentence for people.
+    pub message: String,
+    /// Rule applied.
+    pub rule: String,
+    /// Digest the trust data signs.
+    pub digest: String,
+    /// Role that vouched.
+    pub role: String,
+    /// Keys that signed it.
+    pub signers: Vec<String>,
+    /// Policy generation.
+    pub generation: u64,
+    /// `enforce` or `audit`.
+    pub mode: String,
+    /// The event recorded for it.
+    pub event_id: String,
+    /// Normalised reference.
+    pub image: String,
+    /// Repository.
+    pub gun: String,
+    /// Trust server asked (signed rules).
+    pub trust_server: String,
+    /// Expiry of the verified timestamp, RFC 3339 (signed and allowed).
+    pub timestamp_expires: String,
+    /// The kind of proof that vouched (`notary-v1`), for signed and allowed pulls.
+    pub proof: String,
+}
+
+impl From<Verdict> for api::VerifyResponse {
+    fn from(v: Verdict) -> api::VerifyResponse {
+        api::VerifyResponse {
+            remedy: crate::remedy::remedy(&v.reason).to_owned(),
+            allowed: v.allowed,
+            reason: v.reason,
+            message: v.message,
+            rule: v.rule,
+            digest: v.digest,
+            role: v.role,
+            signers: v.signers,
+            policy_generation: v.generation,
+            mode: v.mode,
+            event_id: v.event_id,
+            image: v.image,
+            gun: v.gun,
+            trust_server: v.trust_server,
+            timestamp_expires: v.timestamp_expires,
+            proof: v.proof,
+        }
+    }
+}
+
+/// A rejection before it becomes a verdict.
+pub(crate) struct Denial {
+    reason: &'static str,
+    message: String,
+}
+
+pub(crate) fn deny(reason: &'static str, message: impl Into<String>) -> Denial {
+    Denial {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Who asks for a verdict, recorded in its event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask<'a> {
+    /// `containerd-bindir`, `containerd-watcher`, `cli`, ...
+    pub source: &'a str,
+    /// A dry run: recorded as such, nothing enforced.
+    pub dry_run: bool,
+    /// containerd namespace the image lives in, when known.
+    pub namespace: Option<&'a str>,
+    /// A verdict given for the same image and digest under the same policy a moment ago
+    /// may answer, without a second event: the watcher sees every pull the verifier
+    /// already judged, and CRI re-creates records the watcher removed.
+    pub reuse_recent: bool,
+}
+
+/// How long a verdict may stand in for a later ask about the same image and digest
+/// ([`Ask::reuse_recent`]): the time between the verifier's check (before the first
+/// byte) and the image record (after the last) of a large pull.
+const RECENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+const RECENT_MAX: usize = 4096;
+
+/// Reasons that say "could not check now", not "the trust data says no".
+pub const TRANSIENT: &[&str] = &[
+    "trust_server_unreachable",
+    "internal_error",
+    "state_corrupt",
+    "state_unreadable",
+    "state_unwritable",
+    "clock_went_backwards",
+    "events_unwritable",
+];
+
+/// Counters for status and metrics.
+#[derive(Default)]
+pub struct Counters {
+    /// Verdicts given.
+    pub verdicts: AtomicU64,
+    /// By reason code (and "allowed").
+    pub by_reason: Mutex<BTreeMap<String, u64>>,
+    /// Fetches from trust servers.
+    pub fetches: AtomicU64,
+    /// Cache hits.
+    pub cache_hits: AtomicU64,
+    /// Time spent fetching, microseconds.
+    pub fetch_micros: AtomicU64,
+    /// Successful reloads.
+    pub reloads_ok: AtomicU64,
+    /// Refused reloads.
+    pub reloads_invalid: AtomicU64,
+    /// Images in containerd checked by the watcher.
+    pub images_checked: AtomicU64,
+    /// Images the watcher removed from containerd.
+    pub images_removed: AtomicU64,
+}
+
+/// The engine shared by every request.
+pub struct Engine {
+    loaded: ArcSwap<Loaded>,
+    pub(crate) state: StateStore,
+    /// The durable events file and fan-out.
+    pub events: Arc<EventLog>,
+    proofs: Proofs,
+    recent: Mutex<HashMap<(String, String), (Verdict, Instant)>>,
+    /// Recent errors, newest last.
+    pub last_errors: Mutex<Vec<String>>,
+    /// Outcome of the last reload.
+    pub last_reload: Mutex<String>,
+    /// Figures.
+    pub counters: Counters,
+    /// The containerd watcher's state, for status ("off" when not configured).
+    pub watcher_state: Mutex<String>,
+    installs: tokio::sync::watch::Sender<u64>,
+}
+
+impl Engine {
+    /// An engine over a prepared policy.
+    pub fn new(loaded: Loaded, state: StateStore, events: Arc<EventLog>) -> Engine {
+        Engine {
+            loaded: ArcSwap::from_pointee(loaded),
+            state,
+            events,
+            proofs: Proofs::default(),
+            recent: Mutex::new(HashMap::new()),
+            last_errors: Mutex::new(Vec::new()),
+            last_reload: Mutex::new("ok".to_owned()),
+            counters: Counters::default(),
+            watcher_state: Mutex::new("off".to_owned()),
+            installs: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// Notified with the generation each time a policy is installed.
+    pub fn installs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.installs.subscribe()
+    }
+
+    /// The policy in force.
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.loaded.load_full()
+    }
+
+    /// Swaps in a new policy; verified results of the old one are dropped.
+    pub fn install(&self, loaded: Loaded) {
+        let generation = loaded.generation;
+        self.loaded.store(Arc::new(loaded));
+        self.proofs.policy_changed();
+        self.installs.send_replace(generation);
+    }
+
+    /// Opens connections to every trust server of the policy in force, in the background.
+    pub fn warm_trust_servers(&self) {
+        for fetcher in self.loaded().fetchers.values() {
+            let fetcher = fetcher.clone();
+            tokio::spawn(async move { fetcher.warm().await });
+        }
+    }
+
+    /// Repositories with trust data in memory.
+    pub fn cached_repositories(&self) -> usize {
+        self.proofs.cached()
+    }
+
+    /// Keeps `e` among the recent errors shown by status.
+    pub fn note_error(&self, e: &str) {
+        let mut errs = self.last_errors.lock().unwrap_or_else(|p| p.into_inner());
+        errs.push(e.to_owned());
+        let excess = errs.len().saturating_sub(10);
+        errs.drain(..excess);
+    }
+
+    /// Records an event; durable ones are on disk when this returns. A failure to write
+    /// is itself reported on the other sinks and in the status.
+    pub async fn emit(&self, event: Event, durable: bool) -> Result<(), String> {
+        let res = if durable {
+            let log = self.events.clone();
+            let ev = event.clone();
+            tokio::task::spawn_blocking(move || log.record(&ev, true))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        } else {
+            // A write to the page cache: cheaper inline than a hop to the blocking pool,
+            // which cost more than the rest of a cached verdict.
+            self.events.record(&event, false).map_err(|e| e.to_string())
+        };
+        if let Err(e) = &res {
+            let msg = format!("cannot write the events file: {e}");
+            tracing::error!(cause = %e, event_id = %event.event_id, "cannot write the events file");
+            self.note_error(&msg);
+        }
+        res
+    }
+
+    /// May `image` (with the digest containerd resolved, if known) be pulled?
+    pub async fn verify(&self, image: &str, digest: Option<&str>, ask: &Ask<'_>) -> Verdict {
+        let loaded = self.loaded();
+        let key = ImageRef::parse(image)
+            .ok()
+            .zip(digest)
+            .map(|(r, d)| (r.to_string(), d.to_owned()));
+        if ask.reuse_recent {
+            if let Some(v) = key.as_ref().and_then(|k| self.recent(k, loaded.generation)) {
+                return v;
+            }
+        }
+        let mut verdict = Verdict {
+            generation: loaded.generation,
+            image: image.to_owned(),
+            ..Verdict::default()
+        };
+        let outcome = self.decide(&loaded, image, digest, &mut verdict).await;
+        let verdict = self.conclude(&loaded, verdict, outcome, digest, ask).await;
+        if let Some(key) = key.filter(|_| !ask.dry_run) {
+            self.remember(key, &verdict);
+        }
+        verdict
+    }
+
+    /// A verdict given for `key` under policy `generation` within the window, unless it
+    /// was a "could not check now".
+    fn recent(&self, key: &(String, String), generation: u64) -> Option<Verdict> {
+        let map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(v, at)| {
+                v.generation == generation
+                    && at.elapsed() < RECENT_WINDOW
+                    && !TRANSIENT.contains(&v.reason.as_str())
+            })
+            .map(|(v, _)| v.clone())
+    }
+
+    fn remember(&self, key: (String, String), verdict: &Verdict) {
+        let mut map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= RECENT_MAX {
+            map.retain(|_, (_, at)| at.elapsed() < RECENT_WINDOW);
+            if map.len() >= RECENT_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, (verdict.clone(), Instant::now()));
+    }
+
+    /// A request that cannot be judged (a name or digest over the limits): refused with
+    /// `reason` and recorded like any verdict, so that callers always get a verdict and
+    /// never a transport error they might take for "daemon down". `image` is what may
+    /// be recorded of the name (shortened by the caller).
+    pub async fn refuse(
+        &self,
+        image: &str,
+        reason: &'static str,
+        message: String,
+        ask: &Ask<'_>,
+    ) -> Verdict {
+        let loaded = self.loaded();
+        let verdict = Verdict {
+            generation: loaded.generation,
+            image: image.to_owned(),
+            ..Verdict::default()
+        };
+        self.conclude(&loaded, verdict, Err(deny(reason, message)), None, ask)
+            .await
+    }
+
+    async fn conclude(
+        &self,
+        loaded: &Loaded,
+        mut verdict: Verdict,
+        outcome: Result<(), Denial>,
+        digest: Option<&str>,
+        ask: &Ask<'_>,
+    ) -> Verdict {
+        self.counters.verdicts.fetch_add(1, Ordering::Relaxed);
+        let mode = loaded
+            .policy
+            .rules
+            .iter()
+            .find(|r| r.name == verdict.rule)
+            .map_or(Mode::Enforce, |r| r.mode);
+        verdict.mode = mode.as_str().to_owned();
+        // A dry run (`pullguard verify`) enforces nothing, so it is no `pull.*` event that
+        // alerting on rejections would fire on.
+        let kind = match (&outcome, mode) {
+            _ if ask.dry_run => "verify.dry_run",
+            (Ok(()), _) => "pull.allowed",
+            (Err(_), Mode::Audit) => "pull.audited",
+            (Err(_), Mode::Enforce) => "pull.rejected",
+        };
+        match &outcome {
+            Ok(()) => verdict.allowed = true,
+            Err(d) => {
+                verdict.allowed = mode == Mode::Audit;
+                verdict.reason = d.reason.to_owned();
+                verdict.message = d.message.clone();
+            }
+        }
+        *self
+            .counters
+            .by_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(if verdict.reason.is_empty() {
+                "allowed".to_owned()
+            } else {
+                verdict.reason.clone()
+            })
+            .or_default() += 1;
+
+        let mut ev = self
+            .events
+            .new_event(kind, loaded.generation, verdict.message.clone());
+        ev.image = Some(verdict.image.clone());
+        ev.digest = digest
+            .map(str::to_owned)
+            .or_else(|| (!verdict.digest.is_empty()).then(|| verdict.digest.clone()));
+        ev.gun = (!verdict.gun.is_empty()).then(|| verdict.gun.clone());
+        ev.rule = (!verdict.rule.is_empty()).then(|| verdict.rule.clone());
+        ev.mode = Some(verdict.mode.clone());
+        ev.reason = (!verdict.reason.is_empty()).then(|| verdict.reason.clone());
+        ev.dry_run = ask.dry_run;
+        ev.source = Some(ask.source.to_owned());
+        ev.namespace = ask.namespace.map(str::to_owned);
+        ev.proof = (!verdict.proof.is_empty()).then(|| verdict.proof.clone());
+        verdict.event_id = ev.event_id.clone();
+        // A rejection is on disk before it is answered; if it cannot be, the pull is
+        // still refused (fail closed), and the failure is reported.
+        let durable = matches!(kind, "pull.rejected" | "pull.audited");
+        if let Err(e) = self.emit(ev, durable).await {
+            if !verdict.allowed || mode == Mode::Enforce {
+                verdict.allowed = false;
+                if verdict.reason.is_empty() {
+                    verdict.reason = "events_unwritable".to_owned();
+                    verdict.message = format!("the verdict could not be recorded: {e}");
+                }
+            }
+        }
+        verdict
+    }
+}
