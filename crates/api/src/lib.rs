@@ -1,6 +1,11 @@
 //! pullguard's gRPC API, generated from `proto/pullguard/v1/pullguard.proto` by
-//! `build.rs`; never edited by hand. Shared by pullguardd, pullguard-verifier and the CLI.
+//! `build.rs` and never edited by hand, and the contract's codes ([`codes`]). Shared by
+//! pullguardd, pullguard-verifier and the CLI.
 
-#![allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod codes;
 
-tonic::include_proto!("pullguard.v1");
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+mod generated {
+    tonic::include_proto!("pullguard.v1");
+}
+pub use generated::*;

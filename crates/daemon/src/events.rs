@@ -124,13 +124,18 @@ impl EventLog {
     }
 
     /// A new event of `kind` with time, host and ID filled in.
-    pub fn new_event(&self, kind: &str, generation: u64, message: impl Into<String>) -> Event {
+    pub fn new_event(
+        &self,
+        kind: api::codes::EventKind,
+        generation: u64,
+        message: impl Into<String>,
+    ) -> Event {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         Event {
             time: OffsetDateTime::now_utc()
                 .format(&Rfc3339)
                 .unwrap_or_default(),
-            event: kind.to_owned(),
+            event: kind.as_str().to_owned(),
             message: message.into(),
             host: self.host.clone(),
             policy_generation: generation,
@@ -157,7 +162,7 @@ impl EventLog {
                 let missed = self.unwritten.swap(0, Ordering::Relaxed);
                 if missed > 0 {
                     let ev = self.new_event(
-                        "events.recovered",
+                        api::codes::EventKind::EventsRecovered,
                         event.policy_generation,
                         format!(
                             "the events file {} is writable again; {missed} event(s) could not be written to it and went to the other sinks only",
@@ -170,7 +175,7 @@ impl EventLog {
             Err(e) => {
                 if self.unwritten.fetch_add(1, Ordering::Relaxed) == 0 {
                     let ev = self.new_event(
-                        "events.unwritable",
+                        api::codes::EventKind::EventsUnwritable,
                         event.policy_generation,
                         format!(
                             "cannot write the events file {}: {e}; pulls under enforce rules are refused (events_unwritable) until it can be written, and events go to the other sinks meanwhile: free space on, or fix, its file system",
@@ -243,7 +248,7 @@ mod tests {
         let log = EventLog::open(&path, 600, 2).expect("open");
         let mut rx = log.subscribe();
         for i in 0..10 {
-            let ev = log.new_event("pull.rejected", 1, format!("event {i}"));
+            let ev = log.new_event(api::codes::EventKind::PullRejected, 1, format!("event {i}"));
             log.record(&ev, true).expect("record");
         }
         let first: serde_json::Value =

@@ -16,7 +16,6 @@ pub mod events;
 pub mod fetch;
 pub mod metrics;
 pub mod reload;
-pub mod remedy;
 pub mod server;
 pub mod sinks;
 pub mod watcher;
@@ -119,7 +118,7 @@ pub async fn run(
         settings.socket.display()
     )))?;
     let start = engine.events.new_event(
-        "daemon.started",
+        api::codes::EventKind::DaemonStarted,
         1,
         format!(
             "pullguardd {} listening on {}",

@@ -117,9 +117,11 @@ async fn invalid(engine: &Engine, path: &Path, message: &str) {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::error!(file = %path.display(), problem = %message, "policy.invalid: keeping the last good policy");
     *engine.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = message.to_owned();
-    let ev = engine
-        .events
-        .new_event("policy.invalid", loaded.generation, message.to_owned());
+    let ev = engine.events.new_event(
+        api::codes::EventKind::PolicyInvalid,
+        loaded.generation,
+        message.to_owned(),
+    );
     let _ = engine.emit(ev, true).await;
 }
 
@@ -152,9 +154,10 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
                 ));
             }
             tracing::info!(generation, trigger, "policy.reloaded");
-            let ev = engine
-                .events
-                .new_event("policy.reloaded", generation, message);
+            let ev =
+                engine
+                    .events
+                    .new_event(api::codes::EventKind::PolicyReloaded, generation, message);
             let _ = engine.emit(ev, true).await;
         }
         Err(problem) => {

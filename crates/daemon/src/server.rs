@@ -50,11 +50,11 @@ impl Service {
             |(uid, gid)| format!("uid {uid} gid {gid}"),
         );
         let mut ev = self.engine.events.new_event(
-            "access.denied",
+            api::codes::EventKind::AccessDenied,
             loaded.generation,
             format!("{who} is not allowed to use the pullguard socket; add it to allowed_uids or allowed_gids in [daemon]"),
         );
-        ev.reason = Some("access_denied".to_owned());
+        ev.reason = Some(api::codes::ReasonCode::AccessDenied.as_str().to_owned());
         let _ = self.engine.emit(ev, true).await;
         Err(Status::permission_denied(format!(
             "{who} may not call pullguardd"
@@ -107,7 +107,7 @@ impl Pullguard for Service {
             self.engine
                 .refuse(
                     &shown,
-                    "invalid_reference",
+                    api::codes::ReasonCode::InvalidReference,
                     format!(
                         "the image name ({} bytes) or digest ({} bytes) is over the limit ({MAX_IMAGE} and {MAX_DIGEST} bytes); nothing that long can be checked",
                         r.image.len(),

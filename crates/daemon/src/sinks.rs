@@ -17,19 +17,7 @@ use crate::engine::Engine;
 pub fn rfc5424(line: &str, host: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
     let kind = v["event"].as_str().unwrap_or("event");
-    let severity = match kind {
-        "pull.rejected"
-        | "policy.invalid"
-        | "access.denied"
-        | "trust.fetch_failed"
-        | "events.dropped"
-        | "events.unwritable"
-        | "image.removed"
-        | "image.remove_failed"
-        | "image.kept"
-        | "watcher.disconnected" => 4,
-        _ => 6,
-    };
+    let severity = api::codes::EventKind::parse(kind).map_or(6, api::codes::EventKind::severity);
     // RFC 5424 allows at most six digits of fractional seconds.
     let time = v["time"].as_str().map_or_else(|| "-".to_owned(), micros);
     format!(
@@ -89,7 +77,7 @@ async fn send(conn: &mut Conn, msg: &str) -> std::io::Result<()> {
 async fn report_drops(engine: &Engine, n: u64, sink: &str) {
     engine.events.dropped.fetch_add(n, Ordering::Relaxed);
     let ev = engine.events.new_event(
-        "events.dropped",
+        api::codes::EventKind::EventsDropped,
         engine.loaded().generation,
         format!("{n} events were not delivered to {sink}, which fell behind; the events file has them all"),
     );

@@ -25,7 +25,9 @@ use prost::Message as _;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
-use crate::engine::{Ask, Engine, Verdict, TRANSIENT};
+use api::codes::{EventKind, ReasonCode};
+
+use crate::engine::{Ask, Engine, Verdict};
 
 /// Recorded as the source of the watcher's verdicts.
 pub const SOURCE: &str = "containerd-watcher";
@@ -111,7 +113,7 @@ pub fn spawn(engine: Arc<Engine>, socket: PathBuf) {
 }
 
 /// An event about the watcher itself.
-async fn note(engine: &Engine, kind: &str, message: String, durable: bool) {
+async fn note(engine: &Engine, kind: EventKind, message: String, durable: bool) {
     let mut ev = engine
         .events
         .new_event(kind, engine.loaded().generation, message);
@@ -149,7 +151,7 @@ async fn run(engine: Arc<Engine>, socket: PathBuf) {
         if was_connected || !reported_down {
             note(
                 &engine,
-                "watcher.disconnected",
+                EventKind::WatcherDisconnected,
                 format!("containerd watcher {state}; images pulled meanwhile are checked by the sweep on reconnect"),
                 true,
             )
@@ -216,7 +218,7 @@ async fn session(
     set_state(engine, format!("watching {}", socket.display()));
     note(
         engine,
-        "watcher.connected",
+        EventKind::WatcherConnected,
         format!("watching containerd at {}", socket.display()),
         false,
     )
@@ -305,7 +307,7 @@ async fn sweep(
         .saturating_sub(removed_before);
     note(
         engine,
-        "watcher.swept",
+        EventKind::WatcherSwept,
         format!("checked {checked} images in containerd ({trigger}); removed {removed}"),
         false,
     )
@@ -471,8 +473,8 @@ async fn check_named(
     if verdict.allowed {
         return Ok(());
     }
-    if why == Why::Sweep && TRANSIENT.contains(&verdict.reason.as_str()) {
-        record(engine, "image.kept", namespace, name, &digest, &verdict, format!(
+    if why == Why::Sweep && verdict.reason.is_some_and(ReasonCode::is_transient) {
+        record(engine, EventKind::ImageKept, namespace, name, &digest, &verdict, format!(
             "kept {name} (namespace {namespace}) although it could not be verified now: {}; it is checked again at the next sweep (policy reload or watcher reconnect)",
             verdict.message
         ), false).await;
@@ -552,7 +554,7 @@ async fn remove(
     };
     record(
         engine,
-        "image.removed",
+        EventKind::ImageRemoved,
         namespace,
         name,
         digest,
@@ -560,7 +562,7 @@ async fn remove(
         format!(
             "removed {name} from containerd (namespace {namespace}){extra}: {}; to fix: {}",
             verdict.message,
-            crate::remedy::remedy(&verdict.reason)
+            verdict.reason.map(ReasonCode::remedy).unwrap_or_default()
         ),
         true,
     )
@@ -633,7 +635,7 @@ async fn release_leases(
 #[allow(clippy::too_many_arguments)]
 async fn record(
     engine: &Engine,
-    kind: &str,
+    kind: EventKind,
     namespace: &str,
     name: &str,
     digest: &str,
@@ -647,7 +649,7 @@ async fn record(
     ev.gun = (!verdict.gun.is_empty()).then(|| verdict.gun.clone());
     ev.rule = (!verdict.rule.is_empty()).then(|| verdict.rule.clone());
     ev.mode = Some(verdict.mode.clone());
-    ev.reason = (!verdict.reason.is_empty()).then(|| verdict.reason.clone());
+    ev.reason = verdict.reason.map(|r| r.as_str().to_owned());
     ev.source = Some(SOURCE.to_owned());
     ev.namespace = Some(namespace.to_owned());
     let _ = engine.emit(ev, durable).await;
@@ -661,14 +663,15 @@ async fn report_failure(engine: &Engine, namespace: &str, name: &str, cause: &st
     );
     tracing::error!(%namespace, image = %name, %cause, "watcher could not enforce");
     engine.note_error(&message);
-    let mut ev =
-        engine
-            .events
-            .new_event("image.remove_failed", engine.loaded().generation, message);
+    let mut ev = engine.events.new_event(
+        EventKind::ImageRemoveFailed,
+        engine.loaded().generation,
+        message,
+    );
     ev.image = Some(name.to_owned());
     ev.source = Some(SOURCE.to_owned());
     ev.namespace = Some(namespace.to_owned());
-    ev.reason = Some("watcher_failed".to_owned());
+    ev.reason = Some(ReasonCode::WatcherFailed.as_str().to_owned());
     let _ = engine.emit(ev, true).await;
 }
 

@@ -1,6 +1,6 @@
-//! The operator docs stay in step with the code: every reason code has its row in
-//! docs/reasons.md (with the remedy the verifier prints), every policy key its row in
-//! docs/policy.md.
+//! The operator docs stay in step with the code: the reason codes and event kinds of
+//! docs/reasons.md are exactly the contract's (api::codes), every policy key has its row
+//! in docs/policy.md.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -15,20 +15,67 @@ fn doc(name: &str) -> String {
     .unwrap()
 }
 
+/// The codes in `docs/reasons.md`: the first backquoted word of each table row, or of
+/// each `a` / `b` pair in one.
+fn documented_codes(reasons: &str) -> std::collections::BTreeSet<String> {
+    reasons
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            let first = l.split(" | ").next().unwrap_or("");
+            first
+                .split('`')
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(_, c)| c.to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The reason codes docs/reasons.md tables list are exactly the contract's, and each
+/// has its remedy; trust-core's codes are among them.
 #[test]
-fn every_reason_code_is_documented() {
+fn reason_codes_and_the_docs_are_the_same_set() {
     let reasons = doc("reasons.md");
-    let core = trust_core::Reason::ALL.map(|r| r.as_str());
-    for code in core.iter().chain(daemon::remedy::DAEMON_CODES) {
+    let documented = documented_codes(&reasons);
+    let codes: std::collections::BTreeSet<String> = api::codes::ReasonCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    assert_eq!(documented, codes, "docs/reasons.md tables vs ReasonCode");
+    for r in trust_core::Reason::ALL {
         assert!(
-            reasons.contains(&format!("`{code}`")),
-            "{code} is missing from docs/reasons.md"
-        );
-        assert!(
-            !daemon::remedy::remedy(code).is_empty(),
-            "{code} has no remedy"
+            api::codes::ReasonCode::parse(r.as_str()).is_some(),
+            "{} (trust-core) is no ReasonCode",
+            r.as_str()
         );
     }
+}
+
+/// The event kinds of docs/reasons.md (its "Event kinds" section) are exactly the
+/// contract's.
+#[test]
+fn event_kinds_and_the_docs_are_the_same_set() {
+    let reasons = doc("reasons.md");
+    let section = reasons
+        .split("## Event kinds")
+        .nth(1)
+        .expect("an Event kinds section");
+    let documented: std::collections::BTreeSet<String> = section
+        .split('`')
+        .enumerate()
+        .filter(|(i, w)| i % 2 == 1 && w.contains('.') && !w.contains('/') && !w.contains(' '))
+        .map(|(_, w)| w.to_owned())
+        .collect();
+    let kinds: std::collections::BTreeSet<String> = api::codes::EventKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        documented, kinds,
+        "docs/reasons.md event kinds vs EventKind"
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use api::codes::{EventKind, ReasonCode};
 use api::pullguard_client::PullguardClient;
 use api::VerifyRequest;
 use verifier::input::{parse_args, read_descriptor, Args, DESCRIPTOR_MEDIA_TYPE};
@@ -179,14 +180,14 @@ fn emergency_until() -> Result<Option<time::OffsetDateTime>, String> {
 
 /// Records a fail-open decision (or a refused override) where the daemon's events would
 /// have gone.
-fn record_fail_open(args: &Args, event: &str, problem: &str) -> Result<(), String> {
+fn record_fail_open(args: &Args, event: EventKind, problem: &str) -> Result<(), String> {
     use std::io::Write as _;
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let line = serde_json::json!({
-        "time": now, "event": event, "image": args.name, "digest": args.digest,
-        "reason": "daemon_unreachable", "message": problem, "source": "pullguard-verifier",
+        "time": now, "event": event.as_str(), "image": args.name, "digest": args.digest,
+        "reason": ReasonCode::DaemonUnreachable.as_str(), "message": problem, "source": "pullguard-verifier",
     });
     let path = env_path("PULLGUARD_EMERGENCY_LOG", DEFAULT_EMERGENCY_LOG);
     let mut f = std::fs::OpenOptions::new()
@@ -280,7 +281,7 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_DAEMON)
         }
         Err(p) => match emergency_until() {
-            Ok(Some(until)) => match record_fail_open(&args, "pull.fail_open", &p.what) {
+            Ok(Some(until)) => match record_fail_open(&args, EventKind::PullFailOpen, &p.what) {
                 Ok(()) => {
                     println!(
                         "pullguard: FAIL-OPEN allowed {} unverified: {}; emergency override until {until} (recorded)",
@@ -298,7 +299,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_DAEMON)
             }
             Err(why) => {
-                let recorded = match record_fail_open(&args, "fail_open.refused", &why) {
+                let recorded = match record_fail_open(&args, EventKind::FailOpenRefused, &why) {
                     Ok(()) => "recorded".to_owned(),
                     Err(e) => format!("cannot be recorded: {e}"),
                 };

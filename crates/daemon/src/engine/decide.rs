@@ -2,6 +2,7 @@
 //! of proof it accepts. Format-neutral: every kind of proof sits behind
 //! [`super::proof::ProofKind`].
 
+use api::codes::ReasonCode;
 use policy::{ImageRef, Require};
 
 use super::prepare::Loaded;
@@ -17,14 +18,14 @@ impl Engine {
         digest: Option<&str>,
         v: &mut Verdict,
     ) -> Result<(), Denial> {
-        let reference =
-            ImageRef::parse(image).map_err(|e| deny("invalid_reference", e.to_string()))?;
+        let reference = ImageRef::parse(image)
+            .map_err(|e| deny(ReasonCode::InvalidReference, e.to_string()))?;
         v.image = reference.to_string();
         v.gun = reference.repository();
         let want = wanted_digest(digest, &reference)?;
         let rule = loaded.policy.rule_for(&reference).ok_or_else(|| {
             deny(
-                "no_matching_rule",
+                ReasonCode::NoMatchingRule,
                 format!("no policy rule matches {reference}; add a rule for it, or a catch-all rule with match = \"**\" (policy {})", loaded.file.display()),
             )
         })?;
@@ -32,7 +33,7 @@ impl Engine {
         match rule.require {
             Require::Any => Ok(()),
             Require::Reject => Err(deny(
-                "rejected_by_policy",
+                ReasonCode::RejectedByPolicy,
                 format!("rule {} rejects every image it matches", rule.name),
             )),
             Require::Signed => {
@@ -45,7 +46,7 @@ impl Engine {
                     sha256: want.as_deref(),
                 };
                 let mut last = deny(
-                    "no_trust_data",
+                    ReasonCode::NoTrustData,
                     format!("rule {} accepts no kind of proof", rule.name),
                 );
                 // The first kind that vouches counts; otherwise the last refusal is said.
@@ -84,7 +85,7 @@ fn wanted_digest(digest: Option<&str>, reference: &ImageRef) -> Result<Option<St
                 .ok_or_else(|| unsupported_digest(d))?;
             if d != r {
                 return Err(deny(
-                    "digest_mismatch",
+                    ReasonCode::DigestMismatch,
                     format!("the reference names sha256:{r} but containerd resolved sha256:{d}"),
                 ));
             }
@@ -104,7 +105,7 @@ fn wanted_digest(digest: Option<&str>, reference: &ImageRef) -> Result<Option<St
 fn unsupported_digest(d: &str) -> Denial {
     let shown: String = d.chars().take(80).collect();
     deny(
-        "invalid_reference",
+        ReasonCode::InvalidReference,
         format!("digest {shown:?} is not sha256:<64 hex digits>; Notary trust data signs SHA-256 digests only, so nothing else can be checked"),
     )
 }

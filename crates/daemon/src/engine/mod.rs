@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use api::codes::{EventKind, ReasonCode};
 use arc_swap::ArcSwap;
 use key_store::StateStore;
 use policy::{ImageRef, Mode};
@@ -32,7 +33,7 @@ pub struct Verdict {
     /// May the pull go on.
     pub allowed: bool,
     /// Reason code when the trust data or policy said no (also set on audited pulls).
-    pub reason: String,
+    pub reason: Option<ReasonCode>,
     /// One sentence for people.
     pub message: String,
     /// Rule applied.
@@ -64,9 +65,13 @@ pub struct Verdict {
 impl From<Verdict> for api::VerifyResponse {
     fn from(v: Verdict) -> api::VerifyResponse {
         api::VerifyResponse {
-            remedy: crate::remedy::remedy(&v.reason).to_owned(),
+            remedy: v
+                .reason
+                .map(ReasonCode::remedy)
+                .unwrap_or_default()
+                .to_owned(),
             allowed: v.allowed,
-            reason: v.reason,
+            reason: v.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
             message: v.message,
             rule: v.rule,
             digest: v.digest,
@@ -86,11 +91,11 @@ impl From<Verdict> for api::VerifyResponse {
 
 /// A rejection before it becomes a verdict.
 pub(crate) struct Denial {
-    reason: &'static str,
+    reason: ReasonCode,
     message: String,
 }
 
-pub(crate) fn deny(reason: &'static str, message: impl Into<String>) -> Denial {
+pub(crate) fn deny(reason: ReasonCode, message: impl Into<String>) -> Denial {
     Denial {
         reason,
         message: message.into(),
@@ -118,16 +123,11 @@ pub struct Ask<'a> {
 const RECENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 const RECENT_MAX: usize = 4096;
 
-/// Reasons that say "could not check now", not "the trust data says no".
-pub const TRANSIENT: &[&str] = &[
-    "trust_server_unreachable",
-    "internal_error",
-    "state_corrupt",
-    "state_unreadable",
-    "state_unwritable",
-    "clock_went_backwards",
-    "events_unwritable",
-];
+/// The contract's code for a trust-core reason (the same text; trust-core knows nothing
+/// of the daemon's codes).
+pub(crate) fn reason_of(r: trust_core::Reason) -> ReasonCode {
+    ReasonCode::parse(r.as_str()).unwrap_or(ReasonCode::InternalError)
+}
 
 /// Counters for status and metrics.
 #[derive(Default)]
@@ -283,7 +283,7 @@ impl Engine {
             .filter(|(v, at)| {
                 v.generation == generation
                     && at.elapsed() < RECENT_WINDOW
-                    && !TRANSIENT.contains(&v.reason.as_str())
+                    && !v.reason.is_some_and(ReasonCode::is_transient)
             })
             .map(|(v, _)| v.clone())
     }
@@ -306,7 +306,7 @@ impl Engine {
     pub async fn refuse(
         &self,
         image: &str,
-        reason: &'static str,
+        reason: ReasonCode,
         message: String,
         ask: &Ask<'_>,
     ) -> Verdict {
@@ -339,16 +339,16 @@ impl Engine {
         // A dry run (`pullguard verify`) enforces nothing, so it is no `pull.*` event that
         // alerting on rejections would fire on.
         let kind = match (&outcome, mode) {
-            _ if ask.dry_run => "verify.dry_run",
-            (Ok(()), _) => "pull.allowed",
-            (Err(_), Mode::Audit) => "pull.audited",
-            (Err(_), Mode::Enforce) => "pull.rejected",
+            _ if ask.dry_run => EventKind::VerifyDryRun,
+            (Ok(()), _) => EventKind::PullAllowed,
+            (Err(_), Mode::Audit) => EventKind::PullAudited,
+            (Err(_), Mode::Enforce) => EventKind::PullRejected,
         };
         match &outcome {
             Ok(()) => verdict.allowed = true,
             Err(d) => {
                 verdict.allowed = mode == Mode::Audit;
-                verdict.reason = d.reason.to_owned();
+                verdict.reason = Some(d.reason);
                 verdict.message = d.message.clone();
             }
         }
@@ -357,11 +357,12 @@ impl Engine {
             .by_reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(if verdict.reason.is_empty() {
-                "allowed".to_owned()
-            } else {
-                verdict.reason.clone()
-            })
+            .entry(
+                verdict
+                    .reason
+                    .map_or("allowed", ReasonCode::as_str)
+                    .to_owned(),
+            )
             .or_default() += 1;
 
         let mut ev = self
@@ -374,7 +375,7 @@ impl Engine {
         ev.gun = (!verdict.gun.is_empty()).then(|| verdict.gun.clone());
         ev.rule = (!verdict.rule.is_empty()).then(|| verdict.rule.clone());
         ev.mode = Some(verdict.mode.clone());
-        ev.reason = (!verdict.reason.is_empty()).then(|| verdict.reason.clone());
+        ev.reason = verdict.reason.map(|r| r.as_str().to_owned());
         ev.dry_run = ask.dry_run;
         ev.source = Some(ask.source.to_owned());
         ev.namespace = ask.namespace.map(str::to_owned);
@@ -382,12 +383,12 @@ impl Engine {
         verdict.event_id = ev.event_id.clone();
         // A rejection is on disk before it is answered; if it cannot be, the pull is
         // still refused (fail closed), and the failure is reported.
-        let durable = matches!(kind, "pull.rejected" | "pull.audited");
+        let durable = matches!(kind, EventKind::PullRejected | EventKind::PullAudited);
         if let Err(e) = self.emit(ev, durable).await {
             if !verdict.allowed || mode == Mode::Enforce {
                 verdict.allowed = false;
-                if verdict.reason.is_empty() {
-                    verdict.reason = "events_unwritable".to_owned();
+                if verdict.reason.is_none() {
+                    verdict.reason = Some(ReasonCode::EventsUnwritable);
                     verdict.message = format!("the verdict could not be recorded: {e}");
                 }
             }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use api::codes::ReasonCode;
 use base64::Engine as _;
 use policy::{OnUnreachable, Proof, Rule};
 use time::OffsetDateTime;
@@ -15,7 +16,7 @@ use trust_core::{Pins, RepoFiles, RootAnchor, VerifiedRepo, VerifyOptions};
 use super::cache::{Flights, TtlCache};
 use super::prepare::Loaded;
 use super::proof::{ProofKind, Query, Vouch};
-use super::{deny, Denial, Engine};
+use super::{deny, reason_of, Denial, Engine};
 use crate::fetch::{FetchError, Fetcher};
 
 /// Repositories kept in memory at most, for each of the two caches.
@@ -48,7 +49,7 @@ impl ProofKind for NotaryV1 {
         let server = rule.trust_server.as_deref().unwrap_or_default();
         let fetcher = loaded.fetchers.get(server).ok_or_else(|| {
             deny(
-                "no_trust_data",
+                ReasonCode::NoTrustData,
                 format!(
                     "rule {} names trust server {server:?}, which is not configured",
                     rule.name
@@ -89,7 +90,7 @@ impl ProofKind for NotaryV1 {
                 &rule.roles,
                 rule.roles_required,
             )
-            .map_err(|e| deny(e.reason().as_str(), e.to_string()))?;
+            .map_err(|e| deny(reason_of(e.reason()), e.to_string()))?;
         Ok(Vouch {
             proof: Proof::NotaryV1,
             digest: format!("sha256:{}", m.sha256),
@@ -142,13 +143,20 @@ impl NotaryV1 {
             state.check_clock(now).and_then(|()| state.load(&g))
         })
         .await
-        .map_err(|e| deny("internal_error", e.to_string()))?
-        .map_err(|e| deny(e.reason_code().unwrap_or("state_unreadable"), e.to_string()))?;
+        .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
+        .map_err(|e| {
+            deny(
+                e.reason_code()
+                    .and_then(ReasonCode::parse)
+                    .unwrap_or(ReasonCode::StateUnreadable),
+                e.to_string(),
+            )
+        })?;
         let (pins, tofu) = NotaryV1::pins_for(loaded, rule, gun);
         let pinned = !pins.certs.is_empty() || !pins.key_ids.is_empty() || !pins.cas.is_empty();
         if !pinned && !tofu && record.is_none() {
             return Err(deny(
-                "root_not_pinned",
+                ReasonCode::RootNotPinned,
                 key_store::Error::NotPinned {
                     gun: gun.to_owned(),
                 }
@@ -178,8 +186,8 @@ impl NotaryV1 {
             trust_core::verify(&files, &opts)
         })
         .await
-        .map_err(|e| deny("internal_error", e.to_string()))?
-        .map_err(|e| deny(e.reason().as_str(), e.to_string()))?;
+        .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
+        .map_err(|e| deny(reason_of(e.reason()), e.to_string()))?;
         let verified = phase.elapsed();
         if record.as_ref().map(|r| &r.trusted) != Some(&repo.state) {
             let tofu_rec = key_store::TofuRecord::if_first_use(&repo, now);
@@ -187,10 +195,10 @@ impl NotaryV1 {
             let new_state = repo.state.clone();
             tokio::task::spawn_blocking(move || state.record_verified(new_state, now, tofu_rec))
                 .await
-                .map_err(|e| deny("internal_error", e.to_string()))?
+                .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
                 .map_err(|e| {
                     deny(
-                        "state_unwritable",
+                        ReasonCode::StateUnwritable,
                         format!("verified, but the trusted state cannot be saved: {e}"),
                     )
                 })?;
@@ -246,14 +254,14 @@ impl NotaryV1 {
                 Ok(files)
             }
             Err(FetchError::NotFound { .. }) => Err(deny(
-                "no_trust_data",
+                ReasonCode::NoTrustData,
                 format!("remote trust data does not exist for {gun} on {server}: the repository is not signed (sign it with `notary` or `docker trust sign`)"),
             )),
             Err(e) => {
-                let mut ev = engine.events.new_event("trust.fetch_failed", loaded.generation, e.to_string());
+                let mut ev = engine.events.new_event(api::codes::EventKind::TrustFetchFailed, loaded.generation, e.to_string());
                 ev.gun = Some(gun.to_owned());
                 ev.rule = Some(rule.name.clone());
-                ev.reason = Some("trust_server_unreachable".to_owned());
+                ev.reason = Some(ReasonCode::TrustServerUnreachable.as_str().to_owned());
                 let _ = engine.emit(ev, false).await;
                 engine.note_error(&e.to_string());
                 if rule.on_unreachable == OnUnreachable::Cached {
@@ -269,9 +277,9 @@ impl NotaryV1 {
                 // Endless data is refused as `oversized` (the trust data code); every
                 // other failure to get an answer is `trust_server_unreachable`.
                 let code = if matches!(e, FetchError::TooLarge { .. }) {
-                    "oversized"
+                    ReasonCode::Oversized
                 } else {
-                    "trust_server_unreachable"
+                    ReasonCode::TrustServerUnreachable
                 };
                 Err(deny(
                     code,
