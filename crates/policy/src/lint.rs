@@ -1,0 +1,201 @@
+//! Warnings for policies that are valid but probably not what their author meant.
+
+use super::*;
+
+impl Policy {
+    /// Rules that are valid but probably wrong: patterns no normalised reference can
+    /// match, rules another rule always beats, wildcards that let any registry in.
+    pub fn lint(&self) -> Vec<Warning> {
+        let mut out = Vec::new();
+        let mut warn = |r: &Rule, message: String| {
+            out.push(Warning {
+                rule: r.name.clone(),
+                line: r.position.0,
+                column: r.position.1,
+                message,
+            });
+        };
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Some(earlier) = self.rules[..i].iter().find(|e| e.pattern == r.pattern) {
+                warn(r, format!("rule {} can never apply: rule {} has the same pattern and comes first; merge them or delete one", r.name, earlier.name));
+                continue;
+            }
+            if let Some(why) = never_matches(&r.pattern, r.glob.exact) {
+                warn(r, format!("rule {} can never match: {why}", r.name));
+                continue;
+            }
+            let host = r.pattern.split('/').next().unwrap_or("");
+            // A wildcard in the port only (`127.0.0.1:*`) still names one host: ports of
+            // normalised references are digits.
+            let name = host.split_once(':').map_or(host, |(n, _)| n);
+            if !host.starts_with(['*', '?']) && name.contains(['*', '?']) {
+                warn(r, format!("rule {}: the registry part of pattern {:?} has a wildcard, so it also matches other registries (e.g. {:?}); write the registry host in full", r.name, r.pattern, format!("{}.attacker.example", name.trim_end_matches(['*', '?']))));
+            }
+            if r.pattern == "**" {
+                let lax = laxness(r);
+                for own in self.rules.iter().filter(|o| {
+                    o.pattern
+                        .strip_suffix("/**")
+                        .is_some_and(|h| !h.contains(['*', '?', '/']))
+                        && laxness(o) < lax
+                }) {
+                    warn(r, format!("catch-all rule {} is laxer than rule {} for the whole registry {:?}: an image that reaches this node under another registry name (a mirror, an alias) gets the catch-all; make the catch-all at least as strict and add explicit rules for what may run unverified", r.name, own.name, own.pattern.trim_end_matches("/**")));
+                }
+            }
+            if r.pattern != "**" && r.pattern.starts_with('*') {
+                let looser = match r.require {
+                    Require::Reject => "",
+                    _ => " (an attacker's registry with the same path gets this rule)",
+                };
+                warn(r, format!("rule {}: pattern {:?} starts with a wildcard, so it applies on every registry{looser}; name the registry, e.g. \"registry.example.com/{}\"", r.name, r.pattern, r.pattern.trim_start_matches(['*', '/'])));
+            }
+        }
+        out
+    }
+}
+
+/// 0 for a rule that refuses everything it matches, 1 for signatures enforced, 2 for
+/// anything allowed (audit mode or `require = "any"`).
+fn laxness(r: &Rule) -> u8 {
+    match (r.mode, r.require) {
+        (Mode::Audit, _) | (_, Require::Any) => 2,
+        (Mode::Enforce, Require::Signed) => 1,
+        (Mode::Enforce, Require::Reject) => 0,
+    }
+}
+
+/// Why no normalised reference (`domain/path:tag` or `domain/path@sha256:HEX`, lower
+/// case, `docker.io/library/` for official images) can match `pattern`, if so.
+fn never_matches(pattern: &str, exact: bool) -> Option<String> {
+    if exact {
+        return match ImageRef::parse(pattern) {
+            Err(e) => Some(format!("{pattern:?} is not an image reference ({e})")),
+            Ok(r) if r.to_string() != pattern => Some(format!(
+                "references are matched in normalised form, and {pattern:?} normalises to {:?}; write that",
+                r.to_string()
+            )),
+            Ok(_) => None,
+        };
+    }
+    if !pattern.contains('/') && !pattern.contains("**") {
+        return Some(format!(
+            "{pattern:?} has no registry part, and every normalised reference starts with one (docker.io/library/... for Docker Hub)"
+        ));
+    }
+    let domain = pattern.split('/').next().unwrap_or(pattern);
+    if domain.contains(['*', '?']) {
+        return None;
+    }
+    if domain.chars().any(|c| c.is_ascii_uppercase()) {
+        return Some(format!(
+            "registry names are matched in lower case; write {:?}",
+            pattern.to_ascii_lowercase()
+        ));
+    }
+    match canonical_host(domain) {
+        Err(why) => return Some(why),
+        Ok(c) if c == "docker.io" && domain != "docker.io" => {
+            return Some(format!(
+                "Docker Hub references are normalised to docker.io; write {:?}",
+                pattern.replacen(domain, "docker.io", 1)
+            ))
+        }
+        Ok(c) if c != domain => {
+            return Some(format!(
+                "registry hosts are matched in one spelling (no trailing dot, no leading zeros or :443 in the port); write {:?}",
+                pattern.replacen(domain, &c, 1)
+            ))
+        }
+        Ok(_) => {}
+    }
+    if !(domain.contains('.') || domain.contains(':') || domain == "localhost") {
+        return Some(format!(
+            "{domain:?} is not a registry host, so the reference names a Docker Hub repository, normalised to docker.io/...; write {:?}",
+            format!("docker.io/{}", pattern)
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn lint(rules: &str) -> Vec<String> {
+        let text = format!("[trust_server.m]\nurl = \"https://n.example.com\"\n[defaults]\ntrust_server = \"m\"\n{rules}");
+        Policy::parse(Path::new("p.toml"), &text)
+            .expect("valid")
+            .lint()
+            .into_iter()
+            .map(|w| format!("{}:{} {}", w.line, w.column, w.message))
+            .collect()
+    }
+
+    #[test]
+    fn clean_policies_have_no_warnings() {
+        assert!(lint("[[rule]]\nname = \"a\"\nmatch = \"registry.example.com/prod/**\"\n[[rule]]\nname = \"all\"\nmatch = \"**\"\n").is_empty());
+    }
+
+    #[test]
+    fn each_warning_fires_with_its_position() {
+        let cases = [
+            (
+                "docker.io/alpine:3.20",
+                "normalises to \"docker.io/library/alpine:3.20\"",
+            ),
+            (
+                "registry.example.com/app",
+                "normalises to \"registry.example.com/app:latest\"",
+            ),
+            ("Registry.example.com/**", "lower case"),
+            (
+                "index.docker.io/library/**",
+                "write \"docker.io/library/**\"",
+            ),
+            ("library/alpine:*", "not a registry host"),
+            ("alpine*", "no registry part"),
+            ("**/prod/**", "starts with a wildcard"),
+            ("registry.example.com*/**", "attacker.example"),
+            (
+                "registry.example.com:0443/**",
+                "write \"registry.example.com/**\"",
+            ),
+            ("*/team/app:*", "attacker"),
+        ];
+        for (pattern, expect) in cases {
+            let w = lint(&format!("[[rule]]\nname = \"r\"\nmatch = \"{pattern}\"\n"));
+            assert_eq!(w.len(), 1, "{pattern}: {w:?}");
+            assert!(w[0].starts_with("7:9 "), "{pattern}: {w:?}");
+            assert!(w[0].contains(expect), "{pattern}: {w:?}");
+        }
+        let dup = lint("[[rule]]\nname = \"a\"\nmatch = \"r.io/**\"\n[[rule]]\nname = \"b\"\nmatch = \"r.io/**\"\n");
+        assert_eq!(dup.len(), 1);
+        assert!(dup[0].contains("rule b can never apply: rule a"), "{dup:?}");
+    }
+
+    #[test]
+    fn a_catch_all_laxer_than_a_registrys_own_rule_is_warned() {
+        let w = lint("[[rule]]\nname = \"reg\"\nmatch = \"registry.example.com/**\"\n[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("catch-all rule all is laxer than rule reg"),
+            "{w:?}"
+        );
+        let strict = lint("[[rule]]\nname = \"reg\"\nmatch = \"registry.example.com/**\"\nrequire = \"any\"\n[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"reject\"\n");
+        assert!(strict.is_empty(), "{strict:?}");
+    }
+
+    #[test]
+    fn candidates_come_in_the_order_they_win() {
+        let text = "[trust_server.m]\nurl = \"https://n.example.com\"\n[defaults]\ntrust_server = \"m\"\n[[rule]]\nname = \"all\"\nmatch = \"**\"\n[[rule]]\nname = \"team\"\nmatch = \"r.io/team/**\"\n[[rule]]\nname = \"app\"\nmatch = \"r.io/team/app:v1\"\n";
+        let p = Policy::parse(Path::new("p.toml"), text).expect("valid");
+        let names: Vec<&str> = p
+            .candidates(&ImageRef::parse("r.io/team/app:v1").expect("ref"))
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(names, ["app", "team", "all"]);
+    }
+}

@@ -1,0 +1,495 @@
+//! Parsing and validating a policy file: every problem at once, each with its line and
+//! column; rules built with their compiled globs; ties between rules refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::*;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    socket: Option<String>,
+    allowed_uids: Option<Vec<u32>>,
+    allowed_gids: Option<Vec<u32>>,
+    state_dir: Option<String>,
+    keys_dir: Option<String>,
+    events_file: Option<String>,
+    events_max_bytes: Option<u64>,
+    events_keep: Option<usize>,
+    stdout_events: Option<bool>,
+    syslog: Option<Spanned<String>>,
+    metrics: Option<String>,
+    cache_ttl: Option<Spanned<String>>,
+    containerd_socket: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    url: Spanned<String>,
+    ca_file: Option<String>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    pattern: Option<Spanned<String>>,
+    mode: Option<Mode>,
+    require: Option<Require>,
+    proofs: Option<Vec<Proof>>,
+    trust_server: Option<Spanned<String>>,
+    roles: Option<Vec<String>>,
+    roles_required: Option<Spanned<usize>>,
+    max_timestamp_age: Option<Spanned<String>>,
+    on_unreachable: Option<OnUnreachable>,
+    tofu: Option<bool>,
+    root_key_ids: Option<Vec<Spanned<String>>>,
+    root_cas: Option<Vec<String>>,
+    root_certs: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    trust_server: BTreeMap<String, RawServer>,
+    #[serde(default)]
+    defaults: RawRule,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+    /// Byte offset where each line starts: positions in O(log lines), not by rescanning
+    /// the text (a policy with 10,000 rules asks 10,000 times).
+    line_starts: Vec<usize>,
+}
+
+impl Ctx<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|s| *s <= offset);
+        let start = self.line_starts[line.saturating_sub(1)];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |l| l.chars().count())
+            + 1;
+        (line, column)
+    }
+
+    fn at(&mut self, offset: usize, message: impl Into<String>) {
+        let (line, column) = self.position(offset);
+        self.problems.push(Problem {
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, v: &Spanned<String>) -> Option<time::Duration> {
+        match duration::parse(v.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.at(v.span().start, e);
+                None
+            }
+        }
+    }
+}
+
+fn std_duration(d: time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(d.whole_milliseconds()).unwrap_or(0))
+}
+
+impl Policy {
+    /// Reads and parses a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let whole = |message: String| PolicyError {
+            file: path.to_path_buf(),
+            problems: vec![Problem {
+                line: 1,
+                column: 1,
+                message,
+            }],
+        };
+        let file = std::fs::File::open(path)
+            .map_err(|e| whole(format!("cannot read the policy file: {e}")))?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(whole(
+                "the policy path is a directory, not a file; point the daemon at the .toml file inside"
+                    .to_owned(),
+            ));
+        }
+        // Read one byte past the limit to tell "exactly at the limit" from "too large"
+        // without trusting the size the file system reports (a pipe or /proc file has none).
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, MAX_POLICY_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(|e| whole(format!("cannot read the policy file: {e}")))?;
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
+            return Err(whole(format!(
+                "the policy file is larger than {} MiB; split it or remove unused rules",
+                MAX_POLICY_BYTES >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| whole(format!("the policy file is not UTF-8 text: {e}")))?;
+        Policy::parse(path, &text)
+    }
+
+    /// Parses policy text; `file` is used in messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Policy, PolicyError> {
+        let fail = |problems| PolicyError {
+            file: file.to_path_buf(),
+            problems,
+        };
+        let mut ctx = Ctx {
+            text,
+            problems: Vec::new(),
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        };
+        let raw: RawPolicy = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.at(e.span().map_or(0, |s| s.start), e.message().to_owned());
+                return Err(fail(ctx.problems));
+            }
+        };
+        let daemon = daemon_settings(&mut ctx, &raw.daemon);
+        let mut trust_servers = BTreeMap::new();
+        for (name, s) in &raw.trust_server {
+            let url = s.url.get_ref().trim_end_matches('/').to_owned();
+            if let Err(why) = check_trust_server_url(&url) {
+                ctx.at(s.url.span().start, format!("trust server {name}: {why}"));
+            }
+            let timeout = s
+                .timeout
+                .as_ref()
+                .and_then(|t| ctx.duration(t))
+                .map_or(std::time::Duration::from_secs(3), std_duration);
+            trust_servers.insert(
+                name.clone(),
+                TrustServer {
+                    name: name.clone(),
+                    url,
+                    ca_file: s.ca_file.as_ref().map(PathBuf::from),
+                    timeout,
+                },
+            );
+        }
+        let mut rules = Vec::new();
+        let mut names = BTreeMap::new();
+        for (i, r) in raw.rule.iter().enumerate() {
+            if let Some(rule) = build_rule(&mut ctx, i, r, &raw.defaults, &trust_servers) {
+                if let Some(prev) = names.insert(rule.name.clone(), i) {
+                    ctx.at(
+                        r.span().start,
+                        format!(
+                            "rule name {:?} is already used by rule {}",
+                            rule.name,
+                            prev + 1
+                        ),
+                    );
+                }
+                rules.push(rule);
+            }
+        }
+        tied_rules(&mut ctx, &rules);
+        if raw.rule.is_empty() && ctx.problems.is_empty() {
+            // A file with no rules would reject every pull; far more often it is an
+            // editor's or a deployment's write caught half way, so it is refused.
+            ctx.problems.push(Problem {
+                line: 1,
+                column: 1,
+                message: if text.trim().is_empty() {
+                    "the policy file is empty (a write in progress?); write the whole policy, then rename it into place".to_owned()
+                } else {
+                    "the policy has no [[rule]], so every image would be rejected; add rules (to reject everything on purpose: match = \"**\", require = \"reject\")".to_owned()
+                },
+            });
+        }
+        if ctx.problems.is_empty() {
+            Ok(Policy {
+                daemon,
+                trust_servers,
+                rules,
+            })
+        } else {
+            ctx.problems.sort_by_key(|p| (p.line, p.column));
+            Err(fail(ctx.problems))
+        }
+    }
+}
+
+/// A trust server URL: `https://HOST[:PORT][/PATH]`, or plain `http://` only when the
+/// host is a loopback IP address or exactly `localhost`. Parsed, not prefix-matched:
+/// `http://127.0.0.1@notary.example.com` and `http://127.0.0.1.nip.io` are elsewhere.
+pub fn check_trust_server_url(url: &str) -> Result<(), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("url {url:?} must start with https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(format!("url {url:?} must name a host"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(format!("url {url:?} may not have a query or fragment"));
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(h, _)| h).unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                authority
+            }
+        }),
+    };
+    match scheme {
+        "https" => Ok(()),
+        "http" => {
+            // `http://127.0.0.1@evil.example.com` is a request to evil.example.com.
+            let loopback = !authority.contains('@')
+                && (host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback()));
+            if loopback {
+                Ok(())
+            } else {
+                Err(format!(
+                    "url {url:?}: plain http is accepted only for a loopback address (127.0.0.0/8, [::1]) or exactly localhost; use https://"
+                ))
+            }
+        }
+        other => Err(format!("url {url:?}: scheme {other:?} is not https")),
+    }
+}
+
+/// Two different patterns of equal rank that can match one reference: which applies
+/// would depend on their order in the file, which nobody reading a rule sees.
+fn tied_rules(ctx: &mut Ctx<'_>, rules: &[Rule]) {
+    let mut by_rank: BTreeMap<(usize, usize, &str), Vec<usize>> = BTreeMap::new();
+    for (i, r) in rules.iter().enumerate() {
+        if !r.glob.exact {
+            let prefix_len: usize = r
+                .pattern
+                .chars()
+                .take(r.glob.prefix)
+                .map(char::len_utf8)
+                .sum();
+            by_rank
+                .entry((r.glob.prefix, r.glob.literal, &r.pattern[..prefix_len]))
+                .or_default()
+                .push(i);
+        }
+    }
+    for group in by_rank.values().filter(|g| g.len() > 1) {
+        for (n, &i) in group.iter().enumerate() {
+            let Some(&j) = group[..n].iter().find(|&&j| {
+                rules[j].pattern != rules[i].pattern && rules[j].glob.overlaps(&rules[i].glob)
+            }) else {
+                continue;
+            };
+            let (a, b) = (&rules[j], &rules[i]);
+            ctx.problems.push(Problem {
+                line: b.position.0,
+                column: b.position.1,
+                message: format!(
+                "rules {} ({:?}, line {}) and {} ({:?}) can match the same image and are equally specific (same literal text before the first wildcard, same number of literal characters), so which applies is not clear; make one of them more specific, or merge them",
+                a.name, a.pattern, a.position.0, b.name, b.pattern
+            ),
+            });
+        }
+    }
+}
+
+fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSettings {
+    let syslog = d.syslog.as_ref().and_then(|s| {
+        let v = s.get_ref();
+        if let Some(p) = v.strip_prefix("unix://") {
+            Some(SyslogTarget::Unix(PathBuf::from(p)))
+        } else if let Some(a) = v.strip_prefix("udp://") {
+            Some(SyslogTarget::Udp(a.to_owned()))
+        } else if let Some(a) = v.strip_prefix("tcp://") {
+            Some(SyslogTarget::Tcp(a.to_owned()))
+        } else {
+            ctx.at(
+                s.span().start,
+                "syslog is unix:///dev/log, udp://HOST:PORT or tcp://HOST:PORT",
+            );
+            None
+        }
+    });
+    let cache_ttl = d
+        .cache_ttl
+        .as_ref()
+        .and_then(|t| ctx.duration(t))
+        .map_or(std::time::Duration::from_secs(30), std_duration);
+    DaemonSettings {
+        socket: PathBuf::from(
+            d.socket
+                .as_deref()
+                .unwrap_or("/run/pullguard/pullguard.sock"),
+        ),
+        allowed_uids: d.allowed_uids.clone().unwrap_or_default(),
+        allowed_gids: d.allowed_gids.clone().unwrap_or_default(),
+        state_dir: PathBuf::from(d.state_dir.as_deref().unwrap_or("/var/lib/pullguard")),
+        keys_dir: PathBuf::from(d.keys_dir.as_deref().unwrap_or("/etc/pullguard/keys")),
+        events_file: PathBuf::from(
+            d.events_file
+                .as_deref()
+                .unwrap_or("/var/log/pullguard/events.jsonl"),
+        ),
+        events_max_bytes: d.events_max_bytes.unwrap_or(100 * 1024 * 1024),
+        events_keep: d.events_keep.unwrap_or(5),
+        stdout_events: d.stdout_events.unwrap_or(false),
+        syslog,
+        metrics: d.metrics.clone(),
+        cache_ttl,
+        containerd_socket: match d.containerd_socket.as_deref() {
+            None => Some(PathBuf::from("/run/containerd/containerd.sock")),
+            Some("") => None,
+            Some(p) => Some(PathBuf::from(p)),
+        },
+    }
+}
+
+/// A rule's own value, else the `[defaults]` one.
+fn or<T: Clone>(own: &Option<T>, default: &Option<T>) -> Option<T> {
+    own.clone().or_else(|| default.clone())
+}
+
+fn build_rule(
+    ctx: &mut Ctx<'_>,
+    index: usize,
+    spanned: &Spanned<RawRule>,
+    defaults: &RawRule,
+    servers: &BTreeMap<String, TrustServer>,
+) -> Option<Rule> {
+    let r = spanned.get_ref();
+    let at = spanned.span().start;
+    let name = r
+        .name
+        .as_ref()
+        .map_or_else(|| format!("rule-{}", index + 1), |n| n.get_ref().clone());
+    let Some(pattern) = &r.pattern else {
+        ctx.at(at, format!("rule {name}: needs `match`, a glob over references such as \"registry.example.com/prod/**\""));
+        return None;
+    };
+    let glob = match Glob::new(pattern.get_ref()) {
+        Ok(g) => g,
+        Err(e) => {
+            ctx.at(pattern.span().start, format!("rule {name}: {e}"));
+            return None;
+        }
+    };
+    let require = or(&r.require, &defaults.require).unwrap_or(Require::Signed);
+    let trust_server: Option<Spanned<String>> = or(&r.trust_server, &defaults.trust_server);
+    if let Some(ts) = &trust_server {
+        if !servers.contains_key(ts.get_ref()) {
+            ctx.at(
+                ts.span().start,
+                format!("rule {name}: no [trust_server.{}] is defined", ts.get_ref()),
+            );
+        }
+    } else if require == Require::Signed {
+        ctx.at(
+            at,
+            format!(
+                "rule {name}: require = \"signed\" needs a trust_server (here or in [defaults])"
+            ),
+        );
+    }
+    let roles: Vec<String> = or(&r.roles, &defaults.roles).unwrap_or_default();
+    for role in &roles {
+        if role != "targets" && !role.starts_with("targets/") {
+            ctx.at(
+                at,
+                format!("rule {name}: role {role:?} is not targets or a targets/ delegation"),
+            );
+        }
+    }
+    let roles_required = match or(&r.roles_required, &defaults.roles_required) {
+        Some(n) if *n.get_ref() == 0 || *n.get_ref() > roles.len() => {
+            ctx.at(
+                n.span().start,
+                format!(
+                    "rule {name}: roles_required must be between 1 and the {} roles listed",
+                    roles.len()
+                ),
+            );
+            roles.len()
+        }
+        Some(n) => *n.get_ref(),
+        None => roles.len(),
+    };
+    let max_timestamp_age =
+        or(&r.max_timestamp_age, &defaults.max_timestamp_age).and_then(|d| ctx.duration(&d));
+    let root_key_ids: Vec<String> = or(&r.root_key_ids, &defaults.root_key_ids)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|id| {
+            let v = id.get_ref();
+            if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Some(v.to_ascii_lowercase())
+            } else {
+                ctx.at(
+                    id.span().start,
+                    format!("rule {name}: root key ID {v:?} is not 64 hex digits"),
+                );
+                None
+            }
+        })
+        .collect();
+    let proofs = or(&r.proofs, &defaults.proofs).unwrap_or_else(|| vec![Proof::NotaryV1]);
+    if proofs.is_empty() && require == Require::Signed {
+        ctx.at(
+            at,
+            format!("rule {name}: proofs is empty, so nothing could satisfy require = \"signed\""),
+        );
+    }
+    Some(Rule {
+        position: ctx.position(pattern.span().start),
+        name,
+        pattern: pattern.get_ref().clone(),
+        mode: or(&r.mode, &defaults.mode).unwrap_or(Mode::Enforce),
+        require,
+        proofs,
+        trust_server: trust_server.map(Spanned::into_inner),
+        roles,
+        roles_required,
+        max_timestamp_age,
+        on_unreachable: or(&r.on_unreachable, &defaults.on_unreachable)
+            .unwrap_or(OnUnreachable::Deny),
+        tofu: or(&r.tofu, &defaults.tofu).unwrap_or(false),
+        root_key_ids,
+        root_cas: or(&r.root_cas, &defaults.root_cas)
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        root_certs: or(&r.root_certs, &defaults.root_certs)
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        glob,
+    })
+}
