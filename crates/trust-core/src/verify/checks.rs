@@ -1,0 +1,212 @@
+//! The checks every role goes through: signatures against a threshold of distinct
+//! authorised keys, the parent's length and hashes, expiry, rollback.
+
+use super::*;
+
+/// Signatures of one file, counted once per distinct authorised key.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub(super) valid: BTreeSet<String>,
+    pub(super) invalid: BTreeSet<String>,
+    pub(super) unauthorised: usize,
+}
+
+pub(super) fn tally(
+    canonical: &[u8],
+    signatures: &[Signature],
+    keys: &BTreeMap<String, PublicKey>,
+    authorised: &RoleKeys,
+) -> Tally {
+    let mut t = Tally::default();
+    for sig in signatures {
+        if !authorised.keyids.contains(&sig.keyid) {
+            t.unauthorised += 1;
+            continue;
+        }
+        let ok = match (keys.get(&sig.keyid), &sig.sig) {
+            (Some(key), Some(bytes)) => key.verify(&sig.method, canonical, bytes),
+            _ => false,
+        };
+        if ok {
+            t.valid.insert(sig.keyid.clone());
+        } else {
+            t.invalid.insert(sig.keyid.clone());
+        }
+    }
+    // A key with one good and one bad signature still signed.
+    t.invalid.retain(|id| !t.valid.contains(id));
+    t
+}
+
+/// The one threshold rule for every role: at least `threshold` distinct authorised keys
+/// that pass `counts` produced valid signatures.
+pub(super) fn threshold_met(
+    role: &str,
+    t: &Tally,
+    threshold: u64,
+    counts: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, Error> {
+    let signers: Vec<String> = t.valid.iter().filter(|id| counts(id)).cloned().collect();
+    if signers.len() as u64 >= threshold {
+        return Ok(signers);
+    }
+    if t.invalid.is_empty() {
+        Err(Error::ThresholdNotMet {
+            role: role.to_owned(),
+            valid: signers.len(),
+            threshold,
+            unauthorised: t.unauthorised,
+        })
+    } else {
+        Err(Error::BadSignature {
+            role: role.to_owned(),
+            valid: signers.len(),
+            threshold,
+            invalid: t.invalid.iter().cloned().collect(),
+        })
+    }
+}
+
+pub(super) fn signed_by<T>(
+    role: &str,
+    file: &Signed<T>,
+    keys: &BTreeMap<String, PublicKey>,
+    authorised: &RoleKeys,
+) -> Result<Vec<String>, Error> {
+    let t = tally(&file.canonical, &file.signatures, keys, authorised);
+    threshold_met(role, &t, authorised.threshold, |_| true)
+}
+
+pub(super) fn root_role(root: &Root, role: &str) -> Result<RoleKeys, Error> {
+    // parse_root guarantees the four top-level roles exist.
+    root.roles
+        .get(role)
+        .cloned()
+        .ok_or_else(|| Error::malformed("root", format!("no {role} role")))
+}
+
+pub(super) fn cap(role: &str, bytes: &[u8], limit: u64) -> Result<(), Error> {
+    let size = bytes.len() as u64;
+    if size > limit {
+        return Err(Error::Oversized {
+            role: role.to_owned(),
+            size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn not_expired(
+    role: &str,
+    expires: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<(), Error> {
+    if expires < now {
+        return Err(Error::Expired {
+            role: role.to_owned(),
+            expires,
+            now,
+        });
+    }
+    Ok(())
+}
+
+/// `state` without the versions whose keys the verified `root` replaced since the root
+/// `state` trusted.
+pub(super) fn forget_rotated_versions(state: &TrustedState, root: &Root) -> TrustedState {
+    let mut out = state.clone();
+    let Ok(old) = parse_root("trusted root", state.root.as_bytes()) else {
+        return out;
+    };
+    if old.body.common.version >= root.common.version {
+        return out;
+    }
+    let keys = |r: &Root, role: &str| {
+        let mut ids = r
+            .roles
+            .get(role)
+            .map(|k| k.keyids.clone())
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids
+    };
+    let changed = |role: &str| keys(&old.body, role) != keys(root, role);
+    if changed("timestamp") || changed("snapshot") {
+        out.versions.remove("timestamp");
+        out.versions.remove("snapshot");
+    }
+    if changed("targets") {
+        out.versions.remove("targets");
+    }
+    out
+}
+
+pub(super) fn no_rollback(
+    role: &str,
+    version: u64,
+    state: Option<&TrustedState>,
+) -> Result<(), Error> {
+    if let Some(trusted) = state.and_then(|s| s.versions.get(role)) {
+        if version < *trusted {
+            return Err(Error::Rollback {
+                role: role.to_owned(),
+                offered: version,
+                trusted: *trusted,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// TUF 5.x "check against the parent's meta": length first (it bounds what is read),
+/// then every hash the parent lists that we know; at least one must be known.
+pub(super) fn check_file(
+    role: &str,
+    parent: &str,
+    bytes: &[u8],
+    meta: &FileMeta,
+    limit: u64,
+) -> Result<(), Error> {
+    if meta.length > limit {
+        return Err(Error::Oversized {
+            role: role.to_owned(),
+            size: meta.length,
+            limit,
+        });
+    }
+    let actual = bytes.len() as u64;
+    if actual != meta.length {
+        return Err(Error::LengthMismatch {
+            role: role.to_owned(),
+            parent: parent.to_owned(),
+            expected: meta.length,
+            actual,
+        });
+    }
+    let mut known = 0;
+    for (alg, expected) in &meta.hashes {
+        let actual = match alg.as_str() {
+            "sha256" => Sha256::digest(bytes).to_vec(),
+            "sha512" => Sha512::digest(bytes).to_vec(),
+            _ => continue,
+        };
+        known += 1;
+        if &actual != expected {
+            return Err(Error::HashMismatch {
+                role: role.to_owned(),
+                parent: parent.to_owned(),
+                algorithm: alg.clone(),
+                expected: hex::encode(expected),
+                actual: hex::encode(actual),
+            });
+        }
+    }
+    if known == 0 {
+        return Err(Error::malformed(
+            parent,
+            format!("lists no sha256 or sha512 hash for {role}"),
+        ));
+    }
+    Ok(())
+}

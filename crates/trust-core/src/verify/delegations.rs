@@ -1,0 +1,121 @@
+//! TUF 5.6.7: the delegations under `targets`.
+
+use super::*;
+
+/// TUF 5.6.7 (preorder depth-first search of delegations). Every delegation the
+/// snapshot lists must be served, verify and be unexpired, or the whole repository
+/// fails (Notary would skip it); one the parent names but the snapshot never listed is
+/// skipped and reported, unless this node trusted it before (a rollback).
+pub(super) struct Walk<'w, 'o> {
+    pub(super) files: &'w RepoFiles,
+    pub(super) snapshot: &'w MetaRole,
+    pub(super) opts: &'w VerifyOptions<'o>,
+    pub(super) roles: &'w mut BTreeMap<String, RoleInfo>,
+    pub(super) skipped: Vec<SkippedRole>,
+    pub(super) targets: BTreeMap<String, BTreeMap<String, FileMeta>>,
+    pub(super) order: Vec<String>,
+    pub(super) count: usize,
+}
+
+impl Walk<'_, '_> {
+    fn skip(&mut self, role: &str, error: SkipReason) {
+        self.skipped.push(SkippedRole {
+            role: role.to_owned(),
+            error,
+        });
+    }
+
+    pub(super) fn visit(
+        &mut self,
+        name: &str,
+        role: &TargetsRole,
+        paths: &[String],
+        depth: usize,
+    ) -> Result<(), Error> {
+        let allowed: BTreeMap<String, FileMeta> = role
+            .targets
+            .iter()
+            .filter(|(target, _)| paths.iter().any(|p| target.starts_with(p.as_str())))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.targets.insert(name.to_owned(), allowed);
+        self.order.push(name.to_owned());
+
+        for d in &role.delegations {
+            self.count += 1;
+            if self.count > self.opts.limits.delegations {
+                return Err(Error::Oversized {
+                    role: "delegations".to_owned(),
+                    size: self.count as u64,
+                    limit: self.opts.limits.delegations as u64,
+                });
+            }
+            if !valid_child_name(name, &d.name) {
+                self.skip(&d.name, SkipReason::BadName);
+                continue;
+            }
+            if depth + 1 > self.opts.limits.delegation_depth {
+                self.skip(&d.name, SkipReason::TooDeep);
+                continue;
+            }
+            // A delegation this node trusted before may not vanish: whoever serves the
+            // snapshot (often the trust server itself) could drop it to bring back what
+            // a lower-priority role still lists.
+            let trusted = self
+                .opts
+                .state
+                .and_then(|s| s.versions.get(&d.name).copied());
+            let Some(meta) = self.snapshot.meta.get(&d.name) else {
+                if let Some(trusted) = trusted {
+                    return Err(Error::RoleWithdrawn {
+                        role: d.name.clone(),
+                        trusted,
+                        what: "no longer listed in the snapshot",
+                    });
+                }
+                self.skip(&d.name, SkipReason::NotPublished);
+                continue;
+            };
+            // Stricter than Notary on purpose: Notary skips a listed delegation it cannot
+            // get or verify and falls back to its parent, so a server withholding
+            // targets/releases could bring back a digest `targets` still lists for a tag
+            // that releases has re-signed. Here the whole repository fails.
+            let Some(bytes) = self.files.get(&d.name) else {
+                return Err(match trusted {
+                    Some(trusted) => Error::RoleWithdrawn {
+                        role: d.name.clone(),
+                        trusted,
+                        what: "listed in the snapshot but not served",
+                    },
+                    None => Error::NoTrustData {
+                        gun: self.opts.gun.to_owned(),
+                        what: format!(
+                            "delegation {} is listed in the snapshot but was not served; \
+                             a repository is verified with all of its delegations or not at all",
+                            d.name
+                        ),
+                    },
+                });
+            };
+            check_file(&d.name, "snapshot", bytes, meta, self.opts.limits.file)?;
+            let child = parse_targets(&d.name, bytes)?;
+            no_rollback(&d.name, child.body.common.version, self.opts.state)?;
+            let signers = signed_by(&d.name, &child, &role.delegation_keys, &d.keys)?;
+            not_expired(&d.name, child.body.common.expires, self.opts.now)?;
+            // A child may only narrow its parent's paths.
+            let child_paths: Vec<String> = if d.uses_hash_prefixes {
+                Vec::new()
+            } else {
+                d.paths
+                    .iter()
+                    .filter(|p| paths.iter().any(|pp| p.starts_with(pp.as_str())))
+                    .cloned()
+                    .collect()
+            };
+            self.roles
+                .insert(d.name.clone(), info(&child.body.common, signers));
+            self.visit(&d.name, &child.body, &child_paths, depth + 1)?;
+        }
+        Ok(())
+    }
+}
