@@ -69,9 +69,10 @@ pub struct VerifyArgs {
     /// The manifest or index digest to check the tag against (sha256:HEX).
     #[arg(long)]
     digest: Option<String>,
-    /// pullguardd's socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// pullguardd's socket (else PULLGUARD_SOCKET, else the `[daemon] socket` of
+    /// /etc/pullguard/pullguard.toml, else /run/pullguard/pullguard.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
     /// Evaluate offline with this policy file instead of asking the daemon (fetches
     /// trust data itself; the node's trusted state is not used or changed).
     #[arg(long, value_name = "FILE", conflicts_with = "socket")]
@@ -83,9 +84,10 @@ pub struct VerifyArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// pullguardd's socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// pullguardd's socket (else PULLGUARD_SOCKET, else the `[daemon] socket` of
+    /// /etc/pullguard/pullguard.toml, else /run/pullguard/pullguard.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
     /// containerd 2.x's image-verifier directory, checked on this node.
     #[arg(long, value_name = "DIR", default_value = VERIFIER_DIR)]
     verifier_dir: PathBuf,
@@ -94,7 +96,34 @@ pub struct StatusArgs {
     json: bool,
 }
 
-async fn connect(socket: &Path) -> Result<PullguardClient<tonic::transport::Channel>, String> {
+/// Where pullguardd listens, and how that was found: `--socket`, then the environment
+/// variable the verifier also reads, then the daemon's own configuration, then the
+/// default. Every command that talks to the daemon looks it up this way.
+pub fn find_socket(flag: Option<&Path>) -> (PathBuf, String) {
+    find_socket_in(flag, Path::new(crate::policy_cmd::DEFAULT_POLICY))
+}
+
+fn find_socket_in(flag: Option<&Path>, config: &Path) -> (PathBuf, String) {
+    if let Some(p) = flag {
+        return (p.to_path_buf(), "--socket".to_owned());
+    }
+    if let Some(p) = std::env::var_os("PULLGUARD_SOCKET").filter(|v| !v.is_empty()) {
+        return (PathBuf::from(p), "PULLGUARD_SOCKET".to_owned());
+    }
+    if let Ok(policy) = policy::Policy::load(config) {
+        return (
+            policy.daemon.socket,
+            format!("[daemon] socket in {}", config.display()),
+        );
+    }
+    (PathBuf::from(DEFAULT_SOCKET), "the default".to_owned())
+}
+
+async fn connect(
+    flag: Option<&Path>,
+) -> Result<PullguardClient<tonic::transport::Channel>, String> {
+    let (socket, from) = find_socket(flag);
+    let socket = socket.as_path();
     let path = socket.to_path_buf();
     let endpoint = tonic::transport::Endpoint::from_static("http://pullguardd")
         .connect_timeout(Duration::from_secs(2));
@@ -106,12 +135,41 @@ async fn connect(socket: &Path) -> Result<PullguardClient<tonic::transport::Chan
         .await
         .map_err(|e| {
             format!(
-                "cannot reach pullguardd on {} ({}); is it running (`systemctl status pullguardd`)?",
+                "cannot reach pullguardd on {} (from {from}: {}); is it running (`systemctl status pullguardd`)?",
                 socket.display(),
                 std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
             )
         })?;
     Ok(PullguardClient::new(channel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_is_found_in_one_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pullguard.toml");
+        std::fs::write(
+            &config,
+            "[daemon]\nsocket = \"/srv/pg.sock\"\n[[rule]]\nmatch = \"**\"\nrequire = \"reject\"\n",
+        )
+        .unwrap();
+        let flag = Path::new("/flag.sock");
+        assert_eq!(find_socket_in(Some(flag), &config).0, flag);
+        // PULLGUARD_SOCKET is process-wide: asserted in crates/cli/tests/daemon_commands.rs.
+        if std::env::var_os("PULLGUARD_SOCKET").is_none() {
+            let (p, from) = find_socket_in(None, &config);
+            assert_eq!(p, Path::new("/srv/pg.sock"));
+            assert!(from.contains("[daemon] socket"), "{from}");
+            let (p, from) = find_socket_in(None, &dir.path().join("absent.toml"));
+            assert_eq!(
+                (p.to_str(), from.as_str()),
+                (Some(DEFAULT_SOCKET), "the default")
+            );
+        }
+    }
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
@@ -159,7 +217,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         };
     }
     let answer = block_on(async {
-        let mut c = connect(&args.socket).await?;
+        let mut c = connect(args.socket.as_deref()).await?;
         c.verify(request)
             .await
             .map(tonic::Response::into_inner)
@@ -245,7 +303,7 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
 
 pub fn status(args: &StatusArgs) -> ExitCode {
     let answer = block_on(async {
-        let mut c = connect(&args.socket).await?;
+        let mut c = connect(args.socket.as_deref()).await?;
         c.status(api::StatusRequest {})
             .await
             .map(tonic::Response::into_inner)

@@ -149,3 +149,43 @@ fn an_unreachable_daemon_is_exit_3_with_a_hint() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("systemctl status pullguardd"));
     }
 }
+
+/// `status` and `verify` find the daemon as the verifier does: PULLGUARD_SOCKET when no
+/// `--socket` is given (they used to ignore it and knock on the default path).
+#[test]
+fn commands_find_the_daemon_through_pullguard_socket() {
+    let world = World::new();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n",
+        world.daemon_section("")
+    ));
+    let _daemon = Daemon::start(&world);
+    for cmd in [
+        &["status", "--json"][..],
+        &["verify", "alpine:3.20", "--json"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+            .args(cmd)
+            .env("PULLGUARD_SOCKET", &world.socket)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Unreachable: the message says where the path came from.
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .arg("status")
+        .env("PULLGUARD_SOCKET", world.dir.path().join("nothing.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("from PULLGUARD_SOCKET"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
