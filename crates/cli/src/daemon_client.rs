@@ -143,35 +143,6 @@ async fn connect(
     Ok(PullguardClient::new(channel))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_socket_is_found_in_one_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("pullguard.toml");
-        std::fs::write(
-            &config,
-            "[daemon]\nsocket = \"/srv/pg.sock\"\n[[rule]]\nmatch = \"**\"\nrequire = \"reject\"\n",
-        )
-        .unwrap();
-        let flag = Path::new("/flag.sock");
-        assert_eq!(find_socket_in(Some(flag), &config).0, flag);
-        // PULLGUARD_SOCKET is process-wide: asserted in crates/cli/tests/daemon_commands.rs.
-        if std::env::var_os("PULLGUARD_SOCKET").is_none() {
-            let (p, from) = find_socket_in(None, &config);
-            assert_eq!(p, Path::new("/srv/pg.sock"));
-            assert!(from.contains("[daemon] socket"), "{from}");
-            let (p, from) = find_socket_in(None, &dir.path().join("absent.toml"));
-            assert_eq!(
-                (p.to_str(), from.as_str()),
-                (Some(DEFAULT_SOCKET), "the default")
-            );
-        }
-    }
-}
-
 pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -352,4 +323,33 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_is_found_in_one_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pullguard.toml");
+        std::fs::write(
+            &config,
+            "[daemon]\nsocket = \"/srv/pg.sock\"\n[[rule]]\nmatch = \"**\"\nrequire = \"reject\"\n",
+        )
+        .unwrap();
+        let flag = Path::new("/flag.sock");
+        assert_eq!(find_socket_in(Some(flag), &config).0, flag);
+        // PULLGUARD_SOCKET is process-wide: asserted in crates/cli/tests/daemon_commands.rs.
+        if std::env::var_os("PULLGUARD_SOCKET").is_none() {
+            let (p, from) = find_socket_in(None, &config);
+            assert_eq!(p, Path::new("/srv/pg.sock"));
+            assert!(from.contains("[daemon] socket"), "{from}");
+            let (p, from) = find_socket_in(None, &dir.path().join("absent.toml"));
+            assert_eq!(
+                (p.to_str(), from.as_str()),
+                (Some(DEFAULT_SOCKET), "the default")
+            );
+        }
+    }
 }
