@@ -32,7 +32,8 @@ pub struct Args {
     /// Only events of this kind (pull.rejected, image.removed, policy.invalid, ...).
     #[arg(long, value_name = "KIND")]
     event: Option<String>,
-    /// Only events whose image contains this text.
+    /// Only events whose image matches this pattern (`*`, `**`, `?` as in the policy) or,
+    /// without wildcards, contains this text.
     #[arg(long, value_name = "TEXT")]
     image: Option<String>,
     /// The events file (default: `events_file` of the policy, else /var/log/pullguard/events.jsonl).
@@ -44,6 +45,16 @@ pub struct Args {
     /// Print the events as written (one JSON object per line).
     #[arg(long)]
     json: bool,
+}
+
+/// `--image`: a policy-style glob when it has `*` or `?` (`registry.example.com/prod/**`),
+/// else text the image contains.
+fn image_matches(filter: &str, image: &str) -> bool {
+    if filter.contains(['*', '?']) {
+        policy::pattern_matches(filter, image)
+    } else {
+        image.contains(filter)
+    }
 }
 
 struct Filter {
@@ -67,7 +78,7 @@ impl Filter {
             && self
                 .image
                 .as_deref()
-                .is_none_or(|i| field("image").contains(i))
+                .is_none_or(|i| image_matches(i, field("image")))
     }
 }
 

@@ -241,6 +241,13 @@ fn execute(dirs: &Dirs, command: &Command) -> Result<ExitCode, String> {
             }
         }
         Command::List => {
+            // A mistyped --keys-dir would otherwise list "0 pins" and succeed.
+            if !dirs.keys_dir.is_dir() {
+                return Err(format!(
+                    "keys directory {} does not exist (set it with --keys-dir; pullguardd reads [daemon] keys_dir)",
+                    dirs.keys_dir.display()
+                ));
+            }
             let keys = if dirs.keys_dir.join("private").exists() {
                 key_dir(dirs)?.list().map_err(|e| e.to_string())?
             } else {

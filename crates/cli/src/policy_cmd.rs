@@ -90,7 +90,25 @@ fn fail(code: u8, json_out: bool, error: &str, message: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `1 rule`, `2 rules`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn check(file: &Path, json_out: bool) -> ExitCode {
+    // Unreadable input is exit 2, as in every other command; 1 means "read, and invalid".
+    if let Err(e) = std::fs::File::open(file) {
+        return fail(
+            2,
+            json_out,
+            "unreadable",
+            &format!("cannot read the policy file {}: {e}", file.display()),
+        );
+    }
     match Policy::load(file) {
         Err(e) => {
             if json_out {
@@ -114,9 +132,9 @@ fn check(file: &Path, json_out: bool) -> ExitCode {
                     );
                 }
                 println!(
-                    "{}: invalid ({} errors); pullguardd would keep its last good policy",
+                    "{}: invalid ({}); pullguardd would keep its last good policy",
                     file.display(),
-                    e.problems.len()
+                    count(e.problems.len(), "error")
                 );
             }
             ExitCode::from(1)
@@ -143,10 +161,10 @@ fn check(file: &Path, json_out: bool) -> ExitCode {
                     );
                 }
                 println!(
-                    "{}: valid, {} rules, {} warnings",
+                    "{}: valid, {}, {}",
                     file.display(),
-                    p.rules.len(),
-                    warnings.len()
+                    count(p.rules.len(), "rule"),
+                    count(warnings.len(), "warning")
                 );
             }
             ExitCode::SUCCESS

@@ -71,6 +71,29 @@ async fn events_filters_and_follows_what_the_daemon_writes() {
 
     let (_, _, text) = pullguard(&["events", "--policy", config, "--image", "alpine", "--json"]);
     assert_eq!(text.lines().count(), 1, "{text}");
+    // The help's example: a policy-style pattern, not a substring (it matched nothing).
+    let (_, _, text) = pullguard(&[
+        "events",
+        "--policy",
+        config,
+        "--image",
+        "registry.test/pullguard/**",
+        "--json",
+    ]);
+    assert!(text.lines().count() >= 1, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains("\"image\":\"registry.test/pullguard/")),
+        "{text}"
+    );
+    let (_, _, text) = pullguard(&[
+        "events",
+        "--policy",
+        config,
+        "--image",
+        "docker.io/*/alpine:*",
+    ]);
+    assert_eq!(text.lines().count(), 1, "{text}");
     // Nothing is older than now minus a day, and nothing is newer than the future.
     let (_, _, all) = pullguard(&["events", "--policy", config, "--since", "1d"]);
     assert!(all.lines().count() >= 4, "{all}");

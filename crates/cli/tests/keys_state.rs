@@ -444,3 +444,18 @@ fn import_generate_and_list_signing_keys() {
         o.stderr
     );
 }
+
+/// `keys list --keys-dir /typo` listed zero pins and succeeded: a directory that does not
+/// exist is an error an operator sees (exit 2), not an empty list.
+#[test]
+fn listing_a_keys_directory_that_does_not_exist_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("kesy");
+    let o = pullguard(&["keys", "list", "--keys-dir", typo.to_str().unwrap()], &[]);
+    assert_eq!(o.code, 2, "{}", o.stdout);
+    assert!(o.stderr.contains("does not exist"), "{}", o.stderr);
+    std::fs::create_dir(&typo).unwrap();
+    let o = pullguard(&["keys", "list", "--keys-dir", typo.to_str().unwrap()], &[]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("pinned repositories (0)"), "{}", o.stdout);
+}

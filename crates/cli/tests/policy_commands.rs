@@ -33,7 +33,7 @@ fn check_reports_errors_with_positions_and_warnings() {
     let (code, _, text) = pullguard(&["policy", "check", bad.to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("bad.toml:10:8: error:"), "{text}");
-    assert!(text.contains("invalid (1 errors)"), "{text}");
+    assert!(text.contains("invalid (1 error)"), "{text}");
     let (code, json, _) = pullguard(&["policy", "check", bad.to_str().unwrap(), "--json"]);
     assert_eq!(code, 1);
     assert_eq!(json["valid"], false);
@@ -55,12 +55,22 @@ fn check_reports_errors_with_positions_and_warnings() {
         text.contains("warned.toml:13:9: warning: rule any-prod") && text.contains("attacker"),
         "{text}"
     );
+    assert!(text.contains("valid, 2 rules, 2 warnings"), "{text}");
     let (_, json, _) = pullguard(&["policy", "check", warned.to_str().unwrap(), "--json"]);
     assert_eq!(json["warnings"].as_array().unwrap().len(), 2);
 
+    // Unreadable input is exit 2, as everywhere else (1 is "read, and invalid").
     let (code, _, text) = pullguard(&["policy", "check", "/nonexistent/policy.toml"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "{text}");
     assert!(text.contains("cannot read the policy file"), "{text}");
+    let one = write(
+        dir.path(),
+        "one.toml",
+        &format!("{SERVER}\n[[rule]]\nname = \"reg\"\nmatch = \"registry.example.com/**\"\n"),
+    );
+    let (code, _, text) = pullguard(&["policy", "check", one.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("valid, 1 rule, 0 warnings"), "{text}");
 }
 
 #[test]

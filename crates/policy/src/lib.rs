@@ -319,6 +319,13 @@ impl Policy {
     }
 }
 
+/// Whether `subject` matches `pattern` with the policy's glob syntax (`*` within a
+/// segment, `**` across, `?` one character), for tools that filter by the same patterns
+/// rules use. A pattern that does not compile matches nothing.
+pub fn pattern_matches(pattern: &str, subject: &str) -> bool {
+    Glob::new(pattern).is_ok_and(|g| g.matches(subject))
+}
+
 /// What rules are matched against: the normalised reference, without its tag when it
 /// also carries a digest (see [`Policy::rule_for`]).
 fn match_subject(image: &ImageRef) -> String {

@@ -202,6 +202,15 @@ fn record_fail_open(args: &Args, event: EventKind, problem: &str) -> Result<(), 
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    // Help is for people; containerd never asks for it. It still exits non-zero: were it
+    // ever in containerd's argv, the pull must be blocked, not allowed.
+    if argv
+        .iter()
+        .any(|a| matches!(a.as_str(), "-h" | "-help" | "--help"))
+    {
+        println!("pullguard-verifier: containerd 2.x's image verifier (bindir). containerd runs it as\n  pullguard-verifier -name REF -digest sha256:HEX -stdin-media-type {DESCRIPTOR_MEDIA_TYPE}\nwith the image's descriptor on stdin, and asks pullguardd (PULLGUARD_SOCKET, default {DEFAULT_SOCKET}).\nExit codes: 0 allowed; 1 rejected; 2 bad arguments or descriptor (and this help); 3 pullguardd unreachable or slow. Only 0 lets a pull through.");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let args = match parse_args(&argv) {
         Ok(a) => a,
         Err(e) => {

@@ -450,3 +450,20 @@ fn a_missing_digest_or_descriptor_is_blocked() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `pullguard-verifier --help` answered "blocked: flag -help needs a value": it prints
+/// what it is and its exit codes, and still exits non-zero (help never allows a pull).
+#[test]
+fn help_says_what_the_verifier_is_and_exits_non_zero() {
+    for flag in ["--help", "-help", "-h"] {
+        let out = Command::new(bin("pullguard-verifier"))
+            .arg(flag)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("-name REF -digest sha256:HEX"), "{text}");
+        assert!(text.contains("Only 0 lets a pull through"), "{text}");
+    }
+}
