@@ -341,10 +341,8 @@ fn state_others_can_write_is_refused() {
 }
 
 fn shared_compat() -> PathBuf {
-    let base = std::env::var_os("PULLGUARD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    base.join("fixtures/notary-compat")
+    // Kept in the repository (tests/fixtures/README.md says where they come from).
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/notary-compat")
 }
 
 #[test]

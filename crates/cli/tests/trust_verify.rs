@@ -1,6 +1,6 @@
 //! `pullguard trust verify` as operators and acceptance checks run it (DESIGN.md
 //! Contract 2), against trust data made by the real notary-server and notary CLI
-//! (tests/fixtures/notary-real) and by old Notary clients (../shared/fixtures/notary-compat).
+//! (tests/fixtures/notary-real) and by old Notary clients (tests/fixtures/notary-compat).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -38,12 +38,8 @@ fn soon() -> String {
 }
 
 fn shared_compat() -> PathBuf {
-    let base = std::env::var_os("PULLGUARD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared"));
-    let dir = base.join("fixtures/notary-compat");
-    assert!(dir.is_dir(), "{} is missing: the compatibility fixtures live in ../shared beside the checkout (or set PULLGUARD_SHARED)", dir.display());
-    dir
+    // Kept in the repository (tests/fixtures/README.md says where they come from).
+    repo_root().join("tests/fixtures/notary-compat")
 }
 
 struct Outcome {

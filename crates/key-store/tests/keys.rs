@@ -7,16 +7,8 @@ use std::path::{Path, PathBuf};
 use key_store::{Error, KeyAlgorithm, KeyDir, SigningKey};
 
 fn shared_compat() -> PathBuf {
-    let base = std::env::var_os("PULLGUARD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let dir = base.join("fixtures/notary-compat");
-    assert!(
-        dir.is_dir(),
-        "{} missing (../shared beside the checkout, or PULLGUARD_SHARED)",
-        dir.display()
-    );
-    dir
+    // Kept in the repository (tests/fixtures/README.md says where they come from).
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/notary-compat")
 }
 
 fn key_files(dir: &Path) -> Vec<PathBuf> {
