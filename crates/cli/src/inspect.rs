@@ -18,7 +18,8 @@ use trust_core::{Limits, RepoFiles, RootAnchor, VerifyOptions};
 
 pub const EXAMPLES: &str = "Examples:
   pullguard inspect registry.example.com/team/app --server https://notary.example.com:4443 --ca ca.pem
-  pullguard inspect registry.example.com/team/app:v3 --metadata-dir ./trust --json";
+  pullguard inspect registry.example.com/team/app:v3 --metadata-dir ./trust --json
+  pullguard inspect registry.test/pullguard/app --metadata-dir tests/fixtures/notary-real/metadata --now 2026-11-26T00:00:00Z";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -36,6 +37,10 @@ pub struct Args {
     /// Pinned root key ID (as root.json lists it); otherwise the root is trusted on first use.
     #[arg(long = "root-key-id", value_name = "HEX")]
     root_key_ids: Vec<String>,
+    /// Verify as of this time (RFC 3339) instead of now: saved trust data whose timestamp
+    /// has expired can still be read as it was.
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<String>,
     /// Human-readable tables (the default; accepted for `docker trust inspect --pretty` habits).
     #[arg(long)]
     pretty: bool,
@@ -118,7 +123,21 @@ pub fn run(args: &Args) -> ExitCode {
     } else {
         RootAnchor::Pinned(&pins)
     };
-    let opts = VerifyOptions::new(gun, OffsetDateTime::now_utc(), anchor);
+    let now = match &args.now {
+        None => OffsetDateTime::now_utc(),
+        Some(t) => match OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
+            Ok(t) => t,
+            Err(e) => {
+                return fail(
+                    2,
+                    args.json,
+                    "bad_usage",
+                    &format!("--now {t:?} is not an RFC 3339 time: {e}"),
+                )
+            }
+        },
+    };
+    let opts = VerifyOptions::new(gun, now, anchor);
     let repo = match trust_core::verify(&files, &opts) {
         Ok(r) => r,
         Err(e) => return fail(1, args.json, e.reason().as_str(), &format!("{gun}: {e}")),

@@ -81,3 +81,35 @@ fn inspect_shows_tags_signers_keys_and_roles() {
     let (code, _, _) = pullguard(&["inspect", &gun, "--metadata-dir", "/nonexistent"]);
     assert_eq!(code, 2);
 }
+
+/// Saved trust data is read as of `--now`: the fixtures' timestamp expires on
+/// 2026-12-09, after which the README's example would otherwise fail.
+#[test]
+fn inspect_reads_saved_trust_data_as_of_now() {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/notary-real/metadata"
+    );
+    let base = [
+        "inspect",
+        "registry.test/pullguard/app",
+        "--metadata-dir",
+        dir,
+    ];
+    let at = |now: &str| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(&["--now", now, "--json"]);
+        pullguard(&args)
+    };
+    let (code, json, text) = at("2026-11-26T00:00:00Z");
+    assert_eq!(code, 0, "{text}");
+    assert!(json.to_string().contains("v2"), "{json}");
+    let (code, json, text) = at("2027-01-01T00:00:00Z");
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (1, Some("expired")),
+        "{text}"
+    );
+    let (code, _, _) = at("yesterday");
+    assert_eq!(code, 2);
+}
