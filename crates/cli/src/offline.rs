@@ -30,7 +30,7 @@ impl Offline {
             key_store::StateStore::open(&policy.daemon.state_dir).map_err(|e| e.to_string())?;
         let events = daemon::events::EventLog::open(&policy.daemon.events_file, u64::MAX, 0)
             .map_err(|e| format!("cannot open a scratch events file: {e}"))?;
-        let loaded = Loaded::prepare(policy, 1, path)?;
+        let loaded = Loaded::prepare(policy, 1, path).map_err(|p| p.join("; "))?;
         Ok(Offline {
             engine: Engine::new(loaded, state, Arc::new(events)),
             _scratch: scratch,

@@ -109,7 +109,24 @@ fn check(file: &Path, json_out: bool) -> ExitCode {
             &format!("cannot read the policy file {}: {e}", file.display()),
         );
     }
-    match Policy::load(file) {
+    // The daemon's own preparation too (CA files, pinned certificates, the keys
+    // directory and its permissions): "valid" only when pullguardd would load it.
+    let loaded = Policy::load(file).and_then(|p| {
+        daemon::engine::Loaded::prepare(p, 1, file)
+            .map(|l| l.policy)
+            .map_err(|problems| policy::PolicyError {
+                file: file.to_path_buf(),
+                problems: problems
+                    .into_iter()
+                    .map(|message| policy::Problem {
+                        line: 0,
+                        column: 0,
+                        message,
+                    })
+                    .collect(),
+            })
+    });
+    match loaded {
         Err(e) => {
             if json_out {
                 let problems: Vec<_> = e
@@ -123,13 +140,18 @@ fn check(file: &Path, json_out: bool) -> ExitCode {
                 );
             } else {
                 for p in &e.problems {
-                    println!(
-                        "{}:{}:{}: error: {}",
-                        file.display(),
-                        p.line,
-                        p.column,
-                        p.message
-                    );
+                    if p.line == 0 {
+                        // A file or setting the policy names, not a place in the text.
+                        println!("{}: error: {}", file.display(), p.message);
+                    } else {
+                        println!(
+                            "{}:{}:{}: error: {}",
+                            file.display(),
+                            p.line,
+                            p.column,
+                            p.message
+                        );
+                    }
                 }
                 println!(
                     "{}: invalid ({}); pullguardd would keep its last good policy",

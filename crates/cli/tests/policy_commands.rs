@@ -71,6 +71,32 @@ fn check_reports_errors_with_positions_and_warnings() {
     let (code, _, text) = pullguard(&["policy", "check", one.to_str().unwrap()]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("valid, 1 rule, 0 warnings"), "{text}");
+
+    // "valid" only when pullguardd would load it: files the policy names are read too
+    // (a missing ca_file passed here and was refused by the daemon's reload).
+    let missing = write(
+        dir.path(),
+        "missing-files.toml",
+        "[trust_server.main]\nurl = \"https://notary.example.com\"\nca_file = \"/nonexistent/ca.pem\"\n\n[defaults]\ntrust_server = \"main\"\n\n[[rule]]\nname = \"pinned\"\nmatch = \"registry.example.com/**\"\nroot_certs = [\"/nonexistent/root.crt\"]\n",
+    );
+    let (code, _, text) = pullguard(&["policy", "check", missing.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("/nonexistent/ca.pem"), "{text}");
+    assert!(
+        text.contains("rule pinned: /nonexistent/root.crt"),
+        "{text}"
+    );
+    assert!(text.contains("invalid (2 errors)"), "{text}");
+    // The daemon's own check says the same, one problem per line.
+    let out = std::process::Command::new(harness::bin("pullguardd"))
+        .args(["--config", missing.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines.iter().all(|l| l.starts_with("pullguardd: ")), "{err}");
 }
 
 #[test]

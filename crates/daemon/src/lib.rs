@@ -27,9 +27,9 @@ pub use api;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The policy file is bad: exit 64.
-    #[error("{0}")]
-    Config(String),
+    /// The policy file is bad: exit 64. Every problem, one per entry.
+    #[error("{}", .0.join("; "))]
+    Config(Vec<String>),
     /// A directory, file or socket could not be set up.
     #[error("{what}")]
     Setup {
@@ -65,7 +65,22 @@ const SHUTDOWN_GRACE_SECS: u64 = 3;
 
 /// Loads and prepares the policy at `path` as generation 1 (no side effects).
 pub fn check_config(path: &Path) -> Result<engine::Loaded, StartError> {
-    let policy = policy::Policy::load(path).map_err(|e| StartError::Config(e.to_string()))?;
+    let policy = policy::Policy::load(path).map_err(|e| {
+        StartError::Config(
+            e.problems
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}:{}:{}: {}",
+                        e.file.display(),
+                        p.line,
+                        p.column,
+                        p.message
+                    )
+                })
+                .collect(),
+        )
+    })?;
     engine::Loaded::prepare(policy, 1, path).map_err(StartError::Config)
 }
 
@@ -78,7 +93,7 @@ pub async fn run(
     let settings = loaded.policy.daemon.clone();
     let setup = |what: String| move |source| StartError::Setup { what, source };
     let state = key_store::StateStore::open(&settings.state_dir)
-        .map_err(|e| StartError::Config(e.to_string()))?;
+        .map_err(|e| StartError::Config(vec![format!("state_dir: {e}")]))?;
     let events = Arc::new(
         events::EventLog::open(
             &settings.events_file,

@@ -131,7 +131,9 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
     let parsed = policy::Policy::load(path).map_err(|e| e.to_string());
     let prepared = parsed.and_then(|p| {
         let restart_only = old.policy.daemon.restart_only_changes(&p.daemon);
-        Loaded::prepare_after(p, old.generation + 1, path, Some(&old)).map(|l| (l, restart_only))
+        Loaded::prepare_after(p, old.generation + 1, path, Some(&old))
+            .map(|l| (l, restart_only))
+            .map_err(|problems| problems.join("; "))
     });
     match prepared {
         Ok((loaded, restart_only)) => {

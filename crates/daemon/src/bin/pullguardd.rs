@@ -70,12 +70,19 @@ fn main() -> ExitCode {
     if args.check_config {
         return match daemon::check_config(&args.config) {
             Ok(l) => {
+                let n = l.policy.rules.len();
                 println!(
-                    "{}: ok ({} rules)",
+                    "{}: ok ({n} rule{})",
                     args.config.display(),
-                    l.policy.rules.len()
+                    if n == 1 { "" } else { "s" }
                 );
                 ExitCode::SUCCESS
+            }
+            Err(daemon::StartError::Config(problems)) => {
+                for p in &problems {
+                    eprintln!("pullguardd: {p}");
+                }
+                ExitCode::from(EX_CONFIG)
             }
             Err(e) => {
                 eprintln!("pullguardd: {e}");
@@ -109,8 +116,10 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(daemon::StartError::Config(e)) => {
-            eprintln!("pullguardd: bad configuration: {e}");
+        Err(daemon::StartError::Config(problems)) => {
+            for p in &problems {
+                eprintln!("pullguardd: bad configuration: {p}");
+            }
             ExitCode::from(EX_CONFIG)
         }
         Err(e) => {

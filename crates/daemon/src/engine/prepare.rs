@@ -25,8 +25,9 @@ pub struct Loaded {
 
 impl Loaded {
     /// Prepares a policy: clients for its trust servers, anchors, per-rule pins.
-    /// Problems that would make verdicts impossible are errors (the reload is refused).
-    pub fn prepare(policy: Policy, generation: u64, file: &Path) -> Result<Loaded, String> {
+    /// Problems that would make verdicts impossible are errors (the reload is refused);
+    /// every one is reported, each naming the file or setting at fault.
+    pub fn prepare(policy: Policy, generation: u64, file: &Path) -> Result<Loaded, Vec<String>> {
         Loaded::prepare_after(policy, generation, file, None)
     }
 
@@ -37,7 +38,8 @@ impl Loaded {
         generation: u64,
         file: &Path,
         previous: Option<&Loaded>,
-    ) -> Result<Loaded, String> {
+    ) -> Result<Loaded, Vec<String>> {
+        let mut problems = Vec::new();
         let mut fetchers = BTreeMap::new();
         for (name, server) in &policy.trust_servers {
             let kept = previous.and_then(|p| {
@@ -45,17 +47,26 @@ impl Loaded {
                     .then(|| p.fetchers.get(name).cloned())
                     .flatten()
             });
-            let fetcher = match kept {
-                Some(f) => f,
-                None => Fetcher::new(server).map_err(|e| e.to_string())?,
-            };
-            fetchers.insert(name.clone(), fetcher);
+            match kept.map_or_else(|| Fetcher::new(server), Ok) {
+                Ok(f) => {
+                    fetchers.insert(name.clone(), f);
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
         }
         let keys_dir = &policy.daemon.keys_dir;
-        let (anchors, warnings) = TrustAnchors::load(keys_dir).map_err(|e| e.to_string())?;
-        for w in warnings {
-            tracing::warn!(warning = %w, "trust anchor skipped");
-        }
+        let anchors = match TrustAnchors::load(keys_dir) {
+            Ok((anchors, warnings)) => {
+                for w in warnings {
+                    tracing::warn!(warning = %w, "trust anchor skipped");
+                }
+                anchors
+            }
+            Err(e) => {
+                problems.push(format!("keys_dir {}: {e}", keys_dir.display()));
+                TrustAnchors::default()
+            }
+        };
         let mut rule_pins = BTreeMap::new();
         for rule in &policy.rules {
             let mut pins = Pins {
@@ -69,18 +80,24 @@ impl Loaded {
                     } else {
                         keys_dir.join(f)
                     };
-                    let bytes = std::fs::read(&path)
-                        .map_err(|e| format!("rule {}: {}: {e}", rule.name, path.display()))?;
-                    let cert = trust_core::keys::parse_pinned_cert(&bytes)
-                        .map_err(|e| format!("rule {}: {}: {e}", rule.name, path.display()))?;
-                    if is_ca {
-                        pins.cas.push(cert);
-                    } else {
-                        pins.certs.push(cert.der);
+                    let cert = std::fs::read(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| {
+                            trust_core::keys::parse_pinned_cert(&b).map_err(|e| e.to_string())
+                        });
+                    match cert {
+                        Ok(cert) if is_ca => pins.cas.push(cert),
+                        Ok(cert) => pins.certs.push(cert.der),
+                        Err(e) => {
+                            problems.push(format!("rule {}: {}: {e}", rule.name, path.display()))
+                        }
                     }
                 }
             }
             rule_pins.insert(rule.name.clone(), pins);
+        }
+        if !problems.is_empty() {
+            return Err(problems);
         }
         Ok(Loaded {
             policy,
