@@ -114,8 +114,24 @@ pub fn run(args: &Args) -> ExitCode {
             Err(m) => return fail(2, args.json, "internal_error", &m),
         }
     };
+    if let Some(id) = args
+        .root_key_ids
+        .iter()
+        .find(|id| id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return fail(
+            2,
+            args.json,
+            "bad_usage",
+            &format!("--root-key-id {id:?} is not a 64-digit hex key ID; a pin takes the full ID (this command prints it where it suggests pinning), since a short prefix could be matched by a key made for it"),
+        );
+    }
     let pins = trust_core::Pins {
-        key_ids: args.root_key_ids.clone(),
+        key_ids: args
+            .root_key_ids
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
         ..trust_core::Pins::default()
     };
     let anchor = if args.root_key_ids.is_empty() {
@@ -249,11 +265,16 @@ pub fn run(args: &Args) -> ExitCode {
     for (role, why) in repo.skipped_roles() {
         println!("{role:<24} skipped: {why}");
     }
+    let root_ids = admin("root");
     println!(
         "\nRoot trust: {}",
         match repo.root_trust.as_str() {
-            "tofu" => "trusted on first use (pin it with --root-key-id, or `pullguard keys pin`)",
-            other => other,
+            // The full ID: pins take nothing shorter.
+            "tofu" => format!(
+                "trusted on first use; to pin it: pullguard keys pin {gun} --key-id {}",
+                root_ids.first().map_or("ID", String::as_str)
+            ),
+            other => other.to_owned(),
         }
     );
     ExitCode::SUCCESS

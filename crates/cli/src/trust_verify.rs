@@ -115,7 +115,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
     for id in &args.root_key_id {
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(UsageError(format!(
-                "--root-key-id {id:?} is not a 64-digit hex key ID"
+                "--root-key-id {id:?} is not a 64-digit hex key ID; a pin takes the full ID (`pullguard inspect` prints it where it suggests pinning), since a short prefix like notary's 12 digits could be matched by a key made for it"
             )));
         }
     }

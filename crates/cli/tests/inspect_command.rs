@@ -65,6 +65,19 @@ fn inspect_shows_tags_signers_keys_and_roles() {
     assert_eq!((code, json["root_trust"].as_str()), (0, Some("pinned")));
     let (code, json, _) = with(&["--json", "--root-key-id", &"ab".repeat(32)], &gun);
     assert_eq!((code, json["error"].as_str()), (1, Some("root_not_pinned")));
+    // The hint gives the full ID to pin (the table's 12 digits cannot be pinned: a short
+    // prefix could be matched by a key made for it), and a short one is refused as usage.
+    let (_, _, text) = with(&[], &gun);
+    assert!(
+        text.contains(&format!("pullguard keys pin {gun} --key-id {key}")),
+        "{text}"
+    );
+    let (code, json, _) = with(&["--json", "--root-key-id", &key[..12]], &gun);
+    assert_eq!((code, json["error"].as_str()), (2, Some("bad_usage")));
+    assert!(
+        json["message"].as_str().unwrap().contains("64-digit"),
+        "{json}"
+    );
 
     // Error paths: an unsigned tag, an unknown repository, the server down.
     let (code, json, _) = with(&["--json"], &format!("{gun}:v9"));

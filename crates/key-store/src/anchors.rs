@@ -250,12 +250,17 @@ fn store_index(dir: &Path, index: &Index) -> Result<()> {
 /// Adds a pin for `repository` to the index (creating the directory 0700).
 pub fn pin(dir: &Path, repository: &str, spec: &PinSpec) -> Result<()> {
     if !valid_pattern(repository) {
-        return Err(Error::Index {
-            path: dir.join(INDEX),
-            line: 1,
-            column: 1,
-            message: format!("repository pattern {repository:?} is not a name or a prefix ending in a single `*`"),
-        });
+        return Err(Error::BadPin(format!(
+            "repository pattern {repository:?} is not a name or a prefix ending in a single `*`"
+        )));
+    }
+    if let PinSpec::KeyId(id) = spec {
+        // Checked before anything is read or written.
+        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::BadPin(format!(
+                "key ID {id:?} is not 64 hex digits; a pin takes the full ID (`pullguard inspect REPO --server URL` prints it), since a short prefix could be matched by a key made for it"
+            )));
+        }
     }
     crate::fsutil::private_dir(dir)?;
     let mut index = load_index(dir)?;
@@ -304,14 +309,6 @@ pub fn pin(dir: &Path, repository: &str, spec: &PinSpec) -> Result<()> {
             }
         }
         PinSpec::KeyId(id) => {
-            if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Error::Index {
-                    path: dir.join(INDEX),
-                    line: 1,
-                    column: 1,
-                    message: format!("key ID {id:?} is not 64 hex digits"),
-                });
-            }
             let id = id.to_ascii_lowercase();
             if !entry.root_key_ids.contains(&id) {
                 entry.root_key_ids.push(id);

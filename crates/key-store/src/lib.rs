@@ -109,6 +109,9 @@ pub enum Error {
         /// What is unsupported.
         detail: String,
     },
+    /// A pin asked for cannot be made as given (nothing was read or written).
+    #[error("{0}")]
+    BadPin(String),
     /// No stored key has that ID.
     #[error("no private key {id} in {}", dir.display())]
     NoSuchKey {

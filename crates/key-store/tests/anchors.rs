@@ -140,6 +140,19 @@ fn pin_and_unpin_edit_the_index() {
     .expect("pin id");
     pin(&dir, "docker.io/*", &PinSpec::Tofu).expect("tofu");
     assert!(pin(&dir, "a*b*", &PinSpec::Tofu).is_err());
+    // A short key ID (as notary and inspect's table show it) is refused for what it is,
+    // not blamed on an index position that was never read.
+    let short = pin(
+        &dir,
+        "registry.test/x",
+        &PinSpec::KeyId("b35fb422e19e".into()),
+    )
+    .expect_err("short id")
+    .to_string();
+    assert!(
+        short.contains("not 64 hex digits") && !short.contains("index.toml"),
+        "{short}"
+    );
     let (anchors, warnings) = TrustAnchors::load(&dir).expect("load");
     assert!(warnings.is_empty(), "{warnings:?}");
     let a = anchors
