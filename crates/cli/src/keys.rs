@@ -211,33 +211,72 @@ fn execute(dirs: &Dirs, command: &Command) -> Result<ExitCode, String> {
                 true,
             )?;
             let dir = key_dir(dirs)?;
+            let from_terminal = std::env::var_os("PULLGUARD_IMPORT_PASSPHRASE").is_none();
             let mut out = Vec::new();
+            let mut failed = Vec::new();
+            // Every file is tried: one wrong passphrase does not leave the operator
+            // guessing which of the others were imported.
             for file in files {
-                let bytes = std::fs::read(file)
-                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-                let mut key =
-                    SigningKey::from_pem(&bytes, &import_pass, &file.display().to_string())
-                        .map_err(|e| e.to_string())?;
-                if key.role.is_none() {
-                    key.role = role.clone().or_else(|| legacy_role(file));
+                let label = file.display().to_string();
+                let imported = std::fs::read(file)
+                    .map_err(|e| format!("cannot read {label}: {e}"))
+                    .and_then(|bytes| {
+                        match SigningKey::from_pem(&bytes, &import_pass, &label) {
+                            // On a terminal, a file with its own passphrase gets asked for it.
+                            Err(key_store::Error::BadPassphrase { .. }) if from_terminal => {
+                                let own = passphrase(
+                                    "PULLGUARD_IMPORT_PASSPHRASE",
+                                    &format!("Passphrase of {label}: "),
+                                    false,
+                                )?;
+                                SigningKey::from_pem(&bytes, &own, &label)
+                            }
+                            other => other,
+                        }
+                        .map_err(|e| e.to_string())
+                    })
+                    .and_then(|mut key| {
+                        if key.role.is_none() {
+                            key.role = role.clone().or_else(|| legacy_role(file));
+                        }
+                        if key.gun.is_none() {
+                            key.gun = gun.clone();
+                        }
+                        let path = dir.store(&key, &store_pass).map_err(|e| e.to_string())?;
+                        Ok((key, path))
+                    });
+                match imported {
+                    Ok((key, path)) => {
+                        if !dirs.json {
+                            println!(
+                                "imported {} key {} (role {}) from {label}",
+                                key.keytype(),
+                                key.key_id(),
+                                key.role.as_deref().unwrap_or("unknown"),
+                            );
+                        }
+                        out.push(key_json(&key, &path));
+                    }
+                    Err(e) => {
+                        if !dirs.json {
+                            println!("NOT imported {label}: {e}");
+                        }
+                        failed.push(json!({"file": label, "error": e}));
+                    }
                 }
-                if key.gun.is_none() {
-                    key.gun = gun.clone();
-                }
-                let path = dir.store(&key, &store_pass).map_err(|e| e.to_string())?;
-                if !dirs.json {
-                    println!(
-                        "imported {} key {} (role {}) from {}",
-                        key.keytype(),
-                        key.key_id(),
-                        key.role.as_deref().unwrap_or("unknown"),
-                        file.display()
-                    );
-                }
-                out.push(key_json(&key, &path));
             }
             if dirs.json {
-                println!("{}", json!({"imported": out}));
+                println!("{}", json!({"imported": out, "failed": failed}));
+            } else if !failed.is_empty() {
+                println!(
+                    "imported {} of {} files; {} not imported (see above)",
+                    out.len(),
+                    files.len(),
+                    failed.len()
+                );
+            }
+            if !failed.is_empty() {
+                return Ok(ExitCode::from(1));
             }
         }
         Command::List => {

@@ -391,8 +391,53 @@ fn import_generate_and_list_signing_keys() {
         &["keys", "import", root.to_str().unwrap(), "--keys-dir", k],
         &bad,
     );
-    assert_eq!(o.code, 2);
-    assert!(o.stderr.contains("wrong passphrase"), "{}", o.stderr);
+    assert_eq!(o.code, 1, "{} {}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("NOT imported") && o.stdout.contains("wrong passphrase"),
+        "{}",
+        o.stdout
+    );
+
+    // Several files, one with another passphrase (notary 0.3's "password"): every file is
+    // tried and the report says which were imported and which not.
+    let other = shared_compat().join("notary0.3/private/root_keys/f4eaf871a74aa3b3a0ff95cef2455a1e4d461639f5625418e76756fc5c948690.key");
+    let k2 = tmp.path().join("keys2");
+    let o = pullguard(
+        &[
+            "keys",
+            "import",
+            other.to_str().unwrap(),
+            targets.to_str().unwrap(),
+            "--keys-dir",
+            k2.to_str().unwrap(),
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(
+        o.json["imported"].as_array().unwrap().len(),
+        1,
+        "{}",
+        o.stdout
+    );
+    assert_eq!(o.json["imported"][0]["role"], "targets");
+    assert!(
+        o.json["failed"][0]["file"]
+            .as_str()
+            .unwrap()
+            .contains("f4eaf871"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.json["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("wrong passphrase"),
+        "{}",
+        o.stdout
+    );
 
     let o = pullguard(
         &[
