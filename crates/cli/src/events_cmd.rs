@@ -16,7 +16,9 @@ use time::OffsetDateTime;
 pub const EXAMPLES: &str = "Examples:
   pullguard events --since 1h --reason unknown_tag
   pullguard events --follow --event pull.rejected --json | your-shipper
-  pullguard events --file /var/log/pullguard/events.jsonl --image 'registry.example.com/prod/**'";
+  pullguard events --file /var/log/pullguard/events.jsonl --image 'registry.example.com/prod/**'
+
+Exit codes: 0 listed (none may match), 2 bad usage or an unreadable events file.";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -19,7 +19,9 @@ use trust_core::{Limits, RepoFiles, RootAnchor, VerifyOptions};
 pub const EXAMPLES: &str = "Examples:
   pullguard inspect registry.example.com/team/app --server https://notary.example.com:4443 --ca ca.pem
   pullguard inspect registry.example.com/team/app:v3 --metadata-dir ./trust --json
-  pullguard inspect registry.test/pullguard/app --metadata-dir tests/fixtures/notary-real/metadata --now 2026-11-26T00:00:00Z";
+  pullguard inspect registry.test/pullguard/app --metadata-dir tests/fixtures/notary-real/metadata --now 2026-11-26T00:00:00Z
+
+Exit codes: 0 shown (verified first), 1 the trust data does not verify or the tag is not signed, 2 bad usage or unreadable files, 3 the trust server cannot be reached.";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -43,6 +43,9 @@ pub struct Dirs {
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Generate a signing key and store it encrypted.
+    #[command(
+        after_help = "Example:\n  PULLGUARD_KEY_PASSPHRASE=... pullguard keys generate --type ecdsa --role targets/releases\n\nExit codes: 0 generated and stored, 2 bad usage or the keys directory cannot be written."
+    )]
     Generate {
         /// Algorithm.
         #[arg(long = "type", value_enum, default_value = "ecdsa")]
@@ -55,6 +58,9 @@ pub enum Command {
         gun: Option<String>,
     },
     /// Import private keys written by Notary or Docker (~/.docker/trust/private/*.key).
+    #[command(
+        after_help = "Example:\n  PULLGUARD_IMPORT_PASSPHRASE=... PULLGUARD_KEY_PASSPHRASE=... pullguard keys import ~/.docker/trust/private/*.key\n\nExit codes: 0 every file imported, 1 some not (each listed, with why), 2 bad usage."
+    )]
     Import {
         /// Key files.
         #[arg(required = true)]
@@ -67,8 +73,14 @@ pub enum Command {
         gun: Option<String>,
     },
     /// List stored signing keys and pinned anchors.
+    #[command(
+        after_help = "Example:\n  pullguard keys list --json\n\nExit codes: 0 listed, 2 the keys directory does not exist or cannot be read."
+    )]
     List,
     /// Pin a repository's root: a certificate, a key ID, a CA, or allow trust on first use.
+    #[command(
+        after_help = "Examples:\n  pullguard keys pin 'registry.example.com/team/*' --ca team-ca.crt\n  pullguard keys pin registry.example.com/team/app --key-id <64 hex digits, as pullguard inspect prints them>\n\nExit codes: 0 pinned, 2 bad usage (pattern, file, short key ID) or the index cannot be written."
+    )]
     Pin {
         /// Repository name, or a prefix ending in `*`.
         repository: String,
@@ -86,17 +98,26 @@ pub enum Command {
         tofu: bool,
     },
     /// Remove every pin of a repository pattern.
+    #[command(
+        after_help = "Example:\n  pullguard keys unpin 'registry.example.com/team/*'\n\nExit codes: 0 removed, 1 nothing was pinned for it, 2 the index cannot be read or written."
+    )]
     Unpin {
         /// The pattern, as pinned.
         repository: String,
     },
     /// Show what is remembered about a repository.
+    #[command(
+        after_help = "Example:\n  pullguard keys show-state registry.example.com/team/app --json\n\nExit codes: 0 shown (or none kept), 2 the state cannot be read."
+    )]
     ShowState {
         /// Repository name.
         gun: String,
     },
     /// Forget a repository's trusted state (its next verification starts over), or the
     /// recorded clock.
+    #[command(
+        after_help = "Examples:\n  pullguard keys forget-state registry.example.com/team/app\n  pullguard keys forget-state --clock\n\nExit codes: 0 forgotten, 2 bad usage or the state cannot be written."
+    )]
     ForgetState {
         /// Repository name.
         #[arg(required_unless_present = "clock")]

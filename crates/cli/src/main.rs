@@ -53,7 +53,7 @@ enum Command {
     Policy(policy_cmd::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
-        after_help = "Example:\n  pullguard completions bash > /etc/bash_completion.d/pullguard"
+        after_help = "Example:\n  pullguard completions bash > /etc/bash_completion.d/pullguard\n\nExit codes: 0 printed, 2 an unknown shell."
     )]
     Completions {
         /// The shell.
@@ -122,5 +122,40 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every command an operator can run says, in its own `--help`, how it is used and
+    /// what its exit codes mean (the README promises it).
+    #[test]
+    fn every_command_has_an_example_and_its_exit_codes() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let subs: Vec<&clap::Command> =
+                cmd.get_subcommands().filter(|c| !c.is_hide_set()).collect();
+            if subs.is_empty() {
+                let help = cmd
+                    .get_after_help()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                if !(help.contains("Example") && help.contains("Exit codes")) {
+                    missing.push(path.to_owned());
+                }
+            }
+            for s in subs {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<super::Cli as clap::CommandFactory>::command(),
+            "pullguard",
+            &mut missing,
+        );
+        assert!(
+            missing.is_empty(),
+            "no example or exit codes in --help of: {missing:?}"
+        );
     }
 }

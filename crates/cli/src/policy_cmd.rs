@@ -23,6 +23,9 @@ pub const EXAMPLES: &str = "Examples:
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Check a policy file: every error with line and column, then warnings.
+    #[command(
+        after_help = "Example:\n  pullguard policy check /etc/pullguard/pullguard.toml.new\n\nExit codes: 0 valid (warnings may be listed), 1 invalid (every problem listed), 2 unreadable file."
+    )]
     Check {
         /// The policy file.
         file: PathBuf,
@@ -31,6 +34,9 @@ pub enum Command {
         json: bool,
     },
     /// Which rule applies to an image, and why it beats the others.
+    #[command(
+        after_help = "Example:\n  pullguard policy explain registry.example.com/team/app:v3 --policy pullguard.toml.new\n\nExit codes: 0 a rule applies, 1 no rule matches (the image would be rejected), 2 bad reference or unreadable policy."
+    )]
     Explain {
         /// Image reference, as you would pull it.
         image: String,
@@ -43,6 +49,9 @@ pub enum Command {
     },
     /// Shadow evaluation: which verdicts would change from OLD to NEW, for the images in
     /// containerd or a given list. Fetches trust data; enforces nothing.
+    #[command(
+        after_help = "Examples:\n  pullguard policy diff /etc/pullguard/pullguard.toml pullguard.toml.new\n  pullguard policy diff old.toml new.toml --images images.txt --json\n\nExit codes: 0 no verdict changes, 1 some verdicts change, 2 bad usage or unreadable policy, 3 containerd unreachable."
+    )]
     Diff {
         /// The policy in force.
         old: PathBuf,

@@ -28,6 +28,9 @@ Examples:
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Replace a role's key; a new root is cross-signed by the old root key.
+    #[command(
+        after_help = "Examples:\n  pullguard key rotate registry.example.com/team/app targets --server https://notary.example.com\n  PULLGUARD_ROOT_PASSPHRASE=... pullguard key rotate registry.example.com/team/app root --server https://notary.example.com\n\nExit codes: 0 rotated and published, 1 refused, 2 bad usage or a missing key, 3 the trust server cannot be reached."
+    )]
     Rotate {
         /// The repository (GUN).
         repository: String,
@@ -41,6 +44,9 @@ pub enum Command {
         json: bool,
     },
     /// Copy the repository's root key (still encrypted) to a file of your choice.
+    #[command(
+        after_help = "Example:\n  pullguard key backup registry.example.com/team/app --to /safe/app-keys.pem\n\nExit codes: 0 written, 2 bad usage, a missing key, or a file that exists already."
+    )]
     Backup {
         /// The repository (GUN).
         repository: String,
@@ -54,6 +60,9 @@ pub enum Command {
         json: bool,
     },
     /// Put a backed-up root key back into the keys directory (checks its passphrase).
+    #[command(
+        after_help = "Example:\n  pullguard key restore /safe/app-keys.pem\n\nExit codes: 0 restored, 2 bad usage, a wrong passphrase or an unreadable file."
+    )]
     Restore {
         /// The backup file.
         file: PathBuf,

@@ -28,7 +28,9 @@ Examples:
   PULLGUARD_REPOSITORY_PASSPHRASE=… pullguard sign registry.example.com/team/app:1.4 \\
       --server https://notary.example.com --keys-dir ~/.pullguard/keys
   pullguard sign registry.example.com/team/app:1.4 --digest sha256:4f1c… --size 1234 --server …
-  pullguard sign 127.0.0.1:5000/team/app:dev --insecure-registry 127.0.0.1:5000 --server …";
+  pullguard sign 127.0.0.1:5000/team/app:dev --insecure-registry 127.0.0.1:5000 --server …
+
+Exit codes: 0 signed and published (read back and checked), 1 refused (the trust data does not verify, a tag outside a role's paths, a concurrent publish), 2 bad usage, a missing key or a wrong passphrase, 3 the registry or the trust server cannot be reached.";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -26,6 +26,9 @@ const RELEASES: &str = "targets/releases";
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Let NAME sign the repository's tags with the public key in --key.
+    #[command(
+        after_help = "Example:\n  pullguard signer add alice --key alice.pub registry.example.com/team/app --server https://notary.example.com\n\nExit codes: 0 added and published, 1 refused (name, key, repository), 2 bad usage or a missing key, 3 the trust server cannot be reached."
+    )]
     Add {
         /// The signer's name (letters, digits, `-`, `_`, `.`).
         name: String,
@@ -41,6 +44,9 @@ pub enum Command {
         json: bool,
     },
     /// Stop NAME from signing: removes targets/NAME and NAME's keys from targets/releases.
+    #[command(
+        after_help = "Example:\n  pullguard signer remove alice registry.example.com/team/app --server https://notary.example.com\n\nExit codes: 0 removed and published, 1 refused (unknown or last signer), 2 bad usage or a missing key, 3 the trust server cannot be reached."
+    )]
     Remove {
         /// The signer's name.
         name: String,
@@ -53,6 +59,9 @@ pub enum Command {
         json: bool,
     },
     /// The repository's signers and their key IDs.
+    #[command(
+        after_help = "Example:\n  pullguard signer list registry.example.com/team/app --server https://notary.example.com --json\n\nExit codes: 0 listed, 1 the trust data does not verify, 3 the trust server cannot be reached."
+    )]
     List {
         /// The repository.
         repository: String,
