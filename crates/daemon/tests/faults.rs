@@ -139,3 +139,38 @@ async fn a_misbehaving_trust_server_never_allows_and_answers_in_time() {
     assert!(failed.len() >= cases.len() - 1, "{failed:#?}");
     drop(servers);
 }
+
+/// Logs written to a file or journald carry no terminal colour codes.
+#[test]
+fn logs_to_a_file_have_no_colour_codes() {
+    let world = World::new();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n",
+        world.daemon_section("")
+    ));
+    let log = world.dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(harness::bin("pullguardd"))
+        .arg("--config")
+        .arg(&world.config)
+        .env("PULLGUARD_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("ready")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("pullguardd ready"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+}
