@@ -233,11 +233,16 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
             (false, _) => format!("rejected [{}]", v.reason),
         };
         println!("image       {}", v.image);
-        println!("repository  {}", v.gun);
-        println!(
-            "rule        {} ({}, policy generation {})",
-            v.rule, v.mode, v.policy_generation
-        );
+        // A reference that does not parse has no repository and meets no rule.
+        if !v.gun.is_empty() {
+            println!("repository  {}", v.gun);
+        }
+        if !v.rule.is_empty() {
+            println!(
+                "rule        {} ({}, policy generation {})",
+                v.rule, v.mode, v.policy_generation
+            );
+        }
         if !v.trust_server.is_empty() {
             println!("trust server {}", v.trust_server);
         }

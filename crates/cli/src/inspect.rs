@@ -158,7 +158,16 @@ pub fn run(args: &Args) -> ExitCode {
     let opts = VerifyOptions::new(gun, now, anchor);
     let repo = match trust_core::verify(&files, &opts) {
         Ok(r) => r,
-        Err(e) => return fail(1, args.json, e.reason().as_str(), &format!("{gun}: {e}")),
+        Err(e) => {
+            // trust-core's message may already start with the repository.
+            let message = e.to_string();
+            let message = if message.starts_with(gun) {
+                message
+            } else {
+                format!("{gun}: {message}")
+            };
+            return fail(1, args.json, e.reason().as_str(), &message);
+        }
     };
 
     // Verified above; parsing again only to read keys and delegations.

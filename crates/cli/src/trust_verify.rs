@@ -317,7 +317,7 @@ fn report_trusted(args: &Args, repo: &VerifiedRepo, m: &trust_core::TargetMatch)
             println!("  root trust: trust on first use, allowed for this repository by the keys directory")
         }
         trust_core::RootTrust::FirstUse => println!(
-            "  root trust: trust on first use; no --trusted-root, --root-cert or --root-key-id was given, so whoever served this root is trusted"
+            "  root trust: trust on first use; no --trusted-root, --root-cert, --root-key-id, --root-ca, --keys-dir pin or --state-dir record anchored it, so whoever served this root is trusted"
         ),
         other => println!("  root trust: {}", other.as_str()),
     }

@@ -176,6 +176,19 @@ fn commands_find_the_daemon_through_pullguard_socket() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // A reference that does not parse: the reason, and no empty repository or rule lines.
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(["verify", "Bad Ref!!"])
+        .env("PULLGUARD_SOCKET", &world.socket)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("[invalid_reference]"), "{text}");
+    assert!(
+        !text.contains("repository  \n") && !text.contains("rule         ("),
+        "{text}"
+    );
     // Unreachable: the message says where the path came from.
     let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
         .arg("status")
