@@ -126,3 +126,29 @@ fn inspect_reads_saved_trust_data_as_of_now() {
     let (code, _, _) = at("yesterday");
     assert_eq!(code, 2);
 }
+
+/// trust-core's own messages start with the repository; inspect does not say it twice.
+#[test]
+fn inspect_names_the_repository_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/notary-real/metadata/root.json"
+    );
+    std::fs::copy(src, dir.path().join("root.json")).unwrap();
+    let gun = "registry.test/pullguard/app";
+    let (code, json, text) = pullguard(&[
+        "inspect",
+        gun,
+        "--metadata-dir",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        (code, json["error"].as_str()),
+        (1, Some("no_trust_data")),
+        "{text}"
+    );
+    let message = json["message"].as_str().unwrap();
+    assert_eq!(message.matches(gun).count(), 1, "{message}");
+}

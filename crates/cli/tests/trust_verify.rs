@@ -598,3 +598,30 @@ fn compat_root_certificate_must_name_the_repository() {
         o.stdout
     );
 }
+
+/// Without any anchor the text output says so and names every way to give one (it named
+/// three of the six).
+#[test]
+fn first_use_names_every_way_to_anchor_the_root() {
+    let o = run(&[
+        "--metadata-dir",
+        real_dir().to_str().unwrap(),
+        "--gun",
+        "registry.test/pullguard/app",
+        "--tag",
+        "v2",
+        "--now",
+        &soon(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    for option in [
+        "--trusted-root",
+        "--root-cert",
+        "--root-key-id",
+        "--root-ca",
+        "--keys-dir",
+        "--state-dir",
+    ] {
+        assert!(o.stdout.contains(option), "{option}: {}", o.stdout);
+    }
+}
