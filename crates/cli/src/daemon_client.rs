@@ -172,7 +172,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
     };
     if let Some(file) = &args.policy {
         let answer = block_on(async {
-            let offline = crate::offline::Offline::load(file)?;
+            let offline = daemon::offline::Offline::load(file)?;
             Ok::<_, String>(offline.verify(&request.image, args.digest.as_deref()).await)
         })
         .and_then(|r| r);

@@ -93,9 +93,9 @@ pub fn run(args: &Args) -> ExitCode {
             timeout: std::time::Duration::from_secs(10),
         };
         let fetched = crate::daemon_client::block_on(async {
-            let fetcher = daemon::fetch::Fetcher::new(&server).map_err(|e| (2, e.to_string()))?;
+            let fetcher = notary_client::Fetcher::new(&server).map_err(|e| (2, e.to_string()))?;
             fetcher.fetch(gun, None).await.map_err(|e| {
-                let code = if matches!(e, daemon::fetch::FetchError::NotFound { .. }) {
+                let code = if matches!(e, notary_client::FetchError::NotFound { .. }) {
                     1
                 } else {
                     3

@@ -8,7 +8,6 @@ mod daemon_client;
 mod events_cmd;
 mod inspect;
 mod keys;
-mod offline;
 mod policy_cmd;
 mod publish;
 mod rotate;

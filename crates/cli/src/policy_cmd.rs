@@ -121,19 +121,17 @@ fn check(file: &Path, json_out: bool) -> ExitCode {
     // The daemon's own preparation too (CA files, pinned certificates, the keys
     // directory and its permissions): "valid" only when pullguardd would load it.
     let loaded = Policy::load(file).and_then(|p| {
-        daemon::engine::Loaded::prepare(p, 1, file)
-            .map(|l| l.policy)
-            .map_err(|problems| policy::PolicyError {
-                file: file.to_path_buf(),
-                problems: problems
-                    .into_iter()
-                    .map(|message| policy::Problem {
-                        line: 0,
-                        column: 0,
-                        message,
-                    })
-                    .collect(),
-            })
+        daemon::offline::check(p, file).map_err(|problems| policy::PolicyError {
+            file: file.to_path_buf(),
+            problems: problems
+                .into_iter()
+                .map(|message| policy::Problem {
+                    line: 0,
+                    column: 0,
+                    message,
+                })
+                .collect(),
+        })
     });
     match loaded {
         Err(e) => {
@@ -343,11 +341,11 @@ fn diff(
     json_out: bool,
 ) -> ExitCode {
     let result = crate::daemon_client::block_on(async {
-        let old_engine = crate::offline::Offline::load(old).map_err(|e| (2, "bad_policy", e))?;
-        let new_engine = crate::offline::Offline::load(new).map_err(|e| (2, "bad_policy", e))?;
+        let old_engine = daemon::offline::Offline::load(old).map_err(|e| (2, "bad_policy", e))?;
+        let new_engine = daemon::offline::Offline::load(new).map_err(|e| (2, "bad_policy", e))?;
         let images = match list {
             Some(path) => images_from_list(path).map_err(|e| (2, "bad_image_list", e))?,
-            None => daemon::watcher::list_all(containerd)
+            None => daemon::offline::containerd_images(containerd)
                 .await
                 .map_err(|e| (3, "containerd_unreachable", e))?
                 .into_iter()

@@ -104,7 +104,7 @@ pub type Change = (String, Value, Vec<RoleKey>);
 /// One repository's verified trust data, ready to be changed and published.
 pub struct Session {
     pub gun: String,
-    pub fetcher: daemon::fetch::Fetcher,
+    pub fetcher: notary_client::Fetcher,
     state: StateStore,
     keys: KeyDir,
     keys_dir: PathBuf,
@@ -114,14 +114,14 @@ pub struct Session {
 }
 
 /// The trust server's client, the signer's state and keys.
-fn connect(target: &Target) -> Result<(daemon::fetch::Fetcher, StateStore, KeyDir), Failure> {
+fn connect(target: &Target) -> Result<(notary_client::Fetcher, StateStore, KeyDir), Failure> {
     let server = policy::TrustServer {
         name: "publish".to_owned(),
         url: target.server.trim_end_matches('/').to_owned(),
         ca_file: target.ca.clone(),
         timeout: std::time::Duration::from_secs(30),
     };
-    let fetcher = daemon::fetch::Fetcher::new(&server)
+    let fetcher = notary_client::Fetcher::new(&server)
         .map_err(|e| failure(2, "bad_trust_server", e.to_string()))?;
     let state = StateStore::open(&target.state_dir)
         .map_err(|e| failure(2, "state_unreadable", e.to_string()))?;
@@ -169,7 +169,7 @@ fn b64(bytes: &[u8]) -> String {
 /// server manages it), creating it if the repository is new; `rotate` asks for a new
 /// one. Returns its ID and `keys` entry.
 pub async fn server_key(
-    fetcher: &daemon::fetch::Fetcher,
+    fetcher: &notary_client::Fetcher,
     gun: &str,
     role: &str,
     rotate: bool,
@@ -485,7 +485,7 @@ fn next_version(body: &mut Value, now: OffsetDateTime, role: &str) {
 
 /// The repository's trust data, fetched and verified against the signer's own state.
 async fn current(
-    fetcher: &daemon::fetch::Fetcher,
+    fetcher: &notary_client::Fetcher,
     state: &StateStore,
     gun: &str,
 ) -> Result<(RepoFiles, VerifiedRepo), Failure> {
@@ -500,7 +500,7 @@ async fn current(
         .fetch(gun, trusted_root)
         .await
         .map_err(|e| match e {
-            daemon::fetch::FetchError::NotFound { .. } => failure(
+            notary_client::FetchError::NotFound { .. } => failure(
                 1,
                 "no_trust_data",
                 format!("{e}; `pullguard sign {gun}:TAG` initialises it with its first tag"),
@@ -652,7 +652,7 @@ fn envelope(body: &Value, keys: &[(&str, &SigningKey)]) -> Result<Vec<u8>, Failu
 
 /// One multipart POST of every changed role: notary-server applies all or nothing.
 async fn upload_all(
-    fetcher: &daemon::fetch::Fetcher,
+    fetcher: &notary_client::Fetcher,
     gun: &str,
     files: &[(String, Vec<u8>)],
 ) -> Result<(), Failure> {

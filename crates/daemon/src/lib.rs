@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 pub mod engine;
 pub mod events;
-pub mod fetch;
+/// The Notary client (its own crate; kept under this name for the daemon's modules).
+pub use notary_client as fetch;
 pub mod metrics;
+pub mod offline;
 pub mod reload;
 pub mod server;
 pub mod sinks;
@@ -44,21 +46,7 @@ pub enum StartError {
     Serve(#[source] tonic::transport::Error),
 }
 
-/// An error with its causes, `outer: inner: innermost`, for one-line messages.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        // Wrappers often repeat their cause's text; say it once.
-        if !s.ends_with(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub use notary_client::error_chain;
 
 /// How long open connections get after SIGTERM.
 const SHUTDOWN_GRACE_SECS: u64 = 3;

@@ -1,5 +1,8 @@
-//! Verdicts without a running daemon: the daemon's own engine, in this process, over a
-//! policy file. Used by `verify --policy` and `policy diff`.
+//! The daemon's offline facade: what other programs (the `pullguard` CLI) may use of
+//! this crate, and nothing else. Verdicts without a running daemon (the daemon's own
+//! engine, in this process, over a policy file: `verify --policy`, `policy diff`), the
+//! daemon's own validation of a policy file (`policy check`), and the images in a
+//! containerd (`policy diff --containerd`).
 //!
 //! Trust data is fetched from the policy's trust servers as the daemon would. The
 //! node's trusted state is not touched: a fresh state in a temporary directory is used,
@@ -9,7 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use daemon::engine::{Ask, Engine, Loaded};
+use crate::engine::{Ask, Engine, Loaded};
 
 /// An engine over one policy file.
 pub struct Offline {
@@ -28,7 +31,7 @@ impl Offline {
         policy.daemon.containerd_socket = None;
         let state =
             key_store::StateStore::open(&policy.daemon.state_dir).map_err(|e| e.to_string())?;
-        let events = daemon::events::EventLog::open(&policy.daemon.events_file, u64::MAX, 0)
+        let events = crate::events::EventLog::open(&policy.daemon.events_file, u64::MAX, 0)
             .map_err(|e| format!("cannot open a scratch events file: {e}"))?;
         let loaded = Loaded::prepare(policy, 1, path).map_err(|p| p.join("; "))?;
         Ok(Offline {
@@ -50,4 +53,17 @@ impl Offline {
         v.event_id.clear();
         v
     }
+}
+
+/// Validates `policy` as pullguardd would before loading it: trust-server CA files,
+/// pinned certificates, the keys directory and its permissions. Every problem, each
+/// naming what is at fault.
+pub fn check(policy: policy::Policy, file: &Path) -> Result<policy::Policy, Vec<String>> {
+    Loaded::prepare(policy, 1, file).map(|l| l.policy)
+}
+
+/// Every image in every namespace of the containerd at `socket`: (namespace, name,
+/// target digest).
+pub async fn containerd_images(socket: &Path) -> Result<Vec<(String, String, String)>, String> {
+    crate::watcher::list_all(socket).await
 }

@@ -1,10 +1,14 @@
-//! Fetches a repository's trust data from a notary-server:
+//! The Notary v1 client: the one place that speaks notary-server's HTTP API, used by
+//! pullguardd (verdicts) and the CLI (inspect, sign). Fetches a repository's trust data
+//! from a notary-server:
 //! `GET <url>/v2/<gun>/_trust/tuf/<role>.json` and `<N>.root.json`.
 //!
 //! Sizes are capped while streaming, before anything is parsed: root and timestamp at
 //! trust-core's limits, snapshot, targets and targets/releases at its file limit, the
 //! others at the length the snapshot lists (unverified here; trust-core checks every
 //! length exactly).
+
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 
@@ -124,8 +128,8 @@ impl Fetcher {
                 .get(&url)
                 .send()
                 .await
-                .map_err(|e| unreachable(crate::error_chain(&e)))?,
-            Err(e) => return Err(unreachable(crate::error_chain(&e))),
+                .map_err(|e| unreachable(error_chain(&e)))?,
+            Err(e) => return Err(unreachable(error_chain(&e))),
         };
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -144,7 +148,7 @@ impl Fetcher {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| unreachable(crate::error_chain(&e)))?
+            .map_err(|e| unreachable(error_chain(&e)))?
         {
             if body.len() as u64 + chunk.len() as u64 > limit {
                 return Err(FetchError::TooLarge {
@@ -292,4 +296,21 @@ fn listed_delegations(snapshot: &[u8]) -> Vec<(String, u64)> {
         .filter_map(|(name, m)| Some((name.clone(), m["length"].as_u64()?)))
         .take(Limits::default().delegations)
         .collect()
+}
+
+/// An error with its causes, `outer: inner: innermost`, each said once, for one-line
+/// messages (shared by the daemon and the CLI).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        // Wrappers often repeat their cause's text; say it once.
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
 }
