@@ -14,20 +14,24 @@ use std::time::{Duration, Instant};
 
 use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::namespaces_client::NamespacesClient;
 use containerd_client::services::v1::{
-    DeleteImageRequest, DeleteRequest, Envelope, GetImageRequest, Image, ImageCreate, ImageUpdate,
-    ListImagesRequest, ListNamespacesRequest, ListRequest, ListResourcesRequest, SubscribeRequest,
+    DeleteImageRequest, Envelope, GetImageRequest, Image, SubscribeRequest,
 };
 use futures_util::StreamExt as _;
-use prost::Message as _;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 use api::codes::{EventKind, ReasonCode};
 
 use crate::engine::{Ask, Engine, Verdict};
+
+mod containerd;
+
+pub use containerd::{decode, list_all, ImageEvent};
+use containerd::{
+    exists, in_namespace, is_alias, list_images, namespaces, release_leases, same_target,
+    status_text, valid_digest,
+};
 
 /// Recorded as the source of the watcher's verdicts.
 pub const SOURCE: &str = "containerd-watcher";
@@ -48,63 +52,6 @@ const ALIAS_GRACE: Duration = Duration::from_secs(3);
 enum Why {
     Event,
     Sweep,
-}
-
-/// Which image event an envelope carries.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ImageEvent {
-    /// An image record was created.
-    Create(String),
-    /// An image record was changed (re-pull, re-tag).
-    Update(String),
-}
-
-/// Decodes an image event. containerd writes type URLs without a leading `/`, which
-/// prost's `Any::to_msg` would refuse. 1.x names the messages in its images service
-/// package, 2.x in `containerd.events`; the fields are the same.
-pub fn decode(any: &prost_types::Any) -> Option<ImageEvent> {
-    let url = any.type_url.trim_start_matches('/');
-    let name = url.rsplit_once('/').map_or(url, |(_, n)| n);
-    let short = name
-        .strip_prefix("containerd.events.")
-        .or_else(|| name.strip_prefix("containerd.services.images.v1."))?;
-    match short {
-        "ImageCreate" => ImageCreate::decode(any.value.as_slice())
-            .ok()
-            .map(|e| ImageEvent::Create(e.name)),
-        "ImageUpdate" => ImageUpdate::decode(any.value.as_slice())
-            .ok()
-            .map(|e| ImageEvent::Update(e.name)),
-        _ => None,
-    }
-}
-
-/// CRI names one record of every image by its config digest (`sha256:HEX`); such an
-/// alias has no repository to check and follows its named siblings.
-fn is_alias(name: &str) -> bool {
-    name.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-fn in_namespace<T>(msg: T, namespace: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    if let Ok(v) = namespace.parse() {
-        req.metadata_mut().insert("containerd-namespace", v);
-    }
-    req
-}
-
-fn status_text(s: &tonic::Status) -> String {
-    let mut text = if s.message().is_empty() {
-        format!("{:?}", s.code())
-    } else {
-        s.message().to_owned()
-    };
-    if let Some(cause) = std::error::Error::source(s) {
-        text.push_str(": ");
-        text.push_str(&crate::error_chain(cause));
-    }
-    text
 }
 
 /// Starts the watcher on `socket`; it runs (and reconnects) until the process exits.
@@ -315,97 +262,6 @@ async fn sweep(
     Ok(())
 }
 
-/// Every image in every namespace of the containerd at `socket`: (namespace, name,
-/// target digest). For shadow evaluations (`pullguard policy diff`).
-pub async fn list_all(socket: &Path) -> Result<Vec<(String, String, String)>, String> {
-    let channel = containerd_client::connect(socket).await.map_err(|e| {
-        format!(
-            "cannot connect to containerd at {}: {}",
-            socket.display(),
-            crate::error_chain(&e)
-        )
-    })?;
-    let namespaces = namespaces(&channel).await?;
-    let mut all = Vec::new();
-    for ns in namespaces {
-        for image in list_images(&channel, &ns, Vec::new()).await? {
-            let digest = image.target.map(|t| t.digest).unwrap_or_default();
-            all.push((ns.clone(), image.name, digest));
-        }
-    }
-    Ok(all)
-}
-
-/// containerd's namespaces.
-async fn namespaces(channel: &Channel) -> Result<Vec<String>, String> {
-    Ok(NamespacesClient::new(channel.clone())
-        .max_decoding_message_size(MAX_MESSAGE)
-        .list(ListNamespacesRequest::default())
-        .await
-        .map_err(|s| format!("cannot list namespaces: {}", status_text(&s)))?
-        .into_inner()
-        .namespaces
-        .into_iter()
-        .map(|n| n.name)
-        .collect())
-}
-
-async fn list_images(
-    channel: &Channel,
-    namespace: &str,
-    filters: Vec<String>,
-) -> Result<Vec<Image>, String> {
-    Ok(ImagesClient::new(channel.clone())
-        .max_decoding_message_size(MAX_MESSAGE)
-        .list(in_namespace(ListImagesRequest { filters }, namespace))
-        .await
-        .map_err(|s| {
-            format!(
-                "cannot list images in namespace {namespace}: {}",
-                status_text(&s)
-            )
-        })?
-        .into_inner()
-        .images)
-}
-
-/// The records in `namespace` whose target is `digest`.
-async fn same_target(
-    channel: &Channel,
-    namespace: &str,
-    digest: &str,
-) -> Result<Vec<Image>, String> {
-    // Digests are sha256:HEX (checked by the caller), so quoting cannot be broken out of.
-    list_images(
-        channel,
-        namespace,
-        vec![format!(r#"target.digest=="{digest}""#)],
-    )
-    .await
-}
-
-fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-}
-
-/// Whether the image record `name` still exists.
-async fn exists(channel: &Channel, namespace: &str, name: &str) -> Result<bool, String> {
-    match ImagesClient::new(channel.clone())
-        .get(in_namespace(
-            GetImageRequest {
-                name: name.to_owned(),
-            },
-            namespace,
-        ))
-        .await
-    {
-        Ok(r) => Ok(r.into_inner().image.is_some()),
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
-        Err(s) => Err(format!("cannot read the image record: {}", status_text(&s))),
-    }
-}
-
 /// Verifies one image record and enforces the verdict.
 async fn check_named(
     engine: &Arc<Engine>,
@@ -570,68 +426,6 @@ async fn remove(
     Ok(())
 }
 
-/// Deletes the leases that hold `digest` (an unfinished pull's), so that containerd's
-/// garbage collector can reclaim the rejected content. Returns what it deleted.
-async fn release_leases(
-    channel: &Channel,
-    namespace: &str,
-    digest: &str,
-) -> Result<Vec<String>, String> {
-    let mut leases = LeasesClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
-    let all = leases
-        .list(in_namespace(ListRequest::default(), namespace))
-        .await
-        .map_err(|s| format!("cannot list leases: {}", status_text(&s)))?
-        .into_inner()
-        .leases;
-    let mut deleted = Vec::new();
-    for lease in all {
-        let resources = match leases
-            .list_resources(in_namespace(
-                ListResourcesRequest {
-                    id: lease.id.clone(),
-                },
-                namespace,
-            ))
-            .await
-        {
-            Ok(r) => r.into_inner().resources,
-            Err(s) if s.code() == tonic::Code::NotFound => continue,
-            Err(s) => {
-                return Err(format!(
-                    "cannot list the resources of lease {}: {}",
-                    lease.id,
-                    status_text(&s)
-                ))
-            }
-        };
-        if !resources.iter().any(|r| r.id == digest) {
-            continue;
-        }
-        match leases
-            .delete(in_namespace(
-                DeleteRequest {
-                    id: lease.id.clone(),
-                    sync: true,
-                },
-                namespace,
-            ))
-            .await
-        {
-            Ok(_) => deleted.push(format!("lease {}", lease.id)),
-            Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => {
-                return Err(format!(
-                    "cannot delete lease {}: {}",
-                    lease.id,
-                    status_text(&s)
-                ))
-            }
-        }
-    }
-    Ok(deleted)
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn record(
     engine: &Engine,
@@ -673,67 +467,4 @@ async fn report_failure(engine: &Engine, namespace: &str, name: &str, cause: &st
     ev.namespace = Some(namespace.to_owned());
     ev.reason = Some(ReasonCode::WatcherFailed.as_str().to_owned());
     let _ = engine.emit(ev, true).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn any(url: &str, value: Vec<u8>) -> prost_types::Any {
-        prost_types::Any {
-            type_url: url.to_owned(),
-            value,
-        }
-    }
-
-    // The real-component test (tests/watcher.rs) runs containerd; this pins the decoding
-    // rules for the URL spellings containerd versions and other publishers use.
-    #[test]
-    fn decodes_type_urls_with_and_without_slash() {
-        let create = ImageCreate {
-            name: "docker.io/library/alpine:3.20".to_owned(),
-            ..ImageCreate::default()
-        }
-        .encode_to_vec();
-        for url in [
-            "containerd.services.images.v1.ImageCreate",
-            "containerd.events.ImageCreate",
-            "/containerd.events.ImageCreate",
-            "types.googleapis.com/containerd.events.ImageCreate",
-        ] {
-            assert_eq!(
-                decode(&any(url, create.clone())),
-                Some(ImageEvent::Create(
-                    "docker.io/library/alpine:3.20".to_owned()
-                )),
-                "{url}"
-            );
-        }
-        let update = ImageUpdate {
-            name: "x".to_owned(),
-            ..ImageUpdate::default()
-        }
-        .encode_to_vec();
-        assert_eq!(
-            decode(&any("containerd.events.ImageUpdate", update)),
-            Some(ImageEvent::Update("x".to_owned()))
-        );
-        assert_eq!(decode(&any("containerd.events.ImageDelete", vec![])), None);
-        assert_eq!(decode(&any("containerd.events.TaskCreate", vec![])), None);
-        assert_eq!(decode(&any("other.ImageCreate", vec![])), None);
-        assert_eq!(
-            decode(&any("containerd.events.ImageCreate", vec![0xff, 0xff])),
-            None,
-            "garbage is ignored, not a panic"
-        );
-    }
-
-    #[test]
-    fn alias_names_are_cri_ids_only() {
-        assert!(is_alias(&format!("sha256:{}", "a".repeat(64))));
-        assert!(!is_alias("sha256:abc"));
-        assert!(!is_alias(&format!("docker.io/x@sha256:{}", "a".repeat(64))));
-        assert!(valid_digest(&format!("sha256:{}", "0".repeat(64))));
-        assert!(!valid_digest(&format!("sha256:{}\"", "0".repeat(63))));
-    }
 }
