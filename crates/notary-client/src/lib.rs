@@ -276,24 +276,24 @@ impl Fetcher {
 /// Requests in flight at once for one repository's files after the snapshot.
 const FETCH_CONCURRENCY: usize = 8;
 
-fn parse(bytes: &[u8]) -> Option<serde_json::Value> {
-    serde_json::from_slice(bytes).ok()
-}
-
+// What the unverified root and snapshot say is read with trust-core's own parsers (no
+// second Notary parser here); trust-core verifies all of it afterwards. Unparsable
+// files give no hints, and trust-core then says what is wrong with them.
 fn version_of(bytes: &[u8]) -> Option<u64> {
-    parse(bytes)?["signed"]["version"].as_u64()
+    trust_core::metadata::parse_root("root", bytes)
+        .ok()
+        .map(|r| r.body.common.version)
 }
 
 fn listed_delegations(snapshot: &[u8]) -> Vec<(String, u64)> {
-    let Some(v) = parse(snapshot) else {
+    let Ok(snap) = trust_core::metadata::parse_meta_role("snapshot", "Snapshot", snapshot) else {
         return Vec::new();
     };
-    let Some(meta) = v["signed"]["meta"].as_object() else {
-        return Vec::new();
-    };
-    meta.iter()
+    snap.body
+        .meta
+        .into_iter()
         .filter(|(name, _)| name.starts_with("targets/"))
-        .filter_map(|(name, m)| Some((name.clone(), m["length"].as_u64()?)))
+        .map(|(name, m)| (name, m.length))
         .take(Limits::default().delegations)
         .collect()
 }
