@@ -46,7 +46,7 @@ pub enum StartError {
     Serve(#[source] tonic::transport::Error),
 }
 
-pub use notary_client::error_chain;
+pub use api::error_chain;
 
 /// How long open connections get after SIGTERM.
 const SHUTDOWN_GRACE_SECS: u64 = 3;

@@ -298,19 +298,4 @@ fn listed_delegations(snapshot: &[u8]) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// An error with its causes, `outer: inner: innermost`, each said once, for one-line
-/// messages (shared by the daemon and the CLI).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        // Wrappers often repeat their cause's text; say it once.
-        if !s.ends_with(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub use api::error_chain;

@@ -96,7 +96,7 @@ async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Proble
             what: format!(
                 "cannot reach pullguardd on {}: {}",
                 socket.display(),
-                chain(&e)
+                api::error_chain(&e)
             ),
             hint: HINT_DOWN,
             unreachable: true,
@@ -120,22 +120,6 @@ async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Proble
         )),
         Ok(Ok(resp)) => Ok(resp.into_inner()),
     }
-}
-
-/// An error and its causes, each said once (hyper's and std's errors repeat the text of
-/// their source in their own).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// The emergency override: `Ok(None)` when no file is set or it has expired, `Err` with

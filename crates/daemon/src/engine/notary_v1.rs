@@ -73,10 +73,15 @@ impl ProofKind for NotaryV1 {
                 match self.verified.fresh(&vkey, ttl) {
                     Some(r) => r,
                     None => {
-                        let repo = Arc::new(
-                            self.verify_repository(engine, loaded, rule, server, fetcher, &gun)
-                                .await?,
-                        );
+                        let at = Repository {
+                            engine,
+                            loaded,
+                            rule,
+                            server,
+                            fetcher,
+                            gun: &gun,
+                        };
+                        let repo = Arc::new(self.verify_repository(&at).await?);
                         self.verified.insert(vkey, repo.clone(), ttl);
                         repo
                     }
@@ -109,6 +114,16 @@ impl ProofKind for NotaryV1 {
     }
 }
 
+/// One repository as one rule sees it: what a verification and its fetch work from.
+struct Repository<'a> {
+    engine: &'a Engine,
+    loaded: &'a Loaded,
+    rule: &'a Rule,
+    server: &'a str,
+    fetcher: &'a Fetcher,
+    gun: &'a str,
+}
+
 impl NotaryV1 {
     fn pins_for(loaded: &Loaded, rule: &Rule, gun: &str) -> (Pins, bool) {
         let mut pins = loaded
@@ -126,15 +141,8 @@ impl NotaryV1 {
         (pins, tofu)
     }
 
-    async fn verify_repository(
-        &self,
-        engine: &Engine,
-        loaded: &Loaded,
-        rule: &Rule,
-        server: &str,
-        fetcher: &Fetcher,
-        gun: &str,
-    ) -> Result<VerifiedRepo, Denial> {
+    async fn verify_repository(&self, at: &Repository<'_>) -> Result<VerifiedRepo, Denial> {
+        let (engine, loaded, rule, gun) = (at.engine, at.loaded, at.rule, at.gun);
         let now = OffsetDateTime::now_utc();
         let phase = Instant::now();
         let state = engine.state.clone();
@@ -166,9 +174,7 @@ impl NotaryV1 {
         let trusted_root = record
             .as_ref()
             .and_then(|r| r.trusted.versions.get("root").copied());
-        let files = self
-            .trust_files(engine, loaded, rule, server, fetcher, gun, trusted_root)
-            .await?;
+        let files = self.trust_files(at, trusted_root).await?;
         let loaded_and_fetched = phase.elapsed();
         // Verification is CPU work (a large targets.json takes tens of milliseconds):
         // off the async workers, so that other verdicts keep flowing meanwhile.
@@ -216,17 +222,13 @@ impl NotaryV1 {
 
     /// Fresh trust data, one fetch per repository at a time; on failure, what the rule's
     /// `on_unreachable` allows.
-    #[allow(clippy::too_many_arguments)] // one fetch's whole context
     async fn trust_files(
         &self,
-        engine: &Engine,
-        loaded: &Loaded,
-        rule: &Rule,
-        server: &str,
-        fetcher: &Fetcher,
-        gun: &str,
+        at: &Repository<'_>,
         trusted_root: Option<u64>,
     ) -> Result<Arc<RepoFiles>, Denial> {
+        let (engine, loaded, rule, server, gun) =
+            (at.engine, at.loaded, at.rule, at.server, at.gun);
         let key = format!("{server}\u{0}{gun}");
         let ttl = loaded.policy.daemon.cache_ttl;
         if let Some(f) = self.files.fresh(&key, ttl) {
@@ -239,7 +241,7 @@ impl NotaryV1 {
         }
         engine.counters.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let fetched = fetcher.fetch(gun, trusted_root).await;
+        let fetched = at.fetcher.fetch(gun, trusted_root).await;
         let took = started.elapsed();
         tracing::debug!(gun, fetch_us = took.as_micros(), "trust data fetched");
         engine.counters.fetch_micros.fetch_add(
