@@ -190,3 +190,32 @@ fn every_test_the_threat_model_names_exists() {
         "only {checked} tests found in the threat model"
     );
 }
+
+/// A newcomer after the quick start: the README says where the binaries are and how long
+/// the first build takes, and the demo shows cargo's progress instead of minutes of
+/// silence.
+#[test]
+fn the_quick_start_says_where_things_are_and_how_long_they_take() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let quick = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a quick start section");
+    for needed in [
+        "scripts/demo",
+        "scripts/test",
+        "target/debug/",
+        "cargo install --locked --path crates/cli",
+        "first build takes",
+        "Rust 1.95",
+    ] {
+        assert!(quick.contains(needed), "quick start lacks {needed:?}");
+    }
+    let demo = std::fs::read_to_string(root.join("scripts/demo")).unwrap();
+    assert!(
+        demo.contains("cargo build --locked") && !demo.contains("cargo build --quiet"),
+        "the demo's build shows its progress"
+    );
+}
