@@ -12,10 +12,9 @@ mod notary_v1;
 pub mod prepare;
 pub mod proof;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use api::codes::{EventKind, ReasonCode};
 use arc_swap::ArcSwap;
@@ -159,7 +158,7 @@ pub struct Engine {
     /// The durable events file and fan-out.
     pub events: Arc<EventLog>,
     proofs: Proofs,
-    recent: Mutex<HashMap<(String, String), (Verdict, Instant)>>,
+    recent: cache::TtlCache<Verdict>,
     /// Recent errors, newest last.
     pub last_errors: Mutex<Vec<String>>,
     /// Outcome of the last reload.
@@ -179,7 +178,7 @@ impl Engine {
             state,
             events,
             proofs: Proofs::default(),
-            recent: Mutex::new(HashMap::new()),
+            recent: cache::TtlCache::new(RECENT_MAX),
             last_errors: Mutex::new(Vec::new()),
             last_reload: Mutex::new("ok".to_owned()),
             counters: Counters::default(),
@@ -256,7 +255,7 @@ impl Engine {
         let key = ImageRef::parse(image)
             .ok()
             .zip(digest)
-            .map(|(r, d)| (r.to_string(), d.to_owned()));
+            .map(|(r, d)| format!("{r}\u{0}{d}"));
         if ask.reuse_recent {
             if let Some(v) = key.as_ref().and_then(|k| self.recent(k, loaded.generation)) {
                 return v;
@@ -277,26 +276,14 @@ impl Engine {
 
     /// A verdict given for `key` under policy `generation` within the window, unless it
     /// was a "could not check now".
-    fn recent(&self, key: &(String, String), generation: u64) -> Option<Verdict> {
-        let map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
-            .filter(|(v, at)| {
-                v.generation == generation
-                    && at.elapsed() < RECENT_WINDOW
-                    && !v.reason.is_some_and(ReasonCode::is_transient)
-            })
-            .map(|(v, _)| v.clone())
+    fn recent(&self, key: &str, generation: u64) -> Option<Verdict> {
+        self.recent.fresh(key, RECENT_WINDOW).filter(|v| {
+            v.generation == generation && !v.reason.is_some_and(ReasonCode::is_transient)
+        })
     }
 
-    fn remember(&self, key: (String, String), verdict: &Verdict) {
-        let mut map = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= RECENT_MAX {
-            map.retain(|_, (_, at)| at.elapsed() < RECENT_WINDOW);
-            if map.len() >= RECENT_MAX {
-                map.clear();
-            }
-        }
-        map.insert(key, (verdict.clone(), Instant::now()));
+    fn remember(&self, key: String, verdict: &Verdict) {
+        self.recent.insert(key, verdict.clone(), RECENT_WINDOW);
     }
 
     /// A request that cannot be judged (a name or digest over the limits): refused with

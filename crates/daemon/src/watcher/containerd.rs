@@ -146,8 +146,12 @@ pub(super) fn valid_digest(d: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
-/// Whether the image record `name` still exists.
-pub(super) async fn exists(channel: &Channel, namespace: &str, name: &str) -> Result<bool, String> {
+/// The image record `name`, or `None` when it does not exist (any more).
+pub(super) async fn get_image(
+    channel: &Channel,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Image>, String> {
     match ImagesClient::new(channel.clone())
         .get(in_namespace(
             GetImageRequest {
@@ -157,8 +161,9 @@ pub(super) async fn exists(channel: &Channel, namespace: &str, name: &str) -> Re
         ))
         .await
     {
-        Ok(r) => Ok(r.into_inner().image.is_some()),
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+        Ok(r) => Ok(r.into_inner().image),
+        // Deleted meanwhile (by us for a sibling, or by someone).
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
         Err(s) => Err(format!("cannot read the image record: {}", status_text(&s))),
     }
 }

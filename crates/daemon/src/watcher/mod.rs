@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{
-    DeleteImageRequest, Envelope, GetImageRequest, Image, SubscribeRequest,
-};
+use containerd_client::services::v1::{DeleteImageRequest, Envelope, Image, SubscribeRequest};
 use futures_util::StreamExt as _;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
@@ -29,7 +27,7 @@ mod containerd;
 
 pub use containerd::{decode, list_all, ImageEvent};
 use containerd::{
-    exists, in_namespace, is_alias, list_images, namespaces, release_leases, same_target,
+    get_image, in_namespace, is_alias, list_images, namespaces, release_leases, same_target,
     status_text, valid_digest,
 };
 
@@ -273,22 +271,10 @@ async fn check_named(
 ) -> Result<(), String> {
     let image = match image {
         Some(i) => i,
-        None => match ImagesClient::new(channel.clone())
-            .get(in_namespace(
-                GetImageRequest {
-                    name: name.to_owned(),
-                },
-                namespace,
-            ))
-            .await
-        {
-            Ok(r) => match r.into_inner().image {
-                Some(i) => i,
-                None => return Ok(()),
-            },
-            // Deleted meanwhile (by us for a sibling, or by someone): nothing to check.
-            Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
-            Err(s) => return Err(format!("cannot read the image record: {}", status_text(&s))),
+        // Gone meanwhile: nothing to check.
+        None => match get_image(channel, namespace, name).await? {
+            Some(i) => i,
+            None => return Ok(()),
         },
     };
     let digest = image
@@ -304,7 +290,7 @@ async fn check_named(
         if why == Why::Event {
             tokio::time::sleep(ALIAS_GRACE).await;
             // Its named sibling may have been judged and removed, with it, meanwhile.
-            if !exists(channel, namespace, name).await? {
+            if get_image(channel, namespace, name).await?.is_none() {
                 return Ok(());
             }
         }
