@@ -7,6 +7,9 @@
 
 use std::fmt;
 
+/// Docker's `NameTotalLengthMax`: registry and path together, as normalised.
+pub const MAX_REPOSITORY_LEN: usize = 255;
+
 /// Why a reference was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid image reference {reference:?}: {why}")]
@@ -126,6 +129,13 @@ impl ImageRef {
         if !path.split('/').all(component_ok) {
             return Err(err(
                 "repository path components are lowercase letters, digits and . _ -",
+            ));
+        }
+        // Docker's limit on a repository name, counted as normalised: it also keeps the
+        // normal form itself parseable (a 4090-byte `aaa…` grows past the input limit).
+        if domain.len() + 1 + path.len() > MAX_REPOSITORY_LEN {
+            return Err(err(
+                "the repository name (registry/path, as normalised) is longer than 255 bytes",
             ));
         }
         let tag = match (tag, &digest) {
@@ -270,6 +280,24 @@ mod tests {
             "app//x",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    /// Found by the image_ref fuzz target: a long Docker Hub name grew past the input
+    /// limit when normalised, so its own normal form no longer parsed.
+    #[test]
+    fn repository_names_longer_than_dockers_limit_are_refused_as_normalised() {
+        // "docker.io/library/" is 18 bytes: 237 more make 255.
+        let fits = "a".repeat(237);
+        let normal = norm(&fits);
+        assert_eq!(normal, format!("docker.io/library/{fits}:latest"));
+        assert_eq!(norm(&normal), normal);
+        for bad in [
+            "a".repeat(238),
+            "a".repeat(4090),
+            format!("registry.example.com/{}", "b".repeat(235)),
+        ] {
+            assert!(ImageRef::parse(&bad).is_err(), "{bad:?} should be refused");
         }
     }
 
