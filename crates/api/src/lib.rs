@@ -10,6 +10,34 @@ mod generated {
 }
 pub use generated::*;
 
+use std::path::Path;
+use std::time::Duration;
+
+/// Where pullguardd listens unless `[daemon] socket` says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
+
+/// A client of pullguardd on its unix socket. `connect_timeout` bounds the connect
+/// itself; callers that must answer in time (the verifier) bound the whole call too.
+pub async fn connect(
+    socket: &Path,
+    connect_timeout: Duration,
+) -> Result<pullguard_client::PullguardClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let path = socket.to_path_buf();
+    // The URI is required by the API but never used: the connector ignores it.
+    let channel = tonic::transport::Endpoint::from_static("http://pullguardd")
+        .connect_timeout(connect_timeout)
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await?;
+    Ok(pullguard_client::PullguardClient::new(channel))
+}
+
 /// An error with its causes, `outer: inner: innermost`, each said once (hyper's, tonic's
 /// and std's errors often repeat their source's text in their own), for one-line
 /// messages. Shared by the daemon, the verifier and the CLI.

@@ -55,19 +55,9 @@ enum Command {
 }
 
 async fn connect(socket: &Path) -> PullguardClient<Channel> {
-    let path = socket.to_path_buf();
-    let channel = tonic::transport::Endpoint::from_static("http://pullguardd")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }))
+    api::connect(socket, std::time::Duration::from_secs(5))
         .await
-        .unwrap_or_else(|e| fail(&format!("cannot connect to {}: {e}", socket.display())));
-    PullguardClient::new(channel)
+        .unwrap_or_else(|e| fail(&format!("cannot connect to {}: {e}", socket.display())))
 }
 
 fn fail(message: &str) -> ! {

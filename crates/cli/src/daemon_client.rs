@@ -3,6 +3,7 @@
 //! Exit codes: 0 allowed (verify) or answered (status), 1 rejected, 2 bad usage,
 //! 3 the daemon cannot be reached.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use api::pullguard_client::PullguardClient;
 use serde_json::json;
 
-pub const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
+pub use api::DEFAULT_SOCKET;
 const VERIFIER_DIR: &str = "/opt/containerd/image-verifier/bin";
 
 pub const VERIFY_EXAMPLES: &str = "Examples:
@@ -124,14 +125,7 @@ async fn connect(
 ) -> Result<PullguardClient<tonic::transport::Channel>, String> {
     let (socket, from) = find_socket(flag);
     let socket = socket.as_path();
-    let path = socket.to_path_buf();
-    let endpoint = tonic::transport::Endpoint::from_static("http://pullguardd")
-        .connect_timeout(Duration::from_secs(2));
-    let channel = endpoint
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-        }))
+    api::connect(socket, Duration::from_secs(2))
         .await
         .map_err(|e| {
             format!(
@@ -139,8 +133,7 @@ async fn connect(
                 socket.display(),
                 std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
             )
-        })?;
-    Ok(PullguardClient::new(channel))
+        })
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
@@ -152,14 +145,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
 }
 
 fn unreachable(json_out: bool, message: &str) -> ExitCode {
-    if json_out {
-        println!(
-            "{}",
-            json!({"error": "daemon_unreachable", "message": message})
-        );
-    }
-    eprintln!("pullguard: {message}");
-    ExitCode::from(3)
+    crate::exit::fail(Exit::Unreachable, json_out, "daemon_unreachable", message)
 }
 
 pub fn verify(args: &VerifyArgs) -> ExitCode {
@@ -183,7 +169,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
                     println!("{}", json!({"error": "bad_policy", "message": e}));
                 }
                 eprintln!("pullguard: {e}");
-                ExitCode::from(2)
+                ExitCode::from(Exit::Usage)
             }
         };
     }
@@ -273,7 +259,7 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
     if v.allowed && v.reason.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(Exit::Refused)
     }
 }
 

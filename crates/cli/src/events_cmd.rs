@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 printed (even none), 2 bad usage or an unreadable file.
 
+use crate::exit::Exit;
 use std::io::{BufRead as _, Read as _, Seek as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -129,7 +130,7 @@ pub fn run(args: &Args) -> ExitCode {
             Ok(d) => Some(OffsetDateTime::now_utc() - d),
             Err(e) => {
                 eprintln!("pullguard: --since {s}: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(Exit::Usage);
             }
         },
     };
@@ -161,7 +162,7 @@ pub fn run(args: &Args) -> ExitCode {
                 "pullguard: cannot read the events file {}: {e} (set --file, or run as a user that may read it)",
                 path.display()
             );
-            return ExitCode::from(2);
+            return ExitCode::from(Exit::Usage);
         }
     };
     let mut reader = std::io::BufReader::new(file);
@@ -179,7 +180,7 @@ pub fn run(args: &Args) -> ExitCode {
             Ok(_) => pending.push_str(&buf),
             Err(e) => {
                 eprintln!("pullguard: reading {}: {e}", path.display());
-                return ExitCode::from(2);
+                return ExitCode::from(Exit::Usage);
             }
         }
     }

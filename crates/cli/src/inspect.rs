@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::exit::{fail, Exit};
+
 use serde_json::json;
 use time::OffsetDateTime;
 use trust_core::metadata::{parse_root, parse_targets};
@@ -51,14 +53,6 @@ pub struct Args {
     json: bool,
 }
 
-fn fail(code: u8, json_out: bool, error: &str, message: &str) -> ExitCode {
-    if json_out {
-        println!("{}", json!({"error": error, "message": message}));
-    }
-    eprintln!("pullguard: {message}");
-    ExitCode::from(code)
-}
-
 /// Splits `GUN[:TAG]`; a colon in the last path segment starts the tag.
 fn split(reference: &str) -> (&str, Option<&str>) {
     let last = reference.rfind('/').map_or(0, |i| i + 1);
@@ -78,7 +72,7 @@ pub fn run(args: &Args) -> ExitCode {
     let files: RepoFiles = if let Some(dir) = &args.metadata_dir {
         match crate::trust_verify::read_metadata_dir(dir, &limits) {
             Ok(f) => f,
-            Err(e) => return fail(2, args.json, "unreadable", &e.0),
+            Err(e) => return fail(Exit::Usage, args.json, "unreadable", &e.0),
         }
     } else {
         let server = policy::TrustServer {
@@ -93,27 +87,20 @@ pub fn run(args: &Args) -> ExitCode {
             timeout: std::time::Duration::from_secs(10),
         };
         let fetched = crate::daemon_client::block_on(async {
-            let fetcher = notary_client::Fetcher::new(&server).map_err(|e| (2, e.to_string()))?;
+            let fetcher = notary_client::Fetcher::new(&server)
+                .map_err(|e| (Exit::Usage, "bad_ca", e.to_string()))?;
             fetcher.fetch(gun, None).await.map_err(|e| {
-                let code = if matches!(e, notary_client::FetchError::NotFound { .. }) {
-                    1
+                if matches!(e, notary_client::FetchError::NotFound { .. }) {
+                    (Exit::Refused, "no_trust_data", e.to_string())
                 } else {
-                    3
-                };
-                (code, e.to_string())
+                    (Exit::Unreachable, "trust_server_unreachable", e.to_string())
+                }
             })
         });
         match fetched {
             Ok(Ok(f)) => f,
-            Ok(Err((code, m))) => {
-                let error = if code == 1 {
-                    "no_trust_data"
-                } else {
-                    "trust_server_unreachable"
-                };
-                return fail(code, args.json, error, &m);
-            }
-            Err(m) => return fail(2, args.json, "internal_error", &m),
+            Ok(Err((code, error, m))) => return fail(code, args.json, error, &m),
+            Err(m) => return fail(Exit::Usage, args.json, "internal_error", &m),
         }
     };
     if let Some(id) = args
@@ -121,8 +108,7 @@ pub fn run(args: &Args) -> ExitCode {
         .iter()
         .find(|id| id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()))
     {
-        return fail(
-            2,
+        return fail(Exit::Usage,
             args.json,
             "bad_usage",
             &format!("--root-key-id {id:?} is not a 64-digit hex key ID; a pin takes the full ID (this command prints it where it suggests pinning), since a short prefix could be matched by a key made for it"),
@@ -147,7 +133,7 @@ pub fn run(args: &Args) -> ExitCode {
             Ok(t) => t,
             Err(e) => {
                 return fail(
-                    2,
+                    Exit::Usage,
                     args.json,
                     "bad_usage",
                     &format!("--now {t:?} is not an RFC 3339 time: {e}"),
@@ -166,7 +152,7 @@ pub fn run(args: &Args) -> ExitCode {
             } else {
                 format!("{gun}: {message}")
             };
-            return fail(1, args.json, e.reason().as_str(), &message);
+            return fail(Exit::Refused, args.json, e.reason().as_str(), &message);
         }
     };
 
@@ -208,7 +194,7 @@ pub fn run(args: &Args) -> ExitCode {
         tags.retain(|name, _| *name == t);
         if tags.is_empty() {
             return fail(
-                1,
+                Exit::Refused,
                 args.json,
                 "unknown_tag",
                 &format!("{gun}: no role signs tag {t:?}"),

@@ -4,6 +4,7 @@
 //! for keys we store, `PULLGUARD_IMPORT_PASSPHRASE` for files we import) or from a
 //! prompt on the terminal. They are never echoed, logged or printed.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -168,7 +169,7 @@ fn fail(json_out: bool, message: impl std::fmt::Display) -> ExitCode {
         println!("{}", json!({"ok": false, "message": message.to_string()}));
     }
     eprintln!("pullguard: {message}");
-    ExitCode::from(2)
+    ExitCode::from(Exit::Usage)
 }
 
 pub fn run(dirs: &Dirs, command: &Command) -> ExitCode {
@@ -297,7 +298,7 @@ fn execute(dirs: &Dirs, command: &Command) -> Result<ExitCode, String> {
                 );
             }
             if !failed.is_empty() {
-                return Ok(ExitCode::from(1));
+                return Ok(ExitCode::from(Exit::Refused));
             }
         }
         Command::List => {
@@ -400,7 +401,7 @@ fn execute(dirs: &Dirs, command: &Command) -> Result<ExitCode, String> {
                 println!("{repository} had no pins");
             }
             if !removed {
-                return Ok(ExitCode::from(1));
+                return Ok(ExitCode::from(Exit::Refused));
             }
         }
         Command::ShowState { gun } => {
@@ -414,7 +415,7 @@ fn execute(dirs: &Dirs, command: &Command) -> Result<ExitCode, String> {
                     } else {
                         println!("no trusted state for {gun}");
                     }
-                    return Ok(ExitCode::from(1));
+                    return Ok(ExitCode::from(Exit::Refused));
                 }
                 Some(r) if dirs.json => println!(
                     "{}",

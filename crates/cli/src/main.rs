@@ -2,14 +2,18 @@
 
 use std::process::ExitCode;
 
+use exit::Exit;
+
 use clap::Parser as _;
 
 mod daemon_client;
 mod events_cmd;
+mod exit;
 mod inspect;
 mod keys;
 mod policy_cmd;
 mod publish;
+mod registry;
 mod rotate;
 mod sign;
 mod signer;
@@ -117,7 +121,7 @@ fn main() -> ExitCode {
                         "pullguard: cannot write man pages to {}: {e}",
                         dir.display()
                     );
-                    ExitCode::from(2)
+                    ExitCode::from(Exit::Usage)
                 }
             }
         }

@@ -9,6 +9,8 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::exit::{fail, Exit};
+
 use policy::{ImageRef, Policy, Require};
 use serde_json::json;
 
@@ -91,14 +93,6 @@ pub fn run(command: &Command) -> ExitCode {
     }
 }
 
-fn fail(code: u8, json_out: bool, error: &str, message: &str) -> ExitCode {
-    if json_out {
-        println!("{}", json!({"error": error, "message": message}));
-    }
-    eprintln!("pullguard: {message}");
-    ExitCode::from(code)
-}
-
 /// `1 rule`, `2 rules`.
 fn count(n: usize, what: &str) -> String {
     if n == 1 {
@@ -112,7 +106,7 @@ fn check(file: &Path, json_out: bool) -> ExitCode {
     // Unreadable input is exit 2, as in every other command; 1 means "read, and invalid".
     if let Err(e) = std::fs::File::open(file) {
         return fail(
-            2,
+            Exit::Usage,
             json_out,
             "unreadable",
             &format!("cannot read the policy file {}: {e}", file.display()),
@@ -166,7 +160,7 @@ fn check(file: &Path, json_out: bool) -> ExitCode {
                     count(e.problems.len(), "error")
                 );
             }
-            ExitCode::from(1)
+            ExitCode::from(Exit::Refused)
         }
         Ok(p) => {
             let warnings = p.lint();
@@ -242,11 +236,11 @@ fn describe(r: &policy::Rule) -> String {
 fn explain(image: &str, file: &Path, json_out: bool) -> ExitCode {
     let p = match Policy::load(file) {
         Ok(p) => p,
-        Err(e) => return fail(2, json_out, "bad_policy", &e.to_string()),
+        Err(e) => return fail(Exit::Usage, json_out, "bad_policy", &e.to_string()),
     };
     let reference = match ImageRef::parse(image) {
         Ok(r) => r,
-        Err(e) => return fail(2, json_out, "invalid_reference", &e.to_string()),
+        Err(e) => return fail(Exit::Usage, json_out, "invalid_reference", &e.to_string()),
     };
     let candidates = p.candidates(&reference);
     let why = |i: usize| -> String {
@@ -312,7 +306,7 @@ fn explain(image: &str, file: &Path, json_out: bool) -> ExitCode {
         }
     }
     if candidates.is_empty() {
-        ExitCode::from(1)
+        ExitCode::from(Exit::Refused)
     } else {
         ExitCode::SUCCESS
     }
@@ -341,13 +335,15 @@ fn diff(
     json_out: bool,
 ) -> ExitCode {
     let result = crate::daemon_client::block_on(async {
-        let old_engine = daemon::offline::Offline::load(old).map_err(|e| (2, "bad_policy", e))?;
-        let new_engine = daemon::offline::Offline::load(new).map_err(|e| (2, "bad_policy", e))?;
+        let old_engine =
+            daemon::offline::Offline::load(old).map_err(|e| (Exit::Usage, "bad_policy", e))?;
+        let new_engine =
+            daemon::offline::Offline::load(new).map_err(|e| (Exit::Usage, "bad_policy", e))?;
         let images = match list {
-            Some(path) => images_from_list(path).map_err(|e| (2, "bad_image_list", e))?,
+            Some(path) => images_from_list(path).map_err(|e| (Exit::Usage, "bad_image_list", e))?,
             None => daemon::offline::containerd_images(containerd)
                 .await
-                .map_err(|e| (3, "containerd_unreachable", e))?
+                .map_err(|e| (Exit::Unreachable, "containerd_unreachable", e))?
                 .into_iter()
                 .map(|(ns, name, digest)| (format!("{ns}/{name}"), name, Some(digest)))
                 .collect(),
@@ -365,10 +361,10 @@ fn diff(
         if progress {
             eprintln!("\rchecked {0}/{0}", images.len());
         }
-        Ok::<_, (u8, &str, String)>(rows)
+        Ok::<_, (Exit, &str, String)>(rows)
     });
     let rows = match result {
-        Err(e) => return fail(2, json_out, "internal_error", &e),
+        Err(e) => return fail(Exit::Usage, json_out, "internal_error", &e),
         Ok(Err((code, error, message))) => return fail(code, json_out, error, &message),
         Ok(Ok(rows)) => rows,
     };
@@ -420,6 +416,6 @@ fn diff(
     if changed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(Exit::Refused)
     }
 }

@@ -3,6 +3,7 @@
 //! the snapshot signed here when its key is ours (else by the server), one multipart POST
 //! the server applies whole, and a concurrent publish told apart from a refusal.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -22,12 +23,12 @@ pub const ROOT_LIFETIME: time::Duration = time::Duration::days(10 * 365);
 /// Why publishing failed; each message says what to do. `code` is the exit code.
 #[derive(Debug)]
 pub struct Failure {
-    pub code: u8,
+    pub code: Exit,
     pub kind: &'static str,
     pub message: String,
 }
 
-pub fn failure(code: u8, kind: &'static str, message: impl Into<String>) -> Failure {
+pub fn failure(code: Exit, kind: &'static str, message: impl Into<String>) -> Failure {
     Failure {
         code,
         kind,
@@ -49,7 +50,7 @@ pub fn report(
     work: impl std::future::Future<Output = Result<(Value, String), Failure>>,
 ) -> std::process::ExitCode {
     let outcome = crate::daemon_client::block_on(work)
-        .unwrap_or_else(|e| Err(failure(2, "internal_error", e)));
+        .unwrap_or_else(|e| Err(failure(Exit::Usage, "internal_error", e)));
     match outcome {
         Ok((v, text)) => {
             if json_out {
@@ -68,7 +69,7 @@ pub fn report(
             } else {
                 eprintln!("pullguard: {command}: {}", f.message);
             }
-            std::process::ExitCode::from(f.code)
+            f.code.into()
         }
     }
 }
@@ -122,11 +123,11 @@ fn connect(target: &Target) -> Result<(notary_client::Fetcher, StateStore, KeyDi
         timeout: std::time::Duration::from_secs(30),
     };
     let fetcher = notary_client::Fetcher::new(&server)
-        .map_err(|e| failure(2, "bad_trust_server", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "bad_trust_server", e.to_string()))?;
     let state = StateStore::open(&target.state_dir)
-        .map_err(|e| failure(2, "state_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "state_unreadable", e.to_string()))?;
     let keys = KeyDir::open(&target.keys_dir.join("private"))
-        .map_err(|e| failure(2, "keys_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "keys_unreadable", e.to_string()))?;
     Ok((fetcher, state, keys))
 }
 
@@ -143,7 +144,7 @@ pub fn new_root_key(gun: &str) -> Result<(SigningKey, String, Value), Failure> {
     );
     let cert = key
         .self_signed_cert(gun, ROOT_CERT_DAYS)
-        .map_err(|e| failure(2, "internal_error", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "internal_error", e.to_string()))?;
     let id = trust_core::keys::key_id("ecdsa-x509", cert.as_bytes());
     let entry = json!({"keytype": "ecdsa-x509", "keyval": {"private": null, "public": b64(cert.as_bytes())}});
     Ok((key, id, entry))
@@ -174,42 +175,22 @@ pub async fn server_key(
     role: &str,
     rotate: bool,
 ) -> Result<(String, Value), Failure> {
-    let (client, base) = fetcher.http();
-    let url = format!("{base}/v2/{gun}/_trust/tuf/{role}.key");
-    let request = if rotate {
-        client.post(&url)
-    } else {
-        client.get(&url)
-    };
-    let unreachable = |e: String| {
+    let (keytype, public) = fetcher.server_key(gun, role, rotate).await.map_err(|e| {
         failure(
-            3,
+            Exit::Unreachable,
             "trust_server_unreachable",
-            format!("cannot get the {role} key from {base}: {e}"),
+            format!("cannot get the {role} key: {e}"),
         )
-    };
-    let resp = request
-        .send()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    if !resp.status().is_success() {
-        return Err(unreachable(format!("HTTP {}", resp.status())));
-    }
-    let body = resp.bytes().await.map_err(|e| unreachable(e.to_string()))?;
-    if body.len() > 256 * 1024 {
-        return Err(unreachable("an oversized key".to_owned()));
-    }
-    let v: Value = serde_json::from_slice(&body).map_err(|e| unreachable(e.to_string()))?;
-    let keytype = v["keytype"].as_str().unwrap_or_default().to_owned();
-    let public = v["keyval"]["public"]
-        .as_str()
-        .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
-        .ok_or_else(|| unreachable("a key without a public part".to_owned()))?;
+    })?;
     if PublicKey::new(&keytype, &public)
         .unusable_reason()
         .is_some()
     {
-        return Err(unreachable(format!("an unusable {keytype:?} key")));
+        return Err(failure(
+            Exit::Unreachable,
+            "trust_server_unreachable",
+            format!("{} sent an unusable {keytype:?} {role} key", fetcher.url()),
+        ));
     }
     let id = trust_core::keys::key_id(&keytype, &public);
     Ok((
@@ -230,17 +211,17 @@ pub async fn initialise(target: &Target, gun: &str, targets: Value) -> Result<()
         "PULLGUARD_ROOT_PASSPHRASE",
         &format!("Passphrase for the new root key of {gun}: "),
     )
-    .map_err(|e| failure(2, "no_passphrase", e))?;
+    .map_err(|e| failure(Exit::Usage, "no_passphrase", e))?;
     let repo_pass = crate::keys::passphrase_for(
         "PULLGUARD_REPOSITORY_PASSPHRASE",
         &format!("Passphrase for the new targets key of {gun}: "),
     )
-    .map_err(|e| failure(2, "no_passphrase", e))?;
+    .map_err(|e| failure(Exit::Usage, "no_passphrase", e))?;
     let (root_key, root_id, root_entry) = new_root_key(gun)?;
     let (targets_key, targets_id, targets_entry) = new_role_key(gun, "targets");
     for (key, pass) in [(&root_key, &root_pass), (&targets_key, &repo_pass)] {
         keys.store(key, pass)
-            .map_err(|e| failure(2, "keys_unwritable", e.to_string()))?;
+            .map_err(|e| failure(Exit::Usage, "keys_unwritable", e.to_string()))?;
     }
     let now = OffsetDateTime::now_utc();
     let one = |id: &str| json!({"keyids": [id], "threshold": 1});
@@ -291,9 +272,9 @@ impl Session {
         let (fetcher, state, keys) = connect(target)?;
         let (files, _) = current(&fetcher, &state, gun).await?;
         let root = parse_root("root", files.get("root").unwrap_or_default())
-            .map_err(|e| failure(1, "malformed_metadata", e.to_string()))?;
+            .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))?;
         let top = parse_targets("targets", files.get("targets").unwrap_or_default())
-            .map_err(|e| failure(1, "malformed_metadata", e.to_string()))?;
+            .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))?;
         Ok(Session {
             gun: gun.to_owned(),
             fetcher,
@@ -334,7 +315,7 @@ impl Session {
             .find(|d| d.name == role)
             .ok_or_else(|| {
                 failure(
-                    1,
+                    Exit::Refused,
                     "unknown_role",
                     format!("{} has no role {role}", self.gun),
                 )
@@ -342,7 +323,7 @@ impl Session {
         if let Some(t) = target {
             if d.uses_hash_prefixes || !d.paths.iter().any(|p| t.starts_with(p.as_str())) {
                 return Err(failure(
-                    1,
+                    Exit::Refused,
                     "outside_delegated_paths",
                     format!("{role} may not sign {t:?}: its paths are {:?}", d.paths),
                 ));
@@ -492,7 +473,7 @@ async fn current(
     let now = OffsetDateTime::now_utc();
     let record = state
         .load(gun)
-        .map_err(|e| failure(2, "state_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "state_unreadable", e.to_string()))?;
     let trusted_root = record
         .as_ref()
         .and_then(|r| r.trusted.versions.get("root").copied());
@@ -501,17 +482,21 @@ async fn current(
         .await
         .map_err(|e| match e {
             notary_client::FetchError::NotFound { .. } => failure(
-                1,
+                Exit::Refused,
                 "no_trust_data",
                 format!("{e}; `pullguard sign {gun}:TAG` initialises it with its first tag"),
             ),
-            other => failure(3, "trust_server_unreachable", other.to_string()),
+            other => failure(
+                Exit::Unreachable,
+                "trust_server_unreachable",
+                other.to_string(),
+            ),
         })?;
     let mut opts = VerifyOptions::new(gun, now, RootAnchor::FirstUse);
     opts.state = record.as_ref().map(|r| &r.trusted);
     let repo = trust_core::verify(&files, &opts).map_err(|e| {
         failure(
-            1,
+            Exit::Refused,
             e.reason().as_str(),
             format!("the current trust data of {gun} does not verify, so nothing was signed: {e}"),
         )
@@ -519,7 +504,7 @@ async fn current(
     let tofu = key_store::TofuRecord::if_first_use(&repo, now);
     state
         .record_verified(repo.state.clone(), now, tofu)
-        .map_err(|e| failure(2, "state_unwritable", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "state_unwritable", e.to_string()))?;
     Ok((files, repo))
 }
 
@@ -531,12 +516,13 @@ fn delegating_role(
     let parent = role.rsplit_once('/').map_or("targets", |(p, _)| p);
     let bytes = files.get(parent).ok_or_else(|| {
         failure(
-            1,
+            Exit::Refused,
             "unknown_role",
             format!("{parent} (the parent of {role}) has no trust data"),
         )
     })?;
-    parse_targets(parent, bytes).map_err(|e| failure(1, "malformed_metadata", e.to_string()))
+    parse_targets(parent, bytes)
+        .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))
 }
 
 /// One of our keys that may sign, with the ID the role lists it under. Notary lists
@@ -550,7 +536,7 @@ fn signing_key(
 ) -> Result<(String, SigningKey), Failure> {
     let stored: Vec<String> = keys
         .list()
-        .map_err(|e| failure(2, "keys_unreadable", e.to_string()))?
+        .map_err(|e| failure(Exit::Usage, "keys_unreadable", e.to_string()))?
         .into_iter()
         .map(|k| k.id)
         .collect();
@@ -567,10 +553,10 @@ fn signing_key(
                 &id[..12.min(id.len())]
             ),
         )
-        .map_err(|e| failure(2, "no_passphrase", e))?;
+        .map_err(|e| failure(Exit::Usage, "no_passphrase", e))?;
         let key = keys.load(&id, &pass).map_err(|e| {
             failure(
-                2,
+                Exit::Usage,
                 "wrong_passphrase",
                 format!(
                     "{e} (the passphrase comes from {env} or the terminal); nothing was published"
@@ -579,8 +565,7 @@ fn signing_key(
         })?;
         return Ok((listed, key));
     }
-    Err(failure(
-        2,
+    Err(failure(Exit::Usage,
         "missing_key",
         format!(
             "no key in {} may sign {role} of {gun} (it accepts key IDs {}); import it with `pullguard keys import`, or have its holder sign, or add yours with `pullguard signer add`",
@@ -615,11 +600,11 @@ fn stored_ids(keys: &KeyDir) -> Vec<String> {
 /// The `signed` object of a role file.
 pub fn signed_body(bytes: &[u8]) -> Result<Value, Failure> {
     let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| failure(1, "malformed_metadata", e.to_string()))?;
+        .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))?;
     match v.get("signed") {
         Some(s) if s.is_object() => Ok(s.clone()),
         _ => Err(failure(
-            1,
+            Exit::Refused,
             "malformed_metadata",
             "a role file without a signed object",
         )),
@@ -629,9 +614,10 @@ pub fn signed_body(bytes: &[u8]) -> Result<Value, Failure> {
 /// `{"signed": …, "signatures": […]}` with `signed` in canonical form, signed by `keys`.
 fn envelope(body: &Value, keys: &[(&str, &SigningKey)]) -> Result<Vec<u8>, Failure> {
     let canonical = trust_core::canonical::canonicalize(
-        &serde_json::to_vec(body).map_err(|e| failure(2, "internal_error", e.to_string()))?,
+        &serde_json::to_vec(body)
+            .map_err(|e| failure(Exit::Usage, "internal_error", e.to_string()))?,
     )
-    .map_err(|e| failure(2, "internal_error", e.to_string()))?;
+    .map_err(|e| failure(Exit::Usage, "internal_error", e.to_string()))?;
     let signatures: Vec<Value> = keys
         .iter()
         .map(|(id, key)| {
@@ -644,7 +630,7 @@ fn envelope(body: &Value, keys: &[(&str, &SigningKey)]) -> Result<Vec<u8>, Failu
     out.extend_from_slice(b",\"signatures\":");
     out.extend_from_slice(
         &serde_json::to_vec(&signatures)
-            .map_err(|e| failure(2, "internal_error", e.to_string()))?,
+            .map_err(|e| failure(Exit::Usage, "internal_error", e.to_string()))?,
     );
     out.push(b'}');
     Ok(out)
@@ -656,50 +642,10 @@ async fn upload_all(
     gun: &str,
     files: &[(String, Vec<u8>)],
 ) -> Result<(), Failure> {
-    let mut form = reqwest::multipart::Form::new();
-    for (role, bytes) in files {
-        let part = reqwest::multipart::Part::bytes(bytes.clone())
-            .file_name(role.clone())
-            .mime_str("application/octet-stream")
-            .map_err(|e| failure(2, "internal_error", e.to_string()))?;
-        form = form.part("files", part);
-    }
-    let (client, base) = fetcher.http();
-    let url = format!("{base}/v2/{gun}/_trust/tuf/");
-    let resp = client
-        .post(&url)
-        .multipart(form)
-        .send()
-        .await
-        .map_err(|e| {
-            failure(
-                3,
-                "trust_server_unreachable",
-                format!("cannot upload to {base}: {e}; nothing was published"),
-            )
-        })?;
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let body = resp.bytes().await.unwrap_or_default();
-    let detail = serde_json::from_slice::<Value>(&body[..body.len().min(64 * 1024)])
-        .ok()
-        .and_then(|v| {
-            let e = v["errors"].get(0)?.clone();
-            Some(format!(
-                "{} {}",
-                e["message"].as_str().unwrap_or_default(),
-                e.get("detail").map(Value::to_string).unwrap_or_default()
-            ))
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
-    Err(failure(
-        1,
-        "upload_refused",
-        format!(
-            "{base} refused the update (HTTP {status}): {}; the remote trust data is unchanged",
-            detail.trim()
-        ),
-    ))
+    fetcher.upload(gun, files).await.map_err(|e| match e {
+        notary_client::FetchError::Refused { .. } => {
+            failure(Exit::Refused, "upload_refused", e.to_string())
+        }
+        _ => failure(Exit::Unreachable, "trust_server_unreachable", e.to_string()),
+    })
 }

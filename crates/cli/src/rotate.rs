@@ -7,6 +7,7 @@
 //! Backup copies the root key's encrypted file to a file the operator chooses; restore
 //! puts it back.
 
+use crate::exit::Exit;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
@@ -147,15 +148,15 @@ async fn rotate(repository: &str, role: Role, target: &Target) -> Result<(Value,
         .collect();
     let signer = root_key(&session)?;
     let keys = KeyDir::open(&target.keys_dir.join("private"))
-        .map_err(|e| failure(2, "keys_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "keys_unreadable", e.to_string()))?;
     let store = |key: &SigningKey, env: &str, what: &str| -> Result<PathBuf, Failure> {
         let pass =
             crate::keys::passphrase_for(env, &format!("Passphrase for the new {what} key: "))
-                .map_err(|e| failure(2, "no_passphrase", e))?;
+                .map_err(|e| failure(Exit::Usage, "no_passphrase", e))?;
         // Stored before anything is published: a lost new key would lock the
         // repository out.
         keys.store(key, &pass)
-            .map_err(|e| failure(2, "keys_unwritable", e.to_string()))
+            .map_err(|e| failure(Exit::Usage, "keys_unwritable", e.to_string()))
     };
 
     // The new key: made here, or by the server for a snapshot it manages.
@@ -243,7 +244,7 @@ async fn backup(
         .stored_file_of(&session.root_role_keys("root"))
         .ok_or_else(|| {
             failure(
-                2,
+                Exit::Usage,
                 "missing_key",
                 format!(
                     "no root key of {repository} in {}",
@@ -251,8 +252,13 @@ async fn backup(
                 ),
             )
         })?;
-    let bytes = std::fs::read(&file)
-        .map_err(|e| failure(2, "keys_unreadable", format!("{}: {e}", file.display())))?;
+    let bytes = std::fs::read(&file).map_err(|e| {
+        failure(
+            Exit::Usage,
+            "keys_unreadable",
+            format!("{}: {e}", file.display()),
+        )
+    })?;
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -260,14 +266,20 @@ async fn backup(
         .open(to)
         .map_err(|e| {
             failure(
-                2,
+                Exit::Usage,
                 "backup_unwritable",
                 format!("{}: {e} (the backup file must not exist yet)", to.display()),
             )
         })?;
     out.write_all(&bytes)
         .and_then(|()| out.sync_all())
-        .map_err(|e| failure(2, "backup_unwritable", format!("{}: {e}", to.display())))?;
+        .map_err(|e| {
+            failure(
+                Exit::Usage,
+                "backup_unwritable",
+                format!("{}: {e}", to.display()),
+            )
+        })?;
     Ok((
         json!({"ok": true, "repository": repository, "key_id": id, "file": to}),
         format!(
@@ -279,11 +291,16 @@ async fn backup(
 }
 
 fn restore(file: &std::path::Path, keys_dir: &std::path::Path) -> Result<(Value, String), Failure> {
-    let bytes = std::fs::read(file)
-        .map_err(|e| failure(2, "backup_unreadable", format!("{}: {e}", file.display())))?;
+    let bytes = std::fs::read(file).map_err(|e| {
+        failure(
+            Exit::Usage,
+            "backup_unreadable",
+            format!("{}: {e}", file.display()),
+        )
+    })?;
     if bytes.len() > 64 * 1024 {
         return Err(failure(
-            2,
+            Exit::Usage,
             "backup_unreadable",
             format!("{}: larger than a key file", file.display()),
         ));
@@ -292,19 +309,19 @@ fn restore(file: &std::path::Path, keys_dir: &std::path::Path) -> Result<(Value,
         "PULLGUARD_ROOT_PASSPHRASE",
         "Passphrase of the backed-up key: ",
     )
-    .map_err(|e| failure(2, "no_passphrase", e))?;
+    .map_err(|e| failure(Exit::Usage, "no_passphrase", e))?;
     let key = SigningKey::from_pem(&bytes, &pass, &file.display().to_string()).map_err(|e| {
         failure(
-            2,
+            Exit::Usage,
             "wrong_passphrase",
             format!("{e} (the passphrase comes from PULLGUARD_ROOT_PASSPHRASE or the terminal)"),
         )
     })?;
     let keys = KeyDir::open(&keys_dir.join("private"))
-        .map_err(|e| failure(2, "keys_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "keys_unreadable", e.to_string()))?;
     let path = keys
         .store(&key, &pass)
-        .map_err(|e| failure(2, "keys_unwritable", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "keys_unwritable", e.to_string()))?;
     Ok((
         json!({"ok": true, "key_id": key.key_id(), "role": key.role, "gun": key.gun, "path": path}),
         format!(

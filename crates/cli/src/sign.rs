@@ -1,7 +1,7 @@
 //! `pullguard sign`: adds an image tag to a repository's Notary trust data and publishes
 //! it, so that nodes running pullguardd accept the pull.
 //!
-//! The tag's digest and size come from the registry (OCI distribution API, `oci-client`,
+//! The tag's digest and size come from the registry (OCI distribution API, `registry.rs`,
 //! credentials from the docker config file), or from `--digest` and `--size`. The current
 //! trust data is fetched and verified first (trust on first use, then the rollback
 //! protection of the state directory), the changed role gets a new version signed with
@@ -13,6 +13,7 @@
 //! targets keys made here (the root key stays here, encrypted), timestamp and snapshot
 //! keys held by the server.
 
+use crate::exit::Exit;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -75,10 +76,10 @@ pub fn run(args: &Args) -> ExitCode {
 
 async fn sign(args: &Args) -> Result<Value, Failure> {
     let image = policy::ImageRef::parse(&args.reference)
-        .map_err(|e| failure(2, "invalid_reference", e.to_string()))?;
+        .map_err(|e| failure(Exit::Usage, "invalid_reference", e.to_string()))?;
     let tag = image.tag.clone().ok_or_else(|| {
         failure(
-            2,
+            Exit::Usage,
             "invalid_reference",
             format!("{}: give a tag to sign (REPOSITORY:TAG)", args.reference),
         )
@@ -189,14 +190,13 @@ fn check_resolves(
     };
     let m = after.resolve_tag(tag, policy).map_err(|e| {
         failure(
-            1,
+            Exit::Refused,
             "not_published",
             format!("published, but reading it back: {e}"),
         )
     })?;
     if m.sha256 != digest_hex {
-        return Err(failure(
-            1,
+        return Err(failure(Exit::Refused,
             "not_published",
             format!("published, but {gun}:{tag} now resolves to sha256:{} (someone else signed it meanwhile?)", m.sha256),
         ));
@@ -235,7 +235,7 @@ fn parse_digest(d: &str) -> Result<String, Failure> {
             Ok(h.to_ascii_lowercase())
         }
         _ => Err(failure(
-            2,
+            Exit::Usage,
             "invalid_digest",
             format!("{d:?} is not sha256:<64 hex digits>"),
         )),
@@ -248,50 +248,38 @@ async fn manifest_of(
     image: &policy::ImageRef,
     tag: &str,
 ) -> Result<(String, u64), Failure> {
-    use oci_client::{client::ClientConfig, client::ClientProtocol, secrets::RegistryAuth};
-    let registry = if image.domain == "docker.io" {
-        "index.docker.io".to_owned()
-    } else {
-        image.domain.clone()
+    let registry = crate::registry::Registry {
+        host: &image.domain,
+        // Compared as canonical hosts: `LOCALHOST:05000` names `localhost:5000`.
+        insecure: args
+            .insecure_registry
+            .iter()
+            .any(|h| policy::canonical_host(h).is_ok_and(|h| h == image.domain)),
+        credentials: docker_config_auth(&image.domain),
     };
-    let reference =
-        oci_client::Reference::with_tag(registry.clone(), image.path.clone(), tag.to_owned());
-    let client = oci_client::Client::new(ClientConfig {
-        protocol: if args.insecure_registry.is_empty() {
-            ClientProtocol::Https
-        } else {
-            ClientProtocol::HttpsExcept(args.insecure_registry.clone())
-        },
-        ..ClientConfig::default()
-    });
-    let auth = match docker_config_auth(&image.domain) {
-        Some((user, pass)) => RegistryAuth::Basic(user, pass),
-        None => RegistryAuth::Anonymous,
-    };
-    let accepted = [
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ];
-    let (bytes, digest) = client
-        .pull_manifest_raw(&reference, &auth, &accepted)
-        .await
-        .map_err(|e| {
-            failure(
-                3,
-                "registry_unreachable",
-                format!("cannot read the manifest of {}:{tag} from {registry}: {e} (or give --digest and --size)", image.repository()),
-            )
-        })?;
+    let crate::registry::Manifest {
+        bytes,
+        claimed_digest: digest,
+    } = registry.manifest(&image.path, tag).await.map_err(|e| {
+        failure(
+            Exit::Unreachable,
+            "registry_unreachable",
+            format!(
+                "cannot read the manifest of {}:{tag} from {}: {e} (or give --digest and --size)",
+                image.repository(),
+                image.domain
+            ),
+        )
+    })?;
     // The registry's digest header is not trusted: the bytes are hashed here.
     let computed = hex::encode(sha2::Sha256::digest(&bytes));
     if !digest.is_empty() && digest != format!("sha256:{computed}") {
         return Err(failure(
-            1,
+            Exit::Refused,
             "digest_mismatch",
             format!(
-                "{registry} says {digest} but the manifest it sent hashes to sha256:{computed}"
+                "{} says {digest} but the manifest it sent hashes to sha256:{computed}",
+                image.domain
             ),
         ));
     }

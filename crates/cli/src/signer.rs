@@ -4,6 +4,7 @@
 //! reads tags from — so each signer signs with their own key. Adding and removing need
 //! the repository's targets key; listing needs no key.
 
+use crate::exit::Exit;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -124,7 +125,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
                 .unwrap_or_default();
             let Some(theirs) = roles.iter().find(|r| r["name"] == role.as_str()) else {
                 return Err(failure(
-                    1,
+                    Exit::Refused,
                     "unknown_signer",
                     format!("{repository} has no signer {name} (see `pullguard signer list`)"),
                 ));
@@ -153,8 +154,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
                         })
                         .unwrap_or_default();
                     if left.is_empty() {
-                        return Err(failure(
-                            1,
+                        return Err(failure(Exit::Refused,
                             "last_signer",
                             format!("{name} is the last signer of {RELEASES} in {repository}: removing them would leave the role nobody can sign; add another signer first"),
                         ));
@@ -227,7 +227,7 @@ fn releases_left_unsigned(
         return Ok(None);
     };
     let current = trust_core::metadata::parse_targets(RELEASES, bytes)
-        .map_err(|e| failure(1, "malformed_metadata", e.to_string()))?;
+        .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))?;
     let authorised = session.delegation_keys(RELEASES, None)?;
     let remaining: Vec<_> = authorised
         .into_iter()
@@ -249,8 +249,7 @@ fn releases_left_unsigned(
         return Ok(None);
     }
     if !session.holds_any(&remaining) {
-        return Err(failure(
-            1,
+        return Err(failure(Exit::Refused,
             "releases_left_unsigned",
             format!("{RELEASES} of {} is signed by the keys being removed, and no remaining signer's key is in this keys directory to sign it again; nodes would then refuse the whole repository. Run this where a remaining signer's key is (`pullguard keys import`), or have a remaining signer sign a tag first", session.gun),
         ));
@@ -273,8 +272,7 @@ fn check_name(name: &str) -> Result<(), Failure> {
     if ok {
         Ok(())
     } else {
-        Err(failure(
-            2,
+        Err(failure(Exit::Usage,
             "invalid_name",
             format!("{name:?} is not a signer name: use letters, digits, '-', '_', '.' (and not \"releases\")"),
         ))
@@ -307,7 +305,13 @@ fn add_key_to_role(body: &mut Value, role: &str, key_id: &str) {
 /// A signer's public key file as Notary lists delegation keys: a certificate as
 /// `ecdsa-x509` (its PEM text), a bare P-256 key as `ecdsa` (its SPKI DER).
 fn read_public_key(path: &std::path::Path) -> Result<(String, Value), Failure> {
-    let unreadable = |m: String| failure(2, "invalid_key", format!("{}: {m}", path.display()));
+    let unreadable = |m: String| {
+        failure(
+            Exit::Usage,
+            "invalid_key",
+            format!("{}: {m}", path.display()),
+        )
+    };
     let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
     if bytes.len() > 64 * 1024 {
         return Err(unreadable("larger than 64 KiB: not a key file".to_owned()));

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 trusted, 1 rejected, 2 bad usage or unreadable input.
 
+use crate::exit::Exit;
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -93,7 +94,7 @@ pub fn run(args: &Args) -> ExitCode {
                 );
             }
             eprintln!("pullguard: {message}");
-            ExitCode::from(2)
+            ExitCode::from(Exit::Usage)
         }
     }
 }
@@ -165,7 +166,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
                         &e.to_string(),
                         e.reason_code().unwrap_or("root_not_pinned"),
                     );
-                    return Ok(ExitCode::from(1));
+                    return Ok(ExitCode::from(Exit::Refused));
                 }
             }
         }
@@ -197,7 +198,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
                     &e.to_string(),
                     e.reason_code().unwrap_or("clock_went_backwards"),
                 );
-                return Ok(ExitCode::from(1));
+                return Ok(ExitCode::from(Exit::Refused));
             }
             // A damaged state is never taken for "no state": that would re-open TOFU.
             store
@@ -252,7 +253,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
         }
         Err(e) => {
             report_rejected(args, &digest, &e.to_string(), e.reason().as_str());
-            ExitCode::from(1)
+            ExitCode::from(Exit::Refused)
         }
     })
 }

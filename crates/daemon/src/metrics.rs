@@ -1,11 +1,11 @@
 //! A Prometheus text endpoint, off unless `[daemon] metrics` is set; a bare port binds
-//! loopback. Minimal HTTP: every request gets the current figures.
+//! loopback.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use std::time::Duration;
 
 use crate::engine::Engine;
 
@@ -32,61 +32,62 @@ pub fn render(engine: &Engine) -> String {
             "pullguard_trust_fetches_total",
             "counter",
             "Fetches of trust data from trust servers.",
-            c.fetches.load(Ordering::Relaxed),
+            c.fetches.load(Ordering::Relaxed).to_string(),
         ),
         (
             "pullguard_trust_fetch_seconds_sum",
             "counter",
             "Time spent fetching trust data.",
-            c.fetch_micros.load(Ordering::Relaxed) / 1_000_000,
+            // Seconds with microseconds: whole seconds hid every fast fetch.
+            format!("{:.6}", c.fetch_micros.load(Ordering::Relaxed) as f64 / 1e6),
         ),
         (
             "pullguard_cache_hits_total",
             "counter",
             "Verdicts answered from verified trust data in memory.",
-            c.cache_hits.load(Ordering::Relaxed),
+            c.cache_hits.load(Ordering::Relaxed).to_string(),
         ),
         (
             "pullguard_policy_reloads_ok_total",
             "counter",
             "Successful policy reloads.",
-            c.reloads_ok.load(Ordering::Relaxed),
+            c.reloads_ok.load(Ordering::Relaxed).to_string(),
         ),
         (
             "pullguard_policy_reloads_invalid_total",
             "counter",
             "Policy edits refused (last good policy kept).",
-            c.reloads_invalid.load(Ordering::Relaxed),
+            c.reloads_invalid.load(Ordering::Relaxed).to_string(),
         ),
         (
             "pullguard_events_dropped_total",
             "counter",
             "Events lost by slow sinks (never the events file).",
-            engine.events.dropped.load(Ordering::Relaxed),
+            engine.events.dropped.load(Ordering::Relaxed).to_string(),
         ),
         (
             "pullguard_watcher_images_checked_total",
             "counter",
             "Images in containerd checked by the event watcher.",
-            c.images_checked.load(Ordering::Relaxed),
+            c.images_checked.load(Ordering::Relaxed).to_string(),
         ),
         (
             "pullguard_watcher_images_removed_total",
             "counter",
             "Rejected images the event watcher removed from containerd.",
-            c.images_removed.load(Ordering::Relaxed),
+            c.images_removed.load(Ordering::Relaxed).to_string(),
         ),
         (
             "pullguard_policy_generation",
             "gauge",
             "Policy generation in force.",
-            engine.loaded().generation,
+            engine.loaded().generation.to_string(),
         ),
         (
             "pullguard_cached_repositories",
             "gauge",
             "Repositories with trust data in memory.",
-            engine.cached_repositories() as u64,
+            engine.cached_repositories().to_string(),
         ),
     ];
     for (name, kind, help, value) in simple {
@@ -98,23 +99,54 @@ pub fn render(engine: &Engine) -> String {
     out
 }
 
-/// Serves the endpoint.
+/// Serves the endpoint over HTTP/1.1 (hyper): `GET /metrics` (or `/`) has the figures,
+/// other paths 404, other methods 405. A failed accept (out of descriptors) waits a
+/// moment rather than spinning; a client gets 10 s per connection.
 pub async fn serve(engine: Arc<Engine>, listener: tokio::net::TcpListener) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
         };
         let engine = engine.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf))
-                .await;
-            let body = render(&engine);
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(resp.as_bytes()).await;
+            let service = hyper::service::service_fn(move |req| {
+                let answer = respond(&engine, &req);
+                async move { Ok::<_, std::convert::Infallible>(answer) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(2))
+                .keep_alive(false)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
         });
     }
+}
+
+fn respond<B>(engine: &Engine, req: &hyper::Request<B>) -> hyper::Response<String> {
+    let (status, body) = match (req.method(), req.uri().path()) {
+        (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics" | "/") => {
+            (hyper::StatusCode::OK, render(engine))
+        }
+        (&hyper::Method::GET | &hyper::Method::HEAD, _) => (
+            hyper::StatusCode::NOT_FOUND,
+            "the figures are at /metrics\n".to_owned(),
+        ),
+        _ => (
+            hyper::StatusCode::METHOD_NOT_ALLOWED,
+            "GET /metrics\n".to_owned(),
+        ),
+    };
+    let mut resp = hyper::Response::new(body);
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }

@@ -44,7 +44,9 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::Recom
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let watch_tx = tx.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // Opens and reads are not changes: our own read of the file would otherwise
+        // set off another read, for ever (inotify reports opens and closes).
+        if res.is_ok_and(|e| !e.kind.is_access()) {
             let _ = watch_tx.try_send("file change");
         }
     })?;
@@ -73,12 +75,18 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::Recom
     tokio::spawn(async move {
         let mut current = digest_of(&path);
         let mut missing_reported = false;
-        while let Some(trigger) = rx.recv().await {
+        while let Some(first) = rx.recv().await {
             // Debounce: editors and deployment tools write in several steps, which land
             // within a few milliseconds of each other; a half-written file would only
-            // be refused (and reported) before the whole one loads.
+            // be refused (and reported) before the whole one loads. A SIGHUP among the
+            // triggers folded together still forces the reload.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            while rx.try_recv().is_ok() {}
+            let mut trigger = first;
+            while let Ok(t) = rx.try_recv() {
+                if t == "SIGHUP" {
+                    trigger = t;
+                }
+            }
             let now = digest_of(&path);
             if now.is_none() {
                 if !missing_reported {

@@ -219,3 +219,9 @@ fn the_quick_start_says_where_things_are_and_how_long_they_take() {
         "the demo's build shows its progress"
     );
 }
+
+/// The daemon listens where the clients look when nothing says otherwise.
+#[test]
+fn the_daemon_and_its_clients_default_to_one_socket() {
+    assert_eq!(policy::DEFAULT_SOCKET, api::DEFAULT_SOCKET);
+}

@@ -151,6 +151,24 @@ async fn metrics_endpoint_counts_verdicts() {
         "{text}"
     );
     assert!(text.contains("pullguard_policy_generation 1"), "{text}");
+    // Fetch time in seconds with a fraction, not cut to whole seconds.
+    let sum = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pullguard_trust_fetch_seconds_sum "))
+        .expect("fetch seconds");
+    assert!(sum.contains('.') && sum.parse::<f64>().is_ok(), "{sum}");
+    let other = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://127.0.0.1:{port}/other"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "404");
 }
 
 /// Child mode of `only_allowed_users_may_call`: one Verify as whoever runs it.

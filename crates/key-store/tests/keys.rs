@@ -73,6 +73,33 @@ fn imports_notary_0_1_and_0_3_keys_with_the_ids_notary_gave_them() {
     );
 }
 
+/// RSA signatures are checked by ring since `rsa` left trust-core: a Notary 0.3 RSA key's
+/// PSS signature verifies, and a changed byte, another message or the PKCS#1 v1.5 method
+/// on a PSS signature does not.
+#[test]
+fn rsa_signatures_verify_and_tampered_ones_do_not() {
+    let (f, pass) = compat_keys()
+        .into_iter()
+        .find(|(f, pass)| {
+            SigningKey::from_pem(&std::fs::read(f).expect("read"), pass, "k")
+                .is_ok_and(|k| k.keytype() == "rsa")
+        })
+        .expect("notary 0.3's RSA key");
+    let key = SigningKey::from_pem(&std::fs::read(&f).expect("read"), pass, "k").unwrap();
+    let public = trust_core::keys::PublicKey::new("rsa", &key.public());
+    assert_eq!(public.unusable_reason(), None);
+    let msg = b"pullguard signs this";
+    let (method, sig) = key.sign(msg);
+    assert_eq!(method, "rsapss");
+    assert!(public.verify(method, msg, &sig));
+    let mut flipped = sig.clone();
+    flipped[10] ^= 1;
+    assert!(!public.verify(method, msg, &flipped));
+    assert!(!public.verify(method, b"pullguard signs that", &sig));
+    assert!(!public.verify("rsapkcs1v15", msg, &sig));
+    assert!(!public.verify("ecdsa", msg, &sig));
+}
+
 #[test]
 fn wrong_passphrase_is_reported_as_such() {
     for (f, _) in compat_keys() {

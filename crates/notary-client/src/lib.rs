@@ -46,6 +46,26 @@ pub enum FetchError {
         /// The cap.
         limit: u64,
     },
+    /// An upload did not reach the server or got no answer; nothing was published.
+    #[error("cannot upload to {server}: {detail}; nothing was published")]
+    UploadFailed {
+        /// Server URL.
+        server: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The server refused an upload; the remote trust data is unchanged.
+    #[error(
+        "{server} refused the update (HTTP {status}): {detail}; the remote trust data is unchanged"
+    )]
+    Refused {
+        /// Server URL.
+        server: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's reason.
+        detail: String,
+    },
     /// The trust server's CA file cannot be used.
     #[error("trust server {server}: CA file {path}: {detail}")]
     BadCa {
@@ -56,6 +76,32 @@ pub enum FetchError {
         /// What is wrong.
         detail: String,
     },
+}
+
+/// A server's key answer is a few hundred bytes; its error bodies are short too.
+const MAX_KEY_ANSWER: usize = 256 * 1024;
+const MAX_ERROR_ANSWER: usize = 64 * 1024;
+
+/// The body, up to `limit` bytes: `Err(None)` when it is longer, `Err(Some(why))` when
+/// reading failed.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, Option<String>> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Some(api::error_chain(&e)))? {
+        if out.len() + chunk.len() > limit {
+            return Err(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Makes ring the process's TLS crypto provider: one crypto stack (ring also verifies
+/// P-256 and RSA signatures in trust-core), and reqwest panics building a client when
+/// no provider is installed. Call before building any HTTP client (the CLI's registry
+/// client too); later calls do nothing.
+pub fn use_ring_for_tls() {
+    // An error only says a provider is installed already, which is what is wanted.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A client for one trust server.
@@ -70,6 +116,7 @@ impl Fetcher {
     /// A client with the server's CA (the only roots trusted for it, when set) and
     /// timeouts; TLS 1.2 or later.
     pub fn new(server: &TrustServer) -> Result<Fetcher, FetchError> {
+        use_ring_for_tls();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(server.timeout)
             .timeout(server.timeout)
@@ -94,10 +141,7 @@ impl Fetcher {
             }
             // The CA file is a pin: it replaces the system's roots for this server, so
             // that a publicly trusted certificate for the server's name is not enough.
-            builder = builder.tls_built_in_root_certs(false);
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+            builder = builder.tls_certs_only(certs);
         }
         let client = builder.build().map_err(|e| FetchError::BadCa {
             server: server.name.clone(),
@@ -162,10 +206,104 @@ impl Fetcher {
         Ok(Some(body))
     }
 
-    /// The HTTP client and the server's base URL, for callers that talk to the same
-    /// server otherwise (`pullguard sign` uploads with them).
-    pub fn http(&self) -> (&reqwest::Client, &str) {
-        (&self.client, &self.url)
+    /// The server's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The public key the server holds for `role` of `gun` (`timestamp`, or `snapshot`
+    /// when the server manages it): `(keytype, public key bytes)`. The server makes one
+    /// if the repository is new; `rotate` asks it for a new one. Unverified: the caller
+    /// checks the key and lists it in a root it signs.
+    pub async fn server_key(
+        &self,
+        gun: &str,
+        role: &str,
+        rotate: bool,
+    ) -> Result<(String, Vec<u8>), FetchError> {
+        use base64::Engine as _;
+        let file = format!("{role}.key");
+        let url = format!("{}/v2/{gun}/_trust/tuf/{file}", self.url);
+        let unreachable = |detail: String| FetchError::Unreachable {
+            server: self.url.clone(),
+            file: file.clone(),
+            detail,
+        };
+        let request = if rotate {
+            self.client.post(&url)
+        } else {
+            self.client.get(&url)
+        };
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| unreachable(api::error_chain(&e)))?;
+        if !resp.status().is_success() {
+            return Err(unreachable(format!("HTTP {}", resp.status())));
+        }
+        let body = read_capped(resp, MAX_KEY_ANSWER)
+            .await
+            .map_err(|e| unreachable(e.unwrap_or_else(|| "an oversized key".to_owned())))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| unreachable(e.to_string()))?;
+        let keytype = v["keytype"].as_str().unwrap_or_default().to_owned();
+        let public = v["keyval"]["public"]
+            .as_str()
+            .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+            .ok_or_else(|| unreachable("a key without a public part".to_owned()))?;
+        Ok((keytype, public))
+    }
+
+    /// Uploads changed role files for `gun` in one multipart POST, which notary-server
+    /// applies whole or not at all: `Refused` means the remote trust data is unchanged.
+    pub async fn upload(&self, gun: &str, files: &[(String, Vec<u8>)]) -> Result<(), FetchError> {
+        let mut form = reqwest::multipart::Form::new();
+        for (role, bytes) in files {
+            let part = reqwest::multipart::Part::bytes(bytes.clone())
+                .file_name(role.clone())
+                .mime_str("application/octet-stream")
+                .map_err(|e| FetchError::Unreachable {
+                    server: self.url.clone(),
+                    file: role.clone(),
+                    detail: api::error_chain(&e),
+                })?;
+            form = form.part("files", part);
+        }
+        let url = format!("{}/v2/{gun}/_trust/tuf/", self.url);
+        let resp = self
+            .client
+            .post(&url)
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| FetchError::UploadFailed {
+                server: self.url.clone(),
+                detail: api::error_chain(&e),
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        // notary-server says why as `{"errors": [{"message": …, "detail": …}]}`.
+        let body = read_capped(resp, MAX_ERROR_ANSWER)
+            .await
+            .unwrap_or_default();
+        let detail = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                let e = v["errors"].get(0)?.clone();
+                Some(format!(
+                    "{} {}",
+                    e["message"].as_str().unwrap_or_default(),
+                    e.get("detail").map(ToString::to_string).unwrap_or_default()
+                ))
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
+        Err(FetchError::Refused {
+            server: self.url.clone(),
+            status: status.as_u16(),
+            detail: detail.trim().to_owned(),
+        })
     }
 
     /// Opens five connections ahead of the first verdict (a repository's first fetch

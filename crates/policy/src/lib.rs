@@ -30,7 +30,7 @@ mod parse;
 mod reference;
 
 use glob::Glob;
-pub use parse::check_trust_server_url;
+pub use parse::{check_trust_server_url, DEFAULT_SOCKET};
 pub use reference::{canonical_host, ImageRef, ReferenceError};
 
 /// One problem in a policy file.

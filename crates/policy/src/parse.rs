@@ -9,6 +9,10 @@ use toml::Spanned;
 
 use super::*;
 
+/// `[daemon] socket` when unset. The clients' default is `api::DEFAULT_SOCKET` (policy
+/// does not depend on the gRPC crate); the daemon's tests hold the two equal.
+pub const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
@@ -343,11 +347,7 @@ fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSettings {
         .and_then(|t| ctx.duration(t))
         .map_or(std::time::Duration::from_secs(30), std_duration);
     DaemonSettings {
-        socket: PathBuf::from(
-            d.socket
-                .as_deref()
-                .unwrap_or("/run/pullguard/pullguard.sock"),
-        ),
+        socket: PathBuf::from(d.socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
         allowed_uids: d.allowed_uids.clone().unwrap_or_default(),
         allowed_gids: d.allowed_gids.clone().unwrap_or_default(),
         state_dir: PathBuf::from(d.state_dir.as_deref().unwrap_or("/var/lib/pullguard")),

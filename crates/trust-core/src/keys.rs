@@ -86,7 +86,8 @@ enum Verifier {
     /// signatures are checked with `ring` (about four times faster than `p256`'s
     /// portable arithmetic, and every repository has four or five ECDSA signatures).
     P256(Box<[u8]>),
-    Rsa(rsa::RsaPublicKey),
+    /// PKCS#1 `RSAPublicKey` DER (what `ring` verifies with), at least 2048 bits.
+    Rsa(Box<[u8]>),
     /// A key we cannot use; signatures by it never count. Kept so that key IDs still
     /// check and the reason can be reported.
     Unusable(String),
@@ -192,15 +193,12 @@ impl PublicKey {
                     .verify(msg, sig)
                     .is_ok()
             }
+            // Notary's PSS salt is the hash's length, the only one ring accepts.
             (Verifier::Rsa(pk), "rsapss") => {
-                let digest = Sha256::digest(msg);
-                pk.verify(rsa::Pss::new_with_salt::<Sha256>(32), &digest, sig)
-                    .is_ok()
+                rsa_verify(&ring::signature::RSA_PSS_2048_8192_SHA256, pk, msg, sig)
             }
             (Verifier::Rsa(pk), "rsapkcs1v15") => {
-                let digest = Sha256::digest(msg);
-                pk.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, sig)
-                    .is_ok()
+                rsa_verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, pk, msg, sig)
             }
             _ => false,
         }
@@ -228,15 +226,59 @@ fn p256_spki(der: &[u8]) -> Verifier {
 }
 
 fn rsa_spki(der: &[u8]) -> Verifier {
-    use rsa::traits::PublicKeyParts as _;
-    match rsa::RsaPublicKey::from_public_key_der(der) {
-        Ok(pk) if pk.n().bits() >= MIN_RSA_BITS => Verifier::Rsa(pk),
-        Ok(pk) => Verifier::Unusable(format!(
-            "RSA key of {} bits is below the minimum of {MIN_RSA_BITS}",
-            pk.n().bits()
+    match rsa_public_key(der) {
+        Ok((pkcs1, bits)) if bits >= MIN_RSA_BITS => Verifier::Rsa(pkcs1.into()),
+        Ok((_, bits)) => Verifier::Unusable(format!(
+            "RSA key of {bits} bits is below the minimum of {MIN_RSA_BITS}"
         )),
         Err(e) => Verifier::Unusable(format!("not an RSA public key: {e}")),
     }
+}
+
+const RSA_ENCRYPTION: x509_cert::der::asn1::ObjectIdentifier =
+    x509_cert::der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// The PKCS#1 `RSAPublicKey` inside an RSA SubjectPublicKeyInfo, and its modulus' size in
+/// bits. Only parsing here: the arithmetic is ring's (the `rsa` crate's private-key
+/// timing advisory has no business in a verifier).
+fn rsa_public_key(spki_der: &[u8]) -> Result<(Vec<u8>, usize), String> {
+    use x509_cert::der::{asn1::UintRef, Reader as _, SliceReader};
+    let spki =
+        x509_cert::spki::SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| e.to_string())?;
+    if spki.algorithm.oid != RSA_ENCRYPTION {
+        return Err(format!(
+            "algorithm {} is not rsaEncryption",
+            spki.algorithm.oid
+        ));
+    }
+    let pkcs1 = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or("the key's bit string has unused bits")?;
+    let modulus = SliceReader::new(pkcs1)
+        .and_then(|mut r| {
+            let n = r.sequence(|r| {
+                let n = UintRef::decode(r)?;
+                UintRef::decode(r)?;
+                Ok(n)
+            })?;
+            r.finish(n)
+        })
+        .map_err(|e| format!("RSAPublicKey: {e}"))?;
+    let n = modulus.as_bytes();
+    let bits = (n.len() * 8).saturating_sub(n.first().map_or(0, |b| b.leading_zeros() as usize));
+    Ok((pkcs1.to_vec(), bits))
+}
+
+fn rsa_verify(
+    alg: &'static ring::signature::RsaParameters,
+    pkcs1: &[u8],
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    ring::signature::UnparsedPublicKey::new(alg, pkcs1)
+        .verify(msg, sig)
+        .is_ok()
 }
 
 /// The DER inside one PEM `CERTIFICATE` block. Our own decoder: the `der` crate's PEM
@@ -343,15 +385,14 @@ impl CertInfo {
                     _ => false,
                 }
             }
-            SHA256_WITH_RSA => match rsa::RsaPublicKey::from_public_key_der(&ca.spki) {
-                Ok(pk) => pk
-                    .verify(
-                        rsa::Pkcs1v15Sign::new::<Sha256>(),
-                        &Sha256::digest(&self.tbs),
-                        &self.signature,
-                    )
-                    .is_ok(),
-                Err(_) => false,
+            SHA256_WITH_RSA => match rsa_public_key(&ca.spki) {
+                Ok((pkcs1, bits)) if bits >= MIN_RSA_BITS => rsa_verify(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    &pkcs1,
+                    &self.tbs,
+                    &self.signature,
+                ),
+                _ => false,
             },
             _ => false,
         }

@@ -19,11 +19,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use api::codes::{EventKind, ReasonCode};
-use api::pullguard_client::PullguardClient;
 use api::VerifyRequest;
 use verifier::input::{parse_args, read_descriptor, Args, DESCRIPTOR_MEDIA_TYPE};
 
-const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
+use api::DEFAULT_SOCKET;
 /// containerd's default per_verifier_timeout is 10 s: answer well inside it.
 const DAEMON_DEADLINE: Duration = Duration::from_secs(5);
 const CONNECT_DEADLINE: Duration = Duration::from_secs(1);
@@ -69,19 +68,8 @@ fn problem(what: String, hint: &'static str) -> Problem {
 const EMERGENCY_MAX_AHEAD: time::Duration = time::Duration::days(7);
 
 async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Problem> {
-    let path = socket.clone();
-    let endpoint = tonic::transport::Endpoint::from_static("http://pullguardd")
-        .connect_timeout(CONNECT_DEADLINE);
-    let channel =
-        endpoint.connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }));
-    let channel = tokio::time::timeout(CONNECT_DEADLINE, channel)
+    let client = api::connect(&socket, CONNECT_DEADLINE);
+    let mut client = tokio::time::timeout(CONNECT_DEADLINE, client)
         .await
         .map_err(|_| {
             problem(
@@ -108,7 +96,6 @@ async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Proble
         dry_run: false,
         source: "containerd-bindir".to_owned(),
     };
-    let mut client = PullguardClient::new(channel);
     match tokio::time::timeout(DAEMON_DEADLINE, client.verify(request)).await {
         Err(_) => Err(problem(
             format!("pullguardd did not answer within {DAEMON_DEADLINE:?}"),

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{DeleteImageRequest, Envelope, Image, SubscribeRequest};
+use containerd_client::services::v1::{DeleteImageRequest, Image, SubscribeRequest};
+use containerd_client::types::Envelope;
 use futures_util::StreamExt as _;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
@@ -325,6 +326,13 @@ async fn check_named(
     remove(engine, channel, namespace, name, &digest, &verdict).await
 }
 
+fn judged_target(digest: &str) -> Option<containerd_client::types::Descriptor> {
+    valid_digest(digest).then(|| containerd_client::types::Descriptor {
+        digest: digest.to_owned(),
+        ..Default::default()
+    })
+}
+
 /// Removes a rejected image, the aliases that only it named, and leases on its content.
 async fn remove(
     engine: &Arc<Engine>,
@@ -340,6 +348,9 @@ async fn remove(
             DeleteImageRequest {
                 name: name.to_owned(),
                 sync: true,
+                // containerd 2.x deletes only if the name still points at what was
+                // judged (a re-tag in between is kept); 1.6 ignores the field.
+                target: judged_target(digest),
             },
             namespace,
         ))
@@ -370,6 +381,7 @@ async fn remove(
                         DeleteImageRequest {
                             name: alias.name.clone(),
                             sync: false,
+                            target: judged_target(digest),
                         },
                         namespace,
                     ))

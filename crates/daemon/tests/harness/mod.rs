@@ -367,20 +367,9 @@ impl Drop for Daemon {
 }
 
 pub async fn connect(socket: &Path) -> PullguardClient<Channel> {
-    let path = socket.to_path_buf();
-    let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(path).await?,
-                ))
-            }
-        }))
+    api::connect(socket, std::time::Duration::from_secs(5))
         .await
-        .unwrap();
-    PullguardClient::new(channel)
+        .unwrap()
 }
 
 pub async fn verify(
