@@ -470,15 +470,21 @@ async fn current(
     state: &StateStore,
     gun: &str,
 ) -> Result<(RepoFiles, VerifiedRepo), Failure> {
-    let now = OffsetDateTime::now_utc();
-    let record = state
-        .load(gun)
-        .map_err(|e| failure(Exit::Usage, "state_unreadable", e.to_string()))?;
-    let trusted_root = record
-        .as_ref()
-        .and_then(|r| r.trusted.versions.get("root").copied());
+    let prior = state
+        .prior(gun, OffsetDateTime::now_utc())
+        .map_err(|e| match e {
+            // A clock behind the last verification makes every expiry check meaningless.
+            key_store::Error::ClockWentBackwards { .. } => {
+                failure(Exit::Refused, "clock_went_backwards", e.to_string())
+            }
+            e => failure(
+                Exit::Usage,
+                e.reason_code().unwrap_or("state_unreadable"),
+                e.to_string(),
+            ),
+        })?;
     let files = fetcher
-        .fetch(gun, trusted_root)
+        .fetch(gun, prior.trusted_root())
         .await
         .map_err(|e| match e {
             notary_client::FetchError::NotFound { .. } => failure(
@@ -492,19 +498,20 @@ async fn current(
                 other.to_string(),
             ),
         })?;
-    let mut opts = VerifyOptions::new(gun, now, RootAnchor::FirstUse);
-    opts.state = record.as_ref().map(|r| &r.trusted);
-    let repo = trust_core::verify(&files, &opts).map_err(|e| {
-        failure(
-            Exit::Refused,
-            e.reason().as_str(),
-            format!("the current trust data of {gun} does not verify, so nothing was signed: {e}"),
-        )
-    })?;
-    let tofu = key_store::TofuRecord::if_first_use(&repo, now);
-    state
-        .record_verified(repo.state.clone(), now, tofu)
-        .map_err(|e| failure(Exit::Usage, "state_unwritable", e.to_string()))?;
+    let opts = VerifyOptions::new(gun, prior.now, RootAnchor::FirstUse);
+    let repo = state
+        .verify_and_record(&prior, &files, opts)
+        .map(|v| v.repo)
+        .map_err(|e| match e {
+            key_store::Error::Untrusted(e) => failure(
+                Exit::Refused,
+                e.reason().as_str(),
+                format!(
+                    "the current trust data of {gun} does not verify, so nothing was signed: {e}"
+                ),
+            ),
+            e => failure(Exit::Usage, "state_unwritable", e.to_string()),
+        })?;
     Ok((files, repo))
 }
 

@@ -189,27 +189,19 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
         .as_deref()
         .map(|d| key_store::StateStore::open(d).map_err(|e| UsageError(e.to_string())))
         .transpose()?;
-    let record = match &store {
-        Some(store) => {
-            if let Err(e) = store.check_clock(now) {
-                report_rejected(
-                    args,
-                    &digest,
-                    &e.to_string(),
-                    e.reason_code().unwrap_or("clock_went_backwards"),
-                );
+    let prior = match &store {
+        Some(store) => match store.prior(&args.gun, now) {
+            Ok(prior) => Some(prior),
+            Err(e @ key_store::Error::ClockWentBackwards { .. }) => {
+                report_rejected(args, &digest, &e.to_string(), "clock_went_backwards");
                 return Ok(ExitCode::from(Exit::Refused));
             }
-            // A damaged state is never taken for "no state": that would re-open TOFU.
-            store
-                .load(&args.gun)
-                .map_err(|e| UsageError(e.to_string()))?
-        }
+            Err(e) => return Err(UsageError(e.to_string())),
+        },
         None => None,
     };
 
     let mut opts = VerifyOptions::new(&args.gun, now, anchor);
-    opts.state = record.as_ref().map(|r| &r.trusted);
     opts.max_timestamp_age = max_age;
     opts.timestamp_lifetime = lifetime;
     opts.limits = limits;
@@ -229,7 +221,20 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
             ))
         }
     };
-    let outcome = trust_core::verify(&files, &opts).and_then(|repo| {
+    // With --state-dir: verified against the stored state, and recorded (TOFU kept).
+    let verified = match (&store, &prior) {
+        (Some(store), Some(prior)) => match store.verify_and_record(prior, &files, opts) {
+            Ok(v) => Ok(v.repo),
+            Err(key_store::Error::Untrusted(e)) => Err(e),
+            Err(e) => {
+                return Err(UsageError(format!(
+                    "verified, but could not save the trusted state: {e}"
+                )))
+            }
+        },
+        _ => trust_core::verify(&files, &opts),
+    };
+    let outcome = verified.and_then(|repo| {
         let m = match query {
             Query::Tag(tag) => repo.resolve_tag(tag, policy)?,
             Query::Digest(hex) => repo.find_digest(hex, policy)?,
@@ -238,16 +243,6 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
     });
     Ok(match outcome {
         Ok((repo, m)) => {
-            if let Some(store) = &store {
-                let tofu = key_store::TofuRecord::if_first_use(&repo, now);
-                store
-                    .record_verified(repo.state.clone(), now, tofu)
-                    .map_err(|e| {
-                        UsageError(format!(
-                            "verified, but could not save the trusted state: {e}"
-                        ))
-                    })?;
-            }
             report_trusted(args, &repo, &m);
             ExitCode::SUCCESS
         }

@@ -24,12 +24,15 @@ pub mod state;
 
 pub use anchors::{Anchor, AnchorWarning, TrustAnchors};
 pub use signing::{KeyAlgorithm, KeyDir, KeyEntry, SigningKey};
-pub use state::{RepoRecord, StateStore, TofuRecord};
+pub use state::{Prior, RepoRecord, StateStore, TofuRecord, Verified};
 
 /// Everything that can go wrong here; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The trust data did not verify (a verdict, not a fault of the store).
+    #[error(transparent)]
+    Untrusted(#[from] trust_core::Error),
     /// A file or directory could not be read or written.
     #[error("cannot {op} {}", path.display())]
     Io {

@@ -35,6 +35,35 @@ pub struct RepoRecord {
     pub tofu: Option<TofuRecord>,
 }
 
+/// Where a verification against stored state starts: the node's clock, checked against
+/// the last verification, and the repository's record (`None` on first contact).
+#[derive(Debug, Clone)]
+pub struct Prior {
+    /// The time every check of this verification uses.
+    pub now: OffsetDateTime,
+    /// What was trusted before.
+    pub record: Option<RepoRecord>,
+}
+
+impl Prior {
+    /// The root version trusted before: the trust server is asked for the roots after it.
+    pub fn trusted_root(&self) -> Option<u64> {
+        self.record
+            .as_ref()
+            .and_then(|r| r.trusted.versions.get("root").copied())
+    }
+}
+
+/// What [`StateStore::verify_and_record`] verified.
+#[derive(Debug)]
+pub struct Verified {
+    /// The verified repository.
+    pub repo: trust_core::VerifiedRepo,
+    /// How long the durable record took, when the trusted state moved (the daemon
+    /// reports it apart from verification: a slow disk shows here).
+    pub recorded_in: Option<std::time::Duration>,
+}
+
 /// A trust-on-first-use decision, kept so it can be reviewed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TofuRecord {
@@ -200,6 +229,41 @@ impl StateStore {
         saved?;
         clock.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         Ok(record)
+    }
+
+    /// Step one of every verification against stored state (the daemon's, `trust verify
+    /// --state-dir`'s, and the publisher's before it signs): the clock must not be behind
+    /// the last verification, and the record must read (a damaged one is an error, never
+    /// "no state": that would re-open trust on first use).
+    pub fn prior(&self, gun: &str, now: OffsetDateTime) -> Result<Prior> {
+        self.check_clock(now)?;
+        Ok(Prior {
+            now,
+            record: self.load(gun)?,
+        })
+    }
+
+    /// Step two: verifies `files` against `prior` (its time and trusted state replace
+    /// whatever `opts` said) and records what was verified when it moved the trusted
+    /// state. `Error::Untrusted` is a verdict on the trust data; any other error means
+    /// it verified but could not be recorded.
+    pub fn verify_and_record<'a>(
+        &self,
+        prior: &'a Prior,
+        files: &trust_core::RepoFiles,
+        mut opts: trust_core::VerifyOptions<'a>,
+    ) -> Result<Verified> {
+        opts.now = prior.now;
+        opts.state = prior.record.as_ref().map(|r| &r.trusted);
+        let repo = trust_core::verify(files, &opts)?;
+        let mut recorded_in = None;
+        if prior.record.as_ref().map(|r| &r.trusted) != Some(&repo.state) {
+            let started = std::time::Instant::now();
+            let tofu = TofuRecord::if_first_use(&repo, prior.now);
+            self.record_verified(repo.state.clone(), prior.now, tofu)?;
+            recorded_in = Some(started.elapsed());
+        }
+        Ok(Verified { repo, recorded_in })
     }
 
     /// Forgets a repository's state; true if there was any.

@@ -203,3 +203,54 @@ fn killed_writer_never_leaves_a_torn_state() {
     }
     assert!(last > 1, "the writer never wrote");
 }
+
+/// `prior` + `verify_and_record`, the one path the daemon, `trust verify --state-dir` and
+/// the publisher take: first use recorded with its TOFU record; an older timestamp
+/// afterwards is a rollback and records nothing; a clock behind the last verification
+/// is refused before anything is verified.
+#[test]
+fn verify_and_record_records_first_use_refuses_rollback_and_a_clock_gone_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = StateStore::open(&tmp.path().join("state")).expect("open");
+    let gun = "registry.test/app";
+    let mut repo = test_support::Repo::new(gun, T0);
+    repo.versions.insert("timestamp", 2);
+    let newer = repo.files();
+
+    let prior = store.prior(gun, T0).expect("prior");
+    assert!(prior.record.is_none());
+    let opts = trust_core::VerifyOptions::new(gun, T0, trust_core::RootAnchor::FirstUse);
+    let v = store
+        .verify_and_record(&prior, &newer, opts)
+        .expect("first use verifies");
+    assert!(v.recorded_in.is_some());
+    let record = store.load(gun).expect("load").expect("recorded");
+    assert_eq!(record.trusted.versions["timestamp"], 2);
+    assert!(record.tofu.is_some(), "first use keeps a TOFU record");
+
+    // Verifying the same data again moves nothing, so nothing is written.
+    let later = T0 + Duration::hours(1);
+    let prior = store.prior(gun, later).expect("prior");
+    let opts = trust_core::VerifyOptions::new(gun, later, trust_core::RootAnchor::FirstUse);
+    let v = store
+        .verify_and_record(&prior, &newer, opts)
+        .expect("same data verifies");
+    assert!(v.recorded_in.is_none());
+
+    repo.versions.insert("timestamp", 1);
+    let older = repo.files();
+    let opts = trust_core::VerifyOptions::new(gun, later, trust_core::RootAnchor::FirstUse);
+    match store.verify_and_record(&prior, &older, opts) {
+        Err(Error::Untrusted(e)) => assert_eq!(e.reason().as_str(), "rollback", "{e}"),
+        other => panic!("an older timestamp must be a rollback: {other:?}"),
+    }
+    let record = store.load(gun).expect("load").expect("kept");
+    assert_eq!(record.trusted.versions["timestamp"], 2, "nothing recorded");
+
+    match store.prior(gun, T0 - Duration::hours(1)) {
+        Err(e @ Error::ClockWentBackwards { .. }) => {
+            assert_eq!(e.reason_code(), Some("clock_went_backwards"))
+        }
+        other => panic!("a clock behind the last verification: {other:?}"),
+    }
+}

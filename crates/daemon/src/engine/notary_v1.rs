@@ -147,22 +147,20 @@ impl NotaryV1 {
         let phase = Instant::now();
         let state = engine.state.clone();
         let g = gun.to_owned();
-        let record = tokio::task::spawn_blocking(move || {
-            state.check_clock(now).and_then(|()| state.load(&g))
-        })
-        .await
-        .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
-        .map_err(|e| {
-            deny(
-                e.reason_code()
-                    .and_then(ReasonCode::parse)
-                    .unwrap_or(ReasonCode::StateUnreadable),
-                e.to_string(),
-            )
-        })?;
+        let prior = tokio::task::spawn_blocking(move || state.prior(&g, now))
+            .await
+            .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
+            .map_err(|e| {
+                deny(
+                    e.reason_code()
+                        .and_then(ReasonCode::parse)
+                        .unwrap_or(ReasonCode::StateUnreadable),
+                    e.to_string(),
+                )
+            })?;
         let (pins, tofu) = NotaryV1::pins_for(loaded, rule, gun);
         let pinned = !pins.certs.is_empty() || !pins.key_ids.is_empty() || !pins.cas.is_empty();
-        if !pinned && !tofu && record.is_none() {
+        if !pinned && !tofu && prior.record.is_none() {
             return Err(deny(
                 ReasonCode::RootNotPinned,
                 key_store::Error::NotPinned {
@@ -171,50 +169,39 @@ impl NotaryV1 {
                 .to_string(),
             ));
         }
-        let trusted_root = record
-            .as_ref()
-            .and_then(|r| r.trusted.versions.get("root").copied());
-        let files = self.trust_files(at, trusted_root).await?;
-        let loaded_and_fetched = phase.elapsed();
-        // Verification is CPU work (a large targets.json takes tens of milliseconds):
-        // off the async workers, so that other verdicts keep flowing meanwhile.
-        let trusted = record.as_ref().map(|r| r.trusted.clone());
+        let files = self.trust_files(at, prior.trusted_root()).await?;
+        let fetched = phase.elapsed();
+        // Verification is CPU work (a large targets.json takes tens of milliseconds) and
+        // recording is disk work: off the async workers, so that other verdicts flow.
+        let state = engine.state.clone();
         let (g, max_age) = (gun.to_owned(), rule.max_timestamp_age);
-        let repo = tokio::task::spawn_blocking(move || {
+        let verified = tokio::task::spawn_blocking(move || {
             let anchor = if pinned {
                 RootAnchor::Pinned(&pins)
             } else {
                 RootAnchor::FirstUse
             };
-            let mut opts = VerifyOptions::new(&g, now, anchor);
-            opts.state = trusted.as_ref();
+            let mut opts = VerifyOptions::new(&g, prior.now, anchor);
             opts.max_timestamp_age = max_age;
-            trust_core::verify(&files, &opts)
+            state.verify_and_record(&prior, &files, opts)
         })
         .await
         .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
-        .map_err(|e| deny(reason_of(e.reason()), e.to_string()))?;
-        let verified = phase.elapsed();
-        if record.as_ref().map(|r| &r.trusted) != Some(&repo.state) {
-            let tofu_rec = key_store::TofuRecord::if_first_use(&repo, now);
-            let state = engine.state.clone();
-            let new_state = repo.state.clone();
-            tokio::task::spawn_blocking(move || state.record_verified(new_state, now, tofu_rec))
-                .await
-                .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
-                .map_err(|e| {
-                    deny(
-                        ReasonCode::StateUnwritable,
-                        format!("verified, but the trusted state cannot be saved: {e}"),
-                    )
-                })?;
-        }
+        .map_err(|e| match e {
+            key_store::Error::Untrusted(e) => deny(reason_of(e.reason()), e.to_string()),
+            e => deny(
+                ReasonCode::StateUnwritable,
+                format!("verified, but the trusted state cannot be saved: {e}"),
+            ),
+        })?;
+        let record = verified.recorded_in.unwrap_or_default();
+        let repo = verified.repo;
         // Where a cold verdict's time goes (PULLGUARD_LOG=debug), for slow-pull reports.
         tracing::debug!(
             gun,
-            state_and_fetch_us = loaded_and_fetched.as_micros(),
-            verify_us = (verified - loaded_and_fetched).as_micros(),
-            record_us = (phase.elapsed() - verified).as_micros(),
+            state_and_fetch_us = fetched.as_micros(),
+            verify_us = (phase.elapsed() - fetched - record).as_micros(),
+            record_us = record.as_micros(),
             "repository verified"
         );
         Ok(repo)
