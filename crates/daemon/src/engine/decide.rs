@@ -3,76 +3,91 @@
 //! [`super::proof::ProofKind`].
 
 use api::codes::ReasonCode;
-use policy::{ImageRef, Require};
+use policy::{ImageRef, ReferenceError, Require, Rule};
 
 use super::prepare::Loaded;
-use super::proof::Query;
-use super::{deny, Denial, Engine, Verdict};
+use super::proof::{Query, Vouch, Vouchers};
+use super::{deny, Denial};
 
-impl Engine {
-    /// Fills `v` with what was established; `Err` says why the image may not be pulled.
-    pub(super) async fn decide(
-        &self,
-        loaded: &Loaded,
-        image: &str,
-        digest: Option<&str>,
-        v: &mut Verdict,
-    ) -> Result<(), Denial> {
-        let reference = ImageRef::parse(image)
-            .map_err(|e| deny(ReasonCode::InvalidReference, e.to_string()))?;
-        v.image = reference.to_string();
-        v.gun = reference.repository();
-        let want = wanted_digest(digest, &reference)?;
-        let rule = loaded.policy.rule_for(&reference).ok_or_else(|| {
-            deny(
-                ReasonCode::NoMatchingRule,
-                format!("no policy rule matches {reference}; add a rule for it, or a catch-all rule with match = \"**\" (policy {})", loaded.file.display()),
-            )
-        })?;
-        v.rule = rule.name.clone();
-        match rule.require {
-            Require::Any => Ok(()),
-            Require::Reject => Err(deny(
-                ReasonCode::RejectedByPolicy,
-                format!("rule {} rejects every image it matches", rule.name),
-            )),
-            Require::Signed => {
-                v.trust_server = rule.trust_server.clone().unwrap_or_default();
-                let query = Query {
-                    engine: self,
-                    loaded,
-                    rule,
-                    image: &reference,
-                    sha256: want.as_deref(),
-                };
-                let mut last = deny(
-                    ReasonCode::NoTrustData,
-                    format!("rule {} accepts no kind of proof", rule.name),
-                );
-                // The first kind that vouches counts; otherwise the last refusal is said.
-                for kind in &rule.proofs {
-                    match self.proofs.check(*kind, &query).await {
-                        Ok(vouch) => {
-                            v.timestamp_expires = vouch
-                                .expires
-                                .and_then(|t| {
-                                    t.format(&time::format_description::well_known::Rfc3339)
-                                        .ok()
-                                })
-                                .unwrap_or_default();
-                            v.digest = vouch.digest;
-                            v.role = vouch.role;
-                            v.signers = vouch.signers;
-                            v.proof = vouch.proof.as_str().to_owned();
-                            return Ok(());
-                        }
-                        Err(d) => last = d,
-                    }
-                }
-                Err(last)
-            }
+/// What the decision established, whatever its outcome: the verdict, its event and the
+/// answer are made from it (and the rule's mode from `rule` itself, never looked up
+/// again by name).
+pub(crate) struct Decision<'p> {
+    /// The normalised reference, when it parsed.
+    pub reference: Option<ImageRef>,
+    /// The rule that applies, when one does.
+    pub rule: Option<&'p Rule>,
+    /// `Ok(None)`: the rule requires nothing; `Ok(Some)`: a proof vouched; `Err`: why
+    /// the image may not be pulled.
+    pub outcome: Result<Option<Vouch>, Denial>,
+}
+
+/// Reference → digest checks → rule → what it requires → the kinds of proof it accepts,
+/// in the rule's order; the first that vouches counts, else the last refusal is said.
+pub(crate) async fn decide<'p>(
+    loaded: &'p Loaded,
+    reference: Result<ImageRef, ReferenceError>,
+    digest: Option<&str>,
+    vouchers: &impl Vouchers,
+) -> Decision<'p> {
+    let mut d = Decision {
+        reference: None,
+        rule: None,
+        outcome: Ok(None),
+    };
+    let reference = match reference {
+        Ok(r) => d.reference.insert(r),
+        Err(e) => {
+            d.outcome = Err(deny(ReasonCode::InvalidReference, e.to_string()));
+            return d;
         }
-    }
+    };
+    let want = match wanted_digest(digest, reference) {
+        Ok(w) => w,
+        Err(e) => {
+            d.outcome = Err(e);
+            return d;
+        }
+    };
+    let Some(rule) = loaded.policy.rule_for(reference) else {
+        d.outcome = Err(deny(
+            ReasonCode::NoMatchingRule,
+            format!("no policy rule matches {reference}; add a rule for it, or a catch-all rule with match = \"**\" (policy {})", loaded.file.display()),
+        ));
+        return d;
+    };
+    d.rule = Some(rule);
+    d.outcome = match rule.require {
+        Require::Any => Ok(None),
+        Require::Reject => Err(deny(
+            ReasonCode::RejectedByPolicy,
+            format!("rule {} rejects every image it matches", rule.name),
+        )),
+        Require::Signed => {
+            let query = Query {
+                loaded,
+                rule,
+                image: reference,
+                sha256: want.as_deref(),
+            };
+            let mut last = deny(
+                ReasonCode::NoTrustData,
+                format!("rule {} accepts no kind of proof", rule.name),
+            );
+            let mut vouched = None;
+            for kind in &rule.proofs {
+                match vouchers.vouch(*kind, &query).await {
+                    Ok(vouch) => {
+                        vouched = Some(vouch);
+                        break;
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            vouched.map(Some).ok_or(last)
+        }
+    };
+    d
 }
 
 /// The digest to check, lowercase hex: the one containerd resolved, which must equal
@@ -108,4 +123,136 @@ fn unsupported_digest(d: &str) -> Denial {
         ReasonCode::InvalidReference,
         format!("digest {shown:?} is not sha256:<64 hex digits>; Notary trust data signs SHA-256 digests only, so nothing else can be checked"),
     )
+}
+
+/// The decision alone, without servers: a stand-in for the kinds of proof that verifies
+/// test-support repositories in memory with trust-core. The same paths against a real
+/// notary-server are in `tests/verdicts.rs` and `tests/bypasses.rs`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use policy::{Mode, Policy, Proof};
+    use test_support::{manifest, sha256_hex, Repo};
+    use time::macros::datetime;
+    use trust_core::{RepoFiles, RootAnchor, TagPolicy, VerifyOptions};
+
+    use super::*;
+    use crate::engine::reason_of;
+
+    const NOW: time::OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
+
+    struct InMemory(BTreeMap<String, RepoFiles>);
+
+    impl Vouchers for InMemory {
+        async fn vouch(&self, kind: Proof, q: &Query<'_>) -> Result<Vouch, Denial> {
+            let gun = q.image.repository();
+            let files = self
+                .0
+                .get(&gun)
+                .ok_or_else(|| deny(ReasonCode::NoTrustData, format!("no trust data for {gun}")))?;
+            let err = |e: trust_core::Error| deny(reason_of(e.reason()), e.to_string());
+            let repo =
+                trust_core::verify(files, &VerifyOptions::new(&gun, NOW, RootAnchor::FirstUse))
+                    .map_err(err)?;
+            let tag = q.image.tag.as_deref().unwrap_or("latest");
+            let m = repo.resolve_tag(tag, TagPolicy::Docker).map_err(err)?;
+            Ok(Vouch {
+                proof: kind,
+                digest: format!("sha256:{}", m.sha256),
+                role: m.role,
+                signers: m.signers,
+                expires: None,
+            })
+        }
+    }
+
+    fn loaded(rules: &str) -> Loaded {
+        let text = format!(
+            "[trust_server.notary]\nurl = \"https://127.0.0.1:9\"\n\n[defaults]\ntrust_server = \"notary\"\ntofu = true\n\n{rules}"
+        );
+        let file = Path::new("/etc/pullguard/pullguard.toml");
+        let policy = Policy::parse(file, &text).expect("policy");
+        Loaded::prepare(policy, 1, file).expect("prepared")
+    }
+
+    fn signed_repos() -> InMemory {
+        let gun = "registry.test/team/app";
+        InMemory([(gun.to_owned(), Repo::new(gun, NOW).files())].into())
+    }
+
+    async fn run<'p>(loaded: &'p Loaded, image: &str, digest: Option<&str>) -> Decision<'p> {
+        decide(loaded, ImageRef::parse(image), digest, &signed_repos()).await
+    }
+
+    fn refused(d: &Decision<'_>) -> ReasonCode {
+        match &d.outcome {
+            Err(e) => e.reason,
+            Ok(v) => panic!("expected a refusal, got {v:?}"),
+        }
+    }
+
+    const RULES: &str = "[[rule]]\nname = \"team\"\nmatch = \"registry.test/team/**\"\nrequire = \"signed\"\n\n[[rule]]\nname = \"app-exact\"\nmatch = \"registry.test/other/app:v1\"\nrequire = \"any\"\n\n[[rule]]\nname = \"other\"\nmatch = \"registry.test/other/**\"\nrequire = \"reject\"\nmode = \"audit\"\n";
+
+    #[tokio::test]
+    async fn refusals_each_with_their_reason() {
+        let l = loaded(RULES);
+        let d = run(&l, "registry.test/Team/app:v1", None).await;
+        assert_eq!(refused(&d), ReasonCode::InvalidReference);
+        assert!(d.rule.is_none() && d.reference.is_none());
+
+        let a = format!("registry.test/team/app@sha256:{}", "a".repeat(64));
+        let b = format!("sha256:{}", "b".repeat(64));
+        let d = run(&l, &a, Some(&b)).await;
+        assert_eq!(refused(&d), ReasonCode::DigestMismatch);
+
+        let sha512 = format!("sha512:{}", "c".repeat(128));
+        let d = run(&l, "registry.test/team/app:v1", Some(&sha512)).await;
+        assert_eq!(refused(&d), ReasonCode::InvalidReference);
+
+        let d = run(&l, "elsewhere.test/app:v1", None).await;
+        assert_eq!(refused(&d), ReasonCode::NoMatchingRule);
+        assert!(d.rule.is_none());
+
+        let d = run(&l, "registry.test/other/app:v2", None).await;
+        assert_eq!(refused(&d), ReasonCode::RejectedByPolicy);
+        assert_eq!(
+            d.rule.map(|r| (r.name.as_str(), r.mode)),
+            Some(("other", Mode::Audit))
+        );
+
+        // Signed, but the tag is not in the trust data; and a repository with none.
+        let d = run(&l, "registry.test/team/app:v9", None).await;
+        assert_eq!(refused(&d).as_str(), "unknown_tag");
+        let d = run(&l, "registry.test/team/unsigned:v1", None).await;
+        assert_eq!(refused(&d), ReasonCode::NoTrustData);
+        assert_eq!(d.rule.map(|r| r.name.as_str()), Some("team"));
+    }
+
+    #[tokio::test]
+    async fn a_signed_tag_is_vouched_for_by_its_role_and_the_exact_rule_wins() {
+        let l = loaded(RULES);
+        let d = run(&l, "registry.test/team/app:v1", None).await;
+        let vouch = d.outcome.as_ref().ok().cloned().flatten().expect("vouched");
+        assert_eq!(vouch.proof, Proof::NotaryV1);
+        assert_eq!(vouch.role, "targets");
+        assert_eq!(
+            vouch.digest,
+            format!("sha256:{}", sha256_hex(&manifest("v1")))
+        );
+        assert_eq!(
+            d.reference.map(|r| r.to_string()).as_deref(),
+            Some("registry.test/team/app:v1")
+        );
+
+        // The exact rule beats the catch-all of its registry path, whatever their order.
+        let d = run(&l, "registry.test/other/app:v1", None).await;
+        assert_eq!(d.rule.map(|r| r.name.as_str()), Some("app-exact"));
+        assert!(
+            matches!(d.outcome, Ok(None)),
+            "require = any vouches nothing"
+        );
+    }
 }

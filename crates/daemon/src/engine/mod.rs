@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use api::codes::{EventKind, ReasonCode};
 use arc_swap::ArcSwap;
 use key_store::StateStore;
-use policy::{ImageRef, Mode};
+use policy::{ImageRef, Mode, Require};
 
 pub use prepare::Loaded;
 
@@ -252,7 +252,9 @@ impl Engine {
     /// May `image` (with the digest containerd resolved, if known) be pulled?
     pub async fn verify(&self, image: &str, digest: Option<&str>, ask: &Ask<'_>) -> Verdict {
         let loaded = self.loaded();
-        let key = ImageRef::parse(image)
+        let parsed = ImageRef::parse(image);
+        let key = parsed
+            .as_ref()
             .ok()
             .zip(digest)
             .map(|(r, d)| format!("{r}\u{0}{d}"));
@@ -261,13 +263,8 @@ impl Engine {
                 return v;
             }
         }
-        let mut verdict = Verdict {
-            generation: loaded.generation,
-            image: image.to_owned(),
-            ..Verdict::default()
-        };
-        let outcome = self.decide(&loaded, image, digest, &mut verdict).await;
-        let verdict = self.conclude(&loaded, verdict, outcome, digest, ask).await;
+        let decision = decide::decide(&loaded, parsed, digest, self).await;
+        let verdict = self.conclude(&loaded, image, decision, digest, ask).await;
         if let Some(key) = key.filter(|_| !ask.dry_run) {
             self.remember(key, &verdict);
         }
@@ -298,31 +295,59 @@ impl Engine {
         ask: &Ask<'_>,
     ) -> Verdict {
         let loaded = self.loaded();
-        let verdict = Verdict {
-            generation: loaded.generation,
-            image: image.to_owned(),
-            ..Verdict::default()
+        let decision = decide::Decision {
+            reference: None,
+            rule: None,
+            outcome: Err(deny(reason, message)),
         };
-        self.conclude(&loaded, verdict, Err(deny(reason, message)), None, ask)
-            .await
+        self.conclude(&loaded, image, decision, None, ask).await
     }
 
+    /// The verdict made of a decision: counted, recorded as an event (durably when it
+    /// refuses), answered. `image` is the name as asked, kept when it did not parse.
     async fn conclude(
         &self,
         loaded: &Loaded,
-        mut verdict: Verdict,
-        outcome: Result<(), Denial>,
+        image: &str,
+        decision: decide::Decision<'_>,
         digest: Option<&str>,
         ask: &Ask<'_>,
     ) -> Verdict {
         self.counters.verdicts.fetch_add(1, Ordering::Relaxed);
-        let mode = loaded
-            .policy
-            .rules
-            .iter()
-            .find(|r| r.name == verdict.rule)
-            .map_or(Mode::Enforce, |r| r.mode);
+        let mut verdict = Verdict {
+            generation: loaded.generation,
+            image: image.to_owned(),
+            ..Verdict::default()
+        };
+        if let Some(r) = &decision.reference {
+            verdict.image = r.to_string();
+            verdict.gun = r.repository();
+        }
+        // The mode is the deciding rule's own; no rule (nothing matched, or the request
+        // could not be judged) enforces.
+        let mode = decision.rule.map_or(Mode::Enforce, |r| r.mode);
+        if let Some(rule) = decision.rule {
+            verdict.rule = rule.name.clone();
+            if rule.require == Require::Signed {
+                verdict.trust_server = rule.trust_server.clone().unwrap_or_default();
+            }
+        }
         verdict.mode = mode.as_str().to_owned();
+        let outcome = decision.outcome.map(|vouched| {
+            if let Some(vouch) = vouched {
+                verdict.timestamp_expires = vouch
+                    .expires
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_default();
+                verdict.digest = vouch.digest;
+                verdict.role = vouch.role;
+                verdict.signers = vouch.signers;
+                verdict.proof = vouch.proof.as_str().to_owned();
+            }
+        });
         // A dry run (`pullguard verify`) enforces nothing, so it is no `pull.*` event that
         // alerting on rejections would fire on.
         let kind = match (&outcome, mode) {

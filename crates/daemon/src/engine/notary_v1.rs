@@ -43,8 +43,8 @@ impl Default for NotaryV1 {
 }
 
 impl ProofKind for NotaryV1 {
-    async fn check(&self, q: &Query<'_>) -> Result<Vouch, Denial> {
-        let (engine, loaded, rule) = (q.engine, q.loaded, q.rule);
+    async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial> {
+        let (loaded, rule) = (q.loaded, q.rule);
         let gun = q.image.repository();
         let server = rule.trust_server.as_deref().unwrap_or_default();
         let fetcher = loaded.fetchers.get(server).ok_or_else(|| {

@@ -30,8 +30,6 @@ pub struct Vouch {
 
 /// What a proof is asked about.
 pub struct Query<'a> {
-    /// The engine, for its state, figures and events.
-    pub engine: &'a Engine,
     /// The policy in force.
     pub loaded: &'a Loaded,
     /// The rule that applies.
@@ -43,10 +41,24 @@ pub struct Query<'a> {
     pub sha256: Option<&'a str>,
 }
 
+/// Whatever answers for the kinds of proof a rule accepts: the engine's [`Proofs`], or a
+/// unit test's stand-in, so that the decision can be tested without servers.
+pub(crate) trait Vouchers {
+    /// Does `kind` vouch for the image in `q`?
+    async fn vouch(&self, kind: Proof, q: &Query<'_>) -> Result<Vouch, Denial>;
+}
+
+impl Vouchers for Engine {
+    async fn vouch(&self, kind: Proof, q: &Query<'_>) -> Result<Vouch, Denial> {
+        self.proofs.check(kind, self, q).await
+    }
+}
+
 /// One kind of proof.
 pub(crate) trait ProofKind {
-    /// Verifies that the image is vouched for, or says why not.
-    async fn check(&self, q: &Query<'_>) -> Result<Vouch, Denial>;
+    /// Verifies that the image is vouched for, or says why not. `engine` gives its state
+    /// store, figures and events.
+    async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial>;
     /// A new policy is in force: drop results that depended on the old one.
     fn policy_changed(&self);
     /// Repositories (or other subjects) this kind holds data for, for status.
@@ -60,9 +72,14 @@ pub(crate) struct Proofs {
 }
 
 impl Proofs {
-    pub(crate) async fn check(&self, kind: Proof, q: &Query<'_>) -> Result<Vouch, Denial> {
+    pub(crate) async fn check(
+        &self,
+        kind: Proof,
+        engine: &Engine,
+        q: &Query<'_>,
+    ) -> Result<Vouch, Denial> {
         match kind {
-            Proof::NotaryV1 => self.notary_v1.check(q).await,
+            Proof::NotaryV1 => self.notary_v1.check(engine, q).await,
         }
     }
 
