@@ -343,7 +343,7 @@ fn diff(
             Some(path) => images_from_list(path).map_err(|e| (Exit::Usage, "bad_image_list", e))?,
             None => daemon::offline::containerd_images(containerd)
                 .await
-                .map_err(|e| (Exit::Unreachable, "containerd_unreachable", e))?
+                .map_err(|e| (Exit::Unreachable, "containerd_unreachable", e.to_string()))?
                 .into_iter()
                 .map(|(ns, name, digest)| (format!("{ns}/{name}"), name, Some(digest)))
                 .collect(),

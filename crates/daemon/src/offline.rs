@@ -64,6 +64,8 @@ pub fn check(policy: policy::Policy, file: &Path) -> Result<policy::Policy, Vec<
 
 /// Every image in every namespace of the containerd at `socket`: (namespace, name,
 /// target digest).
-pub async fn containerd_images(socket: &Path) -> Result<Vec<(String, String, String)>, String> {
+pub async fn containerd_images(
+    socket: &Path,
+) -> Result<Vec<(String, String, String)>, crate::watcher::ContainerdError> {
     crate::watcher::list_all(socket).await
 }

@@ -3,17 +3,76 @@
 
 use std::path::Path;
 
+use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::namespaces_client::NamespacesClient;
 use containerd_client::services::v1::{
-    DeleteRequest, GetImageRequest, Image, ImageCreate, ImageUpdate, ListImagesRequest,
-    ListNamespacesRequest, ListRequest, ListResourcesRequest,
+    DeleteImageRequest, DeleteRequest, GetImageRequest, Image, ImageCreate, ImageUpdate,
+    ListImagesRequest, ListNamespacesRequest, ListRequest, ListResourcesRequest, SubscribeRequest,
 };
+use containerd_client::types::{Descriptor, Envelope};
 use prost::Message as _;
 use tonic::transport::Channel;
 
 use super::MAX_MESSAGE;
+
+/// What went wrong talking to containerd; each names what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerdError {
+    /// The record or lease is not there (deleted meanwhile, by us or by someone).
+    #[error("{what}: not found")]
+    NotFound {
+        /// What was being done.
+        what: String,
+    },
+    /// containerd is not there, stopped answering or closed the stream: the watcher
+    /// reconnects and sweeps.
+    #[error("{what}: containerd is unavailable: {detail}")]
+    Unavailable {
+        /// What was being done.
+        what: String,
+        /// What happened.
+        detail: String,
+    },
+    /// containerd answered with another error.
+    #[error("{what}: {detail}")]
+    Failed {
+        /// What was being done.
+        what: String,
+        /// containerd's message.
+        detail: String,
+    },
+}
+
+impl ContainerdError {
+    fn from_status(what: impl Into<String>, s: &tonic::Status) -> ContainerdError {
+        let what = what.into();
+        match s.code() {
+            tonic::Code::NotFound => ContainerdError::NotFound { what },
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                ContainerdError::Unavailable {
+                    what,
+                    detail: status_text(s),
+                }
+            }
+            _ => ContainerdError::Failed {
+                what,
+                detail: status_text(s),
+            },
+        }
+    }
+
+    pub(super) fn unavailable(
+        what: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> ContainerdError {
+        ContainerdError::Unavailable {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}
 
 /// Which image event an envelope carries.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,7 +118,7 @@ pub(super) fn in_namespace<T>(msg: T, namespace: &str) -> tonic::Request<T> {
     req
 }
 
-pub(super) fn status_text(s: &tonic::Status) -> String {
+fn status_text(s: &tonic::Status) -> String {
     let mut text = if s.message().is_empty() {
         format!("{:?}", s.code())
     } else {
@@ -74,14 +133,8 @@ pub(super) fn status_text(s: &tonic::Status) -> String {
 
 /// Every image in every namespace of the containerd at `socket`: (namespace, name,
 /// target digest). For shadow evaluations (`pullguard policy diff`).
-pub async fn list_all(socket: &Path) -> Result<Vec<(String, String, String)>, String> {
-    let channel = containerd_client::connect(socket).await.map_err(|e| {
-        format!(
-            "cannot connect to containerd at {}: {}",
-            socket.display(),
-            crate::error_chain(&e)
-        )
-    })?;
+pub async fn list_all(socket: &Path) -> Result<Vec<(String, String, String)>, ContainerdError> {
+    let channel = connect(socket).await?;
     let namespaces = namespaces(&channel).await?;
     let mut all = Vec::new();
     for ns in namespaces {
@@ -93,13 +146,82 @@ pub async fn list_all(socket: &Path) -> Result<Vec<(String, String, String)>, St
     Ok(all)
 }
 
+/// A channel to the containerd at `socket`.
+pub(super) async fn connect(socket: &Path) -> Result<Channel, ContainerdError> {
+    containerd_client::connect(socket).await.map_err(|e| {
+        ContainerdError::unavailable(
+            format!("cannot connect to containerd at {}", socket.display()),
+            crate::error_chain(&e),
+        )
+    })
+}
+
+/// Subscribes to image creations and updates. containerd answers the subscription only
+/// with its first event, so callers run this in a task of its own.
+pub(super) async fn subscribe_images(
+    channel: &Channel,
+) -> Result<tonic::Streaming<Envelope>, ContainerdError> {
+    let request = SubscribeRequest {
+        filters: vec![
+            r#"topic=="/images/create""#.to_owned(),
+            r#"topic=="/images/update""#.to_owned(),
+        ],
+    };
+    EventsClient::new(channel.clone())
+        .max_decoding_message_size(MAX_MESSAGE)
+        .subscribe(request)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| ContainerdError::from_status("cannot subscribe to events", &s))
+}
+
+/// The next event of a subscription; `None` when containerd closed it.
+pub(super) async fn next_event(
+    stream: &mut tonic::Streaming<Envelope>,
+) -> Result<Option<Envelope>, ContainerdError> {
+    stream.message().await.map_err(|s| {
+        // A broken stream is containerd gone, whatever code it carries.
+        ContainerdError::unavailable("event stream broke", status_text(&s))
+    })
+}
+
+/// Deletes the image record `name`, but only while it still points at `judged` when that
+/// is a sha256 digest (containerd 2.x checks; 1.6 ignores the field). `sync` waits for
+/// garbage collection. `NotFound` when it is gone already.
+pub(super) async fn delete_image(
+    channel: &Channel,
+    namespace: &str,
+    name: &str,
+    judged: &str,
+    sync: bool,
+) -> Result<(), ContainerdError> {
+    let target = valid_digest(judged).then(|| Descriptor {
+        digest: judged.to_owned(),
+        ..Default::default()
+    });
+    ImagesClient::new(channel.clone())
+        .delete(in_namespace(
+            DeleteImageRequest {
+                name: name.to_owned(),
+                sync,
+                target,
+            },
+            namespace,
+        ))
+        .await
+        .map(|_| ())
+        .map_err(|s| {
+            ContainerdError::from_status(format!("cannot delete the image record {name}"), &s)
+        })
+}
+
 /// containerd's namespaces.
-pub(super) async fn namespaces(channel: &Channel) -> Result<Vec<String>, String> {
+pub(super) async fn namespaces(channel: &Channel) -> Result<Vec<String>, ContainerdError> {
     Ok(NamespacesClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE)
         .list(ListNamespacesRequest::default())
         .await
-        .map_err(|s| format!("cannot list namespaces: {}", status_text(&s)))?
+        .map_err(|s| ContainerdError::from_status("cannot list namespaces", &s))?
         .into_inner()
         .namespaces
         .into_iter()
@@ -111,16 +233,13 @@ pub(super) async fn list_images(
     channel: &Channel,
     namespace: &str,
     filters: Vec<String>,
-) -> Result<Vec<Image>, String> {
+) -> Result<Vec<Image>, ContainerdError> {
     Ok(ImagesClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE)
         .list(in_namespace(ListImagesRequest { filters }, namespace))
         .await
         .map_err(|s| {
-            format!(
-                "cannot list images in namespace {namespace}: {}",
-                status_text(&s)
-            )
+            ContainerdError::from_status(format!("cannot list images in namespace {namespace}"), &s)
         })?
         .into_inner()
         .images)
@@ -131,7 +250,7 @@ pub(super) async fn same_target(
     channel: &Channel,
     namespace: &str,
     digest: &str,
-) -> Result<Vec<Image>, String> {
+) -> Result<Vec<Image>, ContainerdError> {
     // Digests are sha256:HEX (checked by the caller), so quoting cannot be broken out of.
     list_images(
         channel,
@@ -151,7 +270,7 @@ pub(super) async fn get_image(
     channel: &Channel,
     namespace: &str,
     name: &str,
-) -> Result<Option<Image>, String> {
+) -> Result<Option<Image>, ContainerdError> {
     match ImagesClient::new(channel.clone())
         .get(in_namespace(
             GetImageRequest {
@@ -164,7 +283,10 @@ pub(super) async fn get_image(
         Ok(r) => Ok(r.into_inner().image),
         // Deleted meanwhile (by us for a sibling, or by someone).
         Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-        Err(s) => Err(format!("cannot read the image record: {}", status_text(&s))),
+        Err(s) => Err(ContainerdError::from_status(
+            format!("cannot read the image record {name}"),
+            &s,
+        )),
     }
 }
 
@@ -174,12 +296,12 @@ pub(super) async fn release_leases(
     channel: &Channel,
     namespace: &str,
     digest: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ContainerdError> {
     let mut leases = LeasesClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
     let all = leases
         .list(in_namespace(ListRequest::default(), namespace))
         .await
-        .map_err(|s| format!("cannot list leases: {}", status_text(&s)))?
+        .map_err(|s| ContainerdError::from_status("cannot list leases", &s))?
         .into_inner()
         .leases;
     let mut deleted = Vec::new();
@@ -196,10 +318,9 @@ pub(super) async fn release_leases(
             Ok(r) => r.into_inner().resources,
             Err(s) if s.code() == tonic::Code::NotFound => continue,
             Err(s) => {
-                return Err(format!(
-                    "cannot list the resources of lease {}: {}",
-                    lease.id,
-                    status_text(&s)
+                return Err(ContainerdError::from_status(
+                    format!("cannot list the resources of lease {}", lease.id),
+                    &s,
                 ))
             }
         };
@@ -219,10 +340,9 @@ pub(super) async fn release_leases(
             Ok(_) => deleted.push(format!("lease {}", lease.id)),
             Err(s) if s.code() == tonic::Code::NotFound => {}
             Err(s) => {
-                return Err(format!(
-                    "cannot delete lease {}: {}",
-                    lease.id,
-                    status_text(&s)
+                return Err(ContainerdError::from_status(
+                    format!("cannot delete lease {}", lease.id),
+                    &s,
                 ))
             }
         }
@@ -281,6 +401,26 @@ mod tests {
             None,
             "garbage is ignored, not a panic"
         );
+    }
+
+    /// What the watcher does with a failure depends on its kind: a missing record is
+    /// "already gone", an unavailable containerd a reconnect, anything else a reported
+    /// failure to enforce.
+    #[test]
+    fn statuses_map_to_not_found_unavailable_and_failed() {
+        let kind = |code| match ContainerdError::from_status("x", &tonic::Status::new(code, "m")) {
+            ContainerdError::NotFound { .. } => "not found",
+            ContainerdError::Unavailable { .. } => "unavailable",
+            ContainerdError::Failed { .. } => "failed",
+        };
+        assert_eq!(kind(tonic::Code::NotFound), "not found");
+        assert_eq!(kind(tonic::Code::Unavailable), "unavailable");
+        assert_eq!(kind(tonic::Code::DeadlineExceeded), "unavailable");
+        assert_eq!(kind(tonic::Code::PermissionDenied), "failed");
+        assert_eq!(kind(tonic::Code::FailedPrecondition), "failed");
+        let e =
+            ContainerdError::from_status("cannot list leases", &tonic::Status::internal("boom"));
+        assert_eq!(e.to_string(), "cannot list leases: boom");
     }
 
     #[test]

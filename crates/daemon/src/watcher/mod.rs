@@ -12,9 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use containerd_client::services::v1::events_client::EventsClient;
-use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{DeleteImageRequest, Image, SubscribeRequest};
+use containerd_client::services::v1::Image;
 use containerd_client::types::Envelope;
 use futures_util::StreamExt as _;
 use tokio::sync::Semaphore;
@@ -26,11 +24,11 @@ use crate::engine::{Ask, Engine, Verdict};
 
 mod containerd;
 
-pub use containerd::{decode, list_all, ImageEvent};
 use containerd::{
-    get_image, in_namespace, is_alias, list_images, namespaces, release_leases, same_target,
-    status_text, valid_digest,
+    connect, delete_image, get_image, is_alias, list_images, namespaces, next_event,
+    release_leases, same_target, subscribe_images, valid_digest,
 };
+pub use containerd::{decode, list_all, ContainerdError, ImageEvent};
 
 /// Recorded as the source of the watcher's verdicts.
 pub const SOURCE: &str = "containerd-watcher";
@@ -115,39 +113,30 @@ async fn session(
     engine: &Arc<Engine>,
     socket: &Path,
     was_connected: &mut bool,
-) -> Result<std::convert::Infallible, String> {
-    let channel = containerd_client::connect(socket)
-        .await
-        .map_err(|e| format!("cannot connect: {}", crate::error_chain(&e)))?;
+) -> Result<std::convert::Infallible, ContainerdError> {
+    let channel = connect(socket).await?;
     // containerd sends a subscription's response headers only with its first event, so
     // awaiting `subscribe` would hold the sweep until the next pull. The subscription runs
     // in its own task and feeds a queue; the sweep starts once the request is on its way,
     // and events that arrive during the sweep wait in the queue.
-    let (tx, mut queue) = tokio::sync::mpsc::channel::<Result<Envelope, String>>(1024);
-    let mut events = EventsClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+    let (tx, mut queue) = tokio::sync::mpsc::channel::<Result<Envelope, ContainerdError>>(1024);
+    let events = channel.clone();
     let subscription = tokio::spawn(async move {
-        let request = SubscribeRequest {
-            filters: vec![
-                r#"topic=="/images/create""#.to_owned(),
-                r#"topic=="/images/update""#.to_owned(),
-            ],
-        };
-        let end = match events.subscribe(request).await {
-            Err(s) => format!("cannot subscribe to events: {}", status_text(&s)),
-            Ok(response) => {
-                let mut stream = response.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(envelope)) => {
-                            if tx.send(Ok(envelope)).await.is_err() {
-                                return;
-                            }
+        let end = match subscribe_images(&events).await {
+            Err(e) => e,
+            Ok(mut stream) => loop {
+                match next_event(&mut stream).await {
+                    Ok(Some(envelope)) => {
+                        if tx.send(Ok(envelope)).await.is_err() {
+                            return;
                         }
-                        Ok(None) => break "containerd closed the event stream".to_owned(),
-                        Err(s) => break format!("event stream broke: {}", status_text(&s)),
                     }
+                    Ok(None) => {
+                        break ContainerdError::unavailable("event stream", "containerd closed it")
+                    }
+                    Err(e) => break e,
                 }
-            }
+            },
         };
         let _ = tx.send(Err(end)).await;
     });
@@ -176,12 +165,15 @@ async fn session(
     loop {
         tokio::select! {
             item = queue.recv() => {
-                let envelope = item.unwrap_or_else(|| Err("the event subscription stopped".to_owned()))?;
+                let envelope = item.unwrap_or_else(|| {
+                    Err(ContainerdError::unavailable("event subscription", "it stopped"))
+                })?;
                 on_envelope(engine, &channel, &limit, envelope);
             }
             changed = installs.changed() => {
                 if changed.is_err() {
-                    return Err("the engine stopped".to_owned());
+                    // The daemon is shutting down; the watcher task goes with it.
+                    return Err(ContainerdError::unavailable("watching", "pullguardd is stopping"));
                 }
                 let generation = *installs.borrow_and_update();
                 sweep(engine, &channel, &limit, &format!("policy generation {generation}")).await?;
@@ -219,7 +211,7 @@ async fn sweep(
     channel: &Channel,
     limit: &Arc<Semaphore>,
     trigger: &str,
-) -> Result<(), String> {
+) -> Result<(), ContainerdError> {
     let namespaces = namespaces(channel).await?;
     let mut checked = 0usize;
     let removed_before = engine.counters.images_removed.load(Ordering::Relaxed);
@@ -269,7 +261,7 @@ async fn check_named(
     name: &str,
     image: Option<Image>,
     why: Why,
-) -> Result<(), String> {
+) -> Result<(), ContainerdError> {
     let image = match image {
         Some(i) => i,
         // Gone meanwhile: nothing to check.
@@ -326,13 +318,6 @@ async fn check_named(
     remove(engine, channel, namespace, name, &digest, &verdict).await
 }
 
-fn judged_target(digest: &str) -> Option<containerd_client::types::Descriptor> {
-    valid_digest(digest).then(|| containerd_client::types::Descriptor {
-        digest: digest.to_owned(),
-        ..Default::default()
-    })
-}
-
 /// Removes a rejected image, the aliases that only it named, and leases on its content.
 async fn remove(
     engine: &Arc<Engine>,
@@ -341,31 +326,15 @@ async fn remove(
     name: &str,
     digest: &str,
     verdict: &Verdict,
-) -> Result<(), String> {
-    let mut images = ImagesClient::new(channel.clone());
-    match images
-        .delete(in_namespace(
-            DeleteImageRequest {
-                name: name.to_owned(),
-                sync: true,
-                // containerd 2.x deletes only if the name still points at what was
-                // judged (a re-tag in between is kept); 1.6 ignores the field.
-                target: judged_target(digest),
-            },
-            namespace,
-        ))
-        .await
-    {
-        Ok(_) => {}
+) -> Result<(), ContainerdError> {
+    // containerd 2.x deletes only if the name still points at what was judged (a re-tag
+    // in between is kept).
+    match delete_image(channel, namespace, name, digest, true).await {
+        Ok(()) => {}
         // Already gone (removed with a sibling, or by someone else): nothing was removed
         // here, so nothing is counted or recorded.
-        Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
-        Err(s) => {
-            return Err(format!(
-                "cannot delete the image record: {}",
-                status_text(&s)
-            ));
-        }
+        Err(ContainerdError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
     }
     engine
         .counters
@@ -376,26 +345,10 @@ async fn remove(
         let siblings = same_target(channel, namespace, digest).await?;
         if siblings.iter().all(|i| is_alias(&i.name)) {
             for alias in siblings {
-                match images
-                    .delete(in_namespace(
-                        DeleteImageRequest {
-                            name: alias.name.clone(),
-                            sync: false,
-                            target: judged_target(digest),
-                        },
-                        namespace,
-                    ))
-                    .await
-                {
-                    Ok(_) => also.push(alias.name),
-                    Err(s) if s.code() == tonic::Code::NotFound => {}
-                    Err(s) => {
-                        return Err(format!(
-                            "cannot delete the alias {}: {}",
-                            alias.name,
-                            status_text(&s)
-                        ))
-                    }
+                match delete_image(channel, namespace, &alias.name, digest, false).await {
+                    Ok(()) => also.push(alias.name),
+                    Err(ContainerdError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -449,7 +402,7 @@ async fn record(
 
 /// A check or removal that could not be carried out is an event and a status error: the
 /// operator must know an image the policy rejects may still be on the node.
-async fn report_failure(engine: &Engine, namespace: &str, name: &str, cause: &str) {
+async fn report_failure(engine: &Engine, namespace: &str, name: &str, cause: &ContainerdError) {
     let message = format!(
         "could not enforce the policy on {name} (containerd namespace {namespace}): {cause}; remove it by hand (`ctr -n {namespace} images rm {name}`) if it is rejected, and check containerd"
     );
