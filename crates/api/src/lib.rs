@@ -2,7 +2,8 @@
 //! `build.rs` and never edited by hand, and the contract's codes ([`codes`]). Shared by
 //! pullguardd, pullguard-verifier and the CLI.
 
-pub mod codes;
+/// The contract's codes, from their own crate (which libraries without gRPC use too).
+pub use codes;
 
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 mod generated {

@@ -4,6 +4,7 @@
 //! 3 the daemon cannot be reached.
 
 use crate::exit::Exit;
+use api::codes::ReasonCode;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -145,7 +146,12 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
 }
 
 fn unreachable(json_out: bool, message: &str) -> ExitCode {
-    crate::exit::fail(Exit::Unreachable, json_out, "daemon_unreachable", message)
+    crate::exit::fail(
+        Exit::Unreachable,
+        json_out,
+        ReasonCode::DaemonUnreachable.as_str(),
+        message,
+    )
 }
 
 pub fn verify(args: &VerifyArgs) -> ExitCode {

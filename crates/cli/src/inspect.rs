@@ -7,6 +7,7 @@
 //! Exit codes: 0 shown, 1 the trust data does not verify (or the tag is not signed),
 //! 2 bad usage or unreadable input, 3 the trust server cannot be reached.
 
+use api::codes::ReasonCode;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,16 +92,31 @@ pub fn run(args: &Args) -> ExitCode {
                 .map_err(|e| (Exit::Usage, "bad_ca", e.to_string()))?;
             fetcher.fetch(gun, None).await.map_err(|e| {
                 if matches!(e, notary_client::FetchError::NotFound { .. }) {
-                    (Exit::Refused, "no_trust_data", e.to_string())
+                    (
+                        Exit::Refused,
+                        ReasonCode::NoTrustData.as_str(),
+                        e.to_string(),
+                    )
                 } else {
-                    (Exit::Unreachable, "trust_server_unreachable", e.to_string())
+                    (
+                        Exit::Unreachable,
+                        ReasonCode::TrustServerUnreachable.as_str(),
+                        e.to_string(),
+                    )
                 }
             })
         });
         match fetched {
             Ok(Ok(f)) => f,
             Ok(Err((code, error, m))) => return fail(code, args.json, error, &m),
-            Err(m) => return fail(Exit::Usage, args.json, "internal_error", &m),
+            Err(m) => {
+                return fail(
+                    Exit::Usage,
+                    args.json,
+                    ReasonCode::InternalError.as_str(),
+                    &m,
+                )
+            }
         }
     };
     if let Some(id) = args
@@ -196,7 +212,7 @@ pub fn run(args: &Args) -> ExitCode {
             return fail(
                 Exit::Refused,
                 args.json,
-                "unknown_tag",
+                ReasonCode::UnknownTag.as_str(),
                 &format!("{gun}: no role signs tag {t:?}"),
             );
         }

@@ -5,6 +5,7 @@
 //! 1 none does; diff 0 no verdict changes, 1 some change; 2 bad usage or an unreadable
 //! file or image list, 3 containerd cannot be reached.
 
+use api::codes::ReasonCode;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -240,7 +241,14 @@ fn explain(image: &str, file: &Path, json_out: bool) -> ExitCode {
     };
     let reference = match ImageRef::parse(image) {
         Ok(r) => r,
-        Err(e) => return fail(Exit::Usage, json_out, "invalid_reference", &e.to_string()),
+        Err(e) => {
+            return fail(
+                Exit::Usage,
+                json_out,
+                ReasonCode::InvalidReference.as_str(),
+                &e.to_string(),
+            )
+        }
     };
     let candidates = p.candidates(&reference);
     let why = |i: usize| -> String {
@@ -364,7 +372,14 @@ fn diff(
         Ok::<_, (Exit, &str, String)>(rows)
     });
     let rows = match result {
-        Err(e) => return fail(Exit::Usage, json_out, "internal_error", &e),
+        Err(e) => {
+            return fail(
+                Exit::Usage,
+                json_out,
+                ReasonCode::InternalError.as_str(),
+                &e,
+            )
+        }
         Ok(Err((code, error, message))) => return fail(code, json_out, error, &message),
         Ok(Ok(rows)) => rows,
     };

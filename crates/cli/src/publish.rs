@@ -4,6 +4,7 @@
 //! the server applies whole, and a concurrent publish told apart from a refusal.
 
 use crate::exit::Exit;
+use api::codes::ReasonCode;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -50,7 +51,7 @@ pub fn report(
     work: impl std::future::Future<Output = Result<(Value, String), Failure>>,
 ) -> std::process::ExitCode {
     let outcome = crate::daemon_client::block_on(work)
-        .unwrap_or_else(|e| Err(failure(Exit::Usage, "internal_error", e)));
+        .unwrap_or_else(|e| Err(failure(Exit::Usage, ReasonCode::InternalError.as_str(), e)));
     match outcome {
         Ok((v, text)) => {
             if json_out {
@@ -124,8 +125,13 @@ fn connect(target: &Target) -> Result<(notary_client::Fetcher, StateStore, KeyDi
     };
     let fetcher = notary_client::Fetcher::new(&server)
         .map_err(|e| failure(Exit::Usage, "bad_trust_server", e.to_string()))?;
-    let state = StateStore::open(&target.state_dir)
-        .map_err(|e| failure(Exit::Usage, "state_unreadable", e.to_string()))?;
+    let state = StateStore::open(&target.state_dir).map_err(|e| {
+        failure(
+            Exit::Usage,
+            ReasonCode::StateUnreadable.as_str(),
+            e.to_string(),
+        )
+    })?;
     let keys = KeyDir::open(&target.keys_dir.join("private"))
         .map_err(|e| failure(Exit::Usage, "keys_unreadable", e.to_string()))?;
     Ok((fetcher, state, keys))
@@ -142,9 +148,13 @@ pub fn new_root_key(gun: &str) -> Result<(SigningKey, String, Value), Failure> {
         Some("root".to_owned()),
         Some(gun.to_owned()),
     );
-    let cert = key
-        .self_signed_cert(gun, ROOT_CERT_DAYS)
-        .map_err(|e| failure(Exit::Usage, "internal_error", e.to_string()))?;
+    let cert = key.self_signed_cert(gun, ROOT_CERT_DAYS).map_err(|e| {
+        failure(
+            Exit::Usage,
+            ReasonCode::InternalError.as_str(),
+            e.to_string(),
+        )
+    })?;
     let id = trust_core::keys::key_id("ecdsa-x509", cert.as_bytes());
     let entry = json!({"keytype": "ecdsa-x509", "keyval": {"private": null, "public": b64(cert.as_bytes())}});
     Ok((key, id, entry))
@@ -178,7 +188,7 @@ pub async fn server_key(
     let (keytype, public) = fetcher.server_key(gun, role, rotate).await.map_err(|e| {
         failure(
             Exit::Unreachable,
-            "trust_server_unreachable",
+            ReasonCode::TrustServerUnreachable.as_str(),
             format!("cannot get the {role} key: {e}"),
         )
     })?;
@@ -188,7 +198,7 @@ pub async fn server_key(
     {
         return Err(failure(
             Exit::Unreachable,
-            "trust_server_unreachable",
+            ReasonCode::TrustServerUnreachable.as_str(),
             format!("{} sent an unusable {keytype:?} {role} key", fetcher.url()),
         ));
     }
@@ -271,10 +281,21 @@ impl Session {
     pub async fn open(target: &Target, gun: &str) -> Result<Session, Failure> {
         let (fetcher, state, keys) = connect(target)?;
         let (files, _) = current(&fetcher, &state, gun).await?;
-        let root = parse_root("root", files.get("root").unwrap_or_default())
-            .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))?;
-        let top = parse_targets("targets", files.get("targets").unwrap_or_default())
-            .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))?;
+        let root = parse_root("root", files.get("root").unwrap_or_default()).map_err(|e| {
+            failure(
+                Exit::Refused,
+                ReasonCode::MalformedMetadata.as_str(),
+                e.to_string(),
+            )
+        })?;
+        let top =
+            parse_targets("targets", files.get("targets").unwrap_or_default()).map_err(|e| {
+                failure(
+                    Exit::Refused,
+                    ReasonCode::MalformedMetadata.as_str(),
+                    e.to_string(),
+                )
+            })?;
         Ok(Session {
             gun: gun.to_owned(),
             fetcher,
@@ -474,12 +495,16 @@ async fn current(
         .prior(gun, OffsetDateTime::now_utc())
         .map_err(|e| match e {
             // A clock behind the last verification makes every expiry check meaningless.
-            key_store::Error::ClockWentBackwards { .. } => {
-                failure(Exit::Refused, "clock_went_backwards", e.to_string())
-            }
+            key_store::Error::ClockWentBackwards { .. } => failure(
+                Exit::Refused,
+                ReasonCode::ClockWentBackwards.as_str(),
+                e.to_string(),
+            ),
             e => failure(
                 Exit::Usage,
-                e.reason_code().unwrap_or("state_unreadable"),
+                e.reason_code()
+                    .unwrap_or(ReasonCode::StateUnreadable)
+                    .as_str(),
                 e.to_string(),
             ),
         })?;
@@ -489,12 +514,12 @@ async fn current(
         .map_err(|e| match e {
             notary_client::FetchError::NotFound { .. } => failure(
                 Exit::Refused,
-                "no_trust_data",
+                ReasonCode::NoTrustData.as_str(),
                 format!("{e}; `pullguard sign {gun}:TAG` initialises it with its first tag"),
             ),
             other => failure(
                 Exit::Unreachable,
-                "trust_server_unreachable",
+                ReasonCode::TrustServerUnreachable.as_str(),
                 other.to_string(),
             ),
         })?;
@@ -510,7 +535,11 @@ async fn current(
                     "the current trust data of {gun} does not verify, so nothing was signed: {e}"
                 ),
             ),
-            e => failure(Exit::Usage, "state_unwritable", e.to_string()),
+            e => failure(
+                Exit::Usage,
+                ReasonCode::StateUnwritable.as_str(),
+                e.to_string(),
+            ),
         })?;
     Ok((files, repo))
 }
@@ -528,8 +557,13 @@ fn delegating_role(
             format!("{parent} (the parent of {role}) has no trust data"),
         )
     })?;
-    parse_targets(parent, bytes)
-        .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))
+    parse_targets(parent, bytes).map_err(|e| {
+        failure(
+            Exit::Refused,
+            ReasonCode::MalformedMetadata.as_str(),
+            e.to_string(),
+        )
+    })
 }
 
 /// One of our keys that may sign, with the ID the role lists it under. Notary lists
@@ -606,13 +640,18 @@ fn stored_ids(keys: &KeyDir) -> Vec<String> {
 
 /// The `signed` object of a role file.
 pub fn signed_body(bytes: &[u8]) -> Result<Value, Failure> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        failure(
+            Exit::Refused,
+            ReasonCode::MalformedMetadata.as_str(),
+            e.to_string(),
+        )
+    })?;
     match v.get("signed") {
         Some(s) if s.is_object() => Ok(s.clone()),
         _ => Err(failure(
             Exit::Refused,
-            "malformed_metadata",
+            ReasonCode::MalformedMetadata.as_str(),
             "a role file without a signed object",
         )),
     }
@@ -620,11 +659,21 @@ pub fn signed_body(bytes: &[u8]) -> Result<Value, Failure> {
 
 /// `{"signed": …, "signatures": […]}` with `signed` in canonical form, signed by `keys`.
 fn envelope(body: &Value, keys: &[(&str, &SigningKey)]) -> Result<Vec<u8>, Failure> {
-    let canonical = trust_core::canonical::canonicalize(
-        &serde_json::to_vec(body)
-            .map_err(|e| failure(Exit::Usage, "internal_error", e.to_string()))?,
-    )
-    .map_err(|e| failure(Exit::Usage, "internal_error", e.to_string()))?;
+    let canonical =
+        trust_core::canonical::canonicalize(&serde_json::to_vec(body).map_err(|e| {
+            failure(
+                Exit::Usage,
+                ReasonCode::InternalError.as_str(),
+                e.to_string(),
+            )
+        })?)
+        .map_err(|e| {
+            failure(
+                Exit::Usage,
+                ReasonCode::InternalError.as_str(),
+                e.to_string(),
+            )
+        })?;
     let signatures: Vec<Value> = keys
         .iter()
         .map(|(id, key)| {
@@ -635,10 +684,13 @@ fn envelope(body: &Value, keys: &[(&str, &SigningKey)]) -> Result<Vec<u8>, Failu
     let mut out = b"{\"signed\":".to_vec();
     out.extend_from_slice(&canonical);
     out.extend_from_slice(b",\"signatures\":");
-    out.extend_from_slice(
-        &serde_json::to_vec(&signatures)
-            .map_err(|e| failure(Exit::Usage, "internal_error", e.to_string()))?,
-    );
+    out.extend_from_slice(&serde_json::to_vec(&signatures).map_err(|e| {
+        failure(
+            Exit::Usage,
+            ReasonCode::InternalError.as_str(),
+            e.to_string(),
+        )
+    })?);
     out.push(b'}');
     Ok(out)
 }
@@ -653,6 +705,10 @@ async fn upload_all(
         notary_client::FetchError::Refused { .. } => {
             failure(Exit::Refused, "upload_refused", e.to_string())
         }
-        _ => failure(Exit::Unreachable, "trust_server_unreachable", e.to_string()),
+        _ => failure(
+            Exit::Unreachable,
+            ReasonCode::TrustServerUnreachable.as_str(),
+            e.to_string(),
+        ),
     })
 }

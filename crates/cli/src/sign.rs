@@ -14,6 +14,7 @@
 //! keys held by the server.
 
 use crate::exit::Exit;
+use api::codes::ReasonCode;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -75,12 +76,17 @@ pub fn run(args: &Args) -> ExitCode {
 }
 
 async fn sign(args: &Args) -> Result<Value, Failure> {
-    let image = policy::ImageRef::parse(&args.reference)
-        .map_err(|e| failure(Exit::Usage, "invalid_reference", e.to_string()))?;
+    let image = policy::ImageRef::parse(&args.reference).map_err(|e| {
+        failure(
+            Exit::Usage,
+            ReasonCode::InvalidReference.as_str(),
+            e.to_string(),
+        )
+    })?;
     let tag = image.tag.clone().ok_or_else(|| {
         failure(
             Exit::Usage,
-            "invalid_reference",
+            ReasonCode::InvalidReference.as_str(),
             format!("{}: give a tag to sign (REPOSITORY:TAG)", args.reference),
         )
     })?;
@@ -89,7 +95,8 @@ async fn sign(args: &Args) -> Result<Value, Failure> {
     let session = match Session::open(&args.target, &gun).await {
         Ok(s) => s,
         Err(f)
-            if f.kind == "no_trust_data" && args.role.as_deref().is_none_or(|r| r == "targets") =>
+            if f.kind == ReasonCode::NoTrustData.as_str()
+                && args.role.as_deref().is_none_or(|r| r == "targets") =>
         {
             // A new repository: its first tag initialises it.
             let (digest_hex, size) = manifest(args, &image, &tag).await?;
@@ -276,7 +283,7 @@ async fn manifest_of(
     if !digest.is_empty() && digest != format!("sha256:{computed}") {
         return Err(failure(
             Exit::Refused,
-            "digest_mismatch",
+            ReasonCode::DigestMismatch.as_str(),
             format!(
                 "{} says {digest} but the manifest it sent hashes to sha256:{computed}",
                 image.domain

@@ -5,6 +5,7 @@
 //! the repository's targets key; listing needs no key.
 
 use crate::exit::Exit;
+use api::codes::ReasonCode;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -226,8 +227,13 @@ fn releases_left_unsigned(
     let Some(bytes) = session.files.get(RELEASES) else {
         return Ok(None);
     };
-    let current = trust_core::metadata::parse_targets(RELEASES, bytes)
-        .map_err(|e| failure(Exit::Refused, "malformed_metadata", e.to_string()))?;
+    let current = trust_core::metadata::parse_targets(RELEASES, bytes).map_err(|e| {
+        failure(
+            Exit::Refused,
+            ReasonCode::MalformedMetadata.as_str(),
+            e.to_string(),
+        )
+    })?;
     let authorised = session.delegation_keys(RELEASES, None)?;
     let remaining: Vec<_> = authorised
         .into_iter()

@@ -3,6 +3,7 @@
 //! Exit codes: 0 trusted, 1 rejected, 2 bad usage or unreadable input.
 
 use crate::exit::Exit;
+use api::codes::ReasonCode;
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -164,7 +165,9 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
                         args,
                         &digest,
                         &e.to_string(),
-                        e.reason_code().unwrap_or("root_not_pinned"),
+                        e.reason_code()
+                            .unwrap_or(ReasonCode::RootNotPinned)
+                            .as_str(),
                     );
                     return Ok(ExitCode::from(Exit::Refused));
                 }
@@ -193,7 +196,12 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
         Some(store) => match store.prior(&args.gun, now) {
             Ok(prior) => Some(prior),
             Err(e @ key_store::Error::ClockWentBackwards { .. }) => {
-                report_rejected(args, &digest, &e.to_string(), "clock_went_backwards");
+                report_rejected(
+                    args,
+                    &digest,
+                    &e.to_string(),
+                    ReasonCode::ClockWentBackwards.as_str(),
+                );
                 return Ok(ExitCode::from(Exit::Refused));
             }
             Err(e) => return Err(UsageError(e.to_string())),

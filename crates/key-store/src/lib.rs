@@ -128,11 +128,12 @@ pub enum Error {
 impl Error {
     /// A stable code for errors that amount to a rejection of trust data, for reports
     /// beside trust-core's reason codes; `None` for operational errors.
-    pub fn reason_code(&self) -> Option<&'static str> {
+    pub fn reason_code(&self) -> Option<codes::ReasonCode> {
+        use codes::ReasonCode;
         match self {
-            Error::ClockWentBackwards { .. } => Some("clock_went_backwards"),
-            Error::NotPinned { .. } => Some("root_not_pinned"),
-            Error::CorruptState { .. } => Some("state_corrupt"),
+            Error::ClockWentBackwards { .. } => Some(ReasonCode::ClockWentBackwards),
+            Error::NotPinned { .. } => Some(ReasonCode::RootNotPinned),
+            Error::CorruptState { .. } => Some(ReasonCode::StateCorrupt),
             _ => None,
         }
     }

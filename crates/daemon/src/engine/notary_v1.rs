@@ -152,9 +152,7 @@ impl NotaryV1 {
             .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
             .map_err(|e| {
                 deny(
-                    e.reason_code()
-                        .and_then(ReasonCode::parse)
-                        .unwrap_or(ReasonCode::StateUnreadable),
+                    e.reason_code().unwrap_or(ReasonCode::StateUnreadable),
                     e.to_string(),
                 )
             })?;

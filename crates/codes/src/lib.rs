@@ -1,7 +1,7 @@
 //! The contract's codes, in one place: the reason codes of verdicts (DESIGN.md
 //! Contract 2 and the daemon's own) and the kinds of events (Contract 3). Written by
-//! hand, unlike the generated gRPC code beside it; `docs/reasons.md` lists exactly these
-//! (a test in the daemon's suite keeps the two equal).
+//! hand; `docs/reasons.md` lists exactly these (a test in the daemon's suite keeps the
+//! two equal).
 
 use std::fmt;
 
