@@ -7,7 +7,6 @@
 //! Backup copies the root key's encrypted file to a file the operator chooses; restore
 //! puts it back.
 
-use crate::exit::Exit;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
@@ -16,7 +15,8 @@ use std::process::ExitCode;
 use key_store::{KeyDir, SigningKey};
 use serde_json::{json, Value};
 
-use crate::publish::{failure, new_role_key, new_root_key, server_key, Failure, Session, Target};
+use crate::publish::TargetArgs;
+use notary_writer::{failure, new_role_key, new_root_key, server_key, Class, Failure, Session};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -39,7 +39,7 @@ pub enum Command {
         #[arg(value_enum)]
         role: Role,
         #[command(flatten)]
-        target: Target,
+        target: TargetArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -55,7 +55,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         to: PathBuf,
         #[command(flatten)]
-        target: Target,
+        target: TargetArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -139,8 +139,12 @@ fn root_key(session: &Session) -> Result<(String, SigningKey), Failure> {
         })
 }
 
-async fn rotate(repository: &str, role: Role, target: &Target) -> Result<(Value, String), Failure> {
-    let session = Session::open(target, repository).await?;
+async fn rotate(
+    repository: &str,
+    role: Role,
+    target: &TargetArgs,
+) -> Result<(Value, String), Failure> {
+    let session = Session::open(&target.into(), repository).await?;
     let old_ids: Vec<String> = session
         .root_role_keys(role.name())
         .into_iter()
@@ -148,15 +152,15 @@ async fn rotate(repository: &str, role: Role, target: &Target) -> Result<(Value,
         .collect();
     let signer = root_key(&session)?;
     let keys = KeyDir::open(&target.keys_dir.join("private"))
-        .map_err(|e| failure(Exit::Usage, "keys_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Class::Usage, "keys_unreadable", e.to_string()))?;
     let store = |key: &SigningKey, env: &str, what: &str| -> Result<PathBuf, Failure> {
         let pass =
             crate::keys::passphrase_for(env, &format!("Passphrase for the new {what} key: "))
-                .map_err(|e| failure(Exit::Usage, "no_passphrase", e))?;
+                .map_err(|e| failure(Class::Usage, "no_passphrase", e))?;
         // Stored before anything is published: a lost new key would lock the
         // repository out.
         keys.store(key, &pass)
-            .map_err(|e| failure(Exit::Usage, "keys_unwritable", e.to_string()))
+            .map_err(|e| failure(Class::Usage, "keys_unwritable", e.to_string()))
     };
 
     // The new key: made here, or by the server for a snapshot it manages.
@@ -178,7 +182,7 @@ async fn rotate(repository: &str, role: Role, target: &Target) -> Result<(Value,
         }
     };
 
-    let mut root = crate::publish::signed_body(session.files.get("root").unwrap_or_default())?;
+    let mut root = notary_writer::signed_body(session.files.get("root").unwrap_or_default())?;
     root["keys"][&new_id] = entry;
     root["roles"][role.name()]["keyids"] = json!([new_id]);
     // Keys no role lists any more go.
@@ -237,14 +241,14 @@ async fn rotate(repository: &str, role: Role, target: &Target) -> Result<(Value,
 async fn backup(
     repository: &str,
     to: &std::path::Path,
-    target: &Target,
+    target: &TargetArgs,
 ) -> Result<(Value, String), Failure> {
-    let session = Session::open(target, repository).await?;
+    let session = Session::open(&target.into(), repository).await?;
     let (id, file) = session
         .stored_file_of(&session.root_role_keys("root"))
         .ok_or_else(|| {
             failure(
-                Exit::Usage,
+                Class::Usage,
                 "missing_key",
                 format!(
                     "no root key of {repository} in {}",
@@ -254,7 +258,7 @@ async fn backup(
         })?;
     let bytes = std::fs::read(&file).map_err(|e| {
         failure(
-            Exit::Usage,
+            Class::Usage,
             "keys_unreadable",
             format!("{}: {e}", file.display()),
         )
@@ -266,7 +270,7 @@ async fn backup(
         .open(to)
         .map_err(|e| {
             failure(
-                Exit::Usage,
+                Class::Usage,
                 "backup_unwritable",
                 format!("{}: {e} (the backup file must not exist yet)", to.display()),
             )
@@ -275,7 +279,7 @@ async fn backup(
         .and_then(|()| out.sync_all())
         .map_err(|e| {
             failure(
-                Exit::Usage,
+                Class::Usage,
                 "backup_unwritable",
                 format!("{}: {e}", to.display()),
             )
@@ -293,14 +297,14 @@ async fn backup(
 fn restore(file: &std::path::Path, keys_dir: &std::path::Path) -> Result<(Value, String), Failure> {
     let bytes = std::fs::read(file).map_err(|e| {
         failure(
-            Exit::Usage,
+            Class::Usage,
             "backup_unreadable",
             format!("{}: {e}", file.display()),
         )
     })?;
     if bytes.len() > 64 * 1024 {
         return Err(failure(
-            Exit::Usage,
+            Class::Usage,
             "backup_unreadable",
             format!("{}: larger than a key file", file.display()),
         ));
@@ -309,19 +313,19 @@ fn restore(file: &std::path::Path, keys_dir: &std::path::Path) -> Result<(Value,
         "PULLGUARD_ROOT_PASSPHRASE",
         "Passphrase of the backed-up key: ",
     )
-    .map_err(|e| failure(Exit::Usage, "no_passphrase", e))?;
+    .map_err(|e| failure(Class::Usage, "no_passphrase", e))?;
     let key = SigningKey::from_pem(&bytes, &pass, &file.display().to_string()).map_err(|e| {
         failure(
-            Exit::Usage,
+            Class::Usage,
             "wrong_passphrase",
             format!("{e} (the passphrase comes from PULLGUARD_ROOT_PASSPHRASE or the terminal)"),
         )
     })?;
     let keys = KeyDir::open(&keys_dir.join("private"))
-        .map_err(|e| failure(Exit::Usage, "keys_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Class::Usage, "keys_unreadable", e.to_string()))?;
     let path = keys
         .store(&key, &pass)
-        .map_err(|e| failure(Exit::Usage, "keys_unwritable", e.to_string()))?;
+        .map_err(|e| failure(Class::Usage, "keys_unwritable", e.to_string()))?;
     Ok((
         json!({"ok": true, "key_id": key.key_id(), "role": key.role, "gun": key.gun, "path": path}),
         format!(

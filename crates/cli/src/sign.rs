@@ -13,7 +13,6 @@
 //! targets keys made here (the root key stays here, encrypted), timestamp and snapshot
 //! keys held by the server.
 
-use crate::exit::Exit;
 use api::codes::ReasonCode;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,7 +22,8 @@ use serde_json::{json, Value};
 use sha2::Digest as _;
 use trust_core::TagPolicy;
 
-use crate::publish::{failure, Failure, Session, Target};
+use crate::publish::TargetArgs;
+use notary_writer::{failure, Class, Failure, Session};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -39,7 +39,7 @@ pub struct Args {
     /// The image: REGISTRY/REPOSITORY:TAG.
     pub reference: String,
     #[command(flatten)]
-    pub target: Target,
+    pub target: TargetArgs,
     /// Role to sign in: default targets/releases when the repository delegates to it,
     /// else targets.
     #[arg(long)]
@@ -78,21 +78,21 @@ pub fn run(args: &Args) -> ExitCode {
 async fn sign(args: &Args) -> Result<Value, Failure> {
     let image = policy::ImageRef::parse(&args.reference).map_err(|e| {
         failure(
-            Exit::Usage,
+            Class::Usage,
             ReasonCode::InvalidReference.as_str(),
             e.to_string(),
         )
     })?;
     let tag = image.tag.clone().ok_or_else(|| {
         failure(
-            Exit::Usage,
+            Class::Usage,
             ReasonCode::InvalidReference.as_str(),
             format!("{}: give a tag to sign (REPOSITORY:TAG)", args.reference),
         )
     })?;
     let gun = image.repository();
     // Trust data first: no registry round trip for a repository we cannot sign.
-    let session = match Session::open(&args.target, &gun).await {
+    let session = match Session::open(&(&args.target).into(), &gun).await {
         Ok(s) => s,
         Err(f)
             if f.kind == ReasonCode::NoTrustData.as_str()
@@ -102,8 +102,11 @@ async fn sign(args: &Args) -> Result<Value, Failure> {
             let (digest_hex, size) = manifest(args, &image, &tag).await?;
             let mut targets = json!({});
             targets[&tag] = target_entry(&digest_hex, size);
-            crate::publish::initialise(&args.target, &gun, targets).await?;
-            let after = Session::open(&args.target, &gun).await?.read_back().await?;
+            notary_writer::initialise(&(&args.target).into(), &gun, targets).await?;
+            let after = Session::open(&(&args.target).into(), &gun)
+                .await?
+                .read_back()
+                .await?;
             check_resolves(&after, &gun, &tag, "targets", &digest_hex)?;
             return Ok(done(
                 &gun,
@@ -197,13 +200,13 @@ fn check_resolves(
     };
     let m = after.resolve_tag(tag, policy).map_err(|e| {
         failure(
-            Exit::Refused,
+            Class::Refused,
             "not_published",
             format!("published, but reading it back: {e}"),
         )
     })?;
     if m.sha256 != digest_hex {
-        return Err(failure(Exit::Refused,
+        return Err(failure(Class::Refused,
             "not_published",
             format!("published, but {gun}:{tag} now resolves to sha256:{} (someone else signed it meanwhile?)", m.sha256),
         ));
@@ -242,7 +245,7 @@ fn parse_digest(d: &str) -> Result<String, Failure> {
             Ok(h.to_ascii_lowercase())
         }
         _ => Err(failure(
-            Exit::Usage,
+            Class::Usage,
             "invalid_digest",
             format!("{d:?} is not sha256:<64 hex digits>"),
         )),
@@ -269,7 +272,7 @@ async fn manifest_of(
         claimed_digest: digest,
     } = registry.manifest(&image.path, tag).await.map_err(|e| {
         failure(
-            Exit::Unreachable,
+            Class::Unreachable,
             "registry_unreachable",
             format!(
                 "cannot read the manifest of {}:{tag} from {}: {e} (or give --digest and --size)",
@@ -282,7 +285,7 @@ async fn manifest_of(
     let computed = hex::encode(sha2::Sha256::digest(&bytes));
     if !digest.is_empty() && digest != format!("sha256:{computed}") {
         return Err(failure(
-            Exit::Refused,
+            Class::Refused,
             ReasonCode::DigestMismatch.as_str(),
             format!(
                 "{} says {digest} but the manifest it sent hashes to sha256:{computed}",

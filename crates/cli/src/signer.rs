@@ -4,7 +4,6 @@
 //! reads tags from — so each signer signs with their own key. Adding and removing need
 //! the repository's targets key; listing needs no key.
 
-use crate::exit::Exit;
 use api::codes::ReasonCode;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +12,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use trust_core::keys::PublicKey;
 
-use crate::publish::{failure, Failure, Session, Target};
+use crate::publish::TargetArgs;
+use notary_writer::{failure, Class, Failure, Session};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -40,7 +40,7 @@ pub enum Command {
         /// The repository (GUN), e.g. registry.example.com/team/app.
         repository: String,
         #[command(flatten)]
-        target: Target,
+        target: TargetArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -55,7 +55,7 @@ pub enum Command {
         /// The repository.
         repository: String,
         #[command(flatten)]
-        target: Target,
+        target: TargetArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -68,7 +68,7 @@ pub enum Command {
         /// The repository.
         repository: String,
         #[command(flatten)]
-        target: Target,
+        target: TargetArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -95,7 +95,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
         } => {
             check_name(name)?;
             let (key_id, key_json) = read_public_key(key)?;
-            let session = Session::open(target, repository).await?;
+            let session = Session::open(&target.into(), repository).await?;
             let mut body = session.body_of("targets")?;
             body["delegations"]["keys"][&key_id] = key_json;
             for role in [format!("targets/{name}"), RELEASES.to_owned()] {
@@ -117,7 +117,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
             ..
         } => {
             check_name(name)?;
-            let session = Session::open(target, repository).await?;
+            let session = Session::open(&target.into(), repository).await?;
             let mut body = session.body_of("targets")?;
             let role = format!("targets/{name}");
             let roles = body["delegations"]["roles"]
@@ -126,7 +126,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
                 .unwrap_or_default();
             let Some(theirs) = roles.iter().find(|r| r["name"] == role.as_str()) else {
                 return Err(failure(
-                    Exit::Refused,
+                    Class::Refused,
                     "unknown_signer",
                     format!("{repository} has no signer {name} (see `pullguard signer list`)"),
                 ));
@@ -155,7 +155,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
                         })
                         .unwrap_or_default();
                     if left.is_empty() {
-                        return Err(failure(Exit::Refused,
+                        return Err(failure(Class::Refused,
                             "last_signer",
                             format!("{name} is the last signer of {RELEASES} in {repository}: removing them would leave the role nobody can sign; add another signer first"),
                         ));
@@ -188,7 +188,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
         Command::List {
             repository, target, ..
         } => {
-            let session = Session::open(target, repository).await?;
+            let session = Session::open(&target.into(), repository).await?;
             let mut signers = Vec::new();
             let mut text = format!("signers of {repository}:\n");
             for d in &session.top.body.delegations {
@@ -223,13 +223,13 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
 fn releases_left_unsigned(
     session: &Session,
     removed: &[String],
-) -> Result<Option<crate::publish::Change>, Failure> {
+) -> Result<Option<notary_writer::Change>, Failure> {
     let Some(bytes) = session.files.get(RELEASES) else {
         return Ok(None);
     };
     let current = trust_core::metadata::parse_targets(RELEASES, bytes).map_err(|e| {
         failure(
-            Exit::Refused,
+            Class::Refused,
             ReasonCode::MalformedMetadata.as_str(),
             e.to_string(),
         )
@@ -255,7 +255,7 @@ fn releases_left_unsigned(
         return Ok(None);
     }
     if !session.holds_any(&remaining) {
-        return Err(failure(Exit::Refused,
+        return Err(failure(Class::Refused,
             "releases_left_unsigned",
             format!("{RELEASES} of {} is signed by the keys being removed, and no remaining signer's key is in this keys directory to sign it again; nodes would then refuse the whole repository. Run this where a remaining signer's key is (`pullguard keys import`), or have a remaining signer sign a tag first", session.gun),
         ));
@@ -278,7 +278,7 @@ fn check_name(name: &str) -> Result<(), Failure> {
     if ok {
         Ok(())
     } else {
-        Err(failure(Exit::Usage,
+        Err(failure(Class::Usage,
             "invalid_name",
             format!("{name:?} is not a signer name: use letters, digits, '-', '_', '.' (and not \"releases\")"),
         ))
@@ -313,7 +313,7 @@ fn add_key_to_role(body: &mut Value, role: &str, key_id: &str) {
 fn read_public_key(path: &std::path::Path) -> Result<(String, Value), Failure> {
     let unreadable = |m: String| {
         failure(
-            Exit::Usage,
+            Class::Usage,
             "invalid_key",
             format!("{}: {m}", path.display()),
         )
