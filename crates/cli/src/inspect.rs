@@ -122,7 +122,7 @@ pub fn run(args: &Args) -> ExitCode {
     if let Some(id) = args
         .root_key_ids
         .iter()
-        .find(|id| id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .find(|id| trust_core::hex64(id).is_none())
     {
         return fail(Exit::Usage,
             args.json,

@@ -240,11 +240,9 @@ fn done(
 }
 
 fn parse_digest(d: &str) -> Result<String, Failure> {
-    match d.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok(h.to_ascii_lowercase())
-        }
-        _ => Err(failure(
+    match trust_core::Sha256::from_prefixed(d) {
+        Some(h) => Ok(h.hex().to_owned()),
+        None => Err(failure(
             Class::Usage,
             "invalid_digest",
             format!("{d:?} is not sha256:<64 hex digits>"),

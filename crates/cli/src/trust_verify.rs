@@ -115,7 +115,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, UsageError> {
     let lifetime = duration::parse(&args.timestamp_lifetime).map_err(UsageError)?;
     let digest = args.digest.as_deref().map(parse_digest).transpose()?;
     for id in &args.root_key_id {
-        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if trust_core::hex64(id).is_none() {
             return Err(UsageError(format!(
                 "--root-key-id {id:?} is not a 64-digit hex key ID; a pin takes the full ID (`pullguard inspect` prints it where it suggests pinning), since a short prefix like notary's 12 digits could be matched by a key made for it"
             )));
@@ -268,28 +268,19 @@ enum Query<'a> {
 }
 
 fn parse_digest(s: &str) -> Result<String, UsageError> {
-    let hex = s
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| {
-            UsageError(format!(
-                "--digest {s:?} is not sha256: followed by 64 hex digits"
-            ))
-        })?;
-    Ok(hex.to_ascii_lowercase())
-}
-
-fn rfc3339(t: &OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
+    let hex = trust_core::Sha256::from_prefixed(s).ok_or_else(|| {
+        UsageError(format!(
+            "--digest {s:?} is not sha256: followed by 64 hex digits"
+        ))
+    })?;
+    Ok(hex.hex().to_owned())
 }
 
 fn report_trusted(args: &Args, repo: &VerifiedRepo, m: &trust_core::TargetMatch) {
     let expires: BTreeMap<&str, String> = repo
         .roles
         .iter()
-        .map(|(r, i)| (r.as_str(), rfc3339(&i.expires)))
+        .map(|(r, i)| (r.as_str(), trust_core::rfc3339(i.expires)))
         .collect();
     let skipped: Vec<Value> = repo
         .skipped_roles()

@@ -168,8 +168,8 @@ impl TrustAnchors {
                 }
             }
             for id in &entry.root_key_ids {
-                if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    pins.key_ids.push(id.to_ascii_lowercase());
+                if let Some(id) = trust_core::hex64(id) {
+                    pins.key_ids.push(id);
                 } else {
                     warnings.push(AnchorWarning {
                         path: index_path.clone(),
@@ -256,7 +256,7 @@ pub fn pin(dir: &Path, repository: &str, spec: &PinSpec) -> Result<()> {
     }
     if let PinSpec::KeyId(id) = spec {
         // Checked before anything is read or written.
-        if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if trust_core::hex64(id).is_none() {
             return Err(Error::BadPin(format!(
                 "key ID {id:?} is not 64 hex digits; a pin takes the full ID (`pullguard inspect REPO --server URL` prints it), since a short prefix could be matched by a key made for it"
             )));

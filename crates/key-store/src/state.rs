@@ -102,11 +102,7 @@ pub struct StateStore {
     dir: PathBuf,
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_default()
-}
+use trust_core::rfc3339;
 
 /// Removes a file; true if it was there.
 fn remove_if_present(path: PathBuf) -> Result<bool> {

@@ -51,10 +51,7 @@ pub fn failure(class: Class, kind: &'static str, message: impl Into<String>) -> 
     }
 }
 
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub use trust_core::rfc3339;
 
 /// Where to publish and with which keys.
 #[derive(Debug, Clone)]

@@ -325,6 +325,15 @@ fn validity_note(
     }
 }
 
+/// RFC 3339 in UTC, `2026-12-09T19:28:05Z`: the one spelling of a time in files, events
+/// and JSON output. A time RFC 3339 cannot write (a year beyond 9999) falls back to
+/// `OffsetDateTime`'s own text rather than to nothing.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// `2026-12-09T19:28Z`: minutes are precise enough for people.
 pub fn fmt_time(t: &OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);

@@ -27,13 +27,15 @@
 #![deny(missing_docs)]
 
 pub mod canonical;
+mod digest;
 mod error;
 pub mod keys;
 pub mod metadata;
 mod resolve;
 mod verify;
 
-pub use error::{fmt_time, human_duration, Error, Reason};
+pub use digest::{hex64, Sha256};
+pub use error::{fmt_time, human_duration, rfc3339, Error, Reason};
 pub use resolve::{TagPolicy, TargetMatch, RELEASES};
 pub use verify::{
     verify, Limits, Pins, RepoFiles, RoleInfo, RootAnchor, RootTrust, SkipReason, SkippedRole,

@@ -93,25 +93,17 @@ pub(crate) async fn decide<'p>(
 /// The digest to check, lowercase hex: the one containerd resolved, which must equal
 /// the one the reference names when both are there.
 fn wanted_digest(digest: Option<&str>, reference: &ImageRef) -> Result<Option<String>, Denial> {
-    Ok(match (digest, &reference.digest) {
-        (Some(d), Some(r)) => {
-            let d = d
-                .strip_prefix("sha256:")
-                .ok_or_else(|| unsupported_digest(d))?;
-            if d != r {
-                return Err(deny(
-                    ReasonCode::DigestMismatch,
-                    format!("the reference names sha256:{r} but containerd resolved sha256:{d}"),
-                ));
-            }
-            Some(d.to_owned())
+    let resolved = digest
+        .map(|d| trust_core::Sha256::from_prefixed(d).ok_or_else(|| unsupported_digest(d)))
+        .transpose()?;
+    Ok(match (resolved, &reference.digest) {
+        (Some(d), Some(r)) if d.hex() != r => {
+            return Err(deny(
+                ReasonCode::DigestMismatch,
+                format!("the reference names sha256:{r} but containerd resolved {d}"),
+            ))
         }
-        (Some(d), None) => Some(
-            d.strip_prefix("sha256:")
-                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .ok_or_else(|| unsupported_digest(d))?
-                .to_ascii_lowercase(),
-        ),
+        (Some(d), _) => Some(d.hex().to_owned()),
         (None, r) => r.clone(),
     })
 }

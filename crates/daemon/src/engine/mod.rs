@@ -335,13 +335,8 @@ impl Engine {
         verdict.mode = mode.as_str().to_owned();
         let outcome = decision.outcome.map(|vouched| {
             if let Some(vouch) = vouched {
-                verdict.timestamp_expires = vouch
-                    .expires
-                    .and_then(|t| {
-                        t.format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-                    .unwrap_or_default();
+                verdict.timestamp_expires =
+                    vouch.expires.map(trust_core::rfc3339).unwrap_or_default();
                 verdict.digest = vouch.digest;
                 verdict.role = vouch.role;
                 verdict.signers = vouch.signers;

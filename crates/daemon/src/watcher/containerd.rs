@@ -106,8 +106,7 @@ pub fn decode(any: &prost_types::Any) -> Option<ImageEvent> {
 /// CRI names one record of every image by its config digest (`sha256:HEX`); such an
 /// alias has no repository to check and follows its named siblings.
 pub(super) fn is_alias(name: &str) -> bool {
-    name.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    trust_core::Sha256::from_prefixed(name).is_some()
 }
 
 pub(super) fn in_namespace<T>(msg: T, namespace: &str) -> tonic::Request<T> {
@@ -261,8 +260,9 @@ pub(super) async fn same_target(
 }
 
 pub(super) fn valid_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    // Lower case only: it goes into a filter as written, and must equal what containerd
+    // stores.
+    trust_core::Sha256::from_prefixed(d).is_some_and(|h| d.ends_with(h.hex()))
 }
 
 /// The image record `name`, or `None` when it does not exist (any more).
