@@ -405,6 +405,33 @@ pub fn parse_pinned_cert(bytes: &[u8]) -> Result<CertInfo, String> {
 }
 
 #[cfg(test)]
+mod rsa_keys {
+    use base64::Engine as _;
+
+    use super::PublicKey;
+
+    /// A 1024-bit RSA public key (SubjectPublicKeyInfo DER, made with `openssl genrsa
+    /// 1024`): below the minimum, so unusable whatever it signs.
+    const RSA_1024: &str = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCxQKWV1VnP0f4xtMMf/+5TNJLPEtaCScJ5fW6/mVSAAnGt7EdEPPUczRSq+BnKT8YrC4z0HMnLy0QnvlrnODrl5OWhOUceBEp78v+YYT5ceJoFXQE2OWMu7GlU2g8d/BZoIA7iLjqO1JBXZ1+NXlTJ87cyZAzK6VrrnJraBz4cAwIDAQAB";
+
+    #[test]
+    fn rsa_keys_below_2048_bits_are_unusable_and_garbage_is_no_rsa_key() {
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(RSA_1024)
+            .unwrap_or_default();
+        let k = PublicKey::new("rsa", &der);
+        let why = k.unusable_reason().unwrap_or_default();
+        assert!(why.contains("1024 bits"), "{why}");
+        let k = PublicKey::new("rsa", b"not DER");
+        assert!(
+            k.unusable_reason().unwrap_or_default().contains("not an RSA public key"),
+            "{:?}",
+            k.unusable_reason()
+        );
+    }
+}
+
+#[cfg(test)]
 mod fuzz_regressions {
     use super::parse_pinned_cert;
 
