@@ -63,12 +63,7 @@ impl Registry<'_> {
         };
         let mut resp = get(None).await.map_err(|e| api::error_chain(&e))?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
-            let challenge = resp
-                .headers()
-                .get("www-authenticate")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
+            let challenge = header(&resp, "www-authenticate");
             let auth = self.answer(&client, &challenge, path).await?;
             resp = get(Some(auth)).await.map_err(|e| api::error_chain(&e))?;
         }
@@ -76,12 +71,7 @@ impl Registry<'_> {
         if !status.is_success() {
             return Err(format!("{url} answered {status}"));
         }
-        let claimed_digest = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let claimed_digest = header(&resp, "docker-content-digest");
         let bytes = read_capped(resp, MAX_MANIFEST, "manifest").await?;
         Ok(Manifest {
             bytes,
@@ -150,6 +140,15 @@ impl Registry<'_> {
             .ok_or_else(|| format!("token service {realm} sent no token"))?;
         Ok(format!("Bearer {token}"))
     }
+}
+
+/// A header's text, empty when absent or not text.
+fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
 }
 
 async fn read_capped(

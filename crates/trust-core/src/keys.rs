@@ -424,7 +424,9 @@ mod rsa_keys {
         assert!(why.contains("1024 bits"), "{why}");
         let k = PublicKey::new("rsa", b"not DER");
         assert!(
-            k.unusable_reason().unwrap_or_default().contains("not an RSA public key"),
+            k.unusable_reason()
+                .unwrap_or_default()
+                .contains("not an RSA public key"),
             "{:?}",
             k.unusable_reason()
         );
