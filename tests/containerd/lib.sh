@@ -57,6 +57,82 @@ TOML
   return 1
 }
 
+containerd2_up() {
+  # containerd2_up DIR: containerd 2.x (scripts/lib-tools.sh: $CONTAINERD2, its ctr and
+  # shim beside it) with root, state and sockets under DIR/containerd2, CRI on (native
+  # snapshotter, registry hosts from DIR/certs.d), NRI's socket at DIR/nri.sock, and the
+  # image verifier exactly as packaging/containerd/config-2.x.toml ships it, bin_dir moved
+  # to DIR/verifiers holding only $VERIFIER (pullguard-verifier). The verifier asks the
+  # pullguardd at $PULLGUARD_SOCKET (containerd passes its environment on).
+  # $CONTAINERD2_CRI_IMAGES: extra lines for CRI's image section (e.g. use_local_image_pull).
+  local d=$1 here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  : "${CONTAINERD2:?source scripts/lib-tools.sh and run go_tools_env}" "${PULLGUARD_SOCKET:?}" "${VERIFIER:?}"
+  CONTAINERD_SOCKET=$d/containerd2/containerd.sock
+  export CONTAINERD_SOCKET
+  mkdir -p "$d/containerd2" "$d/verifiers" "$d/certs.d"
+  install -m 755 "$VERIFIER" "$d/verifiers/pullguard-verifier"
+  cat > "$d/containerd2/config.toml" <<TOML
+version = 3
+root = "$d/containerd2/root"
+state = "$d/containerd2/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.overlayfs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs"]
+[grpc]
+  address = "$CONTAINERD_SOCKET"
+[ttrpc]
+  address = "$CONTAINERD_SOCKET.ttrpc"
+[debug]
+  address = "$CONTAINERD_SOCKET.debug"
+[metrics]
+  address = ""
+[plugins.'io.containerd.transfer.v1.local']
+  config_path = "$d/certs.d"
+  [[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
+    platform = "linux/$(go env GOARCH)"
+    snapshotter = "native"
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "native"
+  ${CONTAINERD2_CRI_IMAGES:-}
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "$d/certs.d"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "${CONTAINERD2_PAUSE:-registry.invalid/pause:1}"
+[plugins.'io.containerd.cri.v1.runtime']
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    conf_dir = "$d/cni"
+[plugins.'io.containerd.grpc.v1.cri']
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+[plugins.'io.containerd.nri.v1.nri']
+  disable = false
+  socket_path = "$d/nri.sock"
+  plugin_path = "$d/nri-plugins"
+  plugin_config_path = "$d/nri-conf"
+TOML
+  sed "s|/opt/containerd/image-verifier/bin|$d/verifiers|" "$here/../../packaging/containerd/config-2.x.toml" \
+    >> "$d/containerd2/config.toml"
+  PATH=$(dirname "$CONTAINERD2"):$PATH "$CONTAINERD2" --config "$d/containerd2/config.toml" \
+    >>"$d/containerd2.log" 2>&1 &
+  echo $! > "$d/containerd.pid"
+  local i
+  for i in $(seq 1 100); do
+    "$CTR2" -a "$CONTAINERD_SOCKET" version >/dev/null 2>&1 && return 0
+    kill -0 "$(cat "$d/containerd.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$d/containerd2.log" >&2
+  return 1
+}
+
+registry_hosts() {
+  # registry_hosts DIR HOST:PORT: containerd's hosts.toml for a plain-HTTP registry.
+  mkdir -p "$1/certs.d/$2"
+  printf 'server = "http://%s"\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' "$2" "$2" \
+    > "$1/certs.d/$2/hosts.toml"
+}
+
 ctr_() {
   # ctr against the private containerd; default namespace unless -n is given.
   ctr -a "$CONTAINERD_SOCKET" "$@"
@@ -98,7 +174,26 @@ oci_image() {
   export IMAGE_DIGEST IMAGE_SIZE
 }
 
+oci_index() {
+  # oci_index FROM OUT: an OCI layout in OUT whose image is an index (linux/amd64) of the
+  # one manifest in layout FROM. Sets INDEX_DIGEST and INDEX_SIZE.
+  local from=$1 out=$2 m size
+  mkdir -p "$out/blobs/sha256"
+  cp "$from"/blobs/sha256/* "$out/blobs/sha256/"
+  m=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$from/index.json")
+  size=$(stat -c %s "$from/blobs/sha256/${m#sha256:}")
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%d,"platform":{"architecture":"amd64","os":"linux"}}]}' \
+    "$m" "$size" > "$out/index.blob"
+  INDEX_DIGEST=sha256:$(sha256sum < "$out/index.blob" | cut -d' ' -f1)
+  INDEX_SIZE=$(stat -c %s "$out/index.blob")
+  mv "$out/index.blob" "$out/blobs/sha256/${INDEX_DIGEST#sha256:}"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"%s","size":%d}]}' \
+    "$INDEX_DIGEST" "$INDEX_SIZE" > "$out/index.json"
+  printf '{"imageLayoutVersion":"1.0.0"}' > "$out/oci-layout"
+  export INDEX_DIGEST INDEX_SIZE
+}
+
 push_image() {
   # push_image LAYOUT REF: copy an OCI layout to the plain-HTTP registry, unchanged.
-  skopeo copy --quiet --preserve-digests --dest-tls-verify=false "oci:$1" "docker://$2"
+  skopeo copy --quiet --preserve-digests --multi-arch all --dest-tls-verify=false "oci:$1" "docker://$2"
 }

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Starts, on 127.0.0.1 with all state in DIR: notary-signer + notary-server, a
-# docker-registry and a containerd 1.6 on a private socket. Pushes two tiny images to the
-# registry — REPO:signed (its digest signed with the real notary CLI) and REPO:unsigned —
-# and leaves everything running. Writes DIR/env (NAME=VALUE lines); the caller stops the
+# docker-registry and a containerd on a private socket — Debian's 1.6, or with
+# CONTAINERD_FLAVOR=2 the pinned containerd 2.x of scripts/lib-tools.sh with CRI, NRI and
+# the image verifier (see containerd2_up in lib.sh for the variables it needs). Pushes
+# tiny images to the registry — REPO:signed (its digest signed with the real notary CLI),
+# REPO:unsigned, REPO:later, REPO:index (an index of the signed manifest, signed) and
+# REPO:index-unsigned (an index of the unsigned one) — and leaves everything running. Writes DIR/env (NAME=VALUE lines); the caller stops the
 # servers by the PIDs listed there.
 # Usage: tests/containerd/serve.sh DIR
 set -euo pipefail
@@ -14,7 +17,20 @@ dir=$1
 . "$here/lib.sh"
 notary_up "$dir/notary"
 registry_up "$dir"
-containerd_up "$dir"
+if [ "${CONTAINERD_FLAVOR:-1}" = 2 ]; then
+  # shellcheck source=../../scripts/lib-tools.sh
+  . "$here/../../scripts/lib-tools.sh"
+  go_tools_env
+  for t in "$CONTAINERD2" "$CTR2" "$CRICTL"; do
+    [ -x "$t" ] || { echo "serve.sh: $t is missing; scripts/test builds it (or: . scripts/lib-tools.sh; install_go_tools)" >&2; exit 1; }
+  done
+  registry_hosts "$dir" "127.0.0.1:$REGISTRY_PORT"
+  containerd2_up "$dir"
+  ctr_bin=$CTR2
+else
+  containerd_up "$dir"
+  ctr_bin=$(command -v ctr)
+fi
 
 repo=127.0.0.1:$REGISTRY_PORT/demo/app
 oci_image "$dir/img-signed" "pullguard demo: signed"
@@ -26,10 +42,17 @@ push_image "$dir/img-unsigned" "$repo:unsigned"
 oci_image "$dir/img-later" "pullguard demo: pushed later"
 push_image "$dir/img-later" "$repo:later"
 later_digest=$IMAGE_DIGEST
+oci_index "$dir/img-signed" "$dir/idx-signed"
+index_digest=$INDEX_DIGEST index_size=$INDEX_SIZE
+push_image "$dir/idx-signed" "$repo:index"
+oci_index "$dir/img-unsigned" "$dir/idx-unsigned"
+index_unsigned_digest=$INDEX_DIGEST
+push_image "$dir/idx-unsigned" "$repo:index-unsigned"
 
 # Sign the way `docker trust sign` records a tag: in targets, by digest and size.
 notary_cli init "$repo" >/dev/null
 notary_cli addhash "$repo" signed "$signed_size" --sha256 "${signed_digest#sha256:}" >/dev/null
+notary_cli addhash "$repo" index "$index_size" --sha256 "${index_digest#sha256:}" >/dev/null
 notary_cli publish "$repo" >/dev/null
 
 {
@@ -45,4 +68,12 @@ notary_cli publish "$repo" >/dev/null
   echo "SIGNED_DIGEST=$signed_digest"
   echo "UNSIGNED_DIGEST=$unsigned_digest"
   echo "LATER_DIGEST=$later_digest"
+  echo "INDEX_DIGEST=$index_digest"
+  echo "INDEX_UNSIGNED_DIGEST=$index_unsigned_digest"
+  echo "CTR=$ctr_bin"
+  echo "CONTAINERD_FLAVOR=${CONTAINERD_FLAVOR:-1}"
+  echo "CRICTL=${CRICTL:-}"
+  echo "PULLGUARD_SOCKET=${PULLGUARD_SOCKET:-}"
+  echo "VERIFIER=${VERIFIER:-}"
+  echo "CONTAINERD2_CRI_IMAGES=${CONTAINERD2_CRI_IMAGES:-}"
 } > "$dir/env"

@@ -140,11 +140,11 @@ fn every_policy_key_is_documented() {
     }
 }
 
-/// docs/threat-model.md: every test it names exists in the file it names (the suite
-/// itself shows they pass). `path::name` sets the file; bare names that follow use it.
-#[test]
-fn every_test_the_threat_model_names_exists() {
-    let text = doc("threat-model.md");
+/// Checks that every test a doc's table rows name exists in the file it names (the
+/// suite itself shows they pass); returns how many were checked. `path::name` sets the
+/// file; bare names that follow in the row use it.
+fn named_tests_exist(doc_name: &str) -> usize {
+    let text = doc(doc_name);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let short = [
         ("reasons.rs", "crates/trust-core/tests/reasons.rs"),
@@ -177,17 +177,35 @@ fn every_test_the_threat_model_names_exists() {
                 continue;
             }
             let source = std::fs::read_to_string(root.join(f))
-                .unwrap_or_else(|e| panic!("{f} (named in docs/threat-model.md): {e}"));
+                .unwrap_or_else(|e| panic!("{f} (named in docs/{doc_name}): {e}"));
             assert!(
                 source.contains(&format!("fn {name}(")),
-                "docs/threat-model.md names {f}::{name}, which does not exist"
+                "docs/{doc_name} names {f}::{name}, which does not exist"
             );
             checked += 1;
         }
     }
+    checked
+}
+
+/// docs/threat-model.md: every test it names exists.
+#[test]
+fn every_test_the_threat_model_names_exists() {
+    let checked = named_tests_exist("threat-model.md");
     assert!(
         checked >= 40,
         "only {checked} tests found in the threat model"
+    );
+}
+
+/// docs/enforcement.md: every row of "What backs each row" names tests that exist, for
+/// containerd 2.x and 1.6.
+#[test]
+fn every_test_the_enforcement_table_names_exists() {
+    let checked = named_tests_exist("enforcement.md");
+    assert!(
+        checked >= 16,
+        "only {checked} tests found in docs/enforcement.md"
     );
 }
 

@@ -74,10 +74,30 @@ pub struct Containerd {
 }
 
 impl Containerd {
+    /// Debian's containerd 1.6 (no verifier hook, no NRI).
     pub fn start() -> Containerd {
-        let (dir, env) = serve(
+        let (dir, env) = serve_with(
             "tests/containerd/serve.sh",
             "tests/containerd/serve.sh failed: are the Debian packages containerd, docker-registry, skopeo and notary installed, and is this root?",
+            &[],
+        );
+        Containerd { dir, env }
+    }
+
+    /// The pinned containerd 2.x (scripts/lib-tools.sh) with CRI, NRI and the image
+    /// verifier as the .deb ships it, its verifier asking the pullguardd of `world`.
+    /// `cri_images`: extra lines for CRI's image section (`use_local_image_pull = true`).
+    pub fn start_v2(world: &World, cri_images: &str) -> Containerd {
+        let verifier = bin("pullguard-verifier");
+        let (dir, env) = serve_with(
+            "tests/containerd/serve.sh",
+            "tests/containerd/serve.sh failed for containerd 2.x: run scripts/test (it builds containerd 2.x, ctr and crictl into ~/.cache/pullguard-tools), and are runc, docker-registry, skopeo and notary installed?",
+            &[
+                ("CONTAINERD_FLAVOR", "2"),
+                ("PULLGUARD_SOCKET", world.socket.to_str().unwrap()),
+                ("VERIFIER", verifier.to_str().unwrap()),
+                ("CONTAINERD2_CRI_IMAGES", cri_images),
+            ],
         );
         Containerd { dir, env }
     }
@@ -101,7 +121,7 @@ impl Containerd {
 
     /// Runs `ctr` against this containerd; returns (success, stdout + stderr).
     pub fn ctr(&self, namespace: &str, args: &[&str]) -> (bool, String) {
-        let out = Command::new("ctr")
+        let out = Command::new(self.get("CTR"))
             .args(["-a", self.socket(), "-n", namespace])
             .args(args)
             .output()
@@ -111,7 +131,43 @@ impl Containerd {
         (out.status.success(), text)
     }
 
-    /// `ctr images pull` (containerd's client-side path, which no verifier sees).
+    /// `crictl` (containerd 2.x only) against this containerd's CRI; (success, output).
+    pub fn crictl(&self, args: &[&str]) -> (bool, String) {
+        let endpoint = format!("unix://{}", self.socket());
+        let out = Command::new(self.get("CRICTL"))
+            .args([
+                "--runtime-endpoint",
+                &endpoint,
+                "--image-endpoint",
+                &endpoint,
+            ])
+            .args(["--config", "/dev/null", "--timeout", "20s"])
+            .args(args)
+            .output()
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// `ctr images pull --local`: the client-side pull path on containerd 2.x.
+    pub fn pull_local(&self, namespace: &str, reference: &str) -> (bool, String) {
+        self.ctr(
+            namespace,
+            &[
+                "images",
+                "pull",
+                "--local",
+                "--plain-http",
+                "--snapshotter",
+                "native",
+                reference,
+            ],
+        )
+    }
+
+    /// `ctr images pull`: on 1.6 containerd's client-side path, which no verifier sees;
+    /// on 2.x the transfer service, which runs the image verifier.
     pub fn pull(&self, namespace: &str, reference: &str) -> (bool, String) {
         self.ctr(
             namespace,
@@ -147,12 +203,23 @@ impl Containerd {
         while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
+        let root = repo_root().display().to_string();
+        let up = if self.get("CONTAINERD_FLAVOR") == "2" {
+            format!(". {root}/scripts/lib-tools.sh; go_tools_env; containerd2_up")
+        } else {
+            "containerd_up".to_owned()
+        };
         let script = format!(
-            ". {root}/tests/notary/lib.sh; . {root}/tests/containerd/lib.sh; containerd_up {dir} && cat {dir}/containerd.pid",
-            root = repo_root().display(),
+            ". {root}/tests/notary/lib.sh; . {root}/tests/containerd/lib.sh; {up} {dir} && cat {dir}/containerd.pid",
             dir = self.dir.path().display()
         );
-        let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+        let vars = ["PULLGUARD_SOCKET", "VERIFIER", "CONTAINERD2_CRI_IMAGES"];
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .envs(vars.iter().map(|k| (*k, self.get(k))))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "containerd did not restart");
         let pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         self.env.insert("CONTAINERD_PID".to_owned(), pid);
@@ -174,10 +241,20 @@ impl Drop for Containerd {
 
 /// Runs a serve script (it starts servers and writes DIR/env) in a fresh temp dir.
 pub fn serve(script: &str, hint: &str) -> (tempfile::TempDir, HashMap<String, String>) {
+    serve_with(script, hint, &[])
+}
+
+/// [`serve`] with environment variables for the script.
+pub fn serve_with(
+    script: &str,
+    hint: &str,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, HashMap<String, String>) {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new("bash")
         .arg(repo_root().join(script))
         .arg(dir.path())
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .status()
         .unwrap();

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Go-built peers the tests run beside pullguard: containerd 2.x with its ctr, and crictl.
+# They are not Debian packages, so they are built from the Go module proxy with
+# `go install MODULE/cmd/NAME@VERSION`, pinned here, into a cache outside the checkout
+# ($PULLGUARD_TOOLS, default ~/.cache/pullguard-tools/NAME-VERSION/), once per version:
+# a second run finds them and builds nothing. Never vendored into the repository.
+#
+# Source it, then `install_go_tools` (builds what is missing) or `go_tools_env` (only
+# sets the paths). Both export CONTAINERD2, CTR2 and CRICTL (absolute paths); runc's
+# shim, containerd-shim-runc-v2 of the same version, sits beside CONTAINERD2.
+PULLGUARD_TOOLS=${PULLGUARD_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pullguard-tools}
+CONTAINERD2_VERSION=v2.3.7
+CRICTL_VERSION=v1.37.0
+
+go_tools_env() {
+  CONTAINERD2=$PULLGUARD_TOOLS/containerd-$CONTAINERD2_VERSION/containerd
+  CTR2=$PULLGUARD_TOOLS/containerd-$CONTAINERD2_VERSION/ctr
+  CRICTL=$PULLGUARD_TOOLS/crictl-$CRICTL_VERSION/crictl
+  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL
+}
+
+# go_install DEST PACKAGE@VERSION...: builds into DEST; a partial build never lands there.
+go_install() {
+  local dest=$1 tmp
+  shift
+  command -v go >/dev/null 2>&1 || { echo "lib-tools: 'go' is not installed; it builds containerd 2.x and crictl for the tests" >&2; return 1; }
+  mkdir -p "$PULLGUARD_TOOLS"
+  tmp=$(mktemp -d "$PULLGUARD_TOOLS/.building.XXXXXX")
+  chmod 755 "$tmp"
+  echo "lib-tools: building $* into $dest (once per version)" >&2
+  if ! GOBIN=$tmp GOFLAGS=-trimpath go install "$@" >&2; then
+    rm -rf "$tmp"
+    echo "lib-tools: go install $* failed; is the Go module proxy reachable (GOPROXY=$(go env GOPROXY))?" >&2
+    return 1
+  fi
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+}
+
+install_go_tools() {
+  go_tools_env
+  local d; d=$(dirname "$CONTAINERD2")
+  [ -x "$CONTAINERD2" ] && [ -x "$CTR2" ] && [ -x "$d/containerd-shim-runc-v2" ] \
+    || go_install "$d" \
+      "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" \
+      "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" \
+      "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2_VERSION"
+  [ -x "$CRICTL" ] \
+    || go_install "$(dirname "$CRICTL")" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+}
