@@ -60,9 +60,10 @@ TOML
 containerd2_up() {
   # containerd2_up DIR: containerd 2.x (scripts/lib-tools.sh: $CONTAINERD2, its ctr and
   # shim beside it) with root, state and sockets under DIR/containerd2, CRI on (native
-  # snapshotter, registry hosts from DIR/certs.d), NRI's socket at DIR/nri.sock, and the
-  # image verifier exactly as packaging/containerd/config-2.x.toml ships it, bin_dir moved
-  # to DIR/verifiers holding only $VERIFIER (pullguard-verifier). The verifier asks the
+  # snapshotter, registry hosts from DIR/certs.d, host network pods only), and the image
+  # verifier and NRI exactly as packaging/containerd/config-2.x.toml ships them, bin_dir
+  # moved to DIR/verifiers holding only $VERIFIER (pullguard-verifier) and NRI's socket
+  # to DIR/nri.sock. The verifier asks the
   # pullguardd at $PULLGUARD_SOCKET (containerd passes its environment on).
   # $CONTAINERD2_CRI_IMAGES: extra lines for CRI's image section (e.g. use_local_image_pull).
   local d=$1 here
@@ -100,19 +101,20 @@ disabled_plugins = ["io.containerd.snapshotter.v1.overlayfs", "io.containerd.sna
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "${CONTAINERD2_PAUSE:-registry.invalid/pause:1}"
 [plugins.'io.containerd.cri.v1.runtime']
+  # Test machines may lack CAP_SYS_RESOURCE (runc then cannot set the pause container's
+  # oom_score_adj of -998 and fails with "can't get final child's PID from pipe").
+  restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     conf_dir = "$d/cni"
 [plugins.'io.containerd.grpc.v1.cri']
   disable_tcp_service = true
   stream_server_address = "127.0.0.1"
-[plugins.'io.containerd.nri.v1.nri']
-  disable = false
-  socket_path = "$d/nri.sock"
-  plugin_path = "$d/nri-plugins"
-  plugin_config_path = "$d/nri-conf"
 TOML
-  sed "s|/opt/containerd/image-verifier/bin|$d/verifiers|" "$here/../../packaging/containerd/config-2.x.toml" \
-    >> "$d/containerd2/config.toml"
+  # The .deb's snippet, its paths moved into DIR (NRI's plugin directories too, so that
+  # nothing of the host's is launched).
+  sed -e "s|/opt/containerd/image-verifier/bin|$d/verifiers|" -e "s|/var/run/nri/nri.sock|$d/nri.sock|" \
+    -e "s|^\[plugins.\"io.containerd.nri.v1.nri\"\]\$|&\n  plugin_path = \"$d/nri-plugins\"\n  plugin_config_path = \"$d/nri-conf\"|" \
+    "$here/../../packaging/containerd/config-2.x.toml" >> "$d/containerd2/config.toml"
   PATH=$(dirname "$CONTAINERD2"):$PATH "$CONTAINERD2" --config "$d/containerd2/config.toml" \
     >>"$d/containerd2.log" 2>&1 &
   echo $! > "$d/containerd.pid"
@@ -144,19 +146,28 @@ ctr_pull() {
 }
 
 oci_image() {
-  # oci_image DIR TEXT: a one-layer OCI image layout in DIR whose only file is /hello
-  # containing TEXT (different TEXT, different digest).
-  local out=$1 text=$2 tmp
+  # oci_image DIR TEXT [CMD...]: a one-layer OCI image layout in DIR whose file /hello
+  # contains TEXT (different TEXT, different digest). With CMD, the layer also holds a
+  # static busybox at /bin/busybox (Debian's busybox-static) and CMD is the image's
+  # command, so that a container of it runs.
+  local out=$1 text=$2 tmp cmd='["/hello"]' files=(hello)
+  shift 2
   tmp=$(mktemp -d)
   mkdir -p "$out/blobs/sha256" "$tmp/rootfs"
   printf '%s\n' "$text" > "$tmp/rootfs/hello"
-  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$tmp/rootfs" -cf "$tmp/layer.tar" hello
+  if [ $# -gt 0 ]; then
+    mkdir -p "$tmp/rootfs/bin"
+    cp /bin/busybox "$tmp/rootfs/bin/busybox"
+    files+=(bin)
+    cmd=$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "$@")
+  fi
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$tmp/rootfs" -cf "$tmp/layer.tar" "${files[@]}"
   local diff_id; diff_id=$(sha256sum < "$tmp/layer.tar" | cut -d' ' -f1)
   gzip -n -c "$tmp/layer.tar" > "$tmp/layer.tar.gz"
   local layer; layer=$(sha256sum < "$tmp/layer.tar.gz" | cut -d' ' -f1)
   cp "$tmp/layer.tar.gz" "$out/blobs/sha256/$layer"
-  printf '{"architecture":"amd64","os":"linux","config":{"Cmd":["/hello"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-    "$diff_id" > "$tmp/config.json"
+  printf '{"architecture":"amd64","os":"linux","config":{"Cmd":%s},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$cmd" "$diff_id" > "$tmp/config.json"
   local config; config=$(sha256sum < "$tmp/config.json" | cut -d' ' -f1)
   cp "$tmp/config.json" "$out/blobs/sha256/$config"
   printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%d}]}' \

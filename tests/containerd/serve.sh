@@ -33,10 +33,19 @@ else
 fi
 
 repo=127.0.0.1:$REGISTRY_PORT/demo/app
-oci_image "$dir/img-signed" "pullguard demo: signed"
+# On 2.x the images run (busybox), for the NRI tests' pods; PAUSE_ARCHIVE holds a pause
+# image named $PAUSE_IMAGE, the sandbox image of containerd2_up, for `ctr -n k8s.io
+# images import`.
+run=()
+if [ "${CONTAINERD_FLAVOR:-1}" = 2 ]; then
+  run=(/bin/busybox sleep 3600)
+  oci_image "$dir/img-pause" "pullguard test pause" /bin/busybox sleep 2147483647
+  skopeo copy --quiet "oci:$dir/img-pause" "oci-archive:$dir/pause.tar:registry.invalid/pause:1"
+fi
+oci_image "$dir/img-signed" "pullguard demo: signed" "${run[@]}"
 signed_digest=$IMAGE_DIGEST signed_size=$IMAGE_SIZE
 push_image "$dir/img-signed" "$repo:signed"
-oci_image "$dir/img-unsigned" "pullguard demo: unsigned"
+oci_image "$dir/img-unsigned" "pullguard demo: unsigned" "${run[@]}"
 unsigned_digest=$IMAGE_DIGEST
 push_image "$dir/img-unsigned" "$repo:unsigned"
 oci_image "$dir/img-later" "pullguard demo: pushed later"
@@ -76,4 +85,7 @@ notary_cli publish "$repo" >/dev/null
   echo "PULLGUARD_SOCKET=${PULLGUARD_SOCKET:-}"
   echo "VERIFIER=${VERIFIER:-}"
   echo "CONTAINERD2_CRI_IMAGES=${CONTAINERD2_CRI_IMAGES:-}"
+  echo "PAUSE_ARCHIVE=$dir/pause.tar"
+  echo "PAUSE_IMAGE=registry.invalid/pause:1"
+  echo "NRI_SOCKET=$dir/nri.sock"
 } > "$dir/env"

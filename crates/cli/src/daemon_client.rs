@@ -26,6 +26,7 @@ Exit codes: 0 allowed, 1 rejected (or audit mode would reject), 2 bad usage or p
 pub const STATUS_EXAMPLES: &str = "Examples:
   pullguard status
   pullguard status --json | jq .watcher
+  pullguard status --json | jq .nri
 
 Exit codes: 0 answered (problems are listed, not an error), 3 pullguardd cannot be reached.";
 
@@ -290,7 +291,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
                    "cached_repositories": s.cached_repositories, "verdicts": s.verdicts,
                    "events_dropped": s.events_dropped, "last_errors": s.last_errors,
                    "watcher": s.watcher, "images_checked": s.images_checked, "images_removed": s.images_removed,
-                   "fetches": s.fetches, "cache_hits": s.cache_hits, "fetch_millis": s.fetch_millis,
+                   "fetches": s.fetches, "cache_hits": s.cache_hits, "fetch_millis": s.fetch_millis, "nri": s.nri,
                    "verifier_hook": {"ok": hook_ok, "state": hook}})
         );
     } else {
@@ -307,6 +308,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         );
         println!("verifier     {hook}");
         println!("watcher      {}", s.watcher);
+        println!("nri          {}", s.nri);
         println!(
             "images       {} checked, {} removed by the watcher",
             s.images_checked, s.images_removed

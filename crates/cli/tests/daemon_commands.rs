@@ -99,8 +99,9 @@ fn verify_is_a_dry_run_with_the_reasoning() {
         (Some(1), Some(3))
     );
     assert_eq!(json["last_reload"], "ok");
-    // The harness turns the containerd watcher off.
+    // The harness turns the containerd watcher off, and NRI with it.
     assert_eq!(json["watcher"], "off");
+    assert_eq!(json["nri"], "off");
     assert!(json["fetches"].as_u64().unwrap() >= 1, "{json}");
     assert!(json["cache_hits"].as_u64().unwrap() >= 1, "{json}");
     // The containerd 2.x hook, checked on this node: absent, alone, or with company.

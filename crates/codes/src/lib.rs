@@ -100,6 +100,10 @@ codes! {
         WatcherFailed = "watcher_failed",
         /// The verifier could not reach pullguardd (its fail-open log).
         DaemonUnreachable = "daemon_unreachable",
+        /// NRI: the verdict was not ready within containerd's deadline for the plugin.
+        VerdictTimeout = "verdict_timeout",
+        /// NRI: which image a container is created from could not be found out.
+        ImageUnresolved = "image_unresolved",
     }
 }
 
@@ -116,6 +120,7 @@ impl ReasonCode {
                 | ReasonCode::StateUnwritable
                 | ReasonCode::ClockWentBackwards
                 | ReasonCode::EventsUnwritable
+                | ReasonCode::VerdictTimeout
         )
     }
 
@@ -147,6 +152,8 @@ impl ReasonCode {
             AccessDenied => "add the caller's uid or gid to allowed_uids or allowed_gids in [daemon], if it should call pullguardd",
             WatcherFailed => "see pullguard status and journalctl -u pullguardd; remove the image by hand (ctr -n NAMESPACE images rm NAME) if it must not stay",
             DaemonUnreachable => "start pullguardd (systemctl start pullguardd); pulls fail closed while it is down",
+            VerdictTimeout => "nothing, usually: the verdict is still being worked out and the kubelet's next try gets it; if it keeps happening, check the trust server's speed or raise plugin_request_timeout in containerd's NRI config",
+            ImageUnresolved => "create the container from an image containerd has a record of (pull it first); containerd's CRI must pass the io.kubernetes.cri.image-name annotation, and pullguardd must reach containerd_socket",
         }
     }
 }
@@ -194,6 +201,16 @@ codes! {
         PullFailOpen = "pull.fail_open",
         /// The verifier refused an emergency override file (its own log).
         FailOpenRefused = "fail_open.refused",
+        /// NRI: a container allowed to be created.
+        ContainerAllowed = "container.allowed",
+        /// NRI: a container refused under an enforce rule (never created).
+        ContainerRefused = "container.refused",
+        /// NRI: a container an audit rule would have refused, created.
+        ContainerAudited = "container.audited",
+        /// NRI: containerd registered and synchronised the plugin.
+        NriRegistered = "nri.registered",
+        /// NRI: the connection to containerd's NRI socket is lost or cannot be made.
+        NriDisconnected = "nri.disconnected",
     }
 }
 
@@ -204,7 +221,8 @@ impl EventKind {
         match self {
             PullRejected | PolicyInvalid | AccessDenied | TrustFetchFailed | EventsDropped
             | EventsUnwritable | ImageRemoved | ImageRemoveFailed | ImageKept
-            | WatcherDisconnected | PullFailOpen | FailOpenRefused => 4,
+            | WatcherDisconnected | PullFailOpen | FailOpenRefused | ContainerRefused
+            | ContainerAudited | NriDisconnected => 4,
             _ => 6,
         }
     }

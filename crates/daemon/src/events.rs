@@ -57,6 +57,15 @@ pub struct Event {
     /// The kind of proof that vouched (`notary-v1`), for allowed signed pulls.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
+    /// `container.*` events: the pod (its name) the container belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// `container.*` events: the pod's Kubernetes namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+    /// `container.*` events: the container's name in its pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 struct FileState {

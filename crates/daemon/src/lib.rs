@@ -16,6 +16,7 @@ pub mod events;
 /// The Notary client (its own crate; kept under this name for the daemon's modules).
 pub use notary_client as fetch;
 pub mod metrics;
+pub mod nri;
 pub mod offline;
 pub mod reload;
 pub mod server;
@@ -114,7 +115,12 @@ pub async fn run(
             source: std::io::Error::other(e),
         })?;
     if let Some(socket) = &settings.containerd_socket {
-        watcher::spawn(engine.clone(), socket.clone());
+        if settings.watch_images {
+            watcher::spawn(engine.clone(), socket.clone());
+        }
+        if let Some(nri_socket) = &settings.nri_socket {
+            nri::spawn(engine.clone(), nri_socket.clone(), socket.clone());
+        }
     }
     let listener = server::bind(&settings.socket).map_err(setup(format!(
         "cannot listen on {}",

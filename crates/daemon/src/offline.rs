@@ -47,6 +47,7 @@ impl Offline {
             dry_run: true,
             namespace: None,
             reuse_recent: false,
+            container: None,
         };
         let mut v: api::VerifyResponse = self.engine.verify(image, digest, &ask).await.into();
         // The scratch events file is thrown away: no event ID to show.

@@ -99,6 +99,7 @@ impl Pullguard for Service {
             namespace: None,
             // Every pull the verifier asks about is judged afresh.
             reuse_recent: false,
+            container: None,
         };
         // Every request gets a verdict, a refusal included: a transport error could be
         // taken for "daemon down" by a client with a fail-open override.
@@ -158,6 +159,12 @@ impl Pullguard for Service {
             fetches: self.engine.counters.fetches.load(Ordering::Relaxed),
             cache_hits: self.engine.counters.cache_hits.load(Ordering::Relaxed),
             fetch_millis: self.engine.counters.fetch_micros.load(Ordering::Relaxed) / 1000,
+            nri: self
+                .engine
+                .nri_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }))
     }
 

@@ -30,7 +30,7 @@ mod parse;
 mod reference;
 
 use glob::Glob;
-pub use parse::{check_trust_server_url, DEFAULT_SOCKET};
+pub use parse::{check_trust_server_url, DEFAULT_NRI_SOCKET, DEFAULT_SOCKET};
 pub use reference::{canonical_host, ImageRef, ReferenceError};
 
 /// One problem in a policy file.
@@ -245,6 +245,12 @@ pub struct DaemonSettings {
     pub cache_ttl: std::time::Duration,
     /// containerd's gRPC socket for the event watcher; `None` (set to "") turns it off.
     pub containerd_socket: Option<PathBuf>,
+    /// Run the event watcher on `containerd_socket` (sweeps, removals); `false` keeps the
+    /// socket for the NRI gate's image lookups only.
+    pub watch_images: bool,
+    /// containerd's NRI socket for the container-creation gate; `None` (set to "", or
+    /// the watcher off and this unset) turns it off.
+    pub nri_socket: Option<PathBuf>,
 }
 
 impl DaemonSettings {
@@ -273,6 +279,8 @@ impl DaemonSettings {
             self.containerd_socket != new.containerd_socket,
             "containerd_socket",
         );
+        check(self.nri_socket != new.nri_socket, "nri_socket");
+        check(self.watch_images != new.watch_images, "watch_images");
         out
     }
 }

@@ -13,6 +13,10 @@ use super::*;
 /// does not depend on the gRPC crate); the daemon's tests hold the two equal.
 pub const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
 
+/// `[daemon] nri_socket` when unset and the watcher is on: containerd's own default
+/// (`nri::DEFAULT_SOCKET`; the daemon's tests keep the two equal).
+pub const DEFAULT_NRI_SOCKET: &str = "/var/run/nri/nri.sock";
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
@@ -29,6 +33,8 @@ struct RawDaemon {
     metrics: Option<String>,
     cache_ttl: Option<Spanned<String>>,
     containerd_socket: Option<String>,
+    nri_socket: Option<Spanned<String>>,
+    watch_images: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -346,6 +352,11 @@ fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSettings {
         .as_ref()
         .and_then(|t| ctx.duration(t))
         .map_or(std::time::Duration::from_secs(30), std_duration);
+    let containerd_socket = match d.containerd_socket.as_deref() {
+        None => Some(PathBuf::from("/run/containerd/containerd.sock")),
+        Some("") => None,
+        Some(p) => Some(PathBuf::from(p)),
+    };
     DaemonSettings {
         socket: PathBuf::from(d.socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
         allowed_uids: d.allowed_uids.clone().unwrap_or_default(),
@@ -363,10 +374,23 @@ fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSettings {
         syslog,
         metrics: d.metrics.clone(),
         cache_ttl,
-        containerd_socket: match d.containerd_socket.as_deref() {
-            None => Some(PathBuf::from("/run/containerd/containerd.sock")),
-            Some("") => None,
-            Some(p) => Some(PathBuf::from(p)),
+        containerd_socket: containerd_socket.clone(),
+        watch_images: d.watch_images.unwrap_or(true),
+        nri_socket: match (&d.nri_socket, &containerd_socket) {
+            (Some(s), _) if s.get_ref().is_empty() => None,
+            // NRI names the image a container is created from; its record (and so the
+            // digest to judge) is read from containerd.
+            (Some(s), None) => {
+                ctx.at(
+                    s.span().start,
+                    "nri_socket needs containerd_socket: a container's image record (its digest) is read from containerd; set containerd_socket, or nri_socket = \"\" to turn NRI off",
+                );
+                None
+            }
+            (Some(s), Some(_)) => Some(PathBuf::from(s.get_ref())),
+            // Off along with the watcher unless asked for; on beside it by default.
+            (None, None) => None,
+            (None, Some(_)) => Some(PathBuf::from(DEFAULT_NRI_SOCKET)),
         },
     }
 }

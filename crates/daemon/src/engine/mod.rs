@@ -114,6 +114,20 @@ pub struct Ask<'a> {
     /// may answer, without a second event: the watcher sees every pull the verifier
     /// already judged, and CRI re-creates records the watcher removed.
     pub reuse_recent: bool,
+    /// NRI: the container about to be created from the image; its verdict is a
+    /// `container.*` event naming it.
+    pub container: Option<&'a ContainerCtx>,
+}
+
+/// The container an NRI verdict is about.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerCtx {
+    /// Pod name.
+    pub pod: String,
+    /// The pod's Kubernetes namespace.
+    pub pod_namespace: String,
+    /// Container name in the pod.
+    pub container: String,
 }
 
 /// How long a verdict may stand in for a later ask about the same image and digest
@@ -167,6 +181,8 @@ pub struct Engine {
     pub counters: Counters,
     /// The containerd watcher's state, for status ("off" when not configured).
     pub watcher_state: Mutex<String>,
+    /// The NRI gate's state, for status ("off" when not configured).
+    pub nri_state: Mutex<String>,
     installs: tokio::sync::watch::Sender<u64>,
 }
 
@@ -183,6 +199,7 @@ impl Engine {
             last_reload: Mutex::new("ok".to_owned()),
             counters: Counters::default(),
             watcher_state: Mutex::new("off".to_owned()),
+            nri_state: Mutex::new("off".to_owned()),
             installs: tokio::sync::watch::channel(0).0,
         }
     }
@@ -345,11 +362,14 @@ impl Engine {
         });
         // A dry run (`pullguard verify`) enforces nothing, so it is no `pull.*` event that
         // alerting on rejections would fire on.
-        let kind = match (&outcome, mode) {
+        let kind = match (&outcome, mode, ask.container.is_some()) {
             _ if ask.dry_run => EventKind::VerifyDryRun,
-            (Ok(()), _) => EventKind::PullAllowed,
-            (Err(_), Mode::Audit) => EventKind::PullAudited,
-            (Err(_), Mode::Enforce) => EventKind::PullRejected,
+            (Ok(()), _, false) => EventKind::PullAllowed,
+            (Err(_), Mode::Audit, false) => EventKind::PullAudited,
+            (Err(_), Mode::Enforce, false) => EventKind::PullRejected,
+            (Ok(()), _, true) => EventKind::ContainerAllowed,
+            (Err(_), Mode::Audit, true) => EventKind::ContainerAudited,
+            (Err(_), Mode::Enforce, true) => EventKind::ContainerRefused,
         };
         match &outcome {
             Ok(()) => verdict.allowed = true,
@@ -387,10 +407,21 @@ impl Engine {
         ev.source = Some(ask.source.to_owned());
         ev.namespace = ask.namespace.map(str::to_owned);
         ev.proof = (!verdict.proof.is_empty()).then(|| verdict.proof.clone());
+        if let Some(c) = ask.container {
+            ev.pod = Some(c.pod.clone());
+            ev.pod_namespace = Some(c.pod_namespace.clone());
+            ev.container = Some(c.container.clone());
+        }
         verdict.event_id = ev.event_id.clone();
         // A rejection is on disk before it is answered; if it cannot be, the pull is
         // still refused (fail closed), and the failure is reported.
-        let durable = matches!(kind, EventKind::PullRejected | EventKind::PullAudited);
+        let durable = matches!(
+            kind,
+            EventKind::PullRejected
+                | EventKind::PullAudited
+                | EventKind::ContainerRefused
+                | EventKind::ContainerAudited
+        );
         if let Err(e) = self.emit(ev, durable).await {
             if !verdict.allowed || mode == Mode::Enforce {
                 verdict.allowed = false;

@@ -146,7 +146,7 @@ pub async fn list_all(socket: &Path) -> Result<Vec<(String, String, String)>, Co
 }
 
 /// A channel to the containerd at `socket`.
-pub(super) async fn connect(socket: &Path) -> Result<Channel, ContainerdError> {
+pub(crate) async fn connect(socket: &Path) -> Result<Channel, ContainerdError> {
     containerd_client::connect(socket).await.map_err(|e| {
         ContainerdError::unavailable(
             format!("cannot connect to containerd at {}", socket.display()),
@@ -266,7 +266,7 @@ pub(super) fn valid_digest(d: &str) -> bool {
 }
 
 /// The image record `name`, or `None` when it does not exist (any more).
-pub(super) async fn get_image(
+pub(crate) async fn get_image(
     channel: &Channel,
     namespace: &str,
     name: &str,

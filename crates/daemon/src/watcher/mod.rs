@@ -25,10 +25,12 @@ use crate::engine::{Ask, Engine, Verdict};
 mod containerd;
 
 use containerd::{
-    connect, delete_image, get_image, is_alias, list_images, namespaces, next_event,
-    release_leases, same_target, subscribe_images, valid_digest,
+    connect, delete_image, is_alias, list_images, namespaces, next_event, release_leases,
+    same_target, subscribe_images, valid_digest,
 };
 pub use containerd::{decode, list_all, ContainerdError, ImageEvent};
+// The NRI gate reads image records through the same adapter.
+pub(crate) use containerd::{connect as connect_containerd, get_image};
 
 /// Recorded as the source of the watcher's verdicts.
 pub const SOURCE: &str = "containerd-watcher";
@@ -301,6 +303,7 @@ async fn check_named(
         dry_run: false,
         namespace: Some(namespace),
         reuse_recent: true,
+        container: None,
     };
     // The record's own digest is always what is checked (an empty or non-sha256 one is a
     // rejection), never a tag resolved afresh from trust data.

@@ -228,6 +228,17 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        if self.get("CONTAINERD_FLAVOR") == "2" {
+            // Pods and containers first (their shims and processes outlive containerd),
+            // then any shim of this containerd that is left.
+            let _ = self.crictl(&["rmp", "--all", "--force"]);
+            let _ = Command::new("pkill")
+                .args([
+                    "-f",
+                    &format!("containerd-shim-runc-v2 .*-address {}", self.socket()),
+                ])
+                .status();
+        }
         for pid in [
             "CONTAINERD_PID",
             "REGISTRY_PID",
@@ -312,8 +323,14 @@ impl World {
         } else {
             "containerd_socket = \"\"\n"
         };
+        // Never the host's NRI socket either.
+        let nri = if extra.contains("nri_socket") {
+            ""
+        } else {
+            "nri_socket = \"\"\n"
+        };
         format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nkeys_dir = \"{}\"\nevents_file = \"{}\"\ncache_ttl = \"1s\"\n{watcher}{extra}\n",
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nkeys_dir = \"{}\"\nevents_file = \"{}\"\ncache_ttl = \"1s\"\n{watcher}{nri}{extra}\n",
             self.socket.display(),
             self.state.display(),
             self.keys.display(),

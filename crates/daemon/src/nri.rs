@@ -1,0 +1,290 @@
+//! The NRI gate: pullguardd as a plugin of containerd's Node Resource Interface, asked
+//! before every container CRI creates. Whatever brought the image (a pull the verifier
+//! judged, an import, a tag, an image that arrived while pullguardd was down), a
+//! container is created only from an image the policy allows (audit: created and
+//! recorded).
+//!
+//! The image judged is the one containerd's CRI names in the container's
+//! `io.kubernetes.cri.image-name` annotation, with the digest of containerd's own image
+//! record of that name in the `k8s.io` namespace: what is on the node, never a tag
+//! resolved afresh. containerd waits for an answer only `plugin_request_timeout`
+//! (2 s by default) and then goes on without the plugin, so a verdict not ready by then
+//! is answered with a refusal (`verdict_timeout`), and worked out meanwhile for the
+//! kubelet's next try.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::codes::{EventKind, ReasonCode};
+use tonic::transport::Channel;
+
+use crate::engine::{Ask, ContainerCtx, Engine, Verdict};
+use crate::watcher::{connect_containerd, get_image};
+
+/// Recorded as the source of the gate's verdicts.
+pub const SOURCE: &str = "containerd-nri";
+/// The plugin's name in containerd: what `required_plugins` lists.
+pub const PLUGIN_NAME: &str = "pullguard";
+/// Asked first: a refused container costs no other plugin any work.
+const PLUGIN_INDEX: &str = "00";
+/// CRI's containerd namespace.
+const CRI_NAMESPACE: &str = "k8s.io";
+// Connecting to a unix socket is cheap, and while the plugin is not registered
+// containerd either refuses containers (required_plugins) or creates them unchecked: try
+// often.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Share of containerd's deadline the verdict may take; the rest carries the answer.
+const BUDGET_SHARE: (u32, u32) = (3, 4);
+
+/// Starts the gate; it runs (and reconnects) until the process exits.
+pub fn spawn(engine: Arc<Engine>, nri_socket: PathBuf, containerd_socket: PathBuf) {
+    tokio::spawn(run(engine, nri_socket, containerd_socket));
+}
+
+fn set_state(engine: &Engine, state: String) {
+    *engine.nri_state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+}
+
+async fn note(engine: &Engine, kind: EventKind, message: String) {
+    let mut ev = engine
+        .events
+        .new_event(kind, engine.loaded().generation, message);
+    ev.source = Some(SOURCE.to_owned());
+    let _ = engine.emit(ev, false).await;
+}
+
+async fn run(engine: Arc<Engine>, nri_socket: PathBuf, containerd_socket: PathBuf) {
+    let plugin = nri::Plugin {
+        name: PLUGIN_NAME.to_owned(),
+        index: PLUGIN_INDEX.to_owned(),
+    };
+    let gate = Arc::new(Gate {
+        engine: engine.clone(),
+        containerd_socket,
+        channel: tokio::sync::Mutex::new(None),
+    });
+    let mut backoff = BACKOFF_FIRST;
+    // One `nri.disconnected` per outage (and one if the first attempt fails).
+    let mut reported = false;
+    loop {
+        set_state(&engine, format!("connecting to {}", nri_socket.display()));
+        let started = std::time::Instant::now();
+        let why = nri::serve(&nri_socket, &plugin, gate.clone()).await;
+        let was_registered = engine
+            .nri_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .starts_with("registered");
+        tracing::warn!(error = %why, "NRI connection ended");
+        set_state(
+            &engine,
+            format!(
+                "not registered (containers are created without asking pullguard unless containerd's NRI validator requires it): {why}; retrying in {:.1}s",
+                backoff.as_secs_f64()
+            ),
+        );
+        if was_registered || !reported {
+            note(&engine, EventKind::NriDisconnected, format!(
+                "not registered with containerd's NRI at {}: {why}; reconnecting with backoff (containers created meanwhile are not checked unless containerd's NRI default validator lists {PLUGIN_NAME} in required_plugins, which refuses them instead)",
+                nri_socket.display()
+            )).await;
+            reported = true;
+        }
+        if was_registered && started.elapsed() > BACKOFF_MAX {
+            backoff = BACKOFF_FIRST;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Answers containerd's calls with the engine's verdicts.
+struct Gate {
+    engine: Arc<Engine>,
+    containerd_socket: PathBuf,
+    /// containerd's API, connected on first use and again after a failure.
+    channel: tokio::sync::Mutex<Option<Channel>>,
+}
+
+impl nri::Handler for Gate {
+    fn configured(&self, runtime: &nri::Runtime) {
+        tracing::info!(
+            runtime = %runtime.name,
+            version = %runtime.version,
+            nri = %runtime.nri_version,
+            request_timeout_ms = runtime.request_timeout.as_millis(),
+            "NRI plugin configured"
+        );
+        set_state(
+            &self.engine,
+            format!(
+                "configured by {} {} (request timeout {} ms)",
+                runtime.name,
+                runtime.version,
+                runtime.request_timeout.as_millis()
+            ),
+        );
+    }
+
+    fn synchronized(&self, pods: usize, containers: usize) {
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            let previous = engine
+                .nri_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let detail = previous.strip_prefix("configured by ").unwrap_or(&previous);
+            set_state(&engine, format!("registered with {detail}"));
+            note(&engine, EventKind::NriRegistered, format!(
+                "registered with containerd's NRI as {PLUGIN_INDEX}-{PLUGIN_NAME} ({pods} pods, {containers} containers present); every container created from now on is checked"
+            )).await;
+        });
+    }
+
+    async fn create_container(
+        &self,
+        request: nri::api::CreateContainerRequest,
+        budget: Duration,
+    ) -> Result<(), String> {
+        let pod = request.pod.unwrap_or_default();
+        let container = request.container.unwrap_or_default();
+        let ctx = ContainerCtx {
+            pod: pod.name,
+            pod_namespace: pod.namespace,
+            container: container.name,
+        };
+        let image = container
+            .annotations
+            .get(nri::IMAGE_NAME_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        let digest = match self.digest_of(&image).await {
+            Ok(d) => d,
+            Err(why) => {
+                let v = self
+                    .engine
+                    .refuse(&image, ReasonCode::ImageUnresolved, why, &ask(&ctx))
+                    .await;
+                return answer(&ctx, &image, &v);
+            }
+        };
+        let (engine, name, d, c) = (
+            self.engine.clone(),
+            image.clone(),
+            digest.clone(),
+            ctx.clone(),
+        );
+        // In a task of its own, so that a verdict that misses containerd's deadline is
+        // still worked out (and cached) for the next try.
+        let verdict = tokio::spawn(async move { engine.verify(&name, Some(&d), &ask(&c)).await });
+        let budget = budget * BUDGET_SHARE.0 / BUDGET_SHARE.1;
+        let v = match tokio::time::timeout(budget, verdict).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                self.engine
+                    .refuse(&image, ReasonCode::InternalError, format!("the verdict task failed: {e}"), &ask(&ctx))
+                    .await
+            }
+            Err(_) => {
+                self.engine
+                    .refuse(&image, ReasonCode::VerdictTimeout, format!(
+                        "no verdict for {image} ({digest}) within {} ms, the share of containerd's NRI deadline it may take; it is still being worked out, and the next try gets it",
+                        budget.as_millis()
+                    ), &ask(&ctx))
+                    .await
+            }
+        };
+        answer(&ctx, &image, &v)
+    }
+}
+
+impl Gate {
+    /// The digest of containerd's image record named `image` (as CRI wrote the name,
+    /// else in its normal form), or why there is none.
+    async fn digest_of(&self, image: &str) -> Result<String, String> {
+        if image.is_empty() {
+            return Err(format!(
+                "the container carries no {} annotation, so the image it is created from is unknown",
+                nri::IMAGE_NAME_ANNOTATION
+            ));
+        }
+        let mut names = vec![image.to_owned()];
+        if let Ok(r) = policy::ImageRef::parse(image) {
+            let normal = r.to_string();
+            if normal != image {
+                names.push(normal);
+            }
+        }
+        let channel = self.channel().await?;
+        for name in &names {
+            match get_image(&channel, CRI_NAMESPACE, name).await {
+                Ok(Some(record)) => {
+                    return record
+                        .target
+                        .map(|t| t.digest)
+                        .filter(|d| !d.is_empty())
+                        .ok_or_else(|| {
+                            format!("containerd's image record {name} has no target digest")
+                        });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Connected again on the next call.
+                    *self.channel.lock().await = None;
+                    return Err(format!("cannot read containerd's image record {name}: {e}"));
+                }
+            }
+        }
+        Err(format!(
+            "containerd has no image record {} in namespace {CRI_NAMESPACE}",
+            names.join(" or ")
+        ))
+    }
+
+    async fn channel(&self) -> Result<Channel, String> {
+        let mut held = self.channel.lock().await;
+        if let Some(c) = held.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = connect_containerd(&self.containerd_socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        *held = Some(c.clone());
+        Ok(c)
+    }
+}
+
+fn ask(ctx: &ContainerCtx) -> Ask<'_> {
+    Ask {
+        source: SOURCE,
+        dry_run: false,
+        namespace: Some(CRI_NAMESPACE),
+        // Every creation gets its own event; the trust data cache keeps it fast.
+        reuse_recent: false,
+        container: Some(ctx),
+    }
+}
+
+/// containerd's answer: nothing when allowed (or audited), else the refusal text
+/// `crictl create` and the kubelet's pod events show.
+fn answer(ctx: &ContainerCtx, asked: &str, v: &Verdict) -> Result<(), String> {
+    if v.allowed {
+        return Ok(());
+    }
+    let reason = v.reason.unwrap_or(ReasonCode::InternalError);
+    let image = if v.image.is_empty() { asked } else { &v.image };
+    Err(format!(
+        "pullguard: refused container {} of pod {}/{}: image {image}: {} [{reason}]; to fix: {} (rule {}, policy gen {}, event {})",
+        ctx.container,
+        ctx.pod_namespace,
+        ctx.pod,
+        v.message,
+        reason.remedy(),
+        if v.rule.is_empty() { "-" } else { &v.rule },
+        v.generation,
+        v.event_id
+    ))
+}
