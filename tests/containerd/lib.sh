@@ -112,7 +112,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.overlayfs", "io.containerd.sna
 TOML
   # The .deb's snippet, its paths moved into DIR (NRI's plugin directories too, so that
   # nothing of the host's is launched).
-  sed -e "s|/opt/containerd/image-verifier/bin|$d/verifiers|" -e "s|/var/run/nri/nri.sock|$d/nri.sock|" \
+  # $CONTAINERD2_NRI_OPTIONAL=1 drops required_plugins (bench/nri's baseline).
+  local optional=()
+  [ "${CONTAINERD2_NRI_OPTIONAL:-}" = 1 ] && optional=(-e '/required_plugins/d')
+  sed "${optional[@]}" -e "s|/opt/containerd/image-verifier/bin|$d/verifiers|" -e "s|/var/run/nri/nri.sock|$d/nri.sock|" \
     -e "s|^\[plugins.\"io.containerd.nri.v1.nri\"\]\$|&\n  plugin_path = \"$d/nri-plugins\"\n  plugin_config_path = \"$d/nri-conf\"|" \
     "$here/../../packaging/containerd/config-2.x.toml" >> "$d/containerd2/config.toml"
   PATH=$(dirname "$CONTAINERD2"):$PATH "$CONTAINERD2" --config "$d/containerd2/config.toml" \

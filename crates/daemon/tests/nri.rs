@@ -182,6 +182,22 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
     let (ok, out) = create(&cd, &pod, "web", "aliased", &alias);
     assert!(!ok, "{out}");
 
+    // Pulled by the local path (no verifier) and fetched as content: refused alike.
+    let unsigned = format!("{repo}:unsigned");
+    let (ok, out) = cd.pull_local("k8s.io", &unsigned);
+    assert!(ok, "{out}");
+    let (ok, out) = create(&cd, &pod, "web", "pulled", &unsigned);
+    assert!(!ok && out.contains("[unknown_tag]"), "{out}");
+    let later = format!("{repo}:later");
+    let (ok, out) = cd.ctr("k8s.io", &["content", "fetch", "--plain-http", &later]);
+    assert!(ok, "{out}");
+    let (ok, out) = create(&cd, &pod, "web", "fetched", &later);
+    assert!(
+        !ok && out.contains("pullguard: refused container fetched"),
+        "{out}"
+    );
+    assert_eq!(world.events_of("container.refused").len(), 4);
+
     // The signed image: created, started, running.
     let (ok, out) = create(&cd, &pod, "web", "app", &signed);
     assert!(ok, "the signed image's container was refused: {out}");
@@ -204,6 +220,8 @@ async fn audit_creates_the_container_and_records_it() {
     let imported = format!("{}:imported", cd.get("REPO"));
     let (ok, out) = create(&cd, &pod, "batch", "job", &imported);
     assert!(ok, "audit must let the container be created: {out}");
+    let (ok, out) = cd.crictl(&["start", &id_in(&out)]);
+    assert!(ok, "audit must let the container run: {out}");
     let audited = nth_event(&world, "container.audited", 1).await;
     assert_eq!(audited["reason"], "unknown_tag", "{audited}");
     assert_eq!(audited["container"], "job", "{audited}");
@@ -274,4 +292,41 @@ async fn after_containerd_restarts_the_plugin_registers_again_and_still_refuses(
     let (ok, out) = create(&cd, &pod, "cache", "app", &imported);
     assert!(!ok, "{out}");
     assert!(out.contains("[unknown_tag]"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verdict_slower_than_containerds_deadline_is_a_refusal_not_a_free_pass() {
+    // A trust server that accepts connections and never answers: the cold verdict
+    // takes the server's whole timeout, far past containerd's 2 s for the plugin.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hang.local_addr().unwrap().port();
+    let world = World::new();
+    let cd = node(&world);
+    world.write_config(&format!(
+        "{}[trust_server.slow]\nurl = \"https://127.0.0.1:{port}\"\ntimeout = \"10s\"\n\n[defaults]\ntrust_server = \"slow\"\ntofu = true\n\n[[rule]]\nname = \"demo\"\nmatch = \"127.0.0.1:*/demo/**\"\n\n[[rule]]\nname = \"pause\"\nmatch = \"registry.invalid/pause:*\"\nrequire = \"any\"\n",
+        world.daemon_section(&format!(
+            "containerd_socket = \"{}\"\nnri_socket = \"{}\"\nwatch_images = false",
+            cd.socket(),
+            cd.get("NRI_SOCKET")
+        ))
+    ));
+    let _daemon = Daemon::start(&world);
+    nth_event(&world, "nri.registered", 1).await;
+    let signed = format!("{}:signed", cd.get("REPO"));
+    let (ok, out) = cd.pull_local("k8s.io", &signed);
+    assert!(ok, "{out}");
+    let pod = run_pod(&cd, "slow");
+    let (ok, out) = create(&cd, &pod, "slow", "app", &signed);
+    assert!(!ok, "created without a verdict: {out}");
+    assert!(out.contains("[verdict_timeout]"), "{out}");
+    let refused = nth_event(&world, "container.refused", 1).await;
+    assert_eq!(refused["reason"], "verdict_timeout", "{refused}");
+    // Answered inside containerd's deadline: NRI kept the plugin (past it, NRI drops
+    // the plugin and creates the container).
+    assert!(
+        world.events_of("nri.disconnected").is_empty(),
+        "{:#?}",
+        world.events()
+    );
+    drop(hang);
 }
