@@ -75,6 +75,7 @@ notary_cli publish "$repo" >/dev/null
   echo "CONTAINERD_SOCKET=$CONTAINERD_SOCKET"
   echo "REPO=$repo"
   echo "SIGNED_DIGEST=$signed_digest"
+  echo "SIGNED_SIZE=$signed_size"
   echo "UNSIGNED_DIGEST=$unsigned_digest"
   echo "LATER_DIGEST=$later_digest"
   echo "INDEX_DIGEST=$index_digest"

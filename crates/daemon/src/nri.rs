@@ -213,8 +213,8 @@ impl nri::Handler for Gate {
 }
 
 impl Gate {
-    /// The digest of containerd's image record named `image` (as CRI wrote the name,
-    /// else in its normal form), or why there is none.
+    /// The digest of containerd's image record of `image` (in its normal form), or why
+    /// there is none.
     async fn digest_of(&self, image: &str) -> Result<String, String> {
         if image.is_empty() {
             return Err(format!(
@@ -222,37 +222,27 @@ impl Gate {
                 nri::IMAGE_NAME_ANNOTATION
             ));
         }
-        let mut names = vec![image.to_owned()];
-        if let Ok(r) = policy::ImageRef::parse(image) {
-            let normal = r.to_string();
-            if normal != image {
-                names.push(normal);
-            }
-        }
+        // The record CRI itself resolves: the name in its normal form (CRI normalises
+        // what the kubelet wrote before it looks the image up). A record stored under the
+        // name as written, if it differs, is not what runs, so it is never consulted.
+        let name =
+            policy::ImageRef::parse(image).map_or_else(|_| image.to_owned(), |r| r.to_string());
         let channel = self.channel().await?;
-        for name in &names {
-            match get_image(&channel, CRI_NAMESPACE, name).await {
-                Ok(Some(record)) => {
-                    return record
-                        .target
-                        .map(|t| t.digest)
-                        .filter(|d| !d.is_empty())
-                        .ok_or_else(|| {
-                            format!("containerd's image record {name} has no target digest")
-                        });
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    // Connected again on the next call.
-                    *self.channel.lock().await = None;
-                    return Err(format!("cannot read containerd's image record {name}: {e}"));
-                }
+        match get_image(&channel, CRI_NAMESPACE, &name).await {
+            Ok(Some(record)) => record
+                .target
+                .map(|t| t.digest)
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| format!("containerd's image record {name} has no target digest")),
+            Ok(None) => Err(format!(
+                "containerd has no image record {name} in namespace {CRI_NAMESPACE}"
+            )),
+            Err(e) => {
+                // Connected again on the next call.
+                *self.channel.lock().await = None;
+                Err(format!("cannot read containerd's image record {name}: {e}"))
             }
         }
-        Err(format!(
-            "containerd has no image record {} in namespace {CRI_NAMESPACE}",
-            names.join(" or ")
-        ))
     }
 
     async fn channel(&self) -> Result<Channel, String> {

@@ -36,8 +36,8 @@ async fn nth_event(world: &World, kind: &str, n: usize) -> Value {
 }
 
 /// containerd 2.x with the pause image and an unsigned image imported into CRI's
-/// namespace (`REPO:imported`: no verifier ever saw it), and the signed one pulled
-/// through CRI (the verifier allowed it).
+/// namespace (`REPO:imported`: no verifier ever saw it); `REPO:latest` signed for the
+/// signed image's digest.
 fn node(world: &World) -> Containerd {
     let cd = Containerd::start_v2(world, "");
     let (ok, out) = cd.ctr("k8s.io", &["images", "import", cd.get("PAUSE_ARCHIVE")]);
@@ -59,6 +59,14 @@ fn node(world: &World) -> Containerd {
     assert!(st.success());
     let (ok, out) = cd.ctr("k8s.io", &["images", "import", archive.to_str().unwrap()]);
     assert!(ok, "import: {out}");
+    // `latest` signed too, for the signed content (the spelling test needs it).
+    let repo = cd.get("REPO");
+    cd.notary(&format!(
+        "addhash {repo} latest {} --sha256 {}",
+        cd.get("SIGNED_SIZE"),
+        cd.get("SIGNED_DIGEST").trim_start_matches("sha256:")
+    ));
+    cd.notary(&format!("publish {repo}"));
     cd
 }
 
@@ -197,6 +205,27 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
         "{out}"
     );
     assert_eq!(world.events_of("container.refused").len(), 4);
+
+    // A record under a spelling CRI does not resolve: `REPO` (no tag) as written points
+    // at the signed content, while CRI runs `REPO:latest`, its normal form, which is
+    // unsigned content. `latest` is signed for the signed digest (node()), so judging the
+    // record as written would allow the container; the gate reads the normal form's.
+    let (ok, out) = cd.ctr(
+        "k8s.io",
+        &["images", "tag", &imported, &format!("{repo}:latest")],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cd.ctr("k8s.io", &["images", "tag", &signed, &repo]);
+    assert!(ok, "{out}");
+    assert!(
+        cd.images("k8s.io").contains(&repo),
+        "{:?}",
+        cd.images("k8s.io")
+    );
+    let (ok, out) = create(&cd, &pod, "web", "spelled", &repo);
+    assert!(!ok, "the un-normalised record decided: {out}");
+    let e = world.events_of("container.refused").pop().unwrap();
+    assert_eq!(e["digest"], cd.get("UNSIGNED_DIGEST"), "{e}");
 
     // The signed image: created, started, running.
     let (ok, out) = create(&cd, &pod, "web", "app", &signed);

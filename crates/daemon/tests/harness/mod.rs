@@ -131,6 +131,17 @@ impl Containerd {
         (out.status.success(), text)
     }
 
+    /// Runs the notary CLI against this world's notary-server (e.g. to sign a tag).
+    pub fn notary(&self, args: &str) {
+        let script = format!(
+            ". {}/tests/notary/lib.sh; NOTARY_DIR={} ; notary_cli {args} >/dev/null",
+            repo_root().display(),
+            self.get("NOTARY_DIR")
+        );
+        let st = Command::new("bash").arg("-c").arg(script).status().unwrap();
+        assert!(st.success(), "notary {args}");
+    }
+
     /// `crictl` (containerd 2.x only) against this containerd's CRI; (success, output).
     pub fn crictl(&self, args: &[&str]) -> (bool, String) {
         let endpoint = format!("unix://{}", self.socket());
