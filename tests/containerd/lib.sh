@@ -22,6 +22,12 @@ YML
   wait_port "$REGISTRY_PORT" "$(cat "$d/registry.pid")" || { cat "$d/registry.log" >&2; return 1; }
 }
 
+containerd_addresses() {
+  # The [grpc], [ttrpc], [debug] and [metrics] sections for $CONTAINERD_SOCKET.
+  printf '[grpc]\n  address = "%s"\n[ttrpc]\n  address = "%s.ttrpc"\n[debug]\n  address = "%s.debug"\n[metrics]\n  address = ""\n' \
+    "$CONTAINERD_SOCKET" "$CONTAINERD_SOCKET" "$CONTAINERD_SOCKET"
+}
+
 containerd_up() {
   # containerd_up DIR: containerd (root, native snapshotter, CRI off) with root, state and
   # socket under DIR; never the host's /run/containerd. Waits for the socket to answer.
@@ -36,24 +42,23 @@ state = "$d/containerd/state"
 disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.overlayfs",
   "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
   "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
-[grpc]
-  address = "$CONTAINERD_SOCKET"
-[ttrpc]
-  address = "$CONTAINERD_SOCKET.ttrpc"
-[debug]
-  address = "$CONTAINERD_SOCKET.debug"
-[metrics]
-  address = ""
+$(containerd_addresses)
 TOML
   containerd --config "$d/containerd/config.toml" >>"$d/containerd.log" 2>&1 &
   echo $! > "$d/containerd.pid"
+  containerd_wait ctr "$d" containerd.log
+}
+
+containerd_wait() {
+  # containerd_wait CTR DIR LOG: until the containerd of DIR/containerd.pid answers on
+  # $CONTAINERD_SOCKET (10 s), else its log DIR/LOG on stderr and failure.
   local i
   for i in $(seq 1 100); do
-    ctr -a "$CONTAINERD_SOCKET" version >/dev/null 2>&1 && return 0
-    kill -0 "$(cat "$d/containerd.pid")" 2>/dev/null || break
+    "$1" -a "$CONTAINERD_SOCKET" version >/dev/null 2>&1 && return 0
+    kill -0 "$(cat "$2/containerd.pid")" 2>/dev/null || break
     sleep 0.1
   done
-  cat "$d/containerd.log" >&2
+  cat "$2/$3" >&2
   return 1
 }
 
@@ -80,14 +85,7 @@ state = "$d/containerd2/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.overlayfs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.blockfile", "io.containerd.snapshotter.v1.erofs"]
-[grpc]
-  address = "$CONTAINERD_SOCKET"
-[ttrpc]
-  address = "$CONTAINERD_SOCKET.ttrpc"
-[debug]
-  address = "$CONTAINERD_SOCKET.debug"
-[metrics]
-  address = ""
+$(containerd_addresses)
 [plugins.'io.containerd.transfer.v1.local']
   config_path = "$d/certs.d"
   [[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
@@ -121,14 +119,7 @@ TOML
   PATH=$(dirname "$CONTAINERD2"):$PATH "$CONTAINERD2" --config "$d/containerd2/config.toml" \
     >>"$d/containerd2.log" 2>&1 &
   echo $! > "$d/containerd.pid"
-  local i
-  for i in $(seq 1 100); do
-    "$CTR2" -a "$CONTAINERD_SOCKET" version >/dev/null 2>&1 && return 0
-    kill -0 "$(cat "$d/containerd.pid")" 2>/dev/null || break
-    sleep 0.1
-  done
-  cat "$d/containerd2.log" >&2
-  return 1
+  containerd_wait "$CTR2" "$d" containerd2.log
 }
 
 registry_hosts() {

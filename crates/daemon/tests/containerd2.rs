@@ -9,15 +9,11 @@
 
 mod harness;
 
-use harness::{eventually, Containerd, Daemon, World};
+use harness::{eventually, nth_event, until_gone, Containerd, Daemon, World};
 use serde_json::Value;
 
 fn policy(world: &World, cd: &Containerd, mode: &str) -> String {
-    format!(
-        "{}{}[[rule]]\nname = \"demo\"\nmatch = \"127.0.0.1:*/demo/**\"\nmode = \"{mode}\"\n",
-        world.daemon_section(&format!("containerd_socket = \"{}\"", cd.socket())),
-        cd.server_section()
-    )
+    cd.demo_policy(world, mode)
 }
 
 /// containerd 2.x, pullguardd (watcher on) under `mode`, the first sweep done.
@@ -30,15 +26,6 @@ async fn up(cri_images: &str, mode: &str) -> (World, Containerd, Daemon) {
     (world, cd, daemon)
 }
 
-/// Waits for the `n`-th event of `kind` (1-based) and returns it.
-async fn nth_event(world: &World, kind: &str, n: usize) -> Value {
-    eventually(20, || async move {
-        world.events_of(kind).into_iter().nth(n - 1)
-    })
-    .await
-    .unwrap_or_else(|| panic!("no {kind} event #{n}; events: {:#?}", world.events()))
-}
-
 /// Waits for an event of `kind` about `image`.
 async fn event_for(world: &World, kind: &str, image: &str) -> Value {
     eventually(20, || async move {
@@ -49,17 +36,6 @@ async fn event_for(world: &World, kind: &str, image: &str) -> Value {
     })
     .await
     .unwrap_or_else(|| panic!("no {kind} event for {image}; events: {:#?}", world.events()))
-}
-
-async fn until_gone(cd: &Containerd, namespace: &str, image: &str) {
-    let gone = eventually(20, || async move {
-        (!cd.images(namespace).iter().any(|i| i == image)).then_some(())
-    })
-    .await;
-    assert!(
-        gone.is_some(),
-        "{image} is still in containerd namespace {namespace}"
-    );
 }
 
 /// A pull the verifier refused: failed, with pullguard's line and reason in containerd's
@@ -223,17 +199,7 @@ async fn local_pull_import_tag_and_content_fetch_are_detected_and_removed() {
 
     // ctr image import.
     let imported = format!("{repo}:imported");
-    let archive = cd.dir.path().join("unsigned.tar");
-    let st = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!(
-            "oci:{}",
-            cd.dir.path().join("img-unsigned").display()
-        ))
-        .arg(format!("oci-archive:{}:{imported}", archive.display()))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let archive = cd.archive("img-unsigned", &imported);
     let _ = cd.ctr("default", &["images", "import", archive.to_str().unwrap()]);
     until_gone(&cd, "default", &imported).await;
     event_for(&world, "image.removed", &imported).await;

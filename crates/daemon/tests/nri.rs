@@ -9,7 +9,7 @@ mod harness;
 
 use std::time::Instant;
 
-use harness::{eventually, Containerd, Daemon, World};
+use harness::{nth_event, Containerd, Daemon, World};
 use serde_json::Value;
 
 /// The demo rule under `mode`, and the test pause image allowed (pods need it). With
@@ -27,14 +27,6 @@ fn policy(world: &World, cd: &Containerd, mode: &str, watch: bool) -> String {
     )
 }
 
-async fn nth_event(world: &World, kind: &str, n: usize) -> Value {
-    eventually(20, || async move {
-        world.events_of(kind).into_iter().nth(n - 1)
-    })
-    .await
-    .unwrap_or_else(|| panic!("no {kind} event #{n}; events: {:#?}", world.events()))
-}
-
 /// containerd 2.x with the pause image and an unsigned image imported into CRI's
 /// namespace (`REPO:imported`: no verifier ever saw it); `REPO:latest` signed for the
 /// signed image's digest.
@@ -42,21 +34,7 @@ fn node(world: &World) -> Containerd {
     let cd = Containerd::start_v2(world, "");
     let (ok, out) = cd.ctr("k8s.io", &["images", "import", cd.get("PAUSE_ARCHIVE")]);
     assert!(ok, "pause import: {out}");
-    let archive = cd.dir.path().join("unsigned.tar");
-    let st = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!(
-            "oci:{}",
-            cd.dir.path().join("img-unsigned").display()
-        ))
-        .arg(format!(
-            "oci-archive:{}:{}:imported",
-            archive.display(),
-            cd.get("REPO")
-        ))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let archive = cd.archive("img-unsigned", &format!("{}:imported", cd.get("REPO")));
     let (ok, out) = cd.ctr("k8s.io", &["images", "import", archive.to_str().unwrap()]);
     assert!(ok, "import: {out}");
     // `latest` signed too, for the signed content (the spelling test needs it).

@@ -6,35 +6,11 @@
 
 mod harness;
 
-use harness::{eventually, Containerd, Daemon, World};
+use harness::{nth_event, until_gone, Containerd, Daemon, World};
 use serde_json::Value;
 
 fn policy(world: &World, cd: &Containerd, mode: &str) -> String {
-    format!(
-        "{}{}[[rule]]\nname = \"demo\"\nmatch = \"127.0.0.1:*/demo/**\"\nmode = \"{mode}\"\n",
-        world.daemon_section(&format!("containerd_socket = \"{}\"", cd.socket())),
-        cd.server_section()
-    )
-}
-
-/// Waits for the `n`-th event of `kind` (1-based) and returns it.
-async fn nth_event(world: &World, kind: &str, n: usize) -> Value {
-    eventually(15, || async move {
-        world.events_of(kind).into_iter().nth(n - 1)
-    })
-    .await
-    .unwrap_or_else(|| panic!("no {kind} event #{n}; events: {:#?}", world.events()))
-}
-
-async fn until_gone(cd: &Containerd, namespace: &str, image: &str) {
-    let gone = eventually(15, || async move {
-        (!cd.images(namespace).iter().any(|i| i == image)).then_some(())
-    })
-    .await;
-    assert!(
-        gone.is_some(),
-        "{image} is still in containerd namespace {namespace}"
-    );
+    cd.demo_policy(world, mode)
 }
 
 fn for_image<'a>(events: &'a [Value], image: &str) -> Vec<&'a Value> {
@@ -87,17 +63,7 @@ async fn enforce_removes_unsigned_pulls_in_every_namespace_and_keeps_signed_ones
 
     // `ctr image import` never meets a verifier on any containerd version.
     let imported = format!("{repo}:imported");
-    let archive = cd.dir.path().join("unsigned.tar");
-    let st = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .arg(format!(
-            "oci:{}",
-            cd.dir.path().join("img-unsigned").display()
-        ))
-        .arg(format!("oci-archive:{}:{imported}", archive.display()))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let archive = cd.archive("img-unsigned", &imported);
     let _ = cd.ctr(
         "default",
         &[

@@ -44,14 +44,47 @@ impl Notary {
 
     /// Runs the notary CLI against this server.
     pub fn cli(&self, args: &str) {
-        let script = format!(
-            ". {}/tests/notary/lib.sh; NOTARY_DIR={} ; notary_cli {args} >/dev/null",
-            repo_root().display(),
-            self.dir.path().display()
-        );
-        let st = Command::new("bash").arg("-c").arg(script).status().unwrap();
-        assert!(st.success(), "notary {args}");
+        notary_cli(&self.dir.path().display().to_string(), args);
     }
+}
+
+/// The notary CLI (tests/notary/lib.sh) with the client state in `notary_dir`.
+fn notary_cli(notary_dir: &str, args: &str) {
+    let script = format!(
+        ". {}/tests/notary/lib.sh; NOTARY_DIR={notary_dir} ; notary_cli {args} >/dev/null",
+        repo_root().display(),
+    );
+    let st = Command::new("bash").arg("-c").arg(script).status().unwrap();
+    assert!(st.success(), "notary {args}");
+}
+
+/// Runs `cmd`; (success, stdout then stderr).
+fn combined(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Waits (20 s at most) for the `n`-th event of `kind` (1-based) and returns it.
+pub async fn nth_event(world: &World, kind: &str, n: usize) -> serde_json::Value {
+    eventually(20, || async move {
+        world.events_of(kind).into_iter().nth(n - 1)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no {kind} event #{n}; events: {:#?}", world.events()))
+}
+
+/// Waits (20 s at most) until containerd no longer has `image` in `namespace`.
+pub async fn until_gone(cd: &Containerd, namespace: &str, image: &str) {
+    let gone = eventually(20, || async move {
+        (!cd.images(namespace).iter().any(|i| i == image)).then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "{image} is still in containerd namespace {namespace}"
+    );
 }
 
 pub fn kill(pid: &str) {
@@ -110,6 +143,16 @@ impl Containerd {
         self.get("CONTAINERD_SOCKET")
     }
 
+    /// A policy for `world` with the watcher on this containerd and one rule, `demo`,
+    /// over the test registry's `demo/` repositories under `mode`.
+    pub fn demo_policy(&self, world: &World, mode: &str) -> String {
+        format!(
+            "{}{}[[rule]]\nname = \"demo\"\nmatch = \"127.0.0.1:*/demo/**\"\nmode = \"{mode}\"\n",
+            world.daemon_section(&format!("containerd_socket = \"{}\"", self.socket())),
+            self.server_section()
+        )
+    }
+
     /// `[trust_server.notary]` and defaults for this world's notary.
     pub fn server_section(&self) -> String {
         format!(
@@ -121,44 +164,46 @@ impl Containerd {
 
     /// Runs `ctr` against this containerd; returns (success, stdout + stderr).
     pub fn ctr(&self, namespace: &str, args: &[&str]) -> (bool, String) {
-        let out = Command::new(self.get("CTR"))
-            .args(["-a", self.socket(), "-n", namespace])
-            .args(args)
-            .output()
-            .unwrap();
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
+        combined(
+            Command::new(self.get("CTR"))
+                .args(["-a", self.socket(), "-n", namespace])
+                .args(args),
+        )
     }
 
     /// Runs the notary CLI against this world's notary-server (e.g. to sign a tag).
     pub fn notary(&self, args: &str) {
-        let script = format!(
-            ". {}/tests/notary/lib.sh; NOTARY_DIR={} ; notary_cli {args} >/dev/null",
-            repo_root().display(),
-            self.get("NOTARY_DIR")
-        );
-        let st = Command::new("bash").arg("-c").arg(script).status().unwrap();
-        assert!(st.success(), "notary {args}");
+        notary_cli(self.get("NOTARY_DIR"), args);
     }
 
     /// `crictl` (containerd 2.x only) against this containerd's CRI; (success, output).
     pub fn crictl(&self, args: &[&str]) -> (bool, String) {
         let endpoint = format!("unix://{}", self.socket());
-        let out = Command::new(self.get("CRICTL"))
-            .args([
-                "--runtime-endpoint",
-                &endpoint,
-                "--image-endpoint",
-                &endpoint,
-            ])
-            .args(["--config", "/dev/null", "--timeout", "20s"])
-            .args(args)
-            .output()
+        combined(
+            Command::new(self.get("CRICTL"))
+                .args([
+                    "--runtime-endpoint",
+                    &endpoint,
+                    "--image-endpoint",
+                    &endpoint,
+                ])
+                .args(["--config", "/dev/null", "--timeout", "20s"])
+                .args(args),
+        )
+    }
+
+    /// An `oci-archive` of the image layout `layout` (in this world's dir) named `name`,
+    /// for `ctr images import`.
+    pub fn archive(&self, layout: &str, name: &str) -> PathBuf {
+        let archive = self.dir.path().join(format!("{layout}.tar"));
+        let st = Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{}", self.dir.path().join(layout).display()))
+            .arg(format!("oci-archive:{}:{name}", archive.display()))
+            .status()
             .unwrap();
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
+        assert!(st.success(), "skopeo copy of {layout}");
+        archive
     }
 
     /// `ctr images pull --local`: the client-side pull path on containerd 2.x.
