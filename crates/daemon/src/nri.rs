@@ -62,8 +62,10 @@ async fn run(engine: Arc<Engine>, nri_socket: PathBuf, containerd_socket: PathBu
     };
     let gate = Arc::new(Gate {
         engine: engine.clone(),
-        containerd_socket,
-        channel: tokio::sync::Mutex::new(None),
+        images: Arc::new(Images {
+            containerd_socket,
+            channel: tokio::sync::Mutex::new(None),
+        }),
     });
     let mut backoff = BACKOFF_FIRST;
     // One `nri.disconnected` per outage (and one if the first attempt fails).
@@ -103,9 +105,7 @@ async fn run(engine: Arc<Engine>, nri_socket: PathBuf, containerd_socket: PathBu
 /// Answers containerd's calls with the engine's verdicts.
 struct Gate {
     engine: Arc<Engine>,
-    containerd_socket: PathBuf,
-    /// containerd's API, connected on first use and again after a failure.
-    channel: tokio::sync::Mutex<Option<Channel>>,
+    images: Arc<Images>,
 }
 
 impl nri::Handler for Gate {
@@ -150,6 +150,10 @@ impl nri::Handler for Gate {
         budget: Duration,
     ) -> Result<(), String> {
         let started = std::time::Instant::now();
+        // containerd creates the container anyway when the answer comes later than its
+        // deadline: everything (the record read, the verdict, the event) counts against
+        // this share of it.
+        let budget = budget * BUDGET_SHARE.0 / BUDGET_SHARE.1;
         let pod = request.pod.unwrap_or_default();
         let container = request.container.unwrap_or_default();
         let ctx = ContainerCtx {
@@ -162,57 +166,84 @@ impl nri::Handler for Gate {
             .get(nri::IMAGE_NAME_ANNOTATION)
             .cloned()
             .unwrap_or_default();
-        let digest = self.digest_of(&image).await;
-        let lookup_us = started.elapsed().as_micros();
-        let digest = match digest {
-            Ok(d) => d,
-            Err(why) => {
-                let v = self
-                    .engine
-                    .refuse(&image, ReasonCode::ImageUnresolved, why, &ask(&ctx))
-                    .await;
-                return answer(&ctx, &image, &v);
-            }
-        };
-        let (engine, name, d, c) = (
+        let (engine, images, name, c) = (
             self.engine.clone(),
+            self.images.clone(),
             image.clone(),
-            digest.clone(),
             ctx.clone(),
         );
-        // In a task of its own, so that a verdict that misses containerd's deadline is
-        // still worked out (and cached) for the next try.
-        let verdict = tokio::spawn(async move { engine.verify(&name, Some(&d), &ask(&c)).await });
-        let budget = budget * BUDGET_SHARE.0 / BUDGET_SHARE.1;
-        let v = match tokio::time::timeout(budget, verdict).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                self.engine
-                    .refuse(&image, ReasonCode::InternalError, format!("the verdict task failed: {e}"), &ask(&ctx))
-                    .await
+        // In a task of its own, so that a verdict that misses the deadline is still worked
+        // out (and cached) for the next try.
+        let work = tokio::spawn(async move {
+            let digest = images.digest_of(&name).await;
+            let lookup_us = started.elapsed().as_micros();
+            let v = match digest {
+                Ok(d) => engine.verify(&name, Some(&d), &ask(&c)).await,
+                Err(why) => {
+                    engine
+                        .refuse(&name, ReasonCode::ImageUnresolved, why, &ask(&c))
+                        .await
+                }
+            };
+            (v, lookup_us)
+        });
+        let mut lookup_us = None;
+        let outcome = match tokio::time::timeout(budget, work).await {
+            Ok(Ok((v, took))) => {
+                lookup_us = Some(took);
+                answer(&ctx, &image, &v)
             }
-            Err(_) => {
-                self.engine
-                    .refuse(&image, ReasonCode::VerdictTimeout, format!(
-                        "no verdict for {image} ({digest}) within {} ms, the share of containerd's NRI deadline it may take; it is still being worked out, and the next try gets it",
-                        budget.as_millis()
-                    ), &ask(&ctx))
-                    .await
-            }
+            Ok(Err(e)) => self.refuse_now(&ctx, &image, ReasonCode::InternalError, format!("the verdict task failed: {e}")),
+            Err(_) => self.refuse_now(&ctx, &image, ReasonCode::VerdictTimeout, format!(
+                "no verdict for {image} within {} ms, the share of containerd's NRI deadline it may take; it is still being worked out, and the next try gets it",
+                budget.as_millis()
+            )),
         };
         // What the gate adds to a container's creation (bench/nri reads it).
         tracing::debug!(
             container = %ctx.container,
-            allowed = v.allowed,
+            allowed = outcome.is_ok(),
             lookup_us,
             gate_us = started.elapsed().as_micros(),
             "NRI CreateContainer answered"
         );
-        answer(&ctx, &image, &v)
+        outcome
     }
 }
 
 impl Gate {
+    /// A refusal answered at once, its event recorded meanwhile: past the deadline an
+    /// answer is worth nothing (containerd creates the container), so a slow events
+    /// disk must not hold it.
+    fn refuse_now(
+        &self,
+        ctx: &ContainerCtx,
+        image: &str,
+        reason: ReasonCode,
+        message: String,
+    ) -> Result<(), String> {
+        let text = refusal(
+            ctx,
+            image,
+            reason,
+            &message,
+            "-",
+            self.engine.loaded().generation,
+            "recorded as container.refused",
+        );
+        let (engine, ctx, image) = (self.engine.clone(), ctx.clone(), image.to_owned());
+        tokio::spawn(async move { engine.refuse(&image, reason, message, &ask(&ctx)).await });
+        Err(text)
+    }
+}
+
+/// containerd's API, connected on first use and again after a failure.
+struct Images {
+    containerd_socket: PathBuf,
+    channel: tokio::sync::Mutex<Option<Channel>>,
+}
+
+impl Images {
     /// The digest of containerd's image record of `image` (in its normal form), or why
     /// there is none.
     async fn digest_of(&self, image: &str) -> Result<String, String> {
@@ -275,19 +306,36 @@ fn answer(ctx: &ContainerCtx, asked: &str, v: &Verdict) -> Result<(), String> {
     if v.allowed {
         return Ok(());
     }
-    let reason = v.reason.unwrap_or(ReasonCode::InternalError);
     let image = if v.image.is_empty() { asked } else { &v.image };
-    Err(format!(
-        "pullguard: refused container {} of pod {}/{}: image {image}: {} [{reason}]; to fix: {} (rule {}, policy gen {}, event {})",
+    let rule = if v.rule.is_empty() { "-" } else { &v.rule };
+    let event = format!("event {}", v.event_id);
+    Err(refusal(
+        ctx,
+        image,
+        v.reason.unwrap_or(ReasonCode::InternalError),
+        &v.message,
+        rule,
+        v.generation,
+        &event,
+    ))
+}
+
+fn refusal(
+    ctx: &ContainerCtx,
+    image: &str,
+    reason: ReasonCode,
+    message: &str,
+    rule: &str,
+    generation: u64,
+    event: &str,
+) -> String {
+    format!(
+        "pullguard: refused container {} of pod {}/{}: image {image}: {message} [{reason}]; to fix: {} (rule {rule}, policy gen {generation}, {event})",
         ctx.container,
         ctx.pod_namespace,
         ctx.pod,
-        v.message,
         reason.remedy(),
-        if v.rule.is_empty() { "-" } else { &v.rule },
-        v.generation,
-        v.event_id
-    ))
+    )
 }
 
 #[cfg(test)]
@@ -313,9 +361,11 @@ mod tests {
         let loaded = crate::engine::Loaded::prepare(policy, 1, &file).unwrap();
         Gate {
             engine: Arc::new(Engine::new(loaded, state, Arc::new(events))),
-            // Nothing listens here: containerd is "down".
-            containerd_socket: dir.join("no-containerd.sock"),
-            channel: tokio::sync::Mutex::new(None),
+            images: Arc::new(Images {
+                // Nothing listens here: containerd is "down".
+                containerd_socket: dir.join("no-containerd.sock"),
+                channel: tokio::sync::Mutex::new(None),
+            }),
         }
     }
 
