@@ -254,10 +254,15 @@ impl Images {
             ));
         }
         // The record CRI itself resolves: the name in its normal form (CRI normalises
-        // what the kubelet wrote before it looks the image up). A record stored under the
+        // what the kubelet wrote before it looks the image up, and drops the tag of a
+        // reference that also has a digest). A record stored under the
         // name as written, if it differs, is not what runs, so it is never consulted.
-        let name =
-            policy::ImageRef::parse(image).map_or_else(|_| image.to_owned(), |r| r.to_string());
+        let name = match policy::ImageRef::parse(image) {
+            // CRI resolves `name:tag@digest` by its digest alone.
+            Ok(r) if r.digest.is_some() => policy::ImageRef { tag: None, ..r }.to_string(),
+            Ok(r) => r.to_string(),
+            Err(_) => image.to_owned(),
+        };
         let channel = self.channel().await?;
         match get_image(&channel, CRI_NAMESPACE, &name).await {
             Ok(Some(record)) => record

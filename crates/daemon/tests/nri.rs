@@ -205,6 +205,26 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
     let e = world.events_of("container.refused").pop().unwrap();
     assert_eq!(e["digest"], cd.get("UNSIGNED_DIGEST"), "{e}");
 
+    // Pinned by tag and digest, as pod specs often are: CRI resolves the digest, and
+    // the tag must be signed for it.
+    let pinned = format!("{repo}:signed@{}", cd.get("SIGNED_DIGEST"));
+    let (ok, out) = create(&cd, &pod, "web", "pinned", &pinned);
+    assert!(
+        ok,
+        "a tag+digest reference to the signed image was refused: {out}"
+    );
+    // The signed tag pinned to the unsigned content (its digest record made by hand, as
+    // CRI makes one for every pull): resolved by CRI, refused by the gate.
+    let by_digest = format!("{repo}@{}", cd.get("UNSIGNED_DIGEST"));
+    let (ok, out) = cd.ctr("k8s.io", &["images", "tag", &imported, &by_digest]);
+    assert!(ok, "{out}");
+    let unsigned_pinned = format!("{repo}:signed@{}", cd.get("UNSIGNED_DIGEST"));
+    let (ok, out) = create(&cd, &pod, "web", "mispinned", &unsigned_pinned);
+    assert!(
+        !ok && out.contains("pullguard: refused container mispinned"),
+        "{out}"
+    );
+
     // The signed image: created, started, running.
     let (ok, out) = create(&cd, &pod, "web", "app", &signed);
     assert!(ok, "the signed image's container was refused: {out}");
