@@ -5,11 +5,14 @@
 # ($PULLGUARD_TOOLS, default ~/.cache/pullguard-tools/NAME-VERSION/), once per version:
 # a second run finds them and builds nothing. Never vendored into the repository.
 #
-# Source it, then `install_go_tools` (builds what is missing) or `go_tools_env` (only
-# sets the paths). Both export CONTAINERD2, CTR2 and CRICTL (absolute paths); runc's
+# Source it, then `install_go_tools` (builds what is missing, CONTAINERD2_ALSO too) or
+# `go_tools_env` (only sets the paths). PULLGUARD_CONTAINERD2_VERSION picks another
+# pinned containerd 2.x for a run. Both export CONTAINERD2, CTR2 and CRICTL (absolute paths); runc's
 # shim, containerd-shim-runc-v2 of the same version, sits beside CONTAINERD2.
 PULLGUARD_TOOLS=${PULLGUARD_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pullguard-tools}
-CONTAINERD2_VERSION=v2.3.7
+CONTAINERD2_VERSION=${PULLGUARD_CONTAINERD2_VERSION:-v2.3.7}
+# The 2.x tests run again on this one (scripts/test): the next minor release line.
+CONTAINERD2_ALSO=v2.4.2
 CRICTL_VERSION=v1.37.0
 
 go_tools_env() {
@@ -37,14 +40,17 @@ go_install() {
   mv "$tmp" "$dest"
 }
 
+# containerd_tools VERSION: containerd, ctr and the runc shim of VERSION, unless there.
+containerd_tools() {
+  local d=$PULLGUARD_TOOLS/containerd-$1 m=github.com/containerd/containerd/v2/cmd
+  [ -x "$d/containerd" ] && [ -x "$d/ctr" ] && [ -x "$d/containerd-shim-runc-v2" ] \
+    || go_install "$d" "$m/containerd@$1" "$m/ctr@$1" "$m/containerd-shim-runc-v2@$1"
+}
+
 install_go_tools() {
   go_tools_env
-  local d; d=$(dirname "$CONTAINERD2")
-  [ -x "$CONTAINERD2" ] && [ -x "$CTR2" ] && [ -x "$d/containerd-shim-runc-v2" ] \
-    || go_install "$d" \
-      "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" \
-      "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" \
-      "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2_VERSION"
+  containerd_tools "$CONTAINERD2_VERSION"
+  containerd_tools "$CONTAINERD2_ALSO"
   [ -x "$CRICTL" ] \
     || go_install "$(dirname "$CRICTL")" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 }
