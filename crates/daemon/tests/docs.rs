@@ -242,4 +242,6 @@ fn the_quick_start_says_where_things_are_and_how_long_they_take() {
 #[test]
 fn the_daemon_and_its_clients_default_to_one_socket() {
     assert_eq!(policy::DEFAULT_SOCKET, api::DEFAULT_SOCKET);
+    // The policy's NRI default is containerd's own.
+    assert_eq!(policy::DEFAULT_NRI_SOCKET, nri::DEFAULT_SOCKET);
 }

@@ -333,3 +333,33 @@ fn signed_needs_a_trust_server() {
         Policy::parse(Path::new("p.toml"), "[[rule]]\nmatch = \"**\"\n").expect_err("no server");
     assert!(err.to_string().contains("needs a trust_server"), "{err}");
 }
+
+#[test]
+fn the_nri_gate_follows_the_watcher_unless_set_and_needs_containerds_socket() {
+    let rule = "[[rule]]\nname = \"a\"\nmatch = \"**\"\nrequire = \"any\"\n";
+    let with = |daemon: &str| {
+        Policy::parse(
+            Path::new("policy.toml"),
+            &format!("[daemon]\n{daemon}\n{rule}"),
+        )
+    };
+    let d = with("").unwrap().daemon;
+    assert_eq!(d.nri_socket, Some(PathBuf::from(DEFAULT_NRI_SOCKET)));
+    assert!(d.watch_images);
+    let d = with("containerd_socket = \"\"").unwrap().daemon;
+    assert_eq!((d.containerd_socket, d.nri_socket), (None, None));
+    let d = with("nri_socket = \"\"").unwrap().daemon;
+    assert!(d.containerd_socket.is_some() && d.nri_socket.is_none());
+    let d = with("nri_socket = \"/run/nri.sock\"\nwatch_images = false")
+        .unwrap()
+        .daemon;
+    assert_eq!(d.nri_socket, Some(PathBuf::from("/run/nri.sock")));
+    assert!(!d.watch_images);
+    let err = with("containerd_socket = \"\"\nnri_socket = \"/run/nri.sock\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nri_socket needs containerd_socket") && err.contains("policy.toml:3:"),
+        "{err}"
+    );
+}
