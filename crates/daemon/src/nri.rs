@@ -48,11 +48,7 @@ fn set_state(engine: &Engine, state: String) {
 }
 
 async fn note(engine: &Engine, kind: EventKind, message: String) {
-    let mut ev = engine
-        .events
-        .new_event(kind, engine.loaded().generation, message);
-    ev.source = Some(SOURCE.to_owned());
-    let _ = engine.emit(ev, false).await;
+    engine.note(kind, SOURCE, message, false).await;
 }
 
 async fn run(engine: Arc<Engine>, nri_socket: PathBuf, containerd_socket: PathBuf) {

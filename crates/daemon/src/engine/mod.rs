@@ -266,6 +266,16 @@ impl Engine {
         res
     }
 
+    /// Records an event about a part of the daemon itself (the watcher, the NRI gate),
+    /// from `source`.
+    pub async fn note(&self, kind: EventKind, source: &str, message: String, durable: bool) {
+        let mut ev = self
+            .events
+            .new_event(kind, self.loaded().generation, message);
+        ev.source = Some(source.to_owned());
+        let _ = self.emit(ev, durable).await;
+    }
+
     /// May `image` (with the digest containerd resolved, if known) be pulled?
     pub async fn verify(&self, image: &str, digest: Option<&str>, ask: &Ask<'_>) -> Verdict {
         let loaded = self.loaded();

@@ -60,11 +60,7 @@ pub fn spawn(engine: Arc<Engine>, socket: PathBuf) {
 
 /// An event about the watcher itself.
 async fn note(engine: &Engine, kind: EventKind, message: String, durable: bool) {
-    let mut ev = engine
-        .events
-        .new_event(kind, engine.loaded().generation, message);
-    ev.source = Some(SOURCE.to_owned());
-    let _ = engine.emit(ev, durable).await;
+    engine.note(kind, SOURCE, message, durable).await;
 }
 
 fn set_state(engine: &Engine, state: String) {
