@@ -254,9 +254,32 @@ impl Images {
         // reference that also has a digest). A record stored under the
         // name as written, if it differs, is not what runs, so it is never consulted.
         let name = match policy::ImageRef::parse(image) {
-            // CRI resolves `name:tag@digest` by its digest alone.
-            Ok(r) if r.digest.is_some() => policy::ImageRef { tag: None, ..r }.to_string(),
-            Ok(r) => r.to_string(),
+            Ok(r) => {
+                // CRI keeps a host as written, where the policy knows one spelling
+                // (lower case, no trailing dot, no :443): under another spelling CRI
+                // would resolve a record other than the one judged here.
+                let written = image.split_once('/').map(|(first, _)| first).filter(|f| {
+                    f.contains(['.', ':'])
+                        || *f == "localhost"
+                        || f.chars().any(|c| c.is_ascii_uppercase())
+                });
+                if let Some(host) = written {
+                    let same =
+                        host == r.domain || (host == "index.docker.io" && r.domain == "docker.io");
+                    if !same {
+                        return Err(format!(
+                            "the image's registry host is written {host}, which containerd keeps as written while pullguard judges {}: write the image with that host",
+                            r.domain
+                        ));
+                    }
+                }
+                // CRI resolves `name:tag@digest` by its digest alone.
+                if r.digest.is_some() {
+                    policy::ImageRef { tag: None, ..r }.to_string()
+                } else {
+                    r.to_string()
+                }
+            }
             Err(_) => image.to_owned(),
         };
         let channel = self.channel().await?;
@@ -414,6 +437,30 @@ mod tests {
             (&"web".into(), &"app".into()),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_host_spelled_otherwise_than_the_policy_knows_it_refuses_the_container() {
+        // CRI would resolve the record under this spelling; pullguard would read the
+        // lower-case one: two records, possibly two contents.
+        for image in [
+            "Registry.Example.com/app:v1",
+            "registry.example.com:443/app:v1",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let g = gate(dir.path());
+            let refused = g
+                .create_container(
+                    request(&[(nri::IMAGE_NAME_ANNOTATION, image)]),
+                    Duration::from_secs(2),
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                refused.contains("[image_unresolved]") && refused.contains("written"),
+                "{image}: {refused}"
+            );
+        }
     }
 
     #[tokio::test]
