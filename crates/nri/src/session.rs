@@ -90,6 +90,17 @@ impl Writer {
         w.write_all(&frames).await?;
         Ok(())
     }
+
+    /// Answers call `stream` of the plugin's service.
+    async fn answer(&self, stream: u32, answer: &Response) -> Result<(), Error> {
+        self.send(
+            PLUGIN_CONN,
+            stream,
+            ttrpc::RESPONSE,
+            &answer.encode_to_vec(),
+        )
+        .await
+    }
 }
 
 /// Runs one connection to containerd's NRI socket until it ends; returns why. The
@@ -191,14 +202,7 @@ async fn run<H: Handler>(
                             ttrpc::MAX_MESSAGE
                         ),
                     );
-                    writer
-                        .send(
-                            PLUGIN_CONN,
-                            stream,
-                            ttrpc::RESPONSE,
-                            &answer.encode_to_vec(),
-                        )
-                        .await?;
+                    writer.answer(stream, &answer).await?;
                     continue;
                 }
                 // containerd only calls on this conn; anything else is not for us.
@@ -209,14 +213,7 @@ async fn run<H: Handler>(
                     code::RESOURCE_EXHAUSTED,
                     "pullguard: too many NRI calls at once".to_owned(),
                 );
-                writer
-                    .send(
-                        PLUGIN_CONN,
-                        stream,
-                        ttrpc::RESPONSE,
-                        &answer.encode_to_vec(),
-                    )
-                    .await?;
+                writer.answer(stream, &answer).await?;
                 continue;
             };
             let (writer, handler, timeout) =
@@ -230,14 +227,7 @@ async fn run<H: Handler>(
                     ),
                 };
                 // A failed write breaks the connection, which the read loop then sees.
-                let _ = writer
-                    .send(
-                        PLUGIN_CONN,
-                        stream,
-                        ttrpc::RESPONSE,
-                        &answer.encode_to_vec(),
-                    )
-                    .await;
+                let _ = writer.answer(stream, &answer).await;
                 drop(permit);
             });
         }
