@@ -13,7 +13,8 @@ use x509_cert::der::{Decode as _, Encode as _};
 
 use crate::canonical::Json;
 
-const MIN_RSA_BITS: usize = 2048;
+/// The smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
 
 /// The key types Notary writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +242,7 @@ const RSA_ENCRYPTION: x509_cert::der::asn1::ObjectIdentifier =
 /// The PKCS#1 `RSAPublicKey` inside an RSA SubjectPublicKeyInfo, and its modulus' size in
 /// bits. Only parsing here: the arithmetic is ring's (the `rsa` crate's private-key
 /// timing advisory has no business in a verifier).
-fn rsa_public_key(spki_der: &[u8]) -> Result<(Vec<u8>, usize), String> {
+pub fn rsa_public_key(spki_der: &[u8]) -> Result<(Vec<u8>, usize), String> {
     use x509_cert::der::{asn1::UintRef, Reader as _, SliceReader};
     let spki =
         x509_cert::spki::SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| e.to_string())?;

@@ -1,0 +1,202 @@
+//! The Sigstore bundle layout (cosign 3 by default, cosign 2.4+ with
+//! `--new-bundle-format`): a bundle document attached to the image through the OCI 1.1
+//! referrers API (or its tag-schema fallback). For an image, cosign signs a DSSE envelope
+//! holding an in-toto statement whose subject is the image's digest and whose predicate
+//! type is `https://sigstore.dev/cosign/sign/v1`.
+
+use base64::Engine as _;
+use serde::Deserialize;
+use trust_core::canonical::Json;
+
+use crate::keys::base64_any;
+use crate::payload::shown;
+use crate::{Error, Expect, Reason, Verified};
+
+/// The artifact type of a Sigstore bundle v0.3 referrer.
+pub const ARTIFACT_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+/// The predicate type cosign gives an image signature (as opposed to an attestation).
+pub const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// DSSE payload type of in-toto statements.
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Bundle {
+    media_type: String,
+    #[serde(default)]
+    verification_material: Option<Material>,
+    dsse_envelope: Option<Envelope>,
+    #[serde(default)]
+    message_signature: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Material {
+    #[serde(default)]
+    tlog_entries: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    payload: String,
+    payload_type: String,
+    #[serde(default)]
+    signatures: Vec<Sig>,
+}
+
+#[derive(Deserialize)]
+struct Sig {
+    sig: String,
+}
+
+/// DSSE's pre-authentication encoding: what a DSSE signature signs.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Does this bundle vouch for `expect.digest`?
+pub fn verify(bundle: &[u8], expect: &Expect<'_>) -> Result<Verified, Error> {
+    let bad = |m: String| Error::new(Reason::BadSignature, m);
+    if bundle.len() > crate::MAX_DOCUMENT {
+        return Err(bad(format!(
+            "Sigstore bundle of {} bytes is over the limit",
+            bundle.len()
+        )));
+    }
+    let b: Bundle =
+        serde_json::from_slice(bundle).map_err(|e| bad(format!("not a Sigstore bundle: {e}")))?;
+    if !b
+        .media_type
+        .starts_with("application/vnd.dev.sigstore.bundle")
+    {
+        return Err(bad(format!(
+            "bundle media type {} is not a Sigstore bundle's",
+            shown(&b.media_type)
+        )));
+    }
+    let Some(env) = b.dsse_envelope else {
+        let what = if b.message_signature.is_some() {
+            "a message signature over a blob"
+        } else {
+            "no DSSE envelope"
+        };
+        return Err(Error::new(
+            Reason::NoSignature,
+            format!("a Sigstore bundle attached to the image holds {what}, not a cosign image signature"),
+        ));
+    };
+    if env.payload_type != IN_TOTO {
+        return Err(Error::new(
+            Reason::NoSignature,
+            format!(
+                "a bundle's envelope holds {}, not an in-toto statement",
+                shown(&env.payload_type)
+            ),
+        ));
+    }
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env.payload.trim())
+        .map_err(|e| bad(format!("bundle payload is not base64: {e}")))?;
+    let signed = pae(&env.payload_type, &payload);
+    let mut signer = None;
+    for s in &env.signatures {
+        let sig = base64_any(&s.sig)?;
+        if let Some(k) = expect.keys.iter().find(|k| k.verify(&signed, &sig)) {
+            signer = Some(k);
+            break;
+        }
+    }
+    let signer = signer.ok_or_else(|| {
+        bad(format!(
+            "a Sigstore bundle's {} signature(s) do not verify under any of the rule's {} key(s)",
+            env.signatures.len(),
+            expect.keys.len()
+        ))
+    })?;
+    check_statement(&payload, expect)?;
+    if expect.same_repository.is_some() {
+        return Err(Error::new(
+            Reason::IdentityMismatch,
+            "a bundle signature names no repository, and the rule checks the signed docker-reference (cosign_check_reference)",
+        ));
+    }
+    if expect.tlog {
+        let evidence = match b.verification_material {
+            Some(m) if !m.tlog_entries.is_empty() => "its transparency-log entry cannot be verified: the rule names no trusted_root with the log's keys",
+            _ => "it carries no transparency-log entry (signed with --tlog-upload=false?)",
+        };
+        return Err(Error::new(
+            Reason::TlogMissing,
+            format!("a bundle signature by key {} is valid, but the rule requires transparency-log evidence and {evidence}", signer.id()),
+        ));
+    }
+    Ok(Verified {
+        digest: expect.digest.to_owned(),
+        signer: signer.id().to_owned(),
+        layout: "bundle",
+    })
+}
+
+/// The signed statement must be a cosign image signature whose subject is the digest.
+fn check_statement(payload: &[u8], expect: &Expect<'_>) -> Result<(), Error> {
+    let bad = |m: String| Error::new(Reason::BadSignature, m);
+    let st = Json::parse(payload)
+        .map_err(|e| bad(format!("signed statement is not JSON cosign writes: {e}")))?;
+    let text = |v: Option<&Json>| match v {
+        Some(Json::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match text(st.get("_type")).as_deref() {
+        Some("https://in-toto.io/Statement/v1" | "https://in-toto.io/Statement/v0.1") => {}
+        other => {
+            return Err(bad(format!(
+                "signed statement type {} is not in-toto's",
+                shown(other.unwrap_or(""))
+            )))
+        }
+    }
+    let predicate = text(st.get("predicateType")).unwrap_or_default();
+    if predicate != SIGN_PREDICATE {
+        return Err(Error::new(
+            Reason::NoSignature,
+            format!(
+                "a valid attestation of type {} is not a cosign image signature ({SIGN_PREDICATE})",
+                shown(&predicate)
+            ),
+        ));
+    }
+    let want = expect
+        .digest
+        .strip_prefix("sha256:")
+        .unwrap_or(expect.digest);
+    let Some(Json::Array(subjects)) = st.get("subject") else {
+        return Err(bad("signed statement has no subject list".to_owned()));
+    };
+    let named: Vec<String> = subjects
+        .iter()
+        .filter_map(|s| text(s.get("digest").and_then(|d| d.get("sha256"))))
+        .collect();
+    if named.iter().any(|d| d == want) {
+        return Ok(());
+    }
+    Err(Error::new(
+        Reason::DigestMismatch,
+        format!(
+            "a valid bundle signature signs {} but the image pulled is {}",
+            named
+                .first()
+                .map(|d| shown(&format!("sha256:{d}")))
+                .unwrap_or_else(|| "no sha256 digest".to_owned()),
+            expect.digest
+        ),
+    ))
+}

@@ -1,0 +1,182 @@
+//! Public keys as cosign users hold them: a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) file,
+//! as `cosign generate-key-pair` writes `cosign.pub`, or the key inside a certificate.
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+use x509_cert::der::asn1::ObjectIdentifier;
+use x509_cert::der::Decode as _;
+use x509_cert::spki::SubjectPublicKeyInfoRef;
+
+use crate::{Error, Reason};
+
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Alg {
+    /// Uncompressed point; signatures are ASN.1 DER over SHA-256 (cosign's default).
+    P256(Vec<u8>),
+    /// Uncompressed point; ASN.1 DER over SHA-384.
+    P384(Vec<u8>),
+    /// Ed25519 over the message itself.
+    Ed25519(Vec<u8>),
+    /// PKCS#1 `RSAPublicKey`; PKCS#1 v1.5 with SHA-256, as cosign signs with RSA keys.
+    Rsa(Vec<u8>),
+}
+
+/// A public key a rule trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    alg: Alg,
+    id: String,
+}
+
+impl PublicKey {
+    /// A PEM `PUBLIC KEY` block (the first one in `pem`).
+    pub fn from_pem(pem: &[u8]) -> Result<PublicKey, String> {
+        let der = pem_block(pem, "PUBLIC KEY")?;
+        PublicKey::from_spki_der(&der)
+    }
+
+    /// A DER SubjectPublicKeyInfo.
+    pub fn from_spki_der(der: &[u8]) -> Result<PublicKey, String> {
+        let spki = SubjectPublicKeyInfoRef::from_der(der)
+            .map_err(|e| format!("not a SubjectPublicKeyInfo: {e}"))?;
+        let bits = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or("the key's bit string has unused bits")?;
+        let oid = spki.algorithm.oid;
+        let alg = if oid == EC_PUBLIC_KEY {
+            let curve = spki
+                .algorithm
+                .parameters_oid()
+                .map_err(|e| format!("EC key without a named curve: {e}"))?;
+            // ring checks the point itself when verifying; here only its form.
+            match (curve, bits.first()) {
+                (c, Some(4)) if c == P256 && bits.len() == 65 => Alg::P256(bits.to_vec()),
+                (c, Some(4)) if c == P384 && bits.len() == 97 => Alg::P384(bits.to_vec()),
+                (c, _) if c == P256 || c == P384 => {
+                    return Err("EC public key is not an uncompressed point".to_owned())
+                }
+                (c, _) => return Err(format!("EC curve {c} is not P-256 or P-384")),
+            }
+        } else if oid == ED25519 {
+            if bits.len() != 32 {
+                return Err(format!("Ed25519 key of {} bytes", bits.len()));
+            }
+            Alg::Ed25519(bits.to_vec())
+        } else if oid == RSA {
+            let (pkcs1, size) = trust_core::keys::rsa_public_key(der)?;
+            if size < trust_core::keys::MIN_RSA_BITS {
+                return Err(format!(
+                    "RSA key of {size} bits is below the minimum of {}",
+                    trust_core::keys::MIN_RSA_BITS
+                ));
+            }
+            Alg::Rsa(pkcs1)
+        } else {
+            return Err(format!("key algorithm {oid} is not ECDSA, Ed25519 or RSA"));
+        };
+        Ok(PublicKey {
+            alg,
+            id: hex::encode(Sha256::digest(der)),
+        })
+    }
+
+    /// The key's ID: hex SHA-256 of its SubjectPublicKeyInfo (DER).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The algorithm, for messages.
+    pub fn algorithm(&self) -> &'static str {
+        match self.alg {
+            Alg::P256(_) => "ecdsa-p256",
+            Alg::P384(_) => "ecdsa-p384",
+            Alg::Ed25519(_) => "ed25519",
+            Alg::Rsa(_) => "rsa",
+        }
+    }
+
+    /// Does `sig` sign `msg` under this key? A malformed signature is a failed check.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        use ring::signature as s;
+        let (alg, key): (&dyn s::VerificationAlgorithm, &[u8]) = match &self.alg {
+            Alg::P256(k) => (&s::ECDSA_P256_SHA256_ASN1, k),
+            Alg::P384(k) => (&s::ECDSA_P384_SHA384_ASN1, k),
+            Alg::Rsa(k) => (&s::RSA_PKCS1_2048_8192_SHA256, k),
+            Alg::Ed25519(k) => {
+                // ed25519-dalek's strict check refuses small-order keys and
+                // non-canonical signatures, which ring's would also accept.
+                let Ok(vk) = <[u8; 32]>::try_from(k.as_slice())
+                    .map_err(|_| ())
+                    .and_then(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).map_err(|_| ()))
+                else {
+                    return false;
+                };
+                return ed25519_dalek::Signature::from_slice(sig)
+                    .map(|s| vk.verify_strict(msg, &s).is_ok())
+                    .unwrap_or(false);
+            }
+        };
+        s::UnparsedPublicKey::new(alg, key).verify(msg, sig).is_ok()
+    }
+}
+
+/// The DER inside the first PEM block labelled `label`. Our own small decoder: the
+/// input comes from registries, and the `der` crate's PEM reader has looped on
+/// malformed input before (see trust-core).
+pub fn pem_block(pem: &[u8], label: &str) -> Result<Vec<u8>, String> {
+    pem_blocks(pem, label)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("no PEM block -----BEGIN {label}-----"))
+}
+
+/// The DER of every PEM block labelled `label`, in order.
+pub fn pem_blocks(pem: &[u8], label: &str) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::str::from_utf8(pem).map_err(|_| "PEM is not text".to_owned())?;
+    let (begin, end) = (
+        format!("-----BEGIN {label}-----"),
+        format!("-----END {label}-----"),
+    );
+    let mut out = Vec::new();
+    let mut body: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        match &mut body {
+            None if line == begin => body = Some(String::new()),
+            None => {}
+            Some(b) if line == end => {
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(b.as_bytes())
+                    .map_err(|e| format!("PEM {label} is not base64: {e}"))?;
+                out.push(der);
+                body = None;
+            }
+            Some(b) => b.push_str(line),
+        }
+    }
+    if body.is_some() {
+        return Err(format!("PEM {label} block has no END line"));
+    }
+    Ok(out)
+}
+
+/// Base64 (standard alphabet, padding optional) as cosign writes signatures.
+pub(crate) fn base64_any(s: &str) -> Result<Vec<u8>, Error> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    let s = s.trim();
+    STANDARD
+        .decode(s)
+        .or_else(|_| STANDARD_NO_PAD.decode(s))
+        .map_err(|e| {
+            Error::new(
+                Reason::BadSignature,
+                format!("signature is not base64: {e}"),
+            )
+        })
+}

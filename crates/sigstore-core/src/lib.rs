@@ -1,0 +1,83 @@
+//! Sigstore (cosign) signatures on container images, verified without I/O: the caller
+//! fetches the signature manifests from the registry and hands over their bytes, the
+//! keys the rule trusts and the digest being pulled; this crate says whether a signature
+//! vouches for exactly that digest, or why not.
+//!
+//! What cosign writes, and what is checked here:
+//! - the *classic* layout ([`classic`]): a manifest at the tag `sha256-<hex>.sig` whose
+//!   layers are simple-signing payloads ([`payload`]), each with its signature in the
+//!   layer annotation `dev.cosignproject.cosign/signature`;
+//! - the *bundle* layout ([`bundle`]): a Sigstore bundle (v0.3) attached to the image
+//!   through the OCI 1.1 referrers API.
+//!
+//! Only a signature that verifies under a trusted key *and* whose signed payload names
+//! the pulled digest vouches. Every other outcome is an [`Error`] with a [`Reason`].
+
+pub mod bundle;
+pub mod classic;
+mod error;
+pub mod keys;
+pub mod payload;
+
+pub use error::{Error, Reason};
+pub use keys::PublicKey;
+
+/// The largest signature document (simple-signing payload, bundle) accepted: cosign's
+/// are under 10 KiB; a megabyte leaves room for certificate chains.
+pub const MAX_DOCUMENT: usize = 1 << 20;
+
+/// What the rule expects of a signature.
+#[derive(Clone, Copy)]
+pub struct Expect<'a> {
+    /// The digest pulled, `sha256:<hex>`.
+    pub digest: &'a str,
+    /// Whether the signature's `docker-reference` names the pulled repository, when the
+    /// rule asks (the caller knows how references are normalised).
+    pub same_repository: Option<&'a dyn Fn(&str) -> bool>,
+    /// The keys the rule trusts; one must have signed.
+    pub keys: &'a [PublicKey],
+    /// Transparency-log evidence is required.
+    pub tlog: bool,
+}
+
+/// A signature that vouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The digest it vouches for, `sha256:<hex>`.
+    pub digest: String,
+    /// The key that signed: its ID (hex SHA-256 of the SubjectPublicKeyInfo).
+    pub signer: String,
+    /// Where the signature was found: `classic` or `bundle`.
+    pub layout: &'static str,
+}
+
+/// Keeps the most telling of several failures: when several signatures are present and
+/// none vouches, the one that came closest is reported (a valid signature over another
+/// digest says more than a signature by an unknown key, which says more than a missing one).
+#[derive(Debug, Default)]
+pub struct Failures {
+    worst: Option<Error>,
+}
+
+impl Failures {
+    /// Records one candidate's failure.
+    pub fn add(&mut self, e: Error) {
+        let keep = match &self.worst {
+            Some(w) => e.reason.rank() > w.reason.rank(),
+            None => true,
+        };
+        if keep {
+            self.worst = Some(e);
+        }
+    }
+
+    /// The failure to report, or `no_signature` when there was no candidate at all.
+    pub fn into_error(self, what: &str) -> Error {
+        self.worst.unwrap_or_else(|| {
+            Error::new(
+                Reason::NoSignature,
+                format!("no cosign signature for {what}"),
+            )
+        })
+    }
+}
