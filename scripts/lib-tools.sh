@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Go-built peers the tests run beside pullguard: containerd 2.x with its ctr, and crictl.
+# Go-built peers the tests run beside pullguard: containerd 2.x with its ctr, crictl, and
+# Sigstore's cosign.
 # They are not Debian packages, so they are built from the Go module proxy with
 # `go install MODULE/cmd/NAME@VERSION`, pinned here, into a cache outside the checkout
 # ($PULLGUARD_TOOLS, default ~/.cache/pullguard-tools/NAME-VERSION/), once per version:
@@ -7,19 +8,23 @@
 #
 # Source it, then `install_go_tools` (builds what is missing, CONTAINERD2_ALSO too) or
 # `go_tools_env` (only sets the paths). PULLGUARD_CONTAINERD2_VERSION picks another
-# pinned containerd 2.x for a run. Both export CONTAINERD2, CTR2 and CRICTL (absolute paths); runc's
+# pinned containerd 2.x for a run. Both export CONTAINERD2, CTR2, CRICTL and COSIGN (absolute paths); runc's
 # shim, containerd-shim-runc-v2 of the same version, sits beside CONTAINERD2.
 PULLGUARD_TOOLS=${PULLGUARD_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pullguard-tools}
 CONTAINERD2_VERSION=${PULLGUARD_CONTAINERD2_VERSION:-v2.3.7}
 # The 2.x tests run again on this one (scripts/test): the next minor release line.
 CONTAINERD2_ALSO=v2.4.2
 CRICTL_VERSION=v1.37.0
+# Sigstore's cosign: the newest release the proxy serves (v3 writes both the bundle and,
+# with --new-bundle-format=false, the classic layout).
+COSIGN_VERSION=v3.1.3
 
 go_tools_env() {
   CONTAINERD2=$PULLGUARD_TOOLS/containerd-$CONTAINERD2_VERSION/containerd
   CTR2=$PULLGUARD_TOOLS/containerd-$CONTAINERD2_VERSION/ctr
   CRICTL=$PULLGUARD_TOOLS/crictl-$CRICTL_VERSION/crictl
-  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL
+  COSIGN=$PULLGUARD_TOOLS/cosign-$COSIGN_VERSION/cosign
+  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN
 }
 
 # go_install DEST PACKAGE@VERSION...: builds into DEST; a partial build never lands there.
@@ -53,4 +58,6 @@ install_go_tools() {
   containerd_tools "$CONTAINERD2_ALSO"
   [ -x "$CRICTL" ] \
     || go_install "$(dirname "$CRICTL")" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+  [ -x "$COSIGN" ] \
+    || go_install "$(dirname "$COSIGN")" "github.com/sigstore/cosign/v3/cmd/cosign@$COSIGN_VERSION"
 }

@@ -104,6 +104,14 @@ codes! {
         VerdictTimeout = "verdict_timeout",
         /// NRI: which image a container is created from could not be found out.
         ImageUnresolved = "image_unresolved",
+        /// cosign: no signature for the image's digest where the rule looks.
+        NoSignature = "no_signature",
+        /// cosign: a valid signature, but for another repository or signer than the rule's.
+        IdentityMismatch = "identity_mismatch",
+        /// cosign: the rule requires transparency-log evidence and there is none that verifies.
+        TlogMissing = "tlog_missing",
+        /// The image's registry could not be asked for its signatures.
+        RegistryUnreachable = "registry_unreachable",
     }
 }
 
@@ -121,6 +129,7 @@ impl ReasonCode {
                 | ReasonCode::ClockWentBackwards
                 | ReasonCode::EventsUnwritable
                 | ReasonCode::VerdictTimeout
+                | ReasonCode::RegistryUnreachable
         )
     }
 
@@ -131,10 +140,10 @@ impl ReasonCode {
         match self {
             NoTrustData => "sign the image (docker trust sign, or notary addhash + publish) or give it a rule with require = \"any\"",
             UnknownTag => "sign this tag in targets/releases or targets (docker trust sign), or pull a tag that is signed",
-            DigestMismatch => "the registry serves other content than was signed: re-sign the tag if that content is intended, otherwise find out who pushed it",
+            DigestMismatch => "the registry serves other content than was signed (or a signature was copied from another image): re-sign if that content is intended, otherwise find out who pushed it",
             Expired => "the publisher must publish the repository's trust data again (any notary publish renews it); check this node's clock",
             StaleTimestamp => "the trust data is older than the rule's max_timestamp_age: the publisher publishes again, or the rule allows an older timestamp",
-            CertificateExpired => "the publisher must rotate the expired key (notary key rotate); check this node's clock",
+            CertificateExpired => "the signing certificate was not valid at signing time: Notary publishers rotate the expired key (notary key rotate), cosign signers sign again; check this node's clock",
             BadSignature | ThresholdNotMet | HashMismatch | LengthMismatch | MalformedMetadata | Oversized => {
                 "the trust data is damaged or forged: do not work around it; tell the publisher and whoever runs the trust server"
             }
@@ -153,6 +162,10 @@ impl ReasonCode {
             WatcherFailed => "see pullguard status and journalctl -u pullguardd; remove the image by hand (ctr -n NAMESPACE images rm NAME) if it must not stay",
             DaemonUnreachable => "start pullguardd (systemctl start pullguardd); pulls fail closed while it is down",
             VerdictTimeout => "nothing, usually: the verdict is still being worked out and the kubelet's next try gets it; if it keeps happening, check the trust server's speed or raise plugin_request_timeout in containerd's NRI config",
+            NoSignature => "sign the image with cosign (cosign sign --key KEY IMAGE@DIGEST) by a key the rule lists, or check signature_repository if signatures are stored elsewhere",
+            IdentityMismatch => "the signature was made for another repository or by another signer than the rule names: re-sign for this image, or fix the rule",
+            TlogMissing => "sign with upload to a transparency log, or set cosign_tlog = false in the rule if key-signed images without one are acceptable",
+            RegistryUnreachable => "check the image's registry (network, hosts.toml under registry_config_path, credentials in registry_auth_file); on_unreachable = \"cached\" lets a signature verified earlier answer during an outage",
             ImageUnresolved => "create the container from an image containerd has a record of (pull it first); containerd's CRI must pass the io.kubernetes.cri.image-name annotation, and pullguardd must reach containerd_socket",
         }
     }

@@ -57,6 +57,9 @@ pub struct Event {
     /// The kind of proof that vouched (`notary-v1`), for allowed signed pulls.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
+    /// Each kind of proof asked and its outcome, when the rule accepts several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proofs: Vec<ProofOutcome>,
     /// `container.*` events: the pod (its name) the container belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
@@ -275,4 +278,16 @@ mod tests {
             assert!(v["event_id"].as_str().is_some_and(|s| !s.is_empty()));
         }
     }
+}
+
+/// One kind of proof's outcome, in an event.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ProofOutcome {
+    /// `notary-v1`, `cosign`.
+    pub proof: String,
+    /// It vouched.
+    pub passed: bool,
+    /// Its reason code when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

@@ -123,6 +123,9 @@ pub enum Proof {
     /// Docker Content Trust: Notary v1 / TUF metadata.
     #[serde(rename = "notary-v1")]
     NotaryV1,
+    /// Sigstore cosign signatures stored in the image's registry.
+    #[serde(rename = "cosign")]
+    Cosign,
 }
 
 impl Proof {
@@ -130,8 +133,43 @@ impl Proof {
     pub fn as_str(self) -> &'static str {
         match self {
             Proof::NotaryV1 => "notary-v1",
+            Proof::Cosign => "cosign",
         }
     }
+}
+
+/// How many of a rule's `proofs` must vouch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProofsRequired {
+    /// Every kind listed, each for the same digest.
+    All,
+    /// One of them (tried in the order listed).
+    Any,
+}
+
+impl ProofsRequired {
+    /// The name the policy file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProofsRequired::All => "all",
+            ProofsRequired::Any => "any",
+        }
+    }
+}
+
+/// What a rule accepts as a cosign signature.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CosignRule {
+    /// Public key files (PEM); relative paths are under the keys directory.
+    pub keys: Vec<PathBuf>,
+    /// Transparency-log evidence is required (the default).
+    pub tlog: bool,
+    /// The signed `docker-reference` must name the pulled repository.
+    pub check_reference: bool,
+    /// Where signatures are stored, `HOST/PATH`, when not beside the image (cosign's
+    /// `COSIGN_REPOSITORY`).
+    pub signature_repository: Option<String>,
 }
 
 /// A trust server.
@@ -160,6 +198,10 @@ pub struct Rule {
     pub require: Require,
     /// Accepted kinds of proof.
     pub proofs: Vec<Proof>,
+    /// How many of them must vouch.
+    pub proofs_required: ProofsRequired,
+    /// cosign's settings (used when `proofs` lists it).
+    pub cosign: CosignRule,
     /// Trust server name (for `signed`).
     pub trust_server: Option<String>,
     /// Roles that must sign the tag; empty means Docker's rules.
@@ -251,6 +293,14 @@ pub struct DaemonSettings {
     /// containerd's NRI socket for the container-creation gate; `None` (set to "", or
     /// the watcher off and this unset) turns it off.
     pub nri_socket: Option<PathBuf>,
+    /// containerd's registry host configuration directory (`hosts.toml` files), read
+    /// when fetching signatures stored in registries; `None` (set to "") uses HTTPS to
+    /// each registry itself.
+    pub registry_config_path: Option<PathBuf>,
+    /// A docker `config.json` with registry credentials; anonymous when unset.
+    pub registry_auth_file: Option<PathBuf>,
+    /// Connect and read timeout for registries.
+    pub registry_timeout: std::time::Duration,
 }
 
 impl DaemonSettings {

@@ -17,6 +17,9 @@ pub const DEFAULT_SOCKET: &str = "/run/pullguard/pullguard.sock";
 /// (`nri::DEFAULT_SOCKET`; the daemon's tests keep the two equal).
 pub const DEFAULT_NRI_SOCKET: &str = "/var/run/nri/nri.sock";
 
+/// `[daemon] registry_config_path` when unset: where containerd's packages keep hosts.toml.
+pub const DEFAULT_REGISTRY_CONFIG_PATH: &str = "/etc/containerd/certs.d";
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
@@ -35,6 +38,9 @@ struct RawDaemon {
     containerd_socket: Option<String>,
     nri_socket: Option<Spanned<String>>,
     watch_images: Option<bool>,
+    registry_config_path: Option<String>,
+    registry_auth_file: Option<String>,
+    registry_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +60,11 @@ struct RawRule {
     mode: Option<Mode>,
     require: Option<Require>,
     proofs: Option<Vec<Proof>>,
+    proofs_required: Option<ProofsRequired>,
+    cosign_keys: Option<Vec<String>>,
+    cosign_tlog: Option<bool>,
+    cosign_check_reference: Option<bool>,
+    signature_repository: Option<Spanned<String>>,
     trust_server: Option<Spanned<String>>,
     roles: Option<Vec<String>>,
     roles_required: Option<Spanned<usize>>,
@@ -392,6 +403,72 @@ fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSettings {
             (None, None) => None,
             (None, Some(_)) => Some(PathBuf::from(DEFAULT_NRI_SOCKET)),
         },
+        registry_config_path: match d.registry_config_path.as_deref() {
+            None => Some(PathBuf::from(DEFAULT_REGISTRY_CONFIG_PATH)),
+            Some("") => None,
+            Some(p) => Some(PathBuf::from(p)),
+        },
+        registry_auth_file: d
+            .registry_auth_file
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        registry_timeout: d
+            .registry_timeout
+            .as_ref()
+            .and_then(|t| ctx.duration(t))
+            .map_or(std::time::Duration::from_secs(10), std_duration),
+    }
+}
+
+/// A rule's cosign settings. A rule that accepts cosign must say whose signatures count;
+/// transparency-log evidence is required unless it says otherwise.
+fn cosign_rule(
+    ctx: &mut Ctx<'_>,
+    at: usize,
+    name: &str,
+    r: &RawRule,
+    defaults: &RawRule,
+    used: bool,
+) -> CosignRule {
+    let keys: Vec<PathBuf> = or(&r.cosign_keys, &defaults.cosign_keys)
+        .unwrap_or_default()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    let tlog = or(&r.cosign_tlog, &defaults.cosign_tlog).unwrap_or(true);
+    let signature_repository = or(&r.signature_repository, &defaults.signature_repository).and_then(|s| {
+        let v = s.get_ref();
+        match ImageRef::parse(&format!("{v}:x")) {
+            Ok(parsed) if parsed.repository() == *v => Some(v.clone()),
+            Ok(parsed) => {
+                ctx.at(s.span().start, format!("rule {name}: signature_repository {v:?} is not in its normal form; write {:?}", parsed.repository()));
+                None
+            }
+            Err(e) => {
+                ctx.at(s.span().start, format!("rule {name}: signature_repository {v:?}: {e}"));
+                None
+            }
+        }
+    });
+    if used && keys.is_empty() {
+        ctx.at(
+            at,
+            format!("rule {name}: proofs lists cosign but cosign_keys is empty; name the public key files (cosign.pub) whose signatures count (keyless identities are not supported yet)"),
+        );
+    }
+    if used && tlog {
+        ctx.at(
+            at,
+            format!("rule {name}: cosign_tlog = true (the default) requires transparency-log evidence, which this version cannot verify yet (no trusted_root support); set cosign_tlog = false to accept key-signed images without it (cosign sign --tlog-upload=false)"),
+        );
+    }
+    CosignRule {
+        keys,
+        tlog,
+        check_reference: or(&r.cosign_check_reference, &defaults.cosign_check_reference)
+            .unwrap_or(false),
+        signature_repository,
     }
 }
 
@@ -425,6 +502,8 @@ fn build_rule(
         }
     };
     let require = or(&r.require, &defaults.require).unwrap_or(Require::Signed);
+    let proofs = or(&r.proofs, &defaults.proofs).unwrap_or_else(|| vec![Proof::NotaryV1]);
+    let accepts_notary = proofs.contains(&Proof::NotaryV1);
     let trust_server: Option<Spanned<String>> = or(&r.trust_server, &defaults.trust_server);
     if let Some(ts) = &trust_server {
         if !servers.contains_key(ts.get_ref()) {
@@ -433,7 +512,7 @@ fn build_rule(
                 format!("rule {name}: no [trust_server.{}] is defined", ts.get_ref()),
             );
         }
-    } else if require == Require::Signed {
+    } else if require == Require::Signed && accepts_notary {
         ctx.at(
             at,
             format!(
@@ -482,7 +561,22 @@ fn build_rule(
             }
         })
         .collect();
-    let proofs = or(&r.proofs, &defaults.proofs).unwrap_or_else(|| vec![Proof::NotaryV1]);
+    let cosign = cosign_rule(
+        ctx,
+        at,
+        &name,
+        r,
+        defaults,
+        require == Require::Signed && proofs.contains(&Proof::Cosign),
+    );
+    for (i, p) in proofs.iter().enumerate() {
+        if proofs[..i].contains(p) {
+            ctx.at(
+                at,
+                format!("rule {name}: proofs lists {} twice", p.as_str()),
+            );
+        }
+    }
     if proofs.is_empty() && require == Require::Signed {
         ctx.at(
             at,
@@ -496,6 +590,9 @@ fn build_rule(
         mode: or(&r.mode, &defaults.mode).unwrap_or(Mode::Enforce),
         require,
         proofs,
+        proofs_required: or(&r.proofs_required, &defaults.proofs_required)
+            .unwrap_or(ProofsRequired::All),
+        cosign,
         trust_server: trust_server.map(Spanned::into_inner),
         roles,
         roles_required,

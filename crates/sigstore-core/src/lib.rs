@@ -33,7 +33,7 @@ pub struct Expect<'a> {
     pub digest: &'a str,
     /// Whether the signature's `docker-reference` names the pulled repository, when the
     /// rule asks (the caller knows how references are normalised).
-    pub same_repository: Option<&'a dyn Fn(&str) -> bool>,
+    pub same_repository: Option<&'a (dyn Fn(&str) -> bool + Sync)>,
     /// The keys the rule trusts; one must have signed.
     pub keys: &'a [PublicKey],
     /// Transparency-log evidence is required.

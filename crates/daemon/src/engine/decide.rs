@@ -3,7 +3,7 @@
 //! [`super::proof::ProofKind`].
 
 use api::codes::ReasonCode;
-use policy::{ImageRef, ReferenceError, Require, Rule};
+use policy::{ImageRef, Proof, ProofsRequired, ReferenceError, Require, Rule};
 
 use super::prepare::Loaded;
 use super::proof::{Query, Vouch, Vouchers};
@@ -17,9 +17,19 @@ pub(crate) struct Decision<'p> {
     pub reference: Option<ImageRef>,
     /// The rule that applies, when one does.
     pub rule: Option<&'p Rule>,
-    /// `Ok(None)`: the rule requires nothing; `Ok(Some)`: a proof vouched; `Err`: why
-    /// the image may not be pulled.
+    /// `Ok(None)`: the rule requires nothing; `Ok(Some)`: the proofs the rule requires
+    /// vouched (under `all`, the first one's vouch with every signer); `Err`: why the
+    /// image may not be pulled.
     pub outcome: Result<Option<Vouch>, Denial>,
+    /// Each kind of proof asked, in the rule's order, and what it said.
+    pub tried: Vec<Tried>,
+}
+
+/// One kind of proof's answer.
+pub(crate) struct Tried {
+    pub proof: Proof,
+    /// It vouched (and for what), or its reason and message.
+    pub outcome: Result<Vouch, (ReasonCode, String)>,
 }
 
 /// Reference → digest checks → rule → what it requires → the kinds of proof it accepts,
@@ -34,6 +44,7 @@ pub(crate) async fn decide<'p>(
         reference: None,
         rule: None,
         outcome: Ok(None),
+        tried: Vec::new(),
     };
     let reference = match reference {
         Ok(r) => d.reference.insert(r),
@@ -64,30 +75,127 @@ pub(crate) async fn decide<'p>(
             format!("rule {} rejects every image it matches", rule.name),
         )),
         Require::Signed => {
-            let query = Query {
-                loaded,
-                rule,
-                image: reference,
-                sha256: want.as_deref(),
-            };
-            let mut last = deny(
-                ReasonCode::NoTrustData,
-                format!("rule {} accepts no kind of proof", rule.name),
-            );
-            let mut vouched = None;
-            for kind in &rule.proofs {
-                match vouchers.vouch(*kind, &query).await {
-                    Ok(vouch) => {
-                        vouched = Some(vouch);
-                        break;
-                    }
-                    Err(e) => last = e,
-                }
-            }
-            vouched.map(Some).ok_or(last)
+            let (outcome, tried) = proofs(loaded, rule, reference, want, vouchers).await;
+            d.tried = tried;
+            outcome.map(Some)
         }
     };
     d
+}
+
+/// The kinds of proof the rule accepts, in its order. `any`: the first that vouches
+/// counts, the others are not asked. `all`: each must vouch, for one digest (a tag is
+/// resolved by the first; the rest are asked about that digest), and the first refusal
+/// settles it.
+async fn proofs(
+    loaded: &Loaded,
+    rule: &Rule,
+    image: &ImageRef,
+    want: Option<String>,
+    vouchers: &impl Vouchers,
+) -> (Result<Vouch, Denial>, Vec<Tried>) {
+    let all = rule.proofs_required == ProofsRequired::All && rule.proofs.len() > 1;
+    let mut tried: Vec<Tried> = Vec::new();
+    let mut vouched: Option<Vouch> = None;
+    for kind in &rule.proofs {
+        let digest = vouched
+            .as_ref()
+            .map(|v| v.digest.trim_start_matches("sha256:").to_owned())
+            .or_else(|| want.clone());
+        let query = Query {
+            loaded,
+            rule,
+            image,
+            sha256: digest.as_deref(),
+        };
+        let answer = vouchers.vouch(*kind, &query).await;
+        let answer = match (answer, &vouched) {
+            (Ok(v), Some(first)) if v.digest != first.digest => Err(deny(
+                ReasonCode::DigestMismatch,
+                format!(
+                    "{} vouches for {} but {} for {}",
+                    kind.as_str(),
+                    v.digest,
+                    first.proof.as_str(),
+                    first.digest
+                ),
+            )),
+            (a, _) => a,
+        };
+        match answer {
+            Ok(v) => {
+                tried.push(Tried {
+                    proof: *kind,
+                    outcome: Ok(v.clone()),
+                });
+                match &mut vouched {
+                    Some(first) => {
+                        first.signers.extend(v.signers);
+                        first.role = format!("{}; {}", first.role, v.role);
+                        first.expires = match (first.expires, v.expires) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                    None => vouched = Some(v),
+                }
+                if !all {
+                    break;
+                }
+            }
+            Err(e) => {
+                tried.push(Tried {
+                    proof: *kind,
+                    outcome: Err((e.reason, e.message.clone())),
+                });
+                if all {
+                    let message = if rule.proofs.len() > 1 {
+                        format!("rule {} requires every one of its proofs (proofs_required = \"all\"), and {} refused: {}", rule.name, kind.as_str(), e.message)
+                    } else {
+                        e.message
+                    };
+                    return (Err(deny(e.reason, message)), tried);
+                }
+            }
+        }
+    }
+    match vouched {
+        Some(v) => (Ok(v), tried),
+        None => {
+            let last = tried
+                .last()
+                .and_then(|t| t.outcome.as_ref().err())
+                .map(|(r, _)| *r);
+            let Some(reason) = last else {
+                return (
+                    Err(deny(
+                        ReasonCode::NoTrustData,
+                        format!("rule {} accepts no kind of proof", rule.name),
+                    )),
+                    tried,
+                );
+            };
+            let message = if tried.len() > 1 {
+                let each: Vec<String> = tried
+                    .iter()
+                    .filter_map(|t| {
+                        t.outcome
+                            .as_ref()
+                            .err()
+                            .map(|(r, m)| format!("{}: {m} [{r}]", t.proof.as_str()))
+                    })
+                    .collect();
+                format!("no proof rule {} accepts vouches for the image (proofs_required = \"any\"): {}", rule.name, each.join("; "))
+            } else {
+                tried
+                    .last()
+                    .and_then(|t| t.outcome.as_ref().err())
+                    .map(|(_, m)| m.clone())
+                    .unwrap_or_default()
+            };
+            (Err(deny(reason, message)), tried)
+        }
+    }
 }
 
 /// The digest to check, lowercase hex: the one containerd resolved, which must equal

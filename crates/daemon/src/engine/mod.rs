@@ -7,6 +7,7 @@
 //! anything that cannot be established is a rejection with a reason code and a sentence.
 
 mod cache;
+mod cosign;
 mod decide;
 mod notary_v1;
 pub mod prepare;
@@ -57,8 +58,23 @@ pub struct Verdict {
     pub trust_server: String,
     /// Expiry of the verified timestamp, RFC 3339 (signed and allowed).
     pub timestamp_expires: String,
-    /// The kind of proof that vouched (`notary-v1`), for signed and allowed pulls.
+    /// The kinds of proof that counted, comma-separated, for signed and allowed pulls.
     pub proof: String,
+    /// Each kind of proof asked and its outcome.
+    pub proofs: Vec<ProofResult>,
+}
+
+/// One kind of proof's outcome in a verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProofResult {
+    /// `notary-v1`, `cosign`.
+    pub proof: String,
+    /// It vouched.
+    pub passed: bool,
+    /// Its reason code when it did not.
+    pub reason: Option<ReasonCode>,
+    /// Who signed, or why not.
+    pub message: String,
 }
 
 impl From<Verdict> for api::VerifyResponse {
@@ -84,6 +100,16 @@ impl From<Verdict> for api::VerifyResponse {
             trust_server: v.trust_server,
             timestamp_expires: v.timestamp_expires,
             proof: v.proof,
+            proofs: v
+                .proofs
+                .into_iter()
+                .map(|p| api::ProofResult {
+                    proof: p.proof,
+                    passed: p.passed,
+                    reason: p.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                    message: p.message,
+                })
+                .collect(),
         }
     }
 }
@@ -326,6 +352,7 @@ impl Engine {
             reference: None,
             rule: None,
             outcome: Err(deny(reason, message)),
+            tried: Vec::new(),
         };
         self.conclude(&loaded, image, decision, None, ask).await
     }
@@ -360,6 +387,31 @@ impl Engine {
             }
         }
         verdict.mode = mode.as_str().to_owned();
+        verdict.proofs = decision
+            .tried
+            .iter()
+            .map(|t| match &t.outcome {
+                Ok(v) => ProofResult {
+                    proof: t.proof.as_str().to_owned(),
+                    passed: true,
+                    reason: None,
+                    message: format!("{} signed by {}", v.role, v.signers.join(", ")),
+                },
+                Err((r, m)) => ProofResult {
+                    proof: t.proof.as_str().to_owned(),
+                    passed: false,
+                    reason: Some(*r),
+                    message: m.clone(),
+                },
+            })
+            .collect();
+        let passed: Vec<&str> = verdict
+            .proofs
+            .iter()
+            .filter(|p| p.passed)
+            .map(|p| p.proof.as_str())
+            .collect();
+        let passed = passed.join(",");
         let outcome = decision.outcome.map(|vouched| {
             if let Some(vouch) = vouched {
                 verdict.timestamp_expires =
@@ -367,7 +419,7 @@ impl Engine {
                 verdict.digest = vouch.digest;
                 verdict.role = vouch.role;
                 verdict.signers = vouch.signers;
-                verdict.proof = vouch.proof.as_str().to_owned();
+                verdict.proof = passed;
             }
         });
         // A dry run (`pullguard verify`) enforces nothing, so it is no `pull.*` event that
@@ -417,6 +469,17 @@ impl Engine {
         ev.source = Some(ask.source.to_owned());
         ev.namespace = ask.namespace.map(str::to_owned);
         ev.proof = (!verdict.proof.is_empty()).then(|| verdict.proof.clone());
+        if verdict.proofs.len() > 1 || verdict.proofs.iter().any(|p| !p.passed) {
+            ev.proofs = verdict
+                .proofs
+                .iter()
+                .map(|p| crate::events::ProofOutcome {
+                    proof: p.proof.clone(),
+                    passed: p.passed,
+                    reason: p.reason.map(|r| r.as_str().to_owned()),
+                })
+                .collect();
+        }
         if let Some(c) = ask.container {
             ev.pod = Some(c.pod.clone());
             ev.pod_namespace = Some(c.pod_namespace.clone());

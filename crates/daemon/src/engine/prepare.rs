@@ -21,6 +21,11 @@ pub struct Loaded {
     pub(crate) fetchers: BTreeMap<String, Fetcher>,
     pub(crate) anchors: TrustAnchors,
     pub(crate) rule_pins: BTreeMap<String, Pins>,
+    /// Each cosign rule's public keys.
+    pub(crate) cosign_keys: BTreeMap<String, Vec<sigstore_core::PublicKey>>,
+    /// The client for registries (signatures stored beside images), configured like
+    /// containerd's.
+    pub(crate) registry: std::sync::Arc<registry::Client>,
 }
 
 impl Loaded {
@@ -96,6 +101,50 @@ impl Loaded {
             }
             rule_pins.insert(rule.name.clone(), pins);
         }
+        let mut cosign_keys = BTreeMap::new();
+        for rule in &policy.rules {
+            let mut keys = Vec::new();
+            for f in &rule.cosign.keys {
+                let path = if f.is_absolute() {
+                    f.clone()
+                } else {
+                    keys_dir.join(f)
+                };
+                match std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| sigstore_core::PublicKey::from_pem(&b))
+                {
+                    Ok(k) => keys.push(k),
+                    Err(e) => problems.push(format!(
+                        "rule {}: cosign key {}: {e}",
+                        rule.name,
+                        path.display()
+                    )),
+                }
+            }
+            cosign_keys.insert(rule.name.clone(), keys);
+        }
+        let d = &policy.daemon;
+        let registry = match registry::Client::new(
+            d.registry_config_path.as_deref(),
+            d.registry_auth_file.as_deref(),
+            d.registry_timeout,
+        ) {
+            Ok((client, warnings)) => {
+                for w in warnings {
+                    tracing::warn!(warning = %w, "registry credentials");
+                }
+                std::sync::Arc::new(client)
+            }
+            Err(e) => {
+                problems.push(e.to_string());
+                std::sync::Arc::new(
+                    registry::Client::new(None, None, d.registry_timeout)
+                        .map(|(c, _)| c)
+                        .map_err(|e| vec![e.to_string()])?,
+                )
+            }
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -106,6 +155,8 @@ impl Loaded {
             fetchers,
             anchors,
             rule_pins,
+            cosign_keys,
+            registry,
         })
     }
 }

@@ -9,6 +9,7 @@
 use policy::{ImageRef, Proof, Rule};
 use time::OffsetDateTime;
 
+use super::cosign::Cosign;
 use super::notary_v1::NotaryV1;
 use super::prepare::Loaded;
 use super::{Denial, Engine};
@@ -69,6 +70,7 @@ pub(crate) trait ProofKind {
 #[derive(Default)]
 pub(crate) struct Proofs {
     notary_v1: NotaryV1,
+    cosign: Cosign,
 }
 
 impl Proofs {
@@ -80,11 +82,12 @@ impl Proofs {
     ) -> Result<Vouch, Denial> {
         match kind {
             Proof::NotaryV1 => self.notary_v1.check(engine, q).await,
+            Proof::Cosign => self.cosign.check(engine, q).await,
         }
     }
 
-    fn all(&self) -> [&dyn Forget; 1] {
-        [&self.notary_v1]
+    fn all(&self) -> [&dyn Forget; 2] {
+        [&self.notary_v1, &self.cosign]
     }
 
     pub(crate) fn policy_changed(&self) {

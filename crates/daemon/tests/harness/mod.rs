@@ -87,6 +87,82 @@ pub async fn until_gone(cd: &Containerd, namespace: &str, image: &str) {
     );
 }
 
+/// tests/cosign/serve.sh: notary-signer + notary-server and a docker-registry with images
+/// signed by the real cosign (both layouts, two keys, no transparency log) and the real
+/// notary CLI; see the script for each tag.
+pub struct CosignWorld {
+    pub dir: tempfile::TempDir,
+    pub env: HashMap<String, String>,
+}
+
+impl CosignWorld {
+    pub fn start() -> CosignWorld {
+        let (dir, env) = serve(
+            "tests/cosign/serve.sh",
+            "tests/cosign/serve.sh failed: run scripts/test (it builds cosign into ~/.cache/pullguard-tools); are notary and docker-registry installed?",
+        );
+        CosignWorld { dir, env }
+    }
+
+    pub fn get(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    /// `REPO:name` and its digest.
+    pub fn image(&self, name: &str) -> (String, String) {
+        (
+            format!("{}:{name}", self.get("REPO")),
+            self.get(&format!("DIGEST_{}", name.to_ascii_uppercase()))
+                .to_owned(),
+        )
+    }
+
+    /// A hosts.toml directory that reaches the plain-HTTP registry, as containerd's.
+    pub fn certs_d(&self) -> PathBuf {
+        let reg = self.get("REGISTRY");
+        let d = self.dir.path().join("certs.d");
+        std::fs::create_dir_all(d.join(reg)).unwrap();
+        std::fs::write(
+            d.join(reg).join("hosts.toml"),
+            format!("server = \"http://{reg}\"\n[host.\"http://{reg}\"]\ncapabilities = [\"pull\", \"resolve\"]\n"),
+        )
+        .unwrap();
+        d
+    }
+
+    /// Does the real `cosign verify --key KEY` accept `REPO@digest`?
+    pub fn cosign_verify(&self, key: &str, digest: &str) -> bool {
+        Command::new(self.get("COSIGN"))
+            .args([
+                "verify",
+                "--key",
+                key,
+                "--insecure-ignore-tlog",
+                "--allow-http-registry",
+            ])
+            .arg("--use-signed-timestamps=false")
+            .arg(format!("{}@{digest}", self.get("REPO")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    pub fn stop_registry(&self) {
+        kill(self.get("REGISTRY_PID"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+impl Drop for CosignWorld {
+    fn drop(&mut self) {
+        for pid in ["REGISTRY_PID", "NOTARY_SERVER_PID", "NOTARY_SIGNER_PID"] {
+            kill(self.get(pid));
+        }
+    }
+}
+
 pub fn kill(pid: &str) {
     let _ = Command::new("kill").arg(pid).stderr(Stdio::null()).status();
 }

@@ -1,0 +1,248 @@
+//! cosign as a kind of proof, end to end: images signed by the real cosign (both storage
+//! layouts) and the real notary CLI in a real docker-registry and notary-server, judged by
+//! the real pullguardd; the real `cosign verify` asked about every image as the peer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod harness;
+
+use std::time::Duration;
+
+use harness::{nth_event, verify, CosignWorld, Daemon, World};
+
+/// pullguardd's config: the registry reached through hosts.toml, notary as trust server.
+fn config(world: &World, cw: &CosignWorld, rule: &str) -> String {
+    format!(
+        "{}[trust_server.notary]\nurl = \"{}\"\nca_file = \"{}\"\ntimeout = \"2s\"\n\n[defaults]\ntofu = true\ncosign_keys = [\"{}\"]\ncosign_tlog = false\n\n[[rule]]\nname = \"app\"\nmatch = \"{}:*\"\n{rule}\n",
+        world.daemon_section(&format!(
+            "registry_config_path = \"{}\"\nregistry_timeout = \"2s\"\n",
+            cw.certs_d().display()
+        )),
+        cw.get("NOTARY_URL"),
+        cw.get("NOTARY_CA"),
+        cw.get("KEY_A"),
+        cw.get("REPO"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cosign_signed_images_in_both_layouts_and_every_refusal() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    world.write_config(&config(&world, &cw, "proofs = [\"cosign\"]\n"));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let key_id = {
+        let pem = std::fs::read(cw.get("KEY_A")).unwrap();
+        sigstore_id(&pem)
+    };
+
+    for (name, layout) in [("classic", "cosign classic"), ("bundle", "cosign bundle")] {
+        let (image, digest) = cw.image(name);
+        let v = verify(&mut c, &image, &digest).await;
+        assert!(v.allowed, "{name}: {v:?}");
+        assert_eq!((v.proof.as_str(), v.role.as_str()), ("cosign", layout));
+        assert_eq!(v.digest, digest);
+        assert_eq!(v.signers, vec![key_id.clone()], "the signer is key A's ID");
+        assert!(
+            cw.cosign_verify(cw.get("KEY_A"), &digest),
+            "cosign verify agrees on {name}"
+        );
+    }
+
+    // Every refusal, each with its own reason; cosign verify refuses each too. A
+    // Notary-only image is refused by a rule that accepts cosign alone.
+    for (name, reason) in [
+        ("unsigned", "no_signature"),
+        ("notary", "no_signature"),
+        ("wrongkey", "bad_signature"),
+        ("retagged", "digest_mismatch"),
+        ("tampered", "bad_signature"),
+    ] {
+        let (image, digest) = cw.image(name);
+        let v = verify(&mut c, &image, &digest).await;
+        assert_eq!(
+            (v.allowed, v.reason.as_str()),
+            (false, reason),
+            "{name}: {v:?}"
+        );
+        assert_eq!(v.proofs.len(), 1, "{name}: {v:?}");
+        assert_eq!(
+            (v.proofs[0].proof.as_str(), v.proofs[0].passed),
+            ("cosign", false)
+        );
+        assert!(
+            !cw.cosign_verify(cw.get("KEY_A"), &digest),
+            "cosign verify accepts {name}"
+        );
+    }
+    // The other key's signature is good under the other key (so the refusal above is the
+    // key, not the signature).
+    assert!(cw.cosign_verify(cw.get("KEY_B"), &cw.image("wrongkey").1));
+
+    // A verdict asked by tag alone: the registry names the digest.
+    let (image, digest) = cw.image("bundle");
+    let v = verify(&mut c, &image, "").await;
+    assert!(v.allowed && v.digest == digest, "{v:?}");
+
+    let ev = nth_event(&world, "pull.rejected", 1).await;
+    assert_eq!(ev["proofs"][0]["proof"], "cosign", "{ev}");
+    assert_eq!(ev["proofs"][0]["reason"], "no_signature", "{ev}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accepting_either_proof_names_the_one_that_counted() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    world.write_config(&config(
+        &world,
+        &cw,
+        "proofs = [\"notary-v1\", \"cosign\"]\nproofs_required = \"any\"\ntrust_server = \"notary\"\n",
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+
+    let (image, digest) = cw.image("classic");
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(v.proof, "cosign", "signed with cosign only: {v:?}");
+    let asked: Vec<(&str, bool)> = v
+        .proofs
+        .iter()
+        .map(|p| (p.proof.as_str(), p.passed))
+        .collect();
+    assert_eq!(asked, vec![("notary-v1", false), ("cosign", true)]);
+    assert_eq!(v.proofs[0].reason, "unknown_tag");
+
+    let (image, digest) = cw.image("notary");
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(
+        (v.proof.as_str(), v.proofs.len()),
+        ("notary-v1", 1),
+        "cosign is not asked once Notary vouched: {v:?}"
+    );
+
+    let (image, digest) = cw.image("unsigned");
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(!v.allowed, "{v:?}");
+    assert_eq!(v.reason, "no_signature", "{v:?}");
+    assert!(
+        v.message.contains("notary-v1:") && v.message.contains("cosign:"),
+        "{}",
+        v.message
+    );
+
+    // The events say which proof counted, and why each other failed.
+    let allowed = nth_event(&world, "pull.allowed", 1).await;
+    assert_eq!(allowed["proof"], "cosign", "{allowed}");
+    assert_eq!(allowed["proofs"][0]["proof"], "notary-v1", "{allowed}");
+    assert_eq!(allowed["proofs"][0]["passed"], false, "{allowed}");
+    assert_eq!(allowed["proofs"][1]["passed"], true, "{allowed}");
+    let rejected = nth_event(&world, "pull.rejected", 1).await;
+    assert_eq!(
+        rejected["proofs"].as_array().map(Vec::len),
+        Some(2),
+        "{rejected}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requiring_both_proofs_refuses_an_image_with_one() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    // proofs_required defaults to "all".
+    world.write_config(&config(
+        &world,
+        &cw,
+        "proofs = [\"notary-v1\", \"cosign\"]\ntrust_server = \"notary\"\n",
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+
+    let (image, digest) = cw.image("both");
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(v.allowed, "{v:?}");
+    assert_eq!(v.proof, "notary-v1,cosign");
+    assert_eq!(
+        v.signers.len(),
+        2,
+        "Notary's signer and cosign's key: {v:?}"
+    );
+    // By tag alone: Notary resolves the tag, cosign is asked about that digest.
+    let v = verify(&mut c, &image, "").await;
+    assert!(v.allowed && v.digest == digest, "{v:?}");
+
+    let (image, digest) = cw.image("notary");
+    let v = verify(&mut c, &image, &digest).await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "no_signature"),
+        "{v:?}"
+    );
+    assert!(
+        v.message.contains("proofs_required = \"all\""),
+        "{}",
+        v.message
+    );
+    let (image, digest) = cw.image("classic");
+    let v = verify(&mut c, &image, &digest).await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "unknown_tag"),
+        "{v:?}"
+    );
+    assert_eq!(v.proofs.len(), 1, "the first refusal settles it: {v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_registry_follows_on_unreachable() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    world.write_config(&config(
+        &world,
+        &cw,
+        "proofs = [\"cosign\"]\non_unreachable = \"cached\"\n\n[[rule]]\nname = \"strict\"\nmatch = \"**\"\nproofs = [\"cosign\"]\n",
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let (image, digest) = cw.image("classic");
+    assert!(verify(&mut c, &image, &digest).await.allowed);
+    let strict = format!("{}@{digest}", cw.get("REPO"));
+    assert!(
+        verify(&mut c, &strict, "").await.allowed,
+        "the catch-all rule, by digest"
+    );
+
+    cw.stop_registry();
+    // Past cache_ttl (1 s): the verdict must be made again, and the registry is gone.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(
+        v.allowed,
+        "on_unreachable = cached: the signature verified earlier answers: {v:?}"
+    );
+    let v = verify(&mut c, &strict, "").await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "registry_unreachable"),
+        "{v:?}"
+    );
+    let (other, other_digest) = cw.image("bundle");
+    let v = verify(&mut c, &other, &other_digest).await;
+    assert_eq!(
+        v.reason, "registry_unreachable",
+        "nothing cached for it: {v:?}"
+    );
+    let ev = nth_event(&world, "trust.fetch_failed", 1).await;
+    assert_eq!(ev["reason"], "registry_unreachable", "{ev}");
+    assert_eq!(ev["proof"], "cosign", "{ev}");
+}
+
+/// The key ID pullguard names a cosign key by: hex SHA-256 of its SubjectPublicKeyInfo.
+fn sigstore_id(pem: &[u8]) -> String {
+    sigstore_core::PublicKey::from_pem(pem)
+        .unwrap()
+        .id()
+        .to_owned()
+}
