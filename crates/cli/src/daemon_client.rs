@@ -217,7 +217,9 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
                    "signers": v.signers, "policy_generation": v.policy_generation, "event_id": v.event_id,
                    "dry_run": true, "remedy": v.remedy,
                    "trust_server": v.trust_server, "timestamp_expires": v.timestamp_expires,
-                   "proof": v.proof})
+                   "proof": v.proof,
+                   "proofs": v.proofs.iter().map(|p| json!({"proof": p.proof, "passed": p.passed,
+                       "reason": p.reason, "message": p.message})).collect::<Vec<_>>()})
         );
     } else {
         let verdict = match (v.allowed, v.reason.is_empty()) {
@@ -250,6 +252,19 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
         }
         if let Some(line) = timestamp_line(&v.timestamp_expires) {
             println!("timestamp   {line}");
+        }
+        // Each kind of proof asked, when there is more to say than the lines above.
+        if v.proofs.len() > 1 || v.proofs.iter().any(|p| !p.passed) {
+            for p in &v.proofs {
+                if p.passed {
+                    println!("proof       {}: passed, {}", p.proof, p.message);
+                } else {
+                    println!(
+                        "proof       {}: failed [{}] {}",
+                        p.proof, p.reason, p.message
+                    );
+                }
+            }
         }
         if !v.message.is_empty() {
             println!("why         {}", v.message);

@@ -207,6 +207,43 @@ fn describe(r: &policy::Rule) -> String {
         .to_owned(),
     );
     if r.require == Require::Signed {
+        let kinds: Vec<&str> = r.proofs.iter().map(|p| p.as_str()).collect();
+        parts.push(match (kinds.len(), r.proofs_required) {
+            (1, _) => format!("proof {}", kinds[0]),
+            (_, policy::ProofsRequired::Any) => format!(
+                "any one of the proofs {} (tried in this order)",
+                kinds.join(", ")
+            ),
+            (_, policy::ProofsRequired::All) => {
+                format!("every one of the proofs {}", kinds.join(", "))
+            }
+        });
+        if r.proofs.contains(&policy::Proof::Cosign) {
+            let c = &r.cosign;
+            parts.push(format!(
+                "cosign: signed by one of {} key(s) ({}), transparency log {}{}{}",
+                c.keys.len(),
+                c.keys
+                    .iter()
+                    .map(|k| k.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if c.tlog { "required" } else { "not required" },
+                if c.check_reference {
+                    ", signed docker-reference checked"
+                } else {
+                    ""
+                },
+                c.signature_repository
+                    .as_deref()
+                    .map(|s| format!(", signatures in {s}"))
+                    .unwrap_or_default(),
+            ));
+        }
+        if !r.proofs.contains(&policy::Proof::NotaryV1) {
+            parts.push(format!("on unreachable: {:?}", r.on_unreachable).to_lowercase());
+            return parts.join(", ");
+        }
         if let Some(ts) = &r.trust_server {
             parts.push(format!("trust server {ts}"));
         }

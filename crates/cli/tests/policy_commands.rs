@@ -118,13 +118,32 @@ fn explain_names_the_winner_and_why() {
         "{text}"
     );
     assert!(
-        text.contains("applies     audit, signed, trust server main"),
+        text.contains("applies     audit, signed, proof notary-v1, trust server main"),
         "{text}"
     );
     assert!(text.contains("also matches all"), "{text}");
     let (_, json, _) = pullguard(&["policy", "explain", "alpine", "--policy", p, "--json"]);
     assert_eq!(json["image"], "docker.io/library/alpine:latest");
     assert_eq!(json["rule"], "all");
+
+    // What a migrating rule accepts: either proof, cosign's keys and log requirement.
+    let mig = write(
+        dir.path(),
+        "m.toml",
+        &format!("{SERVER}\n[[rule]]\nname = \"m\"\nmatch = \"**\"\nproofs = [\"notary-v1\", \"cosign\"]\nproofs_required = \"any\"\ncosign_keys = [\"team.pub\"]\ncosign_tlog = false\n"),
+    );
+    let (code, _, text) = pullguard(&[
+        "policy",
+        "explain",
+        "r.io/x",
+        "--policy",
+        mig.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("any one of the proofs notary-v1, cosign (tried in this order), cosign: signed by one of 1 key(s) (team.pub), transparency log not required, trust server main"),
+        "{text}"
+    );
 
     let none = write(
         dir.path(),

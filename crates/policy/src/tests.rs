@@ -376,12 +376,18 @@ fn cosign_rules_name_their_keys_and_say_whether_a_transparency_log_is_required()
     assert!(err.contains("cosign_keys is empty"), "{err}");
     // Transparency-log evidence is required unless the rule says otherwise, and cannot be
     // verified by this version: refused at load rather than refusing every pull later.
-    let err = cosign("cosign_keys = [\"c.pub\"]\n").unwrap_err().to_string();
+    let err = cosign("cosign_keys = [\"c.pub\"]\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cosign_tlog = false"), "{err}");
     let p = cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\n").unwrap();
     let r = &p.rules[0];
     assert_eq!(r.proofs, vec![Proof::Cosign]);
-    assert_eq!(r.proofs_required, ProofsRequired::All, "all listed, by default");
+    assert_eq!(
+        r.proofs_required,
+        ProofsRequired::All,
+        "all listed, by default"
+    );
     assert_eq!(r.cosign.keys, vec![PathBuf::from("c.pub")]);
     assert!(!r.cosign.tlog && !r.cosign.check_reference);
     // A cosign-only rule needs no trust server.
@@ -396,16 +402,21 @@ fn cosign_rules_name_their_keys_and_say_whether_a_transparency_log_is_required()
     .to_string();
     assert!(err.contains("needs a trust_server"), "{err}");
 
-    let err = cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\nproofs_required = \"some\"\n")
-        .unwrap_err()
-        .to_string();
+    let err =
+        cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\nproofs_required = \"some\"\n")
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("some"), "{err}");
-    let err = policy("[[rule]]\nname = \"c\"\nmatch = \"**\"\nproofs = [\"notary-v1\", \"notary-v1\"]\n")
-        .unwrap_err()
-        .to_string();
+    let err =
+        policy("[[rule]]\nname = \"c\"\nmatch = \"**\"\nproofs = [\"notary-v1\", \"notary-v1\"]\n")
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("twice"), "{err}");
     let p = cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\nsignature_repository = \"registry.test/sigs\"\n").unwrap();
-    assert_eq!(p.rules[0].cosign.signature_repository.as_deref(), Some("registry.test/sigs"));
+    assert_eq!(
+        p.rules[0].cosign.signature_repository.as_deref(),
+        Some("registry.test/sigs")
+    );
     let err = cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\nsignature_repository = \"Registry.test/sigs\"\n")
         .unwrap_err()
         .to_string();
