@@ -163,3 +163,23 @@ fn keys_of_each_kind_cosign_makes_parse_and_others_do_not() {
     );
     assert!(PublicKey::from_pem(b"not pem").is_err());
 }
+
+#[test]
+fn a_payload_with_a_key_twice_is_refused() {
+    // Two readers of one document must not see two digests: Go's decoder keeps the last
+    // value, others the first.
+    let d = digest();
+    let other = format!("sha256:{}", "0".repeat(64));
+    let text = format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"r.test/a"}},"image":{{"docker-manifest-digest":"{other}","docker-manifest-digest":"{d}"}},"type":"cosign container image signature"}},"optional":null}}"#
+    );
+    let e = sigstore_core::payload::Payload::parse(text.as_bytes()).unwrap_err();
+    assert_eq!(e.reason, Reason::BadSignature, "{e}");
+    let ok = text.replace(&format!(r#""docker-manifest-digest":"{other}","#), "");
+    assert_eq!(
+        sigstore_core::payload::Payload::parse(ok.as_bytes())
+            .unwrap()
+            .digest,
+        d
+    );
+}

@@ -355,4 +355,57 @@ mod tests {
             "require = any vouches nothing"
         );
     }
+
+    /// Two kinds of proof that each vouch, for different digests.
+    struct Split;
+
+    impl Vouchers for Split {
+        async fn vouch(&self, kind: Proof, q: &Query<'_>) -> Result<Vouch, Denial> {
+            let digest = match (kind, q.sha256) {
+                (Proof::NotaryV1, _) => "1".repeat(64),
+                // Asked about the first proof's digest, it finds another.
+                (Proof::Cosign, _) => "2".repeat(64),
+            };
+            Ok(Vouch {
+                proof: kind,
+                digest: format!("sha256:{digest}"),
+                role: kind.as_str().to_owned(),
+                signers: vec![kind.as_str().to_owned()],
+                expires: None,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn all_proofs_must_vouch_for_one_digest() {
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../sigstore-core/tests/fixtures/cosign.pub"
+        );
+        let both = format!("[[rule]]\nname = \"both\"\nmatch = \"**\"\nproofs = [\"notary-v1\", \"cosign\"]\ncosign_keys = [\"{key}\"]\ncosign_tlog = false\n");
+        let l = loaded(&both);
+        let d = decide(
+            &l,
+            ImageRef::parse("registry.test/team/app:v1"),
+            None,
+            &Split,
+        )
+        .await;
+        assert_eq!(refused(&d), ReasonCode::DigestMismatch);
+        assert_eq!(d.tried.len(), 2);
+        // Under "any" the first that vouches counts, and the second is not asked.
+        let l = loaded(&both.replace("cosign_tlog", "proofs_required = \"any\"\ncosign_tlog"));
+        let d = decide(
+            &l,
+            ImageRef::parse("registry.test/team/app:v1"),
+            None,
+            &Split,
+        )
+        .await;
+        assert_eq!(
+            d.outcome.ok().flatten().map(|v| v.proof),
+            Some(Proof::NotaryV1)
+        );
+        assert_eq!(d.tried.len(), 1);
+    }
 }

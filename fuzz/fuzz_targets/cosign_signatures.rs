@@ -1,0 +1,32 @@
+//! What a registry hands pullguardd as cosign signatures: a signature manifest, a
+//! simple-signing payload, a Sigstore bundle, a public key file. Never panics, and a
+//! mutated document never vouches under the real key for a digest it does not sign.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use sigstore_core::{bundle, classic, payload::Payload, Expect, PublicKey};
+
+const KEY: &[u8] = include_bytes!("../../crates/sigstore-core/tests/fixtures/cosign.pub");
+
+fuzz_target!(|data: &[u8]| {
+    let _ = PublicKey::from_pem(data);
+    let _ = PublicKey::from_spki_der(data);
+    let _ = Payload::parse(data);
+    let Ok(key) = PublicKey::from_pem(KEY) else {
+        return;
+    };
+    let keys = [key];
+    // A digest nothing real signs: no input may vouch for it.
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let expect = Expect {
+        digest: &digest,
+        same_repository: None,
+        keys: &keys,
+        tlog: false,
+    };
+    assert!(bundle::verify(data, &expect).is_err());
+    if let Ok(layers) = classic::layers(data) {
+        for l in layers {
+            assert!(classic::verify(&l, data, &expect).is_err());
+        }
+    }
+});
