@@ -246,3 +246,73 @@ fn sigstore_id(pem: &[u8]) -> String {
         .id()
         .to_owned()
 }
+
+/// docs/migrating-from-dct.md's three stages on one node: accept either, audit cosign,
+/// require cosign; `policy diff` says what the last step would refuse.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_migration_stages_and_what_policy_diff_says_of_the_last() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    let stage = |n: usize, rule: &str| {
+        let f = world.dir.path().join(format!("stage{n}.toml"));
+        std::fs::write(&f, config(&world, &cw, rule)).unwrap();
+        f
+    };
+    let either = stage(1, "proofs = [\"notary-v1\", \"cosign\"]\nproofs_required = \"any\"\ntrust_server = \"notary\"\n");
+    let audit = stage(2, "proofs = [\"cosign\", \"notary-v1\"]\nproofs_required = \"any\"\ntrust_server = \"notary\"\n");
+    let cosign = stage(3, "proofs = [\"cosign\"]\n");
+    let list = world.dir.path().join("images.txt");
+    let names = ["classic", "bundle", "notary", "both", "unsigned"];
+    // By tag: the registry (cosign) and the trust data (Notary) resolve each.
+    let lines: Vec<String> = names.iter().map(|n| cw.image(n).0).collect();
+    std::fs::write(&list, lines.join("\n")).unwrap();
+    let diff = |old: &std::path::Path, new: &std::path::Path| {
+        let out = std::process::Command::new(harness::bin("pullguard"))
+            .args(["policy", "diff"])
+            .arg(old)
+            .arg(new)
+            .arg("--images")
+            .arg(&list)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), v)
+    };
+    // Stage 1 → 2 allows and refuses the same images (only the reason named for the
+    // unsigned one changes: the last proof asked is another).
+    let (_, v) = diff(&either, &audit);
+    for r in v["results"].as_array().unwrap() {
+        assert_eq!(r["old"]["allowed"], r["new"]["allowed"], "{r:#}");
+    }
+    // Stage 2 → 3: the image signed with Notary alone would be refused, and only it.
+    let (code, v) = diff(&audit, &cosign);
+    assert_eq!(code, Some(1), "{v:#}");
+    let refused_now: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["old"]["allowed"] == true && r["new"]["allowed"] == false)
+        .map(|r| r["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused_now, vec![lines[2].as_str()], "{v:#}");
+
+    // Stage 2 on the daemon: a Notary-only pull is allowed, and its event says cosign
+    // did not vouch (the audit).
+    world.write_config(&std::fs::read_to_string(&audit).unwrap());
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let (image, digest) = cw.image("notary");
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(v.allowed && v.proof == "notary-v1", "{v:?}");
+    let ev = nth_event(&world, "pull.allowed", 1).await;
+    assert_eq!(ev["proofs"][0]["proof"], "cosign", "{ev}");
+    assert_eq!(ev["proofs"][0]["passed"], false, "{ev}");
+    assert_eq!(ev["proofs"][0]["reason"], "no_signature", "{ev}");
+}

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use policy::{ImageRef, Mode, OnUnreachable, Policy, Require};
+use policy::{ImageRef, Mode, OnUnreachable, Policy, Proof, ProofsRequired, Require};
 
 fn config(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,4 +61,22 @@ fn examples_mean_what_they_say() {
         rule(&two, "registry.corp.example.com/app:v1").roles_required,
         2
     );
+}
+
+#[test]
+fn the_migration_examples_are_the_three_stages() {
+    let stage = |f: &str| {
+        let p = Policy::load(&config(&format!("examples/{f}"))).unwrap();
+        let r = rule(&p, "registry.corp.example.com/team/app:v1").clone();
+        (r.proofs, r.proofs_required)
+    };
+    assert_eq!(
+        stage("migrate-1-either.toml"),
+        (vec![Proof::NotaryV1, Proof::Cosign], ProofsRequired::Any)
+    );
+    assert_eq!(
+        stage("migrate-2-audit-cosign.toml"),
+        (vec![Proof::Cosign, Proof::NotaryV1], ProofsRequired::Any)
+    );
+    assert_eq!(stage("migrate-3-cosign.toml").0, vec![Proof::Cosign]);
 }
