@@ -292,3 +292,77 @@ async fn containerd_restarted_the_watcher_reconnects_and_the_verifier_still_runs
     let r = cd.pull("default", &unsigned);
     refused_by_verifier(&world, &cd, r, "default", &unsigned, "unknown_tag").await;
 }
+
+/// The migration on a real node: containerd 2.x pulls through the verifier; a rule that
+/// accepts either proof lets an image signed only with cosign and one signed only with
+/// Notary through, and refuses one signed by neither; then a rule that accepts cosign
+/// alone refuses the Notary-only image. pullguardd reads containerd's own hosts.toml.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_accepting_either_proof_pulls_cosign_or_notary_signed_images_and_refuses_neither() {
+    let world = World::new();
+    let cd = Containerd::start_v2(&world, "");
+    let repo = cd.get("REPO").to_owned();
+    // REPO:later is signed with cosign only (bundle layout); REPO:signed with Notary only.
+    let key = harness::cosign_sign(
+        world.dir.path(),
+        &format!("{repo}@{}", cd.get("LATER_DIGEST")),
+    );
+    let config = |proofs: &str| {
+        format!(
+            "{}{}cosign_keys = [\"{}\"]\ncosign_tlog = false\n\n[[rule]]\nname = \"demo\"\nmatch = \"127.0.0.1:*/demo/**\"\n{proofs}\n",
+            world.daemon_section(&format!(
+                "containerd_socket = \"{}\"\nregistry_config_path = \"{}\"",
+                cd.socket(),
+                cd.dir.path().join("certs.d").display()
+            )),
+            cd.server_section(),
+            key.display()
+        )
+    };
+    world.write_config(&config(
+        "proofs = [\"notary-v1\", \"cosign\"]\nproofs_required = \"any\"",
+    ));
+    let _daemon = Daemon::start(&world);
+    nth_event(&world, "watcher.swept", 1).await;
+
+    for (tag, proof) in [("later", "cosign"), ("signed", "notary-v1")] {
+        let image = format!("{repo}:{tag}");
+        let (ok, out) = cd.pull("default", &image);
+        assert!(ok, "{image}: {out}");
+        let e = eventually(20, || async {
+            world
+                .events_of("pull.allowed")
+                .into_iter()
+                .find(|e| e["image"] == image && e["source"] == "containerd-bindir")
+        })
+        .await
+        .unwrap_or_else(|| panic!("no verifier's allowance of {image}: {:#?}", world.events()));
+        assert_eq!(e["proof"], proof, "{e}");
+    }
+    let unsigned = format!("{repo}:unsigned");
+    refused_by_verifier(
+        &world,
+        &cd,
+        cd.pull("default", &unsigned),
+        "default",
+        &unsigned,
+        "no_signature",
+    )
+    .await;
+
+    // Require cosign: the Notary-only image is refused (a namespace where it is not yet).
+    world.write_config(&config("proofs = [\"cosign\"]"));
+    nth_event(&world, "policy.reloaded", 1).await;
+    let signed = format!("{repo}:signed");
+    refused_by_verifier(
+        &world,
+        &cd,
+        cd.pull("other", &signed),
+        "other",
+        &signed,
+        "no_signature",
+    )
+    .await;
+    let (ok, out) = cd.pull("other", &format!("{repo}:later"));
+    assert!(ok, "the cosign-signed image under cosign alone: {out}");
+}

@@ -163,6 +163,57 @@ impl Drop for CosignWorld {
     }
 }
 
+/// The pinned cosign (scripts/lib-tools.sh builds it into the tools cache).
+pub fn cosign_bin() -> PathBuf {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            ". {}/scripts/lib-tools.sh; go_tools_env; printf %s \"$COSIGN\"",
+            repo_root().display()
+        ))
+        .output()
+        .unwrap();
+    let p = PathBuf::from(String::from_utf8(out.stdout).unwrap());
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/test (it builds cosign)",
+        p.display()
+    );
+    p
+}
+
+/// `cosign sign --key DIR/cosign.key IMAGE` with a new key pair in `dir`, no transparency
+/// log, plain HTTP; returns the public key file.
+pub fn cosign_sign(dir: &Path, image: &str) -> PathBuf {
+    let cosign = cosign_bin();
+    if !dir.join("cosign.pub").exists() {
+        let st = Command::new(&cosign)
+            .arg("generate-key-pair")
+            .current_dir(dir)
+            .env("COSIGN_PASSWORD", "pullguard-test")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "cosign generate-key-pair");
+    }
+    let (ok, out) = combined(
+        Command::new(&cosign)
+            .args(["sign", "--key"])
+            .arg(dir.join("cosign.key"))
+            .args([
+                "--tlog-upload=false",
+                "--use-signing-config=false",
+                "--allow-http-registry",
+                "-y",
+                image,
+            ])
+            .env("COSIGN_PASSWORD", "pullguard-test"),
+    );
+    assert!(ok, "cosign sign {image}: {out}");
+    dir.join("cosign.pub")
+}
+
 pub fn kill(pid: &str) {
     let _ = Command::new("kill").arg(pid).stderr(Stdio::null()).status();
 }
