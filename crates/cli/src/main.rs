@@ -17,6 +17,7 @@ mod registry;
 mod rotate;
 mod sign;
 mod signer;
+mod sigstore_cmd;
 mod trust_verify;
 
 /// Operators' command line for pullguard, the node-side enforcer of signed images.
@@ -77,6 +78,9 @@ enum Command {
     /// A repository's keys on the trust server: rotate the root key (cross-signed).
     #[command(subcommand, after_help = rotate::EXAMPLES)]
     Key(rotate::Command),
+    /// Sigstore bundles verified offline (the conformance suite's command line).
+    #[command(subcommand)]
+    Sigstore(sigstore_cmd::Command),
     /// Pinned roots, trusted state and signing keys.
     #[command(after_help = keys::EXAMPLES)]
     Keys {
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => sign::run(&args),
         Command::Signer(command) => signer::run(&command),
         Command::Key(command) => rotate::run(&command),
+        Command::Sigstore(command) => sigstore_cmd::run(&command),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "pullguard", &mut std::io::stdout());

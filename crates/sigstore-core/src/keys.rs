@@ -32,6 +32,17 @@ enum Alg {
 pub struct PublicKey {
     alg: Alg,
     id: String,
+    /// The SubjectPublicKeyInfo, DER.
+    der: Vec<u8>,
+}
+
+/// A signature scheme named by a certificate's or log's algorithm: the hash with which
+/// the key signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
 }
 
 impl PublicKey {
@@ -84,7 +95,70 @@ impl PublicKey {
         Ok(PublicKey {
             alg,
             id: hex::encode(Sha256::digest(der)),
+            der: der.to_vec(),
         })
+    }
+
+    /// A bare PKCS#1 `RSAPublicKey` (some trusted roots list CT log keys so); wrapped in
+    /// a SubjectPublicKeyInfo so that it has the same ID as elsewhere.
+    pub fn from_pkcs1_rsa(pkcs1: &[u8]) -> Result<PublicKey, String> {
+        use x509_cert::der::asn1::BitString;
+        use x509_cert::der::Encode as _;
+        let spki = x509_cert::spki::SubjectPublicKeyInfoOwned {
+            algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
+                oid: RSA,
+                parameters: Some(x509_cert::der::asn1::Null.into()),
+            },
+            subject_public_key: BitString::from_bytes(pkcs1).map_err(|e| e.to_string())?,
+        };
+        PublicKey::from_spki_der(&spki.to_der().map_err(|e| e.to_string())?)
+    }
+
+    /// The SubjectPublicKeyInfo, DER.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The key's raw bytes when it is Ed25519 (signed notes hash them into key hints).
+    pub fn ed25519_raw(&self) -> Option<&[u8]> {
+        match &self.alg {
+            Alg::Ed25519(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Does `sig` sign `msg` with this key and `hash` (ECDSA: ASN.1 DER signatures; RSA:
+    /// PKCS#1 v1.5; Ed25519 ignores `hash`)?
+    pub fn verify_with(&self, hash: Hash, msg: &[u8], sig: &[u8]) -> bool {
+        use ring::signature as s;
+        let (alg, key): (&dyn s::VerificationAlgorithm, &[u8]) = match (&self.alg, hash) {
+            (Alg::P256(k), Hash::Sha256) => (&s::ECDSA_P256_SHA256_ASN1, k),
+            (Alg::P256(k), Hash::Sha384) => (&s::ECDSA_P256_SHA384_ASN1, k),
+            (Alg::P384(k), Hash::Sha256) => (&s::ECDSA_P384_SHA256_ASN1, k),
+            (Alg::P384(k), Hash::Sha384) => (&s::ECDSA_P384_SHA384_ASN1, k),
+            (Alg::Rsa(k), Hash::Sha256) => (&s::RSA_PKCS1_2048_8192_SHA256, k),
+            (Alg::Rsa(k), Hash::Sha384) => (&s::RSA_PKCS1_2048_8192_SHA384, k),
+            (Alg::Rsa(k), Hash::Sha512) => (&s::RSA_PKCS1_2048_8192_SHA512, k),
+            (Alg::Ed25519(_), _) => return self.verify(msg, sig),
+            _ => return false,
+        };
+        s::UnparsedPublicKey::new(alg, key).verify(msg, sig).is_ok()
+    }
+
+    /// Does `sig` sign the message whose SHA-256 is `digest`? Only ECDSA P-256 can be
+    /// checked from a digest (ring verifies messages; p256 verifies prehashes).
+    pub fn verify_sha256_digest(&self, digest: &[u8], sig: &[u8]) -> bool {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+        let Alg::P256(point) = &self.alg else {
+            return false;
+        };
+        let (Ok(vk), Ok(sig)) = (
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(point),
+            p256::ecdsa::Signature::from_der(sig),
+        ) else {
+            return false;
+        };
+        digest.len() == 32 && vk.verify_prehash(digest, &sig).is_ok()
     }
 
     /// The key's ID: hex SHA-256 of its SubjectPublicKeyInfo (DER).
@@ -179,4 +253,15 @@ pub(crate) fn base64_any(s: &str) -> Result<Vec<u8>, Error> {
                 format!("signature is not base64: {e}"),
             )
         })
+}
+
+/// Base64 as protobuf JSON writers emit it: standard alphabet, padded, possibly wrapped
+/// in lines (Go's decoder skips CR and LF; so does this one, and nothing else).
+pub(crate) fn b64_wrapped(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    let joined: String = s
+        .trim()
+        .chars()
+        .filter(|c| *c != '\n' && *c != '\r')
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(joined)
 }

@@ -13,11 +13,16 @@
 //! Only a signature that verifies under a trusted key *and* whose signed payload names
 //! the pulled digest vouches. Every other outcome is an [`Error`] with a [`Reason`].
 
+pub mod artifact;
 pub mod bundle;
+pub mod certs;
 pub mod classic;
 mod error;
 pub mod keys;
 pub mod payload;
+pub mod rekor;
+pub mod trust_root;
+pub mod tsa;
 
 pub use error::{Error, Reason};
 pub use keys::PublicKey;

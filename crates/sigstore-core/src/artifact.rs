@@ -1,0 +1,453 @@
+//! A Sigstore bundle over an artifact, verified the way Sigstore's client specification
+//! says, offline against a trusted root: the signature (message signature or DSSE
+//! envelope) by a public key or by a Fulcio certificate of the expected identity, at a
+//! signing time proven by the transparency log (SET) or a timestamp authority, with the
+//! log's entry matching what was signed. Used for the conformance suite's `verify-bundle`;
+//! image signatures go through [`crate::bundle`] with the same parts.
+
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+
+use crate::bundle::{pae, IN_TOTO};
+use crate::certs::{check_identity, verify_leaf, Cert};
+use crate::keys::PublicKey;
+use crate::rekor::{verify_entry, RawEntry};
+use crate::trust_root::TrustedRoot;
+use crate::{Error, Reason};
+
+/// What was signed: the artifact's bytes, or only its SHA-256.
+#[derive(Debug, Clone, Copy)]
+pub enum Artifact<'a> {
+    Bytes(&'a [u8]),
+    Sha256([u8; 32]),
+}
+
+impl Artifact<'_> {
+    fn sha256(&self) -> [u8; 32] {
+        match self {
+            Artifact::Bytes(b) => Sha256::digest(b).into(),
+            Artifact::Sha256(d) => *d,
+        }
+    }
+}
+
+/// Whose signature counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Signer<'a> {
+    /// A public key the verifier holds.
+    Key(&'a PublicKey),
+    /// A Fulcio certificate with this SAN and OIDC issuer.
+    Identity { san: &'a str, issuer: &'a str },
+}
+
+/// What a verified bundle established.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The signing times proven (log integration times, timestamps).
+    pub times: Vec<OffsetDateTime>,
+    /// The bundle version (1, 2 or 3 for v0.1, v0.2, v0.3).
+    pub version: u8,
+}
+
+fn bad(m: impl Into<String>) -> Error {
+    Error::new(Reason::BadSignature, m)
+}
+
+fn b64(s: &str, what: &str) -> Result<Vec<u8>, Error> {
+    crate::keys::b64_wrapped(s).map_err(|e| bad(format!("{what} is not base64: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Bundle {
+    media_type: String,
+    verification_material: Material,
+    message_signature: Option<MessageSignature>,
+    dsse_envelope: Option<Envelope>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Material {
+    certificate: Option<RawBytes>,
+    x509_certificate_chain: Option<Chain>,
+    public_key: Option<serde_json::Value>,
+    #[serde(default)]
+    tlog_entries: Vec<RawEntry>,
+    timestamp_verification_data: Option<TimestampData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawBytes {
+    raw_bytes: String,
+}
+
+#[derive(Deserialize)]
+struct Chain {
+    #[serde(default)]
+    certificates: Vec<RawBytes>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TimestampData {
+    #[serde(default)]
+    rfc3161_timestamps: Vec<SignedTimestamp>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedTimestamp {
+    signed_timestamp: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageSignature {
+    message_digest: Option<MessageDigest>,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct MessageDigest {
+    algorithm: String,
+    digest: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    payload: String,
+    payload_type: String,
+    #[serde(default)]
+    signatures: Vec<EnvSig>,
+}
+
+#[derive(Deserialize)]
+struct EnvSig {
+    sig: String,
+}
+
+/// The bundle format version of a media type; others are refused.
+fn version(media_type: &str) -> Option<u8> {
+    match media_type {
+        "application/vnd.dev.sigstore.bundle+json;version=0.1" => Some(1),
+        "application/vnd.dev.sigstore.bundle+json;version=0.2" => Some(2),
+        "application/vnd.dev.sigstore.bundle+json;version=0.3"
+        | "application/vnd.dev.sigstore.bundle.v0.3+json" => Some(3),
+        _ => None,
+    }
+}
+
+/// What the signature covers, as the log records it.
+struct Signed {
+    /// The signature bytes.
+    sig: Vec<u8>,
+    /// SHA-256 of what was signed (the artifact, or the DSSE PAE).
+    digest: [u8; 32],
+    /// DSSE: the payload and its envelope signature (intoto/dsse entries record them).
+    dsse: Option<(Vec<u8>, String)>,
+}
+
+/// Verifies `bundle` over `artifact` for `signer` against `root` at `now`.
+pub fn verify_bundle(
+    bundle: &[u8],
+    artifact: Artifact<'_>,
+    signer: Signer<'_>,
+    root: &TrustedRoot,
+    now: OffsetDateTime,
+) -> Result<Verified, Error> {
+    if bundle.len() > crate::MAX_DOCUMENT {
+        return Err(bad("the bundle is over the size limit"));
+    }
+    let b: Bundle =
+        serde_json::from_slice(bundle).map_err(|e| bad(format!("not a Sigstore bundle: {e}")))?;
+    let version = version(&b.media_type).ok_or_else(|| {
+        bad(format!(
+            "bundle media type {:?} is not a version this verifier knows",
+            b.media_type
+        ))
+    })?;
+    let m = &b.verification_material;
+
+    // The signing key: the verifier's own, or the bundle's certificate.
+    let leaf = match (&m.certificate, &m.x509_certificate_chain) {
+        (Some(c), None) => Some(Cert::parse(&b64(&c.raw_bytes, "certificate")?)?),
+        (None, Some(chain)) if version < 3 => {
+            let certs = chain
+                .certificates
+                .iter()
+                .map(|c| b64(&c.raw_bytes, "certificate").and_then(|d| Cert::parse(&d)))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Only the leaf is used; the chain comes from the trusted root. A bundle that
+            // ships a root (self-signed) certificate is refused, as Sigstore's clients do.
+            if certs
+                .iter()
+                .any(|c| c.cert.tbs_certificate.issuer == c.cert.tbs_certificate.subject)
+            {
+                return Err(bad(
+                    "the bundle's certificate chain contains a root certificate",
+                ));
+            }
+            Some(
+                certs
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| bad("the bundle's certificate chain is empty"))?,
+            )
+        }
+        (None, None) if m.public_key.is_some() => None,
+        _ => {
+            return Err(bad(
+                "the bundle's verification material is not one certificate, chain or key hint",
+            ))
+        }
+    };
+    let key = match (signer, &leaf) {
+        (Signer::Key(k), None) => k.clone(),
+        (Signer::Identity { .. }, Some(cert)) => cert.public_key()?,
+        (Signer::Key(_), Some(_)) => {
+            return Err(Error::new(
+                Reason::IdentityMismatch,
+                "the bundle is signed by a certificate, and a key was expected",
+            ))
+        }
+        (Signer::Identity { .. }, None) => {
+            return Err(Error::new(
+                Reason::IdentityMismatch,
+                "the bundle is signed by a key, and a certificate identity was expected",
+            ))
+        }
+    };
+
+    let want = artifact.sha256();
+    let signed = match (&b.message_signature, &b.dsse_envelope) {
+        (Some(ms), None) => {
+            let sig = b64(&ms.signature, "signature")?;
+            if let Some(md) = &ms.message_digest {
+                if md.algorithm != "SHA2_256" || b64(&md.digest, "message digest")? != want {
+                    return Err(Error::new(
+                        Reason::DigestMismatch,
+                        "the bundle's message digest is not the artifact's",
+                    ));
+                }
+            }
+            let ok = match artifact {
+                Artifact::Bytes(bytes) => key.verify(bytes, &sig),
+                Artifact::Sha256(d) => key.verify_sha256_digest(&d, &sig),
+            };
+            if !ok {
+                return Err(bad("the signature does not verify over the artifact"));
+            }
+            Signed {
+                sig,
+                digest: want,
+                dsse: None,
+            }
+        }
+        (None, Some(env)) => {
+            if env.signatures.len() != 1 {
+                return Err(bad("the DSSE envelope must carry exactly one signature"));
+            }
+            let payload = b64(&env.payload, "DSSE payload")?;
+            let sig = b64(&env.signatures[0].sig, "DSSE signature")?;
+            let pae = pae(&env.payload_type, &payload);
+            if !key.verify(&pae, &sig) {
+                return Err(bad("the DSSE signature does not verify"));
+            }
+            if env.payload_type != IN_TOTO {
+                return Err(bad("the DSSE payload is not an in-toto statement"));
+            }
+            check_subject(&payload, &want)?;
+            Signed {
+                sig,
+                digest: Sha256::digest(&pae).into(),
+                dsse: Some((payload, env.signatures[0].sig.clone())),
+            }
+        }
+        _ => {
+            return Err(bad(
+                "the bundle holds neither a message signature nor a DSSE envelope",
+            ))
+        }
+    };
+
+    // The log: at least one entry, verified, recording exactly this signature.
+    if m.tlog_entries.is_empty() {
+        return Err(Error::new(
+            Reason::TlogMissing,
+            "the bundle has no transparency-log entry",
+        ));
+    }
+    let mut times = Vec::new();
+    for e in &m.tlog_entries {
+        let v = verify_entry(e, root, version >= 2, now)?;
+        check_body(
+            &e.kind_version.kind,
+            &e.kind_version.version,
+            &v.body,
+            &signed,
+            &key,
+            leaf.as_ref(),
+        )?;
+        times.extend(v.integrated_time);
+    }
+    if let Some(ts) = &m.timestamp_verification_data {
+        for t in &ts.rfc3161_timestamps {
+            times.push(crate::tsa::verify(
+                &b64(&t.signed_timestamp, "timestamp")?,
+                &signed.sig,
+                root,
+            )?);
+        }
+    }
+    if let Some(cert) = &leaf {
+        if times.is_empty() {
+            return Err(Error::new(Reason::TlogMissing, "nothing proves when the certificate signed: no signed entry timestamp and no timestamp"));
+        }
+        for t in &times {
+            verify_leaf(cert, root, *t)?;
+        }
+        if let Signer::Identity { san, issuer } = signer {
+            check_identity(cert, san, issuer)?;
+        }
+    }
+    Ok(Verified { times, version })
+}
+
+/// The in-toto statement must name the artifact's SHA-256 among its subjects.
+fn check_subject(payload: &[u8], want: &[u8; 32]) -> Result<(), Error> {
+    let st: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| bad(format!("in-toto statement: {e}")))?;
+    let hexed = hex::encode(want);
+    let named = st["subject"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|x| x["digest"]["sha256"].as_str() == Some(hexed.as_str()))
+    });
+    if named {
+        Ok(())
+    } else {
+        Err(Error::new(
+            Reason::DigestMismatch,
+            "the in-toto statement does not name the artifact",
+        ))
+    }
+}
+
+/// The log entry's body must record this signature, over this content, by this key.
+fn check_body(
+    kind: &str,
+    version: &str,
+    body: &[u8],
+    signed: &Signed,
+    key: &PublicKey,
+    leaf: Option<&Cert>,
+) -> Result<(), Error> {
+    let mismatch = |what: &str| {
+        Error::new(
+            Reason::TlogMissing,
+            format!("the transparency-log entry records {what} than the bundle"),
+        )
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| mismatch("something other"))?;
+    if v["kind"].as_str() != Some(kind) || v["apiVersion"].as_str() != Some(version) {
+        return Err(mismatch("another kind"));
+    }
+    let b64d = |s: &serde_json::Value| {
+        s.as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+    };
+    // A verifier recorded as PEM (v1 entries) or DER (v2): the same key or certificate.
+    let same_verifier = |pem_or_der: &[u8]| -> bool {
+        match leaf {
+            Some(cert) => {
+                crate::keys::pem_block(pem_or_der, "CERTIFICATE").is_ok_and(|d| d == cert.der)
+                    || pem_or_der == cert.der.as_slice()
+            }
+            None => {
+                crate::keys::pem_block(pem_or_der, "PUBLIC KEY").is_ok_and(|d| d == key.spki_der())
+                    || pem_or_der == key.spki_der()
+            }
+        }
+    };
+    match (kind, version, &signed.dsse) {
+        ("hashedrekord", "0.0.1", _) => {
+            let s = &v["spec"];
+            if s["data"]["hash"]["algorithm"].as_str() != Some("sha256")
+                || s["data"]["hash"]["value"].as_str() != Some(hex::encode(signed.digest).as_str())
+            {
+                return Err(mismatch("another artifact digest"));
+            }
+            if b64d(&s["signature"]["content"]).as_deref() != Some(signed.sig.as_slice()) {
+                return Err(mismatch("another signature"));
+            }
+            if !b64d(&s["signature"]["publicKey"]["content"]).is_some_and(|p| same_verifier(&p)) {
+                return Err(mismatch("another signing key"));
+            }
+        }
+        ("hashedrekord", "0.0.2", _) => {
+            let s = &v["spec"]["hashedRekordV002"];
+            if s["data"]["algorithm"].as_str() != Some("SHA2_256")
+                || b64d(&s["data"]["digest"]).as_deref() != Some(signed.digest.as_slice())
+            {
+                return Err(mismatch("another artifact digest"));
+            }
+            if b64d(&s["signature"]["content"]).as_deref() != Some(signed.sig.as_slice()) {
+                return Err(mismatch("another signature"));
+            }
+            let verifier = &s["signature"]["verifier"];
+            let der = b64d(&verifier["x509Certificate"]["rawBytes"])
+                .or_else(|| b64d(&verifier["publicKey"]["rawBytes"]));
+            if !der.is_some_and(|d| same_verifier(&d)) {
+                return Err(mismatch("another signing key"));
+            }
+        }
+        ("intoto", "0.0.2", Some((payload, sig_b64))) => {
+            let c = &v["spec"]["content"];
+            if c["payloadHash"]["algorithm"].as_str() != Some("sha256")
+                || c["payloadHash"]["value"].as_str()
+                    != Some(hex::encode(Sha256::digest(payload)).as_str())
+            {
+                return Err(mismatch("another payload"));
+            }
+            let sigs = c["envelope"]["signatures"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let ok = sigs.len() == 1
+                && b64d(&sigs[0]["sig"])
+                    .and_then(|s| String::from_utf8(s).ok())
+                    .as_deref()
+                    == Some(sig_b64.trim())
+                && b64d(&sigs[0]["publicKey"]).is_some_and(|p| same_verifier(&p));
+            if !ok {
+                return Err(mismatch("another signature or key"));
+            }
+        }
+        ("dsse", "0.0.1", Some((payload, _))) => {
+            let s = &v["spec"];
+            if s["payloadHash"]["value"].as_str()
+                != Some(hex::encode(Sha256::digest(payload)).as_str())
+            {
+                return Err(mismatch("another payload"));
+            }
+            let sigs = s["signatures"].as_array().cloned().unwrap_or_default();
+            let ok = sigs.len() == 1
+                && b64d(&sigs[0]["signature"]).as_deref() == Some(signed.sig.as_slice())
+                && b64d(&sigs[0]["verifier"]).is_some_and(|p| same_verifier(&p));
+            if !ok {
+                return Err(mismatch("another signature or key"));
+            }
+        }
+        _ => {
+            return Err(mismatch(&format!(
+                "an entry kind ({kind} {version}) this verifier does not check, rather"
+            )))
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Fulcio signing certificates: the chain to a certificate authority of the trusted root,
+//! the code-signing usage, the identity (SAN and OIDC issuer extension), and the signed
+//! certificate timestamp (SCT) of a trusted CT log embedded in the certificate.
+
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use x509_cert::der::asn1::ObjectIdentifier;
+use x509_cert::der::{Decode as _, Encode as _};
+use x509_cert::Certificate;
+
+use crate::keys::{Hash, PublicKey};
+use crate::trust_root::TrustedRoot;
+use crate::{Error, Reason};
+
+const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
+const RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const RSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const RSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+const ED25519_SIG: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const SAN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
+const EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
+const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
+const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
+const SCT_LIST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.2");
+const ISSUER_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.1");
+const ISSUER_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.8");
+
+/// A parsed certificate with its DER.
+#[derive(Debug, Clone)]
+pub struct Cert {
+    pub der: Vec<u8>,
+    pub cert: Certificate,
+}
+
+fn bad(m: impl Into<String>) -> Error {
+    Error::new(Reason::BadSignature, m)
+}
+
+impl Cert {
+    /// Parses DER.
+    pub fn parse(der: &[u8]) -> Result<Cert, Error> {
+        let cert = Certificate::from_der(der)
+            .map_err(|e| bad(format!("certificate does not parse: {e}")))?;
+        Ok(Cert {
+            der: der.to_vec(),
+            cert,
+        })
+    }
+
+    /// The subject's public key.
+    pub fn public_key(&self) -> Result<PublicKey, Error> {
+        let spki = self
+            .cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(|e| bad(e.to_string()))?;
+        PublicKey::from_spki_der(&spki).map_err(|e| bad(format!("certificate key: {e}")))
+    }
+
+    fn spki_der(&self) -> Vec<u8> {
+        self.cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .unwrap_or_default()
+    }
+
+    /// notBefore and notAfter.
+    pub fn validity(&self) -> (OffsetDateTime, OffsetDateTime) {
+        let v = &self.cert.tbs_certificate.validity;
+        let t = |x: x509_cert::time::Time| {
+            OffsetDateTime::from_unix_timestamp(x.to_unix_duration().as_secs() as i64)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        };
+        (t(v.not_before), t(v.not_after))
+    }
+
+    /// Was it valid at `t` (both ends inclusive, as X.509 says)?
+    pub fn valid_at(&self, t: OffsetDateTime) -> bool {
+        let (nb, na) = self.validity();
+        nb <= t && t <= na
+    }
+
+    fn extension(&self, oid: ObjectIdentifier) -> Option<&[u8]> {
+        self.cert
+            .tbs_certificate
+            .extensions
+            .as_ref()?
+            .iter()
+            .find(|e| e.extn_id == oid)
+            .map(|e| e.extn_value.as_bytes())
+    }
+
+    /// Is it a CA (basicConstraints cA = true)?
+    pub fn is_ca(&self) -> bool {
+        self.extension(BASIC_CONSTRAINTS)
+            .and_then(|v| x509_cert::ext::pkix::BasicConstraints::from_der(v).ok())
+            .is_some_and(|b| b.ca)
+    }
+
+    fn self_signed(&self) -> bool {
+        self.cert.tbs_certificate.issuer == self.cert.tbs_certificate.subject
+    }
+
+    /// Did `issuer` sign this certificate?
+    pub fn signed_by(&self, issuer: &Cert) -> bool {
+        if self.cert.tbs_certificate.issuer != issuer.cert.tbs_certificate.subject {
+            return false;
+        }
+        let Ok(key) = issuer.public_key() else {
+            return false;
+        };
+        let Ok(tbs) = self.cert.tbs_certificate.to_der() else {
+            return false;
+        };
+        let Some(sig) = self.cert.signature.as_bytes() else {
+            return false;
+        };
+        match hash_of(self.cert.signature_algorithm.oid) {
+            Some(h) => key.verify_with(h, &tbs, sig),
+            None => false,
+        }
+    }
+
+    /// The SAN values (URIs and e-mail addresses) and the OIDC issuer extension.
+    pub fn identity(&self) -> (Vec<String>, Option<String>) {
+        use x509_cert::ext::pkix::name::GeneralName;
+        let mut sans = Vec::new();
+        if let Some(v) = self.extension(SAN) {
+            if let Ok(san) = x509_cert::ext::pkix::SubjectAltName::from_der(v) {
+                for n in san.0 {
+                    match n {
+                        GeneralName::UniformResourceIdentifier(u) => sans.push(u.to_string()),
+                        GeneralName::Rfc822Name(m) => sans.push(m.to_string()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        // v2 (DER UTF8String) is authoritative; v1 holds the raw string.
+        let issuer = self
+            .extension(ISSUER_V2)
+            .and_then(|v| {
+                x509_cert::der::asn1::Utf8StringRef::from_der(v)
+                    .ok()
+                    .map(|s| s.to_string())
+            })
+            .or_else(|| {
+                self.extension(ISSUER_V1)
+                    .and_then(|v| std::str::from_utf8(v).ok().map(str::to_owned))
+            });
+        (sans, issuer)
+    }
+
+    fn code_signing(&self) -> bool {
+        self.extension(EKU)
+            .and_then(|v| x509_cert::ext::pkix::ExtendedKeyUsage::from_der(v).ok())
+            .is_some_and(|e| e.0.contains(&CODE_SIGNING))
+    }
+}
+
+pub(crate) fn hash_of(oid: ObjectIdentifier) -> Option<Hash> {
+    match oid {
+        o if o == ECDSA_SHA256 || o == RSA_SHA256 || o == ED25519_SIG => Some(Hash::Sha256),
+        o if o == ECDSA_SHA384 || o == RSA_SHA384 => Some(Hash::Sha384),
+        o if o == ECDSA_SHA512 || o == RSA_SHA512 => Some(Hash::Sha512),
+        _ => None,
+    }
+}
+
+/// Verifies `leaf` at signing time `t`: it chains to a certificate authority of the
+/// trusted root valid at `t` (through that authority's own chain, every certificate valid
+/// at `t`), it is a code-signing certificate and not a CA, and it carries an SCT from a
+/// trusted CT log. Returns the issuing authority's index.
+pub fn verify_leaf(leaf: &Cert, root: &TrustedRoot, t: OffsetDateTime) -> Result<usize, Error> {
+    if leaf.is_ca() || !leaf.code_signing() {
+        return Err(bad(
+            "the signing certificate is not a code-signing leaf certificate",
+        ));
+    }
+    if !leaf.valid_at(t) {
+        let (nb, na) = leaf.validity();
+        return Err(Error::new(
+            Reason::CertificateExpired,
+            format!(
+                "the signing certificate was valid from {nb} to {na}, not at the signing time {t}"
+            ),
+        ));
+    }
+    let mut last =
+        bad("the signing certificate chains to no certificate authority of the trusted root");
+    for (i, ca) in root.cas.iter().enumerate() {
+        let chain: Result<Vec<Cert>, Error> = ca.chain.iter().map(|d| Cert::parse(d)).collect();
+        let Ok(chain) = chain else { continue };
+        let Some(first) = chain.first() else { continue };
+        if !leaf.signed_by(first) {
+            continue;
+        }
+        if !ca.valid.contains(t) {
+            last = Error::new(
+                Reason::CertificateExpired,
+                format!(
+                    "the certificate authority {} was not trusted at the signing time {t}",
+                    ca.url
+                ),
+            );
+            continue;
+        }
+        let linked = chain.windows(2).all(|w| w[0].signed_by(&w[1]));
+        let top_ok = chain
+            .last()
+            .is_some_and(|r| !r.self_signed() || r.signed_by(r));
+        let all_ca = chain.iter().all(Cert::is_ca);
+        let all_valid = chain.iter().all(|c| c.valid_at(t));
+        if linked && top_ok && all_ca && all_valid {
+            verify_sct(leaf, first, root)?;
+            return Ok(i);
+        }
+        last = Error::new(
+            Reason::CertificateExpired,
+            format!(
+                "the chain of certificate authority {} is not valid at the signing time {t}",
+                ca.url
+            ),
+        );
+    }
+    Err(last)
+}
+
+/// Checks an embedded SCT (RFC 6962 §3.2, precertificate entry) from a CT log of the
+/// trusted root, signed over the certificate without its SCT extension.
+fn verify_sct(leaf: &Cert, issuer: &Cert, root: &TrustedRoot) -> Result<(), Error> {
+    let missing = || bad("the signing certificate carries no SCT from a trusted CT log");
+    let ext = leaf.extension(SCT_LIST).ok_or_else(missing)?;
+    let list = x509_cert::der::asn1::OctetStringRef::from_der(ext)
+        .map_err(|_| bad("the SCT extension is not an OCTET STRING"))?;
+    let scts = parse_sct_list(list.as_bytes()).ok_or_else(|| bad("the SCT list does not parse"))?;
+    let mut tbs = leaf.cert.tbs_certificate.clone();
+    if let Some(exts) = tbs.extensions.as_mut() {
+        exts.retain(|e| e.extn_id != SCT_LIST);
+    }
+    let tbs = tbs.to_der().map_err(|e| bad(e.to_string()))?;
+    let issuer_key_hash = Sha256::digest(issuer.spki_der());
+    for sct in scts {
+        let Some(log) = root.ctlogs.iter().find(|l| l.id == sct.log_id) else {
+            continue;
+        };
+        let Ok(when) =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(sct.timestamp) * 1_000_000)
+        else {
+            continue;
+        };
+        if !log.valid.contains(when) {
+            continue;
+        }
+        let mut signed = vec![0u8, 0u8];
+        signed.extend_from_slice(&sct.timestamp.to_be_bytes());
+        signed.extend_from_slice(&1u16.to_be_bytes());
+        signed.extend_from_slice(&issuer_key_hash);
+        let len = u32::try_from(tbs.len()).unwrap_or(u32::MAX).to_be_bytes();
+        signed.extend_from_slice(&len[1..]);
+        signed.extend_from_slice(&tbs);
+        signed.extend_from_slice(
+            &u16::try_from(sct.extensions.len())
+                .unwrap_or(u16::MAX)
+                .to_be_bytes(),
+        );
+        signed.extend_from_slice(&sct.extensions);
+        let hash = match sct.hash {
+            4 => Hash::Sha256,
+            5 => Hash::Sha384,
+            6 => Hash::Sha512,
+            _ => continue,
+        };
+        if log.key.verify_with(hash, &signed, &sct.signature) {
+            return Ok(());
+        }
+    }
+    Err(missing())
+}
+
+struct Sct {
+    log_id: Vec<u8>,
+    timestamp: u64,
+    extensions: Vec<u8>,
+    hash: u8,
+    signature: Vec<u8>,
+}
+
+/// The TLS-encoded SignedCertificateTimestampList.
+fn parse_sct_list(b: &[u8]) -> Option<Vec<Sct>> {
+    let mut r = Reader(b);
+    let mut list = Reader(r.vec16()?);
+    if !r.0.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    while !list.0.is_empty() {
+        let mut s = Reader(list.vec16()?);
+        if s.take(1)? != [0] {
+            continue; // only v1 SCTs exist
+        }
+        let log_id = s.take(32)?.to_vec();
+        let timestamp = u64::from_be_bytes(s.take(8)?.try_into().ok()?);
+        let extensions = s.vec16()?.to_vec();
+        let hash = s.take(1)?[0];
+        let _sig_alg = s.take(1)?[0];
+        let signature = s.vec16()?.to_vec();
+        out.push(Sct {
+            log_id,
+            timestamp,
+            extensions,
+            hash,
+            signature,
+        });
+    }
+    Some(out)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+
+    fn vec16(&mut self) -> Option<&'a [u8]> {
+        let n = u16::from_be_bytes(self.take(2)?.try_into().ok()?);
+        self.take(usize::from(n))
+    }
+}
+
+/// Does the certificate's identity match? `identity` exactly one of its SANs, `issuer`
+/// exactly its OIDC issuer.
+pub fn check_identity(leaf: &Cert, identity: &str, issuer: &str) -> Result<(), Error> {
+    let (sans, got_issuer) = leaf.identity();
+    if !sans.iter().any(|s| s == identity) {
+        return Err(Error::new(
+            Reason::IdentityMismatch,
+            format!("the signing certificate names {sans:?}, not {identity:?}"),
+        ));
+    }
+    if got_issuer.as_deref() != Some(issuer) {
+        return Err(Error::new(
+            Reason::IdentityMismatch,
+            format!("the signing certificate's OIDC issuer is {got_issuer:?}, not {issuer:?}"),
+        ));
+    }
+    Ok(())
+}

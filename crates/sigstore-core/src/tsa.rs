@@ -1,0 +1,146 @@
+//! RFC 3161 timestamps from a timestamp authority of the trusted root: a signed statement
+//! that a signature existed at `genTime`, which then stands for the signing time.
+
+use cms::content_info::ContentInfo;
+use cms::signed_data::SignedData;
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use time::OffsetDateTime;
+use x509_cert::der::asn1::{ObjectIdentifier, OctetStringRef};
+use x509_cert::der::{Decode as _, Encode as _};
+
+use crate::certs::{hash_of, Cert};
+use crate::keys::Hash;
+use crate::trust_root::TrustedRoot;
+use crate::{Error, Reason};
+
+const SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+const TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
+const CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+const MESSAGE_DIGEST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+
+fn bad(m: impl Into<String>) -> Error {
+    Error::new(Reason::TlogMissing, format!("timestamp: {}", m.into()))
+}
+
+fn digest(alg: ObjectIdentifier, data: &[u8]) -> Option<(Hash, Vec<u8>)> {
+    Some(match alg {
+        a if a == SHA256 => (Hash::Sha256, Sha256::digest(data).to_vec()),
+        a if a == SHA384 => (Hash::Sha384, Sha384::digest(data).to_vec()),
+        a if a == SHA512 => (Hash::Sha512, Sha512::digest(data).to_vec()),
+        _ => return None,
+    })
+}
+
+/// Verifies a DER TimeStampResp (as bundles carry it) over `signature` (the bytes the
+/// timestamp must cover) against the trusted root's timestamp authorities; returns the
+/// time it states.
+pub fn verify(
+    response: &[u8],
+    signature: &[u8],
+    root: &TrustedRoot,
+) -> Result<OffsetDateTime, Error> {
+    let resp = x509_tsp::TimeStampResp::from_der(response)
+        .map_err(|e| bad(format!("not a TimeStampResp: {e}")))?;
+    if !matches!(
+        resp.status.status,
+        cmpv2::status::PkiStatus::Accepted | cmpv2::status::PkiStatus::GrantedWithMods
+    ) {
+        return Err(bad("the authority did not grant it"));
+    }
+    let token: ContentInfo = resp.time_stamp_token.ok_or_else(|| bad("no token"))?;
+    if token.content_type != SIGNED_DATA {
+        return Err(bad("the token is not SignedData"));
+    }
+    let sd: SignedData = token
+        .content
+        .decode_as()
+        .map_err(|e| bad(format!("SignedData: {e}")))?;
+    if sd.encap_content_info.econtent_type != TST_INFO {
+        return Err(bad("the token does not hold a TSTInfo"));
+    }
+    let econtent = sd
+        .encap_content_info
+        .econtent
+        .as_ref()
+        .ok_or_else(|| bad("the token holds no TSTInfo"))?;
+    let tst_der = OctetStringRef::from_der(&econtent.to_der().map_err(|e| bad(e.to_string()))?)
+        .map_err(|e| bad(format!("TSTInfo wrapper: {e}")))?
+        .as_bytes()
+        .to_vec();
+    let tst = x509_tsp::TstInfo::from_der(&tst_der).map_err(|e| bad(format!("TSTInfo: {e}")))?;
+    let (_, imprint) = digest(tst.message_imprint.hash_algorithm.oid, signature)
+        .ok_or_else(|| bad("the message imprint's hash is not SHA-2"))?;
+    if imprint != tst.message_imprint.hashed_message.as_bytes() {
+        return Err(bad("it covers other bytes than the signature"));
+    }
+    let gen_time =
+        OffsetDateTime::from_unix_timestamp(tst.gen_time.to_unix_duration().as_secs() as i64)
+            .map_err(|e| bad(e.to_string()))?;
+
+    // The signer: one SignerInfo, its signed attributes binding the TSTInfo, its
+    // signature by the leaf certificate of a trusted authority's chain.
+    let si = sd
+        .signer_infos
+        .0
+        .iter()
+        .next()
+        .ok_or_else(|| bad("no signer"))?;
+    let attrs = si
+        .signed_attrs
+        .as_ref()
+        .ok_or_else(|| bad("no signed attributes"))?;
+    let (hash_alg, tst_digest) =
+        digest(si.digest_alg.oid, &tst_der).ok_or_else(|| bad("digest algorithm is not SHA-2"))?;
+    let attr = |oid: ObjectIdentifier| {
+        attrs
+            .iter()
+            .find(|a| a.oid == oid)
+            .and_then(|a| a.values.iter().next())
+    };
+    let ct = attr(CONTENT_TYPE)
+        .and_then(|v| v.decode_as::<ObjectIdentifier>().ok())
+        .ok_or_else(|| bad("no content-type attribute"))?;
+    let md = attr(MESSAGE_DIGEST)
+        .and_then(|v| {
+            v.decode_as::<OctetStringRef<'_>>()
+                .ok()
+                .map(|o| o.as_bytes().to_vec())
+        })
+        .ok_or_else(|| bad("no message-digest attribute"))?;
+    if ct != TST_INFO || md != tst_digest {
+        return Err(bad("its signed attributes do not bind the TSTInfo"));
+    }
+    let signed = attrs.to_der().map_err(|e| bad(e.to_string()))?;
+    let sig_hash = hash_of(si.signature_algorithm.oid).unwrap_or(hash_alg);
+    let sig = si.signature.as_bytes();
+    let mut last = bad("it is signed by no timestamp authority of the trusted root");
+    for tsa in &root.tsas {
+        let chain: Result<Vec<Cert>, Error> = tsa.chain.iter().map(|d| Cert::parse(d)).collect();
+        let Ok(chain) = chain else { continue };
+        let Some(leaf) = chain.first() else { continue };
+        let Ok(key) = leaf.public_key() else { continue };
+        if !key.verify_with(sig_hash, &signed, sig) {
+            continue;
+        }
+        if !tsa.valid.contains(gen_time) {
+            last = bad(format!(
+                "the authority {} was not trusted at {gen_time}",
+                tsa.url
+            ));
+            continue;
+        }
+        let linked = chain.windows(2).all(|w| w[0].signed_by(&w[1]));
+        if !linked || !chain.iter().all(|c| c.valid_at(gen_time)) {
+            last = bad(format!(
+                "the chain of authority {} is not valid at {gen_time}",
+                tsa.url
+            ));
+            continue;
+        }
+        return Ok(gen_time);
+    }
+    Err(last)
+}
