@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
         same_repository: None,
         keys: &keys,
         tlog: false,
+        identities: &[],
+        root: None,
+        now: time::OffsetDateTime::now_utc(),
     };
     assert!(bundle::verify(data, &expect).is_err());
     // Keyless material: a trusted root, a timestamp, a whole bundle over an artifact.
@@ -30,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = sigstore_core::tsa::verify(data, b"sig", &root);
     let now = time::OffsetDateTime::now_utc();
     let art = sigstore_core::artifact::Artifact::Bytes(b"artifact");
-    let signer = sigstore_core::artifact::Signer::Identity { san: "a", issuer: "b" };
+    let signer = sigstore_core::artifact::Signer::Identities(&[]);
     assert!(sigstore_core::artifact::verify_bundle(data, art, signer, &root, now).is_err());
     if let Ok(layers) = classic::layers(data) {
         for l in layers {

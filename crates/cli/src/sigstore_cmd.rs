@@ -88,6 +88,7 @@ pub fn run(Command::VerifyBundle(a): &Command) -> ExitCode {
         },
     };
     let key;
+    let accepted;
     let signer = match (&a.key, &a.certificate_identity, &a.certificate_oidc_issuer) {
         (Some(k), None, None) => match read(k).and_then(|b| PublicKey::from_pem(&b)) {
             Ok(k) => {
@@ -96,7 +97,10 @@ pub fn run(Command::VerifyBundle(a): &Command) -> ExitCode {
             }
             Err(e) => return usage(e),
         },
-        (None, Some(san), Some(issuer)) => Signer::Identity { san, issuer },
+        (None, Some(san), Some(issuer)) => {
+            accepted = [sigstore_core::certs::Identity::exact(san, issuer)];
+            Signer::Identities(&accepted)
+        }
         _ => {
             return usage(
                 "give --key, or --certificate-identity with --certificate-oidc-issuer".to_owned(),

@@ -316,3 +316,44 @@ async fn the_migration_stages_and_what_policy_diff_says_of_the_last() {
     assert_eq!(ev["proofs"][0]["passed"], false, "{ev}");
     assert_eq!(ev["proofs"][0]["reason"], "no_signature", "{ev}");
 }
+
+/// A rule that requires the transparency log (the default, with a trusted root) refuses
+/// cosign's --tlog-upload=false signatures in both layouts, and a keyless rule refuses a
+/// key's signature: `tlog_missing` and `identity_mismatch` end to end.
+#[tokio::test(flavor = "multi_thread")]
+async fn transparency_log_and_keyless_rules_refuse_what_they_cannot_prove() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    // A trusted root that trusts nothing: enough to say what is missing.
+    let root = world.dir.path().join("trusted_root.json");
+    std::fs::write(
+        &root,
+        r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1","tlogs":[],"certificateAuthorities":[],"ctlogs":[],"timestampAuthorities":[]}"#,
+    )
+    .unwrap();
+    let rules = format!(
+        "proofs = [\"cosign\"]\ncosign_tlog = true\ntrusted_root = \"{}\"\n\n[[rule]]\nname = \"keyless\"\nmatch = \"{}@*\"\nproofs = [\"cosign\"]\ncosign_keys = []\ncosign_identities = [{{ issuer = \"https://token.actions.githubusercontent.com\", subject_regex = \"https://github.com/org/.*\" }}]\ntrusted_root = \"{}\"\n",
+        root.display(),
+        cw.get("REPO"),
+        root.display()
+    );
+    world.write_config(&config(&world, &cw, &rules));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    for name in ["classic", "bundle"] {
+        let (image, digest) = cw.image(name);
+        let v = verify(&mut c, &image, &digest).await;
+        assert_eq!(
+            (v.allowed, v.reason.as_str()),
+            (false, "tlog_missing"),
+            "{name}: {v:?}"
+        );
+    }
+    let (_, digest) = cw.image("bundle");
+    let v = verify(&mut c, &format!("{}@{digest}", cw.get("REPO")), "").await;
+    assert_eq!(
+        (v.allowed, v.rule.as_str(), v.reason.as_str()),
+        (false, "keyless", "identity_mismatch"),
+        "{v:?}"
+    );
+}

@@ -170,6 +170,23 @@ pub struct CosignRule {
     /// Where signatures are stored, `HOST/PATH`, when not beside the image (cosign's
     /// `COSIGN_REPOSITORY`).
     pub signature_repository: Option<String>,
+    /// Keyless signers accepted: Fulcio certificates of these identities.
+    pub identities: Vec<CosignIdentity>,
+    /// Sigstore's `trusted_root.json` (relative paths are under the keys directory).
+    pub trusted_root: Option<PathBuf>,
+}
+
+/// A keyless signer: the certificate's OIDC issuer, and its SAN exactly or by an anchored
+/// regular expression (checked when the policy is prepared).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignIdentity {
+    /// The OIDC issuer, exactly (`https://token.actions.githubusercontent.com`).
+    pub issuer: String,
+    /// The SAN, exactly.
+    pub subject: Option<String>,
+    /// The SAN matches this expression as a whole.
+    pub subject_regex: Option<String>,
 }
 
 /// A trust server.

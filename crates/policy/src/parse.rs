@@ -65,6 +65,8 @@ struct RawRule {
     cosign_tlog: Option<bool>,
     cosign_check_reference: Option<bool>,
     signature_repository: Option<Spanned<String>>,
+    cosign_identities: Option<Vec<CosignIdentity>>,
+    trusted_root: Option<String>,
     trust_server: Option<Spanned<String>>,
     roles: Option<Vec<String>>,
     roles_required: Option<Spanned<usize>>,
@@ -451,17 +453,29 @@ fn cosign_rule(
             }
         }
     });
-    if used && keys.is_empty() {
+    let identities = or(&r.cosign_identities, &defaults.cosign_identities).unwrap_or_default();
+    let trusted_root = or(&r.trusted_root, &defaults.trusted_root).map(PathBuf::from);
+    for i in &identities {
+        if i.subject.is_some() == i.subject_regex.is_some() {
+            ctx.at(
+                at,
+                format!("rule {name}: each of cosign_identities needs subject or subject_regex (one of them) besides issuer"),
+            );
+        }
+    }
+    if used && keys.is_empty() && identities.is_empty() {
         ctx.at(
             at,
-            format!("rule {name}: proofs lists cosign but cosign_keys is empty; name the public key files (cosign.pub) whose signatures count (keyless identities are not supported yet)"),
+            format!("rule {name}: proofs lists cosign but names no signer: give cosign_keys (public key files, cosign.pub) or cosign_identities (keyless: issuer and subject)"),
         );
     }
-    if used && tlog {
-        ctx.at(
-            at,
-            format!("rule {name}: cosign_tlog = true (the default) requires transparency-log evidence, which this version cannot verify yet (no trusted_root support); set cosign_tlog = false to accept key-signed images without it (cosign sign --tlog-upload=false)"),
-        );
+    if used && trusted_root.is_none() && (tlog || !identities.is_empty()) {
+        let why = if identities.is_empty() {
+            "cosign_tlog = true (the default) requires transparency-log evidence, verified with the logs' keys of Sigstore's trusted_root.json; give trusted_root, or set cosign_tlog = false to accept key-signed images without a log entry (cosign sign --tlog-upload=false)"
+        } else {
+            "keyless signatures (cosign_identities) are verified against the Fulcio CAs, logs and timestamp authorities of Sigstore's trusted_root.json; give trusted_root"
+        };
+        ctx.at(at, format!("rule {name}: {why}"));
     }
     CosignRule {
         keys,
@@ -469,6 +483,8 @@ fn cosign_rule(
         check_reference: or(&r.cosign_check_reference, &defaults.cosign_check_reference)
             .unwrap_or(false),
         signature_repository,
+        identities,
+        trusted_root,
     }
 }
 

@@ -371,15 +371,32 @@ fn cosign_rules_name_their_keys_and_say_whether_a_transparency_log_is_required()
             "[[rule]]\nname = \"c\"\nmatch = \"**\"\nproofs = [\"cosign\"]\n{extra}"
         ))
     };
-    // No keys: nothing could vouch (keyless is not supported yet).
+    // No signer: nothing could vouch.
     let err = cosign("cosign_tlog = false\n").unwrap_err().to_string();
-    assert!(err.contains("cosign_keys is empty"), "{err}");
-    // Transparency-log evidence is required unless the rule says otherwise, and cannot be
-    // verified by this version: refused at load rather than refusing every pull later.
+    assert!(err.contains("names no signer"), "{err}");
+    // Transparency-log evidence is required unless the rule says otherwise, and is
+    // verified with the trusted root's log keys: refused at load without one.
     let err = cosign("cosign_keys = [\"c.pub\"]\n")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("cosign_tlog = false"), "{err}");
+    assert!(
+        err.contains("give trusted_root") && err.contains("cosign_tlog = false"),
+        "{err}"
+    );
+    cosign("cosign_keys = [\"c.pub\"]\ntrusted_root = \"trusted_root.json\"\n").unwrap();
+    // Keyless: identities need the trusted root, and each a subject or a subject_regex.
+    let keyless = "cosign_identities = [{ issuer = \"https://token.actions.githubusercontent.com\", subject_regex = \"https://github.com/org/.*\" }]\n";
+    let err = cosign(keyless).unwrap_err().to_string();
+    assert!(err.contains("Fulcio"), "{err}");
+    let p = cosign(&format!("{keyless}trusted_root = \"tr.json\"\n")).unwrap();
+    assert_eq!(
+        p.rules[0].cosign.identities[0].subject_regex.as_deref(),
+        Some("https://github.com/org/.*")
+    );
+    let err = cosign("cosign_identities = [{ issuer = \"i\" }]\ntrusted_root = \"t\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("subject or subject_regex"), "{err}");
     let p = cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\n").unwrap();
     let r = &p.rules[0];
     assert_eq!(r.proofs, vec![Proof::Cosign]);

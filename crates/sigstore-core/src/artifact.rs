@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use crate::bundle::{pae, IN_TOTO};
-use crate::certs::{check_identity, verify_leaf, Cert};
+use crate::certs::{check_identity, verify_leaf, Cert, Identity};
 use crate::keys::PublicKey;
 use crate::rekor::{verify_entry, RawEntry};
 use crate::trust_root::TrustedRoot;
@@ -38,17 +38,21 @@ impl Artifact<'_> {
 pub enum Signer<'a> {
     /// A public key the verifier holds.
     Key(&'a PublicKey),
-    /// A Fulcio certificate with this SAN and OIDC issuer.
-    Identity { san: &'a str, issuer: &'a str },
+    /// A Fulcio certificate of one of these identities.
+    Identities(&'a [Identity]),
 }
 
 /// What a verified bundle established.
 #[derive(Debug, Clone)]
 pub struct Verified {
+    /// Who signed: the key's ID, or the certificate's SANs and issuer.
+    pub signer: String,
     /// The signing times proven (log integration times, timestamps).
     pub times: Vec<OffsetDateTime>,
     /// The bundle version (1, 2 or 3 for v0.1, v0.2, v0.3).
     pub version: u8,
+    /// The DSSE payload, when the bundle held an envelope.
+    pub payload: Option<Vec<u8>>,
 }
 
 fn bad(m: impl Into<String>) -> Error {
@@ -208,14 +212,14 @@ pub fn verify_bundle(
     };
     let key = match (signer, &leaf) {
         (Signer::Key(k), None) => k.clone(),
-        (Signer::Identity { .. }, Some(cert)) => cert.public_key()?,
+        (Signer::Identities(_), Some(cert)) => cert.public_key()?,
         (Signer::Key(_), Some(_)) => {
             return Err(Error::new(
                 Reason::IdentityMismatch,
                 "the bundle is signed by a certificate, and a key was expected",
             ))
         }
-        (Signer::Identity { .. }, None) => {
+        (Signer::Identities(_), None) => {
             return Err(Error::new(
                 Reason::IdentityMismatch,
                 "the bundle is signed by a key, and a certificate identity was expected",
@@ -311,11 +315,23 @@ pub fn verify_bundle(
         for t in &times {
             verify_leaf(cert, root, *t)?;
         }
-        if let Signer::Identity { san, issuer } = signer {
-            check_identity(cert, san, issuer)?;
+        if let Signer::Identities(accepted) = signer {
+            check_identity(cert, accepted)?;
         }
     }
-    Ok(Verified { times, version })
+    let signer = match &leaf {
+        Some(cert) => {
+            let (sans, issuer) = cert.identity();
+            format!("{} ({})", sans.join(", "), issuer.unwrap_or_default())
+        }
+        None => key.id().to_owned(),
+    };
+    Ok(Verified {
+        signer,
+        times,
+        version,
+        payload: signed.dsse.map(|(p, _)| p),
+    })
 }
 
 /// The in-toto statement must name the artifact's SHA-256 among its subjects.

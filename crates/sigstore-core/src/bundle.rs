@@ -63,8 +63,68 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Does this bundle vouch for `expect.digest`?
+/// Does this bundle vouch for `expect.digest`? With a trusted root and either keyless
+/// identities or transparency-log evidence required, the whole of Sigstore's bundle
+/// verification applies ([`crate::artifact::verify_bundle`]), then the image checks.
 pub fn verify(bundle: &[u8], expect: &Expect<'_>) -> Result<Verified, Error> {
+    match expect.root {
+        Some(root) if expect.tlog || !expect.identities.is_empty() => {
+            verify_full(bundle, expect, root)
+        }
+        _ => verify_key_only(bundle, expect),
+    }
+}
+
+fn verify_full(
+    bundle: &[u8],
+    expect: &Expect<'_>,
+    root: &crate::trust_root::TrustedRoot,
+) -> Result<Verified, Error> {
+    use crate::artifact::{verify_bundle, Artifact, Signer};
+    let digest: [u8; 32] = expect
+        .digest
+        .strip_prefix("sha256:")
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|d| d.try_into().ok())
+        .ok_or_else(|| {
+            Error::new(
+                Reason::DigestMismatch,
+                format!("{} is not a sha256 digest", expect.digest),
+            )
+        })?;
+    let signers =
+        expect.keys.iter().map(Signer::Key).chain(
+            (!expect.identities.is_empty()).then_some(Signer::Identities(expect.identities)),
+        );
+    let mut failures = crate::Failures::default();
+    for signer in signers {
+        let v = match verify_bundle(bundle, Artifact::Sha256(digest), signer, root, expect.now) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.add(e);
+                continue;
+            }
+        };
+        let payload = v.payload.ok_or_else(|| {
+            Error::new(Reason::NoSignature, "a Sigstore bundle attached to the image signs a blob, not the image (no DSSE envelope)")
+        })?;
+        check_statement(&payload, expect)?;
+        if expect.same_repository.is_some() {
+            return Err(Error::new(
+                Reason::IdentityMismatch,
+                "a bundle signature names no repository, and the rule checks the signed docker-reference (cosign_check_reference)",
+            ));
+        }
+        return Ok(Verified {
+            digest: expect.digest.to_owned(),
+            signer: v.signer,
+            layout: "bundle",
+        });
+    }
+    Err(failures.into_error(expect.digest))
+}
+
+fn verify_key_only(bundle: &[u8], expect: &Expect<'_>) -> Result<Verified, Error> {
     let bad = |m: String| Error::new(Reason::BadSignature, m);
     if bundle.len() > crate::MAX_DOCUMENT {
         return Err(bad(format!(
@@ -132,6 +192,7 @@ pub fn verify(bundle: &[u8], expect: &Expect<'_>) -> Result<Verified, Error> {
     if expect.tlog {
         let evidence = match b.verification_material {
             Some(m) if !m.tlog_entries.is_empty() => "its transparency-log entry cannot be verified: the rule names no trusted_root with the log's keys",
+            _ if !expect.identities.is_empty() => "the rule names no trusted_root",
             _ => "it carries no transparency-log entry (signed with --tlog-upload=false?)",
         };
         return Err(Error::new(

@@ -338,21 +338,65 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Does the certificate's identity match? `identity` exactly one of its SANs, `issuer`
-/// exactly its OIDC issuer.
-pub fn check_identity(leaf: &Cert, identity: &str, issuer: &str) -> Result<(), Error> {
-    let (sans, got_issuer) = leaf.identity();
-    if !sans.iter().any(|s| s == identity) {
-        return Err(Error::new(
-            Reason::IdentityMismatch,
-            format!("the signing certificate names {sans:?}, not {identity:?}"),
-        ));
+/// A signer identity a rule accepts: the OIDC issuer exactly, and the certificate's SAN
+/// exactly or matching an anchored regular expression.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: Subject,
+}
+
+/// How a SAN is matched.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Exact(String),
+    /// Anchored: the whole SAN must match.
+    Regex(regex::Regex),
+}
+
+impl Identity {
+    /// An exact identity.
+    pub fn exact(subject: &str, issuer: &str) -> Identity {
+        Identity {
+            issuer: issuer.to_owned(),
+            subject: Subject::Exact(subject.to_owned()),
+        }
     }
-    if got_issuer.as_deref() != Some(issuer) {
-        return Err(Error::new(
-            Reason::IdentityMismatch,
-            format!("the signing certificate's OIDC issuer is {got_issuer:?}, not {issuer:?}"),
-        ));
+
+    /// An identity whose SAN must match `pattern` as a whole (`^(?:pattern)$`).
+    pub fn regex(pattern: &str, issuer: &str) -> Result<Identity, String> {
+        let re = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("subject_regex {pattern:?}: {e}"))?;
+        Ok(Identity {
+            issuer: issuer.to_owned(),
+            subject: Subject::Regex(re),
+        })
     }
-    Ok(())
+
+    fn matches(&self, sans: &[String], issuer: Option<&str>) -> bool {
+        issuer == Some(self.issuer.as_str())
+            && sans.iter().any(|s| match &self.subject {
+                Subject::Exact(e) => s == e,
+                Subject::Regex(r) => r.is_match(s),
+            })
+    }
+}
+
+/// Does the certificate's identity match one of `accepted`?
+pub fn check_identity(leaf: &Cert, accepted: &[Identity]) -> Result<(), Error> {
+    let (sans, issuer) = leaf.identity();
+    if accepted.iter().any(|i| i.matches(&sans, issuer.as_deref())) {
+        return Ok(());
+    }
+    let shown: Vec<String> = sans.iter().map(|s| s.chars().take(200).collect()).collect();
+    Err(Error::new(
+        Reason::IdentityMismatch,
+        format!(
+            "the signing certificate names {shown:?} from issuer {:?}, which none of the {} accepted identities matches",
+            issuer.unwrap_or_default().chars().take(200).collect::<String>(),
+            accepted.len()
+        ),
+    ))
 }

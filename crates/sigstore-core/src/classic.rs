@@ -97,6 +97,12 @@ pub fn verify(layer: &Layer, payload: &[u8], expect: &Expect<'_>) -> Result<Veri
             ),
         ));
     }
+    if expect.keys.is_empty() {
+        return Err(Error::new(
+            Reason::NoSignature,
+            "keyless signatures in cosign's classic layout are not verified by this version; sign with cosign 3 (Sigstore bundle layout)",
+        ));
+    }
     let sig = base64_any(&layer.signature)?;
     let signer = expect
         .keys
@@ -114,7 +120,7 @@ pub fn verify(layer: &Layer, payload: &[u8], expect: &Expect<'_>) -> Result<Veri
     Payload::parse(payload)?.check(expect)?;
     if expect.tlog {
         let evidence = if layer.rekor_bundle.is_some() {
-            "its transparency-log entry cannot be verified: the rule names no trusted_root with the log's keys"
+            "transparency-log entries of cosign's classic layout are not verified by this version (sign with cosign 3: Sigstore bundle layout)"
         } else {
             "it carries no transparency-log entry (signed with --tlog-upload=false?)"
         };

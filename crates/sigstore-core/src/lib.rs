@@ -43,6 +43,13 @@ pub struct Expect<'a> {
     pub keys: &'a [PublicKey],
     /// Transparency-log evidence is required.
     pub tlog: bool,
+    /// Keyless signer identities the rule accepts (Fulcio certificates).
+    pub identities: &'a [certs::Identity],
+    /// The trusted root: Fulcio CAs, logs, timestamp authorities. Needed for keyless
+    /// signatures and transparency-log evidence.
+    pub root: Option<&'a trust_root::TrustedRoot>,
+    /// Now, for log entries claiming future integration times.
+    pub now: time::OffsetDateTime,
 }
 
 /// A signature that vouched.

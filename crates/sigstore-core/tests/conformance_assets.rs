@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use sigstore_core::artifact::{verify_bundle, Artifact, Signer};
+use sigstore_core::certs::Identity;
 use sigstore_core::trust_root::TrustedRoot;
 use sigstore_core::{PublicKey, Reason};
 
@@ -49,12 +50,10 @@ fn run(dir: &Path) -> Option<Result<(), sigstore_core::Error>> {
     };
     let (identity, issuer) = (text("identity", IDENTITY), text("issuer", ISSUER));
     let key = read("key.pub").map(|k| PublicKey::from_pem(&k).unwrap());
+    let accepted = [Identity::exact(&identity, &issuer)];
     let signer = match &key {
         Some(k) => Signer::Key(k),
-        None => Signer::Identity {
-            san: &identity,
-            issuer: &issuer,
-        },
+        None => Signer::Identities(&accepted),
     };
     let bundle = std::fs::read(dir.join("bundle.sigstore.json")).unwrap();
     Some(
@@ -151,22 +150,83 @@ fn refusals_name_the_check_that_failed() {
     let artifact = std::fs::read(dir.join("a.txt")).unwrap();
     let bundle = std::fs::read(d.join("bundle.sigstore.json")).unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let signer = Signer::Identity {
-        san: "https://github.com/someone/else",
-        issuer: ISSUER,
-    };
-    let e = verify_bundle(&bundle, Artifact::Bytes(&artifact), signer, &root, now).unwrap_err();
+    let other = [Identity::exact("https://github.com/someone/else", ISSUER)];
+    let e = verify_bundle(
+        &bundle,
+        Artifact::Bytes(&artifact),
+        Signer::Identities(&other),
+        &root,
+        now,
+    )
+    .unwrap_err();
     assert_eq!(e.reason, Reason::IdentityMismatch, "{e}");
-    let signer = Signer::Identity {
-        san: IDENTITY,
-        issuer: "https://accounts.example",
-    };
-    let e = verify_bundle(&bundle, Artifact::Bytes(&artifact), signer, &root, now).unwrap_err();
+    let other_issuer = [Identity::exact(IDENTITY, "https://accounts.example")];
+    let e = verify_bundle(
+        &bundle,
+        Artifact::Bytes(&artifact),
+        Signer::Identities(&other_issuer),
+        &root,
+        now,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::IdentityMismatch, "{e}");
+    // An anchored expression: the organisation's workflows match, a prefix alone does not.
+    let org = [Identity::regex("https://github.com/sigstore-conformance/.*", ISSUER).unwrap()];
+    verify_bundle(
+        &bundle,
+        Artifact::Bytes(&artifact),
+        Signer::Identities(&org),
+        &root,
+        now,
+    )
+    .unwrap();
+    let prefix = [Identity::regex("https://github.com/sigstore-conformance", ISSUER).unwrap()];
+    let e = verify_bundle(
+        &bundle,
+        Artifact::Bytes(&artifact),
+        Signer::Identities(&prefix),
+        &root,
+        now,
+    )
+    .unwrap_err();
     assert_eq!(e.reason, Reason::IdentityMismatch, "{e}");
     // Another artifact.
-    let signer = Signer::Identity {
-        san: IDENTITY,
-        issuer: ISSUER,
+    let exact = [Identity::exact(IDENTITY, ISSUER)];
+    assert!(verify_bundle(
+        &bundle,
+        Artifact::Bytes(b"other"),
+        Signer::Identities(&exact),
+        &root,
+        now
+    )
+    .is_err());
+}
+
+#[test]
+fn an_attestation_in_a_bundle_is_no_image_signature() {
+    let Some(dir) = cases() else { return };
+    let d = dir.join("rekor2-dsse-happy-path");
+    let root = TrustedRoot::parse(&std::fs::read(d.join("trusted_root.json")).unwrap()).unwrap();
+    let bundle = std::fs::read(d.join("bundle.sigstore.json")).unwrap();
+    // The digest the in-toto statement names, taken as the image pulled: everything
+    // verifies (certificate, identity, log, timestamp), but the predicate is not cosign's
+    // image signature.
+    let a = std::fs::read(dir.join("a.txt")).unwrap();
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&a))
+    );
+    let ids = [Identity::exact(IDENTITY, ISSUER)];
+    let expect = sigstore_core::Expect {
+        digest: &digest,
+        same_repository: None,
+        keys: &[],
+        tlog: true,
+        identities: &ids,
+        root: Some(&root),
+        now: time::OffsetDateTime::now_utc(),
     };
-    assert!(verify_bundle(&bundle, Artifact::Bytes(b"other"), signer, &root, now).is_err());
+    let e = sigstore_core::bundle::verify(&bundle, &expect).unwrap_err();
+    assert_eq!(e.reason, Reason::NoSignature, "{e}");
+    assert!(e.message.contains("not a cosign image signature"), "{e}");
 }

@@ -39,6 +39,9 @@ fn expect<'a>(digest: &'a str, keys: &'a [PublicKey]) -> Expect<'a> {
         same_repository: None,
         keys,
         tlog: false,
+        identities: &[],
+        root: None,
+        now: time::OffsetDateTime::now_utc(),
     }
 }
 

@@ -166,11 +166,8 @@ async fn resolve_tag(loaded: &Loaded, image: &ImageRef) -> Result<String, Denial
 /// bundles among the referrers. The most telling failure is reported when none does.
 async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: &str) -> Result<Vouch, Miss> {
     let digest = format!("sha256:{hex}");
-    let keys = loaded
-        .cosign_keys
-        .get(&rule.name)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let none = super::prepare::CosignSigners::default();
+    let signers = loaded.cosign.get(&rule.name).unwrap_or(&none);
     let repository = image.repository();
     let same = |signed: &str| {
         ImageRef::parse(&format!("{signed}:x")).is_ok_and(|r| r.repository() == repository)
@@ -181,8 +178,11 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: &str) -> Resu
             .cosign
             .check_reference
             .then_some(&same as &(dyn Fn(&str) -> bool + Sync)),
-        keys,
+        keys: &signers.keys,
         tlog: rule.cosign.tlog,
+        identities: &signers.identities,
+        root: signers.root.as_deref(),
+        now: time::OffsetDateTime::now_utc(),
     };
     // Where signatures are stored: beside the image, or where the rule says.
     let (host, path) = match &rule.cosign.signature_repository {

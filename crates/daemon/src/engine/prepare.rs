@@ -10,6 +10,14 @@ use trust_core::Pins;
 
 use crate::fetch::Fetcher;
 
+/// What a rule accepts as cosign signers, prepared.
+#[derive(Default)]
+pub(crate) struct CosignSigners {
+    pub keys: Vec<sigstore_core::PublicKey>,
+    pub identities: Vec<sigstore_core::certs::Identity>,
+    pub root: Option<std::sync::Arc<sigstore_core::trust_root::TrustedRoot>>,
+}
+
 /// A policy in force, with what was prepared from it.
 pub struct Loaded {
     /// The policy.
@@ -21,8 +29,8 @@ pub struct Loaded {
     pub(crate) fetchers: BTreeMap<String, Fetcher>,
     pub(crate) anchors: TrustAnchors,
     pub(crate) rule_pins: BTreeMap<String, Pins>,
-    /// Each cosign rule's public keys.
-    pub(crate) cosign_keys: BTreeMap<String, Vec<sigstore_core::PublicKey>>,
+    /// Each cosign rule's signers: keys, keyless identities, trusted root.
+    pub(crate) cosign: BTreeMap<String, CosignSigners>,
     /// The client for registries (signatures stored beside images), configured like
     /// containerd's.
     pub(crate) registry: std::sync::Arc<registry::Client>,
@@ -101,20 +109,26 @@ impl Loaded {
             }
             rule_pins.insert(rule.name.clone(), pins);
         }
-        let mut cosign_keys = BTreeMap::new();
+        let mut cosign = BTreeMap::new();
+        // One parse per trusted-root file, shared by the rules naming it.
+        let mut roots: BTreeMap<PathBuf, std::sync::Arc<sigstore_core::trust_root::TrustedRoot>> =
+            BTreeMap::new();
+        let under_keys = |f: &PathBuf| {
+            if f.is_absolute() {
+                f.clone()
+            } else {
+                keys_dir.join(f)
+            }
+        };
         for rule in &policy.rules {
-            let mut keys = Vec::new();
+            let mut signers = CosignSigners::default();
             for f in &rule.cosign.keys {
-                let path = if f.is_absolute() {
-                    f.clone()
-                } else {
-                    keys_dir.join(f)
-                };
+                let path = under_keys(f);
                 match std::fs::read(&path)
                     .map_err(|e| e.to_string())
                     .and_then(|b| sigstore_core::PublicKey::from_pem(&b))
                 {
-                    Ok(k) => keys.push(k),
+                    Ok(k) => signers.keys.push(k),
                     Err(e) => problems.push(format!(
                         "rule {}: cosign key {}: {e}",
                         rule.name,
@@ -122,7 +136,39 @@ impl Loaded {
                     )),
                 }
             }
-            cosign_keys.insert(rule.name.clone(), keys);
+            for i in &rule.cosign.identities {
+                let id = match (&i.subject, &i.subject_regex) {
+                    (Some(s), _) => Ok(sigstore_core::certs::Identity::exact(s, &i.issuer)),
+                    (None, Some(r)) => sigstore_core::certs::Identity::regex(r, &i.issuer),
+                    (None, None) => Err("no subject".to_owned()),
+                };
+                match id {
+                    Ok(id) => signers.identities.push(id),
+                    Err(e) => problems.push(format!("rule {}: cosign_identities: {e}", rule.name)),
+                }
+            }
+            if let Some(f) = &rule.cosign.trusted_root {
+                let path = under_keys(f);
+                let root = match roots.get(&path) {
+                    Some(r) => Ok(r.clone()),
+                    None => std::fs::read(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| sigstore_core::trust_root::TrustedRoot::parse(&b))
+                        .map(std::sync::Arc::new),
+                };
+                match root {
+                    Ok(r) => {
+                        roots.insert(path, r.clone());
+                        signers.root = Some(r);
+                    }
+                    Err(e) => problems.push(format!(
+                        "rule {}: trusted_root {}: {e}",
+                        rule.name,
+                        path.display()
+                    )),
+                }
+            }
+            cosign.insert(rule.name.clone(), signers);
         }
         let d = &policy.daemon;
         let registry = match registry::Client::new(
@@ -155,7 +201,7 @@ impl Loaded {
             fetchers,
             anchors,
             rule_pins,
-            cosign_keys,
+            cosign,
             registry,
         })
     }
