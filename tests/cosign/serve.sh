@@ -12,6 +12,8 @@
 #   retagged     unsigned; classic's signature manifest copied to its sha256-<hex>.sig tag
 #   tampered     cosign, key A, classic; then its payload replaced (new blob, same
 #                signature) as someone with push rights could
+#   and on a second registry that wants a login (htpasswd, user ci): private:v1, cosign,
+#   key A, bundle layout; DIR/docker/config.json holds the login.
 # No transparency log is reachable here: cosign signs with --tlog-upload=false.
 # Writes DIR/env (NAME=VALUE); the caller stops the servers by the PIDs listed there.
 # Usage: tests/cosign/serve.sh DIR
@@ -93,6 +95,29 @@ PY
 curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
   --data-binary @"$dir/tampered-sig.new.json" "$api/manifests/$(sig_tag "${digest[tampered]}")" >/dev/null
 
+# A registry that wants a login. bcrypt from Python's crypt (libxcrypt), as htpasswd makes.
+auth_port=$(free_port)
+python3 -W ignore -c 'import crypt; print("ci:" + crypt.crypt("pullguard-secret", crypt.mksalt(crypt.METHOD_BLOWFISH)))' > "$dir/htpasswd"
+mkdir -p "$dir/auth-registry"
+cat > "$dir/auth-registry.yml" <<YML
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $dir/auth-registry}}
+http: {addr: 127.0.0.1:$auth_port}
+auth: {htpasswd: {realm: pullguard-test, path: $dir/htpasswd}}
+YML
+docker-registry serve "$dir/auth-registry.yml" >"$dir/auth-registry.log" 2>&1 &
+echo $! > "$dir/auth-registry.pid"
+wait_port "$auth_port" "$(cat "$dir/auth-registry.pid")" || { cat "$dir/auth-registry.log" >&2; exit 1; }
+private=127.0.0.1:$auth_port/team/private
+mkdir -p "$dir/docker"
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}\n' "$auth_port" "$(printf 'ci:pullguard-secret' | base64)" > "$dir/docker/config.json"
+oci_image "$dir/img-private" "pullguard cosign test: private"
+skopeo copy --quiet --preserve-digests --dest-tls-verify=false --dest-creds ci:pullguard-secret \
+  "oci:$dir/img-private" "docker://$private:v1"
+private_digest=$IMAGE_DIGEST
+DOCKER_CONFIG=$dir/docker cosign_sign a "$private@$private_digest"
+
 # Notary v1, the way `docker trust sign` records a tag.
 notary_cli init "$repo" >/dev/null
 notary_cli addhash "$repo" notary "${size[notary]}" --sha256 "${digest[notary]#sha256:}" >/dev/null
@@ -105,6 +130,11 @@ notary_cli publish "$repo" >/dev/null
   echo "NOTARY_SERVER_PID=$(cat "$dir/notary/server.pid")"
   echo "NOTARY_SIGNER_PID=$(cat "$dir/notary/signer.pid")"
   echo "REGISTRY_PID=$(cat "$dir/registry.pid")"
+  echo "AUTH_REGISTRY_PID=$(cat "$dir/auth-registry.pid")"
+  echo "AUTH_REGISTRY=127.0.0.1:$auth_port"
+  echo "PRIVATE=$private"
+  echo "PRIVATE_DIGEST=$private_digest"
+  echo "DOCKER_CONFIG_FILE=$dir/docker/config.json"
   echo "REGISTRY=$reg"
   echo "REPO=$repo"
   echo "KEY_A=$dir/keys/a.pub"

@@ -357,3 +357,46 @@ async fn transparency_log_and_keyless_rules_refuse_what_they_cannot_prove() {
         "{v:?}"
     );
 }
+
+/// A registry that wants a login: signatures are read with the credentials of
+/// `registry_auth_file` (a docker config.json); without them the pull is refused as
+/// `registry_unreachable`, saying which setting to give.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_wants_a_login_is_read_with_the_credentials_file() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    let image = format!("{}:v1", cw.get("PRIVATE"));
+    let digest = cw.get("PRIVATE_DIGEST").to_owned();
+    let rule = |auth: &str| {
+        let text = config(&world, &cw, "proofs = [\"cosign\"]\n");
+        format!(
+            "{text}\n[[rule]]\nname = \"private\"\nmatch = \"{}:*\"\nproofs = [\"cosign\"]\n",
+            cw.get("PRIVATE")
+        )
+        .replacen("registry_timeout", &format!("{auth}registry_timeout"), 1)
+    };
+    world.write_config(&rule(""));
+    let mut daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &image, &digest).await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "registry_unreachable"),
+        "{v:?}"
+    );
+    assert!(
+        v.message.contains("401") && v.message.contains("registry_auth_file"),
+        "{}",
+        v.message
+    );
+    daemon.stop();
+
+    world.write_config(&rule(&format!(
+        "registry_auth_file = \"{}\"\n",
+        cw.get("DOCKER_CONFIG_FILE")
+    )));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(v.allowed && v.proof == "cosign", "{v:?}");
+}

@@ -91,8 +91,9 @@ impl Credentials {
     }
 }
 
-/// `https://index.docker.io/v1/` → `docker.io`; `registry.test:5000` as it is.
-fn host_of(key: &str) -> String {
+/// `https://index.docker.io/v1/` → `docker.io`; `registry.test:5000` as it is; also the
+/// host of an endpoint URL.
+pub fn host_of(key: &str) -> String {
     let h = key
         .trim_start_matches("https://")
         .trim_start_matches("http://");
@@ -183,5 +184,9 @@ mod tests {
         assert_eq!(c.for_host("empty.test"), None);
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(!format!("{c:?}").contains("p:w"));
+        // Endpoints are looked up by their own host: Docker Hub's API host is docker.io's,
+        // a mirror is itself.
+        assert_eq!(host_of("https://registry-1.docker.io"), "docker.io");
+        assert_eq!(host_of("http://mirror.test:5000/v2"), "mirror.test:5000");
     }
 }

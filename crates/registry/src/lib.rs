@@ -351,7 +351,10 @@ impl Client {
         let mut resp = send(cached).await.map_err(unreachable)?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
             let challenge = header(&resp, "www-authenticate");
-            let (auth, reuse) = self.answer(&client, &challenge, host, repo).await?;
+            // Credentials of the host that asks for them: a mirror never gets the
+            // registry's (containerd keys them by the host it talks to, too).
+            let asker = auth::host_of(&e.url);
+            let (auth, reuse) = self.answer(&client, &challenge, &asker, repo).await?;
             if let Some(until) = reuse {
                 self.tokens
                     .lock()

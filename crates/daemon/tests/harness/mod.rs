@@ -117,16 +117,17 @@ impl CosignWorld {
         )
     }
 
-    /// A hosts.toml directory that reaches the plain-HTTP registry, as containerd's.
+    /// A hosts.toml directory that reaches the plain-HTTP registries, as containerd's.
     pub fn certs_d(&self) -> PathBuf {
-        let reg = self.get("REGISTRY");
         let d = self.dir.path().join("certs.d");
-        std::fs::create_dir_all(d.join(reg)).unwrap();
-        std::fs::write(
-            d.join(reg).join("hosts.toml"),
-            format!("server = \"http://{reg}\"\n[host.\"http://{reg}\"]\ncapabilities = [\"pull\", \"resolve\"]\n"),
-        )
-        .unwrap();
+        for reg in [self.get("REGISTRY"), self.get("AUTH_REGISTRY")] {
+            std::fs::create_dir_all(d.join(reg)).unwrap();
+            std::fs::write(
+                d.join(reg).join("hosts.toml"),
+                format!("server = \"http://{reg}\"\n[host.\"http://{reg}\"]\ncapabilities = [\"pull\", \"resolve\"]\n"),
+            )
+            .unwrap();
+        }
         d
     }
 
@@ -157,7 +158,12 @@ impl CosignWorld {
 
 impl Drop for CosignWorld {
     fn drop(&mut self) {
-        for pid in ["REGISTRY_PID", "NOTARY_SERVER_PID", "NOTARY_SIGNER_PID"] {
+        for pid in [
+            "REGISTRY_PID",
+            "AUTH_REGISTRY_PID",
+            "NOTARY_SERVER_PID",
+            "NOTARY_SIGNER_PID",
+        ] {
             kill(self.get(pid));
         }
     }
