@@ -84,7 +84,8 @@ impl Cert {
         nb <= t && t <= na
     }
 
-    fn extension(&self, oid: ObjectIdentifier) -> Option<&[u8]> {
+    /// The value of an extension, DER.
+    pub fn extension(&self, oid: ObjectIdentifier) -> Option<&[u8]> {
         self.cert
             .tbs_certificate
             .extensions
@@ -101,7 +102,8 @@ impl Cert {
             .is_some_and(|b| b.ca)
     }
 
-    fn self_signed(&self) -> bool {
+    /// Issuer and subject are the same name.
+    pub fn self_signed(&self) -> bool {
         self.cert.tbs_certificate.issuer == self.cert.tbs_certificate.subject
     }
 
@@ -155,7 +157,8 @@ impl Cert {
         (sans, issuer)
     }
 
-    fn code_signing(&self) -> bool {
+    /// Has the code-signing extended key usage.
+    pub fn code_signing(&self) -> bool {
         self.extension(EKU)
             .and_then(|v| x509_cert::ext::pkix::ExtendedKeyUsage::from_der(v).ok())
             .is_some_and(|e| e.0.contains(&CODE_SIGNING))

@@ -145,6 +145,21 @@ impl PublicKey {
         s::UnparsedPublicKey::new(alg, key).verify(msg, sig).is_ok()
     }
 
+    /// Does `sig` sign `msg` under a JOSE/COSE algorithm name (`ES256`, `ES384`: raw
+    /// r‖s; `PS256`, `PS384`, `PS512`: RSASSA-PSS)? Names the key cannot make are false.
+    pub fn verify_jose(&self, alg: &str, msg: &[u8], sig: &[u8]) -> bool {
+        use ring::signature as s;
+        let (a, key): (&dyn s::VerificationAlgorithm, &[u8]) = match (&self.alg, alg) {
+            (Alg::P256(k), "ES256") => (&s::ECDSA_P256_SHA256_FIXED, k),
+            (Alg::P384(k), "ES384") => (&s::ECDSA_P384_SHA384_FIXED, k),
+            (Alg::Rsa(k), "PS256") => (&s::RSA_PSS_2048_8192_SHA256, k),
+            (Alg::Rsa(k), "PS384") => (&s::RSA_PSS_2048_8192_SHA384, k),
+            (Alg::Rsa(k), "PS512") => (&s::RSA_PSS_2048_8192_SHA512, k),
+            _ => return false,
+        };
+        s::UnparsedPublicKey::new(a, key).verify(msg, sig).is_ok()
+    }
+
     /// Does `sig` sign the message whose SHA-256 is `digest`? Only ECDSA P-256 can be
     /// checked from a digest (ring verifies messages; p256 verifies prehashes).
     pub fn verify_sha256_digest(&self, digest: &[u8], sig: &[u8]) -> bool {

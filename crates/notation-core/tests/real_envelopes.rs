@@ -1,0 +1,309 @@
+//! Envelopes written by the Notary Project's notation-go (tests/notation/peer; see
+//! fixtures/README.md), and each way one must fail, from real bytes or from envelopes
+//! re-signed here with the same test key after one header changed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use base64::Engine as _;
+use notation_core::{envelope, verify, Level, Reason, Target, Trust};
+use sigstore_core::certs::Cert;
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn cert(name: &str) -> Cert {
+    let der = sigstore_core::keys::pem_block(&fixture(name), "CERTIFICATE").unwrap();
+    Cert::parse(&der).unwrap()
+}
+
+const SIGNER: &str = "x509.subject: C=US, O=pullguard tests, CN=pullguard signer";
+/// Inside the certificates' validity and before the COSE signature's expiry.
+const NOW: OffsetDateTime = datetime!(2026-12-02 12:00 UTC);
+
+fn digest() -> String {
+    String::from_utf8(fixture("digest"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn target(d: &str) -> Target<'_> {
+    Target {
+        digest: d,
+        size: fixture("manifest.json").len() as u64,
+        media_type: "application/vnd.oci.image.manifest.v1+json",
+    }
+}
+
+fn check(
+    media: &str,
+    bytes: &[u8],
+    t: &Target<'_>,
+    ca: &[Cert],
+    ids: &[String],
+    level: Level,
+    now: OffsetDateTime,
+) -> Result<notation_core::Verified, notation_core::Error> {
+    verify(
+        media,
+        bytes,
+        t,
+        &Trust {
+            ca,
+            signing_authority: &[],
+            identities: ids,
+            level,
+            now,
+        },
+    )
+}
+
+#[test]
+fn both_envelopes_notation_wrote_verify_for_their_manifest_only() {
+    let (d, ca, ids) = (digest(), [cert("ca.crt")], [SIGNER.to_owned()]);
+    for (media, file, kind) in [
+        (envelope::JWS, "signature.jws", "jws"),
+        (envelope::COSE, "signature.cose", "cose"),
+    ] {
+        let bytes = fixture(file);
+        let v = check(media, &bytes, &target(&d), &ca, &ids, Level::Strict, NOW).unwrap();
+        assert_eq!(v.envelope, kind);
+        assert!(
+            v.signer.contains("CN=pullguard signer") && v.logged.is_empty(),
+            "{v:?}"
+        );
+
+        // Another manifest; the same digest with another size.
+        let other = format!("sha256:{}", "0".repeat(64));
+        assert_eq!(
+            check(
+                media,
+                &bytes,
+                &target(&other),
+                &ca,
+                &ids,
+                Level::Strict,
+                NOW
+            )
+            .unwrap_err()
+            .reason,
+            Reason::DigestMismatch
+        );
+        let mut t = target(&d);
+        t.size += 1;
+        assert_eq!(
+            check(media, &bytes, &t, &ca, &ids, Level::Strict, NOW)
+                .unwrap_err()
+                .reason,
+            Reason::DigestMismatch
+        );
+        // A trust store without the CA; audit only logs it.
+        let leaf_only = [cert("chain.pem")];
+        let e = check(media, &bytes, &target(&d), &[], &ids, Level::Strict, NOW).unwrap_err();
+        assert_eq!(e.reason, Reason::UntrustedSigner, "{e}");
+        let _ = leaf_only;
+        let v = check(media, &bytes, &target(&d), &[], &ids, Level::Audit, NOW).unwrap();
+        assert!(
+            v.logged.iter().any(|l| l.contains("untrusted_signer")),
+            "{v:?}"
+        );
+        // Another identity; `*`.
+        let e = check(
+            media,
+            &bytes,
+            &target(&d),
+            &ca,
+            &["x509.subject: C=US, O=pullguard tests, CN=someone else".to_owned()],
+            Level::Strict,
+            NOW,
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, Reason::IdentityMismatch, "{e}");
+        check(
+            media,
+            &bytes,
+            &target(&d),
+            &ca,
+            &["*".to_owned()],
+            Level::Strict,
+            NOW,
+        )
+        .unwrap();
+        // The leaf certificate past its validity: strict refuses, permissive logs.
+        let later = datetime!(2027-02-01 00:00 UTC);
+        let e = check(media, &bytes, &target(&d), &ca, &ids, Level::Strict, later).unwrap_err();
+        assert!(
+            matches!(e.reason, Reason::CertificateExpired | Reason::Expired),
+            "{e}"
+        );
+        // One byte of the signature changed.
+        let mut tampered = bytes.clone();
+        let at = if kind == "cose" {
+            tampered.len() - 3
+        } else {
+            tampered.len() - 40
+        };
+        tampered[at] ^= 1;
+        assert!(check(media, &tampered, &target(&d), &ca, &ids, Level::Strict, NOW).is_err());
+    }
+    // The COSE signature was made with --expiry 24h.
+    let cose = fixture("signature.cose");
+    let after = datetime!(2026-12-04 00:00 UTC);
+    let e = check(
+        envelope::COSE,
+        &cose,
+        &target(&d),
+        &ca,
+        &ids,
+        Level::Strict,
+        after,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::Expired, "{e}");
+    let v = check(
+        envelope::COSE,
+        &cose,
+        &target(&d),
+        &ca,
+        &ids,
+        Level::Permissive,
+        after,
+    )
+    .unwrap();
+    assert!(v.logged.iter().any(|l| l.contains("expired")), "{v:?}");
+}
+
+/// The JWS notation wrote, its protected header replaced and signed again with the same key.
+fn resigned_jws(change: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
+    use p256::ecdsa::signature::Signer as _;
+    use p256::pkcs8::DecodePrivateKey as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut env: serde_json::Value = serde_json::from_slice(&fixture("signature.jws")).unwrap();
+    let mut protected: serde_json::Value =
+        serde_json::from_slice(&b64.decode(env["protected"].as_str().unwrap()).unwrap()).unwrap();
+    change(&mut protected);
+    let p = b64.encode(serde_json::to_vec(&protected).unwrap());
+    let signing_input = format!("{p}.{}", env["payload"].as_str().unwrap());
+    let der = sigstore_core::keys::pem_block(&fixture("leaf.key"), "PRIVATE KEY").unwrap();
+    let key = p256::ecdsa::SigningKey::from_pkcs8_der(&der).unwrap();
+    let sig: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
+    env["protected"] = p.into();
+    env["signature"] = b64.encode(sig.to_bytes()).into();
+    serde_json::to_vec(&env).unwrap()
+}
+
+#[test]
+fn headers_the_specification_forbids_refuse_the_signature() {
+    let (d, ca, ids) = (digest(), [cert("ca.crt")], [SIGNER.to_owned()]);
+    let run = |bytes: &[u8]| {
+        check(
+            envelope::JWS,
+            bytes,
+            &target(&d),
+            &ca,
+            &ids,
+            Level::Strict,
+            NOW,
+        )
+    };
+    // Re-signed unchanged: verifies (the re-signing itself is sound).
+    run(&resigned_jws(|_| {})).unwrap();
+    // An unknown critical attribute; a verification plugin.
+    let e = run(&resigned_jws(|p| {
+        p["crit"]
+            .as_array_mut()
+            .unwrap()
+            .push("com.example.unknown".into());
+        p["com.example.unknown"] = "x".into();
+    }))
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::Unsupported, "{e}");
+    let e = run(&resigned_jws(|p| {
+        p["crit"]
+            .as_array_mut()
+            .unwrap()
+            .push("io.cncf.notary.verificationPlugin".into());
+        p["io.cncf.notary.verificationPlugin"] = "com.example.plugin".into();
+    }))
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::Unsupported, "{e}");
+    // An unknown attribute that is not critical is allowed (extended attributes).
+    run(&resigned_jws(|p| p["com.example.note"] = "x".into())).unwrap();
+    // Expired signature; another payload type; an unknown scheme.
+    let e = run(&resigned_jws(|p| {
+        p["crit"]
+            .as_array_mut()
+            .unwrap()
+            .push("io.cncf.notary.expiry".into());
+        p["io.cncf.notary.expiry"] = "2026-12-01T00:00:00Z".into();
+    }))
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::Expired, "{e}");
+    assert_eq!(
+        run(&resigned_jws(|p| p["cty"] = "application/json".into()))
+            .unwrap_err()
+            .reason,
+        Reason::BadSignature
+    );
+    assert_eq!(
+        run(&resigned_jws(
+            |p| p["io.cncf.notary.signingScheme"] = "notary.other".into()
+        ))
+        .unwrap_err()
+        .reason,
+        Reason::Unsupported
+    );
+    // A signing-authority signature needs that store type and an authentic signing time.
+    let e = run(&resigned_jws(|p| {
+        p["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
+        p["io.cncf.notary.authenticSigningTime"] = "2026-12-02T07:28:36Z".into();
+    }))
+    .unwrap_err();
+    assert_eq!(
+        e.reason,
+        Reason::UntrustedSigner,
+        "ca stores do not serve signingAuthority: {e}"
+    );
+    // A duplicate key in the protected header.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut env: serde_json::Value = serde_json::from_slice(&fixture("signature.jws")).unwrap();
+    let p = String::from_utf8(b64.decode(env["protected"].as_str().unwrap()).unwrap()).unwrap();
+    env["protected"] = b64.encode(p.replacen("{", "{\"alg\":\"ES256\",", 1)).into();
+    assert_eq!(
+        run(&serde_json::to_vec(&env).unwrap()).unwrap_err().reason,
+        Reason::BadSignature
+    );
+}
+
+#[test]
+fn distinguished_names_match_by_their_attributes() {
+    let subject = vec![
+        ("C".to_owned(), "US".to_owned()),
+        ("O".to_owned(), "A, Inc.".to_owned()),
+        ("CN".to_owned(), "s".to_owned()),
+    ];
+    assert!(notation_core::identity_matches(
+        "x509.subject: C=US, O=A\\, Inc., CN=s",
+        &subject
+    ));
+    assert!(notation_core::identity_matches(
+        "x509.subject: CN=s, C=US",
+        &subject
+    ));
+    assert!(!notation_core::identity_matches(
+        "x509.subject: C=US, CN=t",
+        &subject
+    ));
+    assert!(!notation_core::identity_matches("x509.subject:", &subject));
+    assert!(
+        !notation_core::identity_matches("CN=s", &subject),
+        "the prefix is required"
+    );
+}
