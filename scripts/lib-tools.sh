@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Go-built peers the tests run beside pullguard: containerd 2.x with its ctr, crictl, and
-# Sigstore's cosign.
+# Go-built peers the tests run beside pullguard: containerd 2.x with its ctr, crictl,
+# Sigstore's cosign, and the Notary Project's notation-go (tests/notation/peer).
 # They are not Debian packages, so they are built from the Go module proxy with
 # `go install MODULE/cmd/NAME@VERSION`, pinned here, into a cache outside the checkout
 # ($PULLGUARD_TOOLS, default ~/.cache/pullguard-tools/NAME-VERSION/), once per version:
@@ -24,7 +24,12 @@ go_tools_env() {
   CTR2=$PULLGUARD_TOOLS/containerd-$CONTAINERD2_VERSION/ctr
   CRICTL=$PULLGUARD_TOOLS/crictl-$CRICTL_VERSION/crictl
   COSIGN=$PULLGUARD_TOOLS/cosign-$COSIGN_VERSION/cosign
-  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN
+  # Our own small Go program over the Notary Project's notation-go library (the notation
+  # CLI module is not served by the proxy): rebuilt when its sources change.
+  local peer_src
+  peer_src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/notation/peer" && pwd)
+  NOTATION_PEER=$PULLGUARD_TOOLS/notation-peer-$(cat "$peer_src"/go.mod "$peer_src"/go.sum "$peer_src"/main.go | sha256sum | cut -c1-12)/notation-peer
+  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN NOTATION_PEER
 }
 
 # go_install DEST PACKAGE@VERSION...: builds into DEST; a partial build never lands there.
@@ -60,4 +65,22 @@ install_go_tools() {
     || go_install "$(dirname "$CRICTL")" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
   [ -x "$COSIGN" ] \
     || go_install "$(dirname "$COSIGN")" "github.com/sigstore/cosign/v3/cmd/cosign@$COSIGN_VERSION"
+  [ -x "$NOTATION_PEER" ] || notation_peer_build
+}
+
+# notation_peer_build: tests/notation/peer (notation-go v1.3.2, pinned by its go.sum).
+notation_peer_build() {
+  local src tmp
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/notation/peer" && pwd)
+  mkdir -p "$PULLGUARD_TOOLS"
+  tmp=$(mktemp -d "$PULLGUARD_TOOLS/.building.XXXXXX")
+  echo "lib-tools: building tests/notation/peer (notation-go) into $(dirname "$NOTATION_PEER") (once per source)" >&2
+  if ! (cd "$src" && GOFLAGS=-trimpath go build -o "$tmp/notation-peer" .) >&2; then
+    rm -rf "$tmp"
+    echo "lib-tools: building the notation peer failed; is the Go module proxy reachable?" >&2
+    return 1
+  fi
+  chmod 755 "$tmp"
+  rm -rf "$(dirname "$NOTATION_PEER")"
+  mv "$tmp" "$(dirname "$NOTATION_PEER")"
 }

@@ -112,6 +112,12 @@ codes! {
         TlogMissing = "tlog_missing",
         /// The image's registry could not be asked for its signatures.
         RegistryUnreachable = "registry_unreachable",
+        /// Notation: the certificate chain leads to no certificate of the rule's trust stores.
+        UntrustedSigner = "untrusted_signer",
+        /// Notation: a signature pullguard refuses to handle (a plugin, an unknown critical attribute, an algorithm).
+        UnsupportedSignature = "unsupported_signature",
+        /// Notation: the rule requires revocation checks, which cannot be made offline.
+        RevocationUnknown = "revocation_unknown",
     }
 }
 
@@ -162,10 +168,13 @@ impl ReasonCode {
             WatcherFailed => "see pullguard status and journalctl -u pullguardd; remove the image by hand (ctr -n NAMESPACE images rm NAME) if it must not stay",
             DaemonUnreachable => "start pullguardd (systemctl start pullguardd); pulls fail closed while it is down",
             VerdictTimeout => "nothing, usually: the verdict is still being worked out and the kubelet's next try gets it; if it keeps happening, check the trust server's speed or raise plugin_request_timeout in containerd's NRI config",
-            NoSignature => "sign the image with cosign (cosign sign --key KEY IMAGE@DIGEST) by a key the rule lists, or check signature_repository if signatures are stored elsewhere",
+            NoSignature => "sign the image (cosign sign, or notation sign) with a key or identity the rule accepts; for cosign, check signature_repository if signatures are stored elsewhere",
             IdentityMismatch => "the signature was made for another repository or by another signer than the rule names: re-sign for this image, or fix the rule",
             TlogMissing => "sign with upload to a transparency log, or set cosign_tlog = false in the rule if key-signed images without one are acceptable",
             RegistryUnreachable => "check the image's registry (network, hosts.toml under registry_config_path, credentials in registry_auth_file); on_unreachable = \"cached\" lets a signature verified earlier answer during an outage",
+            UntrustedSigner => "add the signer's root CA to a trust store the rule names (keys_dir/notation/truststore/x509/TYPE/NAME/), or sign with a certificate issued under one",
+            UnsupportedSignature => "sign without verification plugins or unknown critical attributes, with ES256/ES384 or PS256/PS384/PS512",
+            RevocationUnknown => "revocation status cannot be checked offline: set notation_revocation = \"skip\" in the rule if that is acceptable, or keep refusing",
             ImageUnresolved => "create the container from an image containerd has a record of (pull it first); containerd's CRI must pass the io.kubernetes.cri.image-name annotation, and pullguardd must reach containerd_socket",
         }
     }

@@ -126,6 +126,9 @@ pub enum Proof {
     /// Sigstore cosign signatures stored in the image's registry.
     #[serde(rename = "cosign")]
     Cosign,
+    /// Notary Project (Notation) signatures stored in the image's registry.
+    #[serde(rename = "notation")]
+    Notation,
 }
 
 impl Proof {
@@ -134,6 +137,7 @@ impl Proof {
         match self {
             Proof::NotaryV1 => "notary-v1",
             Proof::Cosign => "cosign",
+            Proof::Notation => "notation",
         }
     }
 }
@@ -174,6 +178,22 @@ pub struct CosignRule {
     pub identities: Vec<CosignIdentity>,
     /// Sigstore's `trusted_root.json` (relative paths are under the keys directory).
     pub trusted_root: Option<PathBuf>,
+}
+
+/// What a rule accepts as a Notation signature (the Notary Project's trust policy, in
+/// pullguard's words).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotationRule {
+    /// Trust stores `TYPE:NAME` (`ca`, `signingAuthority`, `tsa`), read from
+    /// `keys_dir/notation/truststore/x509/TYPE/NAME/`.
+    pub trust_stores: Vec<(String, String)>,
+    /// Trusted identities: `x509.subject: DN` or `*`.
+    pub identities: Vec<String>,
+    /// `strict`, `permissive` or `audit`.
+    pub level: String,
+    /// `skip`: revocation is not checked (offline); `refuse`: a signature whose
+    /// revocation cannot be checked does not count.
+    pub revocation: String,
 }
 
 /// A keyless signer: the certificate's OIDC issuer, and its SAN exactly or by an anchored
@@ -219,6 +239,8 @@ pub struct Rule {
     pub proofs_required: ProofsRequired,
     /// cosign's settings (used when `proofs` lists it).
     pub cosign: CosignRule,
+    /// Notation's settings (used when `proofs` lists it).
+    pub notation: NotationRule,
     /// Trust server name (for `signed`).
     pub trust_server: Option<String>,
     /// Roles that must sign the tag; empty means Docker's rules.

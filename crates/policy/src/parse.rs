@@ -66,6 +66,10 @@ struct RawRule {
     cosign_check_reference: Option<bool>,
     signature_repository: Option<Spanned<String>>,
     cosign_identities: Option<Vec<CosignIdentity>>,
+    notation_trust_stores: Option<Vec<String>>,
+    notation_identities: Option<Vec<String>>,
+    notation_verification: Option<String>,
+    notation_revocation: Option<String>,
     trusted_root: Option<String>,
     trust_server: Option<Spanned<String>>,
     roles: Option<Vec<String>>,
@@ -488,6 +492,72 @@ fn cosign_rule(
     }
 }
 
+/// A rule's Notation settings, checked as the Notary Project's trust policy would be.
+fn notation_rule(
+    ctx: &mut Ctx<'_>,
+    at: usize,
+    name: &str,
+    r: &RawRule,
+    defaults: &RawRule,
+    used: bool,
+) -> NotationRule {
+    let mut problem = |m: String| ctx.at(at, format!("rule {name}: {m}"));
+    let mut trust_stores = Vec::new();
+    for s in or(&r.notation_trust_stores, &defaults.notation_trust_stores).unwrap_or_default() {
+        match s.split_once(':') {
+            Some((t @ ("ca" | "signingAuthority" | "tsa"), n))
+                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) && !n.starts_with('.') =>
+            {
+                trust_stores.push((t.to_owned(), n.to_owned()))
+            }
+            _ => problem(format!("notation trust store {s:?} is not TYPE:NAME with TYPE ca, signingAuthority or tsa and NAME of letters, digits, '-', '_' or '.'")),
+        }
+    }
+    let identities = or(&r.notation_identities, &defaults.notation_identities).unwrap_or_default();
+    for i in &identities {
+        let i = i.trim();
+        if i != "*"
+            && !i
+                .strip_prefix("x509.subject:")
+                .is_some_and(|dn| dn.contains('='))
+        {
+            problem(format!(
+                "notation identity {i:?} is not \"*\" or \"x509.subject: C=..., O=..., CN=...\""
+            ));
+        }
+    }
+    if identities.len() > 1 && identities.iter().any(|i| i.trim() == "*") {
+        problem("notation_identities has \"*\" beside other identities; \"*\" alone trusts every signer of the trust stores".to_owned());
+    }
+    let level = or(&r.notation_verification, &defaults.notation_verification)
+        .unwrap_or_else(|| "strict".to_owned());
+    if !["strict", "permissive", "audit"].contains(&level.as_str()) {
+        problem(format!("notation_verification {level:?} is not strict, permissive or audit (skip is require = \"any\")"));
+    }
+    let revocation = or(&r.notation_revocation, &defaults.notation_revocation)
+        .unwrap_or_else(|| "skip".to_owned());
+    if !["skip", "refuse"].contains(&revocation.as_str()) {
+        problem(format!(
+            "notation_revocation {revocation:?} is not skip or refuse"
+        ));
+    }
+    if used && !trust_stores.iter().any(|(t, _)| t != "tsa") {
+        problem(
+            "proofs lists notation but notation_trust_stores names no ca or signingAuthority store"
+                .to_owned(),
+        );
+    }
+    if used && identities.is_empty() {
+        problem("proofs lists notation but notation_identities is empty (\"*\" trusts every signer of the stores)".to_owned());
+    }
+    NotationRule {
+        trust_stores,
+        identities,
+        level,
+        revocation,
+    }
+}
+
 /// A rule's own value, else the `[defaults]` one.
 fn or<T: Clone>(own: &Option<T>, default: &Option<T>) -> Option<T> {
     own.clone().or_else(|| default.clone())
@@ -599,6 +669,14 @@ fn build_rule(
             format!("rule {name}: proofs is empty, so nothing could satisfy require = \"signed\""),
         );
     }
+    let notation = notation_rule(
+        ctx,
+        at,
+        &name,
+        r,
+        defaults,
+        require == Require::Signed && proofs.contains(&Proof::Notation),
+    );
     Some(Rule {
         position: ctx.position(pattern.span().start),
         name,
@@ -609,6 +687,7 @@ fn build_rule(
         proofs_required: or(&r.proofs_required, &defaults.proofs_required)
             .unwrap_or(ProofsRequired::All),
         cosign,
+        notation,
         trust_server: trust_server.map(Spanned::into_inner),
         roles,
         roles_required,

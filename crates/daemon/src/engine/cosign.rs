@@ -3,52 +3,22 @@
 //! `sha256-<hex>.sig` tag and Sigstore bundles attached as OCI referrers — and verified
 //! by sigstore-core against the rule's keys for exactly the digest being pulled.
 
-use std::sync::atomic::Ordering;
-use std::time::Instant;
-
-use api::codes::{EventKind, ReasonCode};
-use policy::{ImageRef, OnUnreachable, Proof, Rule};
+use api::codes::ReasonCode;
+use policy::{ImageRef, Proof, Rule};
 use sigstore_core::{bundle, classic, Expect, Failures, Reason};
 
-use super::cache::{Flights, TtlCache};
 use super::prepare::Loaded;
 use super::proof::{ProofKind, Query, Vouch};
+use super::registry_proof::{Miss, RegistryProof};
 use super::{deny, Denial, Engine};
-
-/// Verdicts kept in memory at most.
-const CACHE_MAX: usize = 10_000;
 
 /// The cosign proof, with its cache of signatures verified per policy generation, rule,
 /// repository and digest.
-pub(crate) struct Cosign {
-    verified: TtlCache<Vouch>,
-    flights: Flights,
-}
+pub(crate) struct Cosign(RegistryProof);
 
 impl Default for Cosign {
     fn default() -> Cosign {
-        Cosign {
-            verified: TtlCache::new(CACHE_MAX),
-            flights: Flights::default(),
-        }
-    }
-}
-
-/// Why no signature vouched: an answer (a refusal), or no answer from the registry.
-enum Miss {
-    Refused(Denial),
-    Unreachable(registry::Error),
-}
-
-impl From<Denial> for Miss {
-    fn from(d: Denial) -> Miss {
-        Miss::Refused(d)
-    }
-}
-
-impl From<registry::Error> for Miss {
-    fn from(e: registry::Error) -> Miss {
-        Miss::Unreachable(e)
+        Cosign(RegistryProof::new(Proof::Cosign))
     }
 }
 
@@ -65,106 +35,23 @@ fn code(r: Reason) -> ReasonCode {
 
 impl ProofKind for Cosign {
     async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial> {
-        let (loaded, rule, image) = (q.loaded, q.rule, q.image);
-        let hex = match q.sha256 {
-            Some(h) => h.to_owned(),
-            None => resolve_tag(loaded, image).await?,
-        };
-        let key = format!(
-            "{}\u{0}{}\u{0}{}\u{0}{hex}",
-            loaded.generation,
-            rule.name,
-            image.repository()
-        );
-        let ttl = loaded.policy.daemon.cache_ttl;
-        if let Some(v) = self.verified.fresh(&key, ttl) {
-            engine.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(v);
-        }
-        // One lookup per image and rule at a time; the others wait and take its result.
-        let _flight = self.flights.enter(&key).await;
-        if let Some(v) = self.verified.fresh(&key, ttl) {
-            return Ok(v);
-        }
-        engine.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let found = find(loaded, rule, image, &hex).await;
-        tracing::debug!(
-            image = %image,
-            us = started.elapsed().as_micros(),
-            "cosign signatures looked up"
-        );
-        match found {
-            Ok(v) => {
-                self.verified.insert(key, v.clone(), ttl);
-                Ok(v)
-            }
-            Err(Miss::Refused(d)) => Err(d),
-            Err(Miss::Unreachable(e)) => {
-                let mut ev = engine.events.new_event(
-                    EventKind::TrustFetchFailed,
-                    loaded.generation,
-                    e.to_string(),
-                );
-                ev.gun = Some(image.repository());
-                ev.rule = Some(rule.name.clone());
-                ev.proof = Some(Proof::Cosign.as_str().to_owned());
-                ev.reason = Some(ReasonCode::RegistryUnreachable.as_str().to_owned());
-                let _ = engine.emit(ev, false).await;
-                engine.note_error(&e.to_string());
-                if rule.on_unreachable == OnUnreachable::Cached {
-                    // A signature verified earlier under this policy, for this digest.
-                    if let Some(v) = self.verified.any_age(&key) {
-                        return Ok(v);
-                    }
-                }
-                Err(deny(
-                    ReasonCode::RegistryUnreachable,
-                    format!(
-                        "{e}; rule {} says on_unreachable = {}",
-                        rule.name,
-                        match rule.on_unreachable {
-                            OnUnreachable::Deny => "deny",
-                            OnUnreachable::Cached =>
-                                "cached, and no signature verified earlier is at hand",
-                        }
-                    ),
-                ))
-            }
-        }
+        self.0
+            .check(engine, q, |hex| find(q.loaded, q.rule, q.image, hex))
+            .await
     }
 
     fn policy_changed(&self) {
-        self.verified.clear();
+        self.0.clear();
     }
 
     fn cached(&self) -> usize {
-        self.verified.len()
+        self.0.len()
     }
-}
-
-/// The digest a tag names now, read from the registry (a verdict asked for by tag
-/// alone, as `pullguard verify IMAGE:TAG` does; pulls always come with their digest).
-async fn resolve_tag(loaded: &Loaded, image: &ImageRef) -> Result<String, Denial> {
-    let tag = image.tag.as_deref().unwrap_or("latest");
-    let unreachable = |e: registry::Error| deny(ReasonCode::RegistryUnreachable, e.to_string());
-    let m = loaded
-        .registry
-        .manifest(&image.domain, &image.path, tag)
-        .await
-        .map_err(unreachable)?
-        .ok_or_else(|| {
-            deny(
-                ReasonCode::NoSignature,
-                format!("{image} does not exist in its registry, so nothing can be signed for it"),
-            )
-        })?;
-    Ok(m.digest.trim_start_matches("sha256:").to_owned())
 }
 
 /// Looks for a signature that vouches for `sha256:hex`: the classic tag first, then
 /// bundles among the referrers. The most telling failure is reported when none does.
-async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: &str) -> Result<Vouch, Miss> {
+async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Result<Vouch, Miss> {
     let digest = format!("sha256:{hex}");
     let none = super::prepare::CosignSigners::default();
     let signers = loaded.cosign.get(&rule.name).unwrap_or(&none);
@@ -200,7 +87,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: &str) -> Resu
     };
 
     if let Some(m) = reg
-        .manifest(host, path, &classic::signature_tag(hex))
+        .manifest(host, path, &classic::signature_tag(&hex))
         .await?
     {
         match classic::layers(&m.bytes) {

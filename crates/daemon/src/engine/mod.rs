@@ -10,8 +10,10 @@ mod cache;
 mod cosign;
 mod decide;
 mod notary_v1;
+mod notation;
 pub mod prepare;
 pub mod proof;
+mod registry_proof;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -18,6 +18,48 @@ pub(crate) struct CosignSigners {
     pub root: Option<std::sync::Arc<sigstore_core::trust_root::TrustedRoot>>,
 }
 
+/// What a rule trusts for Notation signatures, prepared.
+#[derive(Default)]
+pub(crate) struct NotationTrust {
+    pub ca: Vec<sigstore_core::certs::Cert>,
+    pub signing_authority: Vec<sigstore_core::certs::Cert>,
+}
+
+/// The certificates of one trust store directory: PEM files (one or more certificates
+/// each) or DER, named `*.pem`, `*.crt` or `*.cer`, as Notation keeps them.
+fn trust_store(dir: &Path) -> Result<Vec<sigstore_core::certs::Cert>, String> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    for f in files {
+        if !matches!(
+            f.extension().and_then(|e| e.to_str()),
+            Some("pem" | "crt" | "cer")
+        ) {
+            continue;
+        }
+        let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let ders = match sigstore_core::keys::pem_blocks(&bytes, "CERTIFICATE") {
+            Ok(d) if !d.is_empty() => d,
+            _ => vec![bytes],
+        };
+        for d in ders {
+            out.push(
+                sigstore_core::certs::Cert::parse(&d)
+                    .map_err(|e| format!("{}: {e}", f.display()))?,
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "{}: no certificate (*.pem, *.crt, *.cer)",
+            dir.display()
+        ));
+    }
+    Ok(out)
+}
+
 /// A policy in force, with what was prepared from it.
 pub struct Loaded {
     /// The policy.
@@ -31,6 +73,8 @@ pub struct Loaded {
     pub(crate) rule_pins: BTreeMap<String, Pins>,
     /// Each cosign rule's signers: keys, keyless identities, trusted root.
     pub(crate) cosign: BTreeMap<String, CosignSigners>,
+    /// Each Notation rule's trust stores.
+    pub(crate) notation: BTreeMap<String, NotationTrust>,
     /// The client for registries (signatures stored beside images), configured like
     /// containerd's.
     pub(crate) registry: std::sync::Arc<registry::Client>,
@@ -170,6 +214,26 @@ impl Loaded {
             }
             cosign.insert(rule.name.clone(), signers);
         }
+        let mut notation = BTreeMap::new();
+        for rule in &policy.rules {
+            let mut trust = NotationTrust::default();
+            for (kind, name) in &rule.notation.trust_stores {
+                let dir = keys_dir
+                    .join("notation/truststore/x509")
+                    .join(kind)
+                    .join(name);
+                match (trust_store(&dir), kind.as_str()) {
+                    (Ok(certs), "ca") => trust.ca.extend(certs),
+                    (Ok(certs), "signingAuthority") => trust.signing_authority.extend(certs),
+                    (Ok(_), _) => {} // tsa: countersignatures are not verified (stricter)
+                    (Err(e), _) => problems.push(format!(
+                        "rule {}: notation trust store {kind}:{name}: {e}",
+                        rule.name
+                    )),
+                }
+            }
+            notation.insert(rule.name.clone(), trust);
+        }
         let d = &policy.daemon;
         let registry = match registry::Client::new(
             d.registry_config_path.as_deref(),
@@ -202,6 +266,7 @@ impl Loaded {
             anchors,
             rule_pins,
             cosign,
+            notation,
             registry,
         })
     }

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::cosign::Cosign;
 use super::notary_v1::NotaryV1;
+use super::notation::Notation;
 use super::prepare::Loaded;
 use super::{Denial, Engine};
 
@@ -71,6 +72,7 @@ pub(crate) trait ProofKind {
 pub(crate) struct Proofs {
     notary_v1: NotaryV1,
     cosign: Cosign,
+    notation: Notation,
 }
 
 impl Proofs {
@@ -83,11 +85,12 @@ impl Proofs {
         match kind {
             Proof::NotaryV1 => self.notary_v1.check(engine, q).await,
             Proof::Cosign => self.cosign.check(engine, q).await,
+            Proof::Notation => self.notation.check(engine, q).await,
         }
     }
 
-    fn all(&self) -> [&dyn Forget; 2] {
-        [&self.notary_v1, &self.cosign]
+    fn all(&self) -> [&dyn Forget; 3] {
+        [&self.notary_v1, &self.cosign, &self.notation]
     }
 
     pub(crate) fn policy_changed(&self) {

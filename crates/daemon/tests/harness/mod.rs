@@ -169,6 +169,81 @@ impl Drop for CosignWorld {
     }
 }
 
+/// tests/notation/serve.sh: notary-signer + notary-server and a docker-registry with
+/// images signed by the Notary Project's notation-go (JWS, COSE, untrusted CA, another
+/// identity, expired, a swapped signature), Notary v1 and cosign; see the script.
+pub struct NotationWorld {
+    pub dir: tempfile::TempDir,
+    pub env: HashMap<String, String>,
+}
+
+impl NotationWorld {
+    pub fn start() -> NotationWorld {
+        let (dir, env) = serve(
+            "tests/notation/serve.sh",
+            "tests/notation/serve.sh failed: run scripts/test (it builds the notation peer and cosign into ~/.cache/pullguard-tools); are notary and docker-registry installed?",
+        );
+        NotationWorld { dir, env }
+    }
+
+    pub fn get(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    /// `REPO:name` and its digest.
+    pub fn image(&self, name: &str) -> (String, String) {
+        (
+            format!("{}:{name}", self.get("REPO")),
+            self.get(&format!("DIGEST_{}", name.to_ascii_uppercase()))
+                .to_owned(),
+        )
+    }
+
+    /// Copies Notation's trust store into `keys/notation/truststore`, as an operator
+    /// would, and returns a hosts.toml directory for the plain-HTTP registry.
+    pub fn install(&self, keys: &Path) -> PathBuf {
+        let to = keys.join("notation");
+        std::fs::create_dir_all(&to).unwrap();
+        let st = Command::new("cp")
+            .arg("-r")
+            .arg(Path::new(self.get("NOTATION_CONFIG")).join("truststore"))
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let reg = self.get("REGISTRY");
+        let d = self.dir.path().join("certs.d");
+        std::fs::create_dir_all(d.join(reg)).unwrap();
+        std::fs::write(
+            d.join(reg).join("hosts.toml"),
+            format!("server = \"http://{reg}\"\n"),
+        )
+        .unwrap();
+        d
+    }
+
+    /// Does notation-go's verifier (Notation's trust policy and store of this world) accept
+    /// `REPO@digest`?
+    pub fn notation_verify(&self, digest: &str) -> bool {
+        Command::new(self.get("NOTATION_PEER"))
+            .args(["verify", "--config", self.get("NOTATION_CONFIG")])
+            .arg(format!("{}@{digest}", self.get("REPO")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+}
+
+impl Drop for NotationWorld {
+    fn drop(&mut self) {
+        for pid in ["REGISTRY_PID", "NOTARY_SERVER_PID", "NOTARY_SIGNER_PID"] {
+            kill(self.get(pid));
+        }
+    }
+}
+
 /// The pinned cosign (scripts/lib-tools.sh builds it into the tools cache).
 pub fn cosign_bin() -> PathBuf {
     let out = Command::new("bash")

@@ -1,0 +1,148 @@
+//! Notary Project (Notation) signatures as a kind of proof: signature manifests that refer
+//! to the image (OCI 1.1 referrers API, or its tag-schema fallback) in its registry, each
+//! an envelope (JWS or COSE) verified by notation-core against the rule's trust stores and
+//! identities, for exactly the manifest pulled.
+
+use api::codes::ReasonCode;
+use notation_core::{Failures, Level, Reason, Target, Trust};
+use policy::{ImageRef, Proof, Rule};
+
+use super::prepare::{Loaded, NotationTrust};
+use super::proof::{ProofKind, Query, Vouch};
+use super::registry_proof::{Miss, RegistryProof};
+use super::{deny, Denial, Engine};
+
+/// The artifact type of a Notary Project signature manifest.
+pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
+/// Signatures considered per image at most (Notation's own default is 50).
+const MAX_SIGNATURES: usize = 50;
+
+/// The Notation proof.
+pub(crate) struct Notation(RegistryProof);
+
+impl Default for Notation {
+    fn default() -> Notation {
+        Notation(RegistryProof::new(Proof::Notation))
+    }
+}
+
+impl ProofKind for Notation {
+    async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial> {
+        self.0
+            .check(engine, q, |hex| find(q.loaded, q.rule, q.image, hex))
+            .await
+    }
+
+    fn policy_changed(&self) {
+        self.0.clear();
+    }
+
+    fn cached(&self) -> usize {
+        self.0.len()
+    }
+}
+
+fn code(r: Reason) -> ReasonCode {
+    match r {
+        Reason::NoSignature => ReasonCode::NoSignature,
+        Reason::BadSignature => ReasonCode::BadSignature,
+        Reason::DigestMismatch => ReasonCode::DigestMismatch,
+        Reason::UntrustedSigner => ReasonCode::UntrustedSigner,
+        Reason::IdentityMismatch => ReasonCode::IdentityMismatch,
+        Reason::CertificateExpired => ReasonCode::CertificateExpired,
+        Reason::Expired => ReasonCode::Expired,
+        Reason::Unsupported => ReasonCode::UnsupportedSignature,
+    }
+}
+
+async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Result<Vouch, Miss> {
+    let digest = format!("sha256:{hex}");
+    let (host, path) = (image.domain.as_str(), image.path.as_str());
+    let reg = &loaded.registry;
+    // The payload names the manifest's digest, size and media type: read it (by digest,
+    // checked) to know the last two.
+    let manifest = reg.manifest(host, path, &digest).await?.ok_or_else(|| {
+        deny(
+            ReasonCode::NoSignature,
+            format!("{image}@{digest} is not in its registry, so nothing can be signed for it"),
+        )
+    })?;
+    let target = Target {
+        digest: &digest,
+        size: manifest.bytes.len() as u64,
+        media_type: &manifest.media_type,
+    };
+    let none = NotationTrust::default();
+    let stores = loaded.notation.get(&rule.name).unwrap_or(&none);
+    let n = &rule.notation;
+    let trust = Trust {
+        ca: &stores.ca,
+        signing_authority: &stores.signing_authority,
+        identities: &n.identities,
+        level: match n.level.as_str() {
+            "permissive" => Level::Permissive,
+            "audit" => Level::Audit,
+            _ => Level::Strict,
+        },
+        now: time::OffsetDateTime::now_utc(),
+    };
+    let mut failures = Failures::default();
+    for r in reg
+        .referrers(host, path, &digest, ARTIFACT_TYPE)
+        .await?
+        .into_iter()
+        .take(MAX_SIGNATURES)
+    {
+        let Some(sig_manifest) = reg.manifest(host, path, &r.digest).await? else {
+            continue;
+        };
+        let Some((media_type, blob)) = envelope_layer(&sig_manifest.bytes) else {
+            continue;
+        };
+        let bytes = reg
+            .blob(host, path, &blob, notation_core::MAX_ENVELOPE)
+            .await?;
+        match notation_core::verify(&media_type, &bytes, &target, &trust) {
+            Ok(v) => {
+                if n.revocation == "refuse" {
+                    return Err(Miss::Refused(deny(
+                        ReasonCode::RevocationUnknown,
+                        format!("a Notation signature by {:?} is valid, but its certificates' revocation cannot be checked offline and rule {} says notation_revocation = \"refuse\"", v.signer, rule.name),
+                    )));
+                }
+                let logged = if v.logged.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} level; logged: {})", n.level, v.logged.join("; "))
+                };
+                return Ok(Vouch {
+                    proof: Proof::Notation,
+                    digest: digest.clone(),
+                    role: format!("notation {}{logged}", v.envelope),
+                    signers: vec![v.signer],
+                    expires: None,
+                });
+            }
+            Err(e) => failures.add(e),
+        }
+    }
+    let e = failures.into_error(&format!("{image}@{digest}"));
+    Err(Miss::Refused(deny(code(e.reason), e.message)))
+}
+
+/// The envelope a signature manifest carries: its first layer, when it is a JWS or COSE
+/// envelope of a sensible size.
+fn envelope_layer(manifest: &[u8]) -> Option<(String, String)> {
+    let m: serde_json::Value = serde_json::from_slice(manifest).ok()?;
+    let l = m["layers"].as_array()?.first()?;
+    let media_type = l["mediaType"].as_str()?;
+    let size = l["size"].as_u64()?;
+    ([notation_core::envelope::JWS, notation_core::envelope::COSE].contains(&media_type)
+        && size <= notation_core::MAX_ENVELOPE as u64)
+        .then(|| {
+            (
+                media_type.to_owned(),
+                l["digest"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+}

@@ -1,0 +1,156 @@
+//! What every kind of proof stored in the image's registry shares (cosign, Notation):
+//! the digest a tag names, a cache of verified signatures per policy generation, rule,
+//! repository and digest, one lookup per image at a time, and `on_unreachable` when the
+//! registry does not answer. Each kind brings only its `find`.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use api::codes::{EventKind, ReasonCode};
+use policy::{ImageRef, OnUnreachable, Proof};
+
+use super::cache::{Flights, TtlCache};
+use super::prepare::Loaded;
+use super::proof::{Query, Vouch};
+use super::{deny, Denial, Engine};
+
+/// Verdicts kept in memory at most, per kind.
+const CACHE_MAX: usize = 10_000;
+
+/// Why no signature vouched: an answer (a refusal), or no answer from the registry.
+pub(crate) enum Miss {
+    Refused(Denial),
+    Unreachable(registry::Error),
+}
+
+impl From<Denial> for Miss {
+    fn from(d: Denial) -> Miss {
+        Miss::Refused(d)
+    }
+}
+
+impl From<registry::Error> for Miss {
+    fn from(e: registry::Error) -> Miss {
+        Miss::Unreachable(e)
+    }
+}
+
+/// The cache and flights of one kind.
+pub(crate) struct RegistryProof {
+    proof: Proof,
+    verified: TtlCache<Vouch>,
+    flights: Flights,
+}
+
+impl RegistryProof {
+    pub(crate) fn new(proof: Proof) -> RegistryProof {
+        RegistryProof {
+            proof,
+            verified: TtlCache::new(CACHE_MAX),
+            flights: Flights::default(),
+        }
+    }
+
+    /// A cached verdict, or `find(hex digest)` once per image at a time.
+    pub(crate) async fn check<F, Fut>(
+        &self,
+        engine: &Engine,
+        q: &Query<'_>,
+        find: F,
+    ) -> Result<Vouch, Denial>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<Vouch, Miss>>,
+    {
+        let (loaded, rule, image) = (q.loaded, q.rule, q.image);
+        let hex = match q.sha256 {
+            Some(h) => h.to_owned(),
+            None => resolve_tag(loaded, image, self.proof).await?,
+        };
+        let key = format!(
+            "{}\u{0}{}\u{0}{}\u{0}{hex}",
+            loaded.generation,
+            rule.name,
+            image.repository()
+        );
+        let ttl = loaded.policy.daemon.cache_ttl;
+        if let Some(v) = self.verified.fresh(&key, ttl) {
+            engine.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+        // One lookup per image and rule at a time; the others wait and take its result.
+        let _flight = self.flights.enter(&key).await;
+        if let Some(v) = self.verified.fresh(&key, ttl) {
+            return Ok(v);
+        }
+        engine.counters.fetches.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let found = find(hex).await;
+        tracing::debug!(image = %image, proof = self.proof.as_str(), us = started.elapsed().as_micros(), "signatures looked up");
+        match found {
+            Ok(v) => {
+                self.verified.insert(key, v.clone(), ttl);
+                Ok(v)
+            }
+            Err(Miss::Refused(d)) => Err(d),
+            Err(Miss::Unreachable(e)) => {
+                let mut ev = engine.events.new_event(
+                    EventKind::TrustFetchFailed,
+                    loaded.generation,
+                    e.to_string(),
+                );
+                ev.gun = Some(image.repository());
+                ev.rule = Some(rule.name.clone());
+                ev.proof = Some(self.proof.as_str().to_owned());
+                ev.reason = Some(ReasonCode::RegistryUnreachable.as_str().to_owned());
+                let _ = engine.emit(ev, false).await;
+                engine.note_error(&e.to_string());
+                if rule.on_unreachable == OnUnreachable::Cached {
+                    // A signature verified earlier under this policy, for this digest.
+                    if let Some(v) = self.verified.any_age(&key) {
+                        return Ok(v);
+                    }
+                }
+                Err(deny(
+                    ReasonCode::RegistryUnreachable,
+                    format!(
+                        "{e}; rule {} says on_unreachable = {}",
+                        rule.name,
+                        match rule.on_unreachable {
+                            OnUnreachable::Deny => "deny",
+                            OnUnreachable::Cached =>
+                                "cached, and no signature verified earlier is at hand",
+                        }
+                    ),
+                ))
+            }
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        self.verified.clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.verified.len()
+    }
+}
+
+/// The digest a tag names now, read from the registry (a verdict asked for by tag
+/// alone, as `pullguard verify IMAGE:TAG` does; pulls always come with their digest).
+async fn resolve_tag(loaded: &Loaded, image: &ImageRef, proof: Proof) -> Result<String, Denial> {
+    let tag = image.tag.as_deref().unwrap_or("latest");
+    let m = loaded
+        .registry
+        .manifest(&image.domain, &image.path, tag)
+        .await
+        .map_err(|e| deny(ReasonCode::RegistryUnreachable, e.to_string()))?
+        .ok_or_else(|| {
+            deny(
+                ReasonCode::NoSignature,
+                format!("{image} does not exist in its registry, so no {} signature can be found for it", proof.as_str()),
+            )
+        })?;
+    Ok(m.digest.trim_start_matches("sha256:").to_owned())
+}

@@ -1,0 +1,129 @@
+//! Notation as a kind of proof, end to end: images signed by the Notary Project's
+//! notation-go (tests/notation/peer; the notation CLI module is not served by the Go
+//! module proxy) in a real docker-registry, judged by the real pullguardd, and
+//! notation-go's own verifier asked about every image: the two must agree.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod harness;
+
+use harness::{nth_event, verify, Daemon, NotationWorld, World};
+
+fn config(world: &World, nw: &NotationWorld, rule: &str) -> String {
+    let certs_d = nw.install(&world.keys);
+    format!(
+        "{}[trust_server.notary]\nurl = \"{}\"\nca_file = \"{}\"\ntimeout = \"2s\"\n\n[defaults]\ntofu = true\nnotation_trust_stores = [\"ca:acme\"]\nnotation_identities = [\"{}\"]\n\n[[rule]]\nname = \"app\"\nmatch = \"{}:*\"\n{rule}\n",
+        world.daemon_section(&format!("registry_config_path = \"{}\"\nregistry_timeout = \"2s\"\n", certs_d.display())),
+        nw.get("NOTARY_URL"),
+        nw.get("NOTARY_CA"),
+        nw.get("IDENTITY"),
+        nw.get("REPO"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notation_signatures_in_both_envelopes_every_refusal_and_notation_agrees() {
+    let nw = NotationWorld::start();
+    let world = World::new();
+    world.write_config(&config(&world, &nw, "proofs = [\"notation\"]\n"));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+
+    for (name, want) in [
+        ("jws", Ok("notation jws")),
+        ("cose", Ok("notation cose")),
+        ("unsigned", Err("no_signature")),
+        ("untrusted", Err("untrusted_signer")),
+        ("wrongid", Err("identity_mismatch")),
+        ("expired", Err("expired")),
+        ("swapped", Err("digest_mismatch")),
+    ] {
+        let (image, digest) = nw.image(name);
+        let v = verify(&mut c, &image, &digest).await;
+        match want {
+            Ok(role) => {
+                assert!(v.allowed, "{name}: {v:?}");
+                assert_eq!(
+                    (v.proof.as_str(), v.role.as_str()),
+                    ("notation", role),
+                    "{name}"
+                );
+                assert!(v.signers[0].contains("CN=pullguard signer"), "{v:?}");
+            }
+            Err(reason) => assert_eq!(
+                (v.allowed, v.reason.as_str()),
+                (false, reason),
+                "{name}: {v:?}"
+            ),
+        }
+        assert_eq!(
+            nw.notation_verify(&digest),
+            v.allowed,
+            "notation-go and pullguard disagree on {name}: {v:?}"
+        );
+    }
+    let ev = nth_event(&world, "pull.rejected", 1).await;
+    assert_eq!(ev["proofs"][0]["proof"], "notation", "{ev}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_of_three_proofs_counts_and_the_verdict_names_it() {
+    let nw = NotationWorld::start();
+    let world = World::new();
+    world.write_config(&config(
+        &world,
+        &nw,
+        &format!(
+            "proofs = [\"notary-v1\", \"cosign\", \"notation\"]\nproofs_required = \"any\"\ntrust_server = \"notary\"\ncosign_keys = [\"{}\"]\ncosign_tlog = false\n",
+            nw.get("COSIGN_KEY")
+        ),
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    for (name, proof) in [
+        ("notary", "notary-v1"),
+        ("cosign", "cosign"),
+        ("jws", "notation"),
+        ("cose", "notation"),
+    ] {
+        let (image, digest) = nw.image(name);
+        let v = verify(&mut c, &image, &digest).await;
+        assert!(v.allowed, "{name}: {v:?}");
+        assert_eq!(v.proof, proof, "{name}: {v:?}");
+    }
+    let (image, digest) = nw.image("unsigned");
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(!v.allowed, "{v:?}");
+    let asked: Vec<&str> = v.proofs.iter().map(|p| p.proof.as_str()).collect();
+    assert_eq!(asked, vec!["notary-v1", "cosign", "notation"], "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_refuse_and_the_permissive_level() {
+    let nw = NotationWorld::start();
+    let world = World::new();
+    world.write_config(&config(
+        &world,
+        &nw,
+        "proofs = [\"notation\"]\nnotation_revocation = \"refuse\"\n\n[[rule]]\nname = \"permissive\"\nmatch = \"127.0.0.1:*/notation/app@*\"\nproofs = [\"notation\"]\nnotation_verification = \"permissive\"\n",
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let (image, digest) = nw.image("jws");
+    let v = verify(&mut c, &image, &digest).await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "revocation_unknown"),
+        "{v:?}"
+    );
+    // Permissive: an expired signature is logged, not refused; an untrusted one is refused.
+    let (_, expired) = nw.image("expired");
+    let v = verify(&mut c, &format!("{}@{expired}", nw.get("REPO")), "").await;
+    assert!(
+        v.allowed && v.rule == "permissive" && v.role.contains("logged"),
+        "{v:?}"
+    );
+    let (_, untrusted) = nw.image("untrusted");
+    let v = verify(&mut c, &format!("{}@{untrusted}", nw.get("REPO")), "").await;
+    assert_eq!(v.reason, "untrusted_signer", "{v:?}");
+}
