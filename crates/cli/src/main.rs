@@ -9,6 +9,7 @@ use clap::Parser as _;
 mod daemon_client;
 mod events_cmd;
 mod exit;
+mod import_notation;
 mod inspect;
 mod keys;
 mod policy_cmd;

@@ -74,6 +74,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Turn a Notation trust policy (trustpolicy.json) into pullguard rules, printed as TOML.
+    #[command(after_help = crate::import_notation::EXAMPLES)]
+    ImportNotation {
+        /// Notation's trustpolicy.json.
+        file: PathBuf,
+        /// Notation's truststore directory (checked for every store the policy names).
+        #[arg(long, value_name = "DIR")]
+        trust_store: Option<PathBuf>,
+    },
 }
 
 pub fn run(command: &Command) -> ExitCode {
@@ -91,6 +100,9 @@ pub fn run(command: &Command) -> ExitCode {
             containerd,
             json,
         } => diff(old, new, images.as_deref(), containerd, *json),
+        Command::ImportNotation { file, trust_store } => {
+            crate::import_notation::run(file, trust_store.as_ref())
+        }
     }
 }
 

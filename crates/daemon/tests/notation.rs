@@ -127,3 +127,60 @@ async fn revocation_refuse_and_the_permissive_level() {
     let v = verify(&mut c, &format!("{}@{untrusted}", nw.get("REPO")), "").await;
     assert_eq!(v.reason, "untrusted_signer", "{v:?}");
 }
+
+/// The operator's path from Notation: `pullguard policy import-notation` on the very
+/// trustpolicy.json and trust store notation-go verified with; the rules it prints judge
+/// the images as notation-go does.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_imported_notation_trust_policy_judges_as_notation_does() {
+    let nw = NotationWorld::start();
+    let world = World::new();
+    let conf = std::path::Path::new(nw.get("NOTATION_CONFIG"));
+    let out = std::process::Command::new(harness::bin("pullguard"))
+        .args(["policy", "import-notation"])
+        .arg(conf.join("trustpolicy.json"))
+        .arg("--trust-store")
+        .arg(conf.join("truststore"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = String::from_utf8(out.stdout).unwrap();
+    let certs_d = nw.install(&world.keys);
+    world.write_config(&format!(
+        "{}{rules}",
+        world.daemon_section(&format!(
+            "registry_config_path = \"{}\"\n",
+            certs_d.display()
+        ))
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    for name in [
+        "jws",
+        "cose",
+        "unsigned",
+        "untrusted",
+        "wrongid",
+        "expired",
+        "swapped",
+    ] {
+        let (image, digest) = nw.image(name);
+        let v = verify(&mut c, &image, &digest).await;
+        assert_eq!(
+            v.allowed,
+            nw.notation_verify(&digest),
+            "{name}: {v:?}\n{rules}"
+        );
+        // By digest alone too (the imported rules cover REPO@*).
+        let v = verify(&mut c, &format!("{}@{digest}", nw.get("REPO")), "").await;
+        assert_eq!(
+            v.allowed,
+            nw.notation_verify(&digest),
+            "{name} by digest: {v:?}"
+        );
+    }
+}
