@@ -252,6 +252,25 @@ fn describe(r: &policy::Rule) -> String {
                     .unwrap_or_default(),
             ));
         }
+        if r.proofs.contains(&policy::Proof::Notation) {
+            let n = &r.notation;
+            let stores: Vec<String> = n
+                .trust_stores
+                .iter()
+                .map(|(t, s)| format!("{t}:{s}"))
+                .collect();
+            parts.push(format!(
+                "notation: {} verification, trust stores {}, identities {}, revocation {}",
+                n.level,
+                stores.join(" "),
+                n.identities.join(" | "),
+                if n.revocation == "skip" {
+                    "not checked (offline)"
+                } else {
+                    "required (refused offline)"
+                }
+            ));
+        }
         if !r.proofs.contains(&policy::Proof::NotaryV1) {
             parts.push(format!("on unreachable: {:?}", r.on_unreachable).to_lowercase());
             return parts.join(", ");

@@ -154,6 +154,11 @@ fn named_tests_exist(doc_name: &str) -> usize {
             "crates/sigstore-core/tests/real_signatures.rs",
         ),
         ("cosign.rs", "crates/daemon/tests/cosign.rs"),
+        (
+            "real_envelopes.rs",
+            "crates/notation-core/tests/real_envelopes.rs",
+        ),
+        ("notation.rs", "crates/daemon/tests/notation.rs"),
     ];
     let mut checked = 0;
     for line in text.lines().filter(|l| l.starts_with('|')) {
