@@ -14,7 +14,6 @@ mod inspect;
 mod keys;
 mod policy_cmd;
 mod publish;
-mod registry;
 mod rotate;
 mod sign;
 mod signer;

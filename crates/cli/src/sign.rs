@@ -19,7 +19,6 @@ use std::process::ExitCode;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use sha2::Digest as _;
 use trust_core::TagPolicy;
 
 use crate::publish::TargetArgs;
@@ -256,19 +255,13 @@ async fn manifest_of(
     image: &policy::ImageRef,
     tag: &str,
 ) -> Result<(String, u64), Failure> {
-    let registry = crate::registry::Registry {
-        host: &image.domain,
-        // Compared as canonical hosts: `LOCALHOST:05000` names `localhost:5000`.
-        insecure: args
-            .insecure_registry
-            .iter()
-            .any(|h| policy::canonical_host(h).is_ok_and(|h| h == image.domain)),
-        credentials: docker_config_auth(&image.domain),
-    };
-    let crate::registry::Manifest {
-        bytes,
-        claimed_digest: digest,
-    } = registry.manifest(&image.path, tag).await.map_err(|e| {
+    // Compared as canonical hosts: `LOCALHOST:05000` names `localhost:5000`.
+    let insecure: Vec<String> = args
+        .insecure_registry
+        .iter()
+        .filter_map(|h| policy::canonical_host(h).ok())
+        .collect();
+    let unreachable = |e: String| {
         failure(
             Class::Unreachable,
             "registry_unreachable",
@@ -278,45 +271,26 @@ async fn manifest_of(
                 image.domain
             ),
         )
-    })?;
-    // The registry's digest header is not trusted: the bytes are hashed here.
-    let computed = hex::encode(sha2::Sha256::digest(&bytes));
-    if !digest.is_empty() && digest != format!("sha256:{computed}") {
-        return Err(failure(
-            Class::Refused,
-            ReasonCode::DigestMismatch.as_str(),
-            format!(
-                "{} says {digest} but the manifest it sent hashes to sha256:{computed}",
-                image.domain
-            ),
-        ));
-    }
-    Ok((computed, bytes.len() as u64))
-}
-
-/// Basic credentials for `registry` from the docker config file (`$DOCKER_CONFIG` or
-/// `~/.docker`), if it has an `auths` entry. Credential helpers are not run.
-fn docker_config_auth(registry: &str) -> Option<(String, String)> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
+    };
+    // Credentials as `docker login` keeps them ($DOCKER_CONFIG or ~/.docker); anonymous
+    // without the file. Credential helpers are not run.
+    let config = std::env::var_os("DOCKER_CONFIG")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))?;
-    let text = std::fs::read(dir.join("config.json")).ok()?;
-    let v: Value = serde_json::from_slice(&text).ok()?;
-    let auths = v["auths"].as_object()?;
-    let names = [
-        registry.to_owned(),
-        format!("https://{registry}"),
-        if registry == "docker.io" {
-            "https://index.docker.io/v1/".to_owned()
-        } else {
-            format!("http://{registry}")
-        },
-    ];
-    let entry = names.iter().find_map(|n| auths.get(n))?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(entry["auth"].as_str()?)
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, pass) = text.split_once(':')?;
-    Some((user.to_owned(), pass.to_owned()))
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))
+        .map(|d| d.join("config.json"))
+        .filter(|f| f.is_file());
+    let (client, _) =
+        registry::Client::new(None, config.as_deref(), std::time::Duration::from_secs(60))
+            .map_err(|e| unreachable(e.to_string()))?;
+    let client = client.with_plain_http(insecure);
+    // The bytes are hashed by the client; the registry's digest header is not trusted.
+    let m = client
+        .manifest(&image.domain, &image.path, tag)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .ok_or_else(|| unreachable("the registry has no such tag".to_owned()))?;
+    Ok((
+        m.digest.trim_start_matches("sha256:").to_owned(),
+        m.bytes.len() as u64,
+    ))
 }

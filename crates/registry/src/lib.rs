@@ -115,6 +115,9 @@ pub struct Client {
     http: Mutex<HashMap<(Vec<PathBuf>, bool), reqwest::Client>>,
     /// Bearer tokens per endpoint and repository.
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Hosts reached over plain HTTP when no hosts.toml says otherwise (the CLI's
+    /// `--insecure-registry`).
+    plain_http: Vec<String>,
 }
 
 impl Client {
@@ -136,9 +139,16 @@ impl Client {
                 timeout,
                 http: Mutex::default(),
                 tokens: Mutex::default(),
+                plain_http: Vec::new(),
             },
             warnings,
         ))
+    }
+
+    /// Reaches `hosts` over plain HTTP where no hosts.toml names their server.
+    pub fn with_plain_http(mut self, hosts: Vec<String>) -> Client {
+        self.plain_http = hosts;
+        self
     }
 
     fn http(&self, e: &Endpoint) -> Result<reqwest::Client, Error> {
@@ -299,7 +309,13 @@ impl Client {
         by_digest: bool,
         limit: usize,
     ) -> Result<Option<(Vec<u8>, String, String)>, Error> {
-        let endpoints = hosts::endpoints(self.config_path.as_deref(), host)?;
+        let mut endpoints = hosts::endpoints(self.config_path.as_deref(), host)?;
+        if self.plain_http.iter().any(|h| h == host) {
+            let https = format!("https://{}", hosts::api_host(host));
+            for e in endpoints.iter_mut().filter(|e| e.url == https) {
+                e.url = format!("http://{}", hosts::api_host(host));
+            }
+        }
         let usable: Vec<&Endpoint> = endpoints
             .iter()
             .filter(|e| if by_digest { e.pull } else { e.resolve })

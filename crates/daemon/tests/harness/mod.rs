@@ -87,34 +87,61 @@ pub async fn until_gone(cd: &Containerd, namespace: &str, image: &str) {
     );
 }
 
-/// tests/cosign/serve.sh: notary-signer + notary-server and a docker-registry with images
-/// signed by the real cosign (both layouts, two keys, no transparency log) and the real
-/// notary CLI; see the script for each tag.
-pub struct CosignWorld {
+/// The servers a serve script started: its environment, and every `*_PID` it lists,
+/// stopped on drop.
+pub struct Served {
     pub dir: tempfile::TempDir,
     pub env: HashMap<String, String>,
 }
 
-impl CosignWorld {
-    pub fn start() -> CosignWorld {
-        let (dir, env) = serve(
-            "tests/cosign/serve.sh",
-            "tests/cosign/serve.sh failed: run scripts/test (it builds cosign into ~/.cache/pullguard-tools); are notary and docker-registry installed?",
-        );
-        CosignWorld { dir, env }
+impl Served {
+    pub fn start(script: &str, hint: &str) -> Served {
+        let (dir, env) = serve(script, hint);
+        Served { dir, env }
     }
 
     pub fn get(&self, k: &str) -> &str {
         &self.env[k]
     }
 
-    /// `REPO:name` and its digest.
+    /// `REPO:name` and its digest (`DIGEST_NAME`).
     pub fn image(&self, name: &str) -> (String, String) {
         (
             format!("{}:{name}", self.get("REPO")),
             self.get(&format!("DIGEST_{}", name.to_ascii_uppercase()))
                 .to_owned(),
         )
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        for (k, pid) in &self.env {
+            if k.ends_with("_PID") {
+                kill(pid);
+            }
+        }
+    }
+}
+
+/// tests/cosign/serve.sh: notary-signer + notary-server and a docker-registry with images
+/// signed by the real cosign (both layouts, two keys, no transparency log) and the real
+/// notary CLI; see the script for each tag.
+pub struct CosignWorld(Served);
+
+impl std::ops::Deref for CosignWorld {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.0
+    }
+}
+
+impl CosignWorld {
+    pub fn start() -> CosignWorld {
+        CosignWorld(Served::start(
+            "tests/cosign/serve.sh",
+            "tests/cosign/serve.sh failed: run scripts/test (it builds cosign into ~/.cache/pullguard-tools); are notary and docker-registry installed?",
+        ))
     }
 
     /// A hosts.toml directory that reaches the plain-HTTP registries, as containerd's.
@@ -233,14 +260,6 @@ impl NotationWorld {
             .status()
             .unwrap()
             .success()
-    }
-}
-
-impl Drop for NotationWorld {
-    fn drop(&mut self) {
-        for pid in ["REGISTRY_PID", "NOTARY_SERVER_PID", "NOTARY_SIGNER_PID"] {
-            kill(self.get(pid));
-        }
     }
 }
 
