@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let trust = Trust {
         ca: &[],
         signing_authority: &[],
+        tsa: &[],
         identities: &ids,
         level: Level::Audit,
         now: time::OffsetDateTime::UNIX_EPOCH,

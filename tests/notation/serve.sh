@@ -10,6 +10,12 @@
 #   wrongid    CA acme, signer "someone else"
 #   expired    CA acme, the signer, --expiry 1s (expired when the tests run)
 #   swapped    unsigned; jws's signature index copied to its sha256-<hex> tag
+# and in STAMPED_REPO (127.0.0.1:PORT/notation/stamped), whose trust policy also names the
+# timestamp authority store tsa:testtsa (Notation then requires a countersignature):
+#   stamped    a signer whose certificate has expired since, with a countersignature of
+#              the test timestamp authority (tests/notation/tsa.py, root in tsa:testtsa)
+#   badstamp   the same kind of signer, countersigned by another authority (not trusted)
+#   nostamp    the valid signer, no countersignature
 #   notary     Notary v1 only (the real notary CLI)
 #   cosign     cosign only (key DIR/cosign.pub, bundle layout, no transparency log)
 # DIR/notation-config holds trustpolicy.json and truststore/x509/ca/acme/ as Notation keeps
@@ -41,26 +47,62 @@ mkdir -p "$dir/pki"
 "$peer" gen-leaf "$dir/pki" acme "$dir/pki/signer" "pullguard signer"
 "$peer" gen-leaf "$dir/pki" other "$dir/pki/stranger" "pullguard signer"
 "$peer" gen-leaf "$dir/pki" acme "$dir/pki/wrongid" "someone else"
+# Signers valid for a few seconds only: their signatures outlive their certificates.
+short=$(date -u -d '+3 seconds' +%Y-%m-%dT%H:%M:%SZ)
+"$peer" gen-leaf "$dir/pki" acme "$dir/pki/brief" "pullguard signer" --not-after "$short"
+
+# Two timestamp authorities (openssl ts behind tests/notation/tsa.py): testtsa is trusted.
+tsa_up() { # tsa_up NAME: DIR/tsa-NAME with root.crt; sets TSA_URL
+  local d=$dir/tsa-$1 port
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -keyout "$d/root.key" -out "$d/root.crt" -subj "/C=US/O=pullguard tests/CN=$1 root" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$d/tsa.key" -out "$d/tsa.csr" -subj "/C=US/O=pullguard tests/CN=$1" 2>/dev/null
+  printf 'extendedKeyUsage=critical,timeStamping\nkeyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n' > "$d/ext"
+  openssl x509 -req -in "$d/tsa.csr" -CA "$d/root.crt" -CAkey "$d/root.key" -CAcreateserial \
+    -days 365 -extfile "$d/ext" -out "$d/tsa.crt" 2>/dev/null
+  cp "$d/root.crt" "$d/chain.pem"
+  echo 01 > "$d/serial"
+  printf '[ tsa ]\ndefault_tsa = tsa1\n[ tsa1 ]\nserial = %s/serial\ncrypto_device = builtin\nsigner_digest = sha256\ndefault_policy = 1.2.3.4.1\ndigests = sha256, sha384, sha512\naccuracy = secs:1\nordering = no\ntsa_name = no\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n' "$d" > "$d/tsa.cnf"
+  port=$(free_port)
+  python3 "$here/tsa.py" "$port" "$d" > "$d/log" 2>&1 &
+  echo $! > "$d/pid"
+  wait_port "$port" "$(cat "$d/pid")" || { cat "$d/log" >&2; return 1; }
+  TSA_URL=http://127.0.0.1:$port
+}
+tsa_up testtsa
+good_tsa=$TSA_URL
+tsa_up othertsa
+bad_tsa=$TSA_URL
 
 declare -A digest size
-for name in jws cose unsigned untrusted wrongid expired swapped notary cosign; do
+stamped_repo=$reg/notation/stamped
+declare -A where
+for name in jws cose unsigned untrusted wrongid expired swapped notary cosign stamped badstamp nostamp; do
+  where[$name]=$repo
+  case $name in stamped | badstamp | nostamp) where[$name]=$stamped_repo ;; esac
   oci_image "$dir/img-$name" "pullguard notation test: $name"
-  push_image "$dir/img-$name" "$repo:$name"
+  push_image "$dir/img-$name" "${where[$name]}:$name"
   digest[$name]=$IMAGE_DIGEST
   size[$name]=$IMAGE_SIZE
 done
 sign() { # sign LEAF ENVELOPE NAME [flags]
   local leaf=$1 env=$2 name=$3
   shift 3
-  "$peer" sign --key "$dir/pki/$leaf.key" --cert "$dir/pki/$leaf.crt" --envelope "$env" "$@" "$repo@${digest[$name]}" >/dev/null
+  "$peer" sign --key "$dir/pki/$leaf.key" --cert "$dir/pki/$leaf.crt" --envelope "$env" "$@" "${where[$name]}@${digest[$name]}" >/dev/null
 }
-# The expired one first; the script waits at the end until its second has passed.
+# The short-lived ones first; the script waits at the end until they have expired.
 sign signer jws expired --expiry 1s
-expired_at=$(( $(date +%s) + 1 ))
+sign brief jws stamped --tsa "$good_tsa" --tsa-root "$dir/tsa-testtsa/root.crt"
+sign brief cose badstamp --tsa "$bad_tsa" --tsa-root "$dir/tsa-othertsa/root.crt"
+expired_at=$(date -d "$short" +%s)
 sign signer jws jws
 sign signer cose cose
 sign stranger jws untrusted
 sign wrongid jws wrongid
+sign signer jws nostamp
 
 # swapped: jws's referrers index (tag schema), byte for byte, under swapped's tag.
 api=http://$reg/v2/notation/app
@@ -80,8 +122,9 @@ export COSIGN_PASSWORD=pullguard-test
 
 # Notation's own configuration: the trust store and the trust policy for REPO.
 conf=$dir/notation-config
-mkdir -p "$conf/truststore/x509/ca/acme"
+mkdir -p "$conf/truststore/x509/ca/acme" "$conf/truststore/x509/tsa/testtsa"
 cp "$dir/pki/acme.crt" "$conf/truststore/x509/ca/acme/acme.crt"
+cp "$dir/tsa-testtsa/root.crt" "$conf/truststore/x509/tsa/testtsa/root.crt"
 identity="x509.subject: C=US, ST=WA, O=pullguard tests, CN=pullguard signer"
 cat > "$conf/trustpolicy.json" <<JSON
 {
@@ -92,6 +135,13 @@ cat > "$conf/trustpolicy.json" <<JSON
       "registryScopes": ["$repo"],
       "signatureVerification": {"level": "strict"},
       "trustStores": ["ca:acme"],
+      "trustedIdentities": ["$identity"]
+    },
+    {
+      "name": "stamped",
+      "registryScopes": ["$stamped_repo"],
+      "signatureVerification": {"level": "strict"},
+      "trustStores": ["ca:acme", "tsa:testtsa"],
       "trustedIdentities": ["$identity"]
     }
   ]
@@ -107,8 +157,11 @@ while [ "$(date +%s)" -le "$(( expired_at + 1 ))" ]; do sleep 0.2; done
   echo "NOTARY_SERVER_PID=$(cat "$dir/notary/server.pid")"
   echo "NOTARY_SIGNER_PID=$(cat "$dir/notary/signer.pid")"
   echo "REGISTRY_PID=$(cat "$dir/registry.pid")"
+  echo "TSA_PID=$(cat "$dir/tsa-testtsa/pid")"
+  echo "OTHER_TSA_PID=$(cat "$dir/tsa-othertsa/pid")"
   echo "REGISTRY=$reg"
   echo "REPO=$repo"
+  echo "STAMPED_REPO=$stamped_repo"
   echo "NOTATION_CONFIG=$conf"
   echo "NOTATION_PEER=$peer"
   echo "IDENTITY=$identity"

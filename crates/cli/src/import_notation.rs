@@ -108,8 +108,9 @@ pub fn convert(json: &[u8], trust_store: Option<&Path>) -> Result<String, Vec<St
                 _ => problem(format!("override {check} = {action:?}: pullguard's levels fix what each check does; only revocation can be set")),
             }
         }
-        if v.verify_timestamp.is_some() {
-            problem("verifyTimestamp: timestamp countersignatures are not verified by pullguard (signatures are judged as untimestamped)".to_owned());
+        match v.verify_timestamp.as_deref() {
+            None | Some("always") => {}
+            Some(other) => problem(format!("verifyTimestamp {other:?}: pullguard verifies a timestamp whenever the rule has a tsa store (Notation's \"always\")")),
         }
         if v.level != "skip" {
             let mut stores = Vec::new();
@@ -287,7 +288,7 @@ mod tests {
                 "override expiry",
             ),
             (
-                r#","verifyTimestamp":"always""#,
+                r#","verifyTimestamp":"afterCertExpiry""#,
                 "strict",
                 "verifyTimestamp",
             ),

@@ -118,6 +118,8 @@ codes! {
         UnsupportedSignature = "unsupported_signature",
         /// Notation: the rule requires revocation checks, which cannot be made offline.
         RevocationUnknown = "revocation_unknown",
+        /// Notation: a timestamp countersignature that does not verify against the rule's tsa trust stores.
+        UntrustedTimestamp = "untrusted_timestamp",
     }
 }
 
@@ -174,6 +176,7 @@ impl ReasonCode {
             RegistryUnreachable => "check the image's registry (network, hosts.toml under registry_config_path, credentials in registry_auth_file); on_unreachable = \"cached\" lets a signature verified earlier answer during an outage",
             UntrustedSigner => "add the signer's root CA to a trust store the rule names (keys_dir/notation/truststore/x509/TYPE/NAME/), or sign with a certificate issued under one",
             UnsupportedSignature => "sign without verification plugins or unknown critical attributes, with ES256/ES384 or PS256/PS384/PS512",
+            UntrustedTimestamp => "the signature's timestamp is not from an authority of the rule's tsa trust stores, or does not cover it: add the timestamp authority's root to a tsa store the rule names, or sign again",
             RevocationUnknown => "revocation status cannot be checked offline: set notation_revocation = \"skip\" in the rule if that is acceptable, or keep refusing",
             ImageUnresolved => "create the container from an image containerd has a record of (pull it first); containerd's CRI must pass the io.kubernetes.cri.image-name annotation, and pullguardd must reach containerd_socket",
         }

@@ -57,13 +57,59 @@ async fn notation_signatures_in_both_envelopes_every_refusal_and_notation_agrees
             ),
         }
         assert_eq!(
-            nw.notation_verify(&digest),
+            nw.notation_verify(&image, &digest),
             v.allowed,
             "notation-go and pullguard disagree on {name}: {v:?}"
         );
     }
     let ev = nth_event(&world, "pull.rejected", 1).await;
     assert_eq!(ev["proofs"][0]["proof"], "notation", "{ev}");
+}
+
+/// RFC 3161 countersignatures (openssl's TSA behind tests/notation/tsa.py, asked by
+/// notation-go when signing): a signature whose certificate has expired since counts when
+/// a trusted authority stamped it within the certificate's life; a stamp by another
+/// authority, or none where the rule names a tsa store, refuses; without a tsa store the
+/// expired certificate refuses. notation-go agrees on each.
+#[tokio::test(flavor = "multi_thread")]
+async fn timestamp_countersignatures_from_a_real_tsa() {
+    let nw = NotationWorld::start();
+    let world = World::new();
+    let stamped_rule = format!(
+        "proofs = [\"notation\"]\n\n[[rule]]\nname = \"stamped\"\nmatch = \"{}:*\"\nproofs = [\"notation\"]\nnotation_trust_stores = [\"ca:acme\", \"tsa:testtsa\"]\n\n[[rule]]\nname = \"no-tsa\"\nmatch = \"{}@*\"\nproofs = [\"notation\"]\n",
+        nw.get("STAMPED_REPO"),
+        nw.get("STAMPED_REPO")
+    );
+    world.write_config(&config(&world, &nw, &stamped_rule));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    for (name, want) in [
+        ("stamped", ""),
+        ("badstamp", "untrusted_timestamp"),
+        ("nostamp", "untrusted_timestamp"),
+    ] {
+        let (image, digest) = nw.stamped(name);
+        let v = verify(&mut c, &image, &digest).await;
+        assert_eq!(
+            (v.allowed, v.reason.as_str()),
+            (want.is_empty(), want),
+            "{name}: {v:?}"
+        );
+        assert_eq!(
+            nw.notation_verify(&image, &digest),
+            v.allowed,
+            "notation-go disagrees on {name}"
+        );
+    }
+    // The same stamped signature under a rule without a tsa store: the certificate has
+    // expired, and nothing trusted says when it signed.
+    let (_, digest) = nw.stamped("stamped");
+    let v = verify(&mut c, &format!("{}@{digest}", nw.get("STAMPED_REPO")), "").await;
+    assert_eq!(
+        (v.allowed, v.rule.as_str(), v.reason.as_str()),
+        (false, "no-tsa", "certificate_expired"),
+        "{v:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,15 +218,25 @@ async fn an_imported_notation_trust_policy_judges_as_notation_does() {
         let v = verify(&mut c, &image, &digest).await;
         assert_eq!(
             v.allowed,
-            nw.notation_verify(&digest),
+            nw.notation_verify(&image, &digest),
             "{name}: {v:?}\n{rules}"
         );
         // By digest alone too (the imported rules cover REPO@*).
         let v = verify(&mut c, &format!("{}@{digest}", nw.get("REPO")), "").await;
         assert_eq!(
             v.allowed,
-            nw.notation_verify(&digest),
+            nw.notation_verify(&image, &digest),
             "{name} by digest: {v:?}"
+        );
+    }
+    // The second trust policy names a tsa store: timestamps required and checked.
+    for name in ["stamped", "badstamp", "nostamp"] {
+        let (image, digest) = nw.stamped(name);
+        let v = verify(&mut c, &image, &digest).await;
+        assert_eq!(
+            v.allowed,
+            nw.notation_verify(&image, &digest),
+            "{name}: {v:?}\n{rules}"
         );
     }
 }

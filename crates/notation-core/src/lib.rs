@@ -6,10 +6,10 @@
 //! valid at the time that counts, and the signature has not expired. The verification
 //! level (strict, permissive, audit) says which failures refuse and which are only logged.
 //!
-//! Not done here, and why: revocation (OCSP/CRL needs the network; the rule says what an
-//! offline node does), plugins (never run), and RFC 3161 countersignatures, which are not
-//! verified: a timestamped signature is judged as an untimestamped one (its chain must be
-//! valid now), which can only refuse more.
+//! RFC 3161 countersignatures are verified against the rule's `tsa` trust stores; their
+//! time is when a `notary.x509` chain must be valid (without `tsa` stores, now). Not done
+//! here, and why: revocation (OCSP/CRL needs the network; the rule says what an offline
+//! node does) and plugins (never run).
 
 pub mod cbor;
 pub mod envelope;
@@ -42,6 +42,8 @@ pub enum Reason {
     /// Something this verifier refuses to handle: a plugin, an unknown critical
     /// attribute, an algorithm it cannot check.
     Unsupported,
+    /// A timestamp countersignature that does not verify against the `tsa` trust stores.
+    UntrustedTimestamp,
 }
 
 impl Reason {
@@ -56,6 +58,7 @@ impl Reason {
             Reason::CertificateExpired => "certificate_expired",
             Reason::Expired => "expired",
             Reason::Unsupported => "unsupported_signature",
+            Reason::UntrustedTimestamp => "untrusted_timestamp",
         }
     }
 
@@ -63,6 +66,7 @@ impl Reason {
         match self {
             Reason::NoSignature => 0,
             Reason::Unsupported => 1,
+            Reason::UntrustedTimestamp => 3,
             Reason::BadSignature => 2,
             Reason::UntrustedSigner => 3,
             Reason::IdentityMismatch => 4,
@@ -135,6 +139,10 @@ pub struct Trust<'a> {
     /// Certificates of its `signingAuthority` trust stores (scheme
     /// `notary.x509.signingAuthority`).
     pub signing_authority: &'a [Cert],
+    /// Roots of its `tsa` trust stores: with any, a `notary.x509` signature needs a
+    /// countersignature by one of them, whose time is when its chain must be valid.
+    /// Without any, countersignatures are not looked at and the chain must be valid now.
+    pub tsa: &'a [Cert],
     /// Trusted identities: `x509.subject: C=US, ST=WA, O=..., CN=...`, or `*`.
     pub identities: &'a [String],
     pub level: Level,
@@ -211,8 +219,24 @@ pub fn verify(
     let time_refuses = trust.level == Level::Strict;
 
     // Authenticity: the trust store of the scheme's type, the path to it, the identity.
+    // With tsa stores, a notary.x509 signature must carry a countersignature by one of
+    // them (Notation's authentic timestamp); its time is when the chain must be valid.
+    let mut stamped = trust.now;
+    if !trust.tsa.is_empty() && env.scheme == "notary.x509" {
+        use sigstore_core::tsa::{verify_token, Authorities};
+        match &env.timestamp {
+            Some(token) => match verify_token(token, &env.signature, Authorities::Roots(trust.tsa)) {
+                Ok(t) => stamped = t,
+                Err(e) => judge(Error::new(Reason::UntrustedTimestamp, e.message), time_refuses)?,
+            },
+            None => judge(
+                Error::new(Reason::UntrustedTimestamp, "the signature has no timestamp countersignature, and the rule names tsa trust stores"),
+                time_refuses,
+            )?,
+        }
+    }
     let (store, when) = match env.scheme.as_str() {
-        "notary.x509" => (trust.ca, trust.now),
+        "notary.x509" => (trust.ca, stamped),
         "notary.x509.signingAuthority" => (
             trust.signing_authority,
             env.authentic_signing_time.ok_or_else(|| {

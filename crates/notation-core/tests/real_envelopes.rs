@@ -58,6 +58,7 @@ fn check(
         &Trust {
             ca,
             signing_authority: &[],
+            tsa: &[],
             identities: ids,
             level,
             now,

@@ -34,6 +34,17 @@ fn digest(alg: ObjectIdentifier, data: &[u8]) -> Option<(Hash, Vec<u8>)> {
     })
 }
 
+/// Who may sign timestamps.
+#[derive(Debug, Clone, Copy)]
+pub enum Authorities<'a> {
+    /// The timestamp authorities of a Sigstore trusted root: the token is signed by the
+    /// first certificate of one's chain.
+    Sigstore(&'a TrustedRoot),
+    /// Root certificates (a Notation `tsa` trust store): the token carries its signing
+    /// certificate, which must chain to one of them and be a timestamping certificate.
+    Roots(&'a [Cert]),
+}
+
 /// Verifies a DER TimeStampResp (as bundles carry it) over `signature` (the bytes the
 /// timestamp must cover) against the trusted root's timestamp authorities; returns the
 /// time it states.
@@ -51,6 +62,29 @@ pub fn verify(
         return Err(bad("the authority did not grant it"));
     }
     let token: ContentInfo = resp.time_stamp_token.ok_or_else(|| bad("no token"))?;
+    verify_contents(token, signature, Authorities::Sigstore(root))
+}
+
+/// Verifies a DER TimeStampToken (a ContentInfo, as Notation's countersignatures carry
+/// it) over `signature`; returns the time it states.
+pub fn verify_token(
+    token: &[u8],
+    signature: &[u8],
+    authorities: Authorities<'_>,
+) -> Result<OffsetDateTime, Error> {
+    let token =
+        ContentInfo::from_der(token).map_err(|e| bad(format!("not a TimeStampToken: {e}")))?;
+    verify_contents(token, signature, authorities)
+}
+
+const TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
+const EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
+
+fn verify_contents(
+    token: ContentInfo,
+    signature: &[u8],
+    authorities: Authorities<'_>,
+) -> Result<OffsetDateTime, Error> {
     if token.content_type != SIGNED_DATA {
         return Err(bad("the token is not SignedData"));
     }
@@ -116,6 +150,12 @@ pub fn verify(
     let signed = attrs.to_der().map_err(|e| bad(e.to_string()))?;
     let sig_hash = hash_of(si.signature_algorithm.oid).unwrap_or(hash_alg);
     let sig = si.signature.as_bytes();
+    let root = match authorities {
+        Authorities::Sigstore(root) => root,
+        Authorities::Roots(roots) => {
+            return verify_embedded(&sd, &signed, sig_hash, sig, roots, gen_time);
+        }
+    };
     let mut last = bad("it is signed by no timestamp authority of the trusted root");
     for tsa in &root.tsas {
         let chain: Result<Vec<Cert>, Error> = tsa.chain.iter().map(|d| Cert::parse(d)).collect();
@@ -143,4 +183,76 @@ pub fn verify(
         return Ok(gen_time);
     }
     Err(last)
+}
+
+/// The token's own signing certificate: it signed, it is a timestamping certificate, and
+/// it chains (through certificates the token carries) to one of `roots`, every one valid
+/// at `gen_time`.
+fn verify_embedded(
+    sd: &SignedData,
+    signed: &[u8],
+    hash: Hash,
+    sig: &[u8],
+    roots: &[Cert],
+    gen_time: OffsetDateTime,
+) -> Result<OffsetDateTime, Error> {
+    let embedded: Vec<Cert> = sd
+        .certificates
+        .as_ref()
+        .map(|set| {
+            set.0
+                .iter()
+                .filter_map(|c| match c {
+                    cms::cert::CertificateChoices::Certificate(c) => {
+                        c.to_der().ok().and_then(|d| Cert::parse(&d).ok())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let signer = embedded
+        .iter()
+        .find(|c| {
+            c.public_key()
+                .is_ok_and(|k| k.verify_with(hash, signed, sig))
+        })
+        .ok_or_else(|| bad("no certificate it carries signed it"))?;
+    let stamps = signer
+        .extension(EKU)
+        .and_then(|v| x509_cert::ext::pkix::ExtendedKeyUsage::from_der(v).ok())
+        .is_some_and(|e| e.0.contains(&TIME_STAMPING));
+    if !stamps {
+        return Err(bad(
+            "its signing certificate is not a timestamping certificate",
+        ));
+    }
+    let mut path = vec![signer];
+    loop {
+        let cur = path[path.len() - 1];
+        if let Some(r) = roots.iter().find(|r| r.der == cur.der || cur.signed_by(r)) {
+            if r.der != cur.der {
+                path.push(r);
+            }
+            break;
+        }
+        match embedded
+            .iter()
+            .find(|c| c.der != cur.der && c.is_ca() && cur.signed_by(c))
+        {
+            Some(next) if path.len() < 8 => path.push(next),
+            _ => {
+                return Err(bad(
+                    "its signing certificate leads to no root of the rule's tsa trust stores",
+                ))
+            }
+        }
+    }
+    if let Some(c) = path.iter().find(|c| !c.valid_at(gen_time)) {
+        let (nb, na) = c.validity();
+        return Err(bad(format!(
+            "a certificate of its chain is valid from {nb} to {na}, not at {gen_time}"
+        )));
+    }
+    Ok(gen_time)
 }

@@ -6,7 +6,7 @@
 //
 //	notation-peer gen-ca DIR NAME                 # DIR/NAME.key, DIR/NAME.crt (a root CA)
 //	notation-peer gen-leaf CA_DIR CA OUT CN [--not-after RFC3339]   # OUT.key, OUT.crt (leaf, then CA)
-//	notation-peer sign --key K --cert C --envelope jws|cose [--expiry 2s] REF
+//	notation-peer sign --key K --cert C --envelope jws|cose [--expiry 2s] [--tsa URL --tsa-root CERT] REF
 //	notation-peer verify --config DIR REF         # DIR/trustpolicy.json, DIR/truststore/x509/...
 package main
 
@@ -36,6 +36,7 @@ import (
 	"github.com/notaryproject/notation-go/verifier"
 	"github.com/notaryproject/notation-go/verifier/trustpolicy"
 	"github.com/notaryproject/notation-go/verifier/truststore"
+	"github.com/notaryproject/tspclient-go"
 	"oras.land/oras-go/v2/registry/remote"
 )
 
@@ -201,6 +202,8 @@ func sign(args []string) error {
 	certPath := fs.String("cert", "", "certificate chain (PEM, leaf first)")
 	envelope := fs.String("envelope", "jws", "jws or cose")
 	expiry := fs.Duration("expiry", 0, "signature expiry")
+	tsaURL := fs.String("tsa", "", "RFC 3161 timestamp authority URL")
+	tsaRoot := fs.String("tsa-root", "", "the timestamp authority's root certificate (PEM)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -220,8 +223,22 @@ func sign(args []string) error {
 	if err != nil {
 		return err
 	}
+	opts := notation.SignerSignOptions{SignatureMediaType: media, ExpiryDuration: *expiry}
+	if *tsaURL != "" {
+		if opts.Timestamper, err = tspclient.NewHTTPTimestamper(nil, *tsaURL); err != nil {
+			return err
+		}
+		raw, err := os.ReadFile(*tsaRoot)
+		if err != nil {
+			return err
+		}
+		opts.TSARootCAs = x509.NewCertPool()
+		if !opts.TSARootCAs.AppendCertsFromPEM(raw) {
+			return errors.New("--tsa-root holds no PEM certificate")
+		}
+	}
 	desc, err := notation.Sign(context.Background(), s, repo, notation.SignOptions{
-		SignerSignOptions: notation.SignerSignOptions{SignatureMediaType: media, ExpiryDuration: *expiry},
+		SignerSignOptions: opts,
 		ArtifactReference: ref,
 	})
 	if err != nil {
@@ -258,8 +275,19 @@ func verify(args []string) error {
 	if err != nil {
 		return err
 	}
-	desc, _, err := notation.Verify(context.Background(), v, repo, notation.VerifyOptions{ArtifactReference: ref, MaxSignatureAttempts: 50})
+	desc, outcomes, err := notation.Verify(context.Background(), v, repo, notation.VerifyOptions{ArtifactReference: ref, MaxSignatureAttempts: 50})
 	if err != nil {
+		// Say which check failed, for the tests' messages.
+		for _, o := range outcomes {
+			if o.Error != nil {
+				fmt.Fprintln(os.Stderr, "notation-peer: outcome:", o.Error)
+			}
+			for _, r := range o.VerificationResults {
+				if r.Error != nil {
+					fmt.Fprintf(os.Stderr, "notation-peer: %s: %v\n", r.Type, r.Error)
+				}
+			}
+		}
 		return err
 	}
 	fmt.Println("verified", desc.Digest)

@@ -52,6 +52,7 @@ fn code(r: Reason) -> ReasonCode {
         Reason::CertificateExpired => ReasonCode::CertificateExpired,
         Reason::Expired => ReasonCode::Expired,
         Reason::Unsupported => ReasonCode::UnsupportedSignature,
+        Reason::UntrustedTimestamp => ReasonCode::UntrustedTimestamp,
     }
 }
 
@@ -78,6 +79,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
     let trust = Trust {
         ca: &stores.ca,
         signing_authority: &stores.signing_authority,
+        tsa: &stores.tsa,
         identities: &n.identities,
         level: match n.level.as_str() {
             "permissive" => Level::Permissive,

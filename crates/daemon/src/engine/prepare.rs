@@ -23,6 +23,7 @@ pub(crate) struct CosignSigners {
 pub(crate) struct NotationTrust {
     pub ca: Vec<sigstore_core::certs::Cert>,
     pub signing_authority: Vec<sigstore_core::certs::Cert>,
+    pub tsa: Vec<sigstore_core::certs::Cert>,
 }
 
 /// The certificates of one trust store directory: PEM files (one or more certificates
@@ -225,7 +226,7 @@ impl Loaded {
                 match (trust_store(&dir), kind.as_str()) {
                     (Ok(certs), "ca") => trust.ca.extend(certs),
                     (Ok(certs), "signingAuthority") => trust.signing_authority.extend(certs),
-                    (Ok(_), _) => {} // tsa: countersignatures are not verified (stricter)
+                    (Ok(certs), _) => trust.tsa.extend(certs),
                     (Err(e), _) => problems.push(format!(
                         "rule {}: notation trust store {kind}:{name}: {e}",
                         rule.name

@@ -249,12 +249,19 @@ impl NotationWorld {
         d
     }
 
+    /// `STAMPED_REPO:name` (the repository whose trust policy names a tsa store) and its digest.
+    pub fn stamped(&self, name: &str) -> (String, String) {
+        let (_, digest) = self.image(name);
+        (format!("{}:{name}", self.get("STAMPED_REPO")), digest)
+    }
+
     /// Does notation-go's verifier (Notation's trust policy and store of this world) accept
-    /// `REPO@digest`?
-    pub fn notation_verify(&self, digest: &str) -> bool {
+    /// `IMAGE` (a tagged reference) at `digest`?
+    pub fn notation_verify(&self, image: &str, digest: &str) -> bool {
+        let repo = image.rsplit_once(':').map_or(image, |(r, _)| r);
         Command::new(self.get("NOTATION_PEER"))
             .args(["verify", "--config", self.get("NOTATION_CONFIG")])
-            .arg(format!("{}@{digest}", self.get("REPO")))
+            .arg(format!("{repo}@{digest}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
