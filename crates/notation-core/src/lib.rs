@@ -221,12 +221,12 @@ pub fn verify(
     // Authenticity: the trust store of the scheme's type, the path to it, the identity.
     // With tsa stores, a notary.x509 signature must carry a countersignature by one of
     // them (Notation's authentic timestamp); its time is when the chain must be valid.
-    let mut stamped = trust.now;
+    let mut stamped = (trust.now, trust.now);
     if !trust.tsa.is_empty() && env.scheme == "notary.x509" {
         use sigstore_core::tsa::{verify_token, Authorities};
         match &env.timestamp {
             Some(token) => match verify_token(token, &env.signature, Authorities::Roots(trust.tsa)) {
-                Ok(t) => stamped = t,
+                Ok(t) => stamped = t.range(),
                 Err(e) => judge(Error::new(Reason::UntrustedTimestamp, e.message), time_refuses)?,
             },
             None => judge(
@@ -235,14 +235,16 @@ pub fn verify(
             )?,
         }
     }
+    // The moments at which the chain must be valid: now, the whole range a timestamp
+    // stands for, or a signing authority's authentic signing time.
     let (store, when) = match env.scheme.as_str() {
         "notary.x509" => (trust.ca, stamped),
-        "notary.x509.signingAuthority" => (
-            trust.signing_authority,
-            env.authentic_signing_time.ok_or_else(|| {
+        "notary.x509.signingAuthority" => {
+            let t = env.authentic_signing_time.ok_or_else(|| {
                 bad("a signingAuthority signature without its authentic signing time".to_owned())
-            })?,
-        ),
+            })?;
+            (trust.signing_authority, (t, t))
+        }
         other => {
             return Err(Error::new(
                 Reason::Unsupported,
@@ -264,14 +266,20 @@ pub fn verify(
     }
     match path_to_store(&chain, store) {
         Some(path) => {
-            if let Some(c) = path.iter().find(|c| !c.valid_at(when)) {
+            if let Some(c) = path
+                .iter()
+                .find(|c| !c.valid_at(when.0) || !c.valid_at(when.1))
+            {
                 let (nb, na) = c.validity();
+                let at = if when.0 == when.1 {
+                    format!("at {}", when.0)
+                } else {
+                    format!("over {} to {}", when.0, when.1)
+                };
                 judge(
                     Error::new(
                         Reason::CertificateExpired,
-                        format!(
-                            "a certificate of the chain is valid from {nb} to {na}, not at {when}"
-                        ),
+                        format!("a certificate of the chain is valid from {nb} to {na}, not {at}"),
                     ),
                     time_refuses,
                 )?;

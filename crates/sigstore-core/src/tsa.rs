@@ -62,16 +62,31 @@ pub fn verify(
         return Err(bad("the authority did not grant it"));
     }
     let token: ContentInfo = resp.time_stamp_token.ok_or_else(|| bad("no token"))?;
-    verify_contents(token, signature, Authorities::Sigstore(root))
+    verify_contents(token, signature, Authorities::Sigstore(root)).map(|s| s.time)
+}
+
+/// A verified timestamp: the time it states, and how far off it may be (its accuracy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub time: OffsetDateTime,
+    pub accuracy: time::Duration,
+}
+
+impl Stamp {
+    /// The earliest and latest moments it stands for.
+    pub fn range(&self) -> (OffsetDateTime, OffsetDateTime) {
+        (self.time - self.accuracy, self.time + self.accuracy)
+    }
 }
 
 /// Verifies a DER TimeStampToken (a ContentInfo, as Notation's countersignatures carry
-/// it) over `signature`; returns the time it states.
+/// it) over `signature`; returns the time it states, with its accuracy. Every certificate
+/// of the authority's chain must be valid over the whole range.
 pub fn verify_token(
     token: &[u8],
     signature: &[u8],
     authorities: Authorities<'_>,
-) -> Result<OffsetDateTime, Error> {
+) -> Result<Stamp, Error> {
     let token =
         ContentInfo::from_der(token).map_err(|e| bad(format!("not a TimeStampToken: {e}")))?;
     verify_contents(token, signature, authorities)
@@ -84,7 +99,7 @@ fn verify_contents(
     token: ContentInfo,
     signature: &[u8],
     authorities: Authorities<'_>,
-) -> Result<OffsetDateTime, Error> {
+) -> Result<Stamp, Error> {
     if token.content_type != SIGNED_DATA {
         return Err(bad("the token is not SignedData"));
     }
@@ -153,7 +168,17 @@ fn verify_contents(
     let root = match authorities {
         Authorities::Sigstore(root) => root,
         Authorities::Roots(roots) => {
-            return verify_embedded(&sd, &signed, sig_hash, sig, roots, gen_time);
+            let accuracy = tst.accuracy.as_ref().map_or(time::Duration::ZERO, |a| {
+                time::Duration::seconds(
+                    i64::try_from(a.seconds.unwrap_or(0)).unwrap_or(i64::MAX / 2),
+                ) + time::Duration::milliseconds(i64::from(a.millis.unwrap_or(0).max(0)))
+                    + time::Duration::microseconds(i64::from(a.micros.unwrap_or(0).max(0)))
+            });
+            let stamp = Stamp {
+                time: gen_time,
+                accuracy,
+            };
+            return verify_embedded(&sd, &signed, sig_hash, sig, roots, stamp);
         }
     };
     let mut last = bad("it is signed by no timestamp authority of the trusted root");
@@ -180,22 +205,25 @@ fn verify_contents(
             ));
             continue;
         }
-        return Ok(gen_time);
+        return Ok(Stamp {
+            time: gen_time,
+            accuracy: time::Duration::ZERO,
+        });
     }
     Err(last)
 }
 
 /// The token's own signing certificate: it signed, it is a timestamping certificate, and
 /// it chains (through certificates the token carries) to one of `roots`, every one valid
-/// at `gen_time`.
+/// over the stamp's whole range.
 fn verify_embedded(
     sd: &SignedData,
     signed: &[u8],
     hash: Hash,
     sig: &[u8],
     roots: &[Cert],
-    gen_time: OffsetDateTime,
-) -> Result<OffsetDateTime, Error> {
+    stamp: Stamp,
+) -> Result<Stamp, Error> {
     let embedded: Vec<Cert> = sd
         .certificates
         .as_ref()
@@ -248,11 +276,12 @@ fn verify_embedded(
             }
         }
     }
-    if let Some(c) = path.iter().find(|c| !c.valid_at(gen_time)) {
+    let (from, to) = stamp.range();
+    if let Some(c) = path.iter().find(|c| !c.valid_at(from) || !c.valid_at(to)) {
         let (nb, na) = c.validity();
         return Err(bad(format!(
-            "a certificate of its chain is valid from {nb} to {na}, not at {gen_time}"
+            "a certificate of its chain is valid from {nb} to {na}, not over {from} to {to}"
         )));
     }
-    Ok(gen_time)
+    Ok(stamp)
 }
