@@ -10,6 +10,9 @@
 #   wrongid    CA acme, signer "someone else"
 #   expired    CA acme, the signer, --expiry 1s (expired when the tests run)
 #   swapped    unsigned; jws's signature index copied to its sha256-<hex> tag
+#   noku       CA acme, the signer's name, a certificate whose key usage lacks
+#              digitalSignature (notation-go refuses to sign with it: a JWS made by hand)
+#   forged     the same hand-made JWS by the good signer (shows the hand-made one is sound)
 # and in STAMPED_REPO (127.0.0.1:PORT/notation/stamped), whose trust policy also names the
 # timestamp authority store tsa:testtsa (Notation then requires a countersignature):
 #   stamped    a signer whose certificate has expired since, with a countersignature of
@@ -47,6 +50,7 @@ mkdir -p "$dir/pki"
 "$peer" gen-leaf "$dir/pki" acme "$dir/pki/signer" "pullguard signer"
 "$peer" gen-leaf "$dir/pki" other "$dir/pki/stranger" "pullguard signer"
 "$peer" gen-leaf "$dir/pki" acme "$dir/pki/wrongid" "someone else"
+"$peer" gen-leaf "$dir/pki" acme "$dir/pki/noku" "pullguard signer" --key-usage encipher
 # Signers valid for a few seconds only: their signatures outlive their certificates.
 # (5 s: the stamps, taken within a second or two, must fall inside with their 1 s accuracy.)
 short=$(date -u -d '+5 seconds' +%Y-%m-%dT%H:%M:%SZ)
@@ -81,7 +85,7 @@ bad_tsa=$TSA_URL
 declare -A digest size
 stamped_repo=$reg/notation/stamped
 declare -A where
-for name in jws cose unsigned untrusted wrongid expired swapped notary cosign stamped badstamp nostamp; do
+for name in jws cose unsigned untrusted wrongid expired swapped noku forged notary cosign stamped badstamp nostamp; do
   where[$name]=$repo
   case $name in stamped | badstamp | nostamp) where[$name]=$stamped_repo ;; esac
   oci_image "$dir/img-$name" "pullguard notation test: $name"
@@ -104,6 +108,10 @@ sign signer cose cose
 sign stranger jws untrusted
 sign wrongid jws wrongid
 sign signer jws nostamp
+# notation-go will not sign with that certificate; the envelope is made by hand.
+"$peer" forge-jws --key "$dir/pki/noku.key" --cert "$dir/pki/noku.crt" "$repo@${digest[noku]}" >/dev/null
+# ... and the same hand-made envelope by the good signer, which must pass (the forge is sound).
+"$peer" forge-jws --key "$dir/pki/signer.key" --cert "$dir/pki/signer.crt" "$repo@${digest[forged]}" >/dev/null
 
 # swapped: jws's referrers index (tag schema), byte for byte, under swapped's tag.
 api=http://$reg/v2/notation/app

@@ -37,6 +37,8 @@ async fn notation_signatures_in_both_envelopes_every_refusal_and_notation_agrees
         ("wrongid", Err("identity_mismatch")),
         ("expired", Err("expired")),
         ("swapped", Err("digest_mismatch")),
+        ("noku", Err("untrusted_signer")),
+        ("forged", Ok("notation jws")),
     ] {
         let (image, digest) = nw.image(name);
         let v = verify(&mut c, &image, &digest).await;
@@ -213,6 +215,8 @@ async fn an_imported_notation_trust_policy_judges_as_notation_does() {
         "wrongid",
         "expired",
         "swapped",
+        "noku",
+        "forged",
     ] {
         let (image, digest) = nw.image(name);
         let v = verify(&mut c, &image, &digest).await;

@@ -19,6 +19,8 @@ use time::OffsetDateTime;
 use trust_core::canonical::Json;
 use x509_cert::der::asn1::ObjectIdentifier;
 
+const KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
+
 /// The largest envelope read.
 pub const MAX_ENVELOPE: usize = 1 << 20;
 
@@ -255,7 +257,13 @@ pub fn verify(
             ))
         }
     };
-    if leaf.is_ca() || !leaf.code_signing() {
+    // The specification's leaf: not a CA, code signing among its extended key usages,
+    // digitalSignature among its key usages.
+    let signs = leaf
+        .extension(KEY_USAGE)
+        .and_then(|v| <x509_cert::ext::pkix::KeyUsage as x509_cert::der::Decode>::from_der(v).ok())
+        .is_some_and(|ku| ku.digital_signature());
+    if leaf.is_ca() || !leaf.code_signing() || !signs {
         judge(
             Error::new(
                 Reason::UntrustedSigner,

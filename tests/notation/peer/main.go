@@ -5,9 +5,11 @@
 // referrers) and ask notation-go's verifier for its verdict on each image.
 //
 //	notation-peer gen-ca DIR NAME                 # DIR/NAME.key, DIR/NAME.crt (a root CA)
-//	notation-peer gen-leaf CA_DIR CA OUT CN [--not-after RFC3339]   # OUT.key, OUT.crt (leaf, then CA)
+//	notation-peer gen-leaf CA_DIR CA OUT CN [--not-after RFC3339] [--key-usage encipher]   # OUT.key, OUT.crt (leaf, then CA)
 //	notation-peer sign --key K --cert C --envelope jws|cose [--expiry 2s] [--tsa URL --tsa-root CERT] REF
 //	notation-peer verify --config DIR REF         # DIR/trustpolicy.json, DIR/truststore/x509/...
+//	notation-peer forge-jws --key K --cert C REF  # a JWS built here, not by notation-go (which
+//	                                              # refuses to sign with some certificates)
 package main
 
 import (
@@ -15,8 +17,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -54,6 +58,8 @@ func main() {
 		err = sign(os.Args[2:])
 	case "verify":
 		err = verify(os.Args[2:])
+	case "forge-jws":
+		err = forgeJWS(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -145,6 +151,7 @@ func readCA(caDir, name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 func genLeaf(args []string) error {
 	fs := flag.NewFlagSet("gen-leaf", flag.ContinueOnError)
 	notAfter := fs.String("not-after", "", "RFC 3339 end of validity")
+	keyUsage := fs.String("key-usage", "sign", "sign (digitalSignature) or encipher (keyEncipherment only)")
 	if len(args) < 4 {
 		return errors.New("gen-leaf CA_DIR CA OUT CN [--not-after T]")
 	}
@@ -172,6 +179,9 @@ func genLeaf(args []string) error {
 		NotAfter:     end,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+	}
+	if *keyUsage == "encipher" {
+		tmpl.KeyUsage = x509.KeyUsageKeyEncipherment
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
@@ -291,5 +301,85 @@ func verify(args []string) error {
 		return err
 	}
 	fmt.Println("verified", desc.Digest)
+	return nil
+}
+
+// forgeJWS writes a JWS envelope the way the specification lays it out, signed ES256 with
+// KEY, with CHAIN as x5c, and attaches it to REF like notation-go does; notation-go's own
+// signer refuses certificates its verifier must also refuse, so tests make those here.
+func forgeJWS(args []string) error {
+	fs := flag.NewFlagSet("forge-jws", flag.ContinueOnError)
+	keyPath := fs.String("key", "", "signing key (PEM, PKCS#8 ECDSA P-256)")
+	certPath := fs.String("cert", "", "certificate chain (PEM, leaf first)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("forge-jws ... REF")
+	}
+	keyPEM, err := os.ReadFile(*keyPath)
+	if err != nil {
+		return err
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return errors.New("key is not PEM")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return err
+	}
+	key, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return errors.New("key is not ECDSA")
+	}
+	chainPEM, err := os.ReadFile(*certPath)
+	if err != nil {
+		return err
+	}
+	var x5c []string
+	for rest := chainPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		x5c = append(x5c, base64.StdEncoding.EncodeToString(b.Bytes))
+	}
+	ref := fs.Arg(0)
+	repo, err := repository(ref)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	subject, err := repo.Resolve(ctx, ref)
+	if err != nil {
+		return err
+	}
+	payload, _ := json.Marshal(map[string]any{"targetArtifact": map[string]any{
+		"mediaType": subject.MediaType, "digest": subject.Digest, "size": subject.Size}})
+	protected, _ := json.Marshal(map[string]any{
+		"alg": "ES256", "crit": []string{"io.cncf.notary.signingScheme"},
+		"cty":                          "application/vnd.cncf.notary.payload.v1+json",
+		"io.cncf.notary.signingScheme": "notary.x509",
+		"io.cncf.notary.signingTime":   time.Now().UTC().Format(time.RFC3339),
+	})
+	b64 := base64.RawURLEncoding
+	input := b64.EncodeToString(protected) + "." + b64.EncodeToString(payload)
+	digest := sha256.Sum256([]byte(input))
+	r, sv, err := ecdsa.Sign(rand.Reader, key, digest[:])
+	if err != nil {
+		return err
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	sv.FillBytes(sig[32:])
+	env, _ := json.Marshal(map[string]any{
+		"payload": b64.EncodeToString(payload), "protected": b64.EncodeToString(protected),
+		"header": map[string]any{"x5c": x5c}, "signature": b64.EncodeToString(sig)})
+	_, desc, err := repo.PushSignature(ctx, jws.MediaTypeEnvelope, env, subject, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Println(desc.Digest)
 	return nil
 }
