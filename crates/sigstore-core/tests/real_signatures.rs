@@ -186,3 +186,28 @@ fn a_payload_with_a_key_twice_is_refused() {
         d
     );
 }
+
+#[test]
+fn a_rule_with_keys_and_identities_but_no_log_requirement_takes_a_keys_signature() {
+    let (d, keys) = (digest(), [key()]);
+    let root = sigstore_core::trust_root::TrustedRoot::parse(
+        br#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}"#,
+    )
+    .unwrap();
+    let ids = [sigstore_core::certs::Identity::exact(
+        "https://ci.example/release",
+        "https://issuer.example",
+    )];
+    let mut x = expect(&d, &keys);
+    x.identities = &ids;
+    x.root = Some(&root);
+    bundle::verify(&fixture("bundle.json"), &x).unwrap();
+    // With the log required, the same signature is refused: it has no entry.
+    x.tlog = true;
+    assert_eq!(
+        bundle::verify(&fixture("bundle.json"), &x)
+            .unwrap_err()
+            .reason,
+        Reason::TlogMissing
+    );
+}
