@@ -183,47 +183,24 @@ impl CosignWorld {
     }
 }
 
-impl Drop for CosignWorld {
-    fn drop(&mut self) {
-        for pid in [
-            "REGISTRY_PID",
-            "AUTH_REGISTRY_PID",
-            "NOTARY_SERVER_PID",
-            "NOTARY_SIGNER_PID",
-        ] {
-            kill(self.get(pid));
-        }
-    }
-}
-
 /// tests/notation/serve.sh: notary-signer + notary-server and a docker-registry with
 /// images signed by the Notary Project's notation-go (JWS, COSE, untrusted CA, another
 /// identity, expired, a swapped signature), Notary v1 and cosign; see the script.
-pub struct NotationWorld {
-    pub dir: tempfile::TempDir,
-    pub env: HashMap<String, String>,
+pub struct NotationWorld(Served);
+
+impl std::ops::Deref for NotationWorld {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.0
+    }
 }
 
 impl NotationWorld {
     pub fn start() -> NotationWorld {
-        let (dir, env) = serve(
+        NotationWorld(Served::start(
             "tests/notation/serve.sh",
             "tests/notation/serve.sh failed: run scripts/test (it builds the notation peer and cosign into ~/.cache/pullguard-tools); are notary and docker-registry installed?",
-        );
-        NotationWorld { dir, env }
-    }
-
-    pub fn get(&self, k: &str) -> &str {
-        &self.env[k]
-    }
-
-    /// `REPO:name` and its digest.
-    pub fn image(&self, name: &str) -> (String, String) {
-        (
-            format!("{}:{name}", self.get("REPO")),
-            self.get(&format!("DIGEST_{}", name.to_ascii_uppercase()))
-                .to_owned(),
-        )
+        ))
     }
 
     /// Copies Notation's trust store into `keys/notation/truststore`, as an operator
@@ -559,9 +536,32 @@ pub fn serve_with(
         .stdout(Stdio::null())
         .status()
         .unwrap();
+    if !status.success() {
+        // What the script started before it failed has no env file to be stopped by:
+        // every pid file it wrote is.
+        stop_pid_files(dir.path());
+    }
     assert!(status.success(), "{hint}");
     let env = read_env(&dir.path().join("env"));
     (dir, env)
+}
+
+/// Stops the process of every `*.pid` or `pid` file below `dir`.
+fn stop_pid_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() {
+            stop_pid_files(&p);
+        } else if name == "pid" || name.ends_with(".pid") {
+            if let Ok(pid) = std::fs::read_to_string(&p) {
+                kill(pid.trim());
+            }
+        }
+    }
 }
 
 /// A TCP port nobody listens on now.
