@@ -1,9 +1,14 @@
 //! The part of CBOR (RFC 8949) a COSE_Sign1 envelope uses: integers, byte and text
 //! strings, arrays, maps, tags, booleans and null, definite lengths only. Bounded: at most
-//! 16 levels deep, lengths checked against the input before anything is allocated.
+//! 16 levels deep, at most [`MAX_ENTRIES`] entries in one array or map and [`MAX_ITEMS`]
+//! items in all, lengths checked against the input before anything is allocated, and
+//! linear in the input (duplicate map keys are found with a hash set, never by comparing
+//! every pair: a 1 MiB envelope of small keys cost a minute of CPU that way).
+
+use std::collections::HashSet;
 
 /// A decoded item.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Item {
     Int(i128),
     Bytes(Vec<u8>),
@@ -26,10 +31,15 @@ impl Item {
 }
 
 const MAX_DEPTH: usize = 16;
+/// Entries of one array or map: a COSE_Sign1 envelope has four, its headers a handful,
+/// a certificate chain a few certificates.
+pub const MAX_ENTRIES: u64 = 1024;
+/// Items decoded from one input, all levels together.
+pub const MAX_ITEMS: usize = 16 * 1024;
 
 /// Decodes exactly one item from `b`; trailing bytes are an error.
 pub fn decode(b: &[u8]) -> Result<Item, String> {
-    let mut r = Reader { b, at: 0 };
+    let mut r = Reader { b, at: 0, items: 0 };
     let item = r.item(0)?;
     if r.at != b.len() {
         return Err("trailing bytes after the CBOR item".to_owned());
@@ -40,6 +50,7 @@ pub fn decode(b: &[u8]) -> Result<Item, String> {
 struct Reader<'a> {
     b: &'a [u8],
     at: usize,
+    items: usize,
 }
 
 impl Reader<'_> {
@@ -78,6 +89,10 @@ impl Reader<'_> {
         if depth > MAX_DEPTH {
             return Err("CBOR nested too deep".to_owned());
         }
+        self.items += 1;
+        if self.items > MAX_ITEMS {
+            return Err(format!("CBOR with more than {MAX_ITEMS} items"));
+        }
         let first = self.byte()?;
         let (major, info) = (first >> 5, first & 0x1f);
         if major == 7 {
@@ -98,6 +113,11 @@ impl Reader<'_> {
             3 => Item::Text(
                 String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "CBOR text is not UTF-8")?,
             ),
+            4 | 5 if n > MAX_ENTRIES => {
+                return Err(format!(
+                "a CBOR array or map of {n} entries, over the {MAX_ENTRIES} an envelope may have"
+            ))
+            }
             4 => {
                 // Each item takes at least one byte: a count beyond the input is a lie.
                 if n > (self.b.len() - self.at) as u64 {
@@ -114,9 +134,10 @@ impl Reader<'_> {
                     return Err("CBOR map longer than the input".to_owned());
                 }
                 let mut v = Vec::with_capacity(n as usize);
+                let mut seen = HashSet::with_capacity(n as usize);
                 for _ in 0..n {
                     let k = self.item(depth + 1)?;
-                    if v.iter().any(|(seen, _)| *seen == k) {
+                    if !seen.insert(k.clone()) {
                         return Err("CBOR map with a key twice".to_owned());
                     }
                     let val = self.item(depth + 1)?;
@@ -178,5 +199,48 @@ mod tests {
         let deep: Vec<u8> = std::iter::repeat_n(0x81, 40).chain([0x00]).collect();
         assert!(decode(&deep).is_err());
         assert!(decode(&[0x01, 0x02]).is_err(), "trailing");
+    }
+
+    /// A map of `n` distinct small keys (text "k0", "k1", …), each with value 0.
+    fn map_of(n: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        head(5, n, &mut b);
+        for i in 0..n {
+            let k = format!("k{i}");
+            head(3, k.len() as u64, &mut b);
+            b.extend(k.as_bytes());
+            head(0, 0, &mut b);
+        }
+        b
+    }
+
+    #[test]
+    fn quadratic_duplicate_key_scan_a_1_mib_map_of_small_keys_is_refused_by_its_count() {
+        // The attack: ~1 MiB of distinct small keys in one map. Compared pairwise, that
+        // was ~10^10 comparisons on a tokio worker before any signature check.
+        let big = map_of(120_000);
+        assert!(big.len() > 900_000, "{}", big.len());
+        let err = decode(&big).unwrap_err();
+        assert!(err.contains("entries"), "{err}");
+        // What an envelope really has still decodes, and a duplicate among many is found.
+        assert!(matches!(decode(&map_of(MAX_ENTRIES)), Ok(Item::Map(m)) if m.len() == 1024));
+        let mut dup = map_of(3);
+        dup[0] = 0xa4; // four entries: the first key again
+        dup.extend([0x62, b'k', b'0', 0x00]);
+        assert_eq!(decode(&dup).unwrap_err(), "CBOR map with a key twice");
+    }
+
+    #[test]
+    fn many_small_arrays_are_bounded_in_total_items() {
+        // 1024 arrays of 1024 items each: every container within its own cap, the whole
+        // over the item budget.
+        let mut b = Vec::new();
+        head(4, 64, &mut b);
+        for _ in 0..64 {
+            head(4, 1024, &mut b);
+            b.extend(std::iter::repeat_n(0x00, 1024));
+        }
+        let err = decode(&b).unwrap_err();
+        assert!(err.contains("items"), "{err}");
     }
 }
