@@ -148,7 +148,8 @@ impl EventLog {
                 .format(&Rfc3339)
                 .unwrap_or_default(),
             event: kind.as_str().to_owned(),
-            message: message.into(),
+            // Messages quote what servers and clients sent: bounded for every sink.
+            message: api::capped(&message.into(), 4000),
             host: self.host.clone(),
             policy_generation: generation,
             event_id: format!("{:x}-{}-{n}", self.started, std::process::id()),

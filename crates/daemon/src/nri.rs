@@ -344,6 +344,17 @@ fn answer(ctx: &ContainerCtx, asked: &str, v: &Verdict) -> Result<(), String> {
     ))
 }
 
+/// Longest image name quoted in a refusal (what the CRI client wrote can be longer).
+const MAX_QUOTED_IMAGE: usize = 300;
+/// Longest verdict message quoted (it may quote a registry's or a signature's text).
+const MAX_QUOTED_MESSAGE: usize = 700;
+/// Longest pod, namespace or container name quoted.
+const MAX_QUOTED_NAME: usize = 100;
+
+/// The refusal containerd hands to the CRI caller. Every piece that came from outside
+/// (the image name as the client wrote it, pod and container names, a message quoting
+/// a registry or a certificate) is capped and cleaned, so the answer always fits what
+/// containerd reads (the nri crate bounds it again) and cannot forge lines in a log.
 fn refusal(
     ctx: &ContainerCtx,
     image: &str,
@@ -353,12 +364,16 @@ fn refusal(
     generation: u64,
     event: &str,
 ) -> String {
+    let name = |s: &str| api::capped(s, MAX_QUOTED_NAME);
     format!(
-        "pullguard: refused container {} of pod {}/{}: image {image}: {message} [{reason}]; to fix: {} (rule {rule}, policy gen {generation}, {event})",
-        ctx.container,
-        ctx.pod_namespace,
-        ctx.pod,
+        "pullguard: refused container {} of pod {}/{}: image {}: {} [{reason}]; to fix: {} (rule {}, policy gen {generation}, {event})",
+        name(&ctx.container),
+        name(&ctx.pod_namespace),
+        name(&ctx.pod),
+        api::capped(image, MAX_QUOTED_IMAGE),
+        api::capped(message, MAX_QUOTED_MESSAGE),
         reason.remedy(),
+        name(rule),
     )
 }
 
@@ -479,5 +494,46 @@ mod tests {
             "{refused}"
         );
         assert_eq!(last_event(dir.path())["reason"], "image_unresolved");
+    }
+
+    #[tokio::test]
+    async fn long_refusal_closes_plugin_a_long_image_name_and_message_give_a_bounded_answer() {
+        // The attack: a 2,500-byte image name (and a message quoting it) made an answer
+        // containerd could not read; it dropped the plugin and created the container.
+        let dir = tempfile::tempdir().unwrap();
+        let g = gate(dir.path());
+        let image = format!(
+            "registry.example.com/{}:v1\n[forged log line]",
+            "a".repeat(2_500)
+        );
+        let refused = g
+            .create_container(
+                request(&[(nri::IMAGE_NAME_ANNOTATION, &image)]),
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap_err();
+        assert!(refused.len() < 2048, "{} bytes", refused.len());
+        assert!(refused.contains("[image_unresolved]"), "{refused}");
+        assert!(!refused.contains('\n'), "{refused}");
+        let ctx = ContainerCtx {
+            pod: "p".repeat(5_000),
+            pod_namespace: "n".into(),
+            container: "c".into(),
+        };
+        let text = refusal(
+            &ctx,
+            &image,
+            ReasonCode::IdentityMismatch,
+            &"SAN ".repeat(2_000),
+            "rule",
+            1,
+            "event 1",
+        );
+        assert!(text.len() < 2048, "{} bytes", text.len());
+        assert!(
+            text.contains("[identity_mismatch]") && text.contains("to fix:"),
+            "{text}"
+        );
     }
 }

@@ -2,9 +2,15 @@
 //! the wire: one connection carries several byte streams ("conns"), and each frame is an
 //! 8-byte header — conn ID and payload length, both u32 big endian — and the payload.
 //! Conn 1 carries the plugin's service (containerd calls it), conn 2 the runtime's
-//! (the plugin calls it). A writer splits a payload longer than [`MAX_PAYLOAD`] into
-//! several frames, so a conn is a byte stream and its ttrpc messages are reassembled
-//! from it ([`crate::ttrpc::Reader`]).
+//! (the plugin calls it). A conn is a byte stream and its ttrpc messages are
+//! reassembled from it ([`crate::ttrpc::Reader`]).
+//!
+//! What is written is split into frames of at most [`WRITE_FRAME`] bytes, far below
+//! the [`MAX_PAYLOAD`] NRI's multiplexer names: containerd's side hands each frame
+//! whole to a `Read` call and fails it (`ENOMEM`, then `ttrpc: closed`) when the
+//! caller's buffer is smaller, and ttrpc reads through a 4096-byte `bufio.Reader`. A
+//! longer frame there drops the plugin, and containerd then creates the container
+//! unchecked (NRI v0.12, containerd 2.3/2.4).
 //!
 //! Sans-IO: bytes in, frames out. Everything here parses bytes from the peer, so every
 //! length is checked before it is used and nothing panics (fuzzed: `fuzz/nri_frames`).
@@ -21,14 +27,19 @@ pub const HEADER_LEN: usize = 8;
 /// largest body ttrpc allows), where NRI's writer splits. A longer frame is refused.
 pub const MAX_PAYLOAD: usize = crate::ttrpc::HEADER_LEN + crate::ttrpc::MAX_MESSAGE;
 
-/// Appends `payload` for `conn` to `out` as frames of at most [`MAX_PAYLOAD`] bytes.
+/// The largest frame written: the size of the buffer containerd's ttrpc reads the
+/// multiplexed conn through (Go's `bufio` default), so that every frame fits the read
+/// that receives it.
+pub const WRITE_FRAME: usize = 4096;
+
+/// Appends `payload` for `conn` to `out` as frames of at most [`WRITE_FRAME`] bytes.
 pub fn encode(conn: u32, payload: &[u8], out: &mut Vec<u8>) {
     // An empty payload is still one (empty) frame.
     let empty: [&[u8]; 1] = [&[]];
     let chunks: Box<dyn Iterator<Item = &[u8]>> = if payload.is_empty() {
         Box::new(empty.into_iter())
     } else {
-        Box::new(payload.chunks(MAX_PAYLOAD))
+        Box::new(payload.chunks(WRITE_FRAME))
     };
     for chunk in chunks {
         // chunks() caps each at MAX_PAYLOAD, far below u32::MAX.
@@ -142,14 +153,15 @@ mod tests {
 
     #[test]
     fn long_payloads_are_split_and_oversized_frames_refused() {
-        let big = vec![7u8; MAX_PAYLOAD + 3];
+        let big = vec![7u8; 2 * WRITE_FRAME + 3];
         let mut wire = Vec::new();
         encode(1, &big, &mut wire);
         let mut d = Demux::new();
         d.push(&wire);
-        let a = d.next_frame().unwrap().unwrap();
-        let b = d.next_frame().unwrap().unwrap();
-        assert_eq!((a.payload.len(), b.payload.len()), (MAX_PAYLOAD, 3));
+        let lens: Vec<usize> = std::iter::from_fn(|| d.next_frame().unwrap())
+            .map(|f| f.payload.len())
+            .collect();
+        assert_eq!(lens, [WRITE_FRAME, WRITE_FRAME, 3]);
 
         let mut d = Demux::new();
         let too_long = u32::try_from(MAX_PAYLOAD + 1).unwrap();
@@ -159,5 +171,28 @@ mod tests {
         let mut d = Demux::new();
         d.push(&[0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]);
         assert!(matches!(d.next_frame(), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn long_refusal_closes_plugin_no_frame_is_longer_than_containerds_read_buffer() {
+        // The attack: a refusal quoting 6,000 characters went out as one frame, which
+        // containerd's side could not read; it dropped the plugin and created the
+        // container. Every frame written must fit Go's 4096-byte bufio read.
+        for len in [0, 1, 4095, 4096, 4097, 6_000, 70_000] {
+            let mut wire = Vec::new();
+            encode(PLUGIN_CONN, &vec![b'x'; len], &mut wire);
+            let mut d = Demux::new();
+            d.push(&wire);
+            let mut total = 0;
+            while let Some(f) = d.next_frame().unwrap() {
+                assert!(
+                    f.payload.len() <= 4096,
+                    "{len}: a frame of {}",
+                    f.payload.len()
+                );
+                total += f.payload.len();
+            }
+            assert_eq!(total, len);
+        }
     }
 }

@@ -226,8 +226,12 @@ async fn run<H: Handler>(
                         format!("pullguard: cannot decode the ttrpc call: {e}"),
                     ),
                 };
-                // A failed write breaks the connection, which the read loop then sees.
-                let _ = writer.answer(stream, &answer).await;
+                // A failed write breaks the connection, which the read loop then sees
+                // (and reports as nri.disconnected); the answer is bounded, so only a
+                // broken socket fails it.
+                if let Err(e) = writer.answer(stream, &answer).await {
+                    tracing::error!(error = %e, stream, "an NRI answer could not be sent");
+                }
                 drop(permit);
             });
         }
@@ -259,7 +263,20 @@ fn registration_answer(message: Message) -> Option<Result<(), Error>> {
     }
 }
 
-fn failure(code: i32, message: String) -> Response {
+/// The longest status message answered, in bytes: with the rest of the answer, well
+/// inside one ttrpc message, so that a refusal always arrives (an answer that cannot be
+/// sent leaves containerd to create the container when its deadline passes).
+pub const MAX_STATUS_MESSAGE: usize = 2048;
+
+fn failure(code: i32, mut message: String) -> Response {
+    if message.len() > MAX_STATUS_MESSAGE {
+        let mut end = MAX_STATUS_MESSAGE - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
     Response {
         status: Some(Status { code, message }),
         payload: Vec::new(),
@@ -361,5 +378,28 @@ mod tests {
     fn the_subscription_is_create_container_alone() {
         // NRI's EventMask: CreateContainer is event 4, bit 3.
         assert_eq!(create_container_mask(), 8);
+    }
+
+    #[test]
+    fn long_refusal_closes_plugin_a_refusal_is_bounded_whatever_it_quotes() {
+        for len in [
+            10,
+            MAX_STATUS_MESSAGE,
+            MAX_STATUS_MESSAGE + 1,
+            6_000,
+            5 << 20,
+        ] {
+            let r = failure(
+                code::PERMISSION_DENIED,
+                "é".repeat(len / 2) + &"x".repeat(len % 2),
+            );
+            let status = r.status.clone().unwrap();
+            assert!(status.message.len() <= MAX_STATUS_MESSAGE, "{len}");
+            assert!(r.encode_to_vec().len() <= MAX_STATUS_MESSAGE + 16, "{len}");
+            assert_eq!(status.code, code::PERMISSION_DENIED);
+            if len > MAX_STATUS_MESSAGE {
+                assert!(status.message.ends_with('…'), "{len}");
+            }
+        }
     }
 }

@@ -122,10 +122,14 @@ pub(crate) struct Denial {
     message: String,
 }
 
+/// Longest refusal message kept: messages quote registries, trust servers and
+/// certificates, and go into answers, events and log lines.
+const MAX_MESSAGE: usize = 2000;
+
 pub(crate) fn deny(reason: ReasonCode, message: impl Into<String>) -> Denial {
     Denial {
         reason,
-        message: message.into(),
+        message: api::capped(&message.into(), MAX_MESSAGE),
     }
 }
 
