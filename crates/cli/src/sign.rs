@@ -285,7 +285,12 @@ async fn manifest_of(
     let client = client.with_plain_http(insecure);
     // The bytes are hashed by the client; the registry's digest header is not trusted.
     let m = client
-        .manifest(&image.domain, &image.path, tag)
+        .manifest(
+            &image.domain,
+            &image.path,
+            tag,
+            &registry::Budget::per_verdict(),
+        )
         .await
         .map_err(|e| unreachable(e.to_string()))?
         .ok_or_else(|| unreachable("the registry has no such tag".to_owned()))?;

@@ -110,8 +110,16 @@ codes! {
         IdentityMismatch = "identity_mismatch",
         /// cosign: the rule requires transparency-log evidence and there is none that verifies.
         TlogMissing = "tlog_missing",
-        /// The image's registry could not be asked for its signatures.
+        /// The image's registry could not be asked for its signatures (no answer: an outage).
         RegistryUnreachable = "registry_unreachable",
+        /// The image's registry refused pullguardd's credentials, or asked for them somewhere they must not go.
+        RegistryAuthFailed = "registry_auth_failed",
+        /// The image's registry answered with content that is wrong: oversized, unparseable, not matching its digest.
+        RegistryContentInvalid = "registry_content_invalid",
+        /// The node's registry configuration (hosts.toml, its CA files, registry_auth_file) cannot be used.
+        RegistryConfigInvalid = "registry_config_invalid",
+        /// Looking for the image's signatures took more requests, bytes or time than one verdict may.
+        LookupBudgetExceeded = "lookup_budget_exceeded",
         /// Notation: the certificate chain leads to no certificate of the rule's trust stores.
         UntrustedSigner = "untrusted_signer",
         /// Notation: a signature pullguard refuses to handle (a plugin, an unknown critical attribute, an algorithm).
@@ -173,7 +181,11 @@ impl ReasonCode {
             NoSignature => "sign the image (cosign sign, or notation sign) with a key or identity the rule accepts; for cosign, check signature_repository if signatures are stored elsewhere",
             IdentityMismatch => "the signature was made for another repository or by another signer than the rule names: re-sign for this image, or fix the rule",
             TlogMissing => "sign with upload to a transparency log, or set cosign_tlog = false in the rule if key-signed images without one are acceptable",
-            RegistryUnreachable => "check the image's registry (network, hosts.toml under registry_config_path, credentials in registry_auth_file); on_unreachable = \"cached\" lets a signature verified earlier answer during an outage",
+            RegistryUnreachable => "check the image's registry (network, its status); on_unreachable = \"cached\" lets a signature verified earlier answer during an outage",
+            RegistryAuthFailed => "give pullguardd credentials the registry accepts (registry_auth_file in [daemon]); if the registry sends them to a token service over plain HTTP or on an internal address, fix the registry's token realm",
+            RegistryContentInvalid => "the registry serves broken or hostile content for this image's signatures: find out who pushed it; pullguard refuses rather than treat it as an outage",
+            LookupBudgetExceeded => "the image has more referrers or larger signature documents than a verdict may read, or its registry answers too slowly: remove junk referrers (old signatures, unrelated artifacts) or sign again; check the registry's latency",
+            RegistryConfigInvalid => "fix the file the message names (hosts.toml under registry_config_path, a CA file it names, or registry_auth_file); pullguard reads them as containerd does",
             UntrustedSigner => "add the signer's root CA to a trust store the rule names (keys_dir/notation/truststore/x509/TYPE/NAME/), or sign with a certificate issued under one",
             UnsupportedSignature => "sign without verification plugins or unknown critical attributes, with ES256/ES384 or PS256/PS384/PS512",
             UntrustedTimestamp => "the signature's timestamp is not from an authority of the rule's tsa trust stores, or does not cover it: add the timestamp authority's root to a tsa store the rule names, or sign again",

@@ -360,7 +360,8 @@ async fn transparency_log_and_keyless_rules_refuse_what_they_cannot_prove() {
 
 /// A registry that wants a login: signatures are read with the credentials of
 /// `registry_auth_file` (a docker config.json); without them the pull is refused as
-/// `registry_unreachable`, saying which setting to give.
+/// `registry_auth_failed` (an answer, not an outage: `on_unreachable` does not apply),
+/// saying which setting to give.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registry_that_wants_a_login_is_read_with_the_credentials_file() {
     let cw = CosignWorld::start();
@@ -381,7 +382,7 @@ async fn a_registry_that_wants_a_login_is_read_with_the_credentials_file() {
     let v = verify(&mut c, &image, &digest).await;
     assert_eq!(
         (v.allowed, v.reason.as_str()),
-        (false, "registry_unreachable"),
+        (false, "registry_auth_failed"),
         "{v:?}"
     );
     assert!(

@@ -140,6 +140,97 @@ pub fn challenge_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Where an address is, for deciding where credentials may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Public,
+    /// Loopback, RFC 1918, unique-local, CGNAT, unspecified: the node's own networks.
+    Internal,
+    /// 169.254/16, fe80::/10: cloud metadata services live here.
+    LinkLocal,
+}
+
+fn place(ip: std::net::IpAddr) -> Place {
+    use std::net::IpAddr;
+    let ip = match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(a) if a.is_link_local() => Place::LinkLocal,
+        IpAddr::V4(a)
+            if a.is_loopback()
+                || a.is_private()
+                || a.is_unspecified()
+                || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64) =>
+        {
+            Place::Internal
+        }
+        IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => Place::LinkLocal,
+        IpAddr::V6(a)
+            if a.is_loopback() || a.is_unspecified() || (a.segments()[0] & 0xfe00) == 0xfc00 =>
+        {
+            Place::Internal
+        }
+        _ => Place::Public,
+    }
+}
+
+/// The places `url`'s host resolves to (an IP literal is its own).
+async fn places(url: &reqwest::Url) -> Result<Vec<Place>, String> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{} names no host", api::capped(url.as_str(), 200)))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(vec![place(ip)]);
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs = tokio::net::lookup_host((bare, port))
+        .await
+        .map_err(|e| format!("{host} does not resolve: {e}"))?;
+    Ok(addrs.map(|a| place(a.ip())).collect())
+}
+
+/// Whether a token service at `realm` may receive the credentials of the registry that
+/// sent the challenge from `asker`: never over plain HTTP for a registry reached over
+/// HTTPS, never another scheme, and never on a link-local or internal address unless
+/// the registry itself is on one of that kind (a hostile registry pointing its realm at
+/// a metadata service or an internal host would otherwise make pullguardd send the
+/// node's credentials there). cosign refuses plain-HTTP realms too.
+pub async fn check_realm(asker: &reqwest::Url, realm: &reqwest::Url) -> Result<(), String> {
+    match (asker.scheme(), realm.scheme()) {
+        (_, "https") | ("http", "http") => {}
+        ("https", "http") => {
+            return Err("over plain HTTP although the registry is reached over HTTPS".to_owned())
+        }
+        (_, other) => return Err(format!("over the scheme {other:?}")),
+    }
+    let theirs = places(realm).await?;
+    let ours = places(asker).await?;
+    for p in theirs {
+        let ok = match p {
+            Place::Public => true,
+            Place::Internal => ours.iter().all(|o| *o != Place::Public),
+            Place::LinkLocal => ours.iter().all(|o| *o == Place::LinkLocal),
+        };
+        if !ok {
+            return Err(format!(
+                "on a {} address while the registry is not",
+                if p == Place::LinkLocal {
+                    "link-local"
+                } else {
+                    "loopback or private"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -188,5 +279,62 @@ mod tests {
         // a mirror is itself.
         assert_eq!(host_of("https://registry-1.docker.io"), "docker.io");
         assert_eq!(host_of("http://mirror.test:5000/v2"), "mirror.test:5000");
+    }
+
+    fn url(s: &str) -> reqwest::Url {
+        reqwest::Url::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn credentials_in_clear_plain_http_realms_are_refused_for_https_registries() {
+        let reg = url("https://203.0.113.7/v2/app/manifests/v1");
+        let err = check_realm(&reg, &url("http://203.0.113.8/token"))
+            .await
+            .unwrap_err();
+        assert!(err.contains("plain HTTP"), "{err}");
+        assert!(check_realm(&reg, &url("ftp://203.0.113.8/token"))
+            .await
+            .is_err());
+        check_realm(&reg, &url("https://203.0.113.8/token"))
+            .await
+            .unwrap();
+        // A registry the operator reaches over plain HTTP may have a plain-HTTP realm.
+        check_realm(
+            &url("http://10.0.0.5:5000/v2/"),
+            &url("http://10.0.0.5:5001/token"),
+        )
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn credentials_to_internal_hosts_realms_on_metadata_or_private_addresses_are_refused() {
+        let public = url("https://203.0.113.7/v2/");
+        for realm in [
+            "https://169.254.169.254/latest/meta-data",
+            "https://[fe80::1]/token",
+            "https://10.1.2.3/token",
+            "https://192.168.1.1/token",
+            "https://127.0.0.1:8080/token",
+            "https://[::1]/token",
+            "https://[fd00::1]/token",
+            "https://[::ffff:169.254.169.254]/token",
+            "https://100.64.0.1/token",
+            "https://localhost/token",
+        ] {
+            assert!(check_realm(&public, &url(realm)).await.is_err(), "{realm}");
+        }
+        // A registry on the node's own network may use a token service there, but not a
+        // metadata address.
+        let internal = url("https://10.0.0.5/v2/");
+        check_realm(&internal, &url("https://10.0.0.6/token"))
+            .await
+            .unwrap();
+        check_realm(&internal, &url("https://127.0.0.1:5001/token"))
+            .await
+            .unwrap();
+        assert!(check_realm(&internal, &url("https://169.254.169.254/"))
+            .await
+            .is_err());
     }
 }

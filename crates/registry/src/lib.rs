@@ -12,6 +12,7 @@ pub mod hosts;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,14 @@ pub const MAX_MANIFEST: usize = 4 << 20;
 /// Referrers considered for one image at most.
 pub const MAX_REFERRERS: usize = 64;
 const MAX_TOKEN_ANSWER: usize = 1 << 20;
+/// Hosts (and tokens) a client remembers at most.
+const MAX_HOSTS: usize = 1024;
 /// A token is reused this long when the service does not say (Docker's default is 60 s).
 const TOKEN_REUSE: Duration = Duration::from_secs(50);
+
+/// The artifact type of an artifact with an empty config, as some tools (cosign 2.6's
+/// `--new-bundle-format`) write it into a referrers index entry; the manifest says more.
+pub const EMPTY_ARTIFACT_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// The media types a manifest or index may have.
 pub const MANIFEST_TYPES: [&str; 4] = [
@@ -65,12 +72,59 @@ pub enum Error {
     /// An answer that is not what was asked for.
     #[error("registry {url} sent {detail}")]
     Invalid { url: String, detail: String },
+    /// One verdict's reading went over its [`Budget`].
+    #[error("reading the signatures from {url} took {what}; the lookup was stopped")]
+    Budget { url: String, what: String },
+    /// A login challenge naming a token service the credentials must not go to.
+    #[error("registry {url} asks for credentials at {realm}, {why}; nothing was sent there")]
+    UnsafeRealm {
+        url: String,
+        realm: String,
+        why: String,
+    },
+}
+
+/// What kind of failure an [`Error`] is, for the verdict: only an outage is transient
+/// (`on_unreachable` applies, the watcher keeps a present image); everything else is an
+/// answer and is refused as such.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// No answer: connection, timeout, 5xx, 429. Try again later.
+    Unavailable,
+    /// The registry (or its token service) refused pullguardd's credentials, or asked
+    /// for credentials pullguardd may not send where it asked.
+    Credentials,
+    /// An answer that is wrong: oversized, unparseable, hashing to another digest, a
+    /// blob its manifest lists missing. Possibly hostile; never an outage.
+    Content,
+    /// The node's own configuration (hosts.toml, its CA files, the credentials file).
+    Config,
+    /// More requests, bytes or time than one verdict may spend.
+    Budget,
 }
 
 impl Error {
     /// The registry could not be asked, as opposed to having answered.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Error::Unreachable { .. })
+        self.class() == ErrorClass::Unavailable
+    }
+
+    /// Which kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Unreachable { .. } => ErrorClass::Unavailable,
+            Error::Refused {
+                status: 401 | 403, ..
+            }
+            | Error::UnsafeRealm { .. } => ErrorClass::Credentials,
+            Error::Refused { .. } | Error::Oversized { .. } | Error::Invalid { .. } => {
+                ErrorClass::Content
+            }
+            Error::HostsFile { .. } | Error::AuthFile { .. } | Error::BadCa { .. } => {
+                ErrorClass::Config
+            }
+            Error::Budget { .. } => ErrorClass::Budget,
+        }
     }
 }
 
@@ -83,6 +137,98 @@ pub struct Fetched {
     pub media_type: String,
     /// `sha256:<hex>` of the bytes, computed here.
     pub digest: String,
+}
+
+/// What one verdict may spend reading a registry: requests, bytes and wall time. A
+/// flood of referrers, or a registry that answers slowly on purpose, ends the lookup
+/// with [`Error::Budget`] instead of holding the verdict.
+#[derive(Debug)]
+pub struct Budget {
+    requests: AtomicUsize,
+    bytes: AtomicUsize,
+    deadline: Instant,
+}
+
+impl Budget {
+    /// Requests one verdict may make: the classic tag, a few pages of referrers and,
+    /// for each signature considered, its manifest and blob.
+    pub const REQUESTS: usize = 4 + 2 * MAX_REFERRERS + MAX_PAGES;
+    /// Bytes one verdict may read.
+    pub const BYTES: usize = 32 << 20;
+    /// Wall time one verdict may take.
+    pub const TIME: Duration = Duration::from_secs(20);
+
+    /// The budget of one verdict, starting now.
+    pub fn per_verdict() -> Budget {
+        Budget::new(Budget::REQUESTS, Budget::BYTES, Budget::TIME)
+    }
+
+    /// A budget of `requests`, `bytes` and `time` from now.
+    pub fn new(requests: usize, bytes: usize, time: Duration) -> Budget {
+        Budget {
+            requests: AtomicUsize::new(requests),
+            bytes: AtomicUsize::new(bytes),
+            deadline: Instant::now() + time,
+        }
+    }
+
+    fn exceeded(what: &str, url: &str) -> Error {
+        Error::Budget {
+            url: url.to_owned(),
+            what: what.to_owned(),
+        }
+    }
+
+    /// One request more, and the time left for it.
+    fn request(&self, url: &str) -> Result<Duration, Error> {
+        take(&self.requests, 1).ok_or_else(|| {
+            Budget::exceeded(&format!("more than {} requests", Budget::REQUESTS), url)
+        })?;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Budget::exceeded("more time than a verdict may take", url));
+        }
+        Ok(left)
+    }
+
+    fn bytes(&self, n: usize, url: &str) -> Result<(), Error> {
+        take(&self.bytes, n)
+            .map(|_| ())
+            .ok_or_else(|| Budget::exceeded(&format!("more than {} bytes", Budget::BYTES), url))
+    }
+}
+
+/// Subtracts `n` from `counter` if it holds that much.
+fn take(counter: &AtomicUsize, n: usize) -> Option<usize> {
+    counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(n)
+        })
+        .ok()
+}
+
+/// Pages of a referrers answer followed at most.
+pub const MAX_PAGES: usize = 8;
+
+/// What a referrers lookup found.
+#[derive(Debug, Default)]
+pub struct Referrers {
+    /// Descriptors of the artifact types asked for, at most [`MAX_REFERRERS`], in the
+    /// registry's order.
+    pub matching: Vec<Descriptor>,
+    /// Entries passed over because they could not be read as descriptors.
+    pub broken: usize,
+    /// Entries of other artifact types (SBOMs, attestations, …).
+    pub other: usize,
+}
+
+/// One answer of a GET.
+struct Got {
+    bytes: Vec<u8>,
+    media_type: String,
+    url: String,
+    /// The `Link: <…>; rel="next"` of a paged answer, on the same origin.
+    next: Option<String>,
 }
 
 /// A descriptor from an index (referrers answer or fallback tag).
@@ -102,8 +248,9 @@ pub struct Descriptor {
 
 #[derive(Deserialize)]
 struct Index {
+    // Entries one at a time: a broken one is counted and passed over, not fatal.
     #[serde(default)]
-    manifests: Vec<Descriptor>,
+    manifests: Vec<serde_json::Value>,
 }
 
 /// A client for every registry, configured like the node's containerd.
@@ -113,8 +260,10 @@ pub struct Client {
     timeout: Duration,
     /// HTTP clients per TLS configuration (CA files, skip_verify).
     http: Mutex<HashMap<(Vec<PathBuf>, bool), reqwest::Client>>,
-    /// Bearer tokens per endpoint and repository.
+    /// Bearer tokens per endpoint and repository (at most [`MAX_HOSTS`]).
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Each host's endpoints, from hosts.toml (at most [`MAX_HOSTS`]).
+    endpoints: Mutex<HashMap<String, Result<Vec<Endpoint>, String>>>,
     /// Hosts reached over plain HTTP when no hosts.toml says otherwise (the CLI's
     /// `--insecure-registry`).
     plain_http: Vec<String>,
@@ -139,6 +288,7 @@ impl Client {
                 timeout,
                 http: Mutex::default(),
                 tokens: Mutex::default(),
+                endpoints: Mutex::default(),
                 plain_http: Vec::new(),
             },
             warnings,
@@ -194,6 +344,7 @@ impl Client {
         host: &str,
         repo: &str,
         reference: &str,
+        budget: &Budget,
     ) -> Result<Option<Fetched>, Error> {
         let by_digest = reference.starts_with("sha256:");
         let got = self
@@ -203,9 +354,16 @@ impl Client {
                 &format!("manifests/{reference}"),
                 by_digest,
                 MAX_MANIFEST,
+                budget,
             )
             .await?;
-        let Some((bytes, header_type, url)) = got else {
+        let Some(Got {
+            bytes,
+            media_type: header_type,
+            url,
+            ..
+        }) = got
+        else {
             return Ok(None);
         };
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
@@ -238,65 +396,141 @@ impl Client {
         repo: &str,
         digest: &str,
         limit: usize,
+        budget: &Budget,
     ) -> Result<Vec<u8>, Error> {
         let path = format!("blobs/{digest}");
-        let (bytes, _, url) = self
-            .get(host, repo, &path, true, limit)
+        let got = self
+            .get(host, repo, &path, true, limit, budget)
             .await?
             .ok_or_else(|| Error::Refused {
                 url: format!("{host}/{repo}/{path}"),
                 status: 404,
                 detail: ": a blob its manifest lists is missing".to_owned(),
             })?;
-        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&got.bytes)));
         if actual != digest {
             return Err(Error::Invalid {
-                url,
+                url: got.url,
                 detail: format!("a blob hashing to {actual}, not {digest}"),
             });
         }
-        Ok(bytes)
+        Ok(got.bytes)
     }
 
-    /// The manifests that refer to `digest` with `artifact_type`: the OCI 1.1 referrers
-    /// API, or, where the registry has none, the tag-schema fallback `sha256-<hex>`.
+    /// The manifests that refer to `digest` with one of `artifact_types`: the OCI 1.1
+    /// referrers API (every page), or, where the registry has none, the tag-schema
+    /// fallback `sha256-<hex>`. Entries are filtered by type before anything is capped,
+    /// so SBOMs or junk piled up beside an image cannot push its signatures out; broken
+    /// entries are counted and passed over.
     pub async fn referrers(
         &self,
         host: &str,
         repo: &str,
         digest: &str,
-        artifact_type: &str,
-    ) -> Result<Vec<Descriptor>, Error> {
-        let path = format!("referrers/{digest}?artifactType={artifact_type}");
-        let index = match self.get(host, repo, &path, true, MAX_MANIFEST).await? {
-            Some((bytes, _, url)) => Some((bytes, url)),
+        artifact_types: &[&str],
+        budget: &Budget,
+    ) -> Result<Referrers, Error> {
+        let mut path = format!("referrers/{digest}");
+        if let [only] = artifact_types {
+            path = format!("{path}?artifactType={only}");
+        }
+        let mut found = Referrers::default();
+        let mut page = match self
+            .get(host, repo, &path, true, MAX_MANIFEST, budget)
+            .await?
+        {
+            Some(got) => Some(got),
             None => {
                 let tag = digest.replacen(':', "-", 1);
-                self.manifest(host, repo, &tag)
-                    .await?
-                    .map(|f| (f.bytes, format!("{host}/{repo}:{tag}")))
+                self.get(
+                    host,
+                    repo,
+                    &format!("manifests/{tag}"),
+                    false,
+                    MAX_MANIFEST,
+                    budget,
+                )
+                .await?
             }
         };
-        let Some((bytes, url)) = index else {
-            return Ok(Vec::new());
-        };
-        let index: Index = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
-            url: url.clone(),
-            detail: format!("a referrers index that is not an OCI index: {e}"),
-        })?;
-        if index.manifests.len() > MAX_REFERRERS * 4 {
-            return Err(Error::Oversized {
-                url,
-                limit: MAX_REFERRERS * 4,
+        let mut pages = 0;
+        while let Some(got) = page.take() {
+            pages += 1;
+            let index: Index = serde_json::from_slice(&got.bytes).map_err(|e| Error::Invalid {
+                url: got.url.clone(),
+                detail: format!("a referrers index that is not an OCI index: {e}"),
+            })?;
+            for entry in index.manifests {
+                // Registries may ignore the filter; it is applied here too.
+                match serde_json::from_value::<Descriptor>(entry) {
+                    Ok(d) if artifact_types.contains(&d.artifact_type.as_str()) => {
+                        if found.matching.len() < MAX_REFERRERS {
+                            found.matching.push(d);
+                        }
+                    }
+                    Ok(_) => found.other += 1,
+                    Err(_) => found.broken += 1,
+                }
+            }
+            if found.matching.len() >= MAX_REFERRERS || pages >= MAX_PAGES {
+                break;
+            }
+            if let Some(next) = got.next {
+                let e = self.endpoint_of(host, &next)?;
+                page = self
+                    .get_one(&e, host, repo, &next, MAX_MANIFEST, budget)
+                    .await?;
+            }
+        }
+        Ok(found)
+    }
+
+    /// The endpoints of `host`, from hosts.toml read once per client (a policy
+    /// generation: a reload makes a new client and so reads them again).
+    fn endpoints(&self, host: &str) -> Result<Vec<Endpoint>, Error> {
+        let mut cache = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = cache.get(host) {
+            return found.clone().map_err(|detail| Error::HostsFile {
+                path: self
+                    .config_path
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                detail,
             });
         }
-        // Registries may ignore the filter; it is applied here too.
-        Ok(index
-            .manifests
+        let mut endpoints = hosts::endpoints(self.config_path.as_deref(), host);
+        if let Ok(endpoints) = endpoints.as_mut() {
+            if self.plain_http.iter().any(|h| h == host) {
+                let https = format!("https://{}", hosts::api_host(host));
+                for e in endpoints.iter_mut().filter(|e| e.url == https) {
+                    e.url = format!("http://{}", hosts::api_host(host));
+                }
+            }
+        }
+        // Bounded: images name hosts, and images come from anywhere.
+        if cache.len() >= MAX_HOSTS {
+            cache.clear();
+        }
+        cache.insert(
+            host.to_owned(),
+            endpoints
+                .as_ref()
+                .map(Clone::clone)
+                .map_err(ToString::to_string),
+        );
+        endpoints
+    }
+
+    /// The endpoint a paging link stays on: the origin of one of `host`'s endpoints.
+    fn endpoint_of(&self, host: &str, url: &str) -> Result<Endpoint, Error> {
+        self.endpoints(host)?
             .into_iter()
-            .filter(|d| d.artifact_type == artifact_type)
-            .take(MAX_REFERRERS)
-            .collect())
+            .find(|e| url.starts_with(&format!("{}/", e.url)))
+            .ok_or_else(|| Error::Invalid {
+                url: api::capped(url, 200),
+                detail: "a referrers page link to another origin".to_owned(),
+            })
     }
 
     /// GET `path` under `repo` from the first endpoint that answers; `None` on 404 from
@@ -308,18 +542,12 @@ impl Client {
         path: &str,
         by_digest: bool,
         limit: usize,
-    ) -> Result<Option<(Vec<u8>, String, String)>, Error> {
-        let mut endpoints = hosts::endpoints(self.config_path.as_deref(), host)?;
-        if self.plain_http.iter().any(|h| h == host) {
-            let https = format!("https://{}", hosts::api_host(host));
-            for e in endpoints.iter_mut().filter(|e| e.url == https) {
-                e.url = format!("http://{}", hosts::api_host(host));
-            }
-        }
-        let usable: Vec<&Endpoint> = endpoints
+        budget: &Budget,
+    ) -> Result<Option<Got>, Error> {
+        let endpoints = self.endpoints(host)?;
+        let usable = endpoints
             .iter()
-            .filter(|e| if by_digest { e.pull } else { e.resolve })
-            .collect();
+            .filter(|e| if by_digest { e.pull } else { e.resolve });
         let mut last = Ok(None);
         for e in usable {
             let base = if e.override_path {
@@ -328,9 +556,14 @@ impl Client {
                 format!("{}/v2", e.url)
             };
             let url = format!("{base}/{repo}/{path}");
-            match self.get_one(e, host, repo, &url, limit).await {
+            match self.get_one(e, host, repo, &url, limit, budget).await {
                 Ok(Some(found)) => return Ok(Some(found)),
-                other => last = other,
+                // Over budget is final: no mirror gets more.
+                Err(e @ Error::Budget { .. }) => return Err(e),
+                // An answer (refused credentials, bad content) outranks a later
+                // endpoint's silence: an outage must not hide it.
+                other if telling(&other) >= telling(&last) => last = other,
+                _ => {}
             }
         }
         last
@@ -343,7 +576,8 @@ impl Client {
         repo: &str,
         url: &str,
         limit: usize,
-    ) -> Result<Option<(Vec<u8>, String, String)>, Error> {
+        budget: &Budget,
+    ) -> Result<Option<Got>, Error> {
         let client = self.http(e)?;
         let token_key = format!("{}\u{0}{repo}", e.url);
         let cached = self
@@ -357,27 +591,38 @@ impl Client {
             url: url.to_owned(),
             detail: api::error_chain(&err),
         };
-        let send = |auth: Option<String>| {
-            let mut req = client.get(url).header("Accept", MANIFEST_TYPES.join(", "));
+        let send = |auth: Option<String>| -> Result<_, Error> {
+            let left = budget.request(url)?;
+            let mut req = client
+                .get(url)
+                .timeout(left.min(self.timeout))
+                .header("Accept", MANIFEST_TYPES.join(", "));
             if let Some(a) = auth {
                 req = req.header("Authorization", a);
             }
-            req.send()
+            Ok(req.send())
         };
-        let mut resp = send(cached).await.map_err(unreachable)?;
+        let mut resp = send(cached)?.await.map_err(unreachable)?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
             let challenge = header(&resp, "www-authenticate");
-            // Credentials of the host that asks for them: a mirror never gets the
-            // registry's (containerd keys them by the host it talks to, too).
-            let asker = auth::host_of(&e.url);
-            let (auth, reuse) = self.answer(&client, &challenge, &asker, repo).await?;
+            // Credentials of the host that asks for them, after redirects: a mirror never
+            // gets the registry's (containerd keys them by the host it talks to, too), nor
+            // does a host the registry redirected to.
+            let asker = resp.url().clone();
+            let (auth, reuse) = self
+                .answer(&client, &challenge, e, &asker, repo, budget)
+                .await?;
             if let Some(until) = reuse {
-                self.tokens
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(token_key, (auth.clone(), until));
+                let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                if tokens.len() >= MAX_HOSTS {
+                    tokens.retain(|_, (_, until)| *until > Instant::now());
+                    if tokens.len() >= MAX_HOSTS {
+                        tokens.clear();
+                    }
+                }
+                tokens.insert(token_key, (auth.clone(), until));
             }
-            resp = send(Some(auth)).await.map_err(unreachable)?;
+            resp = send(Some(auth))?.await.map_err(unreachable)?;
         }
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
@@ -403,14 +648,20 @@ impl Client {
             });
         }
         let media_type = header(&resp, "content-type");
+        let next = next_link(&resp);
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(Error::Oversized {
                 url: url.to_owned(),
                 limit,
             });
         }
-        let bytes = read_capped(resp, limit, url).await?;
-        Ok(Some((bytes, media_type, url.to_owned())))
+        let bytes = read_capped(resp, limit, url, budget).await?;
+        Ok(Some(Got {
+            bytes,
+            media_type,
+            url: url.to_owned(),
+            next,
+        }))
     }
 
     /// The `Authorization` value answering a 401's challenge, and until when a bearer
@@ -419,9 +670,12 @@ impl Client {
         &self,
         client: &reqwest::Client,
         challenge: &str,
-        host: &str,
+        endpoint: &Endpoint,
+        asker: &reqwest::Url,
         repo: &str,
+        budget: &Budget,
     ) -> Result<(String, Option<Instant>), Error> {
+        let host = &auth::host_of(asker.as_str());
         let creds = self.credentials.for_host(host);
         let refused = |detail: String| Error::Refused {
             url: host.to_owned(),
@@ -429,6 +683,17 @@ impl Client {
             detail,
         };
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        let chosen_plain =
+            endpoint.url.starts_with("http://") && auth::host_of(&endpoint.url) == *host;
+        if creds.is_some() && asker.scheme() != "https" && !chosen_plain {
+            // A registry configured for HTTPS that ends up asking over plain HTTP (a
+            // redirect): the login would cross the network in clear.
+            return Err(Error::UnsafeRealm {
+                url: host.to_owned(),
+                realm: asker.to_string(),
+                why: "over plain HTTP although the registry is reached over HTTPS".to_owned(),
+            });
+        }
         if scheme.eq_ignore_ascii_case("basic") {
             return creds.map(|c| (auth::basic(c), None)).ok_or_else(|| {
                 refused(format!(
@@ -455,8 +720,17 @@ impl Client {
         }
         let url = reqwest::Url::parse_with_params(realm, &query)
             .map_err(|e| refused(format!(": its token realm {realm:?} is not a URL: {e}")))?;
-        let mut req = client.get(url);
+        let left = budget.request(realm)?;
+        let mut req = client.get(url.clone()).timeout(left.min(self.timeout));
         if let Some(c) = creds {
+            // The token service gets the login only where it is as safe as the registry.
+            auth::check_realm(asker, &url)
+                .await
+                .map_err(|why| Error::UnsafeRealm {
+                    url: asker.to_string(),
+                    realm: api::capped(realm, 200),
+                    why,
+                })?;
             req = req.header("Authorization", auth::basic(c));
         }
         let resp = req.send().await.map_err(|e| Error::Unreachable {
@@ -470,7 +744,7 @@ impl Client {
                 detail: format!(": the token service refused; check the credentials for {host}"),
             });
         }
-        let body = read_capped(resp, MAX_TOKEN_ANSWER, realm).await?;
+        let body = read_capped(resp, MAX_TOKEN_ANSWER, realm, budget).await?;
         #[derive(Deserialize)]
         struct Token {
             token: Option<String>,
@@ -510,6 +784,7 @@ async fn read_capped(
     mut resp: reqwest::Response,
     limit: usize,
     url: &str,
+    budget: &Budget,
 ) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Unreachable {
@@ -522,7 +797,36 @@ async fn read_capped(
                 limit,
             });
         }
+        budget.bytes(chunk.len(), url)?;
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// How much a GET's outcome says: nothing found < no answer < an answer that refuses.
+fn telling<T>(r: &Result<Option<T>, Error>) -> u8 {
+    match r {
+        Ok(_) => 0,
+        Err(e) if e.is_unreachable() => 1,
+        Err(_) => 2,
+    }
+}
+
+/// The `rel="next"` target of a `Link` header (OCI referrers paging), made absolute
+/// against the answer's URL, if it stays on that origin.
+fn next_link(resp: &reqwest::Response) -> Option<String> {
+    let link = resp.headers().get("link")?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then_some(())?;
+        let next = resp.url().join(target).ok()?;
+        (next.origin() == resp.url().origin()).then(|| next.to_string())
+    })
 }

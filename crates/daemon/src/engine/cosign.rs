@@ -9,7 +9,7 @@ use sigstore_core::{bundle, classic, Expect, Failures, Reason};
 
 use super::prepare::Loaded;
 use super::proof::{ProofKind, Query, Vouch};
-use super::registry_proof::{Miss, RegistryProof};
+use super::registry_proof::{subject, Miss, RegistryProof, Skipped};
 use super::{deny, Denial, Engine};
 
 /// The cosign proof, with its cache of signatures verified per policy generation, rule,
@@ -56,9 +56,9 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
     let none = super::prepare::CosignSigners::default();
     let signers = loaded.cosign.get(&rule.name).unwrap_or(&none);
     let repository = image.repository();
-    let same = |signed: &str| {
-        ImageRef::parse(&format!("{signed}:x")).is_ok_and(|r| r.repository() == repository)
-    };
+    // cosign's rule: the signed docker-reference names the same repository; a tag or
+    // digest it also carries does not matter.
+    let same = |signed: &str| ImageRef::parse(signed).is_ok_and(|r| r.repository() == repository);
     let expect = Expect {
         digest: &digest,
         same_repository: rule
@@ -77,6 +77,8 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         None => (image.domain.as_str(), image.path.as_str()),
     };
     let reg = &loaded.registry;
+    let budget = registry::Budget::per_verdict();
+    let mut skipped = Skipped::default();
     let mut failures = Failures::default();
     let vouch = |v: sigstore_core::Verified| Vouch {
         proof: Proof::Cosign,
@@ -86,19 +88,27 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         expires: None,
     };
 
-    if let Some(m) = reg
-        .manifest(host, path, &classic::signature_tag(&hex))
-        .await?
-    {
+    let classic_tag = classic::signature_tag(&hex);
+    let sig = skipped.keep(reg.manifest(host, path, &classic_tag, &budget).await)?;
+    if let Some(m) = sig.flatten() {
         match classic::layers(&m.bytes) {
             Ok(layers) => {
                 for layer in layers {
                     if layer.size > sigstore_core::MAX_DOCUMENT as u64 {
                         continue;
                     }
-                    let payload = reg
-                        .blob(host, path, &layer.digest, sigstore_core::MAX_DOCUMENT)
-                        .await?;
+                    let blob = reg
+                        .blob(
+                            host,
+                            path,
+                            &layer.digest,
+                            sigstore_core::MAX_DOCUMENT,
+                            &budget,
+                        )
+                        .await;
+                    let Some(payload) = skipped.keep(blob)? else {
+                        continue;
+                    };
                     match classic::verify(&layer, &payload, &expect) {
                         Ok(v) => return Ok(vouch(v)),
                         Err(e) => failures.add(e),
@@ -108,25 +118,35 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
             Err(e) => failures.add(e),
         }
     }
-    for r in reg
-        .referrers(host, path, &digest, bundle::ARTIFACT_TYPE)
-        .await?
-    {
-        let Some(m) = reg.manifest(host, path, &r.digest).await? else {
+    // cosign writes the referrer's index entry with the bundle type, or (v2.6's
+    // --new-bundle-format) with the empty type and the bundle type in the manifest.
+    let types = [bundle::ARTIFACT_TYPE, registry::EMPTY_ARTIFACT_TYPE];
+    let referrers = skipped
+        .keep(reg.referrers(host, path, &digest, &types, &budget).await)?
+        .unwrap_or_default();
+    for r in &referrers.matching {
+        let Some(Some(m)) = skipped.keep(reg.manifest(host, path, &r.digest, &budget).await)?
+        else {
             continue;
         };
         for layer in bundle_layers(&m.bytes) {
-            let b = reg
-                .blob(host, path, &layer, sigstore_core::MAX_DOCUMENT)
-                .await?;
+            let blob = reg
+                .blob(host, path, &layer, sigstore_core::MAX_DOCUMENT, &budget)
+                .await;
+            let Some(b) = skipped.keep(blob)? else {
+                continue;
+            };
             match bundle::verify(&b, &expect) {
                 Ok(v) => return Ok(vouch(v)),
                 Err(e) => failures.add(e),
             }
         }
     }
-    let e = failures.into_error(&format!("{image}@{digest} in {host}/{path}"));
-    Err(Miss::Refused(deny(code(e.reason), e.message)))
+    let e = failures.into_error(&format!("{} in {host}/{path}", subject(image, &digest)));
+    Err(Miss::Refused(deny(
+        code(e.reason),
+        format!("{}{}", e.message, skipped.note(&referrers)),
+    )))
 }
 
 /// The bundle blobs a referrer manifest lists (small ones only; the rest is skipped).

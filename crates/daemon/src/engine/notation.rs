@@ -9,7 +9,7 @@ use policy::{ImageRef, Proof, Rule};
 
 use super::prepare::{Loaded, NotationTrust};
 use super::proof::{ProofKind, Query, Vouch};
-use super::registry_proof::{Miss, RegistryProof};
+use super::registry_proof::{subject, Miss, RegistryProof, Skipped};
 use super::{deny, Denial, Engine};
 
 /// The artifact type of a Notary Project signature manifest.
@@ -60,14 +60,19 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
     let digest = format!("sha256:{hex}");
     let (host, path) = (image.domain.as_str(), image.path.as_str());
     let reg = &loaded.registry;
+    let budget = registry::Budget::per_verdict();
+    let named = subject(image, &digest);
     // The payload names the manifest's digest, size and media type: read it (by digest,
     // checked) to know the last two.
-    let manifest = reg.manifest(host, path, &digest).await?.ok_or_else(|| {
-        deny(
-            ReasonCode::NoSignature,
-            format!("{image}@{digest} is not in its registry, so nothing can be signed for it"),
-        )
-    })?;
+    let manifest = reg
+        .manifest(host, path, &digest, &budget)
+        .await?
+        .ok_or_else(|| {
+            deny(
+                ReasonCode::NoSignature,
+                format!("{named} is not in its registry, so nothing can be signed for it"),
+            )
+        })?;
     let target = Target {
         digest: &digest,
         size: manifest.bytes.len() as u64,
@@ -89,21 +94,28 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         now: time::OffsetDateTime::now_utc(),
     };
     let mut failures = Failures::default();
-    for r in reg
-        .referrers(host, path, &digest, ARTIFACT_TYPE)
-        .await?
-        .into_iter()
-        .take(MAX_SIGNATURES)
-    {
-        let Some(sig_manifest) = reg.manifest(host, path, &r.digest).await? else {
+    let mut skipped = Skipped::default();
+    let referrers = skipped
+        .keep(
+            reg.referrers(host, path, &digest, &[ARTIFACT_TYPE], &budget)
+                .await,
+        )?
+        .unwrap_or_default();
+    for r in referrers.matching.iter().take(MAX_SIGNATURES) {
+        let Some(Some(sig_manifest)) =
+            skipped.keep(reg.manifest(host, path, &r.digest, &budget).await)?
+        else {
             continue;
         };
         let Some((media_type, blob)) = envelope_layer(&sig_manifest.bytes) else {
             continue;
         };
-        let bytes = reg
-            .blob(host, path, &blob, notation_core::MAX_ENVELOPE)
-            .await?;
+        let blob = reg
+            .blob(host, path, &blob, notation_core::MAX_ENVELOPE, &budget)
+            .await;
+        let Some(bytes) = skipped.keep(blob)? else {
+            continue;
+        };
         match notation_core::verify(&media_type, &bytes, &target, &trust) {
             Ok(v) => {
                 if n.revocation == "refuse" {
@@ -128,8 +140,11 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
             Err(e) => failures.add(e),
         }
     }
-    let e = failures.into_error(&format!("{image}@{digest}"));
-    Err(Miss::Refused(deny(code(e.reason), e.message)))
+    let e = failures.into_error(&named);
+    Err(Miss::Refused(deny(
+        code(e.reason),
+        format!("{}{}", e.message, skipped.note(&referrers)),
+    )))
 }
 
 /// The envelope a signature manifest carries: its first layer, when it is a JWS or COSE

@@ -31,8 +31,90 @@ impl From<Denial> for Miss {
 }
 
 impl From<registry::Error> for Miss {
+    /// Only an outage is `Unreachable` (and so subject to `on_unreachable`); a refusal
+    /// of the credentials, hostile content or the node's own broken configuration is an
+    /// answer, refused with its own reason and never served from the cache.
     fn from(e: registry::Error) -> Miss {
-        Miss::Unreachable(e)
+        match registry_reason(&e) {
+            ReasonCode::RegistryUnreachable => Miss::Unreachable(e),
+            reason => Miss::Refused(deny(reason, e.to_string())),
+        }
+    }
+}
+
+/// The reason a registry error refuses with.
+pub(crate) fn registry_reason(e: &registry::Error) -> ReasonCode {
+    match e.class() {
+        registry::ErrorClass::Unavailable => ReasonCode::RegistryUnreachable,
+        registry::ErrorClass::Credentials => ReasonCode::RegistryAuthFailed,
+        registry::ErrorClass::Content => ReasonCode::RegistryContentInvalid,
+        registry::ErrorClass::Config => ReasonCode::RegistryConfigInvalid,
+        registry::ErrorClass::Budget => ReasonCode::LookupBudgetExceeded,
+    }
+}
+
+/// `repo[:tag]@digest`: the image a signature must vouch for, named once (a pull by
+/// digest already carries it).
+pub(crate) fn subject(image: &ImageRef, digest: &str) -> String {
+    let named = ImageRef {
+        digest: None,
+        ..image.clone()
+    };
+    format!("{named}@{digest}")
+}
+
+/// Signature candidates passed over because the registry served them broken (a
+/// manifest that does not parse or hash right, a blob missing or oversized): one bad
+/// entry beside a good signature must not refuse the image, and is named when nothing
+/// vouches.
+#[derive(Default)]
+pub(crate) struct Skipped {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Skipped {
+    /// A fetch's result: the value, or `None` for content that is passed over (and
+    /// recorded); an outage, refused credentials or an exhausted budget end the lookup.
+    pub(crate) fn keep<T>(
+        &mut self,
+        r: Result<T, registry::Error>,
+    ) -> Result<Option<T>, registry::Error> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.class() == registry::ErrorClass::Content => {
+                self.count += 1;
+                self.first.get_or_insert_with(|| e.to_string());
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What was passed over, for the refusal's message ("" when nothing was).
+    pub(crate) fn note(&self, referrers: &registry::Referrers) -> String {
+        let mut parts = Vec::new();
+        if self.count > 0 {
+            parts.push(format!(
+                "{} signature candidate(s) the registry served broken, the first: {}",
+                self.count,
+                self.first.as_deref().unwrap_or_default()
+            ));
+        }
+        if referrers.broken > 0 {
+            parts.push(format!("{} unreadable referrer entries", referrers.broken));
+        }
+        if referrers.other > 0 {
+            parts.push(format!(
+                "{} referrers of other artifact types",
+                referrers.other
+            ));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" (passed over: {})", parts.join("; "))
+        }
     }
 }
 
@@ -143,9 +225,9 @@ async fn resolve_tag(loaded: &Loaded, image: &ImageRef, proof: Proof) -> Result<
     let tag = image.tag.as_deref().unwrap_or("latest");
     let m = loaded
         .registry
-        .manifest(&image.domain, &image.path, tag)
+        .manifest(&image.domain, &image.path, tag, &registry::Budget::per_verdict())
         .await
-        .map_err(|e| deny(ReasonCode::RegistryUnreachable, e.to_string()))?
+        .map_err(|e| deny(registry_reason(&e), e.to_string()))?
         .ok_or_else(|| {
             deny(
                 ReasonCode::NoSignature,
