@@ -12,14 +12,15 @@
 //! node does) and plugins (never run).
 
 pub mod cbor;
+pub mod dn;
 pub mod envelope;
+pub mod profile;
+
+pub use dn::identity_matches;
 
 use sigstore_core::certs::Cert;
 use time::OffsetDateTime;
 use trust_core::canonical::Json;
-use x509_cert::der::asn1::ObjectIdentifier;
-
-const KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.15");
 
 /// The largest envelope read.
 pub const MAX_ENVELOPE: usize = 1 << 20;
@@ -167,8 +168,9 @@ pub struct Verified {
     pub signer: String,
     /// `jws` or `cose`.
     pub envelope: &'static str,
-    /// Failures the level only logs.
-    pub logged: Vec<String>,
+    /// Failures the level let through (logged, not refused): each with its reason, so
+    /// that the verdict can show the failed check.
+    pub logged: Vec<Error>,
 }
 
 /// Verifies one signature envelope for `target` under `trust`.
@@ -191,29 +193,56 @@ pub fn verify(
         .map(|d| Cert::parse(d).map_err(|e| bad(format!("a certificate of the chain: {e}"))))
         .collect::<Result<_, _>>()?;
     let leaf = &chain[0];
-    let key = leaf.public_key().map_err(|e| bad(e.to_string()))?;
-    if !["ES256", "ES384", "PS256", "PS384", "PS512"].contains(&env.alg.as_str()) {
-        return Err(Error::new(
-            Reason::Unsupported,
-            format!(
-                "signature algorithm {:?} is not one pullguard verifies",
-                env.alg
-            ),
-        ));
+    // The algorithm is bound to the leaf's key, as Notation binds it (P-256 ES256, P-384
+    // ES384, P-521 ES512, RSA 2048/3072/4096 PS256/384/512). P-521 is Notation's but
+    // not pullguard's: refused as unsupported, never as a bad signature.
+    let spec = profile::key_spec(leaf);
+    match spec.and_then(profile::KeySpec::algorithm) {
+        Some(alg) if alg != env.alg => {
+            return Err(bad(format!(
+                "the envelope says {:?} but the leaf's key signs with {alg}",
+                env.alg.chars().take(20).collect::<String>()
+            )))
+        }
+        Some("ES512") => {
+            return Err(Error::new(
+                Reason::Unsupported,
+                "an ES512 signature by a P-521 key: Notation allows them, pullguard does not verify them (sign with ES256/ES384 or PS256/PS384/PS512)",
+            ))
+        }
+        Some(_) => {}
+        None => {
+            return Err(Error::new(
+                Reason::Unsupported,
+                format!(
+                    "the leaf's key is not one Notation signs with ({spec:?}); algorithm {:?}",
+                    env.alg.chars().take(20).collect::<String>()
+                ),
+            ))
+        }
     }
+    let key = leaf.public_key().map_err(|e| bad(e.to_string()))?;
     if !key.verify_jose(&env.alg, &env.signed, &env.signature) {
         return Err(bad(
             "the signature does not verify under its leaf certificate".to_owned(),
         ));
     }
     check_target(&env.payload, target)?;
+    // The chain's profile is part of the envelope's integrity in Notation: refused at
+    // every level.
+    profile::check_chain(&chain).map_err(|e| {
+        Error::new(
+            Reason::UntrustedSigner,
+            format!("the certificate chain breaks the Notary Project's certificate profile: {e}"),
+        )
+    })?;
 
     let mut logged = Vec::new();
     let mut judge = |e: Error, refuses: bool| -> Result<(), Error> {
         if refuses {
             Err(e)
         } else {
-            logged.push(format!("{} ({})", e.message, e.reason.as_str()));
+            logged.push(e);
             Ok(())
         }
     };
@@ -257,47 +286,33 @@ pub fn verify(
             ))
         }
     };
-    // The specification's leaf: not a CA, code signing among its extended key usages,
-    // digitalSignature among its key usages.
-    let signs = leaf
-        .extension(KEY_USAGE)
-        .and_then(|v| <x509_cert::ext::pkix::KeyUsage as x509_cert::der::Decode>::from_der(v).ok())
-        .is_some_and(|ku| ku.digital_signature());
-    if leaf.is_ca() || !leaf.code_signing() || !signs {
+    // Trusted when a certificate of the chain is one of the store's (as Notation: byte
+    // equality), and every certificate of the chain valid at the time that counts.
+    if chain.iter().any(|c| store.iter().any(|s| s.der == c.der)) {
+        if let Some(c) = chain
+            .iter()
+            .find(|c| !c.valid_at(when.0) || !c.valid_at(when.1))
+        {
+            let (nb, na) = c.validity();
+            let at = if when.0 == when.1 {
+                format!("at {}", when.0)
+            } else {
+                format!("over {} to {}", when.0, when.1)
+            };
+            judge(
+                Error::new(
+                    Reason::CertificateExpired,
+                    format!("a certificate of the chain is valid from {nb} to {na}, not {at}"),
+                ),
+                time_refuses,
+            )?;
+        }
+    } else {
         judge(
             Error::new(
                 Reason::UntrustedSigner,
-                "the leaf certificate is not a code-signing certificate",
-            ),
-            authenticity_refuses,
-        )?;
-    }
-    match path_to_store(&chain, store) {
-        Some(path) => {
-            if let Some(c) = path
-                .iter()
-                .find(|c| !c.valid_at(when.0) || !c.valid_at(when.1))
-            {
-                let (nb, na) = c.validity();
-                let at = if when.0 == when.1 {
-                    format!("at {}", when.0)
-                } else {
-                    format!("over {} to {}", when.0, when.1)
-                };
-                judge(
-                    Error::new(
-                        Reason::CertificateExpired,
-                        format!("a certificate of the chain is valid from {nb} to {na}, not {at}"),
-                    ),
-                    time_refuses,
-                )?;
-            }
-        }
-        None => judge(
-            Error::new(
-                Reason::UntrustedSigner,
                 format!(
-                    "the certificate chain leads to no certificate of the rule's {} trust stores",
+                    "the certificate chain holds no certificate of the rule's {} trust stores",
                     if store.len() == trust.ca.len() {
                         "ca"
                     } else {
@@ -306,19 +321,23 @@ pub fn verify(
                 ),
             ),
             authenticity_refuses,
-        )?,
+        )?;
     }
-    let subject = subject_attributes(leaf);
-    let shown = subject
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !trust
-        .identities
-        .iter()
-        .any(|i| identity_matches(i, &subject))
-    {
+    let (shown, matched) = match dn::subject(leaf) {
+        Ok(subject) => (
+            dn::show(&subject),
+            trust
+                .identities
+                .iter()
+                .any(|i| identity_matches(i, &subject)),
+        ),
+        // `*` trusts any signer of the stores; no other identity can match such a subject.
+        Err(why) => (
+            format!("{} ({why})", leaf.cert.tbs_certificate.subject),
+            trust.identities.iter().any(|i| i.trim() == "*"),
+        ),
+    };
+    if !matched {
         judge(
             Error::new(
                 Reason::IdentityMismatch,
@@ -381,117 +400,4 @@ fn check_target(payload: &[u8], target: &Target<'_>) -> Result<(), Error> {
         ));
     }
     Ok(())
-}
-
-/// The certificates from the leaf to the first that is in `store`, each signed by the
-/// next; `None` when the chain reaches no certificate of the store.
-fn path_to_store<'c>(chain: &'c [Cert], store: &'c [Cert]) -> Option<Vec<&'c Cert>> {
-    let mut path = Vec::new();
-    for (i, c) in chain.iter().enumerate() {
-        path.push(c);
-        if store.iter().any(|s| s.der == c.der) {
-            return Some(path);
-        }
-        if i > 0 && !c.is_ca() {
-            return None;
-        }
-        match chain.get(i + 1) {
-            Some(next) if c.signed_by(next) => {}
-            _ => {
-                // The chain's last certificate may be issued by a store certificate the
-                // envelope does not carry.
-                path.push(store.iter().find(|s| c.signed_by(s))?);
-                return Some(path);
-            }
-        }
-    }
-    None
-}
-
-const ATTRS: [(&str, &str); 10] = [
-    ("2.5.4.3", "CN"),
-    ("2.5.4.6", "C"),
-    ("2.5.4.7", "L"),
-    ("2.5.4.8", "ST"),
-    ("2.5.4.10", "O"),
-    ("2.5.4.11", "OU"),
-    ("2.5.4.5", "serialNumber"),
-    ("2.5.4.9", "STREET"),
-    ("2.5.4.17", "postalCode"),
-    ("1.2.840.113549.1.9.1", "emailAddress"),
-];
-
-/// The leaf's subject as (short name, value) pairs.
-pub fn subject_attributes(c: &Cert) -> Vec<(String, String)> {
-    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
-    let mut out = Vec::new();
-    for rdn in c.cert.tbs_certificate.subject.0.iter() {
-        for atv in rdn.0.iter() {
-            let name = ATTRS
-                .iter()
-                .find(|(oid, _)| ObjectIdentifier::new(oid).is_ok_and(|o| o == atv.oid))
-                .map_or_else(|| atv.oid.to_string(), |(_, n)| (*n).to_owned());
-            let v = &atv.value;
-            let value = v
-                .decode_as::<Utf8StringRef<'_>>()
-                .map(|s| s.to_string())
-                .or_else(|_| {
-                    v.decode_as::<PrintableStringRef<'_>>()
-                        .map(|s| s.to_string())
-                })
-                .or_else(|_| v.decode_as::<Ia5StringRef<'_>>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            out.push((name, value));
-        }
-    }
-    out
-}
-
-/// Parses `C=US, ST=WA, O=Acme, CN=signer` (commas inside values escaped as `\,`).
-pub fn parse_dn(s: &str) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut parts = Vec::new();
-    let mut escaped = false;
-    for ch in s.chars() {
-        match ch {
-            _ if escaped => {
-                cur.push(ch);
-                escaped = false;
-            }
-            '\\' => escaped = true,
-            ',' => parts.push(std::mem::take(&mut cur)),
-            _ => cur.push(ch),
-        }
-    }
-    parts.push(cur);
-    for p in parts {
-        let (k, v) = p.split_once('=')?;
-        let (k, v) = (k.trim(), v.trim());
-        if k.is_empty() {
-            return None;
-        }
-        out.push((k.to_owned(), v.to_owned()));
-    }
-    Some(out)
-}
-
-/// Does a trusted identity match the subject? `*` matches any; `x509.subject: DN` matches
-/// when every attribute it names is in the subject with the same value.
-pub fn identity_matches(identity: &str, subject: &[(String, String)]) -> bool {
-    if identity.trim() == "*" {
-        return true;
-    }
-    let Some(dn) = identity.trim().strip_prefix("x509.subject:") else {
-        return false;
-    };
-    let Some(wanted) = parse_dn(dn) else {
-        return false;
-    };
-    !wanted.is_empty()
-        && wanted.iter().all(|w| {
-            subject
-                .iter()
-                .any(|s| s.0.eq_ignore_ascii_case(&w.0) && s.1 == w.1)
-        })
 }

@@ -23,7 +23,10 @@ fn cert(name: &str) -> Cert {
     Cert::parse(&der).unwrap()
 }
 
-const SIGNER: &str = "x509.subject: C=US, O=pullguard tests, CN=pullguard signer";
+/// The fixtures' leaf has no ST in its subject (the peer that wrote them gave none), so
+/// under Notation's rules no `x509.subject` identity can match it, only `*`
+/// (`an_x509_identity_cannot_match_a_subject_notation_cannot_parse`).
+const SIGNER: &str = "*";
 /// Inside the certificates' validity and before the COSE signature's expiry.
 const NOW: OffsetDateTime = datetime!(2026-12-02 12:00 UTC);
 
@@ -112,7 +115,7 @@ fn both_envelopes_notation_wrote_verify_for_their_manifest_only() {
         let _ = leaf_only;
         let v = check(media, &bytes, &target(&d), &[], &ids, Level::Audit, NOW).unwrap();
         assert!(
-            v.logged.iter().any(|l| l.contains("untrusted_signer")),
+            v.logged.iter().any(|l| l.reason == Reason::UntrustedSigner),
             "{v:?}"
         );
         // Another identity; `*`.
@@ -178,7 +181,10 @@ fn both_envelopes_notation_wrote_verify_for_their_manifest_only() {
         after,
     )
     .unwrap();
-    assert!(v.logged.iter().any(|l| l.contains("expired")), "{v:?}");
+    assert!(
+        v.logged.iter().any(|l| l.message.contains("expired")),
+        "{v:?}"
+    );
 }
 
 /// The JWS notation wrote, its protected header replaced and signed again with the same key.
@@ -287,19 +293,20 @@ fn headers_the_specification_forbids_refuse_the_signature() {
 fn distinguished_names_match_by_their_attributes() {
     let subject = vec![
         ("C".to_owned(), "US".to_owned()),
+        ("ST".to_owned(), "WA".to_owned()),
         ("O".to_owned(), "A, Inc.".to_owned()),
         ("CN".to_owned(), "s".to_owned()),
     ];
     assert!(notation_core::identity_matches(
-        "x509.subject: C=US, O=A\\, Inc., CN=s",
+        "x509.subject: C=US, ST=WA, O=A\\, Inc., CN=s",
         &subject
     ));
     assert!(notation_core::identity_matches(
-        "x509.subject: CN=s, C=US",
+        "x509.subject: CN=s, C=US, S=WA, O=A\\2C Inc.",
         &subject
     ));
     assert!(!notation_core::identity_matches(
-        "x509.subject: C=US, CN=t",
+        "x509.subject: C=US, ST=WA, O=A\\, Inc., CN=t",
         &subject
     ));
     assert!(!notation_core::identity_matches("x509.subject:", &subject));
@@ -307,4 +314,24 @@ fn distinguished_names_match_by_their_attributes() {
         !notation_core::identity_matches("CN=s", &subject),
         "the prefix is required"
     );
+}
+
+#[test]
+fn an_x509_identity_cannot_match_a_subject_notation_cannot_parse() {
+    // The fixtures' leaf: C, O, CN and no ST. notation-go parses the leaf's subject with
+    // the rules of a trusted identity, and refuses it.
+    let (d, ca) = (digest(), [cert("ca.crt")]);
+    let ids = ["x509.subject: C=US, ST=WA, O=pullguard tests, CN=pullguard signer".to_owned()];
+    let e = check(
+        envelope::JWS,
+        &fixture("signature.jws"),
+        &target(&d),
+        &ca,
+        &ids,
+        Level::Strict,
+        NOW,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::IdentityMismatch, "{e:?}");
+    assert!(e.message.contains("no ST"), "{}", e.message);
 }

@@ -109,10 +109,13 @@ impl Cert {
 
     /// Did `issuer` sign this certificate?
     pub fn signed_by(&self, issuer: &Cert) -> bool {
-        if self.cert.tbs_certificate.issuer != issuer.cert.tbs_certificate.subject {
-            return false;
-        }
-        let Ok(key) = issuer.public_key() else {
+        self.cert.tbs_certificate.issuer == issuer.cert.tbs_certificate.subject
+            && self.signed_by_key_of(issuer)
+    }
+
+    /// Does this certificate's signature verify under `holder`'s key (names aside)?
+    pub fn signed_by_key_of(&self, holder: &Cert) -> bool {
+        let Ok(key) = holder.public_key() else {
             return false;
         };
         let Ok(tbs) = self.cert.tbs_certificate.to_der() else {

@@ -223,7 +223,22 @@ impl Loaded {
                     .join("notation/truststore/x509")
                     .join(kind)
                     .join(name);
-                match (trust_store(&dir), kind.as_str()) {
+                // Each certificate as notation-go accepts it in a store of this type: a
+                // store holding only a leaf is refused, as Notation refuses it.
+                let store_kind = if kind == "tsa" {
+                    notation_core::profile::StoreKind::Tsa
+                } else {
+                    notation_core::profile::StoreKind::Signing
+                };
+                let loaded = trust_store(&dir).and_then(|certs| {
+                    certs
+                        .iter()
+                        .try_for_each(|c| {
+                            notation_core::profile::check_store_certificate(c, store_kind)
+                        })
+                        .map(|()| certs)
+                });
+                match (loaded, kind.as_str()) {
                     (Ok(certs), "ca") => trust.ca.extend(certs),
                     (Ok(certs), "signingAuthority") => trust.signing_authority.extend(certs),
                     (Ok(certs), _) => trust.tsa.extend(certs),
@@ -232,6 +247,11 @@ impl Loaded {
                         rule.name
                     )),
                 }
+            }
+            // Identities as Notation reads them: C, ST and O, each attribute once, one
+            // per RDN, none overlapping another.
+            if let Err(e) = notation_core::dn::check_identities(&rule.notation.identities) {
+                problems.push(format!("rule {}: notation_identities: {e}", rule.name));
             }
             notation.insert(rule.name.clone(), trust);
         }

@@ -1,0 +1,243 @@
+//! The Notary Project certificate profile, each rule on certificates made by `openssl`
+//! for the purpose: what notation-core-go v1.3.0 refuses in a signature's chain, and
+//! what notation-go v1.3.2 refuses in a trust store, pullguard refuses too.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::path::Path;
+use std::process::Command;
+
+use notation_core::profile::{check_chain, check_store_certificate, key_spec, KeySpec, StoreKind};
+use sigstore_core::certs::Cert;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A key: `ec:P-256`, `ec:P-384`, `ec:P-521`, `rsa:2048`…
+fn key(dir: &Path, name: &str, kind: &str) {
+    let (alg, opt) = kind.split_once(':').unwrap();
+    let opt = if alg == "ec" {
+        format!("ec_paramgen_curve:{opt}")
+    } else {
+        format!("rsa_keygen_bits:{opt}")
+    };
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            alg,
+            "-pkeyopt",
+            &opt,
+            "-out",
+            &format!("{name}.key"),
+        ],
+    );
+}
+
+/// A self-signed certificate `name` with extensions `ext` (openssl's x509v3 syntax).
+fn self_signed(dir: &Path, name: &str, kind: &str, ext: &str) -> Cert {
+    key(dir, name, kind);
+    std::fs::write(
+        dir.join(format!("{name}.cnf")),
+        format!("[req]\ndistinguished_name = dn\n[dn]\n{ext}"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/C=US/ST=WA/O=Acme/CN={name}"),
+            "-days",
+            "30",
+            "-config",
+            &format!("{name}.cnf"),
+            "-extensions",
+            "v3",
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+    load(dir, name)
+}
+
+/// A certificate `name` issued by `issuer` with extensions `ext`.
+fn issued(dir: &Path, name: &str, issuer: &str, kind: &str, ext: &str) -> Cert {
+    key(dir, name, kind);
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.cnf")),
+        "[req]\ndistinguished_name = dn\n[dn]\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/C=US/ST=WA/O=Acme/CN={name}"),
+            "-config",
+            &format!("{name}.cnf"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{issuer}.crt"),
+            "-CAkey",
+            &format!("{issuer}.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-extensions",
+            "v3",
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+    load(dir, name)
+}
+
+fn load(dir: &Path, name: &str) -> Cert {
+    let pem = std::fs::read(dir.join(format!("{name}.crt"))).unwrap();
+    let der = sigstore_core::keys::pem_blocks(&pem, "CERTIFICATE").unwrap();
+    Cert::parse(&der[0]).unwrap()
+}
+
+const CA: &str = "[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n";
+const LEAF: &str = "[v3]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n";
+
+fn refused(chain: &[Cert], because: &str) {
+    let e = check_chain(chain).unwrap_err();
+    assert!(e.contains(because), "wanted {because:?}, got {e}");
+}
+
+#[test]
+fn a_chain_notation_accepts_passes() {
+    let d = tempfile::tempdir().unwrap();
+    let root = self_signed(d.path(), "root", "ec:P-256", CA);
+    let inter = issued(d.path(), "inter", "root", "ec:P-384", CA);
+    let leaf = issued(d.path(), "leaf", "inter", "rsa:3072", LEAF);
+    check_chain(&[leaf.clone(), inter, root]).unwrap();
+    assert_eq!(key_spec(&leaf), Some(KeySpec::Rsa(3072)));
+}
+
+#[test]
+fn path_length_and_key_cert_sign_of_every_issuer_are_enforced() {
+    let d = tempfile::tempdir().unwrap();
+    let root = self_signed(
+        d.path(),
+        "root",
+        "ec:P-256",
+        "[v3]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign\n",
+    );
+    let inter = issued(d.path(), "inter", "root", "ec:P-256", CA);
+    let leaf = issued(d.path(), "leaf", "inter", "ec:P-256", LEAF);
+    refused(&[leaf, inter, root], "path length");
+
+    let d = tempfile::tempdir().unwrap();
+    let root = self_signed(
+        d.path(),
+        "root",
+        "ec:P-256",
+        "[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature\n",
+    );
+    let leaf = issued(d.path(), "leaf", "root", "ec:P-256", LEAF);
+    refused(&[leaf, root], "not issued by");
+
+    let d = tempfile::tempdir().unwrap();
+    let root = self_signed(d.path(), "root", "ec:P-256", CA);
+    let notca = issued(
+        d.path(),
+        "notca",
+        "root",
+        "ec:P-256",
+        "[v3]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,keyCertSign,digitalSignature\n",
+    );
+    let leaf = issued(d.path(), "leaf", "notca", "ec:P-256", LEAF);
+    refused(&[leaf, notca, root], "not issued by");
+}
+
+#[test]
+fn the_leaf_must_be_a_code_signing_certificate_and_nothing_else() {
+    let d = tempfile::tempdir().unwrap();
+    let root = self_signed(d.path(), "root", "ec:P-256", CA);
+    for (name, ext, because) in [
+        ("server", "[v3]\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning,serverAuth\n", "serverAuth"),
+        ("stamps", "[v3]\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning,timeStamping\n", "timeStamping"),
+        ("soft", "[v3]\nkeyUsage=digitalSignature\nextendedKeyUsage=codeSigning\n", "critical"),
+        ("noku", "[v3]\nextendedKeyUsage=codeSigning\n", "must be present"),
+        ("encipher", "[v3]\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=codeSigning\n", "keyEncipherment"),
+        ("ca", "[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n", "must not be a CA"),
+        ("noeku", "[v3]\nkeyUsage=critical,digitalSignature\n", "codeSigning"),
+    ] {
+        let leaf = issued(d.path(), name, "root", "ec:P-256", ext);
+        refused(&[leaf, root.clone()], because);
+    }
+    let small = issued(d.path(), "small", "root", "rsa:2560", LEAF);
+    refused(&[small, root.clone()], "2560 bits");
+    let p521 = issued(d.path(), "p521", "root", "ec:P-521", LEAF);
+    assert_eq!(key_spec(&p521).and_then(KeySpec::algorithm), Some("ES512"));
+}
+
+#[test]
+fn a_chain_must_end_with_a_self_signed_root_and_hold_no_other_self_signed_certificate() {
+    let d = tempfile::tempdir().unwrap();
+    let root = self_signed(d.path(), "root", "ec:P-256", CA);
+    let inter = issued(d.path(), "inter", "root", "ec:P-256", CA);
+    let leaf = issued(d.path(), "leaf", "inter", "ec:P-256", LEAF);
+    refused(&[leaf.clone(), inter.clone()], "self-signed root");
+    refused(
+        &[leaf, inter, root.clone(), root],
+        "self-signed but not the chain's last",
+    );
+}
+
+#[test]
+fn trust_stores_hold_cas_or_self_signed_certificates_only() {
+    let d = tempfile::tempdir().unwrap();
+    let root = self_signed(d.path(), "root", "ec:P-256", CA);
+    let inter = issued(d.path(), "inter", "root", "ec:P-256", CA);
+    let leaf = issued(d.path(), "leaf", "inter", "ec:P-256", LEAF);
+    let selfsigned = root_leaf(d.path());
+    check_store_certificate(&root, StoreKind::Signing).unwrap();
+    check_store_certificate(&inter, StoreKind::Signing).unwrap();
+    check_store_certificate(&selfsigned, StoreKind::Signing).unwrap();
+    let e = check_store_certificate(&leaf, StoreKind::Signing).unwrap_err();
+    assert!(e.contains("neither a CA nor self-signed"), "{e}");
+    check_store_certificate(&root, StoreKind::Tsa).unwrap();
+    assert!(check_store_certificate(&inter, StoreKind::Tsa).is_err());
+    assert!(check_store_certificate(&selfsigned, StoreKind::Tsa).is_err());
+}
+
+/// A self-signed code-signing certificate (not a CA).
+fn root_leaf(dir: &Path) -> Cert {
+    self_signed(dir, "selfsigned", "ec:P-256", LEAF)
+}
