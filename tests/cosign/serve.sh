@@ -12,6 +12,8 @@
 #   retagged     unsigned; classic's signature manifest copied to its sha256-<hex>.sig tag
 #   tampered     cosign, key A, classic; then its payload replaced (new blob, same
 #                signature) as someone with push rights could
+#   flooded      cosign, key A, bundle; then 300 SBOM-like referrers of another type
+#                put in front of the signature in its referrers index (tests/cosign/flood.py)
 #   and on a second registry that wants a login (htpasswd, user ci): private:v1, cosign,
 #   key A, bundle layout; DIR/docker/config.json holds the login.
 # No transparency log is reachable here: cosign signs with --tlog-upload=false.
@@ -48,7 +50,7 @@ cosign_sign() {
 }
 
 declare -A digest size
-for name in classic bundle notary both unsigned wrongkey retagged tampered; do
+for name in classic bundle notary both unsigned wrongkey retagged tampered flooded; do
   oci_image "$dir/img-$name" "pullguard cosign test: $name"
   push_image "$dir/img-$name" "$repo:$name"
   digest[$name]=$IMAGE_DIGEST
@@ -60,6 +62,7 @@ cosign_sign a "$repo@${digest[bundle]}"
 cosign_sign a "$repo@${digest[both]}"
 cosign_sign b "$repo@${digest[wrongkey]}"
 cosign_sign a "$repo@${digest[tampered]}" --new-bundle-format=false
+cosign_sign a "$repo@${digest[flooded]}"
 
 api=http://$reg/v2/cosign/app
 accept='Accept: application/vnd.oci.image.manifest.v1+json'
@@ -94,6 +97,8 @@ open(f"{d}/tampered-sig.new.json", "wb").write(body)
 PY
 curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
   --data-binary @"$dir/tampered-sig.new.json" "$api/manifests/$(sig_tag "${digest[tampered]}")" >/dev/null
+
+python3 "$here/flood.py" "$api" "${digest[flooded]}" 300
 
 # A registry that wants a login. bcrypt from Python's crypt (libxcrypt), as htpasswd makes.
 auth_port=$(free_port)

@@ -42,7 +42,7 @@ fn check_reports_errors_with_positions_and_warnings() {
     let warned = write(
         dir.path(),
         "warned.toml",
-        &format!("{SERVER}\n[[rule]]\nname = \"hub\"\nmatch = \"docker.io/alpine:3.20\"\n\n[[rule]]\nname = \"any-prod\"\nmatch = \"**/prod/**\"\nrequire = \"any\"\n"),
+        &format!("{SERVER}\n[[rule]]\nname = \"hub\"\nmatch = \"docker.io/alpine:3.20\"\n\n[[rule]]\nname = \"any-prod\"\nmatch = \"**/prod/**\"\nany_registry = true\nrequire = \"any\"\n"),
     );
     let (code, _, text) = pullguard(&["policy", "check", warned.to_str().unwrap()]);
     assert_eq!(code, 0, "valid, with warnings: {text}");

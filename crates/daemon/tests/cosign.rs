@@ -50,6 +50,17 @@ async fn cosign_signed_images_in_both_layouts_and_every_refusal() {
         );
     }
 
+    // referrers_flood: 300 referrers of another type in front of the signature (SBOMs,
+    // junk) once refused the image as registry_unreachable ("more than 256"); they are
+    // filtered by type first, and passed over.
+    let (image, digest) = cw.image("flooded");
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(v.allowed && v.role == "cosign bundle", "flooded: {v:?}");
+    assert!(
+        cw.cosign_verify(cw.get("KEY_A"), &digest),
+        "cosign verify agrees on flooded"
+    );
+
     // Every refusal, each with its own reason; cosign verify refuses each too. A
     // Notary-only image is refused by a rule that accepts cosign alone.
     for (name, reason) in [

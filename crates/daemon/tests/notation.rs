@@ -171,6 +171,17 @@ async fn revocation_refuse_and_the_permissive_level() {
         v.allowed && v.rule == "permissive" && v.role.contains("logged"),
         "{v:?}"
     );
+    // audit_level_shows_the_failed_check: what the level let through is a failed proof
+    // in the verdict (and its event), with the check and the level, for alerting.
+    assert_eq!(v.proof, "notation", "{v:?}");
+    assert!(
+        !v.proofs[0].passed
+            && v.proofs[0].reason == "expired"
+            && v.proofs[0]
+                .message
+                .contains("let through by notation_verification = \"permissive\""),
+        "{v:?}"
+    );
     let (_, untrusted) = nw.image("untrusted");
     let v = verify(&mut c, &format!("{}@{untrusted}", nw.get("REPO")), "").await;
     assert_eq!(v.reason, "untrusted_signer", "{v:?}");

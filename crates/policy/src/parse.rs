@@ -57,6 +57,7 @@ struct RawRule {
     name: Option<Spanned<String>>,
     #[serde(rename = "match")]
     pattern: Option<Spanned<String>>,
+    any_registry: Option<bool>,
     mode: Option<Mode>,
     require: Option<Require>,
     proofs: Option<Vec<Proof>>,
@@ -587,6 +588,18 @@ fn build_rule(
             return None;
         }
     };
+    // A wildcard in the registry's name lets the rule judge other registries, an
+    // attacker's among them (`registry.example.com*/**` matches
+    // `registry.example.com.attacker.example`): only when the rule says it means that.
+    if let Some(host) = crosses_hosts(pattern.get_ref()) {
+        if r.any_registry != Some(true) {
+            ctx.at(pattern.span().start, format!(
+                "rule {name}: the registry part {host:?} of pattern {:?} has a wildcard, so it also matches other registries (e.g. {:?}); write the registry host in full, or set any_registry = true in the rule if it is meant to apply on every registry",
+                pattern.get_ref(),
+                format!("{}.attacker.example", host.trim_end_matches(['*', '?']).trim_start_matches(['*', '?']))
+            ));
+        }
+    }
     let require = or(&r.require, &defaults.require).unwrap_or(Require::Signed);
     let proofs = or(&r.proofs, &defaults.proofs).unwrap_or_else(|| vec![Proof::NotaryV1]);
     let accepts_notary = proofs.contains(&Proof::NotaryV1);
@@ -708,4 +721,16 @@ fn build_rule(
             .collect(),
         glob,
     })
+}
+
+/// The registry part of `pattern` when a wildcard in it can match another host than
+/// the one written (a port wildcard, `127.0.0.1:*`, names one host; the catch-all `**`
+/// is a rule for every registry by its nature, and says so).
+pub(crate) fn crosses_hosts(pattern: &str) -> Option<&str> {
+    if pattern == "**" {
+        return None;
+    }
+    let (host, _) = pattern.split_once('/')?;
+    let name = host.split_once(':').map_or(host, |(n, _)| n);
+    name.contains(['*', '?', '[']).then_some(host)
 }

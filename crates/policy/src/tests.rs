@@ -439,3 +439,40 @@ fn cosign_rules_name_their_keys_and_say_whether_a_transparency_log_is_required()
         .to_string();
     assert!(err.contains("signature_repository"), "{err}");
 }
+
+#[test]
+fn host_glob_across_hosts_is_refused_unless_the_rule_says_so() {
+    // The attack: `registry.example.com*/**` also judges
+    // registry.example.com.attacker.net; a warning was not enough.
+    for pattern in [
+        "registry.example.com*/**",
+        "*.example.com/**",
+        "**/prod/**",
+        "*/team/app:*",
+        "registry.exam?le.com/**",
+    ] {
+        let e =
+            policy(&format!("[[rule]]\nname = \"r\"\nmatch = \"{pattern}\"\n")).expect_err(pattern);
+        assert!(
+            e.to_string().contains("any_registry = true") && e.to_string().contains("attacker"),
+            "{pattern}: {e}"
+        );
+        let p = policy(&format!(
+            "[[rule]]\nname = \"r\"\nmatch = \"{pattern}\"\nany_registry = true\n"
+        ))
+        .expect("explicit");
+        assert_eq!(p.rules.len(), 1);
+    }
+    // A port wildcard names one host, and the catch-all says what it is.
+    policy("[[rule]]\nname = \"r\"\nmatch = \"127.0.0.1:*/demo/**\"\n").expect("port");
+    policy("[[rule]]\nname = \"r\"\nmatch = \"**\"\n").expect("catch-all");
+    let p = policy(
+        "[[rule]]\nname = \"r\"\nmatch = \"registry.example.com*/**\"\nany_registry = true\n",
+    )
+    .expect("explicit");
+    assert_eq!(
+        rule_name(&p, "registry.example.com.attacker.net/app:1").as_deref(),
+        Some("r"),
+        "what any_registry = true means"
+    );
+}

@@ -86,6 +86,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         role: format!("cosign {}", v.layout),
         signers: vec![v.signer],
         expires: None,
+        let_through: Vec::new(),
     };
 
     let classic_tag = classic::signature_tag(&hex);

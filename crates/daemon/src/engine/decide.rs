@@ -265,6 +265,7 @@ mod tests {
                 role: m.role,
                 signers: m.signers,
                 expires: None,
+                let_through: Vec::new(),
             })
         }
     }
@@ -373,6 +374,7 @@ mod tests {
                 role: kind.as_str().to_owned(),
                 signers: vec![kind.as_str().to_owned()],
                 expires: None,
+                let_through: Vec::new(),
             })
         }
     }

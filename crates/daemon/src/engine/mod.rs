@@ -397,6 +397,23 @@ impl Engine {
             .tried
             .iter()
             .map(|t| match &t.outcome {
+                // Vouched, but past a failed check the rule's level lets through: shown as
+                // not passed, with the check and the level, for alerting.
+                Ok(v) if !v.let_through.is_empty() => ProofResult {
+                    proof: t.proof.as_str().to_owned(),
+                    passed: false,
+                    reason: v.let_through.first().map(|(r, _)| *r),
+                    message: format!(
+                        "{} signed by {}; failed checks: {}",
+                        v.role,
+                        v.signers.join(", "),
+                        v.let_through
+                            .iter()
+                            .map(|(r, m)| format!("{m} ({r})"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                },
                 Ok(v) => ProofResult {
                     proof: t.proof.as_str().to_owned(),
                     passed: true,
@@ -411,11 +428,12 @@ impl Engine {
                 },
             })
             .collect();
-        let passed: Vec<&str> = verdict
-            .proofs
+        // The proofs that counted (vouched), whatever their level let through.
+        let passed: Vec<&str> = decision
+            .tried
             .iter()
-            .filter(|p| p.passed)
-            .map(|p| p.proof.as_str())
+            .filter(|t| t.outcome.is_ok())
+            .map(|t| t.proof.as_str())
             .collect();
         let passed = passed.join(",");
         let outcome = decision.outcome.map(|vouched| {

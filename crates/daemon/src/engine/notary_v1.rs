@@ -102,6 +102,7 @@ impl ProofKind for NotaryV1 {
             role: m.role,
             signers: m.signers,
             expires: repo.roles.get("timestamp").map(|r| r.expires),
+            let_through: Vec::new(),
         })
     }
 

@@ -127,14 +127,29 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
                 let logged = if v.logged.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({} level; logged: {})", n.level, v.logged.join("; "))
+                    let each: Vec<&str> = v.logged.iter().map(|e| e.message.as_str()).collect();
+                    format!(" ({} level; logged: {})", n.level, each.join("; "))
                 };
+                let let_through = v
+                    .logged
+                    .iter()
+                    .map(|e| {
+                        (
+                            code(e.reason),
+                            format!(
+                                "{} [let through by notation_verification = \"{}\"]",
+                                e.message, n.level
+                            ),
+                        )
+                    })
+                    .collect();
                 return Ok(Vouch {
                     proof: Proof::Notation,
                     digest: digest.clone(),
                     role: format!("notation {}{logged}", v.envelope),
                     signers: vec![v.signer],
                     expires: None,
+                    let_through,
                 });
             }
             Err(e) => failures.add(e),

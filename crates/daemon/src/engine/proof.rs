@@ -6,6 +6,7 @@
 //! Adding a kind: a module with a type implementing [`ProofKind`], a field of
 //! [`Proofs`] and its arm in [`Proofs::check`], and a `policy::Proof` value.
 
+use api::codes::ReasonCode;
 use policy::{ImageRef, Proof, Rule};
 use time::OffsetDateTime;
 
@@ -28,6 +29,10 @@ pub struct Vouch {
     pub signers: Vec<String>,
     /// When what vouched stops being valid (Notary: the timestamp's expiry).
     pub expires: Option<OffsetDateTime>,
+    /// Checks that failed but that the rule's level lets through (Notation's
+    /// permissive and audit levels): the verdict shows this proof as not passed, with
+    /// the level, so that logging can alert on it.
+    pub let_through: Vec<(ReasonCode, String)>,
 }
 
 /// What a proof is asked about.
