@@ -45,7 +45,8 @@ pub struct Args {
     /// A PEM public key that must have signed.
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Sigstore's trusted_root.json (required: nothing is fetched).
+    /// Sigstore's trusted_root.json (nothing is fetched); without it, the public-good
+    /// root shipped with pullguard.
     #[arg(long)]
     trusted_root: Option<PathBuf>,
     /// The artifact, or `sha256:HEX`.
@@ -54,13 +55,18 @@ pub struct Args {
 
 pub fn run(Command::VerifyBundle(a): &Command) -> ExitCode {
     let usage = |m: String| fail(Exit::Usage, false, "usage", &m);
-    let Some(root_file) = &a.trusted_root else {
-        return usage("give --trusted-root: pullguard does not fetch Sigstore's public-good root (refresh trusted_root.json from Sigstore's TUF repository where a machine can reach it)".to_owned());
-    };
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let root = match read(root_file)
-        .and_then(|b| TrustedRoot::parse(&b).map_err(|e| format!("{}: {e}", root_file.display())))
-    {
+    // Without --trusted-root: the public-good root shipped with pullguard (nothing is
+    // fetched); staging has no shipped root.
+    let root = match &a.trusted_root {
+        Some(f) => read(f).and_then(|b| TrustedRoot::parse(&b).map_err(|e| format!("{}: {e}", f.display()))),
+        None if a.staging => {
+            return usage("give --trusted-root for Sigstore's staging instance: only the public-good root is shipped".to_owned())
+        }
+        None => TrustedRoot::parse(sigstore_core::trust_root::public_good_bytes())
+            .map_err(|e| format!("the shipped public-good trusted root: {e}")),
+    };
+    let root = match root {
         Ok(r) => r,
         // A root that cannot be used refuses the bundle (the suite's broken roots must fail).
         Err(e) => return fail(Exit::Refused, false, "trusted_root", &e),

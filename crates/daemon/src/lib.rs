@@ -126,15 +126,20 @@ pub async fn run(
         "cannot listen on {}",
         settings.socket.display()
     )))?;
-    let start = engine.events.new_event(
-        api::codes::EventKind::DaemonStarted,
-        1,
-        format!(
-            "pullguardd {} listening on {}",
-            env!("CARGO_PKG_VERSION"),
-            settings.socket.display()
-        ),
+    let mut started = format!(
+        "pullguardd {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        settings.socket.display()
     );
+    // The first thing an operator on a new node reads: what is not enforced yet.
+    if let Some(notice) = engine.loaded().policy.audit_notice() {
+        tracing::warn!("{notice}");
+        started.push_str("; ");
+        started.push_str(&notice);
+    }
+    let start = engine
+        .events
+        .new_event(api::codes::EventKind::DaemonStarted, 1, started);
     let _ = engine.emit(start, false).await;
     tracing::info!(socket = %settings.socket.display(), "pullguardd ready");
     let service = api::pullguard_server::PullguardServer::new(server::Service {

@@ -163,6 +163,10 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
                     restart_only.join(", ")
                 ));
             }
+            if let Some(notice) = engine.loaded().policy.audit_notice() {
+                message.push_str("; ");
+                message.push_str(&notice);
+            }
             tracing::info!(generation, trigger, "policy.reloaded");
             let ev =
                 engine

@@ -412,3 +412,48 @@ async fn a_registry_that_wants_a_login_is_read_with_the_credentials_file() {
     let v = verify(&mut c, &image, &digest).await;
     assert!(v.allowed && v.proof == "cosign", "{v:?}");
 }
+
+/// The shipped default after Docker's Notary shutdown: no rule asks a trust server, so
+/// no pull is refused with trust_server_unreachable; an unsigned image is recorded as
+/// pull.audited (not silently allowed), and pullguardd says at start that it audits.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_default_audits_instead_of_asking_the_retired_notary() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    let shipped =
+        std::fs::read_to_string(harness::repo_root().join("config/pullguard.toml")).unwrap();
+    // The shipped file from [defaults] on, under this test's [daemon] section.
+    let rules = &shipped[shipped.find("[defaults]").unwrap()..];
+    world.write_config(&format!(
+        "{}{rules}",
+        world.daemon_section(&format!(
+            "registry_config_path = \"{}\"\nregistry_timeout = \"2s\"\n",
+            cw.certs_d().display()
+        ))
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    for (n, name) in ["unsigned", "notary", "classic"].into_iter().enumerate() {
+        let (image, digest) = cw.image(name);
+        let v = verify(&mut c, &image, &digest).await;
+        assert!(
+            v.allowed && v.mode == "audit" && v.rule == "everything-else",
+            "{name}: {v:?}"
+        );
+        assert_ne!(v.reason, "trust_server_unreachable", "{name}: {v:?}");
+        if name != "classic" {
+            // (classic: a key signature, which no keyless identity of the default accepts)
+            assert_eq!(v.reason, "no_signature", "{name}: {v:?}");
+        }
+        let ev = nth_event(&world, "pull.audited", n + 1).await;
+        assert_eq!(ev["image"], image.as_str(), "{ev}");
+    }
+    let started = nth_event(&world, "daemon.started", 1).await;
+    assert!(
+        started["message"]
+            .as_str()
+            .unwrap()
+            .contains("every rule is in audit mode (kubernetes, distroless, everything-else)"),
+        "{started}"
+    );
+}

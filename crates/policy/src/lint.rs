@@ -42,6 +42,9 @@ impl Policy {
                     warn(r, format!("catch-all rule {} is laxer than rule {} for the whole registry {:?}: an image that reaches this node under another registry name (a mirror, an alias) gets the catch-all; make the catch-all at least as strict and add explicit rules for what may run unverified", r.name, own.name, own.pattern.trim_end_matches("/**")));
                 }
             }
+            if let Some((server, host, when)) = self.retired_trust_server(r) {
+                warn(r, format!("rule {} asks trust server {server} ({host}), which {when}: every image it matches is refused with trust_server_unreachable; move the rule to the proof its publishers use now (proofs = [\"cosign\"] or [\"notation\"], docs/migrating-from-dct.md)", r.name));
+            }
             if r.pattern != "**" && r.pattern.starts_with('*') {
                 let looser = match r.require {
                     Require::Reject => "",
@@ -51,6 +54,58 @@ impl Policy {
             }
         }
         out
+    }
+}
+
+impl Policy {
+    /// What an operator must know first about a policy that enforces nothing for some
+    /// images: the rules in audit mode, which let through what they would refuse
+    /// (recorded as `pull.audited`). `None` when every rule enforces.
+    pub fn audit_notice(&self) -> Option<String> {
+        let audit: Vec<&str> = self
+            .rules
+            .iter()
+            .filter(|r| r.mode == Mode::Audit && r.require != Require::Any)
+            .map(|r| r.name.as_str())
+            .collect();
+        if audit.is_empty() {
+            return None;
+        }
+        let all = audit.len() == self.rules.len();
+        Some(format!(
+            "{} in audit mode ({}): images {} would refuse are let through and recorded as pull.audited / container.audited; read those events (pullguard events --event pull.audited), then set mode = \"enforce\" in each rule (docs/migrating-from-dct.md)",
+            if all { "every rule is".to_owned() } else { format!("{} of {} rules are", audit.len(), self.rules.len()) },
+            audit.join(", "),
+            if audit.len() == 1 { "it" } else { "they" },
+        ))
+    }
+}
+
+/// Notary v1 trust servers known to be shut down, with when.
+const RETIRED_TRUST_SERVERS: [(&str, &str); 1] = [(
+    "notary.docker.io",
+    "Docker shut down on 2026-12-08 with Docker Content Trust",
+)];
+
+impl Policy {
+    /// The retired trust server a rule that accepts Notary v1 asks, if any.
+    fn retired_trust_server(&self, r: &Rule) -> Option<(&str, &'static str, &'static str)> {
+        if !r.proofs.contains(&Proof::NotaryV1) || r.require != Require::Signed {
+            return None;
+        }
+        let server = self.trust_servers.get(r.trust_server.as_deref()?)?;
+        let host = server
+            .url
+            .split_once("://")
+            .map_or(server.url.as_str(), |(_, rest)| rest)
+            .split(['/', ':'])
+            .next()?
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        RETIRED_TRUST_SERVERS
+            .iter()
+            .find(|(retired, _)| *retired == host)
+            .map(|(h, when)| (server.name.as_str(), *h, *when))
     }
 }
 
@@ -182,6 +237,24 @@ mod tests {
         let dup = lint("[[rule]]\nname = \"a\"\nmatch = \"r.io/**\"\n[[rule]]\nname = \"b\"\nmatch = \"r.io/**\"\n");
         assert_eq!(dup.len(), 1);
         assert!(dup[0].contains("rule b can never apply: rule a"), "{dup:?}");
+    }
+
+    #[test]
+    fn a_rule_asking_the_retired_docker_notary_is_warned() {
+        let text = "[trust_server.hub]\nurl = \"https://Notary.Docker.io\"\n[[rule]]\nname = \"hub\"\nmatch = \"docker.io/**\"\ntrust_server = \"hub\"\n[[rule]]\nname = \"cosign\"\nmatch = \"registry.example.com/**\"\ntrust_server = \"hub\"\nproofs = [\"cosign\"]\ncosign_keys = [\"k.pub\"]\ncosign_tlog = false\n";
+        let w: Vec<String> = Policy::parse(Path::new("p.toml"), text)
+            .expect("valid")
+            .lint()
+            .into_iter()
+            .map(|w| format!("{}:{} {}", w.line, w.column, w.message))
+            .collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("5:9 ")
+                && w[0].contains("notary.docker.io")
+                && w[0].contains("2026-12-08"),
+            "{w:?}"
+        );
     }
 
     #[test]

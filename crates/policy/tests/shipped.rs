@@ -29,14 +29,53 @@ fn every_shipped_file_parses() {
     }
 }
 
+/// The default after Docker's Notary shutdown (2026-12-08): no rule asks a trust server
+/// (none would answer), nothing is silently allowed (every rule requires a signature,
+/// in audit mode, and says so), and the documented public signers are named with
+/// Sigstore's public-good root shipped with pullguard.
 #[test]
-fn default_enforces_signatures_on_everything() {
+fn default_survives_the_notary_shutdown_and_allows_nothing_silently() {
     let p = Policy::load(&config("pullguard.toml")).unwrap();
-    let r = rule(&p, "alpine");
+    assert!(p.trust_servers.is_empty(), "{:?}", p.trust_servers);
+    for r in &p.rules {
+        assert!(!r.proofs.contains(&Proof::NotaryV1), "{}", r.name);
+        assert_eq!(
+            (r.mode, r.require),
+            (Mode::Audit, Require::Signed),
+            "{}",
+            r.name
+        );
+        assert_eq!(r.on_unreachable, OnUnreachable::Deny, "{}", r.name);
+        assert_eq!(
+            r.cosign.trusted_root.as_deref(),
+            Some(Path::new("sigstore-public-good")),
+            "{}",
+            r.name
+        );
+    }
+    let k8s = rule(&p, "registry.k8s.io/pause:3.10");
+    assert_eq!(k8s.name, "kubernetes");
     assert_eq!(
-        (r.mode, r.require, r.on_unreachable),
-        (Mode::Enforce, Require::Signed, OnUnreachable::Deny)
+        (
+            k8s.cosign.identities[0].subject.as_deref(),
+            k8s.cosign.identities[0].issuer.as_str()
+        ),
+        (
+            Some("krel-trust@k8s-releng-prod.iam.gserviceaccount.com"),
+            "https://accounts.google.com"
+        )
     );
+    assert_eq!(
+        rule(&p, "gcr.io/distroless/static:nonroot").name,
+        "distroless"
+    );
+    assert_eq!(rule(&p, "alpine").name, "everything-else");
+    let notice = p.audit_notice().expect("an audit notice");
+    assert!(
+        notice.starts_with("every rule is in audit mode"),
+        "{notice}"
+    );
+    assert!(p.lint().is_empty(), "{:?}", p.lint());
     assert!(p.daemon.metrics.is_none(), "metrics are off by default");
 }
 

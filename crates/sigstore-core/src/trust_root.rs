@@ -219,3 +219,13 @@ impl TrustedRoot {
         })
     }
 }
+
+/// The name a rule gives to use Sigstore's public-good trusted root shipped with
+/// pullguard (`trusted_root = "sigstore-public-good"`) instead of a file.
+pub const PUBLIC_GOOD: &str = "sigstore-public-good";
+
+/// Sigstore's public-good `trusted_root.json`, as shipped (provenance:
+/// `data/public-good/PROVENANCE.md`).
+pub fn public_good_bytes() -> &'static [u8] {
+    include_bytes!("../data/public-good/trusted_root.json")
+}

@@ -193,9 +193,15 @@ impl Loaded {
                 }
             }
             if let Some(f) = &rule.cosign.trusted_root {
-                let path = under_keys(f);
+                // The public-good root shipped inside pullguard, or a file.
+                let shipped = f.as_os_str() == sigstore_core::trust_root::PUBLIC_GOOD;
+                let path = if shipped { f.clone() } else { under_keys(f) };
                 let root = match roots.get(&path) {
                     Some(r) => Ok(r.clone()),
+                    None if shipped => sigstore_core::trust_root::TrustedRoot::parse(
+                        sigstore_core::trust_root::public_good_bytes(),
+                    )
+                    .map(std::sync::Arc::new),
                     None => std::fs::read(&path)
                         .map_err(|e| e.to_string())
                         .and_then(|b| sigstore_core::trust_root::TrustedRoot::parse(&b))
