@@ -28,7 +28,7 @@ go_tools_env() {
   # CLI module is not served by the proxy): rebuilt when its sources change.
   local peer_src
   peer_src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/notation/peer" && pwd)
-  NOTATION_PEER=$PULLGUARD_TOOLS/notation-peer-$(cat "$peer_src"/go.mod "$peer_src"/go.sum "$peer_src"/main.go | sha256sum | cut -c1-12)/notation-peer
+  NOTATION_PEER=$PULLGUARD_TOOLS/notation-peer-$(cat "$peer_src"/go.mod "$peer_src"/go.sum "$peer_src"/*.go | sha256sum | cut -c1-12)/notation-peer
   export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN NOTATION_PEER
 }
 

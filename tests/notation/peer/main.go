@@ -10,6 +10,8 @@
 //	notation-peer verify --config DIR REF         # DIR/trustpolicy.json, DIR/truststore/x509/...
 //	notation-peer forge-jws --key K --cert C REF  # a JWS built here, not by notation-go (which
 //	                                              # refuses to sign with some certificates)
+//	notation-peer differential --seed N --count M --out DIR   # generated chains, stores and
+//	                                              # identities with notation's verdicts (differential.go)
 package main
 
 import (
@@ -60,6 +62,8 @@ func main() {
 		err = verify(os.Args[2:])
 	case "forge-jws":
 		err = forgeJWS(os.Args[2:])
+	case "differential":
+		err = differential(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
