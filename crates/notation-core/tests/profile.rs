@@ -241,3 +241,49 @@ fn trust_stores_hold_cas_or_self_signed_certificates_only() {
 fn root_leaf(dir: &Path) -> Cert {
     self_signed(dir, "selfsigned", "ec:P-256", LEAF)
 }
+
+/// A JWS notation-go wrote, its chain swapped for a P-521 leaf under a root of the
+/// trust store and its algorithm for ES512 (the signature bytes no longer matter:
+/// pullguard refuses before it would check them).
+#[test]
+fn p521_signatures_are_unsupported_not_bad() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let d = tempfile::tempdir().unwrap();
+    let root = self_signed(d.path(), "root", "ec:P-256", CA);
+    let leaf = issued(d.path(), "leaf", "root", "ec:P-521", LEAF);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut env: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("signature.jws")).unwrap()).unwrap();
+    let mut protected: serde_json::Value =
+        serde_json::from_slice(&url.decode(env["protected"].as_str().unwrap()).unwrap()).unwrap();
+    protected["alg"] = "ES512".into();
+    env["protected"] = url.encode(serde_json::to_vec(&protected).unwrap()).into();
+    env["header"]["x5c"] = serde_json::json!([b64.encode(&leaf.der), b64.encode(&root.der)]);
+    let digest = std::fs::read_to_string(fixtures.join("digest")).unwrap();
+    let manifest = std::fs::read(fixtures.join("manifest.json")).unwrap();
+    let target = notation_core::Target {
+        digest: digest.trim(),
+        size: manifest.len() as u64,
+        media_type: "application/vnd.oci.image.manifest.v1+json",
+    };
+    let ids = ["*".to_owned()];
+    let trust = notation_core::Trust {
+        ca: std::slice::from_ref(&root),
+        signing_authority: &[],
+        tsa: &[],
+        identities: &ids,
+        level: notation_core::Level::Strict,
+        now: time::OffsetDateTime::now_utc(),
+    };
+    let e = notation_core::verify(
+        notation_core::envelope::JWS,
+        &serde_json::to_vec(&env).unwrap(),
+        &target,
+        &trust,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, notation_core::Reason::Unsupported, "{e:?}");
+    assert!(e.message.contains("P-521"), "{}", e.message);
+}
