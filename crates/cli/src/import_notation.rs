@@ -84,6 +84,9 @@ pub fn convert(json: &[u8], trust_store: Option<&Path>) -> Result<String, Vec<St
     if doc.version != "1.0" {
         problems.push(format!("version {:?}: only 1.0 is known", doc.version));
     }
+    // What Notation itself refuses to load is refused here too, before anything is
+    // converted: a policy notation-go rejects must not become rules that allow.
+    problems.extend(notation_refuses(&doc));
     let mut out = String::from("# Imported from a Notation trust policy by `pullguard policy import-notation`.\n# Copy Notation's truststore directory to KEYS_DIR/notation/truststore (x509/TYPE/NAME/).\n");
     for p in &doc.trust_policies {
         let mut problem = |m: String| problems.push(format!("trust policy {:?}: {m}", p.name));
@@ -193,6 +196,92 @@ pub fn convert(json: &[u8], trust_store: Option<&Path>) -> Result<String, Vec<St
     } else {
         Err(problems)
     }
+}
+
+/// Why notation-go v1.3.2 would refuse to load `doc` (`trustpolicy.Document.Validate`).
+fn notation_refuses(doc: &Document) -> Vec<String> {
+    let mut out = Vec::new();
+    if doc.trust_policies.is_empty() {
+        out.push("no trust policy statements (Notation refuses an empty document)".to_owned());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut scopes: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for p in &doc.trust_policies {
+        let mut refuse = |m: String| {
+            out.push(format!(
+                "trust policy {:?}: {m} (Notation refuses it)",
+                p.name
+            ))
+        };
+        if p.name.is_empty() {
+            refuse("a statement without a name".to_owned());
+        }
+        if !names.insert(p.name.as_str()) {
+            refuse("two statements have this name".to_owned());
+        }
+        let v = &p.signature_verification;
+        if v.level == "skip" {
+            if !v.r#override.is_empty() {
+                refuse("level skip with overrides".to_owned());
+            }
+            if !p.trust_stores.is_empty() || !p.trusted_identities.is_empty() {
+                refuse("level skip with trust stores or trusted identities".to_owned());
+            }
+        }
+        if let Some(t) = &v.verify_timestamp {
+            if !["", "always", "afterCertExpiry"].contains(&t.as_str()) {
+                refuse(format!("verifyTimestamp {t:?}"));
+            }
+        }
+        for s in &p.trust_stores {
+            let name_ok = s.split_once(':').is_some_and(|(_, n)| {
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            });
+            if !name_ok {
+                refuse(format!(
+                    "trust store {s:?} is not TYPE:NAME with NAME of [a-zA-Z0-9_.-]"
+                ));
+            }
+        }
+        for i in &p.trusted_identities {
+            if i.is_empty() {
+                refuse("an empty trusted identity".to_owned());
+            } else if i == "*" {
+                if p.trusted_identities.len() > 1 {
+                    refuse("the identity \"*\" beside other identities".to_owned());
+                }
+            } else if !i.contains(':') {
+                refuse(format!("trusted identity {i:?} has no TYPE: prefix"));
+            } else if !i.starts_with("x509.subject:") {
+                // Notation accepts other prefixes unchecked; pullguard cannot say what
+                // they mean.
+                refuse(format!(
+                    "trusted identity {i:?}: only x509.subject identities can be expressed"
+                ));
+            }
+        }
+        if let Err(e) = notation_core::dn::check_identities(&p.trusted_identities) {
+            refuse(format!("trusted identities: {e}"));
+        }
+        if p.registry_scopes.is_empty() {
+            refuse("no registry scopes".to_owned());
+        }
+        for scope in &p.registry_scopes {
+            if scope != "*" && scope.contains('*') {
+                refuse(format!(
+                    "registry scope {scope:?} has a wildcard (only \"*\" alone is allowed)"
+                ));
+            }
+            if let Some(other) = scopes.insert(scope.as_str(), p.name.as_str()) {
+                refuse(format!(
+                    "registry scope {scope:?} is also in statement {other:?}; one scope belongs to one statement"
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// A rule name from a trust policy name.
@@ -310,5 +399,87 @@ mod tests {
             .unwrap_err()
             .join("\n");
         assert!(e.contains("only 1.0"), "{e}");
+    }
+
+    /// notation_refuses_import_allows: policies notation-go refuses to load once
+    /// imported as `require = "any"` rules ahead of the real one, allowing unsigned
+    /// images. Each is refused now, with Notation's reason.
+    #[test]
+    fn trust_policies_notation_refuses_are_refused() {
+        let statement = |name: &str, scope: &str, level: &str, rest: &str| {
+            format!(
+                r#"{{"name":"{name}","registryScopes":["{scope}"],"signatureVerification":{{"level":"{level}"}}{rest}}}"#
+            )
+        };
+        let strict = |name: &str, scope: &str, id: &str| {
+            statement(
+                name,
+                scope,
+                "strict",
+                &format!(r#","trustStores":["ca:acme"],"trustedIdentities":["{id}"]"#),
+            )
+        };
+        let doc = |statements: &[String]| {
+            format!(
+                r#"{{"version":"1.0","trustPolicies":[{}]}}"#,
+                statements.join(",")
+            )
+        };
+        let app = "registry.example.com/app";
+        for (policy, words) in [
+            (
+                doc(&[
+                    statement("open", app, "skip", ""),
+                    strict("signed", app, ID),
+                ]),
+                "also in statement",
+            ),
+            (
+                doc(&[statement(
+                    "open",
+                    app,
+                    "skip",
+                    r#","trustStores":["ca:acme"]"#,
+                )]),
+                "skip with trust stores",
+            ),
+            (
+                doc(&[
+                    strict("a", app, ID),
+                    strict("a", "registry.example.com/b", ID),
+                ]),
+                "two statements",
+            ),
+            (
+                doc(&[strict("a", app, "x509.subject: C=US, O=Acme, CN=release")]),
+                "no ST",
+            ),
+            (
+                doc(&[strict(
+                    "a",
+                    app,
+                    "x509.subject: C=US, ST=WA, O=Acme, CN=a, CN=b",
+                )]),
+                "twice",
+            ),
+            (
+                doc(&[strict("a", app, "x509.subject: C=US, ST=WA, O=Acme+O=Evil")]),
+                "multi-valued",
+            ),
+            (
+                doc(&[strict("a", app, "other: thing")]),
+                "only x509.subject",
+            ),
+            (
+                doc(&[strict("a", "registry.example.com/*", ID)]),
+                "wildcard",
+            ),
+            (doc(&[]), "no trust policy statements"),
+        ] {
+            let e = convert(policy.as_bytes(), None)
+                .expect_err(&policy)
+                .join("\n");
+            assert!(e.contains(words), "{words}: {e}");
+        }
     }
 }

@@ -42,6 +42,13 @@ impl Policy {
                     warn(r, format!("catch-all rule {} is laxer than rule {} for the whole registry {:?}: an image that reaches this node under another registry name (a mirror, an alias) gets the catch-all; make the catch-all at least as strict and add explicit rules for what may run unverified", r.name, own.name, own.pattern.trim_end_matches("/**")));
                 }
             }
+            if r.mode == Mode::Enforce
+                && r.require == Require::Signed
+                && r.proofs.contains(&Proof::Notation)
+                && r.notation.level == "audit"
+            {
+                warn(r, format!("rule {} enforces, but notation_verification = \"audit\" lets a Notation signature by an untrusted signer or identity through as an allowed pull (its verdict's proofs show the failed check); use \"strict\", or mode = \"audit\" if nothing is meant to be refused", r.name));
+            }
             if let Some((server, host, when)) = self.retired_trust_server(r) {
                 warn(r, format!("rule {} asks trust server {server} ({host}), which {when}: every image it matches is refused with trust_server_unreachable; move the rule to the proof its publishers use now (proofs = [\"cosign\"] or [\"notation\"], docs/migrating-from-dct.md)", r.name));
             }
@@ -109,9 +116,19 @@ impl Policy {
     }
 }
 
+/// A rule's requirement in words, for messages.
+pub(crate) fn describe(r: &Rule) -> &'static str {
+    match (r.mode, r.require) {
+        (Mode::Audit, _) => "audit mode",
+        (_, Require::Any) => "require = \"any\"",
+        (_, Require::Signed) => "signatures enforced",
+        (_, Require::Reject) => "require = \"reject\"",
+    }
+}
+
 /// 0 for a rule that refuses everything it matches, 1 for signatures enforced, 2 for
 /// anything allowed (audit mode or `require = "any"`).
-fn laxness(r: &Rule) -> u8 {
+pub(crate) fn laxness(r: &Rule) -> u8 {
     match (r.mode, r.require) {
         (Mode::Audit, _) | (_, Require::Any) => 2,
         (Mode::Enforce, Require::Signed) => 1,
@@ -237,6 +254,21 @@ mod tests {
         let dup = lint("[[rule]]\nname = \"a\"\nmatch = \"r.io/**\"\n[[rule]]\nname = \"b\"\nmatch = \"r.io/**\"\n");
         assert_eq!(dup.len(), 1);
         assert!(dup[0].contains("rule b can never apply: rule a"), "{dup:?}");
+    }
+
+    #[test]
+    fn notation_audit_level_under_an_enforce_rule_is_warned() {
+        let rule = |level: &str| {
+            lint(&format!("[[rule]]\nname = \"n\"\nmatch = \"registry.example.com/**\"\nproofs = [\"notation\"]\nnotation_trust_stores = [\"ca:acme\"]\nnotation_identities = [\"*\"]\nnotation_verification = \"{level}\"\n"))
+        };
+        let w = rule("audit");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("notation_verification = \"audit\" lets"),
+            "{w:?}"
+        );
+        assert!(rule("strict").is_empty());
+        assert!(rule("permissive").is_empty());
     }
 
     #[test]

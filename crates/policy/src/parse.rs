@@ -239,6 +239,7 @@ impl Policy {
             }
         }
         tied_rules(&mut ctx, &rules);
+        shadowed_by_laxer(&mut ctx, &rules);
         if raw.rule.is_empty() && ctx.problems.is_empty() {
             // A file with no rules would reject every pull; far more often it is an
             // editor's or a deployment's write caught half way, so it is refused.
@@ -307,6 +308,32 @@ pub fn check_trust_server_url(url: &str) -> Result<(), String> {
             }
         }
         other => Err(format!("url {url:?}: scheme {other:?} is not https")),
+    }
+}
+
+/// A rule that can never apply because an earlier one with the same pattern wins, and
+/// that earlier one is laxer: what its author meant to enforce would silently not be
+/// (an imported `require = "any"` ahead of the signed rule for the same scope). Refused;
+/// a shadowing rule as strict or stricter is only warned about (`Policy::lint`).
+fn shadowed_by_laxer(ctx: &mut Ctx<'_>, rules: &[Rule]) {
+    for (i, r) in rules.iter().enumerate() {
+        let Some(earlier) = rules[..i].iter().find(|e| e.pattern == r.pattern) else {
+            continue;
+        };
+        if crate::lint::laxness(earlier) > crate::lint::laxness(r) {
+            ctx.problems.push(Problem {
+                line: r.position.0,
+                column: r.position.1,
+                message: format!(
+                    "rule {} can never apply: rule {} (line {}) has the same pattern, comes first and is laxer ({}), so what rule {} requires would not be enforced; merge them or delete one",
+                    r.name,
+                    earlier.name,
+                    earlier.position.0,
+                    crate::lint::describe(earlier),
+                    r.name
+                ),
+            });
+        }
     }
 }
 

@@ -476,3 +476,30 @@ fn host_glob_across_hosts_is_refused_unless_the_rule_says_so() {
         "what any_registry = true means"
     );
 }
+
+#[test]
+fn a_rule_shadowed_by_a_laxer_one_with_the_same_pattern_is_refused() {
+    // What an imported trust policy with one scope in two statements did: the skip
+    // statement's require = "any" came first and the signed rule never applied.
+    let e = policy(
+        "[[rule]]\nname = \"open\"\nmatch = \"registry.example.com/app:*\"\nrequire = \"any\"\n[[rule]]\nname = \"signed\"\nmatch = \"registry.example.com/app:*\"\n",
+    )
+    .expect_err("shadowed by a laxer rule");
+    assert!(
+        e.to_string()
+            .contains("rule signed can never apply: rule open")
+            && e.to_string().contains("laxer"),
+        "{e}"
+    );
+    let e = policy(
+        "[[rule]]\nname = \"watch\"\nmatch = \"registry.example.com/app:*\"\nmode = \"audit\"\n[[rule]]\nname = \"signed\"\nmatch = \"registry.example.com/app:*\"\n",
+    )
+    .expect_err("audit shadows enforce");
+    assert!(e.to_string().contains("audit mode"), "{e}");
+    // Shadowed by one as strict or stricter: loads (and policy check warns).
+    let p = policy(
+        "[[rule]]\nname = \"signed\"\nmatch = \"registry.example.com/app:*\"\n[[rule]]\nname = \"open\"\nmatch = \"registry.example.com/app:*\"\nrequire = \"any\"\n",
+    )
+    .expect("stricter first");
+    assert_eq!(p.lint().len(), 1);
+}
