@@ -106,12 +106,24 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::Recom
                 }
                 continue;
             }
-            missing_reported = false;
-            if now == current && trigger != "SIGHUP" {
+            // Back after being missing (deleted and created again, renamed into place, a
+            // symlink re-pointed): loaded again even when the bytes are the ones in force,
+            // so that the "missing" state ends and the operator sees the file is read.
+            let came_back = std::mem::take(&mut missing_reported);
+            if now == current && trigger != "SIGHUP" && !came_back {
                 continue;
             }
             current = now;
-            reload(&engine, &path, trigger).await;
+            reload(
+                &engine,
+                &path,
+                if came_back {
+                    "the file is back"
+                } else {
+                    trigger
+                },
+            )
+            .await;
         }
     });
     Ok(watcher)

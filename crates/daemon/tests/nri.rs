@@ -82,13 +82,30 @@ fn create(
     name: &str,
     image: &str,
 ) -> (bool, String) {
+    create_annotated(cd, pod_id, pod_name, name, image, &serde_json::json!({}))
+}
+
+/// [`create`] with the container config's own `annotations` (a CRI client's).
+fn create_annotated(
+    cd: &Containerd,
+    pod_id: &str,
+    pod_name: &str,
+    name: &str,
+    image: &str,
+    annotations: &Value,
+) -> (bool, String) {
     let dir = cd.dir.path();
     let config = dir.join(format!("ctr-{name}.json"));
     std::fs::write(
         &config,
-        format!(
-            r#"{{"metadata":{{"name":"{name}"}},"image":{{"image":"{image}"}},"log_path":"{name}.log","linux":{{}}}}"#
-        ),
+        serde_json::json!({
+            "metadata": {"name": name},
+            "image": {"image": image},
+            "annotations": annotations,
+            "log_path": format!("{name}.log"),
+            "linux": {},
+        })
+        .to_string(),
     )
     .unwrap();
     cd.crictl(&[
@@ -223,6 +240,35 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
     assert!(
         !ok && out.contains("pullguard: refused container mispinned"),
         "{out}"
+    );
+
+    // long_refusal_closes_plugin: a CRI client's own annotation naming a 2,500-byte
+    // image (NRI copies the config's annotations over CRI's), quoted in the refusal,
+    // once made an answer containerd could not read: the plugin was dropped and the
+    // container created. The answer is bounded now, and the container refused.
+    let long = format!("{repo}/{}:v1", "a".repeat(2_500));
+    let (ok, out) = create_annotated(
+        &cd,
+        &pod,
+        "web",
+        "long",
+        &imported,
+        &serde_json::json!({ "io.kubernetes.cri.image-name": long }),
+    );
+    assert!(!ok, "a container was created past a long refusal: {out}");
+    assert!(out.contains("pullguard: refused container long"), "{out}");
+    let (_, listed) = cd.crictl(&["ps", "-a", "-q"]);
+    assert!(listed.trim().is_empty(), "containers exist: {listed}");
+    let status = daemon
+        .client()
+        .await
+        .status(api::StatusRequest {})
+        .await
+        .unwrap();
+    assert!(
+        status.get_ref().nri.starts_with("registered"),
+        "the plugin was dropped: {:?}",
+        status.get_ref().nri
     );
 
     // The signed image: created, started, running.

@@ -183,3 +183,60 @@ fn the_daemon_refuses_to_start_on_an_empty_policy() {
     let err = Daemon::refused(&world);
     assert!(err.contains("is empty"), "{err}");
 }
+
+/// policy_file_comes_back: a policy file deleted and put back more than a second later
+/// with the same bytes was never read again ("the policy file is missing" for ever).
+/// Each way it comes back loads it: created again, renamed into place, a dangling
+/// symlink pointed at a file again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_file_that_comes_back_is_read_whichever_way_it_comes_back() {
+    let world = World::new();
+    let text = policy(&world, "reject");
+    world.write_config(&text);
+    let daemon = Daemon::start(&world);
+    until(&daemon, false, "team-reject", 1).await;
+    let missing = |n: usize| {
+        let world = &world;
+        eventually(10, move || async move {
+            let seen = world
+                .events_of("policy.invalid")
+                .iter()
+                .filter(|e| e["message"].as_str().unwrap().contains("missing"))
+                .count();
+            (seen >= n).then_some(())
+        })
+    };
+    let target = world.config.with_extension("real");
+    for (n, way) in ["created again", "renamed into place", "symlink re-pointed"]
+        .into_iter()
+        .enumerate()
+    {
+        // Gone (the symlink case: left dangling), for longer than the one-second check.
+        std::fs::remove_file(&world.config).unwrap();
+        if way == "symlink re-pointed" {
+            std::os::unix::fs::symlink(world.config.with_extension("nowhere"), &world.config)
+                .unwrap();
+        }
+        missing(n + 1)
+            .await
+            .unwrap_or_else(|| panic!("{way}: no policy.invalid 'missing'"));
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        match way {
+            "created again" => std::fs::write(&world.config, &text).unwrap(),
+            "renamed into place" => write_atomically(&world.config, &text),
+            _ => {
+                std::fs::write(&target, &text).unwrap();
+                std::fs::remove_file(&world.config).unwrap();
+                std::os::unix::fs::symlink(&target, &world.config).unwrap();
+            }
+        }
+        let generation = 2 + n as u64;
+        until(&daemon, false, "team-reject", generation).await;
+        let back = world.events_of("policy.reloaded");
+        assert!(
+            back.iter().any(|e| e["policy_generation"] == generation
+                && e["message"].as_str().unwrap().contains("the file is back")),
+            "{way}: {back:?}"
+        );
+    }
+}

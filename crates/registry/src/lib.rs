@@ -830,3 +830,119 @@ fn next_link(resp: &reqwest::Response) -> Option<String> {
         (next.origin() == resp.url().origin()).then(|| next.to_string())
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_not_all_unreachable_only_an_outage_is_transient() {
+        let e = |status| Error::Refused {
+            url: "u".into(),
+            status,
+            detail: String::new(),
+        };
+        let cases = [
+            (
+                Error::Unreachable {
+                    url: "u".into(),
+                    detail: "timeout".into(),
+                },
+                ErrorClass::Unavailable,
+            ),
+            (e(401), ErrorClass::Credentials),
+            (e(403), ErrorClass::Credentials),
+            (e(400), ErrorClass::Content),
+            (e(404), ErrorClass::Content),
+            (
+                Error::Oversized {
+                    url: "u".into(),
+                    limit: 1,
+                },
+                ErrorClass::Content,
+            ),
+            (
+                Error::Invalid {
+                    url: "u".into(),
+                    detail: "a blob hashing to another digest".into(),
+                },
+                ErrorClass::Content,
+            ),
+            (
+                Error::HostsFile {
+                    path: "p".into(),
+                    detail: "d".into(),
+                },
+                ErrorClass::Config,
+            ),
+            (
+                Error::UnsafeRealm {
+                    url: "u".into(),
+                    realm: "http://r".into(),
+                    why: "w".into(),
+                },
+                ErrorClass::Credentials,
+            ),
+            (
+                Error::Budget {
+                    url: "u".into(),
+                    what: "w".into(),
+                },
+                ErrorClass::Budget,
+            ),
+        ];
+        for (err, class) in cases {
+            assert_eq!(err.class(), class, "{err}");
+            assert_eq!(
+                err.is_unreachable(),
+                class == ErrorClass::Unavailable,
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn hosts_toml_is_read_once_per_client_not_per_request() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("registry.test");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("hosts.toml"),
+            "server = \"http://127.0.0.1:5000\"\n",
+        )
+        .unwrap();
+        let (client, _) = Client::new(Some(d.path()), None, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            client.endpoints("registry.test").unwrap()[0].url,
+            "http://127.0.0.1:5000"
+        );
+        // Changed on disk: this client (this policy generation) keeps what it read; a
+        // reload makes a new client, which reads it again.
+        std::fs::write(
+            dir.join("hosts.toml"),
+            "server = \"http://127.0.0.1:6000\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            client.endpoints("registry.test").unwrap()[0].url,
+            "http://127.0.0.1:5000"
+        );
+        let (fresh, _) = Client::new(Some(d.path()), None, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            fresh.endpoints("registry.test").unwrap()[0].url,
+            "http://127.0.0.1:6000"
+        );
+    }
+
+    #[test]
+    fn a_budget_counts_requests_bytes_and_time() {
+        let b = Budget::new(2, 10, Duration::from_secs(60));
+        assert!(b.request("u").is_ok() && b.request("u").is_ok());
+        assert!(matches!(b.request("u"), Err(Error::Budget { .. })));
+        assert!(b.bytes(10, "u").is_ok());
+        assert!(matches!(b.bytes(1, "u"), Err(Error::Budget { .. })));
+        let late = Budget::new(5, 5, Duration::ZERO);
+        assert!(matches!(late.request("u"), Err(Error::Budget { .. })));
+    }
+}

@@ -164,6 +164,21 @@ pub fn verify_bundle(
     root: &TrustedRoot,
     now: OffsetDateTime,
 ) -> Result<Verified, Error> {
+    verify_bundle_with(bundle, artifact, signer, root, now, true)
+}
+
+/// [`verify_bundle`], saying whether a transparency-log entry is required. Without
+/// (`cosign_tlog = false`, cosign's `--insecure-ignore-tlog --use-signed-timestamps`),
+/// a keyless signature's time may be proven by an RFC 3161 timestamp alone; entries
+/// that are present are still verified.
+pub fn verify_bundle_with(
+    bundle: &[u8],
+    artifact: Artifact<'_>,
+    signer: Signer<'_>,
+    root: &TrustedRoot,
+    now: OffsetDateTime,
+    tlog_required: bool,
+) -> Result<Verified, Error> {
     if bundle.len() > crate::MAX_DOCUMENT {
         return Err(bad("the bundle is over the size limit"));
     }
@@ -280,7 +295,7 @@ pub fn verify_bundle(
     };
 
     // The log: at least one entry, verified, recording exactly this signature.
-    if m.tlog_entries.is_empty() {
+    if m.tlog_entries.is_empty() && tlog_required {
         return Err(Error::new(
             Reason::TlogMissing,
             "the bundle has no transparency-log entry",
@@ -310,7 +325,7 @@ pub fn verify_bundle(
     }
     if let Some(cert) = &leaf {
         if times.is_empty() {
-            return Err(Error::new(Reason::TlogMissing, "nothing proves when the certificate signed: no signed entry timestamp and no timestamp"));
+            return Err(Error::new(Reason::TlogMissing, "nothing proves when the certificate signed: no transparency-log entry and no RFC 3161 timestamp"));
         }
         for t in &times {
             verify_leaf(cert, root, *t)?;

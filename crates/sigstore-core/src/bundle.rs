@@ -87,7 +87,7 @@ fn verify_full(
     expect: &Expect<'_>,
     root: &crate::trust_root::TrustedRoot,
 ) -> Result<Verified, Error> {
-    use crate::artifact::{verify_bundle, Artifact, Signer};
+    use crate::artifact::{verify_bundle_with, Artifact, Signer};
     let digest: [u8; 32] = expect
         .digest
         .strip_prefix("sha256:")
@@ -120,7 +120,14 @@ fn verify_full(
     let signers = keys.iter().map(Signer::Key).chain(identities);
     let mut failures = crate::Failures::default();
     for signer in signers {
-        let v = match verify_bundle(bundle, Artifact::Sha256(digest), signer, root, expect.now) {
+        let v = match verify_bundle_with(
+            bundle,
+            Artifact::Sha256(digest),
+            signer,
+            root,
+            expect.now,
+            expect.tlog,
+        ) {
             Ok(v) => v,
             Err(e) => {
                 failures.add(e);

@@ -245,3 +245,49 @@ fn an_attestation_in_a_bundle_is_no_image_signature() {
     assert_eq!(e.reason, Reason::NoSignature, "{e}");
     assert!(e.message.contains("not a cosign image signature"), "{e}");
 }
+
+/// cosign_tlog = false with an RFC 3161 timestamp: a keyless signature whose time only
+/// a timestamp proves verifies (cosign's --insecure-ignore-tlog --use-signed-timestamps),
+/// as docs/policy.md says; with a log required, or with nothing proving the time, it
+/// does not.
+#[test]
+fn a_timestamp_alone_proves_the_signing_time_when_no_log_is_required() {
+    use sigstore_core::artifact::verify_bundle_with;
+    let Some(dir) = cases() else { return };
+    let d = dir.join("rekor2-happy-path");
+    let root = TrustedRoot::parse(&std::fs::read(d.join("trusted_root.json")).unwrap()).unwrap();
+    let artifact = std::fs::read(dir.join("a.txt")).unwrap();
+    let mut b: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("bundle.sigstore.json")).unwrap()).unwrap();
+    assert!(
+        !b["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    b["verificationMaterial"]["tlogEntries"] = serde_json::json!([]);
+    let stamped_only = serde_json::to_vec(&b).unwrap();
+    let exact = [Identity::exact(IDENTITY, ISSUER)];
+    let check = |bundle: &[u8], required: bool| {
+        verify_bundle_with(
+            bundle,
+            Artifact::Bytes(&artifact),
+            Signer::Identities(&exact),
+            &root,
+            time::OffsetDateTime::now_utc(),
+            required,
+        )
+    };
+    check(&stamped_only, false).unwrap();
+    assert_eq!(
+        check(&stamped_only, true).unwrap_err().reason,
+        Reason::TlogMissing
+    );
+    b["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] =
+        serde_json::json!([]);
+    let e = check(&serde_json::to_vec(&b).unwrap(), false).unwrap_err();
+    assert!(
+        e.reason == Reason::TlogMissing && e.message.contains("nothing proves when"),
+        "{e}"
+    );
+}

@@ -56,9 +56,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
     let none = super::prepare::CosignSigners::default();
     let signers = loaded.cosign.get(&rule.name).unwrap_or(&none);
     let repository = image.repository();
-    // cosign's rule: the signed docker-reference names the same repository; a tag or
-    // digest it also carries does not matter.
-    let same = |signed: &str| ImageRef::parse(signed).is_ok_and(|r| r.repository() == repository);
+    let same = |signed: &str| same_repository(signed, &repository);
     let expect = Expect {
         digest: &digest,
         same_repository: rule
@@ -150,6 +148,12 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
     )))
 }
 
+/// cosign's rule for a simple-signing payload's `docker-reference`: it names the same
+/// repository as the image pulled; a tag or digest it also carries does not matter.
+fn same_repository(signed: &str, repository: &str) -> bool {
+    ImageRef::parse(signed).is_ok_and(|r| r.repository() == repository)
+}
+
 /// The bundle blobs a referrer manifest lists (small ones only; the rest is skipped).
 fn bundle_layers(manifest: &[u8]) -> Vec<String> {
     #[derive(serde::Deserialize)]
@@ -177,4 +181,30 @@ fn bundle_layers(manifest: &[u8]) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_signed_reference_is_compared_by_repository_as_cosign_does() {
+        let repo = "registry.example.com/team/app";
+        for signed in [
+            "registry.example.com/team/app",
+            "registry.example.com/team/app:v1",
+            "registry.example.com/team/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            assert!(super::same_repository(signed, repo), "{signed}");
+        }
+        for signed in [
+            "registry.example.com/team/other:v1",
+            "registry.example.com.attacker.net/team/app:v1",
+            "registry.example.com/team/app/x",
+        ] {
+            assert!(!super::same_repository(signed, repo), "{signed}");
+        }
+        assert!(super::same_repository(
+            "alpine:3",
+            "docker.io/library/alpine"
+        ));
+    }
 }
