@@ -257,8 +257,8 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
     );
     assert!(!ok, "a container was created past a long refusal: {out}");
     assert!(out.contains("pullguard: refused container long"), "{out}");
-    let (_, listed) = cd.crictl(&["ps", "-a", "-q"]);
-    assert!(listed.trim().is_empty(), "containers exist: {listed}");
+    let (_, listed) = cd.crictl(&["ps", "-a", "-q", "--name", "long"]);
+    assert!(listed.trim().is_empty(), "the container exists: {listed}");
     let status = daemon
         .client()
         .await
