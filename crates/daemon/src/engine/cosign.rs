@@ -9,7 +9,7 @@ use sigstore_core::{bundle, classic, Expect, Failures, Reason};
 
 use super::prepare::Loaded;
 use super::proof::{ProofKind, Query, Vouch};
-use super::registry_proof::{subject, Miss, RegistryProof, Skipped};
+use super::registry_proof::{off_worker, subject, Miss, RegistryProof, Skipped};
 use super::{deny, Denial, Engine};
 
 /// The cosign proof, with its cache of signatures verified per policy generation, rule,
@@ -108,7 +108,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
                     let Some(payload) = skipped.keep(blob)? else {
                         continue;
                     };
-                    match classic::verify(&layer, &payload, &expect) {
+                    match off_worker(|| classic::verify(&layer, &payload, &expect)) {
                         Ok(v) => return Ok(vouch(v)),
                         Err(e) => failures.add(e),
                     }
@@ -135,7 +135,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
             let Some(b) = skipped.keep(blob)? else {
                 continue;
             };
-            match bundle::verify(&b, &expect) {
+            match off_worker(|| bundle::verify(&b, &expect)) {
                 Ok(v) => return Ok(vouch(v)),
                 Err(e) => failures.add(e),
             }

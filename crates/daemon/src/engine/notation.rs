@@ -9,7 +9,7 @@ use policy::{ImageRef, Proof, Rule};
 
 use super::prepare::{Loaded, NotationTrust};
 use super::proof::{ProofKind, Query, Vouch};
-use super::registry_proof::{subject, Miss, RegistryProof, Skipped};
+use super::registry_proof::{off_worker, subject, Miss, RegistryProof, Skipped};
 use super::{deny, Denial, Engine};
 
 /// The artifact type of a Notary Project signature manifest.
@@ -116,7 +116,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         let Some(bytes) = skipped.keep(blob)? else {
             continue;
         };
-        match notation_core::verify(&media_type, &bytes, &target, &trust) {
+        match off_worker(|| notation_core::verify(&media_type, &bytes, &target, &trust)) {
             Ok(v) => {
                 if n.revocation == "refuse" {
                     return Err(Miss::Refused(deny(

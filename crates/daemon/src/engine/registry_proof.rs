@@ -53,6 +53,19 @@ pub(crate) fn registry_reason(e: &registry::Error) -> ReasonCode {
     }
 }
 
+/// Runs the CPU-bound verification of registry bytes (envelopes, bundles, chains) off
+/// the async worker: on pullguardd's multi-threaded runtime the worker hands its other
+/// tasks on for the duration (`block_in_place`), so a slow envelope never stalls other
+/// verdicts, the NRI gate's deadline or the event stream; inline on a current-thread
+/// runtime (unit tests), where that is not possible. The work itself is bounded by the
+/// parsers' caps (sizes, counts, nesting) and the per-verdict budget.
+pub(crate) fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// `repo[:tag]@digest`: the image a signature must vouch for, named once (a pull by
 /// digest already carries it).
 pub(crate) fn subject(image: &ImageRef, digest: &str) -> String {
