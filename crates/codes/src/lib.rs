@@ -104,6 +104,8 @@ codes! {
         VerdictTimeout = "verdict_timeout",
         /// NRI: which image a container is created from could not be found out.
         ImageUnresolved = "image_unresolved",
+        /// NRI: the container's root filesystem is not the image it was said to be created from.
+        ContainerImageMismatch = "container_image_mismatch",
         /// cosign: no signature for the image's digest where the rule looks.
         NoSignature = "no_signature",
         /// cosign: a valid signature, but for another repository or signer than the rule's.
@@ -190,6 +192,7 @@ impl ReasonCode {
             UnsupportedSignature => "sign without verification plugins or unknown critical attributes, with ES256/ES384 or PS256/PS384/PS512",
             UntrustedTimestamp => "the signature's timestamp is not from an authority of the rule's tsa trust stores, or does not cover it: add the timestamp authority's root to a tsa store the rule names, or sign again",
             RevocationUnknown => "revocation status cannot be checked offline: set notation_revocation = \"skip\" in the rule if that is acceptable, or keep refusing",
+            ContainerImageMismatch => "create the container from the image its pod spec names (a CRI client must not set io.kubernetes.cri.image-name itself); if CRI's image cache and containerd's record of the name disagree (a re-import), pull the image again",
             ImageUnresolved => "create the container from an image containerd has a record of (pull it first); containerd's CRI must pass the io.kubernetes.cri.image-name annotation, and pullguardd must reach containerd_socket",
         }
     }

@@ -20,7 +20,7 @@ use api::codes::{EventKind, ReasonCode};
 use tonic::transport::Channel;
 
 use crate::engine::{Ask, ContainerCtx, Engine, Verdict};
-use crate::watcher::{connect_containerd, get_image};
+use crate::watcher::{connect_containerd, get_image, read_content, snapshot_parent};
 
 /// Recorded as the source of the gate's verdicts.
 pub const SOURCE: &str = "containerd-nri";
@@ -61,6 +61,7 @@ async fn run(engine: Arc<Engine>, nri_socket: PathBuf, containerd_socket: PathBu
         images: Arc::new(Images {
             containerd_socket,
             channel: tokio::sync::Mutex::new(None),
+            chains: std::sync::Mutex::default(),
         }),
     });
     let mut backoff = BACKOFF_FIRST;
@@ -170,12 +171,24 @@ impl nri::Handler for Gate {
         );
         // In a task of its own, so that a verdict that misses the deadline is still worked
         // out (and cached) for the next try.
+        let container_id = container.id.clone();
         let work = tokio::spawn(async move {
             let digest = images.digest_of(&name).await;
+            // What the container will run is the root filesystem CRI prepared for it:
+            // the image judged must be made of the same layers, or the name the gate was
+            // given (an annotation a CRI client can set, a record CRI's own cache no
+            // longer agrees with) is not what runs.
+            let runs = match &digest {
+                Ok(d) => images.rootfs_is(&container_id, d).await,
+                Err(_) => Ok(()),
+            };
             let lookup_us = started.elapsed().as_micros();
-            let v = match digest {
-                Ok(d) => engine.verify(&name, Some(&d), &ask(&c)).await,
-                Err(why) => {
+            let v = match (digest, runs) {
+                (Ok(d), Ok(())) => engine.verify(&name, Some(&d), &ask(&c)).await,
+                (Ok(_), Err((reason, why))) | (Err(why), Err((reason, _))) => {
+                    engine.refuse(&name, reason, why, &ask(&c)).await
+                }
+                (Err(why), Ok(())) => {
                     engine
                         .refuse(&name, ReasonCode::ImageUnresolved, why, &ask(&c))
                         .await
@@ -237,7 +250,17 @@ impl Gate {
 struct Images {
     containerd_socket: PathBuf,
     channel: tokio::sync::Mutex<Option<Channel>>,
+    /// Chain IDs of image records' content by target digest (content under a digest
+    /// never changes); bounded.
+    chains: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
+
+/// Chain IDs remembered at most.
+const MAX_CHAINS: usize = 4096;
+/// The largest index, manifest or config read to learn an image's layers.
+const MAX_IMAGE_DOC: usize = 4 << 20;
+/// Layers an image may have (Docker's limit is 127; OCI sets none).
+const MAX_LAYERS: usize = 1024;
 
 impl Images {
     /// The digest of containerd's image record of `image` (in its normal form), or why
@@ -300,6 +323,87 @@ impl Images {
         }
     }
 
+    /// Whether the root filesystem CRI prepared for container `id` (the snapshot of
+    /// that key) is made of the layers of the image record content `digest`; else the
+    /// reason to refuse and why.
+    async fn rootfs_is(&self, id: &str, digest: &str) -> Result<(), (ReasonCode, String)> {
+        let unresolved = |why: String| (ReasonCode::ImageUnresolved, why);
+        let channel = self.channel().await.map_err(unresolved)?;
+        let (snapshotter, parent) = snapshot_parent(&channel, CRI_NAMESPACE, id)
+            .await
+            .map_err(|e| unresolved(e.to_string()))?
+            .ok_or_else(|| {
+                unresolved(format!(
+                    "containerd has no root filesystem snapshot for container {}, so what it would run is unknown",
+                    api::capped(id, 80)
+                ))
+            })?;
+        let judged = self.chain_of(&channel, digest).await.map_err(unresolved)?;
+        if parent == judged {
+            return Ok(());
+        }
+        Err((
+            ReasonCode::ContainerImageMismatch,
+            format!(
+                "the container's root filesystem ({snapshotter} snapshot, layers {}) is not the image the gate was told it runs ({digest}, layers {judged}): the name CRI passed (io.kubernetes.cri.image-name, which a CRI client can set) and the image CRI creates it from disagree",
+                api::capped(&parent, 80)
+            ),
+        ))
+    }
+
+    /// The chain ID of the layers of image content `digest` for this node's platform.
+    async fn chain_of(&self, channel: &Channel, digest: &str) -> Result<String, String> {
+        if let Some(c) = self
+            .chains
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+        {
+            return Ok(c.clone());
+        }
+        let read = |d: String| async move {
+            read_content(channel, CRI_NAMESPACE, &d, MAX_IMAGE_DOC)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<serde_json::Value>(&b)
+                        .map_err(|e| format!("image content {d} is not JSON: {e}"))
+                })
+        };
+        let mut doc = read(digest.to_owned()).await?;
+        if let Some(list) = doc["manifests"].as_array() {
+            let (os, arch) = platform();
+            let m = list
+                .iter()
+                .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == arch)
+                .and_then(|m| m["digest"].as_str())
+                .ok_or_else(|| format!("image index {digest} has no manifest for {os}/{arch}"))?;
+            doc = read(m.to_owned()).await?;
+        }
+        let config = doc["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| format!("image manifest of {digest} names no config"))?
+            .to_owned();
+        let config = read(config).await?;
+        let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
+            .unwrap_or_default();
+        if diff_ids.is_empty() || diff_ids.len() > MAX_LAYERS {
+            return Err(format!(
+                "image {digest} has {} layers in its config",
+                diff_ids.len()
+            ));
+        }
+        let chain = chain_id(&diff_ids);
+        let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
+        if chains.len() >= MAX_CHAINS {
+            chains.clear();
+        }
+        chains.insert(digest.to_owned(), chain.clone());
+        Ok(chain)
+    }
+
     async fn channel(&self) -> Result<Channel, String> {
         let mut held = self.channel.lock().await;
         if let Some(c) = held.as_ref() {
@@ -311,6 +415,33 @@ impl Images {
         *held = Some(c.clone());
         Ok(c)
     }
+}
+
+/// The OCI chain ID of layers with these diff IDs: the first diff ID, then
+/// `sha256(previous + " " + next)` for each next one (what containerd names a
+/// committed snapshot of those layers).
+fn chain_id(diff_ids: &[&str]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut chain = diff_ids.first().copied().unwrap_or_default().to_owned();
+    for d in diff_ids.iter().skip(1) {
+        chain = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(format!("{chain} {d}").as_bytes()))
+        );
+    }
+    chain
+}
+
+/// This node's platform as OCI names it (containerd's CRI picks the same).
+fn platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    ("linux", arch)
 }
 
 fn ask(ctx: &ContainerCtx) -> Ask<'_> {
@@ -404,6 +535,7 @@ mod tests {
                 // Nothing listens here: containerd is "down".
                 containerd_socket: dir.join("no-containerd.sock"),
                 channel: tokio::sync::Mutex::new(None),
+                chains: std::sync::Mutex::default(),
             }),
         }
     }
@@ -534,6 +666,21 @@ mod tests {
         assert!(
             text.contains("[identity_mismatch]") && text.contains("to fix:"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn chain_ids_are_computed_as_containerd_names_snapshots() {
+        // One layer: its diff ID. Two: sha256 of "first second".
+        let a = "sha256:aaaa";
+        assert_eq!(chain_id(&[a]), a);
+        assert_eq!(
+            chain_id(&[a, "sha256:bbbb"]),
+            "sha256:2c4d8760379f05d0ad1ed610712309f0114e7345e6e6a351494cff030ffdf197"
+        );
+        assert_eq!(
+            chain_id(&[a, "sha256:bbbb", "sha256:cccc"]),
+            "sha256:10f847b3ece58353f298bec20c58125235b631360ad43ac162131980750211ff"
         );
     }
 }

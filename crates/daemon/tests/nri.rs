@@ -271,6 +271,24 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
         status.get_ref().nri
     );
 
+    // cri_names_one_image_runs_another: the CRI client's own annotation names the signed
+    // image while CRI creates the container from the unsigned import. The gate judged
+    // the name and allowed it; the root filesystem CRI prepared is checked now.
+    let (ok, out) = create_annotated(
+        &cd,
+        &pod,
+        "web",
+        "lying",
+        &imported,
+        &serde_json::json!({ "io.kubernetes.cri.image-name": signed }),
+    );
+    assert!(
+        !ok && out.contains("[container_image_mismatch]"),
+        "a container of the unsigned image was created under the signed one's name: {out}"
+    );
+    let e = world.events_of("container.refused").pop().unwrap();
+    assert_eq!(e["reason"], "container_image_mismatch", "{e}");
+
     // The signed image: created, started, running.
     let (ok, out) = create(&cd, &pod, "web", "app", &signed);
     assert!(ok, "the signed image's container was refused: {out}");

@@ -350,6 +350,94 @@ pub(super) async fn release_leases(
     Ok(deleted)
 }
 
+/// The snapshot `key` (CRI names a container's rootfs snapshot by the container's ID)
+/// in whichever of containerd's snapshotters holds it: `(snapshotter, parent)`, where
+/// the parent is the chain ID of the image layers the container's root filesystem is
+/// made of. `None` when no snapshotter has it.
+pub(crate) async fn snapshot_parent(
+    channel: &Channel,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<(String, String)>, ContainerdError> {
+    use containerd_client::services::v1::introspection_client::IntrospectionClient;
+    use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+    use containerd_client::services::v1::snapshots::StatSnapshotRequest;
+    use containerd_client::services::v1::PluginsRequest;
+    let plugins = IntrospectionClient::new(channel.clone())
+        .plugins(PluginsRequest {
+            filters: vec!["type==io.containerd.snapshotter.v1".to_owned()],
+        })
+        .await
+        .map_err(|s| ContainerdError::from_status("cannot list containerd's snapshotters", &s))?
+        .into_inner()
+        .plugins;
+    let mut client = SnapshotsClient::new(channel.clone());
+    // Only snapshotters that loaded; a handful at most.
+    for p in plugins.iter().filter(|p| p.init_err.is_none()).take(16) {
+        let req = in_namespace(
+            StatSnapshotRequest {
+                snapshotter: p.id.clone(),
+                key: key.to_owned(),
+            },
+            namespace,
+        );
+        match client.stat(req).await {
+            Ok(r) => {
+                if let Some(info) = r.into_inner().info {
+                    return Ok(Some((p.id.clone(), info.parent)));
+                }
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => {
+                return Err(ContainerdError::from_status(
+                    format!("cannot read snapshot {key} of snapshotter {}", p.id),
+                    &s,
+                ))
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The blob `digest` from containerd's content store, at most `limit` bytes.
+pub(crate) async fn read_content(
+    channel: &Channel,
+    namespace: &str,
+    digest: &str,
+    limit: usize,
+) -> Result<Vec<u8>, ContainerdError> {
+    use containerd_client::services::v1::content_client::ContentClient;
+    use containerd_client::services::v1::ReadContentRequest;
+    let what = || format!("cannot read content {digest}");
+    let mut stream = ContentClient::new(channel.clone())
+        .read(in_namespace(
+            ReadContentRequest {
+                digest: digest.to_owned(),
+                offset: 0,
+                size: 0,
+            },
+            namespace,
+        ))
+        .await
+        .map_err(|s| ContainerdError::from_status(what(), &s))?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(|s| ContainerdError::from_status(what(), &s))?
+    {
+        if out.len() + chunk.data.len() > limit {
+            return Err(ContainerdError::Failed {
+                what: what(),
+                detail: format!("over {limit} bytes"),
+            });
+        }
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,9 @@ use containerd::{
 };
 pub use containerd::{decode, list_all, ContainerdError, ImageEvent};
 // The NRI gate reads image records through the same adapter.
-pub(crate) use containerd::{connect as connect_containerd, get_image};
+pub(crate) use containerd::{
+    connect as connect_containerd, get_image, read_content, snapshot_parent,
+};
 
 /// Recorded as the source of the watcher's verdicts.
 pub const SOURCE: &str = "containerd-watcher";
