@@ -19,11 +19,20 @@ fuzz_target!(|data: &[u8]| {
         loop {
             match demux.next_frame() {
                 Ok(Some(frame)) => {
+                    // Written again, the payload may be split into several frames (at
+                    // most mux::WRITE_FRAME bytes each); together they are the same.
                     let mut again = Vec::new();
                     mux::encode(frame.conn, &frame.payload, &mut again);
                     let mut d = mux::Demux::new();
                     d.push(&again);
-                    assert_eq!(d.next_frame().ok().flatten().as_ref(), Some(&frame));
+                    let mut joined = Vec::new();
+                    while let Ok(Some(f)) = d.next_frame() {
+                        assert_eq!(f.conn, frame.conn);
+                        assert!(f.payload.len() <= mux::WRITE_FRAME);
+                        joined.extend_from_slice(&f.payload);
+                    }
+                    assert_eq!(joined, frame.payload);
+                    assert_eq!(d.pending(), 0);
                     if frame.conn == mux::PLUGIN_CONN {
                         conn.push(&frame.payload);
                     }

@@ -815,7 +815,11 @@ fn telling<T>(r: &Result<Option<T>, Error>) -> u8 {
 /// The `rel="next"` target of a `Link` header (OCI referrers paging), made absolute
 /// against the answer's URL, if it stays on that origin.
 fn next_link(resp: &reqwest::Response) -> Option<String> {
-    let link = resp.headers().get("link")?.to_str().ok()?;
+    next_in(resp.headers().get("link")?.to_str().ok()?, resp.url())
+}
+
+/// [`next_link`] of a header value, against `base`.
+fn next_in(link: &str, base: &reqwest::Url) -> Option<String> {
     link.split(',').find_map(|part| {
         let (target, params) = part.trim().split_once(';')?;
         let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
@@ -826,8 +830,9 @@ fn next_link(resp: &reqwest::Response) -> Option<String> {
                 p == "rel=\"next\"" || p == "rel=next"
             })
             .then_some(())?;
-        let next = resp.url().join(target).ok()?;
-        (next.origin() == resp.url().origin()).then(|| next.to_string())
+        let next = base.join(target).ok()?;
+        // A registry may page; it may not send the lookup (and its credentials) elsewhere.
+        (next.origin() == base.origin()).then(|| next.to_string())
     })
 }
 
@@ -944,5 +949,37 @@ mod tests {
         assert!(matches!(b.bytes(1, "u"), Err(Error::Budget { .. })));
         let late = Budget::new(5, 5, Duration::ZERO);
         assert!(matches!(late.request("u"), Err(Error::Budget { .. })));
+    }
+
+    #[test]
+    fn referrers_pages_follow_rel_next_on_the_same_origin_only() {
+        let base = reqwest::Url::parse("https://reg.test/v2/app/referrers/sha256:ab").unwrap();
+        assert_eq!(
+            next_in(
+                r#"</v2/app/referrers/sha256:ab?n=10&last=x>; rel="next""#,
+                &base
+            )
+            .as_deref(),
+            Some("https://reg.test/v2/app/referrers/sha256:ab?n=10&last=x")
+        );
+        assert_eq!(
+            next_in(
+                r#"<https://reg.test/p2>; rel=prev, <https://reg.test/p3>; rel=next"#,
+                &base
+            )
+            .as_deref(),
+            Some("https://reg.test/p3")
+        );
+        assert_eq!(
+            next_in(r#"<https://attacker.test/p2>; rel="next""#, &base),
+            None
+        );
+        assert_eq!(
+            next_in(r#"<http://reg.test/p2>; rel="next""#, &base),
+            None,
+            "scheme"
+        );
+        assert_eq!(next_in(r#"</p2>; rel="prev""#, &base), None);
+        assert_eq!(next_in("garbage", &base), None);
     }
 }

@@ -249,3 +249,29 @@ async fn resolve_tag(loaded: &Loaded, image: &ImageRef, proof: Proof) -> Result<
         })?;
     Ok(m.digest.trim_start_matches("sha256:").to_owned())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn a_refusal_names_the_digest_once() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        for (asked, shown) in [
+            (
+                format!("registry.example.com/app:v1@{d}"),
+                format!("registry.example.com/app:v1@{d}"),
+            ),
+            (
+                format!("registry.example.com/app@{d}"),
+                format!("registry.example.com/app@{d}"),
+            ),
+            (
+                "registry.example.com/app:v1".to_owned(),
+                format!("registry.example.com/app:v1@{d}"),
+            ),
+        ] {
+            let image = policy::ImageRef::parse(&asked).unwrap();
+            assert_eq!(super::subject(&image, &d), shown, "{asked}");
+        }
+    }
+}
