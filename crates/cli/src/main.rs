@@ -98,7 +98,28 @@ enum TrustCommand {
     Verify(trust_verify::Args),
 }
 
+/// A reader that closed its end of our output (`pullguard events --follow | shipper`
+/// when the shipper restarts, `| head`) ends the command quietly, as other Unix tools
+/// do, instead of a panic report and exit 101. Rust's `print!` panics on EPIPE; this hook
+/// recognises that one panic and exits 0; every other panic is reported as before.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.starts_with("failed printing to std") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Trust(TrustCommand::Verify(args)) => trust_verify::run(&args),

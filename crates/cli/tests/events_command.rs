@@ -161,3 +161,44 @@ async fn events_filters_and_follows_what_the_daemon_writes() {
     ]);
     assert_eq!(code, 2);
 }
+
+/// `pullguard events --json | shipper`: a reader that goes away (a shipper restarting,
+/// `| head`) ends the command quietly, not with a panic and exit 101.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_output_pipe_ends_events_quietly() {
+    let world = World::new();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"any\"\nmatch = \"**\"\nrequire = \"any\"\n",
+        world.daemon_section("")
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    // Well over a pipe's 64 KiB of events.
+    for n in 0..600 {
+        assert!(
+            verify(&mut c, &format!("registry.test/app:v{n}"), "")
+                .await
+                .allowed
+        );
+    }
+    let mut child = Command::new(harness::bin("pullguard"))
+        .args(["events", "--json", "--file"])
+        .arg(&world.events)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with('{'), "{first}");
+    // The reader is dropped here: the pipe is closed.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{:?} {stderr}",
+        out.status
+    );
+}

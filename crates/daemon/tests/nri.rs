@@ -116,6 +116,18 @@ fn create_annotated(
     ])
 }
 
+/// `pullguard status` says the gate is registered with containerd's NRI.
+async fn assert_registered(daemon: &Daemon) {
+    let status = daemon
+        .client()
+        .await
+        .status(api::StatusRequest {})
+        .await
+        .unwrap();
+    let nri = &status.get_ref().nri;
+    assert!(nri.starts_with("registered"), "{nri:?}");
+}
+
 fn running(cd: &Containerd, id: &str) -> bool {
     let (_, out) = cd.crictl(&["inspect", "-o", "json", id]);
     out.contains("CONTAINER_RUNNING")
@@ -128,17 +140,7 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
     world.write_config(&policy(&world, &cd, "enforce", false));
     let daemon = Daemon::start(&world);
     nth_event(&world, "nri.registered", 1).await;
-    let status = daemon
-        .client()
-        .await
-        .status(api::StatusRequest {})
-        .await
-        .unwrap();
-    assert!(
-        status.get_ref().nri.starts_with("registered"),
-        "{:?}",
-        status.get_ref().nri
-    );
+    assert_registered(&daemon).await;
     let repo = cd.get("REPO").to_owned();
     let signed = format!("{repo}:signed");
     let (ok, out) = cd.crictl(&["pull", &signed]);
@@ -259,17 +261,8 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
     assert!(out.contains("pullguard: refused container long"), "{out}");
     let (_, listed) = cd.crictl(&["ps", "-a", "-q", "--name", "long"]);
     assert!(listed.trim().is_empty(), "the container exists: {listed}");
-    let status = daemon
-        .client()
-        .await
-        .status(api::StatusRequest {})
-        .await
-        .unwrap();
-    assert!(
-        status.get_ref().nri.starts_with("registered"),
-        "the plugin was dropped: {:?}",
-        status.get_ref().nri
-    );
+    // The plugin was not dropped.
+    assert_registered(&daemon).await;
 
     // cri_names_one_image_runs_another: the CRI client's own annotation names the signed
     // image while CRI creates the container from the unsigned import. The gate judged
