@@ -30,10 +30,10 @@ pub struct Args {
     #[arg(long, value_name = "DURATION")]
     since: Option<String>,
     /// Only events with this reason code.
-    #[arg(long, value_name = "CODE")]
+    #[arg(long, value_name = "CODE", value_parser = reason_code)]
     reason: Option<String>,
     /// Only events of this kind (pull.rejected, image.removed, policy.invalid, ...).
-    #[arg(long, value_name = "KIND")]
+    #[arg(long, value_name = "KIND", value_parser = event_kind)]
     event: Option<String>,
     /// Only events whose image matches this pattern (`*`, `**`, `?` as in the policy) or,
     /// without wildcards, contains this text.
@@ -234,5 +234,70 @@ fn follow(
             }
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `--reason`: a reason code of the contract; a typo would match nothing, silently.
+fn reason_code(s: &str) -> Result<String, String> {
+    let all: Vec<&str> = api::codes::ReasonCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    known(s, &all, "reason code", "docs/reasons.md lists them")
+}
+
+/// `--event`: an event kind of the contract.
+fn event_kind(s: &str) -> Result<String, String> {
+    let all: Vec<&str> = api::codes::EventKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    known(s, &all, "event kind", "docs/reasons.md lists them")
+}
+
+/// `s` if it is one of `all`, else an error naming the nearest.
+fn known(s: &str, all: &[&str], what: &str, where_: &str) -> Result<String, String> {
+    if all.contains(&s) {
+        return Ok(s.to_owned());
+    }
+    let nearest = all
+        .iter()
+        .min_by_key(|k| edit_distance(s, k))
+        .copied()
+        .unwrap_or_default();
+    Err(format!(
+        "no {what} {s:?}; did you mean {nearest:?}? ({where_})"
+    ))
+}
+
+/// Levenshtein distance (inputs are short: at most a few dozen characters).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn typod_filters_are_refused_with_the_nearest_value() {
+        assert_eq!(
+            super::reason_code("unknown_tag").as_deref(),
+            Ok("unknown_tag")
+        );
+        let e = super::reason_code("unknwn_tag").unwrap_err();
+        assert!(e.contains("did you mean \"unknown_tag\""), "{e}");
+        let e = super::event_kind("pull.rejectd").unwrap_err();
+        assert!(e.contains("did you mean \"pull.rejected\""), "{e}");
+        assert_eq!(super::edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -202,3 +202,20 @@ async fn a_closed_output_pipe_ends_events_quietly() {
         out.status
     );
 }
+
+/// A typo'd filter matched nothing and said nothing; the sets are closed, so it is a
+/// usage error naming the nearest value.
+#[test]
+fn typod_filters_are_usage_errors_with_the_nearest_value() {
+    for (flag, typo, nearest) in [
+        ("--reason", "unknwn_tag", "unknown_tag"),
+        ("--event", "pull.rejectd", "pull.rejected"),
+    ] {
+        let (code, _, text) = pullguard(&["events", flag, typo, "--file", "/dev/null"]);
+        assert_eq!(code, 2, "{text}");
+        assert!(
+            text.contains(&format!("did you mean \"{nearest}\"")),
+            "{text}"
+        );
+    }
+}
