@@ -70,7 +70,7 @@ pub struct VerifyArgs {
     /// Image reference, as you would pull it.
     image: String,
     /// The manifest or index digest to check the tag against (sha256:HEX).
-    #[arg(long)]
+    #[arg(long, value_parser = sha256_digest)]
     digest: Option<String>,
     /// pullguardd's socket (else PULLGUARD_SOCKET, else the `[daemon] socket` of
     /// /etc/pullguard/pullguard.toml, else /run/pullguard/pullguard.sock).
@@ -337,6 +337,22 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `--digest`: `sha256:` and 64 hex digits; anything else is a usage error (exit 2), not
+/// a verdict about the image.
+fn sha256_digest(s: &str) -> Result<String, String> {
+    let ok = s
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{:?} is not a digest: give sha256: and 64 hex digits (the image's manifest or index digest)",
+            s.chars().take(80).collect::<String>()
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -158,8 +158,20 @@ pub fn run(args: &Args) -> ExitCode {
             return follow(&path, None, &filter, args.json);
         }
         Err(e) => {
+            // What helps depends on why: a file that is not there wants another path
+            // (unless --file already named it), one that is there wants the rights.
+            let hint = match (e.kind(), args.file.is_some()) {
+                (std::io::ErrorKind::NotFound, true) => "check the path given with --file",
+                (std::io::ErrorKind::NotFound, false) => {
+                    "give its path with --file, or the policy naming it with --policy"
+                }
+                (std::io::ErrorKind::PermissionDenied, _) => {
+                    "run as root or as a user that may read it"
+                }
+                _ => "check the file",
+            };
             eprintln!(
-                "pullguard: cannot read the events file {}: {e} (set --file, or run as a user that may read it)",
+                "pullguard: cannot read the events file {}: {e} ({hint})",
                 path.display()
             );
             return ExitCode::from(Exit::Usage);

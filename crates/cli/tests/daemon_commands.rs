@@ -190,6 +190,18 @@ fn commands_find_the_daemon_through_pullguard_socket() {
         !text.contains("repository  \n") && !text.contains("rule         ("),
         "{text}"
     );
+    // A malformed --digest is the flag's fault: usage (exit 2), naming the flag.
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .args(["verify", "registry.test/app:v1", "--digest", "abc"])
+        .env("PULLGUARD_SOCKET", &world.socket)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("--digest") && text.contains("64 hex digits"),
+        "{text}"
+    );
     // Unreachable: the message says where the path came from.
     let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
         .arg("status")

@@ -151,7 +151,11 @@ async fn events_filters_and_follows_what_the_daemon_writes() {
     // Error paths.
     let (code, _, text) = pullguard(&["events", "--file", "/nonexistent/events.jsonl"]);
     assert_eq!(code, 2, "{text}");
-    assert!(text.contains("cannot read the events file"), "{text}");
+    assert!(
+        text.contains("cannot read the events file")
+            && text.contains("check the path given with --file"),
+        "{text}"
+    );
     let (code, _, _) = pullguard(&[
         "events",
         "--file",
