@@ -54,22 +54,7 @@ const SHUTDOWN_GRACE_SECS: u64 = 3;
 
 /// Loads and prepares the policy at `path` as generation 1 (no side effects).
 pub fn check_config(path: &Path) -> Result<engine::Loaded, StartError> {
-    let policy = policy::Policy::load(path).map_err(|e| {
-        StartError::Config(
-            e.problems
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{}:{}:{}: {}",
-                        e.file.display(),
-                        p.line,
-                        p.column,
-                        p.message
-                    )
-                })
-                .collect(),
-        )
-    })?;
+    let policy = policy::Policy::load(path).map_err(|e| StartError::Config(e.each().collect()))?;
     engine::Loaded::prepare(policy, 1, path).map_err(StartError::Config)
 }
 

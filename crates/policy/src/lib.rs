@@ -56,22 +56,29 @@ pub struct PolicyError {
     pub problems: Vec<Problem>,
 }
 
+impl PolicyError {
+    /// Each problem as `FILE:LINE:COLUMN: message` (`FILE: message` when it is about the
+    /// whole file).
+    pub fn each(&self) -> impl Iterator<Item = String> + '_ {
+        self.problems.iter().map(|p| {
+            if p.line == 0 {
+                format!("{}: {}", self.file.display(), p.message)
+            } else {
+                format!(
+                    "{}:{}:{}: {}",
+                    self.file.display(),
+                    p.line,
+                    p.column,
+                    p.message
+                )
+            }
+        })
+    }
+}
+
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file.display(),
-                p.line,
-                p.column,
-                p.message
-            )?;
-        }
-        Ok(())
+        f.write_str(&self.each().collect::<Vec<_>>().join("; "))
     }
 }
 

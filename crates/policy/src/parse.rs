@@ -144,16 +144,23 @@ fn std_duration(d: time::Duration) -> std::time::Duration {
 impl Policy {
     /// Reads and parses a policy file.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        // About the file as a whole: no position (line 0).
         let whole = |message: String| PolicyError {
             file: path.to_path_buf(),
             problems: vec![Problem {
-                line: 1,
-                column: 1,
+                line: 0,
+                column: 0,
                 message,
             }],
         };
-        let file = std::fs::File::open(path)
-            .map_err(|e| whole(format!("cannot read the policy file: {e}")))?;
+        let file = std::fs::File::open(path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                "; name the policy file (pullguard: --policy FILE; pullguardd: --config FILE)"
+            } else {
+                ""
+            };
+            whole(format!("cannot read the policy file: {e}{hint}"))
+        })?;
         if file.metadata().is_ok_and(|m| m.is_dir()) {
             return Err(whole(
                 "the policy path is a directory, not a file; point the daemon at the .toml file inside"

@@ -503,3 +503,15 @@ fn a_rule_shadowed_by_a_laxer_one_with_the_same_pattern_is_refused() {
     .expect("stricter first");
     assert_eq!(p.lint().len(), 1);
 }
+
+#[test]
+fn a_missing_policy_file_has_no_position_and_says_which_flag_names_it() {
+    let e = Policy::load(Path::new("/nonexistent/pullguard.toml")).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("/nonexistent/pullguard.toml: cannot read the policy file")
+            && text.contains("--policy FILE")
+            && text.contains("--config FILE"),
+        "{text}"
+    );
+}
