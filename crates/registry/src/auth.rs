@@ -179,29 +179,41 @@ fn place(ip: std::net::IpAddr) -> Place {
     }
 }
 
-/// The places `url`'s host resolves to (an IP literal is its own).
-async fn places(url: &reqwest::Url) -> Result<Vec<Place>, String> {
+/// The addresses `url`'s host resolves to (an IP literal is its own).
+async fn addresses(url: &reqwest::Url) -> Result<Vec<std::net::SocketAddr>, String> {
     let host = url
         .host_str()
         .ok_or_else(|| format!("{} names no host", api::capped(url.as_str(), 200)))?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
-        return Ok(vec![place(ip)]);
-    }
     let port = url.port_or_known_default().unwrap_or(443);
-    let addrs = tokio::net::lookup_host((bare, port))
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(vec![std::net::SocketAddr::new(ip, port)]);
+    }
+    let addrs: Vec<_> = tokio::net::lookup_host((bare, port))
         .await
-        .map_err(|e| format!("{host} does not resolve: {e}"))?;
-    Ok(addrs.map(|a| place(a.ip())).collect())
+        .map_err(|e| format!("{} does not resolve: {e}", api::capped(host, 200)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{} resolves to no address", api::capped(host, 200)));
+    }
+    Ok(addrs)
 }
 
-/// Whether a token service at `realm` may receive the credentials of the registry that
-/// sent the challenge from `asker`: never over plain HTTP for a registry reached over
-/// HTTPS, never another scheme, and never on a link-local or internal address unless
-/// the registry itself is on one of that kind (a hostile registry pointing its realm at
-/// a metadata service or an internal host would otherwise make pullguardd send the
-/// node's credentials there). cosign refuses plain-HTTP realms too.
-pub async fn check_realm(asker: &reqwest::Url, realm: &reqwest::Url) -> Result<(), String> {
+/// Whether a token service at `realm` may be asked by the registry that sent the
+/// challenge from `asker`: never over plain HTTP for a registry reached over HTTPS
+/// (the login would cross the network in clear), never another scheme, and never on a
+/// link-local or internal address unless the registry itself is on one of that kind (a
+/// hostile registry pointing its realm at a metadata service or an internal host would
+/// otherwise make pullguardd send the node's credentials, or its requests, there).
+/// cosign refuses plain-HTTP realms too.
+///
+/// Returns the realm's addresses that were checked: the request must connect to those
+/// and no others, or a name that resolves to a public address for the check and to a
+/// metadata address for the request (DNS rebinding) walks around it.
+pub async fn check_realm(
+    asker: &reqwest::Url,
+    realm: &reqwest::Url,
+) -> Result<Vec<std::net::SocketAddr>, String> {
     match (asker.scheme(), realm.scheme()) {
         (_, "https") | ("http", "http") => {}
         ("https", "http") => {
@@ -209,9 +221,14 @@ pub async fn check_realm(asker: &reqwest::Url, realm: &reqwest::Url) -> Result<(
         }
         (_, other) => return Err(format!("over the scheme {other:?}")),
     }
-    let theirs = places(realm).await?;
-    let ours = places(asker).await?;
-    for p in theirs {
+    let theirs = addresses(realm).await?;
+    let ours: Vec<Place> = addresses(asker)
+        .await?
+        .into_iter()
+        .map(|a| place(a.ip()))
+        .collect();
+    for a in &theirs {
+        let p = place(a.ip());
         let ok = match p {
             Place::Public => true,
             Place::Internal => ours.iter().all(|o| *o != Place::Public),
@@ -228,7 +245,7 @@ pub async fn check_realm(asker: &reqwest::Url, realm: &reqwest::Url) -> Result<(
             ));
         }
     }
-    Ok(())
+    Ok(theirs)
 }
 
 #[cfg(test)]

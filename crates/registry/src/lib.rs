@@ -260,6 +260,8 @@ pub struct Client {
     timeout: Duration,
     /// HTTP clients per TLS configuration (CA files, skip_verify).
     http: Mutex<HashMap<(Vec<PathBuf>, bool), reqwest::Client>>,
+    /// The CA certificates hosts.toml names, read once per policy generation.
+    cas: Mutex<HashMap<PathBuf, Vec<reqwest::Certificate>>>,
     /// Bearer tokens per endpoint and repository (at most [`MAX_HOSTS`]).
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Each host's endpoints, from hosts.toml (at most [`MAX_HOSTS`]).
@@ -287,6 +289,7 @@ impl Client {
                 credentials,
                 timeout,
                 http: Mutex::default(),
+                cas: Mutex::default(),
                 tokens: Mutex::default(),
                 endpoints: Mutex::default(),
                 plain_http: Vec::new(),
@@ -307,6 +310,50 @@ impl Client {
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
+        let c = self.builder(e)?.build().map_err(|err| Error::BadCa {
+            path: format!("{:?}", e.ca),
+            detail: api::error_chain(&err),
+        })?;
+        map.insert(key, c.clone());
+        Ok(c)
+    }
+
+    /// A client for one token request that connects to `url`'s host only at `addrs`
+    /// (those check_realm judged) and follows no redirect. Token requests are rare
+    /// (tokens are reused), so it is built each time.
+    fn pinned(
+        &self,
+        e: &Endpoint,
+        url: &reqwest::Url,
+        addrs: &[std::net::SocketAddr],
+    ) -> Result<reqwest::Client, Error> {
+        let host = url.host_str().unwrap_or_default();
+        self.builder(e)?
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve_to_addrs(host.trim_start_matches('[').trim_end_matches(']'), addrs)
+            .build()
+            .map_err(|err| Error::BadCa {
+                path: format!("{:?}", e.ca),
+                detail: api::error_chain(&err),
+            })
+    }
+
+    fn ca_file(&self, ca: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
+        let mut map = self.cas.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(ca) {
+            return Ok(c.clone());
+        }
+        let bad = |detail: String| Error::BadCa {
+            path: ca.display().to_string(),
+            detail,
+        };
+        let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        map.insert(ca.to_owned(), certs.clone());
+        Ok(certs)
+    }
+
+    fn builder(&self, e: &Endpoint) -> Result<reqwest::ClientBuilder, Error> {
         notary_client::use_ring_for_tls();
         let mut b = reqwest::Client::builder()
             .connect_timeout(self.timeout)
@@ -317,24 +364,14 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("pullguardd/", env!("CARGO_PKG_VERSION")));
         for ca in &e.ca {
-            let bad = |detail: String| Error::BadCa {
-                path: ca.display().to_string(),
-                detail,
-            };
-            let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
-            for c in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))? {
+            for c in self.ca_file(ca)? {
                 b = b.add_root_certificate(c);
             }
         }
         if e.skip_verify {
             b = b.tls_danger_accept_invalid_certs(true);
         }
-        let c = b.build().map_err(|err| Error::BadCa {
-            path: format!("{:?}", e.ca),
-            detail: api::error_chain(&err),
-        })?;
-        map.insert(key, c.clone());
-        Ok(c)
+        Ok(b)
     }
 
     /// The manifest `reference` (a tag, or `sha256:<hex>`) of `repo` on `host`; `None`
@@ -610,7 +647,7 @@ impl Client {
             // does a host the registry redirected to.
             let asker = resp.url().clone();
             let (auth, reuse) = self
-                .answer(&client, &challenge, e, &asker, repo, budget)
+                .answer(&challenge, e, &asker, repo, budget)
                 .await?;
             if let Some(until) = reuse {
                 let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
@@ -668,7 +705,6 @@ impl Client {
     /// token may be reused.
     async fn answer(
         &self,
-        client: &reqwest::Client,
         challenge: &str,
         endpoint: &Endpoint,
         asker: &reqwest::Url,
@@ -721,16 +757,18 @@ impl Client {
         let url = reqwest::Url::parse_with_params(realm, &query)
             .map_err(|e| refused(format!(": its token realm {realm:?} is not a URL: {e}")))?;
         let left = budget.request(realm)?;
+        // The token service is asked only where it is as safe as the registry, and at
+        // the addresses checked (a second lookup could answer otherwise).
+        let pinned = auth::check_realm(asker, &url)
+            .await
+            .map_err(|why| Error::UnsafeRealm {
+                url: asker.to_string(),
+                realm: api::capped(realm, 200),
+                why,
+            })?;
+        let client = self.pinned(endpoint, &url, &pinned)?;
         let mut req = client.get(url.clone()).timeout(left.min(self.timeout));
         if let Some(c) = creds {
-            // The token service gets the login only where it is as safe as the registry.
-            auth::check_realm(asker, &url)
-                .await
-                .map_err(|why| Error::UnsafeRealm {
-                    url: asker.to_string(),
-                    realm: api::capped(realm, 200),
-                    why,
-                })?;
             req = req.header("Authorization", auth::basic(c));
         }
         let resp = req.send().await.map_err(|e| Error::Unreachable {
@@ -840,6 +878,49 @@ fn next_in(link: &str, base: &reqwest::Url) -> Option<String> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// DNS rebinding: a realm name that resolves to a public address when check_realm
+    /// looks and to a metadata address when the request connects. The token request's
+    /// client connects only to the addresses judged: here the realm's name resolves
+    /// nowhere (`.invalid`), so the request can only arrive through the pinned address,
+    /// and its redirect (to a metadata address) is not followed.
+    #[tokio::test]
+    async fn dns_rebinding_the_token_request_connects_only_to_the_checked_address() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = vec![0u8; 4096];
+            let n = s.read(&mut head).await.unwrap();
+            s.write_all(
+                b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data\r\nContent-Length: 0\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            String::from_utf8_lossy(&head[..n]).into_owned()
+        });
+        let (client, _) = Client::new(None, None, Duration::from_secs(5)).unwrap();
+        let endpoint = Endpoint {
+            url: "http://registry.rebinding.invalid".to_owned(),
+            override_path: false,
+            resolve: true,
+            pull: true,
+            ca: Vec::new(),
+            skip_verify: false,
+        };
+        let realm =
+            reqwest::Url::parse(&format!("http://realm.rebinding.invalid:{}/token", addr.port()))
+                .unwrap();
+        let pinned = client.pinned(&endpoint, &realm, &[addr]).unwrap();
+        let resp = pinned.get(realm).send().await.unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::FOUND, "the redirect was followed");
+        let head = server.await.unwrap();
+        assert!(
+            head.to_ascii_lowercase().contains("host: realm.rebinding.invalid"),
+            "{head}"
+        );
+    }
 
     #[test]
     fn errors_not_all_unreachable_only_an_outage_is_transient() {
