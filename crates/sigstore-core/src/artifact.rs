@@ -147,13 +147,13 @@ fn version(media_type: &str) -> Option<u8> {
 }
 
 /// What the signature covers, as the log records it.
-struct Signed {
+pub(crate) struct Signed {
     /// The signature bytes.
-    sig: Vec<u8>,
+    pub(crate) sig: Vec<u8>,
     /// SHA-256 of what was signed (the artifact, or the DSSE PAE).
-    digest: [u8; 32],
+    pub(crate) digest: [u8; 32],
     /// DSSE: the payload and its envelope signature (intoto/dsse entries record them).
-    dsse: Option<(Vec<u8>, String)>,
+    pub(crate) dsse: Option<(Vec<u8>, String)>,
 }
 
 /// Verifies `bundle` over `artifact` for `signer` against `root` at `now`.
@@ -369,7 +369,7 @@ fn check_subject(payload: &[u8], want: &[u8; 32]) -> Result<(), Error> {
 }
 
 /// The log entry's body must record this signature, over this content, by this key.
-fn check_body(
+pub(crate) fn check_body(
     kind: &str,
     version: &str,
     body: &[u8],

@@ -8,6 +8,8 @@
 //! the canonical JSON that trust-core checks; the key-ID and canonical-form rules are
 //! checked independently against the real fixtures.
 
+pub mod differential;
+
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
