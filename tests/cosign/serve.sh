@@ -14,6 +14,8 @@
 #                signature) as someone with push rights could
 #   flooded      cosign, key A, bundle; then 300 SBOM-like referrers of another type
 #                put in front of the signature in its referrers index (tests/cosign/flood.py)
+#   public-good/NAME  real public-good keyless signatures in the classic layout (no image:
+#                only its signature manifest, tests/cosign/push-classic.py)
 #   and on a second registry that wants a login (htpasswd, user ci): private:v1, cosign,
 #   key A, bundle layout; DIR/docker/config.json holds the login.
 # No transparency log is reachable here: cosign signs with --tlog-upload=false.
@@ -100,6 +102,16 @@ curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
 
 python3 "$here/flood.py" "$api" "${digest[flooded]}" 300
 
+# Real keyless signatures in the classic layout, made against Sigstore's public-good
+# instance (crates/sigstore-core/tests/fixtures/public-good-classic), each under
+# public-good/NAME: PUBLIC_GOOD_NAME=REPO@DIGEST.
+public_good=()
+for f in "$here"/../../crates/sigstore-core/tests/fixtures/public-good-classic/*/; do
+  name=$(basename "$f")
+  d=$(python3 "$here/push-classic.py" "http://$reg/v2/public-good/$name" "$f")
+  public_good+=("PUBLIC_GOOD_$(echo "$name" | tr 'a-z-' 'A-Z_')=$reg/public-good/$name@$d")
+done
+
 # A registry that wants a login. bcrypt from Python's crypt (libxcrypt), as htpasswd makes.
 auth_port=$(free_port)
 python3 -W ignore -c 'import crypt; print("ci:" + crypt.crypt("pullguard-secret", crypt.mksalt(crypt.METHOD_BLOWFISH)))' > "$dir/htpasswd"
@@ -138,6 +150,7 @@ notary_cli publish "$repo" >/dev/null
   echo "AUTH_REGISTRY_PID=$(cat "$dir/auth-registry.pid")"
   echo "AUTH_REGISTRY=127.0.0.1:$auth_port"
   echo "PRIVATE=$private"
+  printf '%s\n' "${public_good[@]}"
   echo "PRIVATE_DIGEST=$private_digest"
   echo "DOCKER_CONFIG_FILE=$dir/docker/config.json"
   echo "REGISTRY=$reg"

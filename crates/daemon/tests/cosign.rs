@@ -457,3 +457,73 @@ async fn the_shipped_default_audits_instead_of_asking_the_retired_notary() {
         "{started}"
     );
 }
+
+/// Real keyless signatures in cosign's classic layout, made against Sigstore's
+/// public-good instance and served by a registry (tests/cosign/push-classic.py), judged by
+/// pullguardd against the public-good root it ships: each allowed for its signer with the
+/// signer named, refused for another identity.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_public_good_classic_keyless_signatures_from_a_registry() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    let fixtures = [
+        ("CONTAINERS_IMAGE_FULCIO_REKOR", "mitr@redhat.com", "https://github.com/login/oauth"),
+        ("CONTAINERS_IMAGE_REKOR_LOOSE", "mitr@redhat.com", "https://github.com/login/oauth"),
+        (
+            "GITHUB_ACTIONS_GO_BAZEL",
+            "https://github.com/salrashid123/go-bazel-github-workflow/.github/workflows/release.yaml@refs/tags/v0.0.30",
+            "https://token.actions.githubusercontent.com",
+        ),
+        (
+            "GOOGLE_SERVICE_ACCOUNT_CLOUD_BUILD",
+            "cosign-svc-account@mineral-minutia-820.iam.gserviceaccount.com",
+            "https://accounts.google.com",
+        ),
+    ];
+    // (The first line belongs to config()'s own rule.)
+    let mut rules = "proofs = [\"cosign\"]\n".to_owned();
+    for (name, subject, issuer) in fixtures {
+        let image = cw.get(&format!("PUBLIC_GOOD_{name}"));
+        let repo = image.split('@').next().unwrap();
+        rules.push_str(&format!(
+            "\n[[rule]]\nname = \"{}\"\nmatch = \"{repo}@*\"\nproofs = [\"cosign\"]\ncosign_keys = []\ncosign_tlog = true\ntrusted_root = \"sigstore-public-good\"\ncosign_identities = [{{ subject = \"{subject}\", issuer = \"{issuer}\" }}]\n",
+            name.to_ascii_lowercase()
+        ));
+    }
+    // Kubernetes' release identity, over a signature another account made.
+    let k8s = cw
+        .get("PUBLIC_GOOD_GOOGLE_SERVICE_ACCOUNT_CLOUD_BUILD")
+        .replace("cloud-build@", "cloud-build-as-k8s@");
+    let (k8s_repo, k8s_digest) = k8s.split_once('@').unwrap();
+    rules.push_str(&format!(
+        "\n[[rule]]\nname = \"k8s\"\nmatch = \"{k8s_repo}@*\"\nproofs = [\"cosign\"]\ncosign_keys = []\ntrusted_root = \"sigstore-public-good\"\ncosign_identities = [{{ subject = \"krel-trust@k8s-releng-prod.iam.gserviceaccount.com\", issuer = \"https://accounts.google.com\" }}]\nsignature_repository = \"{}\"\n",
+        cw.get("PUBLIC_GOOD_GOOGLE_SERVICE_ACCOUNT_CLOUD_BUILD").split('@').next().unwrap()
+    ));
+    world.write_config(&config(&world, &cw, &rules));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    for (name, subject, _) in fixtures {
+        let image = cw.get(&format!("PUBLIC_GOOD_{name}"));
+        let v = verify(&mut c, image, "").await;
+        assert!(v.allowed, "{name}: {v:?}");
+        assert_eq!(
+            (v.rule.as_str(), v.proof.as_str(), v.role.as_str()),
+            (
+                name.to_ascii_lowercase().as_str(),
+                "cosign",
+                "cosign classic"
+            ),
+            "{v:?}"
+        );
+        assert!(
+            v.signers.iter().any(|s| s.contains(subject)),
+            "{name}: {v:?}"
+        );
+    }
+    let v = verify(&mut c, &format!("{k8s_repo}@{k8s_digest}"), "").await;
+    assert_eq!(
+        (v.allowed, v.rule.as_str(), v.reason.as_str()),
+        (false, "k8s", "identity_mismatch"),
+        "{v:?}"
+    );
+}
