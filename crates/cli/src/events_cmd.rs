@@ -1,4 +1,4 @@
-//! `pullguard events`: the node's events file (DESIGN.md Contract 3), filtered, and
+//! `pullguard events`: the node's events file (docs/contracts.md §3), filtered, and
 //! followed as it grows (rotation included).
 //!
 //! Exit codes: 0 printed (even none), 2 bad usage or an unreadable file.

@@ -1,4 +1,4 @@
-//! `pullguard trust verify` (DESIGN.md Contract 2).
+//! `pullguard trust verify` (docs/contracts.md §2).
 //!
 //! Exit codes: 0 trusted, 1 rejected, 2 bad usage or unreadable input.
 

@@ -1,5 +1,5 @@
-//! `pullguard trust verify` as operators and acceptance checks run it (DESIGN.md
-//! Contract 2), against trust data made by the real notary-server and notary CLI
+//! `pullguard trust verify` as operators and acceptance checks run it (docs/contracts.md
+//! §2), against trust data made by the real notary-server and notary CLI
 //! (tests/fixtures/notary-real) and by old Notary clients (tests/fixtures/notary-compat).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design

@@ -1,5 +1,5 @@
-//! The contract's codes, in one place: the reason codes of verdicts (DESIGN.md
-//! Contract 2 and the daemon's own) and the kinds of events (Contract 3). Written by
+//! The contract's codes, in one place: the reason codes of verdicts (docs/contracts.md:
+//! `trust verify` and the daemon's own) and the kinds of events (events). Written by
 //! hand; `docs/reasons.md` lists exactly these (a test in the daemon's suite keeps the
 //! two equal).
 

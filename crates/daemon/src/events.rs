@@ -1,4 +1,4 @@
-//! Events (DESIGN.md Contract 3): one JSON object per line.
+//! Events (docs/contracts.md §3): one JSON object per line.
 //!
 //! The events file is the durable record: a rejection's line is written and fsynced
 //! before its verdict is returned. Everything else (stdout, syslog, `WatchEvents`) is fed

@@ -1,4 +1,4 @@
-//! The one error type of this crate, and the stable reason codes of DESIGN.md Contract 2.
+//! The one error type of this crate, and the stable reason codes of docs/contracts.md §2.
 
 use std::fmt;
 

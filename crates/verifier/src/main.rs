@@ -1,5 +1,5 @@
 //! pullguard-verifier: what containerd 2.x runs from its image-verifier `bin_dir` for
-//! every pull through the transfer service (DESIGN.md Contract 1):
+//! every pull through the transfer service (docs/contracts.md §1):
 //!
 //! ```text
 //! pullguard-verifier -name REF -digest sha256:HEX -stdin-media-type application/vnd.oci.descriptor.v1+json
