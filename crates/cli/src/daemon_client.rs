@@ -138,6 +138,11 @@ async fn connect(
         })
 }
 
+/// A connection to pullguardd found as [`find_socket`] finds it, with the error as text.
+pub async fn connect_quietly() -> Result<PullguardClient<tonic::transport::Channel>, String> {
+    connect(None).await
+}
+
 pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -307,6 +312,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
                    "events_dropped": s.events_dropped, "last_errors": s.last_errors,
                    "watcher": s.watcher, "images_checked": s.images_checked, "images_removed": s.images_removed,
                    "fetches": s.fetches, "cache_hits": s.cache_hits, "fetch_millis": s.fetch_millis, "nri": s.nri,
+                   "events_file": s.events_file,
                    "verifier_hook": {"ok": hook_ok, "state": hook}})
         );
     } else {
@@ -328,6 +334,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             "images       {} checked, {} removed by the watcher",
             s.images_checked, s.images_removed
         );
+        println!("events       {}", s.events_file);
         println!(
             "events lost  {} (by slow sinks; the events file has them all)",
             s.events_dropped

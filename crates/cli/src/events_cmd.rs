@@ -85,14 +85,49 @@ impl Filter {
     }
 }
 
+const DEFAULT_EVENTS: &str = "/var/log/pullguard/events.jsonl";
+
+/// The events file to read: `--file`, else the policy's `events_file`. A policy that
+/// does not load is said so (its `policy.invalid` event is what the operator is after),
+/// and then pullguardd, if it answers, tells which file it writes; else the default.
 fn events_file(args: &Args) -> PathBuf {
     if let Some(f) = &args.file {
         return f.clone();
     }
-    policy::Policy::load(&args.policy).map_or_else(
-        |_| PathBuf::from("/var/log/pullguard/events.jsonl"),
-        |p| p.daemon.events_file,
-    )
+    let e = match policy::Policy::load(&args.policy) {
+        Ok(p) => return p.daemon.events_file,
+        Err(e) => e,
+    };
+    let first = e.each().next().unwrap_or_default();
+    eprintln!(
+        "pullguard: the policy does not load ({first}), so the events file it names is unknown"
+    );
+    let asked = crate::daemon_client::block_on(async {
+        let mut c = crate::daemon_client::connect_quietly().await?;
+        c.status(api::StatusRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| s.message().to_owned())
+    });
+    match asked {
+        Ok(Ok(s)) if !s.events_file.is_empty() => {
+            eprintln!(
+                "pullguard: reading {}, the events file pullguardd writes (its policy in force: generation {})",
+                s.events_file, s.policy_generation
+            );
+            PathBuf::from(s.events_file)
+        }
+        other => {
+            let why = match other {
+                Ok(Err(e)) | Err(e) => e,
+                Ok(Ok(_)) => "it names no events file".to_owned(),
+            };
+            eprintln!(
+                "pullguard: pullguardd did not answer ({why}); reading the default {DEFAULT_EVENTS} (give --file if the policy names another)"
+            );
+            PathBuf::from(DEFAULT_EVENTS)
+        }
+    }
 }
 
 fn print(line: &str, filter: &Filter, json_out: bool) {

@@ -223,3 +223,46 @@ fn typod_filters_are_usage_errors_with_the_nearest_value() {
         );
     }
 }
+
+/// `events --policy FILE` when FILE does not load — exactly when the operator wants the
+/// `policy.invalid` event — says so, and reads the file pullguardd says it writes; with
+/// no daemon to ask, it says it reads the default.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_that_does_not_load_is_said_and_the_daemons_events_file_is_read() {
+    let world = World::new();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"any\"\nmatch = \"**\"\nrequire = \"any\"\n",
+        world.daemon_section("")
+    ));
+    let daemon = Daemon::start(&world);
+    // A broken edit: the daemon keeps the last good policy and records policy.invalid.
+    std::fs::write(&world.config, "[[rule]]\nname = \"any\"\nmatch = \n").unwrap();
+    harness::nth_event(&world, "policy.invalid", 1).await;
+    let run = |socket: &std::path::Path| {
+        Command::new(harness::bin("pullguard"))
+            .args(["events", "--event", "policy.invalid", "--policy"])
+            .arg(&world.config)
+            .env("PULLGUARD_SOCKET", socket)
+            .output()
+            .unwrap()
+    };
+    let out = run(&world.socket);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the policy does not load ("), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "reading {}, the events file pullguardd writes",
+            world.events.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stdout.contains("policy.invalid"), "{stdout}");
+    drop(daemon);
+    let out = run(&world.dir.path().join("no-daemon.sock"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pullguardd did not answer ("), "{stderr}");
+}

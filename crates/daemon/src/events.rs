@@ -92,6 +92,13 @@ pub struct EventLog {
     unwritten: AtomicU64,
 }
 
+impl EventLog {
+    /// The events file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)

@@ -133,6 +133,7 @@ impl Pullguard for Service {
         Ok(Response::new(StatusResponse {
             policy_generation: loaded.generation,
             policy_file: loaded.file.display().to_string(),
+            events_file: self.engine.events.path().display().to_string(),
             last_reload: self
                 .engine
                 .last_reload
