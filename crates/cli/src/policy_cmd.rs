@@ -27,11 +27,15 @@ pub const EXAMPLES: &str = "Examples:
 pub enum Command {
     /// Check a policy file: every error with line and column, then warnings.
     #[command(
-        after_help = "Example:\n  pullguard policy check /etc/pullguard/pullguard.toml.new\n\nExit codes: 0 valid (warnings may be listed), 1 invalid (every problem listed), 2 unreadable file."
+        after_help = "Examples:\n  pullguard policy check /etc/pullguard/pullguard.toml.new\n  pullguard policy check --syntax-only pullguard.toml     # on a build machine without the keys and CA files\n\nExit codes: 0 valid (warnings may be listed), 1 invalid (every problem listed), 2 unreadable file."
     )]
     Check {
         /// The policy file.
         file: PathBuf,
+        /// Check the file itself only, not the files it names (keys, CA files, trust
+        /// stores, the keys directory): for a build machine that does not have them.
+        #[arg(long)]
+        syntax_only: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -87,7 +91,11 @@ pub enum Command {
 
 pub fn run(command: &Command) -> ExitCode {
     match command {
-        Command::Check { file, json } => check(file, *json),
+        Command::Check {
+            file,
+            json,
+            syntax_only,
+        } => check(file, *json, *syntax_only),
         Command::Explain {
             image,
             policy,
@@ -115,7 +123,69 @@ fn count(n: usize, what: &str) -> String {
     }
 }
 
-fn check(file: &Path, json_out: bool) -> ExitCode {
+/// Where a problem about a file the policy names is written: the first quoted value of
+/// the policy text that the message names (a path is named resolved, so a relative value
+/// is a suffix of it). Line and column, 1-based.
+fn locate(text: &str, message: &str) -> Option<(usize, usize)> {
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split('#').next().unwrap_or("");
+        let mut rest = code;
+        while let Some(start) = rest.find('"') {
+            let after = &rest[start + 1..];
+            let Some(end) = after.find('"') else { break };
+            let value = &after[..end];
+            if value.len() >= 3
+                && (value.contains('/') || value.contains(':') || value.contains('.'))
+                && message.contains(value)
+            {
+                let column = code.len() - rest.len() + start + 1;
+                return Some((n + 1, column));
+            }
+            rest = &after[end + 1..];
+        }
+    }
+    None
+}
+
+/// One problem per distinct cause: the same file refused for several rules is one line
+/// naming them all ("rules a, b: root_cas …").
+fn merge_rules(messages: Vec<String>) -> Vec<String> {
+    let mut merged: Vec<(Vec<String>, String)> = Vec::new();
+    for m in messages {
+        let (rule, rest) = match m.strip_prefix("rule ").and_then(|r| r.split_once(": ")) {
+            Some((rule, rest)) => (Some(rule.to_owned()), rest.to_owned()),
+            None => (None, m),
+        };
+        match (
+            rule,
+            merged
+                .iter_mut()
+                .find(|(rules, r)| *r == rest && !rules.is_empty()),
+        ) {
+            (Some(rule), Some((rules, _))) => rules.push(rule),
+            (rule, _) => merged.push((rule.into_iter().collect(), rest)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(rules, rest)| match rules.len() {
+            0 => rest,
+            1 => format!("rule {}: {rest}", rules[0]),
+            _ => format!("rules {}: {rest}", rules.join(", ")),
+        })
+        .collect()
+}
+
+/// What to do about a file that is not there.
+fn with_hint(message: String) -> String {
+    if message.contains("No such file or directory") {
+        format!("{message}; create it or correct the path (`policy check --syntax-only` checks the rest on a machine without the files)")
+    } else {
+        message
+    }
+}
+
+fn check(file: &Path, json_out: bool, syntax_only: bool) -> ExitCode {
     // Unreadable input is exit 2, as in every other command; 1 means "read, and invalid".
     if let Err(e) = std::fs::File::open(file) {
         return fail(
@@ -127,15 +197,22 @@ fn check(file: &Path, json_out: bool) -> ExitCode {
     }
     // The daemon's own preparation too (CA files, pinned certificates, the keys
     // directory and its permissions): "valid" only when pullguardd would load it.
+    let text = std::fs::read_to_string(file).unwrap_or_default();
     let loaded = Policy::load(file).and_then(|p| {
+        if syntax_only {
+            return Ok(p);
+        }
         daemon::offline::check(p, file).map_err(|problems| policy::PolicyError {
             file: file.to_path_buf(),
-            problems: problems
+            problems: merge_rules(problems)
                 .into_iter()
-                .map(|message| policy::Problem {
-                    line: 0,
-                    column: 0,
-                    message,
+                .map(|message| {
+                    let (line, column) = locate(&text, &message).unwrap_or((0, 0));
+                    policy::Problem {
+                        line,
+                        column,
+                        message: with_hint(message),
+                    }
                 })
                 .collect(),
         })

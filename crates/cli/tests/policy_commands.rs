@@ -83,7 +83,7 @@ fn check_reports_errors_with_positions_and_warnings() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("/nonexistent/ca.pem"), "{text}");
     assert!(
-        text.contains("rule pinned: /nonexistent/root.crt"),
+        text.contains(":11:15: error: rule pinned: root_certs /nonexistent/root.crt"),
         "{text}"
     );
     assert!(text.contains("invalid (2 errors)"), "{text}");
@@ -324,4 +324,78 @@ fn diff_shows_which_verdicts_a_rollout_changes() {
     assert_eq!(json["error"], "containerd_unreachable");
     let (code, _, _) = pullguard(&["policy", "diff", old, new, "--images", "/nonexistent"]);
     assert_eq!(code, 2);
+}
+
+/// The shipped examples: each passes `--syntax-only`; every file a full check misses is
+/// one its header says to create, and each such error names the key, its line and what
+/// to do — once, not once per rule.
+#[test]
+fn examples_say_which_files_to_create_and_file_errors_name_key_and_line() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") || path.ends_with("demo.toml") {
+            continue; // (demo.toml is a template the demo fills in)
+        }
+        let file = path.to_str().unwrap();
+        let (code, _, text) = pullguard(&["policy", "check", "--syntax-only", file]);
+        assert_eq!(code, 0, "{file}: {text}");
+        let header: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (code, _, text) = pullguard(&["policy", "check", file]);
+        for line in text.lines().filter(|l| l.contains(": error: ")) {
+            let (place, message) = line.split_once(": error: ").unwrap();
+            // FILE:LINE:COLUMN
+            let mut parts = place.rsplitn(3, ':');
+            let (col, row) = (parts.next().unwrap(), parts.next().unwrap());
+            assert!(
+                col.parse::<usize>().is_ok() && row.parse::<usize>().is_ok(),
+                "no position: {line}"
+            );
+            let missing = message
+                .split_whitespace()
+                .find(|w| w.starts_with("/etc/pullguard/"))
+                .unwrap_or_else(|| panic!("no file named: {line}"))
+                .trim_end_matches(':');
+            assert!(
+                header.contains(missing),
+                "{file}: its header does not say to create {missing}"
+            );
+            assert!(message.contains("create it or correct the path"), "{line}");
+            assert!(
+                [
+                    "ca_file",
+                    "cosign_keys",
+                    "root_cas",
+                    "notation_trust_stores"
+                ]
+                .iter()
+                .any(|k| message.contains(k)),
+                "no key named: {line}"
+            );
+            checked += 1;
+        }
+        assert!(code == 0 || code == 1, "{file}: {text}");
+        assert_eq!(
+            text.matches("corp-root-ca.crt").count(),
+            usize::from(text.contains("corp-root-ca.crt")),
+            "one line per missing file: {text}"
+        );
+    }
+    assert!(checked > 0, "no example names a file");
+    // Several rules naming one missing file: one error listing them.
+    let (_, _, text) = pullguard(&[
+        "policy",
+        "check",
+        dir.join("private-registry.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("error: rules prod, corp, other-registries: root_cas /etc/pullguard/keys/corp-root-ca.crt"),
+        "{text}"
+    );
 }

@@ -67,7 +67,7 @@ pub enum FetchError {
         detail: String,
     },
     /// The trust server's CA file cannot be used.
-    #[error("trust server {server}: CA file {path}: {detail}")]
+    #[error("trust server {server}: ca_file {path}: {detail}")]
     BadCa {
         /// Server name.
         server: String,

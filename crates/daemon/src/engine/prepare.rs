@@ -131,7 +131,10 @@ impl Loaded {
                 key_ids: rule.root_key_ids.clone(),
                 ..Pins::default()
             };
-            for (files, is_ca) in [(&rule.root_certs, false), (&rule.root_cas, true)] {
+            for (files, is_ca, key) in [
+                (&rule.root_certs, false, "root_certs"),
+                (&rule.root_cas, true, "root_cas"),
+            ] {
                 for f in files {
                     let path = if f.is_absolute() {
                         f.clone()
@@ -146,9 +149,11 @@ impl Loaded {
                     match cert {
                         Ok(cert) if is_ca => pins.cas.push(cert),
                         Ok(cert) => pins.certs.push(cert.der),
-                        Err(e) => {
-                            problems.push(format!("rule {}: {}: {e}", rule.name, path.display()))
-                        }
+                        Err(e) => problems.push(format!(
+                            "rule {}: {key} {}: {e}",
+                            rule.name,
+                            path.display()
+                        )),
                     }
                 }
             }
@@ -175,7 +180,7 @@ impl Loaded {
                 {
                     Ok(k) => signers.keys.push(k),
                     Err(e) => problems.push(format!(
-                        "rule {}: cosign key {}: {e}",
+                        "rule {}: cosign_keys {}: {e}",
                         rule.name,
                         path.display()
                     )),
@@ -249,7 +254,7 @@ impl Loaded {
                     (Ok(certs), "signingAuthority") => trust.signing_authority.extend(certs),
                     (Ok(certs), _) => trust.tsa.extend(certs),
                     (Err(e), _) => problems.push(format!(
-                        "rule {}: notation trust store {kind}:{name}: {e}",
+                        "rule {}: notation_trust_stores {kind}:{name}: {e}",
                         rule.name
                     )),
                 }
