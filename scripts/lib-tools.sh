@@ -26,10 +26,17 @@ go_tools_env() {
   COSIGN=$PULLGUARD_TOOLS/cosign-$COSIGN_VERSION/cosign
   # Our own small Go program over the Notary Project's notation-go library (the notation
   # CLI module is not served by the proxy): rebuilt when its sources change.
-  local peer_src
-  peer_src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/notation/peer" && pwd)
-  NOTATION_PEER=$PULLGUARD_TOOLS/notation-peer-$(cat "$peer_src"/go.mod "$peer_src"/go.sum "$peer_src"/*.go | sha256sum | cut -c1-12)/notation-peer
-  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN NOTATION_PEER
+  NOTATION_PEER=$(peer_path notation)
+  # The same for Sigstore: tests/sigstore/peer over sigstore-go and cosign's library.
+  SIGSTORE_PEER=$(peer_path sigstore)
+  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN NOTATION_PEER SIGSTORE_PEER
+}
+
+# peer_path KIND: where tests/KIND/peer is built, keyed by a hash of its sources.
+peer_path() {
+  local src
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/$1/peer" && pwd)
+  echo "$PULLGUARD_TOOLS/$1-peer-$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go | sha256sum | cut -c1-12)/$1-peer"
 }
 
 # go_install DEST PACKAGE@VERSION...: builds into DEST; a partial build never lands there.
@@ -66,21 +73,28 @@ install_go_tools() {
   [ -x "$COSIGN" ] \
     || go_install "$(dirname "$COSIGN")" "github.com/sigstore/cosign/v3/cmd/cosign@$COSIGN_VERSION"
   [ -x "$NOTATION_PEER" ] || notation_peer_build
+  [ -x "$SIGSTORE_PEER" ] || sigstore_peer_build
 }
 
-# notation_peer_build: tests/notation/peer (notation-go v1.3.2, pinned by its go.sum).
-notation_peer_build() {
-  local src tmp
-  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/notation/peer" && pwd)
+# peer_build KIND: builds tests/KIND/peer (its go.sum pins the reference libraries).
+peer_build() {
+  local src tmp dest
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/$1/peer" && pwd)
+  dest=$(peer_path "$1")
   mkdir -p "$PULLGUARD_TOOLS"
   tmp=$(mktemp -d "$PULLGUARD_TOOLS/.building.XXXXXX")
-  echo "lib-tools: building tests/notation/peer (notation-go) into $(dirname "$NOTATION_PEER") (once per source)" >&2
-  if ! (cd "$src" && GOFLAGS=-trimpath go build -o "$tmp/notation-peer" .) >&2; then
+  echo "lib-tools: building tests/$1/peer into $(dirname "$dest") (once per source)" >&2
+  if ! (cd "$src" && GOFLAGS=-trimpath go build -o "$tmp/$1-peer" .) >&2; then
     rm -rf "$tmp"
-    echo "lib-tools: building the notation peer failed; is the Go module proxy reachable?" >&2
+    echo "lib-tools: building the $1 peer failed; is the Go module proxy reachable?" >&2
     return 1
   fi
   chmod 755 "$tmp"
-  rm -rf "$(dirname "$NOTATION_PEER")"
-  mv "$tmp" "$(dirname "$NOTATION_PEER")"
+  rm -rf "$(dirname "$dest")"
+  mv "$tmp" "$(dirname "$dest")"
 }
+
+# notation-go v1.3.2 (the notation CLI module is not served by the proxy).
+notation_peer_build() { peer_build notation; }
+# sigstore-go and cosign's library.
+sigstore_peer_build() { peer_build sigstore; }

@@ -646,9 +646,7 @@ impl Client {
             // gets the registry's (containerd keys them by the host it talks to, too), nor
             // does a host the registry redirected to.
             let asker = resp.url().clone();
-            let (auth, reuse) = self
-                .answer(&challenge, e, &asker, repo, budget)
-                .await?;
+            let (auth, reuse) = self.answer(&challenge, e, &asker, repo, budget).await?;
             if let Some(until) = reuse {
                 let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
                 if tokens.len() >= MAX_HOSTS {
@@ -909,15 +907,22 @@ mod tests {
             ca: Vec::new(),
             skip_verify: false,
         };
-        let realm =
-            reqwest::Url::parse(&format!("http://realm.rebinding.invalid:{}/token", addr.port()))
-                .unwrap();
+        let realm = reqwest::Url::parse(&format!(
+            "http://realm.rebinding.invalid:{}/token",
+            addr.port()
+        ))
+        .unwrap();
         let pinned = client.pinned(&endpoint, &realm, &[addr]).unwrap();
         let resp = pinned.get(realm).send().await.unwrap();
-        assert_eq!(resp.status(), reqwest::StatusCode::FOUND, "the redirect was followed");
+        assert_eq!(
+            resp.status(),
+            reqwest::StatusCode::FOUND,
+            "the redirect was followed"
+        );
         let head = server.await.unwrap();
         assert!(
-            head.to_ascii_lowercase().contains("host: realm.rebinding.invalid"),
+            head.to_ascii_lowercase()
+                .contains("host: realm.rebinding.invalid"),
             "{head}"
         );
     }

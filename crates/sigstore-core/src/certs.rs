@@ -43,6 +43,14 @@ impl Cert {
     pub fn parse(der: &[u8]) -> Result<Cert, Error> {
         let cert = Certificate::from_der(der)
             .map_err(|e| bad(format!("certificate does not parse: {e}")))?;
+        // RFC 5280 §4.2: an extension appears at most once. Two readers of one that
+        // appears twice (an issuer, a SAN) could each take another (Go refuses it too).
+        if let Some(exts) = &cert.tbs_certificate.extensions {
+            let mut seen = std::collections::BTreeSet::new();
+            if exts.iter().any(|e| !seen.insert(e.extn_id)) {
+                return Err(bad("the certificate has an extension twice".to_owned()));
+            }
+        }
         Ok(Cert {
             der: der.to_vec(),
             cert,
@@ -145,19 +153,30 @@ impl Cert {
                 }
             }
         }
-        // v2 (DER UTF8String) is authoritative; v1 holds the raw string.
-        let issuer = self
-            .extension(ISSUER_V2)
-            .and_then(|v| {
+        (sans, self.issuer())
+    }
+
+    /// The OIDC issuer: Fulcio's v2 extension (a DER UTF8String) or its deprecated v1
+    /// (the raw string); both when both are there, and then they must agree. A v2 that
+    /// is not DER, or two that disagree, name no issuer: readers differ on which to
+    /// believe (cosign's classic path reads only v1, sigstore-go the one that comes last).
+    fn issuer(&self) -> Option<String> {
+        let v2 = match self.extension(ISSUER_V2) {
+            Some(v) => Some(
                 x509_cert::der::asn1::Utf8StringRef::from_der(v)
-                    .ok()
-                    .map(|s| s.to_string())
-            })
-            .or_else(|| {
-                self.extension(ISSUER_V1)
-                    .and_then(|v| std::str::from_utf8(v).ok().map(str::to_owned))
-            });
-        (sans, issuer)
+                    .ok()?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let v1 = match self.extension(ISSUER_V1) {
+            Some(v) => Some(std::str::from_utf8(v).ok()?.to_owned()),
+            None => None,
+        };
+        match (v2, v1) {
+            (Some(a), Some(b)) if a != b => None,
+            (a, b) => a.or(b),
+        }
     }
 
     /// Has the code-signing extended key usage.

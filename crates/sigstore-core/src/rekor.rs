@@ -51,12 +51,18 @@ pub struct Promise {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RawProof {
+    /// Protobuf's JSON leaves out a zero: an absent index is 0.
+    #[serde(default = "zero")]
     pub log_index: String,
     pub root_hash: String,
     pub tree_size: String,
     #[serde(default)]
     pub hashes: Vec<String>,
     pub checkpoint: Option<Checkpoint>,
+}
+
+fn zero() -> String {
+    "0".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,11 +118,12 @@ pub fn verify_entry(
         .find(|l| l.id == log_id)
         .ok_or_else(|| tlog("the entry's log is not a transparency log of the trusted root"))?;
     let body = b64(&e.canonicalized_body)?;
+    // Protobuf's JSON leaves out a zero: an absent index is 0 (the SET then only
+    // verifies if 0 is what the log signed).
     let index = e
         .log_index
         .as_deref()
-        .map(|s| int(s, "logIndex"))
-        .transpose()?;
+        .map_or(Ok(0), |s| int(s, "logIndex"))?;
     let mut integrated_time = None;
     if let Some(p) = &e.inclusion_promise {
         let t = int(e.integrated_time.as_deref().unwrap_or(""), "integratedTime")?;
@@ -129,9 +136,7 @@ pub fn verify_entry(
         m.insert("logID".to_owned(), Json::String(hex::encode(&log_id)));
         m.insert(
             "logIndex".to_owned(),
-            Json::Int(i128::from(
-                index.ok_or_else(|| tlog("the entry has no logIndex"))?,
-            )),
+            Json::Int(i128::from(index)),
         );
         let signed = Json::Object(m).to_canonical();
         if !log
