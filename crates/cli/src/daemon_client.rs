@@ -312,7 +312,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
                    "events_dropped": s.events_dropped, "last_errors": s.last_errors,
                    "watcher": s.watcher, "images_checked": s.images_checked, "images_removed": s.images_removed,
                    "fetches": s.fetches, "cache_hits": s.cache_hits, "fetch_millis": s.fetch_millis, "nri": s.nri,
-                   "events_file": s.events_file,
+                   "events_file": s.events_file, "sigstore_root": s.sigstore_root,
                    "verifier_hook": {"ok": hook_ok, "state": hook}})
         );
     } else {
@@ -335,6 +335,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             s.images_checked, s.images_removed
         );
         println!("events       {}", s.events_file);
+        println!("sigstore     {}", s.sigstore_root);
         println!(
             "events lost  {} (by slow sinks; the events file has them all)",
             s.events_dropped

@@ -21,11 +21,119 @@ pub const EXAMPLES: &str = "Examples:
 
 Exit codes: 0 verified, 1 refused, 2 bad usage or unreadable files.";
 
+pub const UPDATE_EXAMPLES: &str = "Examples:
+  pullguard sigstore update-root                                   # from Sigstore's CDN
+  pullguard sigstore update-root --repository https://tuf.mirror.example.com
+  pullguard sigstore update-root --repository /media/sigstore-tuf  # a copy of the CDN's layout, offline
+
+Exit codes: 0 updated (or already current), 1 refused (the copy kept is unchanged), 2 bad usage or an unusable state directory, 3 the repository could not be reached.";
+
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Verify a Sigstore bundle over a file or a sha256 digest, offline.
     #[command(after_help = EXAMPLES)]
     VerifyBundle(Args),
+    /// Refresh Sigstore's public-good trusted root from its TUF repository (every TUF
+    /// check); pullguardd uses the verified copy at its next reload.
+    #[command(after_help = UPDATE_EXAMPLES)]
+    UpdateRoot(UpdateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct UpdateArgs {
+    /// Sigstore's TUF repository: its CDN, a mirror's URL, or a directory with the CDN's
+    /// layout (N.root.json, timestamp.json, V.snapshot.json, V.targets.json, targets/).
+    #[arg(long, default_value = sigstore_tuf::PUBLIC_GOOD_REPOSITORY)]
+    repository: String,
+    /// pullguardd's state directory (the copy and its TUF metadata live in
+    /// STATE_DIR/sigstore-tuf); default: `state_dir` of the policy, else /var/lib/pullguard.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// The policy whose `state_dir` to use.
+    #[arg(long, value_name = "FILE", default_value = crate::policy_cmd::DEFAULT_POLICY)]
+    policy: PathBuf,
+    /// The TUF root.json to start from when nothing is kept yet (default: the one
+    /// shipped with pullguard, version 15).
+    #[arg(long, value_name = "FILE")]
+    initial_root: Option<PathBuf>,
+    /// Judge expiry at this time (RFC 3339) instead of the clock: for tests and for
+    /// inspecting an old copy.
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn update_root(a: &UpdateArgs) -> ExitCode {
+    let usage = |m: String| fail(Exit::Usage, a.json, "usage", &m);
+    let now = match &a.now {
+        None => time::OffsetDateTime::now_utc(),
+        Some(t) => {
+            match time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => t,
+                Err(e) => return usage(format!("--now {t:?} is not an RFC 3339 time: {e}")),
+            }
+        }
+    };
+    let initial = match &a.initial_root {
+        None => None,
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => Some(b),
+            Err(e) => return usage(format!("--initial-root {}: {e}", p.display())),
+        },
+    };
+    let state_dir = a.state_dir.clone().unwrap_or_else(|| {
+        policy::Policy::load(&a.policy).map_or_else(
+            |_| PathBuf::from("/var/lib/pullguard"),
+            |p| p.daemon.state_dir,
+        )
+    });
+    let done = crate::daemon_client::block_on(daemon::sigstore_root::refresh(
+        &a.repository,
+        &state_dir,
+        initial.as_deref(),
+        now,
+    ));
+    match done {
+        Err(e) => usage(e),
+        Ok(Err(e)) => {
+            let code = if e.contains("(unavailable)") {
+                Exit::Unreachable
+            } else {
+                Exit::Refused
+            };
+            fail(
+                code,
+                a.json,
+                "refused",
+                &format!("the Sigstore trusted root was not updated from {}: {e}; the copy in use is unchanged", a.repository),
+            )
+        }
+        Ok(Ok(r)) => {
+            let i = &r.info;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"updated": true, "changed": r.changed, "repository": i.repository,
+                        "root_version": i.root_version, "root_expires": i.root_expires,
+                        "timestamp_expires": i.timestamp_expires, "targets_version": i.targets_version,
+                        "state_dir": daemon::sigstore_root::dir(&state_dir)})
+                );
+            } else {
+                println!(
+                    "Sigstore trusted root {} from {} (TUF root version {}, expires {}; timestamp expires {}) in {}; pullguardd uses it at its next reload (systemctl reload pullguardd)",
+                    if r.changed { "updated" } else { "verified, unchanged," },
+                    i.repository,
+                    i.root_version,
+                    i.root_expires,
+                    i.timestamp_expires,
+                    daemon::sigstore_root::dir(&state_dir).display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -53,7 +161,14 @@ pub struct Args {
     file_or_digest: String,
 }
 
-pub fn run(Command::VerifyBundle(a): &Command) -> ExitCode {
+pub fn run(command: &Command) -> ExitCode {
+    match command {
+        Command::VerifyBundle(a) => verify_bundle_cmd(a),
+        Command::UpdateRoot(a) => update_root(a),
+    }
+}
+
+fn verify_bundle_cmd(a: &Args) -> ExitCode {
     let usage = |m: String| fail(Exit::Usage, false, "usage", &m);
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     // Without --trusted-root: the public-good root shipped with pullguard (nothing is

@@ -251,6 +251,12 @@ codes! {
         NriRegistered = "nri.registered",
         /// NRI: the connection to containerd's NRI socket is lost or cannot be made.
         NriDisconnected = "nri.disconnected",
+        /// The Sigstore trusted root was refreshed from its TUF repository and changed.
+        TrustRootUpdated = "trust_root.updated",
+        /// A refresh of the Sigstore trusted root was refused or could not be made; the kept copy stays.
+        TrustRootUpdateFailed = "trust_root.update_failed",
+        /// The Sigstore trusted root's TUF metadata expires soon, or has: refresh it.
+        TrustRootExpiring = "trust_root.expiring",
     }
 }
 
@@ -259,10 +265,23 @@ impl EventKind {
     pub fn severity(self) -> u8 {
         use EventKind::*;
         match self {
-            PullRejected | PolicyInvalid | AccessDenied | TrustFetchFailed | EventsDropped
-            | EventsUnwritable | ImageRemoved | ImageRemoveFailed | ImageKept
-            | WatcherDisconnected | PullFailOpen | FailOpenRefused | ContainerRefused
-            | ContainerAudited | NriDisconnected => 4,
+            PullRejected
+            | PolicyInvalid
+            | AccessDenied
+            | TrustFetchFailed
+            | EventsDropped
+            | EventsUnwritable
+            | ImageRemoved
+            | ImageRemoveFailed
+            | ImageKept
+            | WatcherDisconnected
+            | PullFailOpen
+            | FailOpenRefused
+            | ContainerRefused
+            | ContainerAudited
+            | NriDisconnected
+            | TrustRootUpdateFailed
+            | TrustRootExpiring => 4,
             _ => 6,
         }
     }

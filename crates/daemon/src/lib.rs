@@ -20,6 +20,7 @@ pub mod nri;
 pub mod offline;
 pub mod reload;
 pub mod server;
+pub mod sigstore_root;
 pub mod sinks;
 pub mod watcher;
 

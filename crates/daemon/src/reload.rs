@@ -61,6 +61,7 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::Recom
             }
         }
     });
+    crate::sigstore_root::keep_fresh(engine.clone(), tx.clone());
     let poll_tx = tx;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -83,7 +84,7 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::Recom
             tokio::time::sleep(Duration::from_millis(20)).await;
             let mut trigger = first;
             while let Ok(t) = rx.try_recv() {
-                if t == "SIGHUP" {
+                if t == "SIGHUP" || t == crate::sigstore_root::TRIGGER {
                     trigger = t;
                 }
             }
@@ -110,7 +111,8 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> notify::Result<notify::Recom
             // symlink re-pointed): loaded again even when the bytes are the ones in force,
             // so that the "missing" state ends and the operator sees the file is read.
             let came_back = std::mem::take(&mut missing_reported);
-            if now == current && trigger != "SIGHUP" && !came_back {
+            let forced = trigger == "SIGHUP" || trigger == crate::sigstore_root::TRIGGER;
+            if now == current && !forced && !came_back {
                 continue;
             }
             current = now;

@@ -134,6 +134,11 @@ impl Pullguard for Service {
             policy_generation: loaded.generation,
             policy_file: loaded.file.display().to_string(),
             events_file: self.engine.events.path().display().to_string(),
+            sigstore_root: if crate::sigstore_root::in_use(&self.engine) {
+                crate::sigstore_root::status(&loaded.policy.daemon.state_dir)
+            } else {
+                "not used by the policy".to_owned()
+            },
             last_reload: self
                 .engine
                 .last_reload

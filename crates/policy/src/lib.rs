@@ -347,6 +347,11 @@ pub struct DaemonSettings {
     pub registry_auth_file: Option<PathBuf>,
     /// Connect and read timeout for registries.
     pub registry_timeout: std::time::Duration,
+    /// Sigstore's TUF repository (URL or directory) the public-good trusted root is
+    /// refreshed from, when a rule uses it; `None` (set to "") never refreshes.
+    pub sigstore_tuf: Option<String>,
+    /// How often it is refreshed.
+    pub sigstore_tuf_interval: std::time::Duration,
 }
 
 impl DaemonSettings {

@@ -19,6 +19,8 @@ pub const DEFAULT_NRI_SOCKET: &str = "/var/run/nri/nri.sock";
 
 /// `[daemon] registry_config_path` when unset: where containerd's packages keep hosts.toml.
 pub const DEFAULT_REGISTRY_CONFIG_PATH: &str = "/etc/containerd/certs.d";
+/// Sigstore's public-good TUF repository (its CDN).
+pub const DEFAULT_SIGSTORE_TUF: &str = "https://tuf-repo-cdn.sigstore.dev";
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +43,8 @@ struct RawDaemon {
     registry_config_path: Option<String>,
     registry_auth_file: Option<String>,
     registry_timeout: Option<Spanned<String>>,
+    sigstore_tuf: Option<String>,
+    sigstore_tuf_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -459,6 +463,18 @@ fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSettings {
             .as_ref()
             .and_then(|t| ctx.duration(t))
             .map_or(std::time::Duration::from_secs(10), std_duration),
+        sigstore_tuf: match d.sigstore_tuf.as_deref() {
+            None => Some(DEFAULT_SIGSTORE_TUF.to_owned()),
+            Some("") => None,
+            Some(r) => Some(r.to_owned()),
+        },
+        // At least a minute: the CDN is not to be hammered.
+        sigstore_tuf_interval: d
+            .sigstore_tuf_interval
+            .as_ref()
+            .and_then(|t| ctx.duration(t))
+            .map_or(std::time::Duration::from_secs(24 * 3600), std_duration)
+            .max(std::time::Duration::from_secs(60)),
     }
 }
 

@@ -134,10 +134,7 @@ pub fn verify_entry(
         );
         m.insert("integratedTime".to_owned(), Json::Int(i128::from(t)));
         m.insert("logID".to_owned(), Json::String(hex::encode(&log_id)));
-        m.insert(
-            "logIndex".to_owned(),
-            Json::Int(i128::from(index)),
-        );
+        m.insert("logIndex".to_owned(), Json::Int(i128::from(index)));
         let signed = Json::Object(m).to_canonical();
         if !log
             .key

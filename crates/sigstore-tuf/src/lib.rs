@@ -29,6 +29,14 @@ use time::OffsetDateTime;
 pub use error::{Error, Reason};
 use metadata::{Meta, Root, Signed};
 
+/// The root of Sigstore's public-good TUF repository pullguard starts from (version 15,
+/// as sigstore-python 4.5 embeds it; root-signing `metadata/root_history/15.root.json`):
+/// an update walks from it to the newest root the repository has.
+pub const EMBEDDED_ROOT: &[u8] = include_bytes!("../data/root.json");
+
+/// Where Sigstore serves that repository.
+pub const PUBLIC_GOOD_REPOSITORY: &str = "https://tuf-repo-cdn.sigstore.dev";
+
 /// The largest root, timestamp, snapshot, targets file and target read. Sigstore's are
 /// a few kilobytes; these leave room without letting a mirror feed us gigabytes.
 pub const MAX_ROOT: u64 = 512 * 1024;

@@ -203,10 +203,13 @@ impl Loaded {
                 let path = if shipped { f.clone() } else { under_keys(f) };
                 let root = match roots.get(&path) {
                     Some(r) => Ok(r.clone()),
-                    None if shipped => sigstore_core::trust_root::TrustedRoot::parse(
-                        sigstore_core::trust_root::public_good_bytes(),
-                    )
-                    .map(std::sync::Arc::new),
+                    // A copy a TUF update verified (state_dir/sigstore-tuf), else the
+                    // one shipped inside pullguard.
+                    None if shipped => crate::sigstore_root::current(&policy.daemon.state_dir)
+                        .and_then(|(bytes, _)| {
+                            sigstore_core::trust_root::TrustedRoot::parse(&bytes)
+                        })
+                        .map(std::sync::Arc::new),
                     None => std::fs::read(&path)
                         .map_err(|e| e.to_string())
                         .and_then(|b| sigstore_core::trust_root::TrustedRoot::parse(&b))

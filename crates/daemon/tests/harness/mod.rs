@@ -619,8 +619,14 @@ impl World {
         } else {
             "nri_socket = \"\"\n"
         };
+        // Nor Sigstore's CDN (tests reach nothing outside 127.0.0.1).
+        let tuf = if extra.contains("sigstore_tuf") {
+            ""
+        } else {
+            "sigstore_tuf = \"\"\n"
+        };
         format!(
-            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nkeys_dir = \"{}\"\nevents_file = \"{}\"\ncache_ttl = \"1s\"\n{watcher}{nri}{extra}\n",
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\nkeys_dir = \"{}\"\nevents_file = \"{}\"\ncache_ttl = \"1s\"\n{watcher}{nri}{tuf}{extra}\n",
             self.socket.display(),
             self.state.display(),
             self.keys.display(),
