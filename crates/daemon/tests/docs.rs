@@ -255,3 +255,22 @@ fn the_daemon_and_its_clients_default_to_one_socket() {
     // The policy's NRI default is containerd's own.
     assert_eq!(policy::DEFAULT_NRI_SOCKET, nri::DEFAULT_SOCKET);
 }
+
+/// The README's first screen says what each proof kind gets today and which to choose
+/// now that Docker's Notary closes, before any install detail.
+#[test]
+fn the_first_screen_says_which_proof_to_choose() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let first = &readme[..readme.find("## Quick start").unwrap()];
+    assert!(first.lines().count() < 60, "the first screen is too long");
+    for needle in [
+        "| `\"cosign\"` (Sigstore)",
+        "| `\"notation\"` (Notary Project)",
+        "| `\"notary-v1\"` (Docker Content Trust)",
+        "2026-12-08",
+        "choose it",
+    ] {
+        assert!(first.contains(needle), "the README's first screen lacks {needle:?}");
+    }
+}
