@@ -39,6 +39,15 @@ pub async fn connect(
     Ok(pullguard_client::PullguardClient::new(channel))
 }
 
+/// `1 image`, `2 images`: counts as operators read them.
+pub fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// `text` cut to `max` characters (marked with `…`), control characters (newlines,
 /// escapes, NULs) replaced by `?`: text that came from a registry, a trust server, a CRI
 /// client or a signature, made fit for an answer, an event or a log line. A log line or

@@ -370,7 +370,7 @@ fn describe(r: &policy::Rule) -> String {
         parts.push(format!("on unreachable: {:?}", r.on_unreachable).to_lowercase());
         let pins = r.root_key_ids.len() + r.root_cas.len() + r.root_certs.len();
         if pins > 0 {
-            parts.push(format!("{pins} pinned roots"));
+            parts.push(count(pins, "pinned root"));
         }
         if r.tofu {
             parts.push("trust on first use allowed".to_owned());

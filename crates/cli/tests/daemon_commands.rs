@@ -98,7 +98,12 @@ fn verify_is_a_dry_run_with_the_reasoning() {
         ),
         (Some(1), Some(3))
     );
-    assert_eq!(json["last_reload"], "ok");
+    // When, and which generation: an operator tells an old state from a current one.
+    let last = json["last_reload"].as_str().unwrap();
+    assert!(
+        last.starts_with("ok at 20") && last.ends_with("(generation 1, start)"),
+        "{json}"
+    );
     // The harness turns the containerd watcher off, and NRI with it.
     assert_eq!(json["watcher"], "off");
     assert_eq!(json["nri"], "off");

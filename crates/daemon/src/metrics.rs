@@ -60,6 +60,18 @@ pub fn render(engine: &Engine) -> String {
             c.reloads_invalid.load(Ordering::Relaxed).to_string(),
         ),
         (
+            "pullguard_policy_last_reload_failed",
+            "gauge",
+            "1 while the last policy reload was refused (the last good policy is in force), 0 once one loads.",
+            c.last_reload_failed.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "pullguard_policy_last_reload_timestamp_seconds",
+            "gauge",
+            "When the last policy reload was attempted (Unix time; 0: none since start).",
+            c.last_reload_at.load(Ordering::Relaxed).to_string(),
+        ),
+        (
             "pullguard_events_dropped_total",
             "counter",
             "Events lost by slow sinks (never the events file).",

@@ -138,13 +138,27 @@ async fn invalid(engine: &Engine, path: &Path, message: &str) {
         .reloads_invalid
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::error!(file = %path.display(), problem = %message, "policy.invalid: keeping the last good policy");
-    *engine.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = message.to_owned();
+    mark_reload(engine, true);
+    *engine.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = format!(
+        "refused at {}: {message}",
+        trust_core::rfc3339(time::OffsetDateTime::now_utc())
+    );
     let ev = engine.events.new_event(
         api::codes::EventKind::PolicyInvalid,
         loaded.generation,
         message.to_owned(),
     );
     let _ = engine.emit(ev, true).await;
+}
+
+/// Records the outcome and time of a reload attempt for the metrics' gauges.
+fn mark_reload(engine: &Engine, failed: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &engine.counters;
+    c.last_reload_failed.store(u64::from(failed), Relaxed);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    c.last_reload_at
+        .store(u64::try_from(now).unwrap_or(0), Relaxed);
 }
 
 /// Parses, validates and installs the policy at `path`, or reports why not.
@@ -166,7 +180,11 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
                 .counters
                 .reloads_ok
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            *engine.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = "ok".to_owned();
+            mark_reload(engine, false);
+            *engine.last_reload.lock().unwrap_or_else(|p| p.into_inner()) = format!(
+                "ok at {} (generation {generation}, {trigger})",
+                trust_core::rfc3339(time::OffsetDateTime::now_utc())
+            );
             let mut message = format!(
                 "policy generation {generation} loaded from {} ({trigger})",
                 path.display()

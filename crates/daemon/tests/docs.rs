@@ -271,6 +271,9 @@ fn the_first_screen_says_which_proof_to_choose() {
         "2026-12-08",
         "choose it",
     ] {
-        assert!(first.contains(needle), "the README's first screen lacks {needle:?}");
+        assert!(
+            first.contains(needle),
+            "the README's first screen lacks {needle:?}"
+        );
     }
 }

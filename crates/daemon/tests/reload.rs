@@ -240,3 +240,73 @@ async fn a_policy_file_that_comes_back_is_read_whichever_way_it_comes_back() {
         );
     }
 }
+
+/// What an operator sees of a refused edit: `status` says when it was refused and the
+/// metrics carry a gauge to alert on, until an edit loads again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_reload_shows_its_time_in_status_and_a_gauge_in_metrics() {
+    let world = World::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let with_metrics = |require: &str| {
+        policy(&world, require).replacen(
+            "[daemon]\n",
+            &format!("[daemon]\nmetrics = \"{port}\"\n"),
+            1,
+        )
+    };
+    world.write_config(&with_metrics("any"));
+    let daemon = Daemon::start(&world);
+    until(&daemon, true, "team-any", 1).await;
+    let gauge = || {
+        let out = std::process::Command::new("curl")
+            .args(["-fsS", &format!("http://127.0.0.1:{port}/metrics")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("pullguard_policy_last_reload_failed ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(gauge(), "0");
+    std::fs::write(
+        &world.config,
+        format!("{}mode = \"sometimes\"\n", with_metrics("any")),
+    )
+    .unwrap();
+    eventually(10, || async {
+        world.events_of("policy.invalid").into_iter().next()
+    })
+    .await
+    .expect("policy.invalid event");
+    assert_eq!(gauge(), "1");
+    let mut c = daemon.client().await;
+    let s = c
+        .status(daemon::api::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(s.last_reload.starts_with("refused at 20"), "{s:?}");
+    assert!(
+        s.last_reload.contains("keeping policy generation 1"),
+        "{s:?}"
+    );
+    std::fs::write(&world.config, with_metrics("reject")).unwrap();
+    until(&daemon, false, "team-reject", 2).await;
+    assert_eq!(gauge(), "0");
+    let s = c
+        .status(daemon::api::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        s.last_reload.starts_with("ok at 20") && s.last_reload.contains("generation 2"),
+        "{s:?}"
+    );
+}

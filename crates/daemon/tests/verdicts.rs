@@ -354,10 +354,10 @@ async fn watch_events_status_socket_modes_and_graceful_stop() {
     assert_eq!(
         (
             status.policy_generation,
-            status.last_reload.as_str(),
+            status.last_reload.starts_with("ok at "),
             status.verdicts
         ),
-        (1, "ok", 1)
+        (1, true, 1)
     );
     assert_eq!(status.policy_file, world.config.display().to_string());
 

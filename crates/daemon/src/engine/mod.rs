@@ -191,6 +191,10 @@ pub struct Counters {
     pub reloads_ok: AtomicU64,
     /// Refused reloads.
     pub reloads_invalid: AtomicU64,
+    /// The last reload attempt failed (1) or loaded (0): a gauge to alert on.
+    pub last_reload_failed: AtomicU64,
+    /// When the last reload was attempted (Unix seconds; 0: none since start).
+    pub last_reload_at: AtomicU64,
     /// Images in containerd checked by the watcher.
     pub images_checked: AtomicU64,
     /// Images the watcher removed from containerd.
@@ -221,6 +225,7 @@ pub struct Engine {
 impl Engine {
     /// An engine over a prepared policy.
     pub fn new(loaded: Loaded, state: StateStore, events: Arc<EventLog>) -> Engine {
+        let loaded_generation = loaded.generation;
         Engine {
             loaded: ArcSwap::from_pointee(loaded),
             state,
@@ -228,7 +233,11 @@ impl Engine {
             proofs: Proofs::default(),
             recent: cache::TtlCache::new(RECENT_MAX),
             last_errors: Mutex::new(Vec::new()),
-            last_reload: Mutex::new("ok".to_owned()),
+            last_reload: Mutex::new(format!(
+                "ok at {} (generation {}, start)",
+                trust_core::rfc3339(time::OffsetDateTime::now_utc()),
+                loaded_generation
+            )),
             counters: Counters::default(),
             watcher_state: Mutex::new("off".to_owned()),
             nri_state: Mutex::new("off".to_owned()),
@@ -270,7 +279,11 @@ impl Engine {
     /// Keeps `e` among the recent errors shown by status.
     pub fn note_error(&self, e: &str) {
         let mut errs = self.last_errors.lock().unwrap_or_else(|p| p.into_inner());
-        errs.push(e.to_owned());
+        // When, so that an operator can tell an old error from a current one.
+        errs.push(format!(
+            "{} {e}",
+            trust_core::rfc3339(time::OffsetDateTime::now_utc())
+        ));
         let excess = errs.len().saturating_sub(10);
         errs.drain(..excess);
     }

@@ -246,7 +246,10 @@ async fn sweep(
     note(
         engine,
         EventKind::WatcherSwept,
-        format!("checked {checked} images in containerd ({trigger}); removed {removed}"),
+        format!(
+            "checked {} in containerd ({trigger}); removed {removed}",
+            api::plural(checked as u64, "image")
+        ),
         false,
     )
     .await;
