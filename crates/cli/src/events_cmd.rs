@@ -309,28 +309,12 @@ fn known(s: &str, all: &[&str], what: &str, where_: &str) -> Result<String, Stri
     }
     let nearest = all
         .iter()
-        .min_by_key(|k| edit_distance(s, k))
+        .min_by_key(|k| policy::edit_distance(s, k))
         .copied()
         .unwrap_or_default();
     Err(format!(
         "no {what} {s:?}; did you mean {nearest:?}? ({where_})"
     ))
-}
-
-/// Levenshtein distance (inputs are short: at most a few dozen characters).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -345,6 +329,6 @@ mod tests {
         assert!(e.contains("did you mean \"unknown_tag\""), "{e}");
         let e = super::event_kind("pull.rejectd").unwrap_err();
         assert!(e.contains("did you mean \"pull.rejected\""), "{e}");
-        assert_eq!(super::edit_distance("kitten", "sitting"), 3);
+        assert_eq!(policy::edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -99,6 +99,44 @@ fn check_reports_errors_with_positions_and_warnings() {
     assert!(lines.iter().all(|l| l.starts_with("pullguardd: ")), "{err}");
 }
 
+/// `--help` promises every problem: unknown keys and wrong values are all reported, each
+/// at its line, with the key meant (as clap suggests for flags).
+#[test]
+fn check_reports_every_typo_with_the_key_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let typos = write(
+        dir.path(),
+        "typos.toml",
+        &format!(
+            "{SERVER}
+[[rule]]
+name = \"prod\"
+match = \"r.io/**\"
+modee = \"audit\"
+
+[[rule]]
+name = \"hub\"
+match = \"docker.io/**\"
+require = \"any\"
+cosign_tlogg = true
+"
+        ),
+    );
+    let (code, _, text) = pullguard(&["policy", "check", typos.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "typos.toml:10:1: error: unknown key \"modee\" in rule 1; did you mean \"mode\"?"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("typos.toml:16:1: error: unknown key \"cosign_tlogg\" in rule 2; did you mean \"cosign_tlog\"?"),
+        "{text}"
+    );
+    assert!(text.contains("invalid (2 errors)"), "{text}");
+}
+
 #[test]
 fn explain_names_the_winner_and_why() {
     let dir = tempfile::tempdir().unwrap();

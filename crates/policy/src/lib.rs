@@ -24,10 +24,12 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub mod duration;
+pub use schema::{edit_distance, nearest};
 mod glob;
 mod lint;
 mod parse;
 mod reference;
+mod schema;
 
 use glob::Glob;
 pub use parse::{check_trust_server_url, DEFAULT_NRI_SOCKET, DEFAULT_SOCKET};

@@ -24,7 +24,7 @@ pub const DEFAULT_SIGSTORE_TUF: &str = "https://tuf-repo-cdn.sigstore.dev";
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawDaemon {
+pub(crate) struct RawDaemon {
     socket: Option<String>,
     allowed_uids: Option<Vec<u32>>,
     allowed_gids: Option<Vec<u32>>,
@@ -49,7 +49,7 @@ struct RawDaemon {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawServer {
+pub(crate) struct RawServer {
     url: Spanned<String>,
     ca_file: Option<String>,
     timeout: Option<Spanned<String>>,
@@ -57,7 +57,7 @@ struct RawServer {
 
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-struct RawRule {
+pub(crate) struct RawRule {
     name: Option<Spanned<String>>,
     #[serde(rename = "match")]
     pattern: Option<Spanned<String>>,
@@ -89,7 +89,7 @@ struct RawRule {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPolicy {
+pub(crate) struct RawPolicy {
     #[serde(default)]
     daemon: RawDaemon,
     #[serde(default)]
@@ -206,7 +206,14 @@ impl Policy {
         let raw: RawPolicy = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                ctx.at(e.span().map_or(0, |s| s.start), e.message().to_owned());
+                let every = schema::problems(text);
+                if every.is_empty() {
+                    ctx.at(e.span().map_or(0, |s| s.start), e.message().to_owned());
+                }
+                for (offset, message) in every {
+                    ctx.at(offset, message);
+                }
+                ctx.problems.sort_by_key(|p| (p.line, p.column));
                 return Err(fail(ctx.problems));
             }
         };

@@ -328,6 +328,69 @@ fn syntax_errors_point_at_the_spot() {
 }
 
 #[test]
+fn every_unknown_key_and_wrong_value_is_reported_at_its_line_with_the_nearest_key() {
+    let text = r#"colour = 1
+[daemon]
+sockett = "/run/x.sock"
+cache_ttl = 5
+
+[trust_server.a]
+ur = "https://notary.example.com"
+
+[[rule]]
+name = "one"
+match = "**"
+modee = "audit"
+cosign_identities = [{ issuer = "https://x", subjectt = "y" }]
+
+[[rule]]
+name = "two"
+match = "docker.io/**"
+tofu = "yes"
+zzzzzzzz = 1
+
+[[rule.cosign_identities]]
+isuer = "https://x"
+subject = "y"
+"#;
+    let err = Policy::parse(Path::new("p.toml"), text).expect_err("many problems");
+    let got: Vec<(usize, &str)> = err
+        .problems
+        .iter()
+        .map(|p| (p.line, p.message.as_str()))
+        .collect();
+    let want: [(usize, &str); 11] = [
+        (1, "unknown key \"colour\" in the top level; the keys there are: daemon, trust_server, defaults, rule"),
+        (3, "unknown key \"sockett\" in [daemon]; did you mean \"socket\"?"),
+        (4, "[daemon]: cache_ttl: invalid type: integer `5`, expected a string"),
+        (6, "[trust_server.a]: missing field `url`"),
+        (7, "unknown key \"ur\" in [trust_server.a]; did you mean \"url\"?"),
+        (12, "unknown key \"modee\" in rule 1; did you mean \"mode\"?"),
+        (13, "unknown key \"subjectt\" in rule 1, cosign_identities entry 1; did you mean \"subject\"?"),
+        (18, "rule 2: tofu: invalid type: string \"yes\", expected a boolean"),
+        (19, "unknown key \"zzzzzzzz\" in rule 2; the keys there are: name, match,"),
+        (21, "rule 2, cosign_identities entry 1: missing field `issuer`"),
+        (22, "unknown key \"isuer\" in rule 2, cosign_identities entry 1; did you mean \"issuer\"?"),
+    ];
+    assert_eq!(got.len(), want.len(), "{err}");
+    for ((line, message), (want_line, want_message)) in got.iter().zip(want) {
+        assert_eq!(*line, want_line, "{message}");
+        assert!(
+            message.starts_with(want_message),
+            "{message}\nwant: {want_message}"
+        );
+    }
+    // A syntax error stops the parser: that one, alone.
+    let err = Policy::parse(Path::new("p.toml"), "modee = 1\n[daemon\n").expect_err("syntax");
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(
+        nearest("pull.rejectd", ["pull.rejected", "pull.allowed"]),
+        Some("pull.rejected")
+    );
+    assert_eq!(nearest("qqqq", ["socket", "mode"]), None);
+}
+
+#[test]
 fn signed_needs_a_trust_server() {
     let err =
         Policy::parse(Path::new("p.toml"), "[[rule]]\nmatch = \"**\"\n").expect_err("no server");
