@@ -130,12 +130,33 @@ async fn connect(
     api::connect(socket, Duration::from_secs(2))
         .await
         .map_err(|e| {
+            if denied(&e) {
+                return format!(
+                    "may not open pullguardd's socket {} (from {from}): permission denied to uid {} — pullguardd answers root, its own user and the uids and gids in [daemon] allowed_uids / allowed_gids; run this as root (sudo), or add your gid to allowed_gids (the socket then belongs to that group) and reload",
+                    socket.display(),
+                    rustix::process::getuid().as_raw()
+                );
+            }
             format!(
                 "cannot reach pullguardd on {} (from {from}: {}); is it running (`systemctl status pullguardd`)?",
                 socket.display(),
                 std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
             )
         })
+}
+
+/// Whether connecting failed because the socket (or its directory) is not ours to open.
+fn denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A connection to pullguardd found as [`find_socket`] finds it, with the error as text.

@@ -303,11 +303,20 @@ fn execute(dirs: &Dirs, command: &Command) -> Result<ExitCode, String> {
         }
         Command::List => {
             // A mistyped --keys-dir would otherwise list "0 pins" and succeed.
-            if !dirs.keys_dir.is_dir() {
-                return Err(format!(
-                    "keys directory {} does not exist (set it with --keys-dir; pullguardd reads [daemon] keys_dir)",
-                    dirs.keys_dir.display()
-                ));
+            match std::fs::metadata(&dirs.keys_dir) {
+                Ok(m) if m.is_dir() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(format!(
+                        "cannot read keys directory {}: permission denied (it is root's: run this as root)",
+                        dirs.keys_dir.display()
+                    ))
+                }
+                _ => {
+                    return Err(format!(
+                        "keys directory {} does not exist (set it with --keys-dir; pullguardd reads [daemon] keys_dir)",
+                        dirs.keys_dir.display()
+                    ))
+                }
             }
             let keys = if dirs.keys_dir.join("private").exists() {
                 key_dir(dirs)?.list().map_err(|e| e.to_string())?

@@ -112,6 +112,13 @@ pub async fn run(
         "cannot listen on {}",
         settings.socket.display()
     )))?;
+    if let Err(e) = server::grant_group(&settings.allowed_gids) {
+        tracing::warn!(
+            "cannot give {} to group {:?} (allowed_gids): {e}; its members cannot reach the socket",
+            settings.socket.display(),
+            settings.allowed_gids.first()
+        );
+    }
     let mut started = format!(
         "pullguardd {} listening on {}",
         env!("CARGO_PKG_VERSION"),

@@ -174,7 +174,14 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
     match prepared {
         Ok((loaded, restart_only)) => {
             let generation = loaded.generation;
+            let gids = loaded.policy.daemon.allowed_gids.clone();
             engine.install(loaded);
+            if let Err(e) = crate::server::grant_group(&gids) {
+                tracing::warn!(
+                    "cannot give the socket to group {:?} (allowed_gids): {e}",
+                    gids.first()
+                );
+            }
             engine.warm_trust_servers();
             engine
                 .counters

@@ -218,5 +218,29 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     }
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    let _ = BOUND.set(path.to_path_buf());
     Ok(listener)
+}
+
+/// The socket this process listens on (`[daemon] socket` changes only at a restart).
+static BOUND: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Gives the socket and its directory to the first of `allowed_gids`, so that the group's
+/// members can reach the socket at all (0660 and 0750 keep everyone else out); each call
+/// is still checked against the policy. At start and after every reload.
+pub fn grant_group(allowed_gids: &[u32]) -> std::io::Result<()> {
+    let (Some(path), Some(gid)) = (BOUND.get(), allowed_gids.first()) else {
+        return Ok(());
+    };
+    let gid = Some(rustix::fs::Gid::from_raw(*gid));
+    // Only a directory of pullguardd's own (0750, as bind and systemd's RuntimeDirectory
+    // make it): a shared one such as /run is left alone.
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::PermissionsExt as _;
+        if std::fs::metadata(dir)?.permissions().mode() & 0o7777 == 0o750 {
+            rustix::fs::chown(dir, None, gid)?;
+        }
+    }
+    rustix::fs::chown(path, None, gid)?;
+    Ok(())
 }

@@ -27,6 +27,17 @@ pub use fsutil::{private_dir, read_secure, write_atomic};
 pub use signing::{KeyAlgorithm, KeyDir, KeyEntry, SigningKey};
 pub use state::{Prior, RepoRecord, StateStore, TofuRecord, Verified};
 
+/// What to do about an I/O error an operator meets first: keys and trusted state are
+/// root's (0700) on purpose.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            " (keys and trusted state are readable by root only: run this as root, or as pullguardd's user)"
+        }
+        _ => "",
+    }
+}
+
 /// Everything that can go wrong here; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -35,14 +46,13 @@ pub enum Error {
     #[error(transparent)]
     Untrusted(#[from] trust_core::Error),
     /// A file or directory could not be read or written.
-    #[error("cannot {op} {}", path.display())]
+    #[error("cannot {op} {}: {}{}", path.display(), source.kind(), io_hint(source))]
     Io {
         /// What was being done.
         op: &'static str,
         /// The path.
         path: PathBuf,
-        /// The cause.
-        #[source]
+        /// The cause (its kind is in the message; the chain is not repeated).
         source: std::io::Error,
     },
     /// Group or others may write a file or directory that decides trust.
