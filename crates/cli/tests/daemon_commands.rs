@@ -220,3 +220,76 @@ fn commands_find_the_daemon_through_pullguard_socket() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// docs/install.md's "run pullguardd by hand" works as written: its policy (with its
+/// paths moved into a temporary directory) checks, starts with none of its directories
+/// there, and answers `pullguard status` found through PULLGUARD_SOCKET.
+#[test]
+fn the_documented_by_hand_run_starts_and_answers() {
+    let install = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/install.md"),
+    )
+    .unwrap();
+    let block = install
+        .split_once("<!-- by-hand:")
+        .and_then(|(_, rest)| rest.split_once("```toml\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(toml, _)| toml)
+        .expect("docs/install.md has the by-hand policy");
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("pullguard");
+    let text = block.replace("/tmp/pullguard", base.to_str().unwrap());
+    assert_ne!(text, block, "the documented paths are under /tmp/pullguard");
+    let config = dir.path().join("pullguard.toml");
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+
+    let out = Command::new(harness::bin("pullguardd"))
+        .args(["--config", config, "--check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut daemon = Command::new(harness::bin("pullguardd"))
+        .args(["--config", config])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = base.join("pullguard.sock");
+    let started = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if started.elapsed() > std::time::Duration::from_secs(20)
+            || daemon.try_wait().unwrap().is_some()
+        {
+            let _ = daemon.kill();
+            let out = daemon.wait_with_output().unwrap();
+            panic!(
+                "pullguardd did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_pullguard"))
+        .arg("status")
+        .env("PULLGUARD_SOCKET", &socket)
+        .output()
+        .unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("last reload"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        base.join("state").is_dir() && base.join("events.jsonl").exists(),
+        "{text}"
+    );
+}
