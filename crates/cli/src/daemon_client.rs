@@ -345,8 +345,10 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         println!("verdicts     {}", s.verdicts);
         println!("cached repos {}", s.cached_repositories);
         println!(
-            "fetches      {} ({} ms in all); {} verdicts answered from memory",
-            s.fetches, s.fetch_millis, s.cache_hits
+            "fetches      {} ({} ms in all); {} answered from memory",
+            s.fetches,
+            s.fetch_millis,
+            api::plural(s.cache_hits, "verdict")
         );
         println!("verifier     {hook}");
         println!("watcher      {}", s.watcher);

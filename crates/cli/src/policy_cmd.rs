@@ -564,11 +564,13 @@ fn diff(
             .iter()
             .filter(|(_, a, b)| a.allowed && !b.allowed)
             .count();
+        let changes = match changed.len() {
+            1 => "1 verdict changes".to_owned(),
+            n => format!("{n} verdicts change"),
+        };
         println!(
-            "{} images, {} verdicts change ({} newly rejected) from {} to {}",
-            rows.len(),
-            changed.len(),
-            newly_rejected,
+            "{}, {changes} ({newly_rejected} newly rejected) from {} to {}",
+            api::plural(u64::try_from(rows.len()).unwrap_or(u64::MAX), "image"),
             old.display(),
             new.display()
         );

@@ -335,7 +335,7 @@ fn diff_shows_which_verdicts_a_rollout_changes() {
         "{text}"
     );
     assert!(
-        text.contains("2 images, 1 verdicts change (1 newly rejected)"),
+        text.contains("2 images, 1 verdict changes (1 newly rejected)"),
         "{text}"
     );
     let (code, _, text) = pullguard(&[
