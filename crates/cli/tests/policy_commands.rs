@@ -437,3 +437,35 @@ fn examples_say_which_files_to_create_and_file_errors_name_key_and_line() {
         "{text}"
     );
 }
+
+/// A policy file that is not there is named with the flag that names another, and no
+/// meaningless `1:1` position (as `policy explain` and `pullguardd --check-config` said).
+#[test]
+fn a_missing_policy_file_names_the_flag_not_a_position() {
+    let (code, _, text) = pullguard(&[
+        "policy",
+        "explain",
+        "alpine",
+        "--policy",
+        "/nonexistent/p.toml",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("/nonexistent/p.toml: cannot read the policy file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--policy FILE") && !text.contains(":1:1"),
+        "{text}"
+    );
+    let out = std::process::Command::new(harness::bin("pullguardd"))
+        .args(["--config", "/nonexistent/p.toml", "--check-config"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("--config FILE") && !err.contains(":1:1"),
+        "{err}"
+    );
+}
