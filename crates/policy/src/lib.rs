@@ -205,13 +205,15 @@ pub struct NotationRule {
     pub revocation: String,
 }
 
-/// A keyless signer: the certificate's OIDC issuer, and its SAN exactly or by an anchored
-/// regular expression (checked when the policy is prepared).
+/// A keyless signer: the certificate's OIDC issuer and its SAN, each exactly or by an
+/// anchored regular expression (checked when the policy is prepared).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CosignIdentity {
     /// The OIDC issuer, exactly (`https://token.actions.githubusercontent.com`).
-    pub issuer: String,
+    pub issuer: Option<String>,
+    /// The OIDC issuer matches this expression as a whole (instead of `issuer`).
+    pub issuer_regex: Option<String>,
     /// The SAN, exactly.
     pub subject: Option<String>,
     /// The SAN matches this expression as a whole.

@@ -524,6 +524,12 @@ fn cosign_rule(
                 format!("rule {name}: each of cosign_identities needs subject or subject_regex (one of them) besides issuer"),
             );
         }
+        if i.issuer.is_some() == i.issuer_regex.is_some() {
+            ctx.at(
+                at,
+                format!("rule {name}: each of cosign_identities needs issuer or issuer_regex (one of them)"),
+            );
+        }
     }
     if used && keys.is_empty() && identities.is_empty() {
         ctx.at(

@@ -58,7 +58,10 @@ fn default_survives_the_notary_shutdown_and_allows_nothing_silently() {
     assert_eq!(
         (
             k8s.cosign.identities[0].subject.as_deref(),
-            k8s.cosign.identities[0].issuer.as_str()
+            k8s.cosign.identities[0]
+                .issuer
+                .as_deref()
+                .unwrap_or_default()
         ),
         (
             Some("krel-trust@k8s-releng-prod.iam.gserviceaccount.com"),

@@ -363,15 +363,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A signer identity a rule accepts: the OIDC issuer exactly, and the certificate's SAN
+/// A signer identity a rule accepts: the OIDC issuer and the certificate's SAN, each
 /// exactly or matching an anchored regular expression.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub issuer: String,
+    pub issuer: Subject,
     pub subject: Subject,
 }
 
-/// How a SAN is matched.
+/// How a SAN or an issuer is matched.
 #[derive(Debug, Clone)]
 pub enum Subject {
     Exact(String),
@@ -383,30 +383,48 @@ impl Identity {
     /// An exact identity.
     pub fn exact(subject: &str, issuer: &str) -> Identity {
         Identity {
-            issuer: issuer.to_owned(),
+            issuer: Subject::Exact(issuer.to_owned()),
             subject: Subject::Exact(subject.to_owned()),
         }
     }
 
     /// An identity whose SAN must match `pattern` as a whole (`^(?:pattern)$`).
     pub fn regex(pattern: &str, issuer: &str) -> Result<Identity, String> {
-        let re = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|e| format!("subject_regex {pattern:?}: {e}"))?;
         Ok(Identity {
-            issuer: issuer.to_owned(),
-            subject: Subject::Regex(re),
+            issuer: Subject::Exact(issuer.to_owned()),
+            subject: Subject::Regex(anchored(pattern, "subject_regex")?),
+        })
+    }
+
+    /// The same, with the issuer matched by `pattern` as a whole instead.
+    pub fn with_issuer_regex(self, pattern: &str) -> Result<Identity, String> {
+        Ok(Identity {
+            issuer: Subject::Regex(anchored(pattern, "issuer_regex")?),
+            ..self
         })
     }
 
     fn matches(&self, sans: &[String], issuer: Option<&str>) -> bool {
-        issuer == Some(self.issuer.as_str())
-            && sans.iter().any(|s| match &self.subject {
-                Subject::Exact(e) => s == e,
-                Subject::Regex(r) => r.is_match(s),
-            })
+        issuer.is_some_and(|i| self.issuer.matches(i))
+            && sans.iter().any(|s| self.subject.matches(s))
     }
+}
+
+impl Subject {
+    fn matches(&self, s: &str) -> bool {
+        match self {
+            Subject::Exact(e) => s == e,
+            Subject::Regex(r) => r.is_match(s),
+        }
+    }
+}
+
+/// `^(?:pattern)$`, bounded in size (regex guarantees linear-time matching).
+fn anchored(pattern: &str, key: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| format!("{key} {pattern:?}: {e}"))
 }
 
 /// Does the certificate's identity match one of `accepted`?

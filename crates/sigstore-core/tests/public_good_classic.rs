@@ -124,6 +124,13 @@ fn classic_keyless_another_identity_or_issuer_is_refused() {
         ),
         // A prefix of the real SAN: subject_regex is anchored.
         Identity::regex("cosign-svc-account", "https://accounts.google.com").unwrap(),
+        // issuer_regex is anchored too: a part of the real issuer does not match it.
+        Identity::regex(".*", "unused")
+            .and_then(|id| id.with_issuer_regex("accounts.google.com"))
+            .unwrap(),
+        Identity::regex(".*", "unused")
+            .and_then(|id| id.with_issuer_regex(r"https://token\.actions\..*"))
+            .unwrap(),
     ] {
         refused(
             verify_with(&f.payload, &f.annotations, &f.digest, &id, true),
@@ -137,6 +144,10 @@ fn classic_keyless_another_identity_or_issuer_is_refused() {
     )
     .map(|id| verify_with(&f.payload, &f.annotations, &f.digest, &id, true).unwrap())
     .unwrap();
+    Identity::regex(r"cosign-svc-account@.*", "unused")
+        .and_then(|id| id.with_issuer_regex(r"https://accounts\.google\.com"))
+        .map(|id| verify_with(&f.payload, &f.annotations, &f.digest, &id, true).unwrap())
+        .unwrap();
 }
 
 fn with(f: &Fixture, key: &str, value: Option<String>) -> serde_json::Value {

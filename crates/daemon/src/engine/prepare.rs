@@ -187,10 +187,15 @@ impl Loaded {
                 }
             }
             for i in &rule.cosign.identities {
+                let issuer = i.issuer.as_deref().unwrap_or_default();
                 let id = match (&i.subject, &i.subject_regex) {
-                    (Some(s), _) => Ok(sigstore_core::certs::Identity::exact(s, &i.issuer)),
-                    (None, Some(r)) => sigstore_core::certs::Identity::regex(r, &i.issuer),
+                    (Some(s), _) => Ok(sigstore_core::certs::Identity::exact(s, issuer)),
+                    (None, Some(r)) => sigstore_core::certs::Identity::regex(r, issuer),
                     (None, None) => Err("no subject".to_owned()),
+                };
+                let id = match (id, &i.issuer_regex) {
+                    (Ok(id), Some(r)) => id.with_issuer_regex(r),
+                    (id, _) => id,
                 };
                 match id {
                     Ok(id) => signers.identities.push(id),
