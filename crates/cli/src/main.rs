@@ -10,6 +10,7 @@ mod daemon_client;
 mod events_cmd;
 mod exit;
 mod import_notation;
+mod import_policy;
 mod inspect;
 mod keys;
 mod policy_cmd;

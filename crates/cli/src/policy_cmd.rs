@@ -87,6 +87,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         trust_store: Option<PathBuf>,
     },
+    /// Turn the policies of an admission controller (sigstore policy-controller
+    /// ClusterImagePolicy) into pullguard rules, printed as TOML; what cannot be
+    /// expressed exactly is refused with its reason.
+    #[command(after_help = crate::import_policy::EXAMPLES)]
+    Import {
+        /// What the files are.
+        #[arg(long = "from", value_enum, value_name = "SOURCE")]
+        from: crate::import_policy::Source,
+        /// The documents (YAML; several per file, or a `kubectl get -o yaml` List).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where inline public keys (key.data) are written, as CIP-N.pub; the rules name
+        /// them there.
+        #[arg(long, value_name = "DIR")]
+        key_dir: Option<PathBuf>,
+    },
 }
 
 pub fn run(command: &Command) -> ExitCode {
@@ -111,6 +127,11 @@ pub fn run(command: &Command) -> ExitCode {
         Command::ImportNotation { file, trust_store } => {
             crate::import_notation::run(file, trust_store.as_ref())
         }
+        Command::Import {
+            from,
+            files,
+            key_dir,
+        } => crate::import_policy::run(*from, files, key_dir.as_deref()),
     }
 }
 

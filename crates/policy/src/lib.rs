@@ -439,6 +439,12 @@ pub fn pattern_matches(pattern: &str, subject: &str) -> bool {
     Glob::new(pattern).is_ok_and(|g| g.matches(subject))
 }
 
+/// Whether some reference matches both patterns (policy glob syntax); `None` when one
+/// does not compile.
+pub fn patterns_overlap(a: &str, b: &str) -> Option<bool> {
+    Some(Glob::new(a).ok()?.overlaps(&Glob::new(b).ok()?))
+}
+
 /// What rules are matched against: the normalised reference, without its tag when it
 /// also carries a digest (see [`Policy::rule_for`]).
 fn match_subject(image: &ImageRef) -> String {

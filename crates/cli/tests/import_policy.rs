@@ -1,0 +1,325 @@
+//! `pullguard policy import --from policy-controller`: sigstore policy-controller's own
+//! example policies (tests/fixtures/policy-controller, with provenance) import or are
+//! refused with their reasons, and a round trip: the imported rules give the verdicts
+//! cosign gives as policy-controller runs it (classic layout; a key without the log;
+//! keyless against the public-good root) on real signed, unsigned, wrong-key, tampered and
+//! wrong-identity images from a real registry.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+#[path = "../../daemon/tests/harness/mod.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::pullguard;
+use harness::{CosignWorld, World};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/policy-controller")
+        .join(name)
+}
+
+fn import(files: &[&Path], key_dir: &Path) -> (i32, String) {
+    let mut args = vec!["policy", "import", "--from", "policy-controller"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    args.extend(["--key-dir", key_dir.to_str().unwrap()]);
+    let (code, _, text) = pullguard(&args);
+    (code, text)
+}
+
+#[test]
+fn policy_controllers_own_examples_import_or_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+
+    let (code, text) = import(&[&fixture("cip-key-no-rekor.yaml")], &keys);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("match = \"**demo**\"\nany_registry = true"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cosign_tlog = false"),
+        "a key without ctlog skips the log: {text}"
+    );
+    let written = std::fs::read_to_string(keys.join("image-policy-key-1.pub")).unwrap();
+    assert!(
+        written.starts_with(
+            "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEIcbqK2RAVZOfPzo"
+        ),
+        "{written}"
+    );
+    assert!(
+        text.contains(&format!(
+            "cosign_keys = [\"{}\"]",
+            keys.join("image-policy-key-1.pub").display()
+        )),
+        "{text}"
+    );
+
+    let (code, text) = import(&[&fixture("cip-keyless.yaml")], &keys);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(r#"{ issuer_regex = "(?s:.*)(?:.*kubernetes.default.*)(?s:.*)", subject_regex = "(?s:.*)(?:.*kubernetes.io/namespaces/default/serviceaccounts/default)(?s:.*)" }"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("cosign_tlog = true\ntrusted_root = \"sigstore-public-good\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("unanchored"),
+        "where the source is laxer than it reads, it says so: {text}"
+    );
+    assert!(
+        text.contains("keyless.url http://fulcio.fulcio-system.svc"),
+        "{text}"
+    );
+
+    let (code, text) = import(&[&fixture("cip-public-keyless.yaml")], &keys);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("match = \"ghcr.io/sigstore/cosign/cosign:v1.12.1\""),
+        "{text}"
+    );
+
+    // Six authorities, four of them not expressible, and globs only unqualified names
+    // meet: every reason, nothing printed.
+    let (code, text) = import(&[&fixture("v1beta1-valid-policy-glob.yaml")], &keys);
+    assert_eq!(code, 1, "{text}");
+    assert!(!text.contains("[[rule]]"), "{text}");
+    for reason in [
+        "glob \"images.*\": it matches only through policy-controller's deprecated fallback",
+        "glob \"image*\": it matches only",
+        "authority 1: keyless with a Fulcio CA of its own",
+        "authority 4: a key authority without ctlog",
+        "authority 5: key.kms",
+        "authority 6: key.secretRef",
+    ] {
+        assert!(text.contains(reason), "{reason}: {text}");
+    }
+}
+
+#[test]
+fn globs_modes_static_authorities_and_overlapping_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let cip = |name: &str, globs: &[&str], rest: &str| {
+        let globs: String = globs
+            .iter()
+            .map(|g| format!("  - glob: \"{g}\"\n"))
+            .collect();
+        format!("apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: {name}\nspec:\n  images:\n{globs}{rest}")
+    };
+    let keyless = "  authorities:\n  - keyless:\n      identities:\n      - issuer: https://token.actions.githubusercontent.com\n        subject: https://github.com/org/app/.github/workflows/release.yml@refs/heads/main\n";
+    let f = write(
+        "many.yaml",
+        &format!(
+            "{}---\n{}",
+            cip(
+                "hub",
+                &["*", "index.docker.io/org/*"],
+                &format!("  mode: warn\n{keyless}")
+            ),
+            cip(
+                "internal",
+                &["registry.internal:5000/team/app"],
+                "  authorities:\n  - static:\n      action: pass\n"
+            ),
+        ),
+    );
+    let (code, text) = import(&[&f], &keys);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("match = \"docker.io/library/*\""),
+        "`*` is Docker Hub's library: {text}"
+    );
+    assert!(text.contains("match = \"docker.io/org/*\""), "{text}");
+    assert!(text.contains("mode = \"audit\""), "{text}");
+    assert!(
+        text.contains("match = \"registry.internal:5000/team/app:latest\""),
+        "an untagged glob: {text}"
+    );
+    assert!(text.contains("require = \"any\""), "{text}");
+
+    // Two policies over the same images: policy-controller requires both.
+    let f = write(
+        "overlap.yaml",
+        &format!(
+            "{}---\n{}",
+            cip("a", &["ghcr.io/org/**"], keyless),
+            cip("b", &["ghcr.io/**"], keyless),
+        ),
+    );
+    let (code, text) = import(&[&f], &keys);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("ClusterImagePolicies a and b: their images overlap"),
+        "{text}"
+    );
+
+    for (glob, why) in [
+        ("docker.io/library/alpine:*", "deprecated fallback"),
+        ("myuser/app:*", "deprecated fallback"),
+        ("ghcr.io/org/app?", "policy-controller refuses it"),
+    ] {
+        let f = write("one.yaml", &cip("one", &[glob], keyless));
+        let (code, text) = import(&[&f], &keys);
+        assert_eq!(code, 1, "{glob}: {text}");
+        assert!(text.contains(why), "{glob}: {text}");
+    }
+    let f = write(
+        "attest.yaml",
+        &cip("att", &["ghcr.io/org/**"], "  authorities:\n  - keyless:\n      identities:\n      - issuerRegExp: .*\n        subjectRegExp: .*\n    attestations:\n    - name: prov\n      predicateType: slsaprovenance\n"),
+    );
+    let (code, text) = import(&[&f], &keys);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("attestations"), "{text}");
+}
+
+/// Each image's verdict under the imported rules beside cosign's, run as policy-controller
+/// runs it for the authority (classic layout).
+#[test]
+fn imported_rules_give_the_verdicts_cosign_gives() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    let keys = world.dir.path().join("imported-keys");
+    let registry = cw.get("REGISTRY");
+    let cosign = cw.get("COSIGN");
+    let pem = std::fs::read_to_string(cw.get("KEY_A")).unwrap();
+    let indented: String = pem.lines().map(|l| format!("        {l}\n")).collect();
+    let trusted_root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sigstore-core/data/public-good/trusted_root.json");
+
+    let verdicts = |cip: &str, images: &[(String, String)], cosign_args: &[&str]| {
+        let f = world.dir.path().join("cip.yaml");
+        std::fs::write(&f, cip).unwrap();
+        let (code, rules) = import(&[&f], &keys);
+        assert_eq!(code, 0, "{rules}");
+        let policy = world.dir.path().join("imported.toml");
+        std::fs::write(
+            &policy,
+            format!(
+                "{}{rules}",
+                world.daemon_section(&format!(
+                    "registry_config_path = \"{}\"\nregistry_timeout = \"5s\"\n",
+                    cw.certs_d().display()
+                ))
+            ),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for (image, digest) in images {
+            let (code, json, text) = pullguard(&[
+                "verify",
+                image,
+                "--digest",
+                digest,
+                "--policy",
+                policy.to_str().unwrap(),
+                "--json",
+            ]);
+            assert!(code == 0 || code == 1, "{image}: {text}");
+            let repo = image.rsplit_once(':').map_or(image.as_str(), |(r, _)| r);
+            let by_cosign = Command::new(cosign)
+                .args([
+                    "verify",
+                    "--allow-http-registry",
+                    "--new-bundle-format=false",
+                ])
+                .args(cosign_args)
+                .arg(format!("{repo}@{digest}"))
+                .output()
+                .unwrap();
+            out.push((
+                image.clone(),
+                json["allowed"] == true,
+                by_cosign.status.success(),
+                json["reason"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        out
+    };
+
+    // A key authority without ctlog: cosign's classic verification, the log skipped.
+    let cip = format!(
+        "apiVersion: policy.sigstore.dev/v1alpha1\nkind: ClusterImagePolicy\nmetadata:\n  name: app\nspec:\n  images:\n  - glob: \"{registry}/cosign/**\"\n  authorities:\n  - key:\n      data: |\n{indented}"
+    );
+    let names = [
+        "classic", "bundle", "unsigned", "wrongkey", "tampered", "retagged",
+    ];
+    let images: Vec<(String, String)> = names.iter().map(|n| cw.image(n)).collect();
+    let key_a = cw.get("KEY_A");
+    let got = verdicts(
+        &cip,
+        &images,
+        &["--key", key_a, "--insecure-ignore-tlog=true"],
+    );
+    for (image, ours, theirs, reason) in &got {
+        if image.ends_with(":bundle") {
+            // The one listed difference: policy-controller's key authority reads the
+            // classic layout only; pullguard also takes the same key's Sigstore bundle.
+            assert!(
+                *ours && !*theirs,
+                "{image}: pullguard {ours}, cosign {theirs}"
+            );
+        } else {
+            assert_eq!(
+                ours, theirs,
+                "{image}: pullguard {ours} ({reason}), cosign {theirs}"
+            );
+        }
+    }
+    assert_eq!(
+        got.iter().filter(|g| g.2).count(),
+        1,
+        "cosign allows the classic one only: {got:?}"
+    );
+
+    // Keyless, against the public-good root, on real signatures (their signing time):
+    // the identity exactly, unanchored as policy-controller reads it, and another one.
+    let real = cw.get("PUBLIC_GOOD_GITHUB_ACTIONS_GO_BAZEL");
+    let (repo, digest) = real.split_once('@').unwrap();
+    let image = (format!("{repo}:v0"), digest.to_owned());
+    let subject = "https://github.com/salrashid123/go-bazel-github-workflow/.github/workflows/release.yaml@refs/tags/v0.0.30";
+    let issuer = "https://token.actions.githubusercontent.com";
+    let keyless = |id: &str| {
+        format!(
+            "apiVersion: policy.sigstore.dev/v1beta1\nkind: ClusterImagePolicy\nmetadata:\n  name: real\nspec:\n  images:\n  - glob: \"{registry}/public-good/**\"\n  authorities:\n  - keyless:\n      url: https://fulcio.sigstore.dev\n      identities:\n      - {id}\n"
+        )
+    };
+    let root = trusted_root.to_str().unwrap();
+    for (id, cosign_id, want) in [
+        (
+            format!("issuer: {issuer}\n        subject: {subject}"),
+            vec!["--certificate-identity", subject, "--certificate-oidc-issuer", issuer],
+            true,
+        ),
+        // Unanchored on both sides: a part of the SAN is enough (laxer than it reads).
+        (
+            "issuerRegExp: token.actions\n        subjectRegExp: salrashid123/go-bazel".to_owned(),
+            vec!["--certificate-identity-regexp", "salrashid123/go-bazel", "--certificate-oidc-issuer-regexp", "token.actions"],
+            true,
+        ),
+        (
+            format!("issuer: {issuer}\n        subject: https://github.com/salrashid123/other/.github/workflows/release.yaml@refs/tags/v0.0.30"),
+            vec!["--certificate-identity", "https://github.com/salrashid123/other/.github/workflows/release.yaml@refs/tags/v0.0.30", "--certificate-oidc-issuer", issuer],
+            false,
+        ),
+    ] {
+        let mut args = vec!["--trusted-root", root];
+        args.extend(cosign_id.iter().copied());
+        let got = verdicts(&keyless(&id), std::slice::from_ref(&image), &args);
+        let (_, ours, theirs, reason) = &got[0];
+        assert_eq!((*ours, *theirs), (want, want), "{id}: pullguard {ours} ({reason}), cosign {theirs}");
+    }
+}
