@@ -527,3 +527,32 @@ async fn real_public_good_classic_keyless_signatures_from_a_registry() {
         "{v:?}"
     );
 }
+
+/// A plain-HTTP registry asked over HTTPS because no hosts.toml declares it: the refusal
+/// says so and names what to write, instead of only rustls's "corrupt message".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_http_registry_without_hosts_toml_names_the_fix() {
+    let cw = CosignWorld::start();
+    let world = World::new();
+    let empty = world.dir.path().join("no-certs.d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let text = config(&world, &cw, "proofs = [\"cosign\"]\n")
+        .replace(cw.certs_d().to_str().unwrap(), empty.to_str().unwrap());
+    world.write_config(&text);
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let (image, digest) = cw.image("classic");
+    let v = verify(&mut c, &image, &digest).await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "registry_unreachable"),
+        "{v:?}"
+    );
+    assert!(
+        v.message
+            .contains("answered plain HTTP on a TLS connection")
+            && v.message.contains("registry_config_path"),
+        "{}",
+        v.message
+    );
+}

@@ -626,7 +626,7 @@ impl Client {
             .map(|(t, _)| t.clone());
         let unreachable = |err: reqwest::Error| Error::Unreachable {
             url: url.to_owned(),
-            detail: api::error_chain(&err),
+            detail: transport_detail(&err),
         };
         let send = |auth: Option<String>| -> Result<_, Error> {
             let left = budget.request(url)?;
@@ -771,7 +771,7 @@ impl Client {
         }
         let resp = req.send().await.map_err(|e| Error::Unreachable {
             url: realm.to_owned(),
-            detail: api::error_chain(&e),
+            detail: transport_detail(&e),
         })?;
         if !resp.status().is_success() {
             return Err(Error::Refused {
@@ -870,6 +870,18 @@ fn next_in(link: &str, base: &reqwest::Url) -> Option<String> {
         // A registry may page; it may not send the lookup (and its credentials) elsewhere.
         (next.origin() == base.origin()).then(|| next.to_string())
     })
+}
+
+/// A transport error as text, with what to do when the cause is a common setup mistake:
+/// a plain-HTTP registry asked over HTTPS (rustls sees an HTTP answer as a corrupt TLS
+/// record).
+fn transport_detail(e: &reqwest::Error) -> String {
+    let chain = api::error_chain(e);
+    if chain.contains("InvalidContentType") {
+        format!("{chain}; the server answered plain HTTP on a TLS connection: a plain-HTTP registry must be declared in a hosts.toml (server = \"http://HOST:PORT\") under [daemon] registry_config_path, as containerd has it")
+    } else {
+        chain
+    }
 }
 
 #[cfg(test)]
