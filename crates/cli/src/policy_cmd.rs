@@ -90,11 +90,11 @@ pub enum Command {
     /// Turn the policies of an admission controller (sigstore policy-controller
     /// ClusterImagePolicy) into pullguard rules, printed as TOML; what cannot be
     /// expressed exactly is refused with its reason.
-    #[command(after_help = crate::import_policy::EXAMPLES)]
+    #[command(after_help = crate::import::EXAMPLES)]
     Import {
         /// What the files are.
         #[arg(long = "from", value_enum, value_name = "SOURCE")]
-        from: crate::import_policy::Source,
+        from: crate::import::Source,
         /// The documents (YAML; several per file, or a `kubectl get -o yaml` List).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -131,7 +131,7 @@ pub fn run(command: &Command) -> ExitCode {
             from,
             files,
             key_dir,
-        } => crate::import_policy::run(*from, files, key_dir.as_deref()),
+        } => crate::import::run(*from, files, key_dir.as_deref()),
     }
 }
 

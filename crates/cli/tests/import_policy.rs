@@ -163,7 +163,7 @@ fn globs_modes_static_authorities_and_overlapping_policies() {
     let (code, text) = import(&[&f], &keys);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("ClusterImagePolicies a and b: their images overlap"),
+        text.contains("ClusterImagePolicy a and ClusterImagePolicy b: their images overlap"),
         "{text}"
     );
 

@@ -1,10 +1,4 @@
-//! `pullguard policy import --from policy-controller`: sigstore policy-controller's
-//! `ClusterImagePolicy` documents turned into pullguard rules, printed as TOML for the
-//! operator to review. policy-controller's meaning is kept exactly where pullguard can
-//! say the same; everything else is refused with its reason (nothing is printed then),
-//! and where the source is laxer than it reads the printed rule says so.
-//!
-//! policy-controller's semantics, as its source has them (pkg/apis/glob, pkg/webhook
+//! sigstore policy-controller's `ClusterImagePolicy`. Its semantics, as its source has them (pkg/apis/glob, pkg/webhook
 //! validator.go at f925c0c1): a glob is anchored, `*` is `[^/]*` (it crosses `:` and `@`),
 //! `**` is `.*`; `*` alone means `index.docker.io/library/*` and `*/*`
 //! `index.docker.io/*/*`; it is matched against go-containerregistry's name of the image
@@ -15,32 +9,11 @@
 //! entry; a key authority without `ctlog` skips the log. Identity expressions are Go
 //! regular expressions matched anywhere in the string (unanchored).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use serde::Deserialize;
 
-use crate::exit::{fail, Exit};
-
-pub const EXAMPLES: &str = "Examples:
-  pullguard policy import --from policy-controller cip.yaml --key-dir /etc/pullguard/keys/cosign \\
-      >> /etc/pullguard/pullguard.toml
-  kubectl get clusterimagepolicies -o yaml > cips.yaml && pullguard policy import --from policy-controller cips.yaml
-
-Exit codes: 0 printed, 1 something cannot be expressed (every reason listed, nothing printed or written), 2 unreadable files.";
-
-/// Inputs larger than this are refused (a policy, not a data set).
-const MAX_INPUT: u64 = 4 << 20;
-/// Documents in one input.
-const MAX_DOCUMENTS: usize = 1000;
-
-/// Where the imported documents come from.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum Source {
-    /// sigstore policy-controller ClusterImagePolicy (policy.sigstore.dev v1alpha1/v1beta1).
-    PolicyController,
-}
+use super::{inline_key, quote, render, slug, unanchored, Converted, Imported, Pattern};
 
 #[derive(Deserialize)]
 struct Cip {
@@ -143,205 +116,56 @@ struct Static {
     message: Option<String>,
 }
 
-/// The printed rules and the key files to write, or every reason it cannot be done.
-pub struct Imported {
-    pub toml: String,
-    /// `(path, PEM)`: written only when nothing was refused.
-    pub keys: Vec<(PathBuf, String)>,
-}
-
-pub fn run(source: Source, files: &[PathBuf], key_dir: Option<&Path>) -> ExitCode {
-    let mut texts = Vec::new();
-    for f in files {
-        let text = std::fs::metadata(f)
-            .map_err(|e| e.to_string())
-            .and_then(|m| {
-                if m.len() > MAX_INPUT {
-                    Err(format!("larger than {} MiB", MAX_INPUT >> 20))
-                } else {
-                    std::fs::read_to_string(f).map_err(|e| e.to_string())
-                }
-            });
-        match text {
-            Ok(t) => texts.push((f.display().to_string(), t)),
-            Err(e) => {
-                return fail(
-                    Exit::Usage,
-                    false,
-                    "unreadable",
-                    &format!("{}: {e}", f.display()),
-                )
-            }
-        }
-    }
-    let Source::PolicyController = source;
-    match policy_controller(&texts, key_dir) {
-        Ok(imported) => {
-            for (path, pem) in &imported.keys {
-                let written = path
-                    .parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|()| std::fs::write(path, pem));
-                if let Err(e) = written {
-                    return fail(
-                        Exit::Usage,
-                        false,
-                        "unwritable",
-                        &format!("cannot write {}: {e}", path.display()),
-                    );
-                }
-            }
-            print!("{}", imported.toml);
-            ExitCode::SUCCESS
-        }
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("pullguard: {p}");
-            }
-            eprintln!(
-                "pullguard: nothing imported ({}); fix the source or write those rules by hand",
-                api::plural(u64::try_from(problems.len()).unwrap_or(u64::MAX), "problem")
-            );
-            ExitCode::from(Exit::Refused)
-        }
-    }
-}
-
-/// One CIP turned into rule settings and patterns.
-struct Converted {
-    name: String,
-    patterns: Vec<(String, bool, Option<String>)>,
-    settings: Vec<String>,
-    notes: Vec<String>,
-}
-
 /// `(file name, text)` of each input.
-pub fn policy_controller(
+pub(super) fn import(
     texts: &[(String, String)],
     key_dir: Option<&Path>,
 ) -> Result<Imported, Vec<String>> {
     let mut problems = Vec::new();
     let mut converted = Vec::new();
     let mut keys = Vec::new();
-    for (file, text) in texts {
-        for (n, doc) in serde_yaml_ng::Deserializer::from_str(text)
-            .take(MAX_DOCUMENTS + 1)
-            .enumerate()
+    for (place, value) in super::yaml_documents(texts, &mut problems) {
+        let cip: Cip = match serde_yaml_ng::from_value(value) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(format!(
+                    "{place}: not a ClusterImagePolicy pullguard knows: {e}"
+                ));
+                continue;
+            }
+        };
+        let mut problem = |m: String| {
+            problems.push(format!(
+                "{place}: ClusterImagePolicy {}: {m}",
+                cip.metadata.name
+            ));
+        };
+        if cip.kind != "ClusterImagePolicy"
+            || !matches!(
+                cip.api_version.as_str(),
+                "policy.sigstore.dev/v1alpha1" | "policy.sigstore.dev/v1beta1"
+            )
         {
-            if n == MAX_DOCUMENTS {
-                problems.push(format!("{file}: more than {MAX_DOCUMENTS} documents"));
-                break;
-            }
-            let value = match serde_yaml_ng::Value::deserialize(doc) {
-                Ok(serde_yaml_ng::Value::Null) => continue, // an empty document (`---` at the end)
-                Ok(v) => v,
-                Err(e) => {
-                    problems.push(format!("{file}: document {}: not YAML: {e}", n + 1));
-                    break;
-                }
-            };
-            // `kubectl get -o yaml` wraps them in a List.
-            let items = match value.get("kind").and_then(|k| k.as_str()) {
-                Some("List" | "ClusterImagePolicyList") => value
-                    .get("items")
-                    .and_then(|i| i.as_sequence())
-                    .cloned()
-                    .unwrap_or_default(),
-                _ => vec![value],
-            };
-            for item in items {
-                let cip: Cip = match serde_yaml_ng::from_value(item) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        problems.push(format!(
-                            "{file}: document {}: not a ClusterImagePolicy pullguard knows: {e}",
-                            n + 1
-                        ));
-                        continue;
-                    }
-                };
-                let mut problem = |m: String| {
-                    problems.push(format!(
-                        "{file}: ClusterImagePolicy {}: {m}",
-                        cip.metadata.name
-                    ));
-                };
-                if cip.kind != "ClusterImagePolicy"
-                    || !matches!(
-                        cip.api_version.as_str(),
-                        "policy.sigstore.dev/v1alpha1" | "policy.sigstore.dev/v1beta1"
-                    )
-                {
-                    problem(format!(
-                        "{} {} is not a policy.sigstore.dev ClusterImagePolicy (v1alpha1, v1beta1)",
-                        cip.api_version, cip.kind
-                    ));
-                    continue;
-                }
-                if let Some(c) = convert(&cip, key_dir, &mut keys, &mut problem) {
-                    converted.push(c);
-                }
-            }
+            problem(format!(
+                "{} {} is not a policy.sigstore.dev ClusterImagePolicy (v1alpha1, v1beta1)",
+                cip.api_version, cip.kind
+            ));
+            continue;
+        }
+        if let Some(c) = convert(&cip, key_dir, &mut keys, &mut problem) {
+            converted.push(c);
         }
     }
     // policy-controller checks an image against every CIP that matches it (all must
     // pass); pullguard takes the most specific rule alone. Overlapping globs of two CIPs
     // would drop one CIP's requirements for the images both match.
-    for (i, a) in converted.iter().enumerate() {
-        for b in &converted[i + 1..] {
-            for (pa, _, _) in &a.patterns {
-                for (pb, _, _) in &b.patterns {
-                    if policy::patterns_overlap(pa, pb) == Some(true) {
-                        problems.push(format!(
-                            "ClusterImagePolicies {} and {}: their images overlap ({pa} and {pb}); policy-controller requires both for such an image, a pullguard rule stands alone: merge them into one policy by hand",
-                            a.name, b.name
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let mut out = String::from(
+    render(
         "# Imported from sigstore policy-controller ClusterImagePolicies by `pullguard policy import`.\n# An image no rule matches is rejected, as policy-controller's default no-match policy (deny).\n",
-    );
-    for c in &converted {
-        let _ = writeln!(out, "\n# ClusterImagePolicy {}", c.name);
-        for n in &c.notes {
-            let _ = writeln!(out, "# {n}");
-        }
-        for (j, (pattern, any_registry, note)) in c.patterns.iter().enumerate() {
-            let name = if c.patterns.len() > 1 {
-                format!("{}-{}", c.name, j + 1)
-            } else {
-                c.name.clone()
-            };
-            let _ = write!(
-                out,
-                "[[rule]]\nname = {}\nmatch = {}\n",
-                quote(&name),
-                quote(pattern)
-            );
-            if let Some(n) = note {
-                let _ = writeln!(out, "# {n}");
-            }
-            if *any_registry {
-                out.push_str("any_registry = true  # the glob's registry part is a wildcard\n");
-            }
-            for s in &c.settings {
-                let _ = writeln!(out, "{s}");
-            }
-        }
-    }
-    // What is printed must load: a last check by the real parser.
-    if let Err(e) = policy::Policy::parse(Path::new("imported"), &out) {
-        return Err(vec![format!(
-            "the rules printed would not load (a pullguard bug, please report): {e}"
-        )]);
-    }
-    Ok(Imported { toml: out, keys })
+        &converted,
+        Some("policy-controller requires both for such an image, a pullguard rule stands alone: merge them into one policy by hand"),
+        keys,
+        problems,
+    )
 }
 
 fn convert(
@@ -459,16 +283,9 @@ fn convert(
                 refuse("key.hashAlgorithm other than sha256 cannot be expressed");
             }
             if let Some(pem) = &k.data {
-                if let Err(e) = sigstore_core::PublicKey::from_pem(pem.as_bytes()) {
-                    refuse(&format!(
-                        "key.data is not a public key pullguard can use: {e}"
-                    ));
-                } else if let Some(dir) = key_dir {
-                    let path = dir.join(format!("{name}-{}.pub", i + 1));
-                    key_files.push(path.display().to_string());
-                    keys.push((path, pem.clone()));
-                } else {
-                    refuse("key.data: name where the key files go with --key-dir DIR (written as NAME-N.pub; the rule names them)");
+                match inline_key(pem, key_dir, format!("{name}-{}.pub", i + 1), keys) {
+                    Ok(path) => key_files.push(path),
+                    Err(e) => refuse(&format!("key.data: {e}")),
                 }
             }
         }
@@ -535,6 +352,7 @@ fn convert(
         }
     }
     Some(Converted {
+        what: format!("ClusterImagePolicy {}", cip.metadata.name),
         name,
         patterns,
         settings,
@@ -542,8 +360,8 @@ fn convert(
     })
 }
 
-/// A policy-controller glob as a pullguard pattern: `(pattern, any_registry, note)`.
-fn glob(g: &str) -> Result<(String, bool, Option<String>), String> {
+/// A policy-controller glob as a pullguard pattern.
+fn glob(g: &str) -> Result<Pattern, String> {
     let g = match g {
         "*/*" => "index.docker.io/*/*",
         "*" => "index.docker.io/library/*",
@@ -578,13 +396,17 @@ fn glob(g: &str) -> Result<(String, bool, Option<String>), String> {
     // (ggcr's name carries `:latest`), which pullguard sees as `:latest`.
     let last = pattern.rsplit('/').next().unwrap_or("");
     if !last.contains([':', '@', '*']) {
-        return Ok((
-            format!("{pattern}:latest"),
+        return Ok(Pattern {
+            glob: format!("{pattern}:latest"),
             any_registry,
-            Some(format!("policy-controller matched {g:?} only where a pod names the image without a tag; pullguard sees that as :latest (and also applies the rule to an explicit :latest)")),
-        ));
+            note: Some(format!("policy-controller matched {g:?} only where a pod names the image without a tag; pullguard sees that as :latest (and also applies the rule to an explicit :latest)")),
+        });
     }
-    Ok((pattern, any_registry, None))
+    Ok(Pattern {
+        glob: pattern,
+        any_registry,
+        note: None,
+    })
 }
 
 /// An identity as TOML, with a note where policy-controller is laxer than it reads.
@@ -614,42 +436,4 @@ fn identity(id: &Identity) -> Result<(String, Option<String>), String> {
         )
     });
     Ok((format!("{{ {} }}", parts.join(", ")), note))
-}
-
-/// Go's unanchored match of `r` as pullguard's anchored expression: `(?s:.*)(?:r)(?s:.*)`.
-/// Checked to compile under pullguard's engine (RE2 syntax both).
-fn unanchored(r: &str) -> Result<String, String> {
-    let wrapped = format!("(?s:.*)(?:{r})(?s:.*)");
-    sigstore_core::certs::Identity::regex(&wrapped, "")
-        .map_err(|e| format!("expression {r:?} does not compile here: {e}"))?;
-    Ok(wrapped)
-}
-
-fn slug(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// A TOML basic string.
-fn quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
