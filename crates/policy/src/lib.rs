@@ -25,9 +25,11 @@ use serde::Deserialize;
 
 pub mod duration;
 pub use schema::{edit_distance, nearest};
+mod daemon;
 mod glob;
 mod lint;
 mod parse;
+mod proof_rules;
 mod reference;
 mod schema;
 

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::daemon::daemon_settings;
+use super::proof_rules::{cosign_rule, notation_rule};
 use super::*;
 
 /// `[daemon] socket` when unset. The clients' default is `api::DEFAULT_SOCKET` (policy
@@ -25,26 +27,26 @@ pub const DEFAULT_SIGSTORE_TUF: &str = "https://tuf-repo-cdn.sigstore.dev";
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDaemon {
-    socket: Option<String>,
-    allowed_uids: Option<Vec<u32>>,
-    allowed_gids: Option<Vec<u32>>,
-    state_dir: Option<String>,
-    keys_dir: Option<String>,
-    events_file: Option<String>,
-    events_max_bytes: Option<u64>,
-    events_keep: Option<usize>,
-    stdout_events: Option<bool>,
-    syslog: Option<Spanned<String>>,
-    metrics: Option<String>,
-    cache_ttl: Option<Spanned<String>>,
-    containerd_socket: Option<String>,
-    nri_socket: Option<Spanned<String>>,
-    watch_images: Option<bool>,
-    registry_config_path: Option<String>,
-    registry_auth_file: Option<String>,
-    registry_timeout: Option<Spanned<String>>,
-    sigstore_tuf: Option<String>,
-    sigstore_tuf_interval: Option<Spanned<String>>,
+    pub(crate) socket: Option<String>,
+    pub(crate) allowed_uids: Option<Vec<u32>>,
+    pub(crate) allowed_gids: Option<Vec<u32>>,
+    pub(crate) state_dir: Option<String>,
+    pub(crate) keys_dir: Option<String>,
+    pub(crate) events_file: Option<String>,
+    pub(crate) events_max_bytes: Option<u64>,
+    pub(crate) events_keep: Option<usize>,
+    pub(crate) stdout_events: Option<bool>,
+    pub(crate) syslog: Option<Spanned<String>>,
+    pub(crate) metrics: Option<String>,
+    pub(crate) cache_ttl: Option<Spanned<String>>,
+    pub(crate) containerd_socket: Option<String>,
+    pub(crate) nri_socket: Option<Spanned<String>>,
+    pub(crate) watch_images: Option<bool>,
+    pub(crate) registry_config_path: Option<String>,
+    pub(crate) registry_auth_file: Option<String>,
+    pub(crate) registry_timeout: Option<Spanned<String>>,
+    pub(crate) sigstore_tuf: Option<String>,
+    pub(crate) sigstore_tuf_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -58,33 +60,33 @@ pub(crate) struct RawServer {
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRule {
-    name: Option<Spanned<String>>,
+    pub(crate) name: Option<Spanned<String>>,
     #[serde(rename = "match")]
-    pattern: Option<Spanned<String>>,
-    any_registry: Option<bool>,
-    mode: Option<Mode>,
-    require: Option<Require>,
-    proofs: Option<Vec<Proof>>,
-    proofs_required: Option<ProofsRequired>,
-    cosign_keys: Option<Vec<String>>,
-    cosign_tlog: Option<bool>,
-    cosign_check_reference: Option<bool>,
-    signature_repository: Option<Spanned<String>>,
-    cosign_identities: Option<Vec<CosignIdentity>>,
-    notation_trust_stores: Option<Vec<String>>,
-    notation_identities: Option<Vec<String>>,
-    notation_verification: Option<String>,
-    notation_revocation: Option<String>,
-    trusted_root: Option<String>,
-    trust_server: Option<Spanned<String>>,
-    roles: Option<Vec<String>>,
-    roles_required: Option<Spanned<usize>>,
-    max_timestamp_age: Option<Spanned<String>>,
-    on_unreachable: Option<OnUnreachable>,
-    tofu: Option<bool>,
-    root_key_ids: Option<Vec<Spanned<String>>>,
-    root_cas: Option<Vec<String>>,
-    root_certs: Option<Vec<String>>,
+    pub(crate) pattern: Option<Spanned<String>>,
+    pub(crate) any_registry: Option<bool>,
+    pub(crate) mode: Option<Mode>,
+    pub(crate) require: Option<Require>,
+    pub(crate) proofs: Option<Vec<Proof>>,
+    pub(crate) proofs_required: Option<ProofsRequired>,
+    pub(crate) cosign_keys: Option<Vec<String>>,
+    pub(crate) cosign_tlog: Option<bool>,
+    pub(crate) cosign_check_reference: Option<bool>,
+    pub(crate) signature_repository: Option<Spanned<String>>,
+    pub(crate) cosign_identities: Option<Vec<CosignIdentity>>,
+    pub(crate) notation_trust_stores: Option<Vec<String>>,
+    pub(crate) notation_identities: Option<Vec<String>>,
+    pub(crate) notation_verification: Option<String>,
+    pub(crate) notation_revocation: Option<String>,
+    pub(crate) trusted_root: Option<String>,
+    pub(crate) trust_server: Option<Spanned<String>>,
+    pub(crate) roles: Option<Vec<String>>,
+    pub(crate) roles_required: Option<Spanned<usize>>,
+    pub(crate) max_timestamp_age: Option<Spanned<String>>,
+    pub(crate) on_unreachable: Option<OnUnreachable>,
+    pub(crate) tofu: Option<bool>,
+    pub(crate) root_key_ids: Option<Vec<Spanned<String>>>,
+    pub(crate) root_cas: Option<Vec<String>>,
+    pub(crate) root_certs: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -100,7 +102,7 @@ pub(crate) struct RawPolicy {
     rule: Vec<Spanned<RawRule>>,
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     text: &'a str,
     problems: Vec<Problem>,
     /// Byte offset where each line starts: positions in O(log lines), not by rescanning
@@ -109,7 +111,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn position(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|s| *s <= offset);
         let start = self.line_starts[line.saturating_sub(1)];
@@ -121,7 +123,7 @@ impl Ctx<'_> {
         (line, column)
     }
 
-    fn at(&mut self, offset: usize, message: impl Into<String>) {
+    pub(crate) fn at(&mut self, offset: usize, message: impl Into<String>) {
         let (line, column) = self.position(offset);
         self.problems.push(Problem {
             line,
@@ -130,7 +132,7 @@ impl Ctx<'_> {
         });
     }
 
-    fn duration(&mut self, v: &Spanned<String>) -> Option<time::Duration> {
+    pub(crate) fn duration(&mut self, v: &Spanned<String>) -> Option<time::Duration> {
         match duration::parse(v.get_ref()) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -141,7 +143,7 @@ impl Ctx<'_> {
     }
 }
 
-fn std_duration(d: time::Duration) -> std::time::Duration {
+pub(crate) fn std_duration(d: time::Duration) -> std::time::Duration {
     std::time::Duration::from_millis(u64::try_from(d.whole_milliseconds()).unwrap_or(0))
 }
 
@@ -393,237 +395,8 @@ fn tied_rules(ctx: &mut Ctx<'_>, rules: &[Rule]) {
     }
 }
 
-fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSettings {
-    let syslog = d.syslog.as_ref().and_then(|s| {
-        let v = s.get_ref();
-        if let Some(p) = v.strip_prefix("unix://") {
-            Some(SyslogTarget::Unix(PathBuf::from(p)))
-        } else if let Some(a) = v.strip_prefix("udp://") {
-            Some(SyslogTarget::Udp(a.to_owned()))
-        } else if let Some(a) = v.strip_prefix("tcp://") {
-            Some(SyslogTarget::Tcp(a.to_owned()))
-        } else {
-            ctx.at(
-                s.span().start,
-                "syslog is unix:///dev/log, udp://HOST:PORT or tcp://HOST:PORT",
-            );
-            None
-        }
-    });
-    let cache_ttl = d
-        .cache_ttl
-        .as_ref()
-        .and_then(|t| ctx.duration(t))
-        .map_or(std::time::Duration::from_secs(30), std_duration);
-    let containerd_socket = match d.containerd_socket.as_deref() {
-        None => Some(PathBuf::from("/run/containerd/containerd.sock")),
-        Some("") => None,
-        Some(p) => Some(PathBuf::from(p)),
-    };
-    DaemonSettings {
-        socket: PathBuf::from(d.socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
-        allowed_uids: d.allowed_uids.clone().unwrap_or_default(),
-        allowed_gids: d.allowed_gids.clone().unwrap_or_default(),
-        state_dir: PathBuf::from(d.state_dir.as_deref().unwrap_or("/var/lib/pullguard")),
-        keys_dir: PathBuf::from(d.keys_dir.as_deref().unwrap_or("/etc/pullguard/keys")),
-        events_file: PathBuf::from(
-            d.events_file
-                .as_deref()
-                .unwrap_or("/var/log/pullguard/events.jsonl"),
-        ),
-        events_max_bytes: d.events_max_bytes.unwrap_or(100 * 1024 * 1024),
-        events_keep: d.events_keep.unwrap_or(5),
-        stdout_events: d.stdout_events.unwrap_or(false),
-        syslog,
-        metrics: d.metrics.clone(),
-        cache_ttl,
-        containerd_socket: containerd_socket.clone(),
-        watch_images: d.watch_images.unwrap_or(true),
-        nri_socket: match (&d.nri_socket, &containerd_socket) {
-            (Some(s), _) if s.get_ref().is_empty() => None,
-            // NRI names the image a container is created from; its record (and so the
-            // digest to judge) is read from containerd.
-            (Some(s), None) => {
-                ctx.at(
-                    s.span().start,
-                    "nri_socket needs containerd_socket: a container's image record (its digest) is read from containerd; set containerd_socket, or nri_socket = \"\" to turn NRI off",
-                );
-                None
-            }
-            (Some(s), Some(_)) => Some(PathBuf::from(s.get_ref())),
-            // Off along with the watcher unless asked for; on beside it by default.
-            (None, None) => None,
-            (None, Some(_)) => Some(PathBuf::from(DEFAULT_NRI_SOCKET)),
-        },
-        registry_config_path: match d.registry_config_path.as_deref() {
-            None => Some(PathBuf::from(DEFAULT_REGISTRY_CONFIG_PATH)),
-            Some("") => None,
-            Some(p) => Some(PathBuf::from(p)),
-        },
-        registry_auth_file: d
-            .registry_auth_file
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from),
-        registry_timeout: d
-            .registry_timeout
-            .as_ref()
-            .and_then(|t| ctx.duration(t))
-            .map_or(std::time::Duration::from_secs(10), std_duration),
-        sigstore_tuf: match d.sigstore_tuf.as_deref() {
-            None => Some(DEFAULT_SIGSTORE_TUF.to_owned()),
-            Some("") => None,
-            Some(r) => Some(r.to_owned()),
-        },
-        // At least a minute: the CDN is not to be hammered.
-        sigstore_tuf_interval: d
-            .sigstore_tuf_interval
-            .as_ref()
-            .and_then(|t| ctx.duration(t))
-            .map_or(std::time::Duration::from_secs(24 * 3600), std_duration)
-            .max(std::time::Duration::from_secs(60)),
-    }
-}
-
-/// A rule's cosign settings. A rule that accepts cosign must say whose signatures count;
-/// transparency-log evidence is required unless it says otherwise.
-fn cosign_rule(
-    ctx: &mut Ctx<'_>,
-    at: usize,
-    name: &str,
-    r: &RawRule,
-    defaults: &RawRule,
-    used: bool,
-) -> CosignRule {
-    let keys: Vec<PathBuf> = or(&r.cosign_keys, &defaults.cosign_keys)
-        .unwrap_or_default()
-        .into_iter()
-        .map(PathBuf::from)
-        .collect();
-    let tlog = or(&r.cosign_tlog, &defaults.cosign_tlog).unwrap_or(true);
-    let signature_repository = or(&r.signature_repository, &defaults.signature_repository).and_then(|s| {
-        let v = s.get_ref();
-        match ImageRef::parse(&format!("{v}:x")) {
-            Ok(parsed) if parsed.repository() == *v => Some(v.clone()),
-            Ok(parsed) => {
-                ctx.at(s.span().start, format!("rule {name}: signature_repository {v:?} is not in its normal form; write {:?}", parsed.repository()));
-                None
-            }
-            Err(e) => {
-                ctx.at(s.span().start, format!("rule {name}: signature_repository {v:?}: {e}"));
-                None
-            }
-        }
-    });
-    let identities = or(&r.cosign_identities, &defaults.cosign_identities).unwrap_or_default();
-    let trusted_root = or(&r.trusted_root, &defaults.trusted_root).map(PathBuf::from);
-    for i in &identities {
-        if i.subject.is_some() == i.subject_regex.is_some() {
-            ctx.at(
-                at,
-                format!("rule {name}: each of cosign_identities needs subject or subject_regex (one of them) besides issuer"),
-            );
-        }
-        if i.issuer.is_some() == i.issuer_regex.is_some() {
-            ctx.at(
-                at,
-                format!("rule {name}: each of cosign_identities needs issuer or issuer_regex (one of them)"),
-            );
-        }
-    }
-    if used && keys.is_empty() && identities.is_empty() {
-        ctx.at(
-            at,
-            format!("rule {name}: proofs lists cosign but names no signer: give cosign_keys (public key files, cosign.pub) or cosign_identities (keyless: issuer and subject)"),
-        );
-    }
-    if used && trusted_root.is_none() && (tlog || !identities.is_empty()) {
-        let why = if identities.is_empty() {
-            "cosign_tlog = true (the default) requires transparency-log evidence, verified with the logs' keys of Sigstore's trusted_root.json; give trusted_root, or set cosign_tlog = false to accept key-signed images without a log entry (cosign sign --tlog-upload=false)"
-        } else {
-            "keyless signatures (cosign_identities) are verified against the Fulcio CAs, logs and timestamp authorities of Sigstore's trusted_root.json; give trusted_root"
-        };
-        ctx.at(at, format!("rule {name}: {why}"));
-    }
-    CosignRule {
-        keys,
-        tlog,
-        check_reference: or(&r.cosign_check_reference, &defaults.cosign_check_reference)
-            .unwrap_or(false),
-        signature_repository,
-        identities,
-        trusted_root,
-    }
-}
-
-/// A rule's Notation settings, checked as the Notary Project's trust policy would be.
-fn notation_rule(
-    ctx: &mut Ctx<'_>,
-    at: usize,
-    name: &str,
-    r: &RawRule,
-    defaults: &RawRule,
-    used: bool,
-) -> NotationRule {
-    let mut problem = |m: String| ctx.at(at, format!("rule {name}: {m}"));
-    let mut trust_stores = Vec::new();
-    for s in or(&r.notation_trust_stores, &defaults.notation_trust_stores).unwrap_or_default() {
-        match s.split_once(':') {
-            Some((t @ ("ca" | "signingAuthority" | "tsa"), n))
-                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) && !n.starts_with('.') =>
-            {
-                trust_stores.push((t.to_owned(), n.to_owned()))
-            }
-            _ => problem(format!("notation trust store {s:?} is not TYPE:NAME with TYPE ca, signingAuthority or tsa and NAME of letters, digits, '-', '_' or '.'")),
-        }
-    }
-    let identities = or(&r.notation_identities, &defaults.notation_identities).unwrap_or_default();
-    for i in &identities {
-        let i = i.trim();
-        if i != "*"
-            && !i
-                .strip_prefix("x509.subject:")
-                .is_some_and(|dn| dn.contains('='))
-        {
-            problem(format!(
-                "notation identity {i:?} is not \"*\" or \"x509.subject: C=..., O=..., CN=...\""
-            ));
-        }
-    }
-    if identities.len() > 1 && identities.iter().any(|i| i.trim() == "*") {
-        problem("notation_identities has \"*\" beside other identities; \"*\" alone trusts every signer of the trust stores".to_owned());
-    }
-    let level = or(&r.notation_verification, &defaults.notation_verification)
-        .unwrap_or_else(|| "strict".to_owned());
-    if !["strict", "permissive", "audit"].contains(&level.as_str()) {
-        problem(format!("notation_verification {level:?} is not strict, permissive or audit (skip is require = \"any\")"));
-    }
-    let revocation = or(&r.notation_revocation, &defaults.notation_revocation)
-        .unwrap_or_else(|| "skip".to_owned());
-    if !["skip", "refuse"].contains(&revocation.as_str()) {
-        problem(format!(
-            "notation_revocation {revocation:?} is not skip or refuse"
-        ));
-    }
-    if used && !trust_stores.iter().any(|(t, _)| t != "tsa") {
-        problem(
-            "proofs lists notation but notation_trust_stores names no ca or signingAuthority store"
-                .to_owned(),
-        );
-    }
-    if used && identities.is_empty() {
-        problem("proofs lists notation but notation_identities is empty (\"*\" trusts every signer of the stores)".to_owned());
-    }
-    NotationRule {
-        trust_stores,
-        identities,
-        level,
-        revocation,
-    }
-}
-
 /// A rule's own value, else the `[defaults]` one.
-fn or<T: Clone>(own: &Option<T>, default: &Option<T>) -> Option<T> {
+pub(crate) fn or<T: Clone>(own: &Option<T>, default: &Option<T>) -> Option<T> {
     own.clone().or_else(|| default.clone())
 }
 
