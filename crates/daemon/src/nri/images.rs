@@ -1,0 +1,222 @@
+//! What a container runs, as containerd's own records say: an image record's layers
+//! (platform manifest, config diff IDs) as a chain ID, and the chain a container's root
+//! filesystem snapshot sits on, so the gate judges the content that runs.
+
+use std::path::PathBuf;
+
+use tonic::transport::Channel;
+
+use api::codes::ReasonCode;
+
+use super::CRI_NAMESPACE;
+use crate::watcher::{connect_containerd, get_image, read_content, snapshot_parent};
+
+/// containerd's API, connected on first use and again after a failure.
+pub(super) struct Images {
+    containerd_socket: PathBuf,
+    channel: tokio::sync::Mutex<Option<Channel>>,
+    /// Chain IDs of image records' content by target digest (content under a digest
+    /// never changes); bounded.
+    chains: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// Chain IDs remembered at most.
+const MAX_CHAINS: usize = 4096;
+/// The largest index, manifest or config read to learn an image's layers.
+const MAX_IMAGE_DOC: usize = 4 << 20;
+/// Layers an image may have (Docker's limit is 127; OCI sets none).
+const MAX_LAYERS: usize = 1024;
+
+impl Images {
+    pub(super) fn new(containerd_socket: PathBuf) -> Images {
+        Images {
+            containerd_socket,
+            channel: tokio::sync::Mutex::new(None),
+            chains: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The digest of containerd's image record of `image` (in its normal form), or why
+    /// there is none.
+    pub(super) async fn digest_of(&self, image: &str) -> Result<String, String> {
+        if image.is_empty() {
+            return Err(format!(
+                "the container carries no {} annotation, so the image it is created from is unknown",
+                nri::IMAGE_NAME_ANNOTATION
+            ));
+        }
+        // The record CRI itself resolves: the name in its normal form (CRI normalises
+        // what the kubelet wrote before it looks the image up, and drops the tag of a
+        // reference that also has a digest). A record stored under the
+        // name as written, if it differs, is not what runs, so it is never consulted.
+        let name = match policy::ImageRef::parse(image) {
+            Ok(r) => {
+                // CRI keeps a host as written, where the policy knows one spelling
+                // (lower case, no trailing dot, no :443): under another spelling CRI
+                // would resolve a record other than the one judged here.
+                let written = image.split_once('/').map(|(first, _)| first).filter(|f| {
+                    f.contains(['.', ':'])
+                        || *f == "localhost"
+                        || f.chars().any(|c| c.is_ascii_uppercase())
+                });
+                if let Some(host) = written {
+                    let same =
+                        host == r.domain || (host == "index.docker.io" && r.domain == "docker.io");
+                    if !same {
+                        return Err(format!(
+                            "the image's registry host is written {host}, which containerd keeps as written while pullguard judges {}: write the image with that host",
+                            r.domain
+                        ));
+                    }
+                }
+                // CRI resolves `name:tag@digest` by its digest alone.
+                if r.digest.is_some() {
+                    policy::ImageRef { tag: None, ..r }.to_string()
+                } else {
+                    r.to_string()
+                }
+            }
+            Err(_) => image.to_owned(),
+        };
+        let channel = self.channel().await?;
+        match get_image(&channel, CRI_NAMESPACE, &name).await {
+            Ok(Some(record)) => record
+                .target
+                .map(|t| t.digest)
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| format!("containerd's image record {name} has no target digest")),
+            Ok(None) => Err(format!(
+                "containerd has no image record {name} in namespace {CRI_NAMESPACE}"
+            )),
+            Err(e) => {
+                // Connected again on the next call.
+                *self.channel.lock().await = None;
+                Err(format!("cannot read containerd's image record {name}: {e}"))
+            }
+        }
+    }
+
+    /// Whether the root filesystem CRI prepared for container `id` (the snapshot of
+    /// that key) is made of the layers of the image record content `digest`; else the
+    /// reason to refuse and why.
+    pub(super) async fn rootfs_is(
+        &self,
+        id: &str,
+        digest: &str,
+    ) -> Result<(), (ReasonCode, String)> {
+        let unresolved = |why: String| (ReasonCode::ImageUnresolved, why);
+        let channel = self.channel().await.map_err(unresolved)?;
+        let (snapshotter, parent) = snapshot_parent(&channel, CRI_NAMESPACE, id)
+            .await
+            .map_err(|e| unresolved(e.to_string()))?
+            .ok_or_else(|| {
+                unresolved(format!(
+                    "containerd has no root filesystem snapshot for container {}, so what it would run is unknown",
+                    api::capped(id, 80)
+                ))
+            })?;
+        let judged = self.chain_of(&channel, digest).await.map_err(unresolved)?;
+        if parent == judged {
+            return Ok(());
+        }
+        Err((
+            ReasonCode::ContainerImageMismatch,
+            format!(
+                "the container's root filesystem ({snapshotter} snapshot, layers {}) is not the image the gate was told it runs ({digest}, layers {judged}): the name CRI passed (io.kubernetes.cri.image-name, which a CRI client can set) and the image CRI creates it from disagree",
+                api::capped(&parent, 80)
+            ),
+        ))
+    }
+
+    /// The chain ID of the layers of image content `digest` for this node's platform.
+    pub(super) async fn chain_of(&self, channel: &Channel, digest: &str) -> Result<String, String> {
+        if let Some(c) = self
+            .chains
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+        {
+            return Ok(c.clone());
+        }
+        let read = |d: String| async move {
+            read_content(channel, CRI_NAMESPACE, &d, MAX_IMAGE_DOC)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<serde_json::Value>(&b)
+                        .map_err(|e| format!("image content {d} is not JSON: {e}"))
+                })
+        };
+        let mut doc = read(digest.to_owned()).await?;
+        if let Some(list) = doc["manifests"].as_array() {
+            let (os, arch) = platform();
+            let m = list
+                .iter()
+                .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == arch)
+                .and_then(|m| m["digest"].as_str())
+                .ok_or_else(|| format!("image index {digest} has no manifest for {os}/{arch}"))?;
+            doc = read(m.to_owned()).await?;
+        }
+        let config = doc["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| format!("image manifest of {digest} names no config"))?
+            .to_owned();
+        let config = read(config).await?;
+        let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
+            .unwrap_or_default();
+        if diff_ids.is_empty() || diff_ids.len() > MAX_LAYERS {
+            return Err(format!(
+                "image {digest} has {} layers in its config",
+                diff_ids.len()
+            ));
+        }
+        let chain = chain_id(&diff_ids);
+        let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
+        if chains.len() >= MAX_CHAINS {
+            chains.clear();
+        }
+        chains.insert(digest.to_owned(), chain.clone());
+        Ok(chain)
+    }
+
+    pub(super) async fn channel(&self) -> Result<Channel, String> {
+        let mut held = self.channel.lock().await;
+        if let Some(c) = held.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = connect_containerd(&self.containerd_socket)
+            .await
+            .map_err(|e| e.to_string())?;
+        *held = Some(c.clone());
+        Ok(c)
+    }
+}
+
+/// The OCI chain ID of layers with these diff IDs: the first diff ID, then
+/// `sha256(previous + " " + next)` for each next one (what containerd names a
+/// committed snapshot of those layers).
+pub(super) fn chain_id(diff_ids: &[&str]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut chain = diff_ids.first().copied().unwrap_or_default().to_owned();
+    for d in diff_ids.iter().skip(1) {
+        chain = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(format!("{chain} {d}").as_bytes()))
+        );
+    }
+    chain
+}
+
+/// This node's platform as OCI names it (containerd's CRI picks the same).
+fn platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    ("linux", arch)
+}
