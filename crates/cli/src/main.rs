@@ -14,6 +14,7 @@ mod import_notation;
 mod inspect;
 mod keys;
 mod policy_cmd;
+mod policy_diff;
 mod publish;
 mod rotate;
 mod sign;
