@@ -3,6 +3,8 @@
 //! hand; `docs/reasons.md` lists exactly these (a test in the daemon's suite keeps the
 //! two equal).
 
+#![deny(missing_docs)]
+
 use std::fmt;
 
 macro_rules! codes {

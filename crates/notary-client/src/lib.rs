@@ -8,6 +8,7 @@
 //! others at the length the snapshot lists (unverified here; trust-core checks every
 //! length exactly).
 
+#![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 use std::time::Duration;

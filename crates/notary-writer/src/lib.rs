@@ -6,6 +6,8 @@
 //! publish is told apart from a refusal. Uploads and key requests go through
 //! notary-client, the only code that speaks notary-server's API.
 
+#![deny(missing_docs)]
+
 use codes::ReasonCode;
 use std::path::PathBuf;
 

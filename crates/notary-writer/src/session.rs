@@ -25,14 +25,19 @@ pub type Change = (String, Value, Vec<RoleKey>);
 
 /// One repository's verified trust data, ready to be changed and published.
 pub struct Session {
+    /// The repository (GUN) being written.
     pub gun: String,
+    /// How its trust server is reached.
     pub fetcher: notary_client::Fetcher,
     state: StateStore,
     keys: KeyDir,
     keys_dir: PathBuf,
     passphrase: Passphrase,
+    /// The metadata files as fetched (and as they will be written back).
     pub files: RepoFiles,
+    /// The repository's root, verified.
     pub root: Signed<Root>,
+    /// The top-level targets role, verified.
     pub top: Signed<TargetsRole>,
 }
 

@@ -10,13 +10,21 @@ use std::collections::HashSet;
 /// A decoded item.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Item {
+    /// An integer (major types 0 and 1).
     Int(i128),
+    /// A byte string.
     Bytes(Vec<u8>),
+    /// A text string.
     Text(String),
+    /// An array.
     Array(Vec<Item>),
+    /// A map, in the order written (keys are unique).
     Map(Vec<(Item, Item)>),
+    /// A tagged item.
     Tag(u64, Box<Item>),
+    /// `true` or `false`.
     Bool(bool),
+    /// `null`.
     Null,
 }
 

@@ -9,7 +9,9 @@ use trust_core::canonical::Json;
 use crate::cbor::{self, Item};
 use crate::{Error, Reason};
 
+/// The media type of a JWS envelope.
 pub const JWS: &str = "application/jose+json";
+/// The media type of a COSE envelope.
 pub const COSE: &str = "application/cose";
 /// The payload content type a Notary Project signature must declare.
 pub const PAYLOAD_TYPE: &str = "application/vnd.cncf.notary.payload.v1+json";
@@ -33,13 +35,17 @@ pub struct Envelope {
     pub alg: String,
     /// `notary.x509` or `notary.x509.signingAuthority`.
     pub scheme: String,
+    /// The signer's claimed signing time (`notary.x509`).
     pub signing_time: Option<OffsetDateTime>,
+    /// The signing time vouched for by a signing authority (`notary.x509.signingAuthority`).
     pub authentic_signing_time: Option<OffsetDateTime>,
+    /// When the signature stops counting, if it says.
     pub expiry: Option<OffsetDateTime>,
     /// The payload (JSON with `targetArtifact`).
     pub payload: Vec<u8>,
     /// The bytes the signature covers.
     pub signed: Vec<u8>,
+    /// The signature over `signed`.
     pub signature: Vec<u8>,
     /// x5c / x5chain: DER, leaf first.
     pub chain: Vec<Vec<u8>>,

@@ -11,6 +11,8 @@
 //! here, and why: revocation (OCSP/CRL needs the network; the rule says what an offline
 //! node does) and plugins (never run).
 
+#![deny(missing_docs)]
+
 pub mod cbor;
 pub mod dn;
 pub mod envelope;
@@ -84,7 +86,9 @@ impl Reason {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
+    /// Which check refused it.
     pub reason: Reason,
+    /// What was wrong.
     pub message: String,
 }
 
@@ -102,6 +106,7 @@ impl Error {
 pub struct Failures(Option<Error>);
 
 impl Failures {
+    /// Keeps `e` if it says more than the failure kept so far.
     pub fn add(&mut self, e: Error) {
         if self
             .0
@@ -112,6 +117,7 @@ impl Failures {
         }
     }
 
+    /// The most telling failure, or "no signature" for `what` when there was none.
     pub fn into_error(self, what: &str) -> Error {
         self.0.unwrap_or_else(|| {
             Error::new(
@@ -148,7 +154,9 @@ pub struct Trust<'a> {
     pub tsa: &'a [Cert],
     /// Trusted identities: `x509.subject: C=US, ST=WA, O=..., CN=...`, or `*`.
     pub identities: &'a [String],
+    /// How strictly (Notation's verification level).
     pub level: Level,
+    /// The time to judge validity at when no timestamp proves another.
     pub now: OffsetDateTime,
 }
 
@@ -157,7 +165,9 @@ pub struct Trust<'a> {
 pub struct Target<'a> {
     /// `sha256:<hex>`.
     pub digest: &'a str,
+    /// Its size in bytes.
     pub size: u64,
+    /// Its media type.
     pub media_type: &'a str,
 }
 

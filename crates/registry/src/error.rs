@@ -5,37 +5,78 @@
 pub enum Error {
     /// A hosts.toml that cannot be used.
     #[error("registry host configuration {path}: {detail}")]
-    HostsFile { path: String, detail: String },
+    HostsFile {
+        /// The file.
+        path: String,
+        /// What was wrong, for the operator.
+        detail: String,
+    },
     /// A docker config.json that cannot be used.
     #[error("registry credentials file {path}: {detail}")]
-    AuthFile { path: String, detail: String },
+    AuthFile {
+        /// The file.
+        path: String,
+        /// What was wrong, for the operator.
+        detail: String,
+    },
     /// A CA file named by hosts.toml that cannot be used.
     #[error("CA file {path} named in hosts.toml: {detail}")]
-    BadCa { path: String, detail: String },
+    BadCa {
+        /// The file.
+        path: String,
+        /// What was wrong, for the operator.
+        detail: String,
+    },
     /// No answer (connection, timeout, a server error).
     #[error("registry {url} could not be asked: {detail}")]
-    Unreachable { url: String, detail: String },
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// What was wrong, for the operator.
+        detail: String,
+    },
     /// The registry refused (authentication, permission, or an unexpected status).
     #[error("registry {url} answered {status}{detail}")]
     Refused {
+        /// The URL asked.
         url: String,
+        /// The HTTP status.
         status: u16,
+        /// What it means and what to do (starts with `: ` when present).
         detail: String,
     },
     /// An answer over its size limit.
     #[error("registry {url} sent more than {limit} bytes")]
-    Oversized { url: String, limit: usize },
+    Oversized {
+        /// The URL asked.
+        url: String,
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// An answer that is not what was asked for.
     #[error("registry {url} sent {detail}")]
-    Invalid { url: String, detail: String },
+    Invalid {
+        /// The URL asked.
+        url: String,
+        /// What was wrong, for the operator.
+        detail: String,
+    },
     /// One verdict's reading went over its [`Budget`].
     #[error("reading the signatures from {url} took {what}; the lookup was stopped")]
-    Budget { url: String, what: String },
+    Budget {
+        /// The URL asked.
+        url: String,
+        /// Which part of the budget ran out.
+        what: String,
+    },
     /// A login challenge naming a token service the credentials must not go to.
     #[error("registry {url} asks for credentials at {realm}, {why}; nothing was sent there")]
     UnsafeRealm {
+        /// The URL asked.
         url: String,
+        /// The token service the challenge named.
         realm: String,
+        /// Why credentials must not go there.
         why: String,
     },
 }

@@ -7,6 +7,8 @@
 //! Everything read is bounded; content fetched by digest is hashed and compared, so a
 //! mirror cannot substitute it. Nothing here decides whether a signature is good.
 
+#![deny(missing_docs)]
+
 pub mod auth;
 mod budget;
 mod error;

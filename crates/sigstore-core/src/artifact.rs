@@ -20,7 +20,9 @@ use crate::{Error, Reason};
 /// What was signed: the artifact's bytes, or only its SHA-256.
 #[derive(Debug, Clone, Copy)]
 pub enum Artifact<'a> {
+    /// The artifact's bytes.
     Bytes(&'a [u8]),
+    /// Only the artifact's SHA-256 digest.
     Sha256([u8; 32]),
 }
 

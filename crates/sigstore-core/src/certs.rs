@@ -30,7 +30,9 @@ const ISSUER_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57
 /// A parsed certificate with its DER.
 #[derive(Debug, Clone)]
 pub struct Cert {
+    /// The certificate's DER, as signed.
     pub der: Vec<u8>,
+    /// The parsed certificate.
     pub cert: Certificate,
 }
 
@@ -367,13 +369,16 @@ impl<'a> Reader<'a> {
 /// exactly or matching an anchored regular expression.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The OIDC issuer the certificate must name.
     pub issuer: Subject,
+    /// The SAN the certificate must carry.
     pub subject: Subject,
 }
 
 /// How a SAN or an issuer is matched.
 #[derive(Debug, Clone)]
 pub enum Subject {
+    /// Equal to this string.
     Exact(String),
     /// Anchored: the whole SAN must match.
     Regex(regex::Regex),

@@ -13,6 +13,8 @@
 //! Only a signature that verifies under a trusted key *and* whose signed payload names
 //! the pulled digest vouches. Every other outcome is an [`Error`] with a [`Reason`].
 
+#![deny(missing_docs)]
+
 pub mod artifact;
 pub mod bundle;
 pub mod certs;

@@ -18,46 +18,65 @@ use crate::{Error, Reason};
 #[serde(rename_all = "camelCase")]
 pub struct RawEntry {
     #[serde(default)]
+    /// The entry's index in the log (a decimal string in bundles; absent means 0).
     pub log_index: Option<String>,
+    /// Which log (its key ID).
     pub log_id: RawLogId,
+    /// The entry's kind and version (`hashedrekord` `0.0.1`).
     pub kind_version: KindVersion,
     #[serde(default)]
+    /// When the log integrated it (Unix seconds, decimal string).
     pub integrated_time: Option<String>,
     #[serde(default)]
+    /// The log's signed promise to include it (SET).
     pub inclusion_promise: Option<Promise>,
     #[serde(default)]
+    /// The Merkle inclusion proof, with its checkpoint.
     pub inclusion_proof: Option<RawProof>,
+    /// The entry body, base64 of its canonical JSON.
     pub canonicalized_body: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// A log ID as bundles write it.
 pub struct RawLogId {
+    /// The log's key ID, base64.
     pub key_id: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// A Rekor entry's kind and version.
 pub struct KindVersion {
+    /// The kind (`hashedrekord`).
     pub kind: String,
+    /// Its version (`0.0.1`).
     pub version: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// An inclusion promise.
 pub struct Promise {
+    /// The signed entry timestamp, base64.
     pub signed_entry_timestamp: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
+/// An inclusion proof as bundles write it.
 pub struct RawProof {
     /// Protobuf's JSON leaves out a zero: an absent index is 0.
     #[serde(default = "zero")]
     pub log_index: String,
+    /// The tree's root hash, base64.
     pub root_hash: String,
+    /// The tree's size (decimal string).
     pub tree_size: String,
     #[serde(default)]
+    /// The sibling hashes from leaf to root, base64.
     pub hashes: Vec<String>,
+    /// The signed checkpoint over the tree.
     pub checkpoint: Option<Checkpoint>,
 }
 
@@ -66,7 +85,9 @@ fn zero() -> String {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+/// A signed checkpoint (note) as bundles write it.
 pub struct Checkpoint {
+    /// The note's text with its signature lines.
     pub envelope: String,
 }
 

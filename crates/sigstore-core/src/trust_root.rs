@@ -15,7 +15,9 @@ pub const MAX_TRUSTED_ROOT: usize = 4 << 20;
 /// A period of trust; an open end is "still trusted".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
+    /// From when.
     pub start: OffsetDateTime,
+    /// Until when (open-ended when absent).
     pub end: Option<OffsetDateTime>,
 }
 
@@ -31,7 +33,9 @@ impl Validity {
 pub struct Log {
     /// Its ID: SHA-256 of its key (the trusted root's `logId.keyId`).
     pub id: Vec<u8>,
+    /// The log's public key.
     pub key: PublicKey,
+    /// When entries signed by the key count.
     pub valid: Validity,
     /// Its base URL, for messages.
     pub url: String,
@@ -41,17 +45,24 @@ pub struct Log {
 /// root last, in DER.
 #[derive(Debug, Clone)]
 pub struct Authority {
+    /// The certificates, the issuing one first, the root last.
     pub chain: Vec<Vec<u8>>,
+    /// When certificates from it count.
     pub valid: Validity,
+    /// Where the authority serves (informational).
     pub url: String,
 }
 
 /// A parsed trusted root.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedRoot {
+    /// Transparency logs (Rekor).
     pub tlogs: Vec<Log>,
+    /// Certificate transparency logs (for Fulcio's SCTs).
     pub ctlogs: Vec<Log>,
+    /// Certificate authorities (Fulcio).
     pub cas: Vec<Authority>,
+    /// Timestamp authorities (RFC 3161).
     pub tsas: Vec<Authority>,
 }
 

@@ -68,7 +68,9 @@ pub fn verify(
 /// A verified timestamp: the time it states, and how far off it may be (its accuracy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
+    /// The time the authority vouches for.
     pub time: OffsetDateTime,
+    /// Its accuracy (zero when the token gives none).
     pub accuracy: time::Duration,
 }
 

@@ -34,7 +34,9 @@ impl Reason {
 /// A refused update: its reason and one sentence saying what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Error {
+    /// Which check refused it.
     pub reason: Reason,
+    /// What was wrong.
     pub message: String,
 }
 

@@ -18,6 +18,8 @@
 //! No I/O: the caller fetches (HTTP from Sigstore's CDN or a mirror, a directory copied
 //! onto an offline node) through [`Fetch`] and keeps the [`State`] it returns.
 
+#![deny(missing_docs)]
+
 mod error;
 mod metadata;
 
@@ -40,8 +42,11 @@ pub const PUBLIC_GOOD_REPOSITORY: &str = "https://tuf-repo-cdn.sigstore.dev";
 /// The largest root, timestamp, snapshot, targets file and target read. Sigstore's are
 /// a few kilobytes; these leave room without letting a mirror feed us gigabytes.
 pub const MAX_ROOT: u64 = 512 * 1024;
+/// See [`MAX_ROOT`].
 pub const MAX_TIMESTAMP: u64 = 64 * 1024;
+/// See [`MAX_ROOT`].
 pub const MAX_METADATA: u64 = 4 * 1024 * 1024;
+/// See [`MAX_ROOT`].
 pub const MAX_TARGET: u64 = 4 * 1024 * 1024;
 /// Root versions walked in one update at most (python-tuf's default).
 pub const MAX_ROOT_ROTATIONS: u64 = 256;
@@ -51,6 +56,7 @@ pub const MAX_ROOT_ROTATIONS: u64 = 256;
 /// `Ok(None)` when the file does not exist; `Err` when it could not be fetched. At most
 /// `max` bytes are read: more is an error.
 pub trait Fetch {
+    /// The file at `path`, at most `max` bytes.
     fn fetch(&mut self, path: &str, max: u64) -> Result<Option<Vec<u8>>, String>;
 }
 
@@ -58,9 +64,13 @@ pub trait Fetch {
 /// Persist it whole, atomically; the next update starts from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
+    /// The newest root verified.
     pub root: Vec<u8>,
+    /// The timestamp verified last.
     pub timestamp: Option<Vec<u8>>,
+    /// The snapshot verified last.
     pub snapshot: Option<Vec<u8>>,
+    /// The top-level targets verified last.
     pub targets: Option<Vec<u8>>,
 }
 
@@ -85,6 +95,7 @@ pub struct Updated {
     pub target: Vec<u8>,
     /// The root now trusted: version and expiry.
     pub root_version: u64,
+    /// When that root expires.
     pub root_expires: OffsetDateTime,
     /// The timestamp's expiry: the next update must come before it.
     pub timestamp_expires: OffsetDateTime,

@@ -46,8 +46,11 @@ pub fn seed_and_count() -> (String, String) {
 /// A documented difference: which check, the generator label that causes it, and
 /// whether pullguard refuses what the peer accepts or the other way round.
 pub struct Known {
+    /// The check (a column of the differences table).
     pub check: String,
+    /// The generator's label for the input.
     pub label: String,
+    /// pullguard refuses what the peer accepts (else the other way round).
     pub pullguard_refuses: bool,
 }
 

@@ -8,6 +8,8 @@
 //! the canonical JSON that trust-core checks; the key-ID and canonical-form rules are
 //! checked independently against the real fixtures.
 
+#![deny(missing_docs)]
+
 pub mod differential;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! What pullguard-verifier reads from containerd, parsed without I/O of its own so that
 //! it can be fuzzed (fuzz/) and tested apart from the process.
 
+#![deny(missing_docs)]
+
 /// Arguments and descriptor handling.
 pub mod input {
     use std::io::Read as _;
