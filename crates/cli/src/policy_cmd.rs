@@ -361,7 +361,7 @@ fn describe(r: &policy::Rule) -> String {
                 n.level,
                 stores.join(" "),
                 n.identities.join(" | "),
-                if n.revocation == "skip" {
+                if n.revocation == policy::Revocation::Skip {
                     "not checked (offline)"
                 } else {
                     "required (refused offline)"

@@ -200,11 +200,66 @@ pub struct NotationRule {
     pub trust_stores: Vec<(String, String)>,
     /// Trusted identities: `x509.subject: DN` or `*`.
     pub identities: Vec<String>,
-    /// `strict`, `permissive` or `audit`.
-    pub level: String,
-    /// `skip`: revocation is not checked (offline); `refuse`: a signature whose
-    /// revocation cannot be checked does not count.
-    pub revocation: String,
+    /// How strictly Notation's checks refuse.
+    pub level: NotationLevel,
+    /// What a signature whose revocation cannot be checked gets.
+    pub revocation: Revocation,
+}
+
+/// `notation_verification`: Notation's verification levels (`skip` is `require = "any"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotationLevel {
+    /// Every check refuses.
+    #[default]
+    Strict,
+    /// Expiry and revocation are only logged.
+    Permissive,
+    /// Only integrity refuses; trust and identity failures are logged.
+    Audit,
+}
+
+impl NotationLevel {
+    /// Every level, in the order operators read them.
+    pub const ALL: [NotationLevel; 3] = [
+        NotationLevel::Strict,
+        NotationLevel::Permissive,
+        NotationLevel::Audit,
+    ];
+
+    /// As written in the policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotationLevel::Strict => "strict",
+            NotationLevel::Permissive => "permissive",
+            NotationLevel::Audit => "audit",
+        }
+    }
+}
+
+impl fmt::Display for NotationLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `notation_revocation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Revocation {
+    /// Revocation is not checked (an offline node cannot).
+    #[default]
+    Skip,
+    /// A signature whose revocation cannot be checked does not count.
+    Refuse,
+}
+
+impl Revocation {
+    /// As written in the policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revocation::Skip => "skip",
+            Revocation::Refuse => "refuse",
+        }
+    }
 }
 
 /// A keyless signer: the certificate's OIDC issuer and its SAN, each exactly or by an

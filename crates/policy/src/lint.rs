@@ -45,7 +45,7 @@ impl Policy {
             if r.mode == Mode::Enforce
                 && r.require == Require::Signed
                 && r.proofs.contains(&Proof::Notation)
-                && r.notation.level == "audit"
+                && r.notation.level == NotationLevel::Audit
             {
                 warn(r, format!("rule {} enforces, but notation_verification = \"audit\" lets a Notation signature by an untrusted signer or identity through as an allowed pull (its verdict's proofs show the failed check); use \"strict\", or mode = \"audit\" if nothing is meant to be refused", r.name));
             }

@@ -114,18 +114,24 @@ pub(crate) fn notation_rule(
     if identities.len() > 1 && identities.iter().any(|i| i.trim() == "*") {
         problem("notation_identities has \"*\" beside other identities; \"*\" alone trusts every signer of the trust stores".to_owned());
     }
-    let level = or(&r.notation_verification, &defaults.notation_verification)
-        .unwrap_or_else(|| "strict".to_owned());
-    if !["strict", "permissive", "audit"].contains(&level.as_str()) {
-        problem(format!("notation_verification {level:?} is not strict, permissive or audit (skip is require = \"any\")"));
-    }
-    let revocation = or(&r.notation_revocation, &defaults.notation_revocation)
-        .unwrap_or_else(|| "skip".to_owned());
-    if !["skip", "refuse"].contains(&revocation.as_str()) {
-        problem(format!(
-            "notation_revocation {revocation:?} is not skip or refuse"
-        ));
-    }
+    let level = match or(&r.notation_verification, &defaults.notation_verification) {
+        None => NotationLevel::Strict,
+        Some(l) => NotationLevel::ALL
+            .into_iter()
+            .find(|k| k.as_str() == l)
+            .unwrap_or_else(|| {
+                problem(format!("notation_verification {l:?} is not strict, permissive or audit (skip is require = \"any\")"));
+                NotationLevel::Strict
+            }),
+    };
+    let revocation = match or(&r.notation_revocation, &defaults.notation_revocation).as_deref() {
+        None | Some("skip") => Revocation::Skip,
+        Some("refuse") => Revocation::Refuse,
+        Some(other) => {
+            problem(format!("notation_revocation {other:?} is not skip or refuse"));
+            Revocation::Skip
+        }
+    };
     if used && !trust_stores.iter().any(|(t, _)| t != "tsa") {
         problem(
             "proofs lists notation but notation_trust_stores names no ca or signingAuthority store"

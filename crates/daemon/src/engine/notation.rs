@@ -86,10 +86,10 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         signing_authority: &stores.signing_authority,
         tsa: &stores.tsa,
         identities: &n.identities,
-        level: match n.level.as_str() {
-            "permissive" => Level::Permissive,
-            "audit" => Level::Audit,
-            _ => Level::Strict,
+        level: match n.level {
+            policy::NotationLevel::Strict => Level::Strict,
+            policy::NotationLevel::Permissive => Level::Permissive,
+            policy::NotationLevel::Audit => Level::Audit,
         },
         now: time::OffsetDateTime::now_utc(),
     };
@@ -118,7 +118,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         };
         match off_worker(|| notation_core::verify(&media_type, &bytes, &target, &trust)) {
             Ok(v) => {
-                if n.revocation == "refuse" {
+                if n.revocation == policy::Revocation::Refuse {
                     return Err(Miss::Refused(deny(
                         ReasonCode::RevocationUnknown,
                         format!("a Notation signature by {:?} is valid, but its certificates' revocation cannot be checked offline and rule {} says notation_revocation = \"refuse\"", v.signer, rule.name),
