@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use api::codes::ReasonCode;
-use notary_writer::{failure, Class, Failure};
+use notary_writer::{failure, Class, Failure, Kind};
 use serde_json::{json, Value};
 
 use crate::exit::Exit;
@@ -27,8 +27,13 @@ pub fn report(
     json_out: bool,
     work: impl std::future::Future<Output = Result<(Value, String), Failure>>,
 ) -> std::process::ExitCode {
-    let outcome = crate::daemon_client::block_on(work)
-        .unwrap_or_else(|e| Err(failure(Class::Usage, ReasonCode::InternalError.as_str(), e)));
+    let outcome = crate::daemon_client::block_on(work).unwrap_or_else(|e| {
+        Err(failure(
+            Class::Usage,
+            Kind::Reason(ReasonCode::InternalError),
+            e,
+        ))
+    });
     match outcome {
         Ok((v, text)) => {
             if json_out {
@@ -42,7 +47,7 @@ pub fn report(
             if json_out {
                 println!(
                     "{}",
-                    json!({"ok": false, "error": f.kind, "message": f.message})
+                    json!({"ok": false, "error": f.kind.as_str(), "message": f.message})
                 );
             } else {
                 eprintln!("pullguard: {command}: {}", f.message);

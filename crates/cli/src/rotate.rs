@@ -16,7 +16,9 @@ use key_store::{KeyDir, SigningKey};
 use serde_json::{json, Value};
 
 use crate::publish::TargetArgs;
-use notary_writer::{failure, new_role_key, new_root_key, server_key, Class, Failure, Session};
+use notary_writer::{
+    failure, new_role_key, new_root_key, server_key, Class, Failure, Kind, Session,
+};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -129,7 +131,7 @@ fn root_key(session: &Session) -> Result<(String, SigningKey), Failure> {
     session
         .key_for(&session.root_role_keys("root"), "root")
         .map_err(|mut f| {
-            if f.kind == "missing_key" {
+            if f.kind == Kind::MissingKey {
                 f.message = format!(
                     "{}; this needs the repository's current root key (`pullguard key restore` a backup, or `pullguard keys import` it)",
                     f.message
@@ -152,15 +154,15 @@ async fn rotate(
         .collect();
     let signer = root_key(&session)?;
     let keys = KeyDir::open(&target.keys_dir.join("private"))
-        .map_err(|e| failure(Class::Usage, "keys_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Class::Usage, Kind::KeysUnreadable, e.to_string()))?;
     let store = |key: &SigningKey, env: &str, what: &str| -> Result<PathBuf, Failure> {
         let pass =
             crate::keys::passphrase_for(env, &format!("Passphrase for the new {what} key: "))
-                .map_err(|e| failure(Class::Usage, "no_passphrase", e))?;
+                .map_err(|e| failure(Class::Usage, Kind::NoPassphrase, e))?;
         // Stored before anything is published: a lost new key would lock the
         // repository out.
         keys.store(key, &pass)
-            .map_err(|e| failure(Class::Usage, "keys_unwritable", e.to_string()))
+            .map_err(|e| failure(Class::Usage, Kind::KeysUnwritable, e.to_string()))
     };
 
     // The new key: made here, or by the server for a snapshot it manages.
@@ -249,7 +251,7 @@ async fn backup(
         .ok_or_else(|| {
             failure(
                 Class::Usage,
-                "missing_key",
+                Kind::MissingKey,
                 format!(
                     "no root key of {repository} in {}",
                     target.keys_dir.join("private").display()
@@ -259,7 +261,7 @@ async fn backup(
     let bytes = std::fs::read(&file).map_err(|e| {
         failure(
             Class::Usage,
-            "keys_unreadable",
+            Kind::KeysUnreadable,
             format!("{}: {e}", file.display()),
         )
     })?;
@@ -271,7 +273,7 @@ async fn backup(
         .map_err(|e| {
             failure(
                 Class::Usage,
-                "backup_unwritable",
+                Kind::BackupUnwritable,
                 format!("{}: {e} (the backup file must not exist yet)", to.display()),
             )
         })?;
@@ -280,7 +282,7 @@ async fn backup(
         .map_err(|e| {
             failure(
                 Class::Usage,
-                "backup_unwritable",
+                Kind::BackupUnwritable,
                 format!("{}: {e}", to.display()),
             )
         })?;
@@ -298,14 +300,14 @@ fn restore(file: &std::path::Path, keys_dir: &std::path::Path) -> Result<(Value,
     let bytes = std::fs::read(file).map_err(|e| {
         failure(
             Class::Usage,
-            "backup_unreadable",
+            Kind::BackupUnreadable,
             format!("{}: {e}", file.display()),
         )
     })?;
     if bytes.len() > 64 * 1024 {
         return Err(failure(
             Class::Usage,
-            "backup_unreadable",
+            Kind::BackupUnreadable,
             format!("{}: larger than a key file", file.display()),
         ));
     }
@@ -313,19 +315,19 @@ fn restore(file: &std::path::Path, keys_dir: &std::path::Path) -> Result<(Value,
         "PULLGUARD_ROOT_PASSPHRASE",
         "Passphrase of the backed-up key: ",
     )
-    .map_err(|e| failure(Class::Usage, "no_passphrase", e))?;
+    .map_err(|e| failure(Class::Usage, Kind::NoPassphrase, e))?;
     let key = SigningKey::from_pem(&bytes, &pass, &file.display().to_string()).map_err(|e| {
         failure(
             Class::Usage,
-            "wrong_passphrase",
+            Kind::WrongPassphrase,
             format!("{e} (the passphrase comes from PULLGUARD_ROOT_PASSPHRASE or the terminal)"),
         )
     })?;
     let keys = KeyDir::open(&keys_dir.join("private"))
-        .map_err(|e| failure(Class::Usage, "keys_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Class::Usage, Kind::KeysUnreadable, e.to_string()))?;
     let path = keys
         .store(&key, &pass)
-        .map_err(|e| failure(Class::Usage, "keys_unwritable", e.to_string()))?;
+        .map_err(|e| failure(Class::Usage, Kind::KeysUnwritable, e.to_string()))?;
     Ok((
         json!({"ok": true, "key_id": key.key_id(), "role": key.role, "gun": key.gun, "path": path}),
         format!(

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use trust_core::TagPolicy;
 
 use crate::publish::TargetArgs;
-use notary_writer::{failure, Class, Failure, Session};
+use notary_writer::{failure, Class, Failure, Kind, Session};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -78,14 +78,14 @@ async fn sign(args: &Args) -> Result<Value, Failure> {
     let image = policy::ImageRef::parse(&args.reference).map_err(|e| {
         failure(
             Class::Usage,
-            ReasonCode::InvalidReference.as_str(),
+            Kind::Reason(ReasonCode::InvalidReference),
             e.to_string(),
         )
     })?;
     let tag = image.tag.clone().ok_or_else(|| {
         failure(
             Class::Usage,
-            ReasonCode::InvalidReference.as_str(),
+            Kind::Reason(ReasonCode::InvalidReference),
             format!("{}: give a tag to sign (REPOSITORY:TAG)", args.reference),
         )
     })?;
@@ -94,7 +94,7 @@ async fn sign(args: &Args) -> Result<Value, Failure> {
     let session = match Session::open(&(&args.target).into(), &gun).await {
         Ok(s) => s,
         Err(f)
-            if f.kind == ReasonCode::NoTrustData.as_str()
+            if f.kind == Kind::Reason(ReasonCode::NoTrustData)
                 && args.role.as_deref().is_none_or(|r| r == "targets") =>
         {
             // A new repository: its first tag initialises it.
@@ -200,13 +200,13 @@ fn check_resolves(
     let m = after.resolve_tag(tag, policy).map_err(|e| {
         failure(
             Class::Refused,
-            "not_published",
+            Kind::NotPublished,
             format!("published, but reading it back: {e}"),
         )
     })?;
     if m.sha256 != digest_hex {
         return Err(failure(Class::Refused,
-            "not_published",
+            Kind::NotPublished,
             format!("published, but {gun}:{tag} now resolves to sha256:{} (someone else signed it meanwhile?)", m.sha256),
         ));
     }
@@ -243,7 +243,7 @@ fn parse_digest(d: &str) -> Result<String, Failure> {
         Some(h) => Ok(h.hex().to_owned()),
         None => Err(failure(
             Class::Usage,
-            "invalid_digest",
+            Kind::InvalidDigest,
             format!("{d:?} is not sha256:<64 hex digits>"),
         )),
     }
@@ -264,7 +264,7 @@ async fn manifest_of(
     let unreachable = |e: String| {
         failure(
             Class::Unreachable,
-            "registry_unreachable",
+            Kind::RegistryUnreachable,
             format!(
                 "cannot read the manifest of {}:{tag} from {}: {e} (or give --digest and --size)",
                 image.repository(),

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use trust_core::keys::PublicKey;
 
 use crate::publish::TargetArgs;
-use notary_writer::{failure, Class, Failure, Session};
+use notary_writer::{failure, Class, Failure, Kind, Session};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -127,7 +127,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
             let Some(theirs) = roles.iter().find(|r| r["name"] == role.as_str()) else {
                 return Err(failure(
                     Class::Refused,
-                    "unknown_signer",
+                    Kind::UnknownSigner,
                     format!("{repository} has no signer {name} (see `pullguard signer list`)"),
                 ));
             };
@@ -156,7 +156,7 @@ async fn execute(command: &Command) -> Result<(Value, String), Failure> {
                         .unwrap_or_default();
                     if left.is_empty() {
                         return Err(failure(Class::Refused,
-                            "last_signer",
+                            Kind::LastSigner,
                             format!("{name} is the last signer of {RELEASES} in {repository}: removing them would leave the role nobody can sign; add another signer first"),
                         ));
                     }
@@ -230,7 +230,7 @@ fn releases_left_unsigned(
     let current = trust_core::metadata::parse_targets(RELEASES, bytes).map_err(|e| {
         failure(
             Class::Refused,
-            ReasonCode::MalformedMetadata.as_str(),
+            Kind::Reason(ReasonCode::MalformedMetadata),
             e.to_string(),
         )
     })?;
@@ -256,7 +256,7 @@ fn releases_left_unsigned(
     }
     if !session.holds_any(&remaining) {
         return Err(failure(Class::Refused,
-            "releases_left_unsigned",
+            Kind::ReleasesLeftUnsigned,
             format!("{RELEASES} of {} is signed by the keys being removed, and no remaining signer's key is in this keys directory to sign it again; nodes would then refuse the whole repository. Run this where a remaining signer's key is (`pullguard keys import`), or have a remaining signer sign a tag first", session.gun),
         ));
     }
@@ -279,7 +279,7 @@ fn check_name(name: &str) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(failure(Class::Usage,
-            "invalid_name",
+            Kind::InvalidName,
             format!("{name:?} is not a signer name: use letters, digits, '-', '_', '.' (and not \"releases\")"),
         ))
     }
@@ -314,7 +314,7 @@ fn read_public_key(path: &std::path::Path) -> Result<(String, Value), Failure> {
     let unreadable = |m: String| {
         failure(
             Class::Usage,
-            "invalid_key",
+            Kind::InvalidKey,
             format!("{}: {m}", path.display()),
         )
     };

@@ -33,19 +33,99 @@ pub enum Class {
     Unreachable,
 }
 
+/// A failure's stable code: a contract reason code, trust data's own reason, or one of
+/// the publishers' codes below (matched exhaustively, never compared as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A contract reason code.
+    Reason(ReasonCode),
+    /// Why trust data did not verify.
+    Trust(trust_core::Reason),
+    /// `backup_unreadable`.
+    BackupUnreadable,
+    /// `backup_unwritable`.
+    BackupUnwritable,
+    /// `concurrent_publish`.
+    ConcurrentPublish,
+    /// `bad_trust_server`.
+    BadTrustServer,
+    /// `invalid_digest`.
+    InvalidDigest,
+    /// `invalid_key`.
+    InvalidKey,
+    /// `invalid_name`.
+    InvalidName,
+    /// `keys_unreadable`.
+    KeysUnreadable,
+    /// `keys_unwritable`.
+    KeysUnwritable,
+    /// `last_signer`.
+    LastSigner,
+    /// `missing_key`.
+    MissingKey,
+    /// `no_passphrase`.
+    NoPassphrase,
+    /// `not_published`.
+    NotPublished,
+    /// `outside_delegated_paths`.
+    OutsideDelegatedPaths,
+    /// `registry_unreachable`.
+    RegistryUnreachable,
+    /// `releases_left_unsigned`.
+    ReleasesLeftUnsigned,
+    /// `unknown_role`.
+    UnknownRole,
+    /// `unknown_signer`.
+    UnknownSigner,
+    /// `upload_refused`.
+    UploadRefused,
+    /// `wrong_passphrase`.
+    WrongPassphrase,
+}
+
+impl Kind {
+    /// The code as printed (`--json`'s `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Reason(r) => r.as_str(),
+            Kind::Trust(r) => r.as_str(),
+            Kind::BackupUnreadable => "backup_unreadable",
+            Kind::BackupUnwritable => "backup_unwritable",
+            Kind::ConcurrentPublish => "concurrent_publish",
+            Kind::BadTrustServer => "bad_trust_server",
+            Kind::InvalidDigest => "invalid_digest",
+            Kind::InvalidKey => "invalid_key",
+            Kind::InvalidName => "invalid_name",
+            Kind::KeysUnreadable => "keys_unreadable",
+            Kind::KeysUnwritable => "keys_unwritable",
+            Kind::LastSigner => "last_signer",
+            Kind::MissingKey => "missing_key",
+            Kind::NoPassphrase => "no_passphrase",
+            Kind::NotPublished => "not_published",
+            Kind::OutsideDelegatedPaths => "outside_delegated_paths",
+            Kind::RegistryUnreachable => "registry_unreachable",
+            Kind::ReleasesLeftUnsigned => "releases_left_unsigned",
+            Kind::UnknownRole => "unknown_role",
+            Kind::UnknownSigner => "unknown_signer",
+            Kind::UploadRefused => "upload_refused",
+            Kind::WrongPassphrase => "wrong_passphrase",
+        }
+    }
+}
+
 /// Why publishing failed; each message says what to do.
 #[derive(Debug)]
 pub struct Failure {
     /// What kind of failure.
     pub class: Class,
     /// A stable code (a contract reason code where one fits).
-    pub kind: &'static str,
+    pub kind: Kind,
     /// One sentence for people.
     pub message: String,
 }
 
 /// A [`Failure`].
-pub fn failure(class: Class, kind: &'static str, message: impl Into<String>) -> Failure {
+pub fn failure(class: Class, kind: Kind, message: impl Into<String>) -> Failure {
     Failure {
         class,
         kind,
@@ -91,16 +171,16 @@ pub(crate) fn connect(
         timeout: std::time::Duration::from_secs(30),
     };
     let fetcher = notary_client::Fetcher::new(&server)
-        .map_err(|e| failure(Class::Usage, "bad_trust_server", e.to_string()))?;
+        .map_err(|e| failure(Class::Usage, Kind::BadTrustServer, e.to_string()))?;
     let state = StateStore::open(&target.state_dir).map_err(|e| {
         failure(
             Class::Usage,
-            ReasonCode::StateUnreadable.as_str(),
+            Kind::Reason(ReasonCode::StateUnreadable),
             e.to_string(),
         )
     })?;
     let keys = KeyDir::open(&target.keys_dir.join("private"))
-        .map_err(|e| failure(Class::Usage, "keys_unreadable", e.to_string()))?;
+        .map_err(|e| failure(Class::Usage, Kind::KeysUnreadable, e.to_string()))?;
     Ok((fetcher, state, keys))
 }
 
@@ -118,7 +198,7 @@ pub fn new_root_key(gun: &str) -> Result<(SigningKey, String, Value), Failure> {
     let cert = key.self_signed_cert(gun, ROOT_CERT_DAYS).map_err(|e| {
         failure(
             Class::Usage,
-            ReasonCode::InternalError.as_str(),
+            Kind::Reason(ReasonCode::InternalError),
             e.to_string(),
         )
     })?;
@@ -155,7 +235,7 @@ pub async fn server_key(
     let (keytype, public) = fetcher.server_key(gun, role, rotate).await.map_err(|e| {
         failure(
             Class::Unreachable,
-            ReasonCode::TrustServerUnreachable.as_str(),
+            Kind::Reason(ReasonCode::TrustServerUnreachable),
             format!("cannot get the {role} key: {e}"),
         )
     })?;
@@ -165,7 +245,7 @@ pub async fn server_key(
     {
         return Err(failure(
             Class::Unreachable,
-            ReasonCode::TrustServerUnreachable.as_str(),
+            Kind::Reason(ReasonCode::TrustServerUnreachable),
             format!("{} sent an unusable {keytype:?} {role} key", fetcher.url()),
         ));
     }
@@ -188,17 +268,17 @@ pub async fn initialise(target: &Target, gun: &str, targets: Value) -> Result<()
         "PULLGUARD_ROOT_PASSPHRASE",
         &format!("Passphrase for the new root key of {gun}: "),
     )
-    .map_err(|e| failure(Class::Usage, "no_passphrase", e))?;
+    .map_err(|e| failure(Class::Usage, Kind::NoPassphrase, e))?;
     let repo_pass = (target.passphrase)(
         "PULLGUARD_REPOSITORY_PASSPHRASE",
         &format!("Passphrase for the new targets key of {gun}: "),
     )
-    .map_err(|e| failure(Class::Usage, "no_passphrase", e))?;
+    .map_err(|e| failure(Class::Usage, Kind::NoPassphrase, e))?;
     let (root_key, root_id, root_entry) = new_root_key(gun)?;
     let (targets_key, targets_id, targets_entry) = new_role_key(gun, "targets");
     for (key, pass) in [(&root_key, &root_pass), (&targets_key, &repo_pass)] {
         keys.store(key, pass)
-            .map_err(|e| failure(Class::Usage, "keys_unwritable", e.to_string()))?;
+            .map_err(|e| failure(Class::Usage, Kind::KeysUnwritable, e.to_string()))?;
     }
     let now = OffsetDateTime::now_utc();
     let one = |id: &str| json!({"keyids": [id], "threshold": 1});

@@ -14,7 +14,8 @@ use trust_core::metadata::{parse_root, parse_targets, Root, Signed, TargetsRole}
 use trust_core::{RepoFiles, RootAnchor, VerifiedRepo, VerifyOptions};
 
 use crate::{
-    connect, failure, rfc3339, Class, Failure, Passphrase, Target, ROLE_LIFETIME, ROOT_LIFETIME,
+    connect, failure, rfc3339, Class, Failure, Kind, Passphrase, Target, ROLE_LIFETIME,
+    ROOT_LIFETIME,
 };
 
 /// A key that signs, with the ID the role lists it under.
@@ -49,7 +50,7 @@ impl Session {
         let root = parse_root("root", files.get("root").unwrap_or_default()).map_err(|e| {
             failure(
                 Class::Refused,
-                ReasonCode::MalformedMetadata.as_str(),
+                Kind::Reason(ReasonCode::MalformedMetadata),
                 e.to_string(),
             )
         })?;
@@ -57,7 +58,7 @@ impl Session {
             parse_targets("targets", files.get("targets").unwrap_or_default()).map_err(|e| {
                 failure(
                     Class::Refused,
-                    ReasonCode::MalformedMetadata.as_str(),
+                    Kind::Reason(ReasonCode::MalformedMetadata),
                     e.to_string(),
                 )
             })?;
@@ -103,7 +104,7 @@ impl Session {
             .ok_or_else(|| {
                 failure(
                     Class::Refused,
-                    "unknown_role",
+                    Kind::UnknownRole,
                     format!("{} has no role {role}", self.gun),
                 )
             })?;
@@ -111,7 +112,7 @@ impl Session {
             if d.uses_hash_prefixes || !d.paths.iter().any(|p| t.starts_with(p.as_str())) {
                 return Err(failure(
                     Class::Refused,
-                    "outside_delegated_paths",
+                    Kind::OutsideDelegatedPaths,
                     format!("{role} may not sign {t:?}: its paths are {:?}", d.paths),
                 ));
             }
@@ -223,10 +224,10 @@ impl Session {
         if let Err(mut f) = upload_all(&self.fetcher, &self.gun, &upload).await {
             // A concurrent publish, not a refusal of ours: every publish makes a new
             // snapshot.
-            if f.kind == "upload_refused" {
+            if f.kind == Kind::UploadRefused {
                 if let Ok(now_files) = self.fetcher.fetch(&self.gun, None).await {
                     if now_files.get("snapshot") != self.files.get("snapshot") {
-                        f.kind = "concurrent_publish";
+                        f.kind = Kind::ConcurrentPublish;
                         f.message = format!(
                             "someone else published to {} while this run was preparing its update; nothing of this run was published — run it again ({})",
                             self.gun, f.message
@@ -270,14 +271,12 @@ async fn current(
             // A clock behind the last verification makes every expiry check meaningless.
             key_store::Error::ClockWentBackwards { .. } => failure(
                 Class::Refused,
-                ReasonCode::ClockWentBackwards.as_str(),
+                Kind::Reason(ReasonCode::ClockWentBackwards),
                 e.to_string(),
             ),
             e => failure(
                 Class::Usage,
-                e.reason_code()
-                    .unwrap_or(ReasonCode::StateUnreadable)
-                    .as_str(),
+                Kind::Reason(e.reason_code().unwrap_or(ReasonCode::StateUnreadable)),
                 e.to_string(),
             ),
         })?;
@@ -287,12 +286,12 @@ async fn current(
         .map_err(|e| match e {
             notary_client::FetchError::NotFound { .. } => failure(
                 Class::Refused,
-                ReasonCode::NoTrustData.as_str(),
+                Kind::Reason(ReasonCode::NoTrustData),
                 format!("{e}; `pullguard sign {gun}:TAG` initialises it with its first tag"),
             ),
             other => failure(
                 Class::Unreachable,
-                ReasonCode::TrustServerUnreachable.as_str(),
+                Kind::Reason(ReasonCode::TrustServerUnreachable),
                 other.to_string(),
             ),
         })?;
@@ -303,14 +302,14 @@ async fn current(
         .map_err(|e| match e {
             key_store::Error::Untrusted(e) => failure(
                 Class::Refused,
-                e.reason().as_str(),
+                Kind::Trust(e.reason()),
                 format!(
                     "the current trust data of {gun} does not verify, so nothing was signed: {e}"
                 ),
             ),
             e => failure(
                 Class::Usage,
-                ReasonCode::StateUnwritable.as_str(),
+                Kind::Reason(ReasonCode::StateUnwritable),
                 e.to_string(),
             ),
         })?;
@@ -326,14 +325,14 @@ fn delegating_role(
     let bytes = files.get(parent).ok_or_else(|| {
         failure(
             Class::Refused,
-            "unknown_role",
+            Kind::UnknownRole,
             format!("{parent} (the parent of {role}) has no trust data"),
         )
     })?;
     parse_targets(parent, bytes).map_err(|e| {
         failure(
             Class::Refused,
-            ReasonCode::MalformedMetadata.as_str(),
+            Kind::Reason(ReasonCode::MalformedMetadata),
             e.to_string(),
         )
     })
@@ -351,7 +350,7 @@ fn signing_key(
 ) -> Result<(String, SigningKey), Failure> {
     let stored: Vec<String> = keys
         .list()
-        .map_err(|e| failure(Class::Usage, "keys_unreadable", e.to_string()))?
+        .map_err(|e| failure(Class::Usage, Kind::KeysUnreadable, e.to_string()))?
         .into_iter()
         .map(|k| k.id)
         .collect();
@@ -368,11 +367,11 @@ fn signing_key(
                 &id[..12.min(id.len())]
             ),
         )
-        .map_err(|e| failure(Class::Usage, "no_passphrase", e))?;
+        .map_err(|e| failure(Class::Usage, Kind::NoPassphrase, e))?;
         let key = keys.load(&id, &pass).map_err(|e| {
             failure(
                 Class::Usage,
-                "wrong_passphrase",
+                Kind::WrongPassphrase,
                 format!(
                     "{e} (the passphrase comes from {env} or the terminal); nothing was published"
                 ),
@@ -381,7 +380,7 @@ fn signing_key(
         return Ok((listed, key));
     }
     Err(failure(Class::Usage,
-        "missing_key",
+        Kind::MissingKey,
         format!(
             "no key in {} may sign {role} of {gun} (it accepts key IDs {}); import it with `pullguard keys import`, or have its holder sign, or add yours with `pullguard signer add`",
             keys_dir.join("private").display(),
@@ -417,7 +416,7 @@ pub fn signed_body(bytes: &[u8]) -> Result<Value, Failure> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| {
         failure(
             Class::Refused,
-            ReasonCode::MalformedMetadata.as_str(),
+            Kind::Reason(ReasonCode::MalformedMetadata),
             e.to_string(),
         )
     })?;
@@ -425,7 +424,7 @@ pub fn signed_body(bytes: &[u8]) -> Result<Value, Failure> {
         Some(s) if s.is_object() => Ok(s.clone()),
         _ => Err(failure(
             Class::Refused,
-            ReasonCode::MalformedMetadata.as_str(),
+            Kind::Reason(ReasonCode::MalformedMetadata),
             "a role file without a signed object",
         )),
     }
@@ -437,14 +436,14 @@ pub(crate) fn envelope(body: &Value, keys: &[(&str, &SigningKey)]) -> Result<Vec
         trust_core::canonical::canonicalize(&serde_json::to_vec(body).map_err(|e| {
             failure(
                 Class::Usage,
-                ReasonCode::InternalError.as_str(),
+                Kind::Reason(ReasonCode::InternalError),
                 e.to_string(),
             )
         })?)
         .map_err(|e| {
             failure(
                 Class::Usage,
-                ReasonCode::InternalError.as_str(),
+                Kind::Reason(ReasonCode::InternalError),
                 e.to_string(),
             )
         })?;
@@ -461,7 +460,7 @@ pub(crate) fn envelope(body: &Value, keys: &[(&str, &SigningKey)]) -> Result<Vec
     out.extend_from_slice(&serde_json::to_vec(&signatures).map_err(|e| {
         failure(
             Class::Usage,
-            ReasonCode::InternalError.as_str(),
+            Kind::Reason(ReasonCode::InternalError),
             e.to_string(),
         )
     })?);
@@ -477,11 +476,11 @@ pub(crate) async fn upload_all(
 ) -> Result<(), Failure> {
     fetcher.upload(gun, files).await.map_err(|e| match e {
         notary_client::FetchError::Refused { .. } => {
-            failure(Class::Refused, "upload_refused", e.to_string())
+            failure(Class::Refused, Kind::UploadRefused, e.to_string())
         }
         _ => failure(
             Class::Unreachable,
-            ReasonCode::TrustServerUnreachable.as_str(),
+            Kind::Reason(ReasonCode::TrustServerUnreachable),
             e.to_string(),
         ),
     })

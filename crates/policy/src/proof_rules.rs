@@ -128,7 +128,9 @@ pub(crate) fn notation_rule(
         None | Some("skip") => Revocation::Skip,
         Some("refuse") => Revocation::Refuse,
         Some(other) => {
-            problem(format!("notation_revocation {other:?} is not skip or refuse"));
+            problem(format!(
+                "notation_revocation {other:?} is not skip or refuse"
+            ));
             Revocation::Skip
         }
     };
