@@ -87,10 +87,11 @@ impl fmt::Display for PolicyError {
 }
 
 /// Enforce, or only record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Rejections block the pull.
+    /// Rejections block the pull (also the mode of a pull no rule matches).
+    #[default]
     Enforce,
     /// Rejections are recorded as `pull.audited`; the pull goes on.
     Audit,

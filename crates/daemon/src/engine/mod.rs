@@ -29,6 +29,15 @@ pub use prepare::Loaded;
 use crate::events::{Event, EventLog};
 use proof::Proofs;
 
+/// The proofs that counted as the contract writes them: `notary-v1,cosign`.
+pub fn proof_list(proofs: &[policy::Proof]) -> String {
+    proofs
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A verdict.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verdict {
@@ -48,8 +57,8 @@ pub struct Verdict {
     pub signers: Vec<String>,
     /// Policy generation.
     pub generation: u64,
-    /// `enforce` or `audit`.
-    pub mode: String,
+    /// The rule's mode (enforce when no rule matched).
+    pub mode: policy::Mode,
     /// The event recorded for it.
     pub event_id: String,
     /// Normalised reference.
@@ -60,17 +69,17 @@ pub struct Verdict {
     pub trust_server: String,
     /// Expiry of the verified timestamp, RFC 3339 (signed and allowed).
     pub timestamp_expires: String,
-    /// The kinds of proof that counted, comma-separated, for signed and allowed pulls.
-    pub proof: String,
+    /// The kinds of proof that counted, for signed and allowed pulls.
+    pub proof: Vec<policy::Proof>,
     /// Each kind of proof asked and its outcome.
     pub proofs: Vec<ProofResult>,
 }
 
 /// One kind of proof's outcome in a verdict.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProofResult {
-    /// `notary-v1`, `cosign`.
-    pub proof: String,
+    /// Which kind of proof.
+    pub proof: policy::Proof,
     /// It vouched.
     pub passed: bool,
     /// Its reason code when it did not.
@@ -95,18 +104,18 @@ impl From<Verdict> for api::VerifyResponse {
             role: v.role,
             signers: v.signers,
             policy_generation: v.generation,
-            mode: v.mode,
+            mode: v.mode.as_str().to_owned(),
             event_id: v.event_id,
             image: v.image,
             gun: v.gun,
             trust_server: v.trust_server,
             timestamp_expires: v.timestamp_expires,
-            proof: v.proof,
+            proof: proof_list(&v.proof),
             proofs: v
                 .proofs
                 .into_iter()
                 .map(|p| api::ProofResult {
-                    proof: p.proof,
+                    proof: p.proof.as_str().to_owned(),
                     passed: p.passed,
                     reason: p.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
                     message: p.message,
@@ -405,7 +414,7 @@ impl Engine {
                 verdict.trust_server = rule.trust_server.clone().unwrap_or_default();
             }
         }
-        verdict.mode = mode.as_str().to_owned();
+        verdict.mode = mode;
         verdict.proofs = decision
             .tried
             .iter()
@@ -413,7 +422,7 @@ impl Engine {
                 // Vouched, but past a failed check the rule's level lets through: shown as
                 // not passed, with the check and the level, for alerting.
                 Ok(v) if !v.let_through.is_empty() => ProofResult {
-                    proof: t.proof.as_str().to_owned(),
+                    proof: t.proof,
                     passed: false,
                     reason: v.let_through.first().map(|(r, _)| *r),
                     message: format!(
@@ -428,13 +437,13 @@ impl Engine {
                     ),
                 },
                 Ok(v) => ProofResult {
-                    proof: t.proof.as_str().to_owned(),
+                    proof: t.proof,
                     passed: true,
                     reason: None,
                     message: format!("{} signed by {}", v.role, v.signers.join(", ")),
                 },
                 Err((r, m)) => ProofResult {
-                    proof: t.proof.as_str().to_owned(),
+                    proof: t.proof,
                     passed: false,
                     reason: Some(*r),
                     message: m.clone(),
@@ -442,13 +451,12 @@ impl Engine {
             })
             .collect();
         // The proofs that counted (vouched), whatever their level let through.
-        let passed: Vec<&str> = decision
+        let passed: Vec<policy::Proof> = decision
             .tried
             .iter()
             .filter(|t| t.outcome.is_ok())
-            .map(|t| t.proof.as_str())
+            .map(|t| t.proof)
             .collect();
-        let passed = passed.join(",");
         let outcome = decision.outcome.map(|vouched| {
             if let Some(vouch) = vouched {
                 verdict.timestamp_expires =
@@ -500,18 +508,18 @@ impl Engine {
             .or_else(|| (!verdict.digest.is_empty()).then(|| verdict.digest.clone()));
         ev.gun = (!verdict.gun.is_empty()).then(|| verdict.gun.clone());
         ev.rule = (!verdict.rule.is_empty()).then(|| verdict.rule.clone());
-        ev.mode = Some(verdict.mode.clone());
+        ev.mode = Some(verdict.mode.as_str().to_owned());
         ev.reason = verdict.reason.map(|r| r.as_str().to_owned());
         ev.dry_run = ask.dry_run;
         ev.source = Some(ask.source.to_owned());
         ev.namespace = ask.namespace.map(str::to_owned);
-        ev.proof = (!verdict.proof.is_empty()).then(|| verdict.proof.clone());
+        ev.proof = (!verdict.proof.is_empty()).then(|| proof_list(&verdict.proof));
         if verdict.proofs.len() > 1 || verdict.proofs.iter().any(|p| !p.passed) {
             ev.proofs = verdict
                 .proofs
                 .iter()
                 .map(|p| crate::events::ProofOutcome {
-                    proof: p.proof.clone(),
+                    proof: p.proof.as_str().to_owned(),
                     passed: p.passed,
                     reason: p.reason.map(|r| r.as_str().to_owned()),
                 })

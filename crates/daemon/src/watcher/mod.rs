@@ -397,7 +397,7 @@ async fn record(
     ev.digest = (!digest.is_empty()).then(|| digest.to_owned());
     ev.gun = (!verdict.gun.is_empty()).then(|| verdict.gun.clone());
     ev.rule = (!verdict.rule.is_empty()).then(|| verdict.rule.clone());
-    ev.mode = Some(verdict.mode.clone());
+    ev.mode = Some(verdict.mode.as_str().to_owned());
     ev.reason = verdict.reason.map(|r| r.as_str().to_owned());
     ev.source = Some(SOURCE.to_owned());
     ev.namespace = Some(namespace.to_owned());
