@@ -86,15 +86,16 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         trust_store: Option<PathBuf>,
     },
-    /// Turn the policies of an admission controller (sigstore policy-controller
-    /// ClusterImagePolicy) into pullguard rules, printed as TOML; what cannot be
-    /// expressed exactly is refused with its reason.
+    /// Turn the signature policies of other tools (sigstore policy-controller
+    /// ClusterImagePolicy, containers-policy.json) into pullguard rules, printed as TOML;
+    /// what cannot be expressed exactly is refused with its reason.
     #[command(after_help = crate::import::EXAMPLES)]
     Import {
         /// What the files are.
         #[arg(long = "from", value_enum, value_name = "SOURCE")]
         from: crate::import::Source,
-        /// The documents (YAML; several per file, or a `kubectl get -o yaml` List).
+        /// The documents (policy-controller: YAML, several per file or a `kubectl get -o
+        /// yaml` List; containers-policy: policy.json).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Where inline public keys (key.data) are written, as CIP-N.pub; the rules name

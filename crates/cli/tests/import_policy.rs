@@ -23,8 +23,68 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+fn containers_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/containers-policy")
+        .join(name)
+}
+
+/// Sigstore's public-good Fulcio roots and Rekor keys as PEM files, as an operator
+/// writes them for containers-policy.json's fulcio and rekorPublicKeyPaths.
+fn public_good_pems(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
+    use base64::Engine as _;
+    let root: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../sigstore-core/data/public-good/trusted_root.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let pem = |label: &str, b64: &str| {
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    let mut cas = String::new();
+    for ca in root["certificateAuthorities"].as_array().unwrap() {
+        let certs = ca["certChain"]["certificates"].as_array().unwrap();
+        cas.push_str(&pem(
+            "CERTIFICATE",
+            certs.last().unwrap()["rawBytes"].as_str().unwrap(),
+        ));
+    }
+    let ca_file = dir.join("fulcio-roots.pem");
+    std::fs::write(&ca_file, cas).unwrap();
+    let mut rekor = Vec::new();
+    for (i, log) in root["tlogs"].as_array().unwrap().iter().enumerate() {
+        let f = dir.join(format!("rekor-{i}.pub"));
+        std::fs::write(
+            &f,
+            pem("PUBLIC KEY", log["publicKey"]["rawBytes"].as_str().unwrap()),
+        )
+        .unwrap();
+        rekor.push(f);
+    }
+    (ca_file, rekor)
+}
+
 fn import(files: &[&Path], key_dir: &Path) -> (i32, String) {
-    let mut args = vec!["policy", "import", "--from", "policy-controller"];
+    import_from("policy-controller", files, key_dir)
+}
+
+fn import_from(source: &str, files: &[&Path], key_dir: &Path) -> (i32, String) {
+    let mut args = vec!["policy", "import", "--from", source];
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     args.extend(["--key-dir", key_dir.to_str().unwrap()]);
     let (code, _, text) = pullguard(&args);
@@ -203,7 +263,12 @@ fn imported_rules_give_the_verdicts_cosign_gives() {
     let verdicts = |cip: &str, images: &[(String, String)], cosign_args: &[&str]| {
         let f = world.dir.path().join("cip.yaml");
         std::fs::write(&f, cip).unwrap();
-        let (code, rules) = import(&[&f], &keys);
+        let source = if cip.starts_with('{') {
+            "containers-policy"
+        } else {
+            "policy-controller"
+        };
+        let (code, rules) = import_from(source, &[&f], &keys);
         assert_eq!(code, 0, "{rules}");
         let policy = world.dir.path().join("imported.toml");
         std::fs::write(
@@ -230,20 +295,24 @@ fn imported_rules_give_the_verdicts_cosign_gives() {
             ]);
             assert!(code == 0 || code == 1, "{image}: {text}");
             let repo = image.rsplit_once(':').map_or(image.as_str(), |(r, _)| r);
-            let by_cosign = Command::new(cosign)
-                .args([
-                    "verify",
-                    "--allow-http-registry",
-                    "--new-bundle-format=false",
-                ])
-                .args(cosign_args)
-                .arg(format!("{repo}@{digest}"))
-                .output()
-                .unwrap();
+            // No arguments: the caller asks cosign itself.
+            let by_cosign = !cosign_args.is_empty()
+                && Command::new(cosign)
+                    .args([
+                        "verify",
+                        "--allow-http-registry",
+                        "--new-bundle-format=false",
+                    ])
+                    .args(cosign_args)
+                    .arg(format!("{repo}@{digest}"))
+                    .output()
+                    .unwrap()
+                    .status
+                    .success();
             out.push((
                 image.clone(),
                 json["allowed"] == true,
-                by_cosign.status.success(),
+                by_cosign,
                 json["reason"].as_str().unwrap_or_default().to_owned(),
             ));
         }
@@ -322,4 +391,256 @@ fn imported_rules_give_the_verdicts_cosign_gives() {
         let (_, ours, theirs, reason) = &got[0];
         assert_eq!((*ours, *theirs), (want, want), "{id}: pullguard {ours} ({reason}), cosign {theirs}");
     }
+
+    // containers-policy.json: a key (no Rekor key: the log is not checked), the scope of
+    // the repository's namespace, everything else rejected by default.
+    let policy = format!(
+        r#"{{"default": [{{"type": "reject"}}], "transports": {{"docker": {{"{registry}/cosign": [{{"type": "sigstoreSigned", "keyPath": "{key_a}", "signedIdentity": {{"type": "matchRepository"}}}}]}}}}}}"#
+    );
+    let got = verdicts(
+        &policy,
+        &images,
+        &["--key", key_a, "--insecure-ignore-tlog=true"],
+    );
+    // matchRepository checks the signed docker-reference, which only the classic layout
+    // carries: the bundle is refused on both sides here.
+    for (image, ours, theirs, reason) in &got {
+        assert_eq!(
+            ours, theirs,
+            "{image}: pullguard {ours} ({reason}), cosign {theirs}"
+        );
+    }
+    assert_eq!(
+        got.iter().filter(|g| g.1).count(),
+        1,
+        "the classic one only: {got:?}"
+    );
+    // Keyless, Fulcio and Rekor as the public-good instance's own roots and keys, an
+    // e-mail identity: real signatures the containers/image project made. Their signed
+    // docker-reference names 192.168.64.2:5000/cosign-signed/fulcio-rekor-1, so that
+    // repository is served here as a mirror (hosts.toml), as matchRepository needs.
+    let (cas, rekor) = public_good_pems(world.dir.path());
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sigstore-core/tests/fixtures/public-good-classic/containers-image-fulcio-rekor");
+    let pushed = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/cosign/push-classic.py"))
+        .arg(format!("http://{registry}/v2/cosign-signed/fulcio-rekor-1"))
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let digest = String::from_utf8_lossy(&pushed.stdout).trim().to_owned();
+    let claimed = "192.168.64.2:5000";
+    let hosts = cw.certs_d().join(claimed);
+    std::fs::create_dir_all(&hosts).unwrap();
+    std::fs::write(
+        hosts.join("hosts.toml"),
+        format!("server = \"https://{claimed}\"\n[host.\"http://{registry}\"]\ncapabilities = [\"pull\", \"resolve\"]\n"),
+    )
+    .unwrap();
+    let rekor_paths: Vec<String> = rekor
+        .iter()
+        .map(|p| format!("\"{}\"", p.display()))
+        .collect();
+    let issuer = "https://github.com/login/oauth";
+    let keyless_policy = |scope: &str, email: &str| {
+        format!(
+            r#"{{"default": [{{"type": "reject"}}], "transports": {{"docker": {{"{scope}": [{{"type": "sigstoreSigned", "fulcio": {{"caPath": "{}", "oidcIssuer": "{issuer}", "subjectEmail": "{email}"}}, "rekorPublicKeyPaths": [{}], "signedIdentity": {{"type": "matchRepository"}}}}]}}}}}}"#,
+            cas.display(),
+            rekor_paths.join(", ")
+        )
+    };
+    let by_cosign = |email: &str| {
+        Command::new(cosign)
+            .args([
+                "verify",
+                "--allow-http-registry",
+                "--new-bundle-format=false",
+                "--trusted-root",
+                root,
+            ])
+            .args([
+                "--certificate-identity",
+                email,
+                "--certificate-oidc-issuer",
+                issuer,
+            ])
+            .arg(format!("{registry}/cosign-signed/fulcio-rekor-1@{digest}"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    for (email, want) in [("mitr@redhat.com", true), ("someone@redhat.com", false)] {
+        let got = verdicts(
+            &keyless_policy(&format!("{claimed}/cosign-signed"), email),
+            &[(
+                format!("{claimed}/cosign-signed/fulcio-rekor-1:v0"),
+                digest.clone(),
+            )],
+            &[],
+        );
+        let (_, ours, _, reason) = &got[0];
+        // cosign judges the signature (it does not look at the docker-reference, which
+        // names this repository here).
+        let theirs = by_cosign(email);
+        assert_eq!(
+            (*ours, theirs),
+            (want, want),
+            "{email}: pullguard {ours} ({reason}), cosign {theirs}"
+        );
+    }
+    // The same signature pulled from another repository: cosign accepts it (it does not
+    // look at the docker-reference), matchRepository refuses it, and so does pullguard.
+    let got = verdicts(
+        &keyless_policy(&format!("{registry}/cosign-signed"), "mitr@redhat.com"),
+        &[(
+            format!("{registry}/cosign-signed/fulcio-rekor-1:v0"),
+            digest.clone(),
+        )],
+        &[],
+    );
+    assert!(by_cosign("mitr@redhat.com"));
+    assert_eq!(
+        (got[0].1, got[0].3.as_str()),
+        (false, "identity_mismatch"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn containers_policy_examples_import_or_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    for f in ["default-policy.json", "docs-accept-anything.json"] {
+        let (code, text) = import_from("containers-policy", &[&containers_fixture(f)], &keys);
+        assert_eq!(code, 0, "{f}: {text}");
+        assert!(
+            text.contains("match = \"**\"\nrequire = \"any\""),
+            "{f}: {text}"
+        );
+    }
+    let (code, text) = import_from(
+        "containers-policy",
+        &[&containers_fixture("docs-locked-down.json")],
+        &keys,
+    );
+    assert_eq!(code, 1, "comments are not JSON: {text}");
+    let (code, text) = import_from(
+        "containers-policy",
+        &[&containers_fixture("fixtures-policy.json")],
+        &keys,
+    );
+    assert_eq!(code, 1, "{text}");
+    for reason in [
+        "scope \"registry.access.redhat.com\": signedBy (GPG simple signing) has no pullguard equivalent",
+        "scope \"example.com/sigstore/key-data-example\": signedIdentity matchRepoDigestOrExact (the default)",
+        "scope \"bogus/key-data-example\": containers/image never matches it",
+    ] {
+        assert!(text.contains(reason), "{reason}: {text}");
+    }
+
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let key = containers_fixture("cosign.pub");
+    let signed = |extra: &str| {
+        format!(
+            r#"[{{"type": "sigstoreSigned", "keyPath": "{}", "signedIdentity": {{"type": "matchRepository"}}{extra}}}]"#,
+            key.display()
+        )
+    };
+    let f = write(
+        "scopes.json",
+        &format!(
+            r#"{{"default": [{{"type": "reject"}}], "transports": {{"docker": {{
+                "registry.example.com": {},
+                "registry.example.com/team/app:v1": [{{"type": "insecureAcceptAnything"}}],
+                "*.example.com": [{{"type": "reject"}}, {{"type": "insecureAcceptAnything"}}],
+                "docker.io/library": [{{"type": "signedBaseLayer", "baseLayerIdentity": {{"type": "matchRepository"}}}}]
+            }}, "oci": {{"": [{{"type": "insecureAcceptAnything"}}]}}}}}}"#,
+            signed("")
+        ),
+    );
+    let (code, text) = import_from("containers-policy", &[&f], &keys);
+    assert_eq!(code, 0, "{text}");
+    for want in [
+        "match = \"registry.example.com/**\"",
+        "cosign_tlog = false",
+        "match = \"registry.example.com/team/app:v1\"\nrequire = \"any\"",
+        "match = \"*.example.com:*/**\"\nany_registry = true",
+        "match = \"docker.io/library/**\"\nrequire = \"reject\"",
+        "match = \"**\"\nrequire = \"reject\"",
+        "transports oci",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    // What the imported rules decide, scope by scope (the most specific one alone).
+    let policy = write("imported.toml", &text);
+    for (image, rule) in [
+        ("registry.example.com/team/app:v1", "registry-example-com-team-app-v1"),
+        ("registry.example.com/team/app:v2", "registry-example-com"),
+        ("registry.example.com/app@sha256:0000000000000000000000000000000000000000000000000000000000000000", "registry-example-com"),
+        ("a.example.com/x:1", "example-com-1"),
+        ("a.example.com:5000/x:1", "example-com-2"),
+        ("example.com/x:1", "containers-default"),
+        ("busybox", "docker-io-library-3"),
+    ] {
+        let (code, json, out) = pullguard(&["policy", "explain", image, "--policy", policy.to_str().unwrap(), "--json"]);
+        assert_eq!(code, 0, "{image}: {out}");
+        assert_eq!(json["rule"], rule, "{image}: {out}");
+    }
+
+    for (body, why) in [
+        (
+            signed("").replace(r#", "signedIdentity": {"type": "matchRepository"}"#, ""),
+            "matchRepoDigestOrExact (the default)",
+        ),
+        (
+            format!(
+                r#"[{{"type": "sigstoreSigned", "fulcio": {{"caPath": "{}", "oidcIssuer": "https://github.com/login/oauth", "subjectEmail": "a@b.c"}}, "rekorPublicKeyPath": "{}", "signedIdentity": {{"type": "matchRepository"}}}}]"#,
+                containers_fixture("fulcio_v1.crt.pem").display(),
+                containers_fixture("rekor.pub").display()
+            ),
+            "a transparency log other than Sigstore's public-good one",
+        ),
+        (
+            signed("").replace(
+                "]",
+                r#", {"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/k"}]"#,
+            ),
+            "signedBy (GPG simple signing)",
+        ),
+        (
+            format!(
+                r#"[{},{}]"#,
+                &signed("")[1..signed("").len() - 1],
+                &signed("")[1..signed("").len() - 1]
+            ),
+            "several sigstoreSigned requirements",
+        ),
+    ] {
+        let f = write(
+            "one.json",
+            &format!(
+                r#"{{"default": [{{"type": "reject"}}], "transports": {{"docker": {{"registry.example.com": {body}}}}}}}"#
+            ),
+        );
+        let (code, text) = import_from("containers-policy", &[&f], &keys);
+        assert_eq!(code, 1, "{why}: {text}");
+        assert!(text.contains(why), "{why}: {text}");
+    }
+    let f = write(
+        "dup.json",
+        r#"{"default": [{"type": "reject"}], "default": [{"type": "insecureAcceptAnything"}]}"#,
+    );
+    let (code, text) = import_from("containers-policy", &[&f], &keys);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("appears twice"), "{text}");
 }

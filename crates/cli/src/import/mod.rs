@@ -13,12 +13,14 @@ use serde::Deserialize;
 
 use crate::exit::{fail, Exit};
 
+mod containers;
 mod policy_controller;
 
 pub const EXAMPLES: &str = "Examples:
   pullguard policy import --from policy-controller cip.yaml --key-dir /etc/pullguard/keys/cosign \\
       >> /etc/pullguard/pullguard.toml
   kubectl get clusterimagepolicies -o yaml > cips.yaml && pullguard policy import --from policy-controller cips.yaml
+  pullguard policy import --from containers-policy /etc/containers/policy.json --key-dir /etc/pullguard/keys/cosign
 
 Exit codes: 0 printed, 1 something cannot be expressed (every reason listed, nothing printed or written), 2 unreadable files.";
 
@@ -32,6 +34,8 @@ const MAX_DOCUMENTS: usize = 1000;
 pub enum Source {
     /// sigstore policy-controller ClusterImagePolicy (policy.sigstore.dev v1alpha1/v1beta1).
     PolicyController,
+    /// containers-policy.json (podman, skopeo, CRI-O): its docker transport.
+    ContainersPolicy,
 }
 
 /// The printed rules and the key files to write.
@@ -67,6 +71,7 @@ pub fn run(source: Source, files: &[PathBuf], key_dir: Option<&Path>) -> ExitCod
     }
     let imported = match source {
         Source::PolicyController => policy_controller::import(&texts, key_dir),
+        Source::ContainersPolicy => containers::import(&texts, key_dir),
     };
     match imported {
         Ok(imported) => {
