@@ -23,6 +23,12 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+fn kyverno_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kyverno")
+        .join(name)
+}
+
 fn containers_fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/containers-policy")
@@ -265,6 +271,8 @@ fn imported_rules_give_the_verdicts_cosign_gives() {
         std::fs::write(&f, cip).unwrap();
         let source = if cip.starts_with('{') {
             "containers-policy"
+        } else if cip.contains("kyverno.io/") {
+            "kyverno"
         } else {
             "policy-controller"
         };
@@ -390,6 +398,97 @@ fn imported_rules_give_the_verdicts_cosign_gives() {
         let got = verdicts(&keyless(&id), std::slice::from_ref(&image), &args);
         let (_, ours, theirs, reason) = &got[0];
         assert_eq!((*ours, *theirs), (want, want), "{id}: pullguard {ours} ({reason}), cosign {theirs}");
+    }
+
+    // Kyverno: a key with the log ignored (cosign's classic layout), then keyless with
+    // Kyverno's own identity forms: a subject wildcard (go-wildcard, anchored, `*` crossing
+    // `/`), an unanchored subjectRegExp, and a wildcard that does not match.
+    let kyverno = |entry: &str, pattern: &str| {
+        format!(
+            "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata:\n  name: kv\nspec:\n  rules:\n  - name: sig\n    match:\n      any:\n      - resources:\n          kinds: [Pod]\n    verifyImages:\n    - imageReferences: [\"{registry}/{pattern}\"]\n      failureAction: Enforce\n      attestors:\n      - entries:\n        - {entry}\n"
+        )
+    };
+    let pem_block: String = pem
+        .lines()
+        .map(|l| format!("                {l}\n"))
+        .collect();
+    let got = verdicts(
+        &kyverno(
+            &format!("keys:\n              publicKeys: |-\n{pem_block}              rekor:\n                ignoreTlog: true"),
+            "cosign/*",
+        ),
+        &images,
+        &["--key", key_a, "--insecure-ignore-tlog=true"],
+    );
+    for (image, ours, theirs, reason) in &got {
+        if image.ends_with(":bundle") {
+            // Listed difference: Kyverno's type Cosign reads the classic layout only.
+            assert!(
+                *ours && !*theirs,
+                "{image}: pullguard {ours}, cosign {theirs}"
+            );
+        } else {
+            assert_eq!(
+                ours, theirs,
+                "{image}: pullguard {ours} ({reason}), cosign {theirs}"
+            );
+        }
+    }
+    assert_eq!(
+        got.iter().filter(|g| g.2).count(),
+        1,
+        "the classic one only: {got:?}"
+    );
+    let tags = "https://github.com/salrashid123/go-bazel-github-workflow/.github/workflows/release.yaml@refs/tags/";
+    for (id, cosign_id, want) in [
+        (
+            format!("subject: \"{tags}v*\"\n              issuer: {issuer}"),
+            vec![
+                "--certificate-identity-regexp".to_owned(),
+                format!("^{}v.*$", tags.replace('.', "\\.")),
+                "--certificate-oidc-issuer".to_owned(),
+                issuer.to_owned(),
+            ],
+            true,
+        ),
+        (
+            "subjectRegExp: go-bazel-github\n              issuer: \"https://token.actions.*\""
+                .to_owned(),
+            vec![
+                "--certificate-identity-regexp".to_owned(),
+                "go-bazel-github".to_owned(),
+                "--certificate-oidc-issuer-regexp".to_owned(),
+                "^https://token\\.actions.*$".to_owned(),
+            ],
+            true,
+        ),
+        (
+            format!(
+                "subject: \"{}*\"\n              issuer: {issuer}",
+                tags.replace("tags", "heads")
+            ),
+            vec![
+                "--certificate-identity-regexp".to_owned(),
+                format!("^{}.*$", tags.replace("tags", "heads").replace('.', "\\.")),
+                "--certificate-oidc-issuer".to_owned(),
+                issuer.to_owned(),
+            ],
+            false,
+        ),
+    ] {
+        let mut args = vec!["--trusted-root", root];
+        args.extend(cosign_id.iter().map(String::as_str));
+        let got = verdicts(
+            &kyverno(&format!("keyless:\n              {id}"), "public-good/*"),
+            std::slice::from_ref(&image),
+            &args,
+        );
+        let (_, ours, theirs, reason) = &got[0];
+        assert_eq!(
+            (*ours, *theirs),
+            (want, want),
+            "{id}: pullguard {ours} ({reason}), cosign {theirs}"
+        );
     }
 
     // containers-policy.json: a key (no Rekor key: the log is not checked), the scope of
@@ -643,4 +742,253 @@ fn containers_policy_examples_import_or_are_refused_with_reasons() {
     let (code, text) = import_from("containers-policy", &[&f], &keys);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("appears twice"), "{text}");
+}
+
+#[test]
+fn kyverno_examples_import_or_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let kyverno = |files: &[&Path]| import_from("kyverno", files, &keys);
+
+    let (code, text) = kyverno(&[&kyverno_fixture("keyed-basic.yaml")]);
+    assert_eq!(code, 0, "{text}");
+    for want in [
+        "match = \"ghcr.io/kyverno/test-verify-image:**\"",
+        "proofs = [\"cosign\"]",
+        "cosign_tlog = false",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    assert!(
+        !text.contains("mode = \"audit\""),
+        "failureAction: Enforce: {text}"
+    );
+    let written =
+        std::fs::read_to_string(keys.join("keyed-basic-policy-keyed-basic-rule-1.pub")).unwrap();
+    assert!(
+        written.contains("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE8nXRh950IZbRj8Ra"),
+        "{written}"
+    );
+
+    // No rekor block: Kyverno requires the log (public-good Rekor keys).
+    let (code, text) = kyverno(&[&kyverno_fixture("keyed-tlog-default.yaml")]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("match = \"ghcr.io/stefanprodan/**\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("cosign_tlog = true\ntrusted_root = \"sigstore-public-good\""),
+        "{text}"
+    );
+
+    let (code, text) = kyverno(&[&kyverno_fixture("multiple-attestors.yaml")]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("name = \"validate-signatures-check-1\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("match = \"my.local.repo/**\""),
+        "Kyverno's * crosses /: {text}"
+    );
+
+    for (file, reasons) in [
+        (
+            "keyless-attestation-regexp.yaml",
+            vec!["attestations cannot be expressed"],
+        ),
+        (
+            "keyless-mutatedigest-verifydigest-required.yaml",
+            vec!["ctlog.ignoreSCT: pullguard always checks the certificate's SCT"],
+        ),
+        (
+            "keyless-exact-subject-issuer.yaml",
+            vec![
+                "keyless.rekor.url holds a Kyverno variable",
+                "context cannot be expressed",
+            ],
+        ),
+        (
+            "notary-certificates.yaml",
+            vec![
+                "Namespace notary-verify-images: apiVersion \"v1\" is not a Kyverno policy",
+                "type Notary: write a notation rule",
+                "certificates cannot be expressed",
+            ],
+        ),
+    ] {
+        let (code, text) = kyverno(&[&kyverno_fixture(file)]);
+        assert_eq!(code, 1, "{file}: {text}");
+        for reason in reasons {
+            assert!(text.contains(reason), "{file}: {reason}: {text}");
+        }
+        assert!(
+            !text.contains("[[rule]]"),
+            "{file}: nothing printed: {text}"
+        );
+    }
+
+    // Written here: the defaults and the refusals, one by one.
+    let key = std::fs::read_to_string(kyverno_fixture("keyed-basic.yaml")).unwrap();
+    let pem: String = key
+        .lines()
+        .skip_while(|l| !l.contains("BEGIN PUBLIC KEY"))
+        .take(4)
+        .map(|l| format!("                {}\n", l.trim()))
+        .collect();
+    let policy = |kind: &str, action: &str, refs: &str, attestors: &str| {
+        format!(
+            "apiVersion: kyverno.io/v1\nkind: {kind}\nmetadata:\n  name: p\nspec:\n{action}  rules:\n  - name: r\n    match:\n      any:\n      - resources:\n          kinds: [Pod]\n    verifyImages:\n    - imageReferences: [{refs}]\n      attestors:\n{attestors}"
+        )
+    };
+    let keyed = |count: &str, pems: &str| {
+        format!("      - {count}entries:\n        - keys:\n            publicKeys: |-\n{pems}            rekor:\n              ignoreTlog: true\n")
+    };
+    let keyless = |id: &str| format!("      - entries:\n        - keyless:\n            {id}\n");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let other = std::fs::read_to_string(kyverno_fixture("multiple-attestors.yaml")).unwrap();
+    let other_pem: String = other
+        .lines()
+        .skip_while(|l| !l.contains("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEOUD2"))
+        .take(2)
+        .map(|l| format!("                {}\n", l.trim()))
+        .collect();
+    let two_keys = &format!(
+        "{pem}                -----BEGIN PUBLIC KEY-----\n{other_pem}                -----END PUBLIC KEY-----\n"
+    );
+
+    // Without any failureAction, Kyverno audits (spec.validationFailureAction's default).
+    let f = write(
+        "audit.yaml",
+        &policy(
+            "ClusterPolicy",
+            "",
+            "\"registry.example.com/app:*\"",
+            &keyed("", &pem),
+        ),
+    );
+    let (code, text) = kyverno(&[&f]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(
+            "mode = \"audit\"  # Kyverno: Audit (spec.validationFailureAction, default Audit)"
+        ),
+        "{text}"
+    );
+    let f = write(
+        "enforce.yaml",
+        &policy(
+            "ClusterPolicy",
+            "  validationFailureAction: Enforce\n",
+            "\"registry.example.com/app:*\"",
+            &keyed("", &pem),
+        ),
+    );
+    let (code, text) = kyverno(&[&f]);
+    assert_eq!(code, 0, "{text}");
+    assert!(!text.contains("mode ="), "{text}");
+
+    // Two PEMs in one publicKeys: two entries; count 1 is any of them, unset is all.
+    let f = write(
+        "any-key.yaml",
+        &policy(
+            "ClusterPolicy",
+            "",
+            "\"registry.example.com/*\"",
+            &keyed("count: 1\n        ", two_keys),
+        ),
+    );
+    let (code, text) = kyverno(&[&f]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("cosign_keys = [")
+            && text.contains("p-r-1.pub\", ")
+            && text.contains("p-r-2.pub\"]"),
+        "{text}"
+    );
+    let second = std::fs::read_to_string(keys.join("p-r-2.pub")).unwrap();
+    assert!(second.contains("EOUD2"), "{second}");
+
+    // Keyless identities: a subject wildcard becomes an anchored expression; an
+    // unanchored subjectRegExp stays unanchored, with a note saying so.
+    let f = write("keyless.yaml", &policy("ClusterPolicy", "", "\"ghcr.io/org/*\"", &keyless("subject: \"https://github.com/org/*/.github/workflows/release.yml@refs/tags/v*\"\n            issuer: https://token.actions.githubusercontent.com")));
+    let (code, text) = kyverno(&[&f]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(r#"cosign_identities = [
+  { issuer = "https://token.actions.githubusercontent.com", subject_regex = "https://github\\.com/org/(?s:.*)/\\.github/workflows/release\\.yml@refs/tags/v(?s:.*)" },
+]"#),
+        "{text}"
+    );
+    assert!(text.contains("cosign_tlog = true"), "{text}");
+    let f = write(
+        "regexp.yaml",
+        &policy(
+            "ClusterPolicy",
+            "",
+            "\"ghcr.io/org/*\"",
+            &keyless("subjectRegExp: org/app"),
+        ),
+    );
+    let (code, text) = kyverno(&[&f]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("subject_regex = \"(?s:.*)(?:org/app)(?s:.*)\""),
+        "{text}"
+    );
+    assert!(text.contains("unanchored"), "{text}");
+
+    // The imported pattern decides what Kyverno's would (Kyverno's * crosses / and :).
+    let f = write(
+        "scopes.yaml",
+        &policy(
+            "ClusterPolicy",
+            "",
+            "\"registry.example.com/team/*\"",
+            &keyed("", &pem),
+        ),
+    );
+    let (code, text) = kyverno(&[&f]);
+    assert_eq!(code, 0, "{text}");
+    let imported = write("imported.toml", &text);
+    for (image, applies) in [
+        ("registry.example.com/team/app:v1", true),
+        ("registry.example.com/team/sub/app@sha256:0000000000000000000000000000000000000000000000000000000000000000", true),
+        ("registry.example.com/other/app:v1", false),
+    ] {
+        let (code, json, out) = pullguard(&["policy", "explain", image, "--policy", imported.to_str().unwrap(), "--json"]);
+        assert_eq!(code, if applies { 0 } else { 1 }, "{image}: {out}");
+        assert_eq!(json["rule"] == "p-r", applies, "{image}: {out}");
+    }
+
+    let sets = format!("{}{}", keyed("", &pem), keyed("", &pem));
+    for (text, why) in [
+        (policy("Policy", "", "\"registry.example.com/*\"", &keyed("", &pem)), "a namespaced Policy applies to one namespace"),
+        (policy("ClusterPolicy", "", "\"nginx:*\"", &keyed("", &pem)), "Docker Hub"),
+        (policy("ClusterPolicy", "", "\"docker.io/library/*\"", &keyed("", &pem)), "Docker Hub"),
+        (policy("ClusterPolicy", "", "\"*\"", &keyed("", &pem)).replace("[\"*\"]", "[\"*/app:*\"]"), "registry is a wildcard"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/ap?\"", &keyed("", &pem)), "? matches any one character"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyed("", two_keys)), "2 entries must all pass"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyed("count: 2\n        ", &pem)), "count 2 of 1 entries"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &sets), "several attestor sets must all pass"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyless("subject: a@b.c\n            ctlog:\n              ignoreSCT: true")), "ctlog.ignoreSCT"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyless("subject: a@b.c\n            rekor:\n              url: https://rekor.sigstore.dev\n              ignoreTlog: true")), "keyless with rekor.ignoreTlog"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyless("issuer: a\n            issuerRegExp: b")), "issuer and issuerRegExp must both match"),
+        (policy("ClusterPolicy", "  failurePolicy: Ignore\n", "\"registry.example.com/*\"", &keyed("", &pem)), "failurePolicy: Ignore"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyed("", &pem)).replace("          kinds: [Pod]", "          kinds: [Pod]\n          namespaces: [prod]"), "match selects by more than the kinds of pods"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyed("", &pem)).replace("    - imageReferences:", "    - skipImageReferences: [\"registry.example.com/dev/*\"]\n      imageReferences:"), "skipImageReferences cannot be expressed"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyed("", "                k8s://ns/cosign-key\n")), "publicKeys must be PEM"),
+        (format!("{}---\n{}", policy("ClusterPolicy", "", "\"registry.example.com/**\"", &keyed("", &pem)), policy("ClusterPolicy", "", "\"registry.example.com/team/*\"", &keyed("", &pem)).replace("name: p", "name: q")), "merge them by hand"),
+    ] {
+        let f = write("one.yaml", &text);
+        let (code, out) = kyverno(&[&f]);
+        assert_eq!(code, 1, "{why}: {out}");
+        assert!(out.contains(why), "{why}: {out}");
+        assert!(!out.contains("[[rule]]"), "{why}: {out}");
+    }
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::exit::{fail, Exit};
 
 mod containers;
+mod kyverno;
 mod policy_controller;
 
 pub const EXAMPLES: &str = "Examples:
@@ -21,6 +22,7 @@ pub const EXAMPLES: &str = "Examples:
       >> /etc/pullguard/pullguard.toml
   kubectl get clusterimagepolicies -o yaml > cips.yaml && pullguard policy import --from policy-controller cips.yaml
   pullguard policy import --from containers-policy /etc/containers/policy.json --key-dir /etc/pullguard/keys/cosign
+  kubectl get clusterpolicies -o yaml > kyverno.yaml && pullguard policy import --from kyverno kyverno.yaml --key-dir /etc/pullguard/keys/cosign
 
 Exit codes: 0 printed, 1 something cannot be expressed (every reason listed, nothing printed or written), 2 unreadable files.";
 
@@ -36,6 +38,8 @@ pub enum Source {
     PolicyController,
     /// containers-policy.json (podman, skopeo, CRI-O): its docker transport.
     ContainersPolicy,
+    /// Kyverno ClusterPolicy verifyImages rules (kyverno.io/v1, v2beta1).
+    Kyverno,
 }
 
 /// The printed rules and the key files to write.
@@ -72,6 +76,7 @@ pub fn run(source: Source, files: &[PathBuf], key_dir: Option<&Path>) -> ExitCod
     let imported = match source {
         Source::PolicyController => policy_controller::import(&texts, key_dir),
         Source::ContainersPolicy => containers::import(&texts, key_dir),
+        Source::Kyverno => kyverno::import(&texts, key_dir),
     };
     match imported {
         Ok(imported) => {
