@@ -1,9 +1,9 @@
-//! `pullguard policy import --from policy-controller`: sigstore policy-controller's own
-//! example policies (tests/fixtures/policy-controller, with provenance) import or are
-//! refused with their reasons, and a round trip: the imported rules give the verdicts
-//! cosign gives as policy-controller runs it (classic layout; a key without the log;
-//! keyless against the public-good root) on real signed, unsigned, wrong-key, tampered and
-//! wrong-identity images from a real registry.
+//! `pullguard policy import`: each source's own example policies (policy-controller,
+//! containers-policy.json, Kyverno; tests/fixtures, with provenance) import or are refused
+//! with their reasons, and round trips: the imported rules give the verdicts cosign gives
+//! (classic layout; a key without the log; keyless against the public-good root, on real
+//! signatures) and, for Kyverno's Notary attestors, the verdicts notation-go gives, on real
+//! signed, unsigned, wrong-key, tampered and wrong-identity images from a real registry.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::pullguard;
-use harness::{CosignWorld, World};
+use harness::{CosignWorld, NotationWorld, World};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -813,8 +813,8 @@ fn kyverno_examples_import_or_are_refused_with_reasons() {
             "notary-certificates.yaml",
             vec![
                 "Namespace notary-verify-images: apiVersion \"v1\" is not a Kyverno policy",
-                "type Notary: write a notation rule",
-                "certificates cannot be expressed",
+                "certificates.cert holds a Kyverno variable",
+                "context cannot be expressed",
             ],
         ),
     ] {
@@ -828,6 +828,41 @@ fn kyverno_examples_import_or_are_refused_with_reasons() {
             "{file}: nothing printed: {text}"
         );
     }
+
+    // The Notary fixture with its certificate written in (Kyverno fills it from a
+    // ConfigMap): a Notation rule over a trust store of it, any identity.
+    let notary = std::fs::read_to_string(kyverno_fixture("notary-certificates.yaml")).unwrap();
+    let ca_pem: String = notary
+        .split("certificate: |-\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("    "))
+        .map(|l| format!("                {}\n", l.trim()))
+        .collect();
+    let doc = notary
+        .split("---\n")
+        .find(|d| d.contains("kind: ClusterPolicy"))
+        .unwrap();
+    let (head, rest) = doc.split_once("      context:\n").unwrap();
+    let cut = format!("{head}{}", &rest[rest.find("      match:").unwrap()..]).replace(
+        "cert: \"{{ keys.data.certificate }}\"",
+        &format!("cert: |-\n{ca_pem}"),
+    );
+    let f = dir.path().join("notary.yaml");
+    std::fs::write(&f, &cut).unwrap();
+    let (code, text) = kyverno(&[&f]);
+    assert_eq!(code, 0, "{cut}\n{text}");
+    assert!(text.contains("notation_identities = [\"*\"]"), "{text}");
+    let store = keys.join(
+        "notation/truststore/x509/ca/check-image-notary-verify-signature-notary-1/kyverno.pem",
+    );
+    assert!(
+        std::fs::read_to_string(&store)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE"),
+        "{text}"
+    );
 
     // Written here: the defaults and the refusals, one by one.
     let key = std::fs::read_to_string(kyverno_fixture("keyed-basic.yaml")).unwrap();
@@ -966,9 +1001,33 @@ fn kyverno_examples_import_or_are_refused_with_reasons() {
         assert_eq!(json["rule"] == "p-r", applies, "{image}: {out}");
     }
 
+    // Notary attestors: certificates only, each a certificate notation-go takes in a
+    // ca store (a leaf alone is not: notation-go, and so Kyverno, refuses every image).
+    let chain = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../notation-core/tests/fixtures/chain.pem"),
+    )
+    .unwrap();
+    let leaf: String = chain
+        .lines()
+        .take_while(|l| !l.starts_with("-----END"))
+        .chain(["-----END CERTIFICATE-----"])
+        .map(|l| format!("                {l}\n"))
+        .collect();
+    let notary = |entry: &str| {
+        policy("ClusterPolicy", "", "\"registry.example.com/*\"", entry).replace(
+            "    - imageReferences:",
+            "    - type: Notary\n      imageReferences:",
+        )
+    };
+    let leaf_only = notary(&format!(
+        "      - entries:\n        - certificates:\n            cert: |-\n{leaf}"
+    ));
+    let keys_in_notary = notary(&keyed("", &pem));
     let sets = format!("{}{}", keyed("", &pem), keyed("", &pem));
     for (text, why) in [
         (policy("Policy", "", "\"registry.example.com/*\"", &keyed("", &pem)), "a namespaced Policy applies to one namespace"),
+        (leaf_only, "notation-go refuses such a trust store"),
+        (keys_in_notary, "a Notary attestor has certificates"),
         (policy("ClusterPolicy", "", "\"nginx:*\"", &keyed("", &pem)), "Docker Hub"),
         (policy("ClusterPolicy", "", "\"docker.io/library/*\"", &keyed("", &pem)), "Docker Hub"),
         (policy("ClusterPolicy", "", "\"*\"", &keyed("", &pem)).replace("[\"*\"]", "[\"*/app:*\"]"), "registry is a wildcard"),
@@ -991,4 +1050,104 @@ fn kyverno_examples_import_or_are_refused_with_reasons() {
         assert!(out.contains(why), "{why}: {out}");
         assert!(!out.contains("[[rule]]"), "{why}: {out}");
     }
+}
+
+/// Kyverno's type Notary: the attestor's certificates as a Notation `ca` trust store,
+/// any identity, strict level (as Kyverno hands them to notation-go); the imported rule
+/// gives notation-go's verdicts, asked with that same trust policy, on Notation-signed,
+/// unsigned, untrusted, wrong-identity, expired, swapped and hand-made images.
+#[test]
+fn imported_kyverno_notary_rules_give_the_verdicts_notation_go_gives() {
+    let nw = NotationWorld::start();
+    let world = World::new();
+    let registry = nw.get("REGISTRY");
+    let repo = nw.get("REPO");
+    let ca = std::fs::read_to_string(
+        Path::new(nw.get("NOTATION_CONFIG")).join("truststore/x509/ca/acme/acme.crt"),
+    )
+    .unwrap();
+    let indented: String = ca.lines().map(|l| format!("              {l}\n")).collect();
+    let policy = format!(
+        "apiVersion: kyverno.io/v2beta1\nkind: ClusterPolicy\nmetadata:\n  name: notary\nspec:\n  rules:\n  - name: sig\n    match:\n      any:\n      - resources:\n          kinds: [Pod]\n    verifyImages:\n    - type: Notary\n      imageReferences: [\"{repo}:*\"]\n      failureAction: Enforce\n      attestors:\n      - count: 1\n        entries:\n        - certificates:\n            cert: |-\n{indented}"
+    );
+    let f = world.dir.path().join("kyverno.yaml");
+    std::fs::write(&f, &policy).unwrap();
+    let (code, rules) = import_from("kyverno", &[&f], &world.keys);
+    assert_eq!(code, 0, "{rules}");
+    assert!(
+        rules.contains("proofs = [\"notation\"]\nnotation_trust_stores = [\"ca:notary-sig-1\"]\nnotation_identities = [\"*\"]"),
+        "{rules}"
+    );
+    let certs_d = world.dir.path().join("certs.d");
+    std::fs::create_dir_all(certs_d.join(registry)).unwrap();
+    std::fs::write(
+        certs_d.join(registry).join("hosts.toml"),
+        format!("server = \"http://{registry}\"\n"),
+    )
+    .unwrap();
+    let toml = world.dir.path().join("imported.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "{}{rules}",
+            world.daemon_section(&format!(
+                "registry_config_path = \"{}\"\nregistry_timeout = \"5s\"\n",
+                certs_d.display()
+            ))
+        ),
+    )
+    .unwrap();
+
+    // notation-go with the trust policy Kyverno writes for it.
+    let conf = world.dir.path().join("kyverno-notation");
+    std::fs::create_dir_all(conf.join("truststore/x509/ca/kyverno")).unwrap();
+    std::fs::write(conf.join("truststore/x509/ca/kyverno/cert.pem"), &ca).unwrap();
+    std::fs::write(
+        conf.join("trustpolicy.json"),
+        r#"{"version": "1.0", "trustPolicies": [{"name": "kyverno", "registryScopes": ["*"], "signatureVerification": {"level": "strict"}, "trustStores": ["ca:kyverno"], "trustedIdentities": ["*"]}]}"#,
+    )
+    .unwrap();
+    let mut allowed = Vec::new();
+    for name in [
+        "jws",
+        "cose",
+        "unsigned",
+        "untrusted",
+        "wrongid",
+        "expired",
+        "swapped",
+        "noku",
+        "forged",
+    ] {
+        let (image, digest) = nw.image(name);
+        let (code, json, text) = pullguard(&[
+            "verify",
+            &image,
+            "--digest",
+            &digest,
+            "--policy",
+            toml.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(code == 0 || code == 1, "{name}: {text}");
+        let ours = json["allowed"] == true;
+        let theirs = Command::new(nw.get("NOTATION_PEER"))
+            .args(["verify", "--config"])
+            .arg(&conf)
+            .arg(format!("{repo}@{digest}"))
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert_eq!(
+            ours, theirs,
+            "{name}: pullguard {ours} ({}), notation-go {theirs}",
+            json["reason"]
+        );
+        if ours {
+            allowed.push(name);
+        }
+    }
+    // Any identity of the trusted CA: the wrong identity passes here, as in Kyverno.
+    assert_eq!(allowed, ["jws", "cose", "wrongid", "forged"]);
 }

@@ -18,6 +18,8 @@
 //!   SAN, `issuer` a wildcard over the v1 OIDC-issuer extension, `subjectRegExp` and
 //!   `issuerRegExp` unanchored Go expressions; subject and subjectRegExp either, issuer and
 //!   issuerRegExp both.
+//! - `type: Notary` hands notation-go one `ca` trust store per attestor entry (its
+//!   `cert` and `certChain`), trusted identity `*`, level strict, at most 10 signatures.
 //! - A rule enforces when any of its verifyImages entries says Enforce; otherwise the first
 //!   explicit failureAction, else `spec.validationFailureAction`, whose default is Audit.
 
@@ -283,11 +285,14 @@ fn verify_images(
             }
         }
     }
-    match v.get("type").and_then(Value::as_str) {
-        None | Some("Cosign") => {}
-        Some("Notary") => errs.push("type Notary: write a notation rule (proofs = [\"notation\"]) with a trust store of the certificates; Kyverno trusts any identity of them at strict level".to_owned()),
-        Some(other) => errs.push(format!("type {other} cannot be expressed exactly (pullguard's cosign rules check identities as cosign does, not as Kyverno's {other} path)")),
-    }
+    let notary = match v.get("type").and_then(Value::as_str) {
+        None | Some("Cosign") => false,
+        Some("Notary") => true,
+        Some(other) => {
+            errs.push(format!("type {other} cannot be expressed exactly (pullguard's cosign rules check identities as cosign does, not as Kyverno's {other} path)"));
+            false
+        }
+    };
     let mut patterns = Vec::new();
     for r in v
         .get("imageReferences")
@@ -307,9 +312,17 @@ fn verify_images(
     if patterns.is_empty() && errs.is_empty() {
         errs.push("no imageReferences".to_owned());
     }
-    let mut settings = vec!["proofs = [\"cosign\"]".to_owned()];
-    if let Some(repo) = v.get("repository").and_then(Value::as_str) {
-        settings.push(format!("signature_repository = {}", quote(repo)));
+    let mut settings = vec![if notary {
+        "proofs = [\"notation\"]"
+    } else {
+        "proofs = [\"cosign\"]"
+    }
+    .to_owned()];
+    match v.get("repository").and_then(Value::as_str) {
+        // Kyverno's Notary verifier is given the repository and never reads it.
+        Some(repo) if notary => notes.push(format!("repository {repo:?}: Kyverno's Notary path ignores it; signatures are read beside the image")),
+        Some(repo) => settings.push(format!("signature_repository = {}", quote(repo))),
+        None => {}
     }
     if v.get("imageRegistryCredentials").is_some() {
         notes.push("imageRegistryCredentials: pullguard reads registry credentials from [daemon] registry_auth_file".to_owned());
@@ -367,6 +380,13 @@ fn verify_images(
             if count == 0 { "all" } else { "several" },
             if count == 0 { "unset: all".to_owned() } else { count.to_string() }
         ));
+    }
+    if notary {
+        return notary_stores(&expanded, key_dir, rule_id, keys, errs).map(|(more, why)| {
+            settings.extend(more);
+            notes.extend(why);
+            (patterns, settings, notes)
+        });
     }
     let mut tlog = None;
     let mut key_files = Vec::new();
@@ -493,6 +513,115 @@ fn verify_images(
     }
     notes.push("Kyverno's type Cosign reads cosign's classic layout only; pullguard also accepts the same signer's signature as a Sigstore bundle".to_owned());
     Ok((patterns, settings, notes))
+}
+
+/// A Notary attestor set's entries as Notation trust stores, one per entry, each the
+/// entry's `cert` and `certChain` as Kyverno builds it (a `ca` store, trusted identity
+/// `*`, level strict), written under `KEY_DIR/notation/truststore/x509/ca/`.
+fn notary_stores(
+    entries: &[(Value, Option<String>)],
+    key_dir: Option<&Path>,
+    rule_id: &str,
+    files: &mut Vec<(PathBuf, String)>,
+    mut errs: Vec<String>,
+) -> Result<(Vec<String>, Vec<String>), Vec<String>> {
+    let mut stores = Vec::new();
+    for (n, (e, _)) in entries.iter().enumerate() {
+        let at = format!("attestor entry {}", n + 1);
+        let Some(c) = e.get("certificates") else {
+            errs.push(format!("{at}: a Notary attestor has certificates (Kyverno refuses keys, keyless and nested attestors there)"));
+            continue;
+        };
+        for k in ["attestor", "annotations", "keys", "keyless"] {
+            if e.get(k).is_some() {
+                errs.push(format!("{at}: {k} cannot be expressed"));
+            }
+        }
+        let mut pem = String::new();
+        let mut given = false;
+        for k in ["cert", "certChain"] {
+            let Some(text) = c
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|t| !t.trim().is_empty())
+            else {
+                continue;
+            };
+            given = true;
+            if text.contains("{{") {
+                continue; // reported with the policy: a variable
+            }
+            match certificates(text) {
+                Ok(p) => pem.push_str(&p),
+                Err(m) => errs.push(format!("{at}: certificates.{k}: {m}")),
+            }
+        }
+        if pem.is_empty() {
+            if !given {
+                errs.push(format!("{at}: certificates without cert or certChain"));
+            }
+            continue;
+        }
+        let name = format!("{rule_id}-{}", n + 1);
+        let Some(dir) = key_dir else {
+            errs.push("name where the trust stores go with --key-dir DIR (pullguardd's keys_dir: the rules name stores under DIR/notation/truststore)".to_owned());
+            break;
+        };
+        files.push((
+            dir.join("notation/truststore/x509/ca")
+                .join(&name)
+                .join("kyverno.pem"),
+            pem,
+        ));
+        stores.push(format!("\"ca:{name}\""));
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let where_ = key_dir.map(|d| d.display().to_string()).unwrap_or_default();
+    Ok((
+        vec![
+            format!("notation_trust_stores = [{}]", stores.join(", ")),
+            "notation_identities = [\"*\"]".to_owned(),
+        ],
+        vec![
+            format!("the trust stores are written under {where_}/notation/truststore: pullguardd reads them from its keys_dir, so {where_} must be that directory"),
+            "Kyverno's notation-go checks revocation online (OCSP, CRL) where a certificate names a responder; pullguard does not (notation_revocation = \"skip\", docs/policy.md: Notation on offline nodes)".to_owned(),
+            "Kyverno tries at most 10 signatures of an image; pullguard tries every one up to its own bound".to_owned(),
+        ],
+    ))
+}
+
+/// PEM certificates (or base64 of PEM, which Kyverno also takes), each a certificate
+/// notation-go accepts in a `ca` store: a CA or a self-signed certificate.
+fn certificates(text: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let text = text.trim();
+    let pem = if text.starts_with("-----BEGIN") {
+        text.to_owned()
+    } else {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.split_whitespace().collect::<String>())
+            .map_err(|_| "neither PEM nor base64 of PEM".to_owned())?;
+        String::from_utf8(bytes).map_err(|_| "base64 of something other than PEM".to_owned())?
+    };
+    let ders = sigstore_core::keys::pem_blocks(pem.as_bytes(), "CERTIFICATE")
+        .map_err(|e| format!("not PEM certificates: {e}"))?;
+    if ders.is_empty() {
+        return Err("no PEM certificate".to_owned());
+    }
+    for d in &ders {
+        let cert =
+            sigstore_core::certs::Cert::parse(d).map_err(|e| format!("not a certificate: {e}"))?;
+        notation_core::profile::check_store_certificate(
+            &cert,
+            notation_core::profile::StoreKind::Signing,
+        )
+        .map_err(|e| {
+            format!("{e} (notation-go refuses such a trust store, so Kyverno refuses every image)")
+        })?;
+    }
+    Ok(format!("{}\n", pem.trim_end()))
 }
 
 /// An imageReferences pattern as a pullguard pattern, where the two name the same images.

@@ -22,7 +22,7 @@ pub const EXAMPLES: &str = "Examples:
       >> /etc/pullguard/pullguard.toml
   kubectl get clusterimagepolicies -o yaml > cips.yaml && pullguard policy import --from policy-controller cips.yaml
   pullguard policy import --from containers-policy /etc/containers/policy.json --key-dir /etc/pullguard/keys/cosign
-  kubectl get clusterpolicies -o yaml > kyverno.yaml && pullguard policy import --from kyverno kyverno.yaml --key-dir /etc/pullguard/keys/cosign
+  kubectl get clusterpolicies -o yaml > kyverno.yaml && pullguard policy import --from kyverno kyverno.yaml --key-dir /etc/pullguard/keys
 
 Exit codes: 0 printed, 1 something cannot be expressed (every reason listed, nothing printed or written), 2 unreadable files.";
 
