@@ -978,6 +978,24 @@ fn kyverno_examples_import_or_are_refused_with_reasons() {
     );
     assert!(text.contains("unanchored"), "{text}");
 
+    // No subject: every identity of the issuer; said in the printed comment.
+    let f = write(
+        "issuer-only.yaml",
+        &policy(
+            "ClusterPolicy",
+            "",
+            "\"ghcr.io/org/*\"",
+            &keyless("issuer: https://token.actions.githubusercontent.com"),
+        ),
+    );
+    let (code, text) = kyverno(&[&f]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("subject_regex = \"(?s:.*)\""), "{text}");
+    assert!(
+        text.contains("no subject: every identity of that issuer passes"),
+        "{text}"
+    );
+
     // The imported pattern decides what Kyverno's would (Kyverno's * crosses / and :).
     let f = write(
         "scopes.yaml",

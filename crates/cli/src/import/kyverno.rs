@@ -324,6 +324,10 @@ fn verify_images(
         Some(repo) => settings.push(format!("signature_repository = {}", quote(repo))),
         None => {}
     }
+    let flag = |k: &str, default: bool| v.get(k).and_then(Value::as_bool).unwrap_or(default);
+    if flag("verifyDigest", true) && !flag("mutateDigest", true) {
+        notes.push("verifyDigest without mutateDigest: Kyverno also refuses pods that name the image by tag alone; pullguard judges the digest pulled, whatever the pod wrote".to_owned());
+    }
     if v.get("imageRegistryCredentials").is_some() {
         notes.push("imageRegistryCredentials: pullguard reads registry credentials from [daemon] registry_auth_file".to_owned());
     }
@@ -691,14 +695,19 @@ fn identity(k: &Value) -> Result<(Vec<String>, Option<String>), String> {
     if let Some(r) = s("subjectRegExp") {
         subjects.push(format!("subject_regex = {}", quote(&unanchored(r)?)));
     }
+    let mut note = Vec::new();
     if subjects.is_empty() {
         subjects.push("subject_regex = \"(?s:.*)\"".to_owned());
+        note.push(if s("issuer").is_none() && s("issuerRegExp").is_none() {
+            "no subject and no issuer: Kyverno accepts a signature by anyone Sigstore's public Fulcio issued a certificate to (any e-mail address, any CI job); kept so here. Name your signer".to_owned()
+        } else {
+            "no subject: every identity of that issuer passes (on GitHub Actions: every repository's workflows); kept so here. Name your signer".to_owned()
+        });
     }
     let laxer: Vec<String> = ["subjectRegExp", "issuerRegExp"]
         .iter()
         .filter_map(|key| s(key).map(|v| format!("{key} {v:?}")))
         .collect();
-    let mut note = Vec::new();
     if !laxer.is_empty() {
         note.push(format!("{}: Kyverno matches these anywhere in the string (unanchored), so they accept more than they read; kept so here. Anchor them once you have checked your signers", laxer.join(", ")));
     }
