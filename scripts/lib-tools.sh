@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Go-built peers the tests run beside pullguard: containerd 2.x with its ctr, crictl,
-# Sigstore's cosign, and the Notary Project's notation-go (tests/notation/peer).
+# Sigstore's cosign, the Notary Project's notation-go (tests/notation/peer), sigstore-go
+# (tests/sigstore/peer) and the olareg registry (tests/olareg/peer).
 # They are not Debian packages, so they are built from the Go module proxy with
 # `go install MODULE/cmd/NAME@VERSION`, pinned here, into a cache outside the checkout
 # ($PULLGUARD_TOOLS, default ~/.cache/pullguard-tools/NAME-VERSION/), once per version:
@@ -29,7 +30,10 @@ go_tools_env() {
   NOTATION_PEER=$(peer_path notation)
   # The same for Sigstore: tests/sigstore/peer over sigstore-go and cosign's library.
   SIGSTORE_PEER=$(peer_path sigstore)
-  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN NOTATION_PEER SIGSTORE_PEER
+  # olareg, a registry with the OCI 1.1 referrers API that pages its answers
+  # (tests/olareg/peer sets the page size, which olareg's own command does not).
+  OLAREG_PEER=$(peer_path olareg)
+  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN NOTATION_PEER SIGSTORE_PEER OLAREG_PEER
 }
 
 # peer_path KIND: where tests/KIND/peer is built, keyed by a hash of its sources.
@@ -74,6 +78,7 @@ install_go_tools() {
     || go_install "$(dirname "$COSIGN")" "github.com/sigstore/cosign/v3/cmd/cosign@$COSIGN_VERSION"
   [ -x "$NOTATION_PEER" ] || notation_peer_build
   [ -x "$SIGSTORE_PEER" ] || sigstore_peer_build
+  [ -x "$OLAREG_PEER" ] || peer_build olareg
 }
 
 # peer_build KIND: builds tests/KIND/peer (its go.sum pins the reference libraries).

@@ -17,7 +17,11 @@
 #   public-good/NAME  real public-good keyless signatures in the classic layout (no image:
 #                only its signature manifest, tests/cosign/push-classic.py)
 #   and on a second registry that wants a login (htpasswd, user ci): private:v1, cosign,
-#   key A, bundle layout; DIR/docker/config.json holds the login.
+#   key A, bundle layout; DIR/docker/config.json holds the login;
+#   and on olareg (tests/olareg/peer, OLAREG): the OCI 1.1 referrers API, its answers
+#   paged past 4 KiB (20 entries a page): paged, 60 SBOM-like referrers then key A's
+#   bundle (on the 4th page); buried, 200 of them then the bundle (the 11th page, past
+#   what pullguard reads).
 # No transparency log is reachable here: cosign signs with --tlog-upload=false.
 # Writes DIR/env (NAME=VALUE); the caller stops the servers by the PIDs listed there.
 # Usage: tests/cosign/serve.sh DIR
@@ -135,6 +139,23 @@ skopeo copy --quiet --preserve-digests --dest-tls-verify=false --dest-creds ci:p
 private_digest=$IMAGE_DIGEST
 DOCKER_CONFIG=$dir/docker cosign_sign a "$private@$private_digest"
 
+# olareg: a registry that keeps referrers itself (no tag schema) and pages them.
+[ -x "$OLAREG_PEER" ] || { echo "serve.sh: $OLAREG_PEER is missing; scripts/test builds it (or: . scripts/lib-tools.sh; install_go_tools)" >&2; exit 1; }
+"$OLAREG_PEER" --port-file "$dir/olareg.port" --referrers-limit 4096 >"$dir/olareg.log" 2>&1 &
+echo $! > "$dir/olareg.pid"
+for _ in $(seq 100); do [ -s "$dir/olareg.port" ] && break; sleep 0.1; done
+[ -s "$dir/olareg.port" ] || { cat "$dir/olareg.log" >&2; exit 1; }
+olareg=127.0.0.1:$(cat "$dir/olareg.port")
+for name in paged buried; do
+  oci_image "$dir/img-$name" "pullguard cosign test: $name"
+  push_image "$dir/img-$name" "$olareg/cosign/app:$name"
+  digest[$name]=$IMAGE_DIGEST
+done
+python3 "$here/flood.py" "http://$olareg/v2/cosign/app" "${digest[paged]}" 60 --referrers-api
+python3 "$here/flood.py" "http://$olareg/v2/cosign/app" "${digest[buried]}" 200 --referrers-api
+cosign_sign a "$olareg/cosign/app@${digest[paged]}"
+cosign_sign a "$olareg/cosign/app@${digest[buried]}"
+
 # Notary v1, the way `docker trust sign` records a tag.
 notary_cli init "$repo" >/dev/null
 notary_cli addhash "$repo" notary "${size[notary]}" --sha256 "${digest[notary]#sha256:}" >/dev/null
@@ -148,6 +169,8 @@ notary_cli publish "$repo" >/dev/null
   echo "NOTARY_SIGNER_PID=$(cat "$dir/notary/signer.pid")"
   echo "REGISTRY_PID=$(cat "$dir/registry.pid")"
   echo "AUTH_REGISTRY_PID=$(cat "$dir/auth-registry.pid")"
+  echo "OLAREG_PID=$(cat "$dir/olareg.pid")"
+  echo "OLAREG=$olareg"
   echo "AUTH_REGISTRY=127.0.0.1:$auth_port"
   echo "PRIVATE=$private"
   printf '%s\n' "${public_good[@]}"

@@ -74,6 +74,10 @@ pub struct Referrers {
     pub broken: usize,
     /// Entries of other artifact types (SBOMs, attestations, …).
     pub other: usize,
+    /// The registry listed more than was read: pages past [`MAX_PAGES`], or matching
+    /// entries past [`MAX_REFERRERS`]. A signature may be among those not read, so a
+    /// caller that finds none must not take the image for unsigned.
+    pub unread: bool,
 }
 
 /// One answer of a GET.
@@ -287,6 +291,8 @@ impl Client {
                     Ok(d) if artifact_types.contains(&d.artifact_type.as_str()) => {
                         if found.matching.len() < MAX_REFERRERS {
                             found.matching.push(d);
+                        } else {
+                            found.unread = true;
                         }
                     }
                     Ok(_) => found.other += 1,
@@ -294,6 +300,7 @@ impl Client {
                 }
             }
             if found.matching.len() >= MAX_REFERRERS || pages >= MAX_PAGES {
+                found.unread |= got.next.is_some();
                 break;
             }
             if let Some(next) = got.next {
@@ -349,7 +356,7 @@ impl Client {
             .into_iter()
             .find(|e| url.starts_with(&format!("{}/", e.url)))
             .ok_or_else(|| Error::Invalid {
-                url: api::capped(url, 200),
+                url: codes::text::capped(url, 200),
                 detail: "a referrers page link to another origin".to_owned(),
             })
     }

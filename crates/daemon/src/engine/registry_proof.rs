@@ -131,6 +131,31 @@ impl Skipped {
     }
 }
 
+/// The refusal when no signature vouched: the most telling failure with what was passed
+/// over, or `lookup_budget_exceeded` when the registry listed more referrers than are
+/// read (a signature may be among them: piling referrers in front of one must not make
+/// a signed image pass for unsigned).
+pub(crate) fn refusal(
+    reason: ReasonCode,
+    message: &str,
+    referrers: &registry::Referrers,
+    unread: bool,
+    skipped: &Skipped,
+) -> Miss {
+    let note = skipped.note(referrers);
+    if unread {
+        return Miss::Refused(deny(
+            ReasonCode::LookupBudgetExceeded,
+            format!(
+                "{message}{note}; the registry lists more referrers than pullguard reads ({} pages, {} signatures): a signature may be among those not read. Remove stale referrers (old signatures, SBOMs) from the repository, or sign again",
+                registry::MAX_PAGES,
+                registry::MAX_REFERRERS
+            ),
+        ));
+    }
+    Miss::Refused(deny(reason, format!("{message}{note}")))
+}
+
 /// The cache and flights of one kind.
 pub(crate) struct RegistryProof {
     proof: Proof,
@@ -185,7 +210,7 @@ impl RegistryProof {
         tracing::debug!(image = %image, proof = self.proof.as_str(), us = started.elapsed().as_micros(), "signatures looked up");
         match found {
             Ok(v) => {
-                self.verified.insert(key, v.clone(), ttl);
+                self.verified.insert(key, v.clone());
                 Ok(v)
             }
             Err(Miss::Refused(d)) => Err(d),

@@ -147,7 +147,11 @@ impl CosignWorld {
     /// A hosts.toml directory that reaches the plain-HTTP registries, as containerd's.
     pub fn certs_d(&self) -> PathBuf {
         let d = self.dir.path().join("certs.d");
-        for reg in [self.get("REGISTRY"), self.get("AUTH_REGISTRY")] {
+        for reg in [
+            self.get("REGISTRY"),
+            self.get("AUTH_REGISTRY"),
+            self.get("OLAREG"),
+        ] {
             std::fs::create_dir_all(d.join(reg)).unwrap();
             std::fs::write(
                 d.join(reg).join("hosts.toml"),
