@@ -6,8 +6,10 @@ use time::OffsetDateTime;
 
 /// Stable, machine-readable reason for a rejection. The string forms are a contract:
 /// they appear in `pullguard trust verify --json`, in events, and in alerts.
+// Not `non_exhaustive`: the daemon maps every reason to its contract code in an
+// exhaustive match, so a new reason without a code is a compile error, not a run-time
+// `internal_error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum Reason {
     /// The repository has no trust data at all.
     NoTrustData,

@@ -1,32 +1,45 @@
 //! Caches and single flight for proofs: bounded maps with a time to live, and one
 //! computation per key at a time whose entries go away when nobody waits any more.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A map whose entries answer for `ttl` and that never holds more than `max` of them:
-/// past that, expired entries go first, then the oldest.
+/// A map whose entries answer for a time to live given when asked, and that never
+/// holds more than `max` of them: past that, the oldest goes. Eviction costs O(1)
+/// amortised (insertion order kept beside the map), not a scan of the full map under
+/// its lock.
 pub(crate) struct TtlCache<T> {
-    map: Mutex<HashMap<String, (T, Instant)>>,
+    inner: Mutex<Inner<T>>,
     max: usize,
+}
+
+struct Inner<T> {
+    map: HashMap<String, (T, Instant)>,
+    /// Keys in insertion order, with the insertion time; an entry whose time differs
+    /// from the map's was re-inserted since and is passed over.
+    order: VecDeque<(String, Instant)>,
 }
 
 impl<T: Clone> TtlCache<T> {
     pub(crate) fn new(max: usize) -> TtlCache<T> {
         TtlCache {
-            map: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            }),
             max,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (T, Instant)>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The value for `key` if it is younger than `ttl`.
     pub(crate) fn fresh(&self, key: &str, ttl: Duration) -> Option<T> {
         self.lock()
+            .map
             .get(key)
             .filter(|(_, at)| at.elapsed() < ttl)
             .map(|(v, _)| v.clone())
@@ -34,32 +47,38 @@ impl<T: Clone> TtlCache<T> {
 
     /// The value for `key` however old (`on_unreachable = "cached"`).
     pub(crate) fn any_age(&self, key: &str) -> Option<T> {
-        self.lock().get(key).map(|(v, _)| v.clone())
+        self.lock().map.get(key).map(|(v, _)| v.clone())
     }
 
-    pub(crate) fn insert(&self, key: String, value: T, ttl: Duration) {
-        let mut map = self.lock();
+    pub(crate) fn insert(&self, key: String, value: T) {
+        let mut inner = self.lock();
+        let Inner { map, order } = &mut *inner;
+        let now = Instant::now();
         if map.len() >= self.max && !map.contains_key(&key) {
-            map.retain(|_, (_, at)| at.elapsed() < ttl);
-            if map.len() >= self.max {
-                if let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, (_, at))| *at)
-                    .map(|(k, _)| k.clone())
-                {
-                    map.remove(&oldest);
+            while let Some((old, at)) = order.pop_front() {
+                if map.get(&old).is_some_and(|(_, t)| *t == at) {
+                    map.remove(&old);
+                    break;
                 }
             }
         }
-        map.insert(key, (value, Instant::now()));
+        map.insert(key.clone(), (value, now));
+        order.push_back((key, now));
+        // Re-inserted keys leave stale entries behind: drop them once they are as many
+        // as the live ones (amortised O(1) per insert).
+        if order.len() > 2 * self.max.max(1) {
+            order.retain(|(k, at)| map.get(k).is_some_and(|(_, t)| t == at));
+        }
     }
 
     pub(crate) fn clear(&self) {
-        self.lock().clear();
+        let mut inner = self.lock();
+        inner.map.clear();
+        inner.order.clear();
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 }
 
@@ -123,14 +142,38 @@ mod tests {
     fn the_cache_stays_within_its_bound_and_drops_the_oldest() {
         let c = TtlCache::new(2);
         let ttl = Duration::from_secs(60);
-        c.insert("a".into(), 1, ttl);
-        c.insert("b".into(), 2, ttl);
-        c.insert("c".into(), 3, ttl);
+        c.insert("a".into(), 1);
+        c.insert("b".into(), 2);
+        c.insert("c".into(), 3);
         assert_eq!(c.len(), 2);
         assert_eq!(c.fresh("a", ttl), None);
         assert_eq!(c.fresh("c", ttl), Some(3));
         assert_eq!(c.fresh("c", Duration::ZERO), None, "older than a zero ttl");
         assert_eq!(c.any_age("c"), Some(3));
+    }
+
+    #[test]
+    fn a_key_inserted_again_is_young_again_and_the_order_stays_bounded() {
+        let c = TtlCache::new(2);
+        let ttl = Duration::from_secs(60);
+        c.insert("a".into(), 1);
+        c.insert("b".into(), 2);
+        c.insert("a".into(), 10); // a is now the younger
+        c.insert("c".into(), 3); // b goes, not a
+        assert_eq!(
+            (c.fresh("a", ttl), c.fresh("b", ttl), c.fresh("c", ttl)),
+            (Some(10), None, Some(3))
+        );
+        for i in 0..1000 {
+            c.insert("a".into(), i);
+        }
+        assert_eq!(c.len(), 2);
+        assert!(c.lock().order.len() <= 4, "stale order entries are dropped");
+        assert_eq!(
+            c.fresh("c", ttl),
+            Some(3),
+            "re-inserting one key evicts nothing"
+        );
     }
 
     #[tokio::test]

@@ -177,10 +177,27 @@ pub struct ContainerCtx {
 const RECENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 const RECENT_MAX: usize = 4096;
 
-/// The contract's code for a trust-core reason (the same text; trust-core knows nothing
-/// of the daemon's codes).
+/// The contract's code for a trust-core reason (trust-core knows nothing of the daemon's
+/// codes). Exhaustive: a reason added there must be given its code here.
 pub(crate) fn reason_of(r: trust_core::Reason) -> ReasonCode {
-    ReasonCode::parse(r.as_str()).unwrap_or(ReasonCode::InternalError)
+    use trust_core::Reason;
+    match r {
+        Reason::NoTrustData => ReasonCode::NoTrustData,
+        Reason::BadSignature => ReasonCode::BadSignature,
+        Reason::ThresholdNotMet => ReasonCode::ThresholdNotMet,
+        Reason::RootNotPinned => ReasonCode::RootNotPinned,
+        Reason::RootRotationBroken => ReasonCode::RootRotationBroken,
+        Reason::CertificateExpired => ReasonCode::CertificateExpired,
+        Reason::Expired => ReasonCode::Expired,
+        Reason::StaleTimestamp => ReasonCode::StaleTimestamp,
+        Reason::Rollback => ReasonCode::Rollback,
+        Reason::HashMismatch => ReasonCode::HashMismatch,
+        Reason::LengthMismatch => ReasonCode::LengthMismatch,
+        Reason::UnknownTag => ReasonCode::UnknownTag,
+        Reason::DigestMismatch => ReasonCode::DigestMismatch,
+        Reason::MalformedMetadata => ReasonCode::MalformedMetadata,
+        Reason::Oversized => ReasonCode::Oversized,
+    }
 }
 
 /// Counters for status and metrics.
@@ -361,7 +378,7 @@ impl Engine {
     }
 
     fn remember(&self, key: String, verdict: &Verdict) {
-        self.recent.insert(key, verdict.clone(), RECENT_WINDOW);
+        self.recent.insert(key, verdict.clone());
     }
 
     /// A request that cannot be judged (a name or digest over the limits): refused with
@@ -550,5 +567,17 @@ impl Engine {
             }
         }
         verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// trust-core's reasons keep their text as contract codes (`trust verify --json` and
+    /// the daemon's verdicts say the same word).
+    #[test]
+    fn every_trust_core_reason_is_the_contract_code_of_the_same_name() {
+        for r in trust_core::Reason::ALL {
+            assert_eq!(super::reason_of(r).as_str(), r.as_str());
+        }
     }
 }

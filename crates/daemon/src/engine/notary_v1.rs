@@ -17,7 +17,7 @@ use super::cache::{Flights, TtlCache};
 use super::prepare::Loaded;
 use super::proof::{ProofKind, Query, Vouch};
 use super::{deny, reason_of, Denial, Engine};
-use crate::fetch::{FetchError, Fetcher};
+use notary_client::{FetchError, Fetcher};
 
 /// Repositories kept in memory at most, for each of the two caches.
 const CACHE_MAX: usize = 10_000;
@@ -82,7 +82,7 @@ impl ProofKind for NotaryV1 {
                             gun: &gun,
                         };
                         let repo = Arc::new(self.verify_repository(&at).await?);
-                        self.verified.insert(vkey, repo.clone(), ttl);
+                        self.verified.insert(vkey, repo.clone());
                         repo
                     }
                 }
@@ -237,7 +237,7 @@ impl NotaryV1 {
         match fetched {
             Ok(files) => {
                 let files = Arc::new(files);
-                self.files.insert(key.clone(), files.clone(), ttl);
+                self.files.insert(key.clone(), files.clone());
                 persist(engine, &key, &files);
                 Ok(files)
             }
