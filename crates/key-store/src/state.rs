@@ -20,6 +20,13 @@ use crate::{Error, Result};
 const FORMAT: u64 = 1;
 /// State files are small; anything larger is not ours.
 const MAX_STATE_FILE: u64 = 8 * 1024 * 1024;
+/// Cached trust data kept on disk at most (files, bytes): every repository pulled once
+/// leaves a blob, and the names pulled are not the operator's to choose. Past either
+/// bound the least recently written go; a repository whose blob went is fetched again,
+/// and only loses the `on_unreachable = "cached"` answer across a restart meanwhile.
+pub const MAX_CACHE_FILES: usize = 4096;
+/// See [`MAX_CACHE_FILES`].
+pub const MAX_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 /// Clocks are slewed by NTP; a step back of less than this is not an alarm.
 pub const CLOCK_TOLERANCE: time::Duration = time::Duration::minutes(5);
 
@@ -331,8 +338,24 @@ impl StateStore {
     /// Keeps a blob of cached trust data under `key`, durably. The content is
     /// re-verified before every use, so it needs no checksum of its own.
     pub fn save_cache(&self, key: &str, bytes: &[u8]) -> Result<()> {
-        private_dir(&self.dir.join("cache"))?;
-        write_atomic(&self.cache_path(key), bytes)
+        self.save_cache_within(key, bytes, MAX_CACHE_FILES, MAX_CACHE_BYTES)
+    }
+
+    /// [`save_cache`](Self::save_cache) with the bounds given (tests use small ones).
+    #[doc(hidden)]
+    pub fn save_cache_within(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        max_files: usize,
+        max_bytes: u64,
+    ) -> Result<()> {
+        let dir = self.dir.join("cache");
+        private_dir(&dir)?;
+        let path = self.cache_path(key);
+        write_atomic(&path, bytes)?;
+        prune_cache(&dir, &path, max_files, max_bytes);
+        Ok(())
     }
 
     /// The blob saved under `key`, if any (at most `limit` bytes).
@@ -356,5 +379,37 @@ impl StateStore {
         }
         out.sort();
         out
+    }
+}
+
+/// Removes the least recently written blobs of `dir` until at most `max_files` and
+/// `max_bytes` remain, `keep` (the one just written) never. Best effort: a blob that
+/// cannot be removed now is tried again on the next write.
+fn prune_cache(dir: &Path, keep: &Path, max_files: usize, max_bytes: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut blobs: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "bin"))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((m.modified().ok()?, m.len(), e.path()))
+        })
+        .collect();
+    let mut files = blobs.len();
+    let mut bytes: u64 = blobs.iter().map(|b| b.1).sum();
+    if files <= max_files && bytes <= max_bytes {
+        return;
+    }
+    blobs.sort();
+    for (_, len, path) in blobs {
+        if files <= max_files && bytes <= max_bytes {
+            break;
+        }
+        if path != keep && std::fs::remove_file(&path).is_ok() {
+            files -= 1;
+            bytes = bytes.saturating_sub(len);
+        }
     }
 }

@@ -260,3 +260,40 @@ fn verify_and_record_records_first_use_refuses_rollback_and_a_clock_gone_back() 
         other => panic!("a clock behind the last verification: {other:?}"),
     }
 }
+
+/// cache_flood: every repository pulled once leaves trust data on disk; a node pulling
+/// many names must not fill its disk. Past the bounds the least recently written go.
+#[test]
+fn the_trust_data_cache_on_disk_stays_within_its_bounds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = StateStore::open(tmp.path()).expect("open");
+    let count = |dir: &std::path::Path| std::fs::read_dir(dir.join("cache")).unwrap().count();
+    for i in 0..10 {
+        store
+            .save_cache_within(&format!("repo{i}"), &[i; 100], 4, 1 << 20)
+            .expect("save");
+        // Distinct modification times, so that "least recently written" is well defined.
+        std::thread::sleep(std::time::Duration::from_millis(15));
+    }
+    assert_eq!(count(tmp.path()), 4, "at most 4 files");
+    assert_eq!(
+        store.load_cache("repo0", 1 << 20).unwrap(),
+        None,
+        "the oldest went"
+    );
+    assert_eq!(
+        store.load_cache("repo9", 1 << 20).unwrap(),
+        Some(vec![9; 100]),
+        "the newest stays"
+    );
+    // By bytes: 300 allowed; the older blobs go until the total fits, never the new one.
+    store
+        .save_cache_within("big", &[1; 250], 100, 300)
+        .expect("save");
+    assert_eq!(
+        store.load_cache("big", 1 << 20).unwrap().map(|b| b.len()),
+        Some(250),
+        "the blob just written is never the one removed"
+    );
+    assert!(count(tmp.path()) <= 2, "{} files", count(tmp.path()));
+}
