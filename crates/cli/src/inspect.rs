@@ -63,6 +63,15 @@ fn split(reference: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// A role as `notary list` names its signer.
+fn signer(role: &str) -> String {
+    if role == "targets" {
+        "(Repo Admin)".to_owned()
+    } else {
+        role.strip_prefix("targets/").unwrap_or(role).to_owned()
+    }
+}
+
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
@@ -70,54 +79,9 @@ fn short(id: &str) -> &str {
 pub fn run(args: &Args) -> ExitCode {
     let (gun, tag) = split(&args.repository);
     let limits = Limits::default();
-    let files: RepoFiles = if let Some(dir) = &args.metadata_dir {
-        match crate::trust_verify::read_metadata_dir(dir, &limits) {
-            Ok(f) => f,
-            Err(e) => return fail(Exit::Usage, args.json, "unreadable", &e.0),
-        }
-    } else {
-        let server = policy::TrustServer {
-            name: "inspect".to_owned(),
-            url: args
-                .server
-                .clone()
-                .unwrap_or_default()
-                .trim_end_matches('/')
-                .to_owned(),
-            ca_file: args.ca.clone(),
-            timeout: std::time::Duration::from_secs(10),
-        };
-        let fetched = crate::daemon_client::block_on(async {
-            let fetcher = notary_client::Fetcher::new(&server)
-                .map_err(|e| (Exit::Usage, "bad_ca", e.to_string()))?;
-            fetcher.fetch(gun, None).await.map_err(|e| {
-                if matches!(e, notary_client::FetchError::NotFound { .. }) {
-                    (
-                        Exit::Refused,
-                        ReasonCode::NoTrustData.as_str(),
-                        e.to_string(),
-                    )
-                } else {
-                    (
-                        Exit::Unreachable,
-                        ReasonCode::TrustServerUnreachable.as_str(),
-                        e.to_string(),
-                    )
-                }
-            })
-        });
-        match fetched {
-            Ok(Ok(f)) => f,
-            Ok(Err((code, error, m))) => return fail(code, args.json, error, &m),
-            Err(m) => {
-                return fail(
-                    Exit::Usage,
-                    args.json,
-                    ReasonCode::InternalError.as_str(),
-                    &m,
-                )
-            }
-        }
+    let files = match trust_data(args, gun, &limits) {
+        Ok(f) => f,
+        Err(code) => return code,
     };
     if let Some(id) = args
         .root_key_ids
@@ -143,19 +107,9 @@ pub fn run(args: &Args) -> ExitCode {
     } else {
         RootAnchor::Pinned(&pins)
     };
-    let now = match &args.now {
-        None => OffsetDateTime::now_utc(),
-        Some(t) => match OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
-            Ok(t) => t,
-            Err(e) => {
-                return fail(
-                    Exit::Usage,
-                    args.json,
-                    "bad_usage",
-                    &format!("--now {t:?} is not an RFC 3339 time: {e}"),
-                )
-            }
-        },
+    let now = match clock(args) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let opts = VerifyOptions::new(gun, now, anchor);
     let repo = match trust_core::verify(&files, &opts) {
@@ -186,13 +140,6 @@ pub fn run(args: &Args) -> ExitCode {
             }
         }
     }
-    let signer = |role: &str| -> String {
-        if role == "targets" {
-            "(Repo Admin)".to_owned()
-        } else {
-            role.strip_prefix("targets/").unwrap_or(role).to_owned()
-        }
-    };
     // tag -> (digest, size, signers), signers in walk order.
     let mut tags: BTreeMap<&str, (String, u64, Vec<String>)> = BTreeMap::new();
     for (role, name, meta) in repo.signed_targets() {
@@ -246,9 +193,84 @@ pub fn run(args: &Args) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    print_text(gun, &tags, &delegations, &admin, &repo);
+    ExitCode::SUCCESS
+}
+
+/// The repository's trust data: from a directory, or fetched from the trust server.
+fn trust_data(args: &Args, gun: &str, limits: &Limits) -> Result<RepoFiles, ExitCode> {
+    if let Some(dir) = &args.metadata_dir {
+        match crate::trust_verify::read_metadata_dir(dir, limits) {
+            Ok(f) => Ok(f),
+            Err(e) => Err(fail(Exit::Usage, args.json, "unreadable", &e.0)),
+        }
+    } else {
+        let url = args.server.clone().unwrap_or_default();
+        let fetched = crate::daemon_client::block_on(async {
+            let fetcher = notary_client::Fetcher::new(
+                "inspect",
+                url.trim_end_matches('/'),
+                args.ca.as_deref(),
+                std::time::Duration::from_secs(10),
+            )
+            .map_err(|e| (Exit::Usage, "bad_ca", e.to_string()))?;
+            fetcher.fetch(gun, None).await.map_err(|e| {
+                if matches!(e, notary_client::FetchError::NotFound { .. }) {
+                    (
+                        Exit::Refused,
+                        ReasonCode::NoTrustData.as_str(),
+                        e.to_string(),
+                    )
+                } else {
+                    (
+                        Exit::Unreachable,
+                        ReasonCode::TrustServerUnreachable.as_str(),
+                        e.to_string(),
+                    )
+                }
+            })
+        });
+        match fetched {
+            Ok(Ok(f)) => Ok(f),
+            Ok(Err((code, error, m))) => Err(fail(code, args.json, error, &m)),
+            Err(m) => Err(fail(
+                Exit::Usage,
+                args.json,
+                ReasonCode::InternalError.as_str(),
+                &m,
+            )),
+        }
+    }
+}
+
+/// The time verified at: now, or `--now`.
+fn clock(args: &Args) -> Result<OffsetDateTime, ExitCode> {
+    match &args.now {
+        None => Ok(OffsetDateTime::now_utc()),
+        Some(t) => match OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(fail(
+                Exit::Usage,
+                args.json,
+                "bad_usage",
+                &format!("--now {t:?} is not an RFC 3339 time: {e}"),
+            )),
+        },
+    }
+}
+
+/// The human-readable summary, laid out as `notary list` and `docker trust inspect
+/// --pretty` print theirs.
+fn print_text(
+    gun: &str,
+    tags: &BTreeMap<&str, (String, u64, Vec<String>)>,
+    delegations: &BTreeMap<String, Vec<String>>,
+    admin: &dyn Fn(&str) -> Vec<String>,
+    repo: &trust_core::VerifiedRepo,
+) {
     println!("Signatures for {gun}\n");
     println!("{:<24} {:<66} SIGNERS", "SIGNED TAG", "DIGEST");
-    for (name, (d, _, s)) in &tags {
+    for (name, (d, _, s)) in tags {
         println!("{name:<24} {d:<66} {}", s.join(", "));
     }
     println!("\nList of signers and their keys for {gun}\n");
@@ -256,7 +278,7 @@ pub fn run(args: &Args) -> ExitCode {
         println!("No signers (delegations): only the repository key signs.");
     } else {
         println!("{:<24} KEYS", "SIGNER");
-        for (role, keys) in &delegations {
+        for (role, keys) in delegations {
             let ks: Vec<&str> = keys.iter().map(|k| short(k)).collect();
             println!("{:<24} {}", signer(role), ks.join(", "));
         }
@@ -273,7 +295,11 @@ pub fn run(args: &Args) -> ExitCode {
     println!("\nRoles\n");
     println!("{:<24} {:>8}  EXPIRES", "ROLE", "VERSION");
     for (r, i) in &repo.roles {
-        println!("{r:<24} {:>8}  {}", i.version, fmt_time(i.expires));
+        println!(
+            "{r:<24} {:>8}  {}",
+            i.version,
+            trust_core::fmt_time(&i.expires)
+        );
     }
     for (role, why) in repo.skipped_roles() {
         println!("{role:<24} skipped: {why}");
@@ -290,7 +316,6 @@ pub fn run(args: &Args) -> ExitCode {
             other => other.to_owned(),
         }
     );
-    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -193,282 +193,325 @@ fn execute(dirs: &Dirs, command: &Command) -> Result<ExitCode, String> {
             algorithm,
             role,
             gun,
-        } => {
-            let alg = match algorithm {
-                Algorithm::Ed25519 => KeyAlgorithm::Ed25519,
-                Algorithm::Ecdsa => KeyAlgorithm::Ecdsa,
-            };
-            let pass = passphrase(
-                "PULLGUARD_KEY_PASSPHRASE",
-                "Passphrase for the new key: ",
-                true,
-            )?;
-            let key = SigningKey::generate(alg, Some(role.clone()), gun.clone());
-            let path = key_dir(dirs)?
-                .store(&key, &pass)
-                .map_err(|e| e.to_string())?;
-            if dirs.json {
-                let mut v = key_json(&key, &path);
-                v["public_pem"] = json!(key.public_pem());
-                println!("{v}");
-            } else {
-                println!(
-                    "generated {} key {} for role {role}",
-                    key.keytype(),
-                    key.key_id()
-                );
-                println!("stored encrypted in {}", path.display());
-                print!("{}", key.public_pem());
-            }
-        }
-        Command::Import { files, role, gun } => {
-            let import_pass = passphrase(
-                "PULLGUARD_IMPORT_PASSPHRASE",
-                "Passphrase of the key files: ",
-                false,
-            )?;
-            let store_pass = passphrase(
-                "PULLGUARD_KEY_PASSPHRASE",
-                "Passphrase to store them with: ",
-                true,
-            )?;
-            let dir = key_dir(dirs)?;
-            let from_terminal = std::env::var_os("PULLGUARD_IMPORT_PASSPHRASE").is_none();
-            let mut out = Vec::new();
-            let mut failed = Vec::new();
-            // Every file is tried: one wrong passphrase does not leave the operator
-            // guessing which of the others were imported.
-            for file in files {
-                let label = file.display().to_string();
-                let imported = std::fs::read(file)
-                    .map_err(|e| format!("cannot read {label}: {e}"))
-                    .and_then(|bytes| {
-                        match SigningKey::from_pem(&bytes, &import_pass, &label) {
-                            // On a terminal, a file with its own passphrase gets asked for it.
-                            Err(key_store::Error::BadPassphrase { .. }) if from_terminal => {
-                                let own = passphrase(
-                                    "PULLGUARD_IMPORT_PASSPHRASE",
-                                    &format!("Passphrase of {label}: "),
-                                    false,
-                                )?;
-                                SigningKey::from_pem(&bytes, &own, &label)
-                            }
-                            other => other,
-                        }
-                        .map_err(|e| e.to_string())
-                    })
-                    .and_then(|mut key| {
-                        if key.role.is_none() {
-                            key.role = role.clone().or_else(|| legacy_role(file));
-                        }
-                        if key.gun.is_none() {
-                            key.gun = gun.clone();
-                        }
-                        let path = dir.store(&key, &store_pass).map_err(|e| e.to_string())?;
-                        Ok((key, path))
-                    });
-                match imported {
-                    Ok((key, path)) => {
-                        if !dirs.json {
-                            println!(
-                                "imported {} key {} (role {}) from {label}",
-                                key.keytype(),
-                                key.key_id(),
-                                key.role.as_deref().unwrap_or("unknown"),
-                            );
-                        }
-                        out.push(key_json(&key, &path));
-                    }
-                    Err(e) => {
-                        if !dirs.json {
-                            println!("NOT imported {label}: {e}");
-                        }
-                        failed.push(json!({"file": label, "error": e}));
-                    }
-                }
-            }
-            if dirs.json {
-                println!("{}", json!({"imported": out, "failed": failed}));
-            } else if !failed.is_empty() {
-                println!(
-                    "imported {} of {} files; {} not imported (see above)",
-                    out.len(),
-                    files.len(),
-                    failed.len()
-                );
-            }
-            if !failed.is_empty() {
-                return Ok(ExitCode::from(Exit::Refused));
-            }
-        }
-        Command::List => {
-            // A mistyped --keys-dir would otherwise list "0 pins" and succeed.
-            match std::fs::metadata(&dirs.keys_dir) {
-                Ok(m) if m.is_dir() => {}
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    return Err(format!(
-                        "cannot read keys directory {}: permission denied (it is root's: run this as root)",
-                        dirs.keys_dir.display()
-                    ))
-                }
-                _ => {
-                    return Err(format!(
-                        "keys directory {} does not exist (set it with --keys-dir; pullguardd reads [daemon] keys_dir)",
-                        dirs.keys_dir.display()
-                    ))
-                }
-            }
-            let keys = if dirs.keys_dir.join("private").exists() {
-                key_dir(dirs)?.list().map_err(|e| e.to_string())?
-            } else {
-                Vec::new()
-            };
-            let (anchors, warnings) =
-                TrustAnchors::load(&dirs.keys_dir).map_err(|e| e.to_string())?;
-            for w in &warnings {
-                eprintln!("pullguard: warning: {w}");
-            }
-            if dirs.json {
-                let keys: Vec<_> = keys
-                    .iter()
-                    .map(|k| json!({"key_id": k.id, "role": k.role, "gun": k.gun, "path": k.path}))
-                    .collect();
-                let anchors: Vec<_> = anchors
-                    .all()
-                    .iter()
-                    .map(|a| {
-                        json!({"repository": a.repository, "root_certs": a.pins.certs.len(),
-                               "root_key_ids": a.pins.key_ids, "root_cas": a.pins.cas.len(), "tofu": a.tofu})
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    json!({"keys": keys, "anchors": anchors, "warnings": warnings.iter().map(ToString::to_string).collect::<Vec<_>>()})
-                );
-            } else {
-                println!("signing keys ({}):", keys.len());
-                for k in &keys {
-                    println!(
-                        "  {}  role {}  {}",
-                        k.id,
-                        k.role.as_deref().unwrap_or("-"),
-                        k.gun.as_deref().unwrap_or("")
-                    );
-                }
-                println!("pinned repositories ({}):", anchors.all().len());
-                for a in anchors.all() {
-                    println!(
-                        "  {}  certs {}  key IDs {}  CAs {}{}",
-                        a.repository,
-                        a.pins.certs.len(),
-                        a.pins.key_ids.len(),
-                        a.pins.cas.len(),
-                        if a.tofu { "  TOFU allowed" } else { "" }
-                    );
-                }
-            }
-        }
+        } => generate(dirs, *algorithm, role, gun.as_ref()),
+        Command::Import { files, role, gun } => import(dirs, files, role.as_ref(), gun.as_ref()),
+        Command::List => list(dirs),
         Command::Pin {
             repository,
             cert,
             key_id,
             ca,
             tofu,
-        } => {
-            let mut specs: Vec<PinSpec> = cert.iter().cloned().map(PinSpec::Cert).collect();
-            specs.extend(key_id.iter().cloned().map(PinSpec::KeyId));
-            specs.extend(ca.iter().cloned().map(PinSpec::Ca));
-            if *tofu {
-                specs.push(PinSpec::Tofu);
-            }
-            if specs.is_empty() {
-                return Err("say what to pin: --cert, --key-id, --ca or --tofu".to_owned());
-            }
-            for spec in &specs {
-                pin(&dirs.keys_dir, repository, spec).map_err(|e| e.to_string())?;
-            }
-            if dirs.json {
-                println!(
-                    "{}",
-                    json!({"ok": true, "repository": repository, "pinned": specs.len()})
-                );
-            } else {
-                println!(
-                    "pinned {} item(s) for {repository} in {}",
-                    specs.len(),
-                    dirs.keys_dir.display()
-                );
-            }
-        }
-        Command::Unpin { repository } => {
-            let removed = unpin(&dirs.keys_dir, repository).map_err(|e| e.to_string())?;
-            if dirs.json {
-                println!("{}", json!({"ok": removed, "repository": repository}));
-            } else if removed {
-                println!("removed the pins of {repository}");
-            } else {
-                println!("{repository} had no pins");
-            }
-            if !removed {
-                return Ok(ExitCode::from(Exit::Refused));
-            }
-        }
-        Command::ShowState { gun } => {
-            let store = StateStore::open(&dirs.state_dir).map_err(|e| e.to_string())?;
-            let record = store.load(gun).map_err(|e| e.to_string())?;
-            let last = store.last_verified().map_err(|e| e.to_string())?;
-            match record {
-                None => {
-                    if dirs.json {
-                        println!("{}", json!({"gun": gun, "state": null}));
-                    } else {
-                        println!("no trusted state for {gun}");
+        } => pin_items(dirs, repository, cert, key_id, ca, *tofu),
+        Command::Unpin { repository } => unpin_repository(dirs, repository),
+        Command::ShowState { gun } => show_state(dirs, gun),
+        Command::ForgetState { gun, clock } => forget_state(dirs, gun.as_deref(), *clock),
+    }
+}
+
+/// `keys generate`: a new signing key, stored encrypted.
+fn generate(
+    dirs: &Dirs,
+    algorithm: Algorithm,
+    role: &str,
+    gun: Option<&String>,
+) -> Result<ExitCode, String> {
+    let alg = match algorithm {
+        Algorithm::Ed25519 => KeyAlgorithm::Ed25519,
+        Algorithm::Ecdsa => KeyAlgorithm::Ecdsa,
+    };
+    let pass = passphrase(
+        "PULLGUARD_KEY_PASSPHRASE",
+        "Passphrase for the new key: ",
+        true,
+    )?;
+    let key = SigningKey::generate(alg, Some(role.to_owned()), gun.cloned());
+    let path = key_dir(dirs)?
+        .store(&key, &pass)
+        .map_err(|e| e.to_string())?;
+    if dirs.json {
+        let mut v = key_json(&key, &path);
+        v["public_pem"] = json!(key.public_pem());
+        println!("{v}");
+    } else {
+        println!(
+            "generated {} key {} for role {role}",
+            key.keytype(),
+            key.key_id()
+        );
+        println!("stored encrypted in {}", path.display());
+        print!("{}", key.public_pem());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys import`: every file tried, each imported or listed with why not.
+fn import(
+    dirs: &Dirs,
+    files: &[PathBuf],
+    role: Option<&String>,
+    gun: Option<&String>,
+) -> Result<ExitCode, String> {
+    let import_pass = passphrase(
+        "PULLGUARD_IMPORT_PASSPHRASE",
+        "Passphrase of the key files: ",
+        false,
+    )?;
+    let store_pass = passphrase(
+        "PULLGUARD_KEY_PASSPHRASE",
+        "Passphrase to store them with: ",
+        true,
+    )?;
+    let dir = key_dir(dirs)?;
+    let from_terminal = std::env::var_os("PULLGUARD_IMPORT_PASSPHRASE").is_none();
+    let mut out = Vec::new();
+    let mut failed = Vec::new();
+    // Every file is tried: one wrong passphrase does not leave the operator
+    // guessing which of the others were imported.
+    for file in files {
+        let label = file.display().to_string();
+        let imported = std::fs::read(file)
+            .map_err(|e| format!("cannot read {label}: {e}"))
+            .and_then(|bytes| {
+                match SigningKey::from_pem(&bytes, &import_pass, &label) {
+                    // On a terminal, a file with its own passphrase gets asked for it.
+                    Err(key_store::Error::BadPassphrase { .. }) if from_terminal => {
+                        let own = passphrase(
+                            "PULLGUARD_IMPORT_PASSPHRASE",
+                            &format!("Passphrase of {label}: "),
+                            false,
+                        )?;
+                        SigningKey::from_pem(&bytes, &own, &label)
                     }
-                    return Ok(ExitCode::from(Exit::Refused));
+                    other => other,
                 }
-                Some(r) if dirs.json => println!(
-                    "{}",
-                    json!({"gun": gun, "versions": r.trusted.versions, "last_verified": r.last_verified,
-                           "tofu": r.tofu, "node_last_verified": last.map(|t| trust_core::fmt_time(&t)),
-                           "file": store.path_for(gun)})
+                .map_err(|e| e.to_string())
+            })
+            .and_then(|mut key| {
+                if key.role.is_none() {
+                    key.role = role.cloned().or_else(|| legacy_role(file));
+                }
+                if key.gun.is_none() {
+                    key.gun = gun.cloned();
+                }
+                let path = dir.store(&key, &store_pass).map_err(|e| e.to_string())?;
+                Ok((key, path))
+            });
+        match imported {
+            Ok((key, path)) => {
+                if !dirs.json {
+                    println!(
+                        "imported {} key {} (role {}) from {label}",
+                        key.keytype(),
+                        key.key_id(),
+                        key.role.as_deref().unwrap_or("unknown"),
+                    );
+                }
+                out.push(key_json(&key, &path));
+            }
+            Err(e) => {
+                if !dirs.json {
+                    println!("NOT imported {label}: {e}");
+                }
+                failed.push(json!({"file": label, "error": e}));
+            }
+        }
+    }
+    if dirs.json {
+        println!("{}", json!({"imported": out, "failed": failed}));
+    } else if !failed.is_empty() {
+        println!(
+            "imported {} of {} files; {} not imported (see above)",
+            out.len(),
+            files.len(),
+            failed.len()
+        );
+    }
+    if !failed.is_empty() {
+        return Ok(ExitCode::from(Exit::Refused));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys list`: the signing keys and the pinned repositories.
+fn list(dirs: &Dirs) -> Result<ExitCode, String> {
+    // A mistyped --keys-dir would otherwise list "0 pins" and succeed.
+    match std::fs::metadata(&dirs.keys_dir) {
+        Ok(m) if m.is_dir() => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(format!(
+                "cannot read keys directory {}: permission denied (it is root's: run this as root)",
+                dirs.keys_dir.display()
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "keys directory {} does not exist (set it with --keys-dir; pullguardd reads [daemon] keys_dir)",
+                dirs.keys_dir.display()
+            ))
+        }
+    }
+    let keys = if dirs.keys_dir.join("private").exists() {
+        key_dir(dirs)?.list().map_err(|e| e.to_string())?
+    } else {
+        Vec::new()
+    };
+    let (anchors, warnings) = TrustAnchors::load(&dirs.keys_dir).map_err(|e| e.to_string())?;
+    for w in &warnings {
+        eprintln!("pullguard: warning: {w}");
+    }
+    if dirs.json {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|k| json!({"key_id": k.id, "role": k.role, "gun": k.gun, "path": k.path}))
+            .collect();
+        let anchors: Vec<_> = anchors
+            .all()
+            .iter()
+            .map(|a| {
+                json!({"repository": a.repository, "root_certs": a.pins.certs.len(),
+                       "root_key_ids": a.pins.key_ids, "root_cas": a.pins.cas.len(), "tofu": a.tofu})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"keys": keys, "anchors": anchors, "warnings": warnings.iter().map(ToString::to_string).collect::<Vec<_>>()})
+        );
+    } else {
+        println!("signing keys ({}):", keys.len());
+        for k in &keys {
+            println!(
+                "  {}  role {}  {}",
+                k.id,
+                k.role.as_deref().unwrap_or("-"),
+                k.gun.as_deref().unwrap_or("")
+            );
+        }
+        println!("pinned repositories ({}):", anchors.all().len());
+        for a in anchors.all() {
+            println!(
+                "  {}  certs {}  key IDs {}  CAs {}{}",
+                a.repository,
+                a.pins.certs.len(),
+                a.pins.key_ids.len(),
+                a.pins.cas.len(),
+                if a.tofu { "  TOFU allowed" } else { "" }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys pin`: root certificates, key IDs, CAs or TOFU for a repository pattern.
+fn pin_items(
+    dirs: &Dirs,
+    repository: &str,
+    cert: &[PathBuf],
+    key_id: &[String],
+    ca: &[PathBuf],
+    tofu: bool,
+) -> Result<ExitCode, String> {
+    let mut specs: Vec<PinSpec> = cert.iter().cloned().map(PinSpec::Cert).collect();
+    specs.extend(key_id.iter().cloned().map(PinSpec::KeyId));
+    specs.extend(ca.iter().cloned().map(PinSpec::Ca));
+    if tofu {
+        specs.push(PinSpec::Tofu);
+    }
+    if specs.is_empty() {
+        return Err("say what to pin: --cert, --key-id, --ca or --tofu".to_owned());
+    }
+    for spec in &specs {
+        pin(&dirs.keys_dir, repository, spec).map_err(|e| e.to_string())?;
+    }
+    if dirs.json {
+        println!(
+            "{}",
+            json!({"ok": true, "repository": repository, "pinned": specs.len()})
+        );
+    } else {
+        println!(
+            "pinned {} item(s) for {repository} in {}",
+            specs.len(),
+            dirs.keys_dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys unpin`.
+fn unpin_repository(dirs: &Dirs, repository: &str) -> Result<ExitCode, String> {
+    let removed = unpin(&dirs.keys_dir, repository).map_err(|e| e.to_string())?;
+    if dirs.json {
+        println!("{}", json!({"ok": removed, "repository": repository}));
+    } else if removed {
+        println!("removed the pins of {repository}");
+    } else {
+        println!("{repository} had no pins");
+    }
+    if !removed {
+        return Ok(ExitCode::from(Exit::Refused));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys show-state`: the versions and TOFU record kept for a repository.
+fn show_state(dirs: &Dirs, gun: &str) -> Result<ExitCode, String> {
+    let store = StateStore::open(&dirs.state_dir).map_err(|e| e.to_string())?;
+    let record = store.load(gun).map_err(|e| e.to_string())?;
+    let last = store.last_verified().map_err(|e| e.to_string())?;
+    match record {
+        None => {
+            if dirs.json {
+                println!("{}", json!({"gun": gun, "state": null}));
+            } else {
+                println!("no trusted state for {gun}");
+            }
+            return Ok(ExitCode::from(Exit::Refused));
+        }
+        Some(r) if dirs.json => println!(
+            "{}",
+            json!({"gun": gun, "versions": r.trusted.versions, "last_verified": r.last_verified,
+                   "tofu": r.tofu, "node_last_verified": last.map(|t| trust_core::fmt_time(&t)),
+                   "file": store.path_for(gun)})
+        ),
+        Some(r) => {
+            println!("{gun} (state in {})", store.path_for(gun).display());
+            println!("  last verified {}", r.last_verified);
+            for (role, v) in &r.trusted.versions {
+                println!("  {role:<24} version {v}");
+            }
+            match &r.tofu {
+                Some(t) => println!(
+                    "  root trusted on first use at {} (root version {}, keys {})",
+                    t.first_use,
+                    t.root_version,
+                    t.root_key_ids.join(", ")
                 ),
-                Some(r) => {
-                    println!("{gun} (state in {})", store.path_for(gun).display());
-                    println!("  last verified {}", r.last_verified);
-                    for (role, v) in &r.trusted.versions {
-                        println!("  {role:<24} version {v}");
-                    }
-                    match &r.tofu {
-                        Some(t) => println!(
-                            "  root trusted on first use at {} (root version {}, keys {})",
-                            t.first_use,
-                            t.root_version,
-                            t.root_key_ids.join(", ")
-                        ),
-                        None => println!("  root trusted through pins or a trusted root"),
-                    }
-                }
+                None => println!("  root trusted through pins or a trusted root"),
             }
         }
-        Command::ForgetState { gun, clock } => {
-            let store = StateStore::open(&dirs.state_dir).map_err(|e| e.to_string())?;
-            let (what, done) = if *clock {
-                (
-                    "the recorded clock",
-                    store.forget_clock().map_err(|e| e.to_string())?,
-                )
-            } else {
-                let gun = gun.as_deref().unwrap_or_default();
-                (gun, store.forget(gun).map_err(|e| e.to_string())?)
-            };
-            if dirs.json {
-                println!("{}", json!({"ok": true, "forgot": done}));
-            } else if done {
-                println!("forgot {what}; the next verification starts over");
-            } else {
-                println!("nothing was stored for {what}");
-            }
-        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keys forget-state`: a repository's record, or the recorded clock.
+fn forget_state(dirs: &Dirs, gun: Option<&str>, clock: bool) -> Result<ExitCode, String> {
+    let store = StateStore::open(&dirs.state_dir).map_err(|e| e.to_string())?;
+    let (what, done) = if clock {
+        (
+            "the recorded clock",
+            store.forget_clock().map_err(|e| e.to_string())?,
+        )
+    } else {
+        let gun = gun.unwrap_or_default();
+        (gun, store.forget(gun).map_err(|e| e.to_string())?)
+    };
+    if dirs.json {
+        println!("{}", json!({"ok": true, "forgot": done}));
+    } else if done {
+        println!("forgot {what}; the next verification starts over");
+    } else {
+        println!("nothing was stored for {what}");
     }
     Ok(ExitCode::SUCCESS)
 }

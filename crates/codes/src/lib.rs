@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+pub mod text;
+
 macro_rules! codes {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
         $(#[$meta])*

@@ -13,8 +13,6 @@ use std::sync::Arc;
 
 pub mod engine;
 pub mod events;
-/// The Notary client (its own crate; kept under this name for the daemon's modules).
-pub use notary_client as fetch;
 pub mod metrics;
 pub mod nri;
 pub mod offline;

@@ -53,6 +53,85 @@ fn reason_codes_and_the_docs_are_the_same_set() {
     }
 }
 
+/// Contract values stay enums inside the code: nothing outside the codes crate turns
+/// text back into a reason code, so a reason without its code is a compile error (an
+/// exhaustive match), never an `internal_error` at run time.
+#[test]
+fn no_reason_code_is_parsed_back_from_text() {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, found);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && std::fs::read_to_string(&p)
+                    .unwrap()
+                    .contains("ReasonCode::parse(")
+            {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut found = Vec::new();
+    for c in std::fs::read_dir(&crates).unwrap() {
+        let c = c.unwrap().path();
+        if c.file_name().is_some_and(|n| n != "codes") && c.join("src").is_dir() {
+            walk(&c.join("src"), &mut found);
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "reason codes parsed from text in {found:?}"
+    );
+}
+
+/// docs/architecture.md's crate table names each workspace crate's workspace
+/// dependencies exactly as its Cargo.toml does.
+#[test]
+fn the_crate_table_is_the_dependency_graph() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let arch = doc("architecture.md");
+    let section = arch.split("## Crates").nth(1).unwrap();
+    let mut documented = std::collections::BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let name = cells[1].split('`').nth(1).unwrap().to_owned();
+        let deps: std::collections::BTreeSet<String> = cells[2]
+            .split(',')
+            .map(|d| d.trim().to_owned())
+            .filter(|d| !d.is_empty() && d != "—")
+            .collect();
+        documented.insert(name, deps);
+    }
+    let mut manifests: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("Cargo.toml"))
+        .collect();
+    manifests.push(root.join("bench/driver/Cargo.toml"));
+    let mut actual = std::collections::BTreeMap::new();
+    for m in manifests {
+        let text = std::fs::read_to_string(&m).unwrap();
+        let doc: toml::Table = text.parse().unwrap();
+        let name = doc["package"]["name"].as_str().unwrap().to_owned();
+        let deps = doc
+            .get("dependencies")
+            .and_then(|d| d.as_table())
+            .map(|t| {
+                t.keys()
+                    .filter(|k| root.join("crates").join(k.as_str()).is_dir())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        actual.insert(name, deps);
+    }
+    assert_eq!(
+        documented, actual,
+        "docs/architecture.md ## Crates vs Cargo.toml"
+    );
+}
+
 /// The event kinds of docs/reasons.md (its "Event kinds" section) are exactly the
 /// contract's.
 #[test]

@@ -13,7 +13,6 @@
 
 use std::time::Duration;
 
-use policy::TrustServer;
 use trust_core::{Limits, RepoFiles};
 
 /// Why trust data could not be fetched.
@@ -87,7 +86,11 @@ const MAX_ERROR_ANSWER: usize = 64 * 1024;
 /// reading failed.
 async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, Option<String>> {
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| Some(api::error_chain(&e)))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Some(codes::text::error_chain(&e)))?
+    {
         if out.len() + chunk.len() > limit {
             return Err(None);
         }
@@ -114,13 +117,19 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// A client with the server's CA (the only roots trusted for it, when set) and
-    /// timeouts; TLS 1.2 or later.
-    pub fn new(server: &TrustServer) -> Result<Fetcher, FetchError> {
+    /// A client for the trust server `name` (the policy's name for it, for messages) at
+    /// `url`, with its CA (the only roots trusted for it, when set) and connect and read
+    /// `timeout`; TLS 1.2 or later.
+    pub fn new(
+        name: &str,
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        timeout: Duration,
+    ) -> Result<Fetcher, FetchError> {
         use_ring_for_tls();
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(server.timeout)
-            .timeout(server.timeout)
+            .connect_timeout(timeout)
+            .timeout(timeout)
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -128,9 +137,9 @@ impl Fetcher {
             // would only hold descriptors after a burst of cold repositories.
             .pool_max_idle_per_host(5)
             .user_agent(concat!("pullguardd/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &server.ca_file {
+        if let Some(ca) = ca_file {
             let bad = |detail: String| FetchError::BadCa {
-                server: server.name.clone(),
+                server: name.to_owned(),
                 path: ca.display().to_string(),
                 detail,
             };
@@ -145,13 +154,13 @@ impl Fetcher {
             builder = builder.tls_certs_only(certs);
         }
         let client = builder.build().map_err(|e| FetchError::BadCa {
-            server: server.name.clone(),
+            server: name.to_owned(),
             path: String::new(),
             detail: e.to_string(),
         })?;
         Ok(Fetcher {
             client,
-            url: server.url.clone(),
+            url: url.to_owned(),
             limits: Limits::default(),
         })
     }
@@ -238,7 +247,7 @@ impl Fetcher {
         let resp = request
             .send()
             .await
-            .map_err(|e| unreachable(api::error_chain(&e)))?;
+            .map_err(|e| unreachable(codes::text::error_chain(&e)))?;
         if !resp.status().is_success() {
             return Err(unreachable(format!("HTTP {}", resp.status())));
         }
@@ -266,7 +275,7 @@ impl Fetcher {
                 .map_err(|e| FetchError::Unreachable {
                     server: self.url.clone(),
                     file: role.clone(),
-                    detail: api::error_chain(&e),
+                    detail: codes::text::error_chain(&e),
                 })?;
             form = form.part("files", part);
         }
@@ -279,7 +288,7 @@ impl Fetcher {
             .await
             .map_err(|e| FetchError::UploadFailed {
                 server: self.url.clone(),
-                detail: api::error_chain(&e),
+                detail: codes::text::error_chain(&e),
             })?;
         let status = resp.status();
         if status.is_success() {
@@ -437,4 +446,4 @@ fn listed_delegations(snapshot: &[u8]) -> Vec<(String, u64)> {
         .collect()
 }
 
-pub use api::error_chain;
+pub use codes::text::error_chain;

@@ -164,14 +164,13 @@ pub use session::{signed_body, Change, RoleKey, Session};
 pub(crate) fn connect(
     target: &Target,
 ) -> Result<(notary_client::Fetcher, StateStore, KeyDir), Failure> {
-    let server = policy::TrustServer {
-        name: "publish".to_owned(),
-        url: target.server.trim_end_matches('/').to_owned(),
-        ca_file: target.ca.clone(),
-        timeout: std::time::Duration::from_secs(30),
-    };
-    let fetcher = notary_client::Fetcher::new(&server)
-        .map_err(|e| failure(Class::Usage, Kind::BadTrustServer, e.to_string()))?;
+    let fetcher = notary_client::Fetcher::new(
+        "publish",
+        target.server.trim_end_matches('/'),
+        target.ca.as_deref(),
+        std::time::Duration::from_secs(30),
+    )
+    .map_err(|e| failure(Class::Usage, Kind::BadTrustServer, e.to_string()))?;
     let state = StateStore::open(&target.state_dir).map_err(|e| {
         failure(
             Class::Usage,

@@ -183,7 +183,7 @@ fn place(ip: std::net::IpAddr) -> Place {
 async fn addresses(url: &reqwest::Url) -> Result<Vec<std::net::SocketAddr>, String> {
     let host = url
         .host_str()
-        .ok_or_else(|| format!("{} names no host", api::capped(url.as_str(), 200)))?;
+        .ok_or_else(|| format!("{} names no host", codes::text::capped(url.as_str(), 200)))?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let port = url.port_or_known_default().unwrap_or(443);
     if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
@@ -191,10 +191,13 @@ async fn addresses(url: &reqwest::Url) -> Result<Vec<std::net::SocketAddr>, Stri
     }
     let addrs: Vec<_> = tokio::net::lookup_host((bare, port))
         .await
-        .map_err(|e| format!("{} does not resolve: {e}", api::capped(host, 200)))?
+        .map_err(|e| format!("{} does not resolve: {e}", codes::text::capped(host, 200)))?
         .collect();
     if addrs.is_empty() {
-        return Err(format!("{} resolves to no address", api::capped(host, 200)));
+        return Err(format!(
+            "{} resolves to no address",
+            codes::text::capped(host, 200)
+        ));
     }
     Ok(addrs)
 }

@@ -15,7 +15,7 @@ impl Client {
         }
         let c = self.builder(e)?.build().map_err(|err| Error::BadCa {
             path: format!("{:?}", e.ca),
-            detail: api::error_chain(&err),
+            detail: codes::text::error_chain(&err),
         })?;
         map.insert(key, c.clone());
         Ok(c)
@@ -37,7 +37,7 @@ impl Client {
             .build()
             .map_err(|err| Error::BadCa {
                 path: format!("{:?}", e.ca),
-                detail: api::error_chain(&err),
+                detail: codes::text::error_chain(&err),
             })
     }
 
@@ -57,7 +57,9 @@ impl Client {
     }
 
     pub(crate) fn builder(&self, e: &Endpoint) -> Result<reqwest::ClientBuilder, Error> {
-        notary_client::use_ring_for_tls();
+        // rustls with ring, as everywhere in pullguard; an error only says a provider is
+        // installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = reqwest::Client::builder()
             .connect_timeout(self.timeout)
             .timeout(self.timeout)
@@ -268,7 +270,7 @@ impl Client {
             .await
             .map_err(|why| Error::UnsafeRealm {
                 url: asker.to_string(),
-                realm: api::capped(realm, 200),
+                realm: codes::text::capped(realm, 200),
                 why,
             })?;
         let client = self.pinned(endpoint, &url, &pinned)?;
@@ -332,7 +334,7 @@ pub(crate) async fn read_capped(
     let mut bytes = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Unreachable {
         url: url.to_owned(),
-        detail: api::error_chain(&e),
+        detail: codes::text::error_chain(&e),
     })? {
         if bytes.len() + chunk.len() > limit {
             return Err(Error::Oversized {
@@ -383,7 +385,7 @@ pub(crate) fn next_in(link: &str, base: &reqwest::Url) -> Option<String> {
 /// a plain-HTTP registry asked over HTTPS (rustls sees an HTTP answer as a corrupt TLS
 /// record).
 pub(crate) fn transport_detail(e: &reqwest::Error) -> String {
-    let chain = api::error_chain(e);
+    let chain = codes::text::error_chain(e);
     if chain.contains("InvalidContentType") {
         format!("{chain}; the server answered plain HTTP on a TLS connection: a plain-HTTP registry must be declared in a hosts.toml (server = \"http://HOST:PORT\") under [daemon] registry_config_path, as containerd has it")
     } else {

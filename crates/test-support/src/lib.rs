@@ -1,4 +1,6 @@
-//! Test-only: builds Notary-format repositories signed with keys the tests control.
+//! Test-only helpers shared by several crates' suites: Notary-format repositories signed
+//! with keys the tests control (this module), and the differential suites' shared parts
+//! ([`differential`]: the Go peers, the table of deliberate differences, the tally).
 //!
 //! The positive path of pullguard is tested against data from the real notary-server
 //! (`tests/fixtures/notary-real`). Some negative cases need metadata that is correctly

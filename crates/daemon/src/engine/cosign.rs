@@ -4,13 +4,16 @@
 //! by sigstore-core against the rule's keys for exactly the digest being pulled.
 
 use api::codes::ReasonCode;
-use policy::{ImageRef, Proof, Rule};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use policy::{ImageRef, Policy, Proof, Rule};
 use sigstore_core::{bundle, classic, Expect, Failures, Reason};
 
 use super::prepare::Loaded;
 use super::proof::{ProofKind, Query, Vouch};
-use super::registry_proof::{off_worker, subject, Miss, RegistryProof, Skipped};
-use super::{deny, Denial, Engine};
+use super::registry_proof::{off_worker, refusal, subject, Miss, RegistryProof, Skipped};
+use super::{Denial, Engine};
 
 /// The cosign proof, with its cache of signatures verified per policy generation, rule,
 /// repository and digest.
@@ -49,11 +52,101 @@ impl ProofKind for Cosign {
     }
 }
 
+/// What a rule accepts as cosign signers, prepared.
+#[derive(Default)]
+pub(crate) struct CosignSigners {
+    pub keys: Vec<sigstore_core::PublicKey>,
+    pub identities: Vec<sigstore_core::certs::Identity>,
+    pub root: Option<std::sync::Arc<sigstore_core::trust_root::TrustedRoot>>,
+}
+
+/// Each rule's cosign signers, prepared once per policy: keys read, identities compiled,
+/// trusted roots parsed (one parse per file, shared by the rules naming it).
+pub(crate) fn prepare(
+    policy: &Policy,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, CosignSigners> {
+    let mut cosign = BTreeMap::new();
+    // One parse per trusted-root file, shared by the rules naming it.
+    let mut roots: BTreeMap<PathBuf, std::sync::Arc<sigstore_core::trust_root::TrustedRoot>> =
+        BTreeMap::new();
+    let under_keys = |f: &PathBuf| {
+        if f.is_absolute() {
+            f.clone()
+        } else {
+            policy.daemon.keys_dir.join(f)
+        }
+    };
+    for rule in &policy.rules {
+        let mut signers = CosignSigners::default();
+        for f in &rule.cosign.keys {
+            let path = under_keys(f);
+            match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| sigstore_core::PublicKey::from_pem(&b))
+            {
+                Ok(k) => signers.keys.push(k),
+                Err(e) => problems.push(format!(
+                    "rule {}: cosign_keys {}: {e}",
+                    rule.name,
+                    path.display()
+                )),
+            }
+        }
+        for i in &rule.cosign.identities {
+            let issuer = i.issuer.as_deref().unwrap_or_default();
+            let id = match (&i.subject, &i.subject_regex) {
+                (Some(s), _) => Ok(sigstore_core::certs::Identity::exact(s, issuer)),
+                (None, Some(r)) => sigstore_core::certs::Identity::regex(r, issuer),
+                (None, None) => Err("no subject".to_owned()),
+            };
+            let id = match (id, &i.issuer_regex) {
+                (Ok(id), Some(r)) => id.with_issuer_regex(r),
+                (id, _) => id,
+            };
+            match id {
+                Ok(id) => signers.identities.push(id),
+                Err(e) => problems.push(format!("rule {}: cosign_identities: {e}", rule.name)),
+            }
+        }
+        if let Some(f) = &rule.cosign.trusted_root {
+            // The public-good root shipped inside pullguard, or a file.
+            let shipped = f.as_os_str() == sigstore_core::trust_root::PUBLIC_GOOD;
+            let path = if shipped { f.clone() } else { under_keys(f) };
+            let root = match roots.get(&path) {
+                Some(r) => Ok(r.clone()),
+                // A copy a TUF update verified (state_dir/sigstore-tuf), else the
+                // one shipped inside pullguard.
+                None if shipped => crate::sigstore_root::current(&policy.daemon.state_dir)
+                    .and_then(|(bytes, _)| sigstore_core::trust_root::TrustedRoot::parse(&bytes))
+                    .map(std::sync::Arc::new),
+                None => std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| sigstore_core::trust_root::TrustedRoot::parse(&b))
+                    .map(std::sync::Arc::new),
+            };
+            match root {
+                Ok(r) => {
+                    roots.insert(path, r.clone());
+                    signers.root = Some(r);
+                }
+                Err(e) => problems.push(format!(
+                    "rule {}: trusted_root {}: {e}",
+                    rule.name,
+                    path.display()
+                )),
+            }
+        }
+        cosign.insert(rule.name.clone(), signers);
+    }
+    cosign
+}
+
 /// Looks for a signature that vouches for `sha256:hex`: the classic tag first, then
 /// bundles among the referrers. The most telling failure is reported when none does.
 async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Result<Vouch, Miss> {
     let digest = format!("sha256:{hex}");
-    let none = super::prepare::CosignSigners::default();
+    let none = CosignSigners::default();
     let signers = loaded.cosign.get(&rule.name).unwrap_or(&none);
     let repository = image.repository();
     let same = |signed: &str| same_repository(signed, &repository);
@@ -142,10 +235,13 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         }
     }
     let e = failures.into_error(&format!("{} in {host}/{path}", subject(image, &digest)));
-    Err(Miss::Refused(deny(
+    Err(refusal(
         code(e.reason),
-        format!("{}{}", e.message, skipped.note(&referrers)),
-    )))
+        &e.message,
+        &referrers,
+        referrers.unread,
+        &skipped,
+    ))
 }
 
 /// cosign's rule for a simple-signing payload's `docker-reference`: it names the same

@@ -5,11 +5,14 @@
 
 use api::codes::ReasonCode;
 use notation_core::{Failures, Level, Reason, Target, Trust};
-use policy::{ImageRef, Proof, Rule};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use super::prepare::{Loaded, NotationTrust};
+use policy::{ImageRef, Policy, Proof, Rule};
+
+use super::prepare::Loaded;
 use super::proof::{ProofKind, Query, Vouch};
-use super::registry_proof::{off_worker, subject, Miss, RegistryProof, Skipped};
+use super::registry_proof::{off_worker, refusal, subject, Miss, RegistryProof, Skipped};
 use super::{deny, Denial, Engine};
 
 /// The artifact type of a Notary Project signature manifest.
@@ -40,6 +43,100 @@ impl ProofKind for Notation {
     fn cached(&self) -> usize {
         self.0.len()
     }
+}
+
+/// What a rule trusts for Notation signatures, prepared.
+#[derive(Default)]
+pub(crate) struct NotationTrust {
+    pub ca: Vec<sigstore_core::certs::Cert>,
+    pub signing_authority: Vec<sigstore_core::certs::Cert>,
+    pub tsa: Vec<sigstore_core::certs::Cert>,
+}
+
+/// The certificates of one trust store directory: PEM files (one or more certificates
+/// each) or DER, named `*.pem`, `*.crt` or `*.cer`, as Notation keeps them.
+fn trust_store(dir: &Path) -> Result<Vec<sigstore_core::certs::Cert>, String> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    for f in files {
+        if !matches!(
+            f.extension().and_then(|e| e.to_str()),
+            Some("pem" | "crt" | "cer")
+        ) {
+            continue;
+        }
+        let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let ders = match sigstore_core::keys::pem_blocks(&bytes, "CERTIFICATE") {
+            Ok(d) if !d.is_empty() => d,
+            _ => vec![bytes],
+        };
+        for d in ders {
+            out.push(
+                sigstore_core::certs::Cert::parse(&d)
+                    .map_err(|e| format!("{}: {e}", f.display()))?,
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "{}: no certificate (*.pem, *.crt, *.cer)",
+            dir.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// Each rule's Notation trust stores, read and checked once per policy as notation-go
+/// checks them, and its identities checked as Notation reads them.
+pub(crate) fn prepare(
+    policy: &Policy,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, NotationTrust> {
+    let mut notation = BTreeMap::new();
+    for rule in &policy.rules {
+        let mut trust = NotationTrust::default();
+        for (kind, name) in &rule.notation.trust_stores {
+            let dir = policy
+                .daemon
+                .keys_dir
+                .join("notation/truststore/x509")
+                .join(kind)
+                .join(name);
+            // Each certificate as notation-go accepts it in a store of this type: a
+            // store holding only a leaf is refused, as Notation refuses it.
+            let store_kind = if kind == "tsa" {
+                notation_core::profile::StoreKind::Tsa
+            } else {
+                notation_core::profile::StoreKind::Signing
+            };
+            let loaded = trust_store(&dir).and_then(|certs| {
+                certs
+                    .iter()
+                    .try_for_each(|c| {
+                        notation_core::profile::check_store_certificate(c, store_kind)
+                    })
+                    .map(|()| certs)
+            });
+            match (loaded, kind.as_str()) {
+                (Ok(certs), "ca") => trust.ca.extend(certs),
+                (Ok(certs), "signingAuthority") => trust.signing_authority.extend(certs),
+                (Ok(certs), _) => trust.tsa.extend(certs),
+                (Err(e), _) => problems.push(format!(
+                    "rule {}: notation_trust_stores {kind}:{name}: {e}",
+                    rule.name
+                )),
+            }
+        }
+        // Identities as Notation reads them: C, ST and O, each attribute once, one
+        // per RDN, none overlapping another.
+        if let Err(e) = notation_core::dn::check_identities(&rule.notation.identities) {
+            problems.push(format!("rule {}: notation_identities: {e}", rule.name));
+        }
+        notation.insert(rule.name.clone(), trust);
+    }
+    notation
 }
 
 fn code(r: Reason) -> ReasonCode {
@@ -156,10 +253,13 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         }
     }
     let e = failures.into_error(&named);
-    Err(Miss::Refused(deny(
+    Err(refusal(
         code(e.reason),
-        format!("{}{}", e.message, skipped.note(&referrers)),
-    )))
+        &e.message,
+        &referrers,
+        referrers.unread || referrers.matching.len() > MAX_SIGNATURES,
+        &skipped,
+    ))
 }
 
 /// The envelope a signature manifest carries: its first layer, when it is a JWS or COSE
