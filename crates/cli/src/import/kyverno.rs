@@ -497,21 +497,8 @@ fn verify_images(
     if !errs.is_empty() {
         return Err(errs);
     }
-    if !key_files.is_empty() {
-        let quoted: Vec<String> = key_files.iter().map(|k| quote(k)).collect();
-        settings.push(format!("cosign_keys = [{}]", quoted.join(", ")));
-    }
-    if !identities.is_empty() {
-        settings.push(format!(
-            "cosign_identities = [\n  {},\n]",
-            identities.join(",\n  ")
-        ));
-    }
     let tlog = tlog.unwrap_or(true);
-    settings.push(format!("cosign_tlog = {tlog}"));
-    if tlog || !identities.is_empty() {
-        settings.push("trusted_root = \"sigstore-public-good\"".to_owned());
-    }
+    super::cosign_settings(&mut settings, &key_files, &identities, tlog);
     if tlog {
         notes.push("Kyverno looks a signature without a log entry up online; pullguard needs the entry in the signature (cosign writes it)".to_owned());
     }

@@ -280,6 +280,30 @@ pub(super) fn slug(s: &str) -> String {
         .collect()
 }
 
+/// A cosign rule's signer settings: keys, keyless identities, whether the log entry is
+/// required, and the public-good root wherever a log or a Fulcio certificate is checked.
+pub(super) fn cosign_settings(
+    settings: &mut Vec<String>,
+    key_files: &[String],
+    identities: &[String],
+    tlog: bool,
+) {
+    if !key_files.is_empty() {
+        let quoted: Vec<String> = key_files.iter().map(|k| quote(k)).collect();
+        settings.push(format!("cosign_keys = [{}]", quoted.join(", ")));
+    }
+    if !identities.is_empty() {
+        settings.push(format!(
+            "cosign_identities = [\n  {},\n]",
+            identities.join(",\n  ")
+        ));
+    }
+    settings.push(format!("cosign_tlog = {tlog}"));
+    if tlog || !identities.is_empty() {
+        settings.push("trusted_root = \"sigstore-public-good\"".to_owned());
+    }
+}
+
 /// A TOML basic string.
 pub(super) fn quote(s: &str) -> String {
     let mut out = String::from("\"");

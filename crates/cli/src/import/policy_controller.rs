@@ -329,21 +329,12 @@ fn convert(
         )),
         None => {
             settings.push("proofs = [\"cosign\"]".to_owned());
-            if !key_files.is_empty() {
-                let quoted: Vec<String> = key_files.iter().map(|k| quote(k)).collect();
-                settings.push(format!("cosign_keys = [{}]", quoted.join(", ")));
-            }
-            if !identities.is_empty() {
-                settings.push(format!(
-                    "cosign_identities = [\n  {},\n]",
-                    identities.join(",\n  ")
-                ));
-            }
-            let tlog = tlog.unwrap_or(false);
-            settings.push(format!("cosign_tlog = {tlog}"));
-            if tlog || !identities.is_empty() {
-                settings.push("trusted_root = \"sigstore-public-good\"".to_owned());
-            }
+            super::cosign_settings(
+                &mut settings,
+                &key_files,
+                &identities,
+                tlog.unwrap_or(false),
+            );
             if layouts.len() != spec.authorities.len() {
                 notes.push("policy-controller reads only cosign's classic layout here (no signatureFormat: bundle); pullguard also accepts the same signer's signature as a Sigstore bundle".to_owned());
             } else {
