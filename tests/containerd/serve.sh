@@ -45,6 +45,25 @@ fi
 oci_image "$dir/img-signed" "pullguard demo: signed" "${run[@]}"
 signed_digest=$IMAGE_DIGEST signed_size=$IMAGE_SIZE
 push_image "$dir/img-signed" "$repo:signed"
+# The signed image's layers under another config (an environment variable added): the
+# same root filesystem, another image. Only an OCI layout (the NRI tests import it).
+python3 - "$dir/img-signed" "$dir/img-reconfigured" <<'PY'
+import hashlib, json, os, shutil, sys
+src, out = sys.argv[1], sys.argv[2]
+shutil.copytree(src, out)
+blob = lambda d: os.path.join(out, "blobs", "sha256", d.split(":", 1)[1])
+def put(data):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    open(blob(d), "wb").write(data)
+    return d, len(data)
+index = json.load(open(os.path.join(out, "index.json")))
+m = json.load(open(blob(index["manifests"][0]["digest"])))
+config = json.load(open(blob(m["config"]["digest"])))
+config["config"]["Env"] = ["PULLGUARD_TEST=reconfigured"]
+m["config"]["digest"], m["config"]["size"] = put(json.dumps(config).encode())
+index["manifests"][0]["digest"], index["manifests"][0]["size"] = put(json.dumps(m).encode())
+json.dump(index, open(os.path.join(out, "index.json"), "w"))
+PY
 oci_image "$dir/img-unsigned" "pullguard demo: unsigned" "${run[@]}"
 unsigned_digest=$IMAGE_DIGEST
 push_image "$dir/img-unsigned" "$repo:unsigned"

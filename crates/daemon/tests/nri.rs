@@ -282,6 +282,44 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
     let e = world.events_of("container.refused").pop().unwrap();
     assert_eq!(e["reason"], "container_image_mismatch", "{e}");
 
+    // cri_names_one_image_runs_another, same layers: the signed image's layers under
+    // another config (entrypoint, environment, user), named as the signed image. The
+    // root filesystems agree; the image CRI resolved does not. containerd 2.4 and later
+    // (NRI v0.12.3) name it to the gate, which refuses; 2.3 does not, and the container
+    // is created (documented in docs/enforcement.md).
+    let reconfigured = format!("{repo}:reconfigured");
+    let archive = cd.archive("img-reconfigured", &reconfigured);
+    let (ok, out) = cd.ctr("k8s.io", &["images", "import", archive.to_str().unwrap()]);
+    assert!(ok, "import: {out}");
+    let (ok, out) = create_annotated(
+        &cd,
+        &pod,
+        "web",
+        "reconfigured",
+        &reconfigured,
+        &serde_json::json!({ "io.kubernetes.cri.image-name": signed }),
+    );
+    let names_its_image =
+        std::env::var("PULLGUARD_CONTAINERD2_VERSION").is_ok_and(|v| v.as_str() >= "v2.4");
+    if names_its_image {
+        assert!(
+            !ok && out.contains("[container_image_mismatch]"),
+            "a container of another config was created under the signed image's name: {out}"
+        );
+        let e = world.events_of("container.refused").pop().unwrap();
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("(config)"),
+            "{e}"
+        );
+    } else {
+        assert!(ok, "containerd 2.3 names no image to the gate: {out}");
+        let (ok, out) = cd.crictl(&["rm", &id_in(&out)]);
+        assert!(ok, "{out}");
+    }
+
     // The signed image: created, started, running.
     let (ok, out) = create(&cd, &pod, "web", "app", &signed);
     assert!(ok, "the signed image's container was refused: {out}");

@@ -15,9 +15,20 @@ use crate::watcher::{connect_containerd, get_image, read_content, snapshot_paren
 pub(super) struct Images {
     containerd_socket: PathBuf,
     channel: tokio::sync::Mutex<Option<Channel>>,
-    /// Chain IDs of image records' content by target digest (content under a digest
-    /// never changes); bounded.
-    chains: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// What image records' content is made of, by target digest (content under a
+    /// digest never changes); bounded.
+    chains: std::sync::Mutex<std::collections::HashMap<String, Content>>,
+}
+
+/// An image's content for this node's platform, as the gate compares it with what runs.
+#[derive(Clone)]
+pub(super) struct Content {
+    /// The platform manifest's digest (the record's own digest when it is a manifest).
+    manifest: String,
+    /// The config's digest: the image ID CRI names.
+    config: String,
+    /// The chain ID of its layers.
+    chain: String,
 }
 
 /// Chain IDs remembered at most.
@@ -96,16 +107,46 @@ impl Images {
         }
     }
 
-    /// Whether the root filesystem CRI prepared for container `id` (the snapshot of
-    /// that key) is made of the layers of the image record content `digest`; else the
-    /// reason to refuse and why.
-    pub(super) async fn rootfs_is(
+    /// Whether what CRI creates container `id` from is the image record content
+    /// `digest` the gate judged: the root filesystem CRI prepared for it (the snapshot of
+    /// that key) must sit on the same layers, and where containerd names the image CRI
+    /// resolved for this creation (`cri`: containerd 2.4 and later, NRI v0.12.3), its
+    /// config and manifest must be the judged ones too (same layers under another
+    /// config — entrypoint, environment, user — is another image). Else the reason to
+    /// refuse and why.
+    pub(super) async fn runs(
         &self,
         id: &str,
         digest: &str,
+        cri: Option<&nri::api::Image>,
     ) -> Result<(), (ReasonCode, String)> {
         let unresolved = |why: String| (ReasonCode::ImageUnresolved, why);
         let channel = self.channel().await.map_err(unresolved)?;
+        let judged = self
+            .content_of(&channel, digest)
+            .await
+            .map_err(unresolved)?;
+        let mismatch = |what: String| {
+            (
+                ReasonCode::ContainerImageMismatch,
+                format!("{what}: the name CRI passed (io.kubernetes.cri.image-name, which a CRI client can set) and the image CRI creates the container from disagree"),
+            )
+        };
+        if let Some(cri) = cri {
+            if !cri.config_digest.is_empty() && cri.config_digest != judged.config {
+                return Err(mismatch(format!(
+                    "CRI creates the container from image {} (config), not the image the gate was told it runs ({digest}, config {})",
+                    api::capped(&cri.config_digest, 80),
+                    judged.config
+                )));
+            }
+            if !cri.digest.is_empty() && cri.digest != digest && cri.digest != judged.manifest {
+                return Err(mismatch(format!(
+                    "CRI resolved image {} for the container, not the image the gate was told it runs ({digest})",
+                    api::capped(&cri.digest, 80)
+                )));
+            }
+        }
         let (snapshotter, parent) = snapshot_parent(&channel, CRI_NAMESPACE, id)
             .await
             .map_err(|e| unresolved(e.to_string()))?
@@ -115,21 +156,22 @@ impl Images {
                     api::capped(id, 80)
                 ))
             })?;
-        let judged = self.chain_of(&channel, digest).await.map_err(unresolved)?;
-        if parent == judged {
+        if parent == judged.chain {
             return Ok(());
         }
-        Err((
-            ReasonCode::ContainerImageMismatch,
-            format!(
-                "the container's root filesystem ({snapshotter} snapshot, layers {}) is not the image the gate was told it runs ({digest}, layers {judged}): the name CRI passed (io.kubernetes.cri.image-name, which a CRI client can set) and the image CRI creates it from disagree",
-                api::capped(&parent, 80)
-            ),
-        ))
+        Err(mismatch(format!(
+            "the container's root filesystem ({snapshotter} snapshot, layers {}) is not the image the gate was told it runs ({digest}, layers {})",
+            api::capped(&parent, 80),
+            judged.chain
+        )))
     }
 
-    /// The chain ID of the layers of image content `digest` for this node's platform.
-    pub(super) async fn chain_of(&self, channel: &Channel, digest: &str) -> Result<String, String> {
+    /// What image content `digest` is made of for this node's platform.
+    pub(super) async fn content_of(
+        &self,
+        channel: &Channel,
+        digest: &str,
+    ) -> Result<Content, String> {
         if let Some(c) = self
             .chains
             .lock()
@@ -148,6 +190,7 @@ impl Images {
                 })
         };
         let mut doc = read(digest.to_owned()).await?;
+        let mut manifest = digest.to_owned();
         if let Some(list) = doc["manifests"].as_array() {
             let (os, arch) = platform();
             let m = list
@@ -155,14 +198,15 @@ impl Images {
                 .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == arch)
                 .and_then(|m| m["digest"].as_str())
                 .ok_or_else(|| format!("image index {digest} has no manifest for {os}/{arch}"))?;
+            m.clone_into(&mut manifest);
             doc = read(m.to_owned()).await?;
         }
         let config = doc["config"]["digest"]
             .as_str()
             .ok_or_else(|| format!("image manifest of {digest} names no config"))?
             .to_owned();
-        let config = read(config).await?;
-        let diff_ids: Vec<&str> = config["rootfs"]["diff_ids"]
+        let config_doc = read(config.clone()).await?;
+        let diff_ids: Vec<&str> = config_doc["rootfs"]["diff_ids"]
             .as_array()
             .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
             .unwrap_or_default();
@@ -172,13 +216,17 @@ impl Images {
                 diff_ids.len()
             ));
         }
-        let chain = chain_id(&diff_ids);
+        let content = Content {
+            manifest,
+            config,
+            chain: chain_id(&diff_ids),
+        };
         let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
         if chains.len() >= MAX_CHAINS {
             chains.clear();
         }
-        chains.insert(digest.to_owned(), chain.clone());
-        Ok(chain)
+        chains.insert(digest.to_owned(), content.clone());
+        Ok(content)
     }
 
     pub(super) async fn channel(&self) -> Result<Channel, String> {

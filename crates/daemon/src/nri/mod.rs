@@ -169,14 +169,16 @@ impl nri::Handler for Gate {
         // In a task of its own, so that a verdict that misses the deadline is still worked
         // out (and cached) for the next try.
         let container_id = container.id.clone();
+        let cri_image = container.image.clone();
         let work = tokio::spawn(async move {
             let digest = images.digest_of(&name).await;
-            // What the container will run is the root filesystem CRI prepared for it:
-            // the image judged must be made of the same layers, or the name the gate was
-            // given (an annotation a CRI client can set, a record CRI's own cache no
-            // longer agrees with) is not what runs.
+            // What the container will run is the image CRI resolved for it (its config
+            // and manifest, where containerd says) and the root filesystem CRI prepared
+            // for it: the image judged must be that one, or the name the gate was given
+            // (an annotation a CRI client can set, a record CRI's own cache no longer
+            // agrees with) is not what runs.
             let runs = match &digest {
-                Ok(d) => images.rootfs_is(&container_id, d).await,
+                Ok(d) => images.runs(&container_id, d, cri_image.as_ref()).await,
                 Err(_) => Ok(()),
             };
             let lookup_us = started.elapsed().as_micros();
