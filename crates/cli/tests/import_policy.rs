@@ -85,6 +85,30 @@ fn public_good_pems(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
     (ca_file, rekor)
 }
 
+/// Verdicts `(image, pullguard, cosign, reason)` of a key rule on CosignWorld's images:
+/// the same on every image but the Sigstore bundle, which pullguard accepts and cosign's
+/// classic-only verification does not; cosign accepts the classic one alone.
+fn cosign_agrees_but_for_the_bundle(got: &[(String, bool, bool, String)]) {
+    for (image, ours, theirs, reason) in got {
+        if image.ends_with(":bundle") {
+            assert!(
+                *ours && !*theirs,
+                "{image}: pullguard {ours}, cosign {theirs}"
+            );
+        } else {
+            assert_eq!(
+                ours, theirs,
+                "{image}: pullguard {ours} ({reason}), cosign {theirs}"
+            );
+        }
+    }
+    assert_eq!(
+        got.iter().filter(|g| g.2).count(),
+        1,
+        "cosign allows the classic one only: {got:?}"
+    );
+}
+
 fn import(files: &[&Path], key_dir: &Path) -> (i32, String) {
     import_from("policy-controller", files, key_dir)
 }
@@ -341,26 +365,9 @@ fn imported_rules_give_the_verdicts_cosign_gives() {
         &images,
         &["--key", key_a, "--insecure-ignore-tlog=true"],
     );
-    for (image, ours, theirs, reason) in &got {
-        if image.ends_with(":bundle") {
-            // The one listed difference: policy-controller's key authority reads the
-            // classic layout only; pullguard also takes the same key's Sigstore bundle.
-            assert!(
-                *ours && !*theirs,
-                "{image}: pullguard {ours}, cosign {theirs}"
-            );
-        } else {
-            assert_eq!(
-                ours, theirs,
-                "{image}: pullguard {ours} ({reason}), cosign {theirs}"
-            );
-        }
-    }
-    assert_eq!(
-        got.iter().filter(|g| g.2).count(),
-        1,
-        "cosign allows the classic one only: {got:?}"
-    );
+    // The one listed difference: policy-controller's key authority reads the classic
+    // layout only; pullguard also takes the same key's Sigstore bundle.
+    cosign_agrees_but_for_the_bundle(&got);
 
     // Keyless, against the public-good root, on real signatures (their signing time):
     // the identity exactly, unanchored as policy-controller reads it, and another one.
@@ -420,25 +427,8 @@ fn imported_rules_give_the_verdicts_cosign_gives() {
         &images,
         &["--key", key_a, "--insecure-ignore-tlog=true"],
     );
-    for (image, ours, theirs, reason) in &got {
-        if image.ends_with(":bundle") {
-            // Listed difference: Kyverno's type Cosign reads the classic layout only.
-            assert!(
-                *ours && !*theirs,
-                "{image}: pullguard {ours}, cosign {theirs}"
-            );
-        } else {
-            assert_eq!(
-                ours, theirs,
-                "{image}: pullguard {ours} ({reason}), cosign {theirs}"
-            );
-        }
-    }
-    assert_eq!(
-        got.iter().filter(|g| g.2).count(),
-        1,
-        "the classic one only: {got:?}"
-    );
+    // Listed difference: Kyverno's type Cosign reads the classic layout only.
+    cosign_agrees_but_for_the_bundle(&got);
     let tags = "https://github.com/salrashid123/go-bazel-github-workflow/.github/workflows/release.yaml@refs/tags/";
     for (id, cosign_id, want) in [
         (
