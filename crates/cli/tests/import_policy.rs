@@ -1048,6 +1048,7 @@ fn kyverno_examples_import_or_are_refused_with_reasons() {
         (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyless("issuer: a\n            issuerRegExp: b")), "issuer and issuerRegExp must both match"),
         (policy("ClusterPolicy", "  failurePolicy: Ignore\n", "\"registry.example.com/*\"", &keyed("", &pem)), "failurePolicy: Ignore"),
         (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyed("", &pem)).replace("          kinds: [Pod]", "          kinds: [Pod]\n          namespaces: [prod]"), "match selects by more than the kinds of pods"),
+        (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyed("", &pem)).replace("          kinds: [Pod]", "          kinds: [Pod]\n      subjects:\n      - kind: User\n        name: ci"), "match selects by more than the kinds of pods"),
         (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyed("", &pem)).replace("    - imageReferences:", "    - skipImageReferences: [\"registry.example.com/dev/*\"]\n      imageReferences:"), "skipImageReferences cannot be expressed"),
         (policy("ClusterPolicy", "", "\"registry.example.com/*\"", &keyed("", "                k8s://ns/cosign-key\n")), "publicKeys must be PEM"),
         (format!("{}---\n{}", policy("ClusterPolicy", "", "\"registry.example.com/**\"", &keyed("", &pem)), policy("ClusterPolicy", "", "\"registry.example.com/team/*\"", &keyed("", &pem)).replace("name: p", "name: q")), "merge them by hand"),

@@ -230,21 +230,21 @@ fn check_match(rule: &Value, errs: &mut Vec<String>) {
     let Some(m) = rule.get("match") else {
         return;
     };
-    let blocks: Vec<&Value> = ["any", "all"]
-        .iter()
-        .filter_map(|k| m.get(*k).and_then(Value::as_sequence))
-        .flatten()
-        .chain(m.get("resources"))
-        .collect();
-    let direct = m.get("resources");
-    let only_resources = blocks.iter().all(|b| {
-        if direct.is_some_and(|d| std::ptr::eq(d, *b)) {
-            return pods_only(b);
-        }
-        // An any/all item: resources (kinds) and nothing else.
-        b.as_mapping().is_some_and(|map| {
-            map.iter()
-                .all(|(k, v)| k.as_str() == Some("resources") && pods_only(v))
+    // `resources` directly, or in each `any` / `all` item; nothing else (subjects, roles,
+    // namespaces, names, selectors) narrows it.
+    let only_resources = m.as_mapping().is_some_and(|map| {
+        map.iter().all(|(k, v)| match k.as_str() {
+            Some("resources") => pods_only(v),
+            Some("any" | "all") => v.as_sequence().is_some_and(|items| {
+                items.iter().all(|item| {
+                    item.as_mapping().is_some_and(|fields| {
+                        fields
+                            .iter()
+                            .all(|(k, v)| k.as_str() == Some("resources") && pods_only(v))
+                    })
+                })
+            }),
+            _ => false,
         })
     });
     if !only_resources {
