@@ -328,12 +328,14 @@ pub fn status(args: &StatusArgs) -> ExitCode {
     if args.json {
         println!(
             "{}",
-            json!({"policy_generation": s.policy_generation, "policy_file": s.policy_file, "last_reload": s.last_reload,
+            json!({"policy_generation": s.policy_generation, "policy_file": s.policy_file,
+                   "policy_version": s.policy_version, "last_reload": s.last_reload,
                    "cached_repositories": s.cached_repositories, "verdicts": s.verdicts,
                    "events_dropped": s.events_dropped, "last_errors": s.last_errors,
                    "watcher": s.watcher, "images_checked": s.images_checked, "images_removed": s.images_removed,
                    "fetches": s.fetches, "cache_hits": s.cache_hits, "fetch_millis": s.fetch_millis, "nri": s.nri,
                    "events_file": s.events_file, "sigstore_root": s.sigstore_root,
+                   "kubernetes_events": s.kubernetes_events,
                    "verifier_hook": {"ok": hook_ok, "state": hook}})
         );
     } else {
@@ -341,6 +343,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
             "policy       {} (generation {})",
             s.policy_file, s.policy_generation
         );
+        println!("version      {}", s.policy_version);
         println!("last reload  {}", s.last_reload);
         println!("verdicts     {}", s.verdicts);
         println!("cached repos {}", s.cached_repositories);
@@ -353,6 +356,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         println!("verifier     {hook}");
         println!("watcher      {}", s.watcher);
         println!("nri          {}", s.nri);
+        println!("k8s events   {}", s.kubernetes_events);
         println!(
             "images       {} checked, {} removed by the watcher",
             s.images_checked, s.images_removed

@@ -13,6 +13,7 @@ mod import;
 mod import_notation;
 mod inspect;
 mod keys;
+mod node;
 mod policy_cmd;
 mod policy_diff;
 mod publish;
@@ -54,6 +55,9 @@ enum Command {
     /// The node's events: rejections, removals, reloads; filtered, or followed.
     #[command(after_help = events_cmd::EXAMPLES)]
     Events(events_cmd::Args),
+    /// Install or remove pullguard-verifier in containerd's verifier directory (used by the Kubernetes DaemonSet).
+    #[command(subcommand)]
+    Node(node::Command),
     /// Check a policy file, explain which rule applies, compare two policies.
     #[command(subcommand, after_help = policy_cmd::EXAMPLES)]
     Policy(policy_cmd::Command),
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => daemon_client::verify(&args),
         Command::Status(args) => daemon_client::status(&args),
         Command::Policy(command) => policy_cmd::run(&command),
+        Command::Node(command) => node::run(&command),
         Command::Events(args) => events_cmd::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Sign(args) => sign::run(&args),

@@ -66,6 +66,10 @@ pub struct Event {
     /// `container.*` events: the pod's Kubernetes namespace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_namespace: Option<String>,
+    /// `container.*` events: the pod's Kubernetes UID (what a Kubernetes Event about the
+    /// pod refers to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
     /// `container.*` events: the container's name in its pod.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,

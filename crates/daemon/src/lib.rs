@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub mod engine;
 pub mod events;
+pub mod kube_events;
 pub mod metrics;
 pub mod nri;
 pub mod offline;
@@ -53,13 +54,26 @@ const SHUTDOWN_GRACE_SECS: u64 = 3;
 
 /// Loads and prepares the policy at `path` as generation 1 (no side effects).
 pub fn check_config(path: &Path) -> Result<engine::Loaded, StartError> {
-    let policy = policy::Policy::load(path).map_err(|e| StartError::Config(e.each().collect()))?;
-    engine::Loaded::prepare(policy, 1, path).map_err(StartError::Config)
+    let config = |e: policy::PolicyError| StartError::Config(e.each().collect());
+    let text = policy::Policy::read(path).map_err(config)?;
+    let policy = policy::Policy::parse(path, &text).map_err(config)?;
+    let mut loaded = engine::Loaded::prepare(policy, 1, path).map_err(StartError::Config)?;
+    loaded.version = engine::policy_version(path, &text);
+    Ok(loaded)
+}
+
+/// How the daemon starts, beyond its configuration file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Take the socket over from a running pullguardd instead of refusing to start
+    /// ([`server::bind`]): a rolling upgrade with both running for a moment.
+    pub take_over: bool,
 }
 
 /// Runs the daemon until `shutdown` completes.
 pub async fn run(
     config: &Path,
+    options: RunOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let loaded = check_config(config)?;
@@ -86,6 +100,9 @@ pub async fn run(
     if let Some(target) = settings.syslog.clone() {
         sinks::syslog(engine.clone(), target);
     }
+    if settings.kubernetes_events {
+        kube_events::spawn(engine.clone(), settings.kubernetes_api.clone());
+    }
     if let Some(setting) = &settings.metrics {
         let addr = metrics::listen_address(setting);
         let listener = tokio::net::TcpListener::bind(&addr)
@@ -106,7 +123,7 @@ pub async fn run(
             nri::spawn(engine.clone(), nri_socket.clone(), socket.clone());
         }
     }
-    let listener = server::bind(&settings.socket).map_err(setup(format!(
+    let listener = server::bind(&settings.socket, options.take_over).map_err(setup(format!(
         "cannot listen on {}",
         settings.socket.display()
     )))?;
@@ -165,6 +182,6 @@ pub async fn run(
         served = serve => served.map_err(StartError::Serve)?,
         () = deadline => tracing::warn!(seconds = SHUTDOWN_GRACE_SECS, "connections still open at shutdown; closing them"),
     }
-    let _ = std::fs::remove_file(&settings.socket);
+    server::unbind();
     Ok(())
 }

@@ -164,11 +164,17 @@ fn mark_reload(engine: &Engine, failed: bool) {
 /// Parses, validates and installs the policy at `path`, or reports why not.
 pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
     let old = engine.loaded();
-    let parsed = policy::Policy::load(path).map_err(|e| e.to_string());
-    let prepared = parsed.and_then(|p| {
+    let parsed = policy::Policy::read(path).and_then(|text| {
+        let version = crate::engine::policy_version(path, &text);
+        policy::Policy::parse(path, &text).map(|p| (p, version))
+    });
+    let prepared = parsed.map_err(|e| e.to_string()).and_then(|(p, version)| {
         let restart_only = old.policy.daemon.restart_only_changes(&p.daemon);
         Loaded::prepare_after(p, old.generation + 1, path, Some(&old))
-            .map(|l| (l, restart_only))
+            .map(|mut l| {
+                l.version = version;
+                (l, restart_only)
+            })
             .map_err(|problems| problems.join("; "))
     });
     match prepared {
@@ -193,8 +199,9 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
                 trust_core::rfc3339(time::OffsetDateTime::now_utc())
             );
             let mut message = format!(
-                "policy generation {generation} loaded from {} ({trigger})",
-                path.display()
+                "policy generation {generation} loaded from {}, {} ({trigger})",
+                path.display(),
+                engine.loaded().version
             );
             if !restart_only.is_empty() {
                 message.push_str(&format!(

@@ -133,6 +133,13 @@ impl Pullguard for Service {
         Ok(Response::new(StatusResponse {
             policy_generation: loaded.generation,
             policy_file: loaded.file.display().to_string(),
+            policy_version: loaded.version.clone(),
+            kubernetes_events: self
+                .engine
+                .kube_events_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             events_file: self.engine.events.path().display().to_string(),
             sigstore_root: if crate::sigstore_root::in_use(&self.engine) {
                 crate::sigstore_root::status(&loaded.policy.daemon.state_dir)
@@ -198,7 +205,13 @@ impl Pullguard for Service {
 }
 
 /// Binds the socket: its directory 0750, the socket 0660, a stale socket replaced.
-pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+///
+/// A socket a running pullguardd answers on is refused, unless `take_over`: then the new
+/// socket is bound beside it and renamed over it, so that the path never lacks a
+/// listener (the verifier fails closed on a missing socket). The old daemon keeps the
+/// connections it has and, when it stops, leaves the path alone ([`unbind`]). The
+/// Kubernetes DaemonSet starts its new pod beside the old one and takes over this way.
+pub fn bind(path: &Path, take_over: bool) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt as _;
     if let Some(dir) = path.parent() {
         if !dir.exists() {
@@ -206,30 +219,69 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
         }
     }
-    if path.exists() {
-        // Only replace a socket nobody answers on.
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("{} is in use by a running pullguardd", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
+    let live = path.exists() && std::os::unix::net::UnixStream::connect(path).is_ok();
+    if live && !take_over {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!(
+                "{} is in use by a running pullguardd (--take-over replaces it)",
+                path.display()
+            ),
+        ));
     }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    let _ = BOUND.set(path.to_path_buf());
+    let listener = if live {
+        let mut staged = path.as_os_str().to_owned();
+        staged.push(format!(".{}", std::process::id()));
+        let staged = std::path::PathBuf::from(staged);
+        let _ = std::fs::remove_file(&staged);
+        let listener = tokio::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))?;
+        if let Err(e) = std::fs::rename(&staged, path) {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e);
+        }
+        tracing::warn!(socket = %path.display(), "took the socket over from the running pullguardd");
+        listener
+    } else {
+        if path.exists() {
+            // Nobody answers on it: a stale socket from a crash.
+            std::fs::remove_file(path)?;
+        }
+        let listener = tokio::net::UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        listener
+    };
+    let _ = BOUND.set((path.to_path_buf(), inode(path)));
     Ok(listener)
 }
 
+/// Removes the socket at stop, unless another pullguardd has taken the path over since.
+pub fn unbind() {
+    if let Some((path, Some(ours))) = BOUND.get() {
+        if inode(path) == Some(*ours) {
+            let _ = std::fs::remove_file(path);
+        } else {
+            tracing::info!(socket = %path.display(), "the socket was taken over by another pullguardd; leaving it");
+        }
+    }
+}
+
+fn inode(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
 /// The socket this process listens on (`[daemon] socket` changes only at a restart).
-static BOUND: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+static BOUND: std::sync::OnceLock<(std::path::PathBuf, Option<(u64, u64)>)> =
+    std::sync::OnceLock::new();
 
 /// Gives the socket and its directory to the first of `allowed_gids`, so that the group's
 /// members can reach the socket at all (0660 and 0750 keep everyone else out); each call
 /// is still checked against the policy. At start and after every reload.
 pub fn grant_group(allowed_gids: &[u32]) -> std::io::Result<()> {
-    let (Some(path), Some(gid)) = (BOUND.get(), allowed_gids.first()) else {
+    let (Some((path, _)), Some(gid)) = (BOUND.get(), allowed_gids.first()) else {
         return Ok(());
     };
     let gid = Some(rustix::fs::Gid::from_raw(*gid));

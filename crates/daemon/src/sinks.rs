@@ -74,7 +74,7 @@ async fn send(conn: &mut Conn, msg: &str) -> std::io::Result<()> {
     }
 }
 
-async fn report_drops(engine: &Engine, n: u64, sink: &str) {
+pub(crate) async fn report_drops(engine: &Engine, n: u64, sink: &str) {
     engine.events.dropped.fetch_add(n, Ordering::Relaxed);
     let ev = engine.events.new_event(
         api::codes::EventKind::EventsDropped,

@@ -117,8 +117,53 @@ async fn configmap_symlink_swap() {
     std::os::unix::fs::symlink("..data/pullguard.toml", &world.config).unwrap();
     let daemon = Daemon::start(&world);
     until(&daemon, true, "team-any", 1).await;
+    let version = |text: &str| {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    };
+    let status = || async {
+        daemon
+            .client()
+            .await
+            .status(daemon::api::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    // Which ConfigMap version is in force: the bytes' digest and the kubelet's directory.
+    assert_eq!(
+        status().await.policy_version,
+        format!(
+            "sha256:{} (ConfigMap volume data ..2026_01)",
+            version(&policy(&world, "any"))
+        )
+    );
     publish("..2026_02", &policy(&world, "reject"));
     until(&daemon, false, "team-reject", 2).await;
+    let now = format!(
+        "sha256:{} (ConfigMap volume data ..2026_02)",
+        version(&policy(&world, "reject"))
+    );
+    assert_eq!(status().await.policy_version, now);
+    let reloaded = world.events_of("policy.reloaded");
+    assert!(
+        reloaded
+            .last()
+            .is_some_and(|e| e["message"].as_str().unwrap().contains(&now)),
+        "{reloaded:?}"
+    );
+    // A broken version: the kubelet's swap lands, the policy in force stays, and so does
+    // the version status reports.
+    publish(
+        "..2026_03",
+        "[[rule]]\nname = \"x\"\nmode = \"sometimes\"\n",
+    );
+    eventually(10, || async {
+        world.events_of("policy.invalid").into_iter().next()
+    })
+    .await
+    .expect("policy.invalid for the broken version");
+    assert_eq!(status().await.policy_version, now);
 }
 
 #[tokio::test(flavor = "multi_thread")]

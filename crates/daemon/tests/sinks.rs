@@ -101,6 +101,50 @@ async fn events_reach_a_real_rsyslogd_over_udp_and_tcp() {
     }
 }
 
+/// Kubernetes Events asked for outside a pod (no service account mounted): pullguardd
+/// runs, says in status why no Event can be posted, and its verdicts do not wait. The
+/// posting itself is tests/k8s/run's, on a real API server.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_events_without_a_service_account_say_why_and_block_nothing() {
+    if std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists() {
+        eprintln!("SKIPPED: this machine is a Kubernetes pod (a service account is mounted)");
+        return;
+    }
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}",
+        world.daemon_section(&format!(
+            "kubernetes_events = true\nkubernetes_api = \"https://127.0.0.1:{}\"",
+            free_port()
+        )),
+        rules()
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    assert!(!verify(&mut c, "registry.test/blocked/app:v1", "").await.allowed);
+    let s = c
+        .status(daemon::api::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        s.kubernetes_events.starts_with("off: cannot read the cluster CA"),
+        "{s:?}"
+    );
+    // Off unless asked for.
+    let plain = World::new();
+    plain.write_config(&format!("{}{}", plain.daemon_section(""), rules()));
+    let daemon = Daemon::start(&plain);
+    let s = daemon
+        .client()
+        .await
+        .status(daemon::api::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.kubernetes_events, "off");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn syslog_down_never_blocks_verdicts() {
     // Nothing listens on this TCP port: verdicts must still come, and the file has them.

@@ -20,7 +20,9 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Er
 pub fn check_secure(path: &Path) -> Result<()> {
     let meta = fs::metadata(path).map_err(io("inspect", path))?;
     let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
+    // On a read-only mount the mode bits grant no one a write: Kubernetes mounts a
+    // Secret volume's root 1777 (its tmpfs), read-only in pullguard's container.
+    if mode & 0o022 != 0 && !read_only_mount(path) {
         return Err(Error::InsecurePermissions {
             path: path.to_path_buf(),
             mode,
@@ -35,6 +37,12 @@ pub fn check_secure(path: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Whether `path` is on a file system mounted read-only (in this mount namespace).
+fn read_only_mount(path: &Path) -> bool {
+    rustix::fs::statvfs(path)
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 /// Creates `dir` (and parents) if missing, mode 0700 for what it creates; checks it.

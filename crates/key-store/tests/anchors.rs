@@ -182,3 +182,45 @@ fn refuses_an_index_others_can_write() {
         Err(Error::InsecurePermissions { .. })
     ));
 }
+
+/// A Kubernetes Secret volume: a tmpfs whose root is mode 1777, mounted read-only into
+/// pullguard's container. Mode bits grant no write on a read-only mount, so the keys
+/// in it load; the same directory mounted read-write is refused. Real mounts (root).
+#[test]
+fn a_world_writable_directory_counts_only_where_it_can_be_written() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::Command;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("keys");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mount = |opts: &str| {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount -o {opts} (these tests run as root)");
+    };
+    let umount = || {
+        let _ = Command::new("umount").arg(&dir).status();
+    };
+    mount("mode=1777,size=1m");
+    write_index(&dir, "");
+    assert_eq!(
+        std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o7777,
+        0o1777
+    );
+    let writable = TrustAnchors::load(&dir);
+    Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&dir)
+        .status()
+        .expect("remount");
+    let read_only = TrustAnchors::load(&dir);
+    umount();
+    assert!(
+        matches!(writable, Err(Error::InsecurePermissions { .. })),
+        "{writable:?}"
+    );
+    assert!(read_only.is_ok(), "{read_only:?}");
+}

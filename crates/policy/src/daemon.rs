@@ -35,7 +35,21 @@ pub(crate) fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSetting
         Some("") => None,
         Some(p) => Some(PathBuf::from(p)),
     };
+    let kubernetes_api = d.kubernetes_api.as_ref().and_then(|u| {
+        let v = u.get_ref();
+        if v.starts_with("https://") {
+            Some(v.clone())
+        } else {
+            ctx.at(
+                u.span().start,
+                "kubernetes_api is the API server's https:// URL (leave it out in a pod: the in-cluster address is used)",
+            );
+            None
+        }
+    });
     DaemonSettings {
+        kubernetes_events: d.kubernetes_events.unwrap_or(false),
+        kubernetes_api,
         socket: PathBuf::from(d.socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
         allowed_uids: d.allowed_uids.clone().unwrap_or_default(),
         allowed_gids: d.allowed_gids.clone().unwrap_or_default(),

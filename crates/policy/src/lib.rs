@@ -414,6 +414,12 @@ pub struct DaemonSettings {
     pub sigstore_tuf: Option<String>,
     /// How often it is refreshed.
     pub sigstore_tuf_interval: std::time::Duration,
+    /// Post a Kubernetes Event on the Pod of each refused (or audited) container, with
+    /// the pod's service account (pullguardd running in a Kubernetes pod).
+    pub kubernetes_events: bool,
+    /// The Kubernetes API server's URL for those Events; `None`: the in-cluster one
+    /// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`).
+    pub kubernetes_api: Option<String>,
 }
 
 impl DaemonSettings {
@@ -444,6 +450,11 @@ impl DaemonSettings {
         );
         check(self.nri_socket != new.nri_socket, "nri_socket");
         check(self.watch_images != new.watch_images, "watch_images");
+        check(
+            self.kubernetes_events != new.kubernetes_events,
+            "kubernetes_events",
+        );
+        check(self.kubernetes_api != new.kubernetes_api, "kubernetes_api");
         out
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct RawDaemon {
     pub(crate) registry_timeout: Option<Spanned<String>>,
     pub(crate) sigstore_tuf: Option<String>,
     pub(crate) sigstore_tuf_interval: Option<Spanned<String>>,
+    pub(crate) kubernetes_events: Option<bool>,
+    pub(crate) kubernetes_api: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +152,14 @@ pub(crate) fn std_duration(d: time::Duration) -> std::time::Duration {
 impl Policy {
     /// Reads and parses a policy file.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = Policy::read(path)?;
+        Policy::parse(path, &text)
+    }
+
+    /// Reads a policy file as [`Policy::load`] does (bounded, UTF-8), without parsing it:
+    /// for a caller that also records what exactly it loaded (the daemon's policy
+    /// version is the digest of these bytes).
+    pub fn read(path: &Path) -> Result<String, PolicyError> {
         // About the file as a whole: no position (line 0).
         let whole = |message: String| PolicyError {
             file: path.to_path_buf(),
@@ -187,9 +197,8 @@ impl Policy {
                 MAX_POLICY_BYTES >> 20
             )));
         }
-        let text = String::from_utf8(bytes)
-            .map_err(|e| whole(format!("the policy file is not UTF-8 text: {e}")))?;
-        Policy::parse(path, &text)
+        String::from_utf8(bytes)
+            .map_err(|e| whole(format!("the policy file is not UTF-8 text: {e}")))
     }
 
     /// Parses policy text; `file` is used in messages.

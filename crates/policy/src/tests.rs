@@ -424,6 +424,18 @@ fn the_nri_gate_follows_the_watcher_unless_set_and_needs_containerds_socket() {
         err.contains("nri_socket needs containerd_socket") && err.contains("policy.toml:3:"),
         "{err}"
     );
+    // Kubernetes Events: off unless asked for; the API server only over https.
+    let d = with("").unwrap().daemon;
+    assert!(!d.kubernetes_events && d.kubernetes_api.is_none());
+    let d = with("kubernetes_events = true\nkubernetes_api = \"https://10.0.0.1:6443\"")
+        .unwrap()
+        .daemon;
+    assert!(d.kubernetes_events);
+    assert_eq!(d.kubernetes_api.as_deref(), Some("https://10.0.0.1:6443"));
+    let err = with("kubernetes_api = \"http://10.0.0.1:8080\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kubernetes_api is the API server's https:// URL"), "{err}");
 }
 
 #[test]

@@ -32,6 +32,11 @@ struct Args {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Replace the socket of a pullguardd already running (a rolling upgrade: the old
+    /// one keeps its open connections, then stops without removing the new socket).
+    /// Without it, a running pullguardd on the socket stops this one from starting.
+    #[arg(long)]
+    take_over: bool,
     /// Print the man page (roff) and exit; used by packaging.
     #[arg(long, hide = true)]
     print_man: bool,
@@ -114,7 +119,10 @@ fn main() -> ExitCode {
             }
             tracing::info!("shutting down");
         };
-        daemon::run(&args.config, shutdown).await
+        let options = daemon::RunOptions {
+            take_over: args.take_over,
+        };
+        daemon::run(&args.config, options, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

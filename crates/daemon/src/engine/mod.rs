@@ -24,7 +24,7 @@ use arc_swap::ArcSwap;
 use key_store::StateStore;
 use policy::{ImageRef, Mode, Require};
 
-pub use prepare::Loaded;
+pub use prepare::{policy_version, Loaded};
 
 use crate::events::{Event, EventLog};
 use proof::Proofs;
@@ -167,6 +167,8 @@ pub struct ContainerCtx {
     pub pod: String,
     /// The pod's Kubernetes namespace.
     pub pod_namespace: String,
+    /// The pod's Kubernetes UID (empty when containerd did not say).
+    pub pod_uid: String,
     /// Container name in the pod.
     pub container: String,
 }
@@ -245,6 +247,8 @@ pub struct Engine {
     pub watcher_state: Mutex<String>,
     /// The NRI gate's state, for status ("off" when not configured).
     pub nri_state: Mutex<String>,
+    /// The Kubernetes Events sink's state, for status ("off" when not configured).
+    pub kube_events_state: Mutex<String>,
     installs: tokio::sync::watch::Sender<u64>,
 }
 
@@ -267,6 +271,7 @@ impl Engine {
             counters: Counters::default(),
             watcher_state: Mutex::new("off".to_owned()),
             nri_state: Mutex::new("off".to_owned()),
+            kube_events_state: Mutex::new("off".to_owned()),
             installs: tokio::sync::watch::channel(0).0,
         }
     }
@@ -545,6 +550,7 @@ impl Engine {
         if let Some(c) = ask.container {
             ev.pod = Some(c.pod.clone());
             ev.pod_namespace = Some(c.pod_namespace.clone());
+            ev.pod_uid = (!c.pod_uid.is_empty()).then(|| c.pod_uid.clone());
             ev.container = Some(c.container.clone());
         }
         verdict.event_id = ev.event_id.clone();

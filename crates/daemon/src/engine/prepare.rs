@@ -18,6 +18,10 @@ pub struct Loaded {
     pub generation: u64,
     /// The file it came from.
     pub file: PathBuf,
+    /// Which version of the file: `sha256:…` of the bytes loaded, and for a Kubernetes
+    /// ConfigMap volume the kubelet's data directory (see [`policy_version`]). Empty
+    /// until the loader sets it.
+    pub version: String,
     pub(crate) fetchers: BTreeMap<String, Fetcher>,
     pub(crate) anchors: TrustAnchors,
     pub(crate) rule_pins: BTreeMap<String, Pins>,
@@ -61,6 +65,7 @@ impl Loaded {
             policy,
             generation,
             file: file.to_path_buf(),
+            version: String::new(),
             fetchers,
             anchors,
             rule_pins,
@@ -179,4 +184,27 @@ fn registry_client(
         }
     };
     Ok(registry)
+}
+
+/// Names the version of a policy file an operator can compare across nodes: the SHA-256
+/// of `text` (`sha256sum` of the file, or of a ConfigMap's key, gives the same), and when
+/// `file` sits in a Kubernetes ConfigMap volume, the kubelet's data directory that the
+/// volume's `..data` link points to (a new one at each update the node has received).
+pub fn policy_version(file: &Path, text: &str) -> String {
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    let data = file
+        .parent()
+        .and_then(|dir| std::fs::read_link(dir.join("..data")).ok())
+        .filter(|_| {
+            // Only when the file is the volume's: a link through ..data.
+            std::fs::read_link(file).is_ok_and(|t| t.starts_with("..data"))
+        });
+    match data {
+        Some(target) => format!(
+            "sha256:{digest} (ConfigMap volume data {})",
+            target.display()
+        ),
+        None => format!("sha256:{digest}"),
+    }
 }

@@ -153,6 +153,7 @@ impl nri::Handler for Gate {
         let ctx = ContainerCtx {
             pod: pod.name,
             pod_namespace: pod.namespace,
+            pod_uid: pod.uid,
             container: container.name,
         };
         let image = container
@@ -449,6 +450,7 @@ mod tests {
         let ctx = ContainerCtx {
             pod: "p".repeat(5_000),
             pod_namespace: "n".into(),
+            pod_uid: String::new(),
             container: "c".into(),
         };
         let text = refusal(

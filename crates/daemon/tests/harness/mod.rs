@@ -699,9 +699,17 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables.
     pub fn start_with_env(world: &World, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(world, env, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables and arguments. Returns once
+    /// something answers on the socket (with `--take-over`, that may still be the
+    /// daemon it replaces).
+    pub fn start_with(world: &World, env: &[(&str, &str)], args: &[&str]) -> Daemon {
         let child = Command::new(bin("pullguardd"))
             .arg("--config")
             .arg(&world.config)
+            .args(args)
             .env("PULLGUARD_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
