@@ -1,0 +1,56 @@
+{{- define "pullguard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "pullguard.fullname" -}}
+{{- if contains (include "pullguard.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "pullguard.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pullguard.labels" -}}
+app.kubernetes.io/name: {{ include "pullguard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "pullguard.selector" -}}
+app.kubernetes.io/name: {{ include "pullguard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "pullguard.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The node's paths: the preset's, each overridable. */}}
+{{- define "pullguard.containerdSocket" -}}
+{{- if .Values.node.containerdSocket -}}{{ .Values.node.containerdSocket }}
+{{- else if eq .Values.node.preset "k3s" -}}/run/k3s/containerd/containerd.sock
+{{- else if eq .Values.node.preset "containerd" -}}/run/containerd/containerd.sock
+{{- else -}}{{ fail (printf "node.preset %q: use containerd or k3s, or set node.containerdSocket" .Values.node.preset) }}
+{{- end -}}
+{{- end -}}
+
+{{- define "pullguard.nriSocket" -}}
+{{- default "/var/run/nri/nri.sock" .Values.node.nriSocket -}}
+{{- end -}}
+
+{{- define "pullguard.verifierBinDir" -}}
+{{- default "/opt/containerd/image-verifier/bin" .Values.node.verifierBinDir | trimSuffix "/" -}}
+{{- end -}}
+
+{{- define "pullguard.registryConfigDir" -}}
+{{- if .Values.node.registryConfigDir -}}{{ .Values.node.registryConfigDir | trimSuffix "/" }}
+{{- else if eq .Values.node.preset "k3s" -}}/var/lib/rancher/k3s/agent/etc/containerd/certs.d
+{{- else -}}/etc/containerd/certs.d
+{{- end -}}
+{{- end -}}
