@@ -71,13 +71,16 @@ containerd2_up() {
   # to DIR/nri.sock. The verifier asks the
   # pullguardd at $PULLGUARD_SOCKET (containerd passes its environment on).
   # $CONTAINERD2_CRI_IMAGES: extra lines for CRI's image section (e.g. use_local_image_pull).
-  local d=$1 here
+  # $CONTAINERD2_CNI_BIN: CNI plugins' directory (CNI config: DIR/cni).
+  # $CONTAINERD2_VERIFIERS: bin_dir elsewhere than DIR/verifiers (tests/k8s keeps it
+  # apart from NRI's directory, as on a real node).
+  local d=$1 here verifiers=${CONTAINERD2_VERIFIERS:-$1/verifiers}
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   : "${CONTAINERD2:?source scripts/lib-tools.sh and run go_tools_env}" "${PULLGUARD_SOCKET:?}" "${VERIFIER:?}"
   CONTAINERD_SOCKET=$d/containerd2/containerd.sock
   export CONTAINERD_SOCKET
-  mkdir -p "$d/containerd2" "$d/verifiers" "$d/certs.d"
-  install -m 755 "$VERIFIER" "$d/verifiers/pullguard-verifier"
+  mkdir -p "$d/containerd2" "$verifiers" "$d/certs.d"
+  install -m 755 "$VERIFIER" "$verifiers/pullguard-verifier"
   cat > "$d/containerd2/config.toml" <<TOML
 version = 3
 root = "$d/containerd2/root"
@@ -104,6 +107,7 @@ $(containerd_addresses)
   restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     conf_dir = "$d/cni"
+    bin_dirs = ["${CONTAINERD2_CNI_BIN:-/opt/cni/bin}"]
 [plugins.'io.containerd.grpc.v1.cri']
   disable_tcp_service = true
   stream_server_address = "127.0.0.1"
@@ -113,7 +117,7 @@ TOML
   # $CONTAINERD2_NRI_OPTIONAL=1 drops required_plugins (bench/nri's baseline).
   local optional=()
   [ "${CONTAINERD2_NRI_OPTIONAL:-}" = 1 ] && optional=(-e '/required_plugins/d')
-  sed "${optional[@]}" -e "s|/opt/containerd/image-verifier/bin|$d/verifiers|" -e "s|/var/run/nri/nri.sock|$d/nri.sock|" \
+  sed "${optional[@]}" -e "s|/opt/containerd/image-verifier/bin|$verifiers|" -e "s|/var/run/nri/nri.sock|$d/nri.sock|" \
     -e "s|^\[plugins.\"io.containerd.nri.v1.nri\"\]\$|&\n  plugin_path = \"$d/nri-plugins\"\n  plugin_config_path = \"$d/nri-conf\"|" \
     "$here/../../packaging/containerd/config-2.x.toml" >> "$d/containerd2/config.toml"
   PATH=$(dirname "$CONTAINERD2"):$PATH "$CONTAINERD2" --config "$d/containerd2/config.toml" \
