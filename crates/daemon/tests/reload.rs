@@ -121,15 +121,7 @@ async fn configmap_symlink_swap() {
         use sha2::Digest as _;
         hex::encode(sha2::Sha256::digest(text.as_bytes()))
     };
-    let status = || async {
-        daemon
-            .client()
-            .await
-            .status(daemon::api::StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-    };
+    let status = || daemon.status();
     // Which ConfigMap version is in force: the bytes' digest and the kubelet's directory.
     assert_eq!(
         status().await.policy_version,
@@ -331,12 +323,7 @@ async fn a_refused_reload_shows_its_time_in_status_and_a_gauge_in_metrics() {
     .await
     .expect("policy.invalid event");
     assert_eq!(gauge(), "1");
-    let mut c = daemon.client().await;
-    let s = c
-        .status(daemon::api::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let s = daemon.status().await;
     assert!(s.last_reload.starts_with("refused at 20"), "{s:?}");
     assert!(
         s.last_reload.contains("keeping policy generation 1"),
@@ -345,11 +332,7 @@ async fn a_refused_reload_shows_its_time_in_status_and_a_gauge_in_metrics() {
     std::fs::write(&world.config, with_metrics("reject")).unwrap();
     until(&daemon, false, "team-reject", 2).await;
     assert_eq!(gauge(), "0");
-    let s = c
-        .status(daemon::api::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let s = daemon.status().await;
     assert!(
         s.last_reload.starts_with("ok at 20") && s.last_reload.contains("generation 2"),
         "{s:?}"

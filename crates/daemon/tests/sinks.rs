@@ -121,28 +121,22 @@ async fn kubernetes_events_without_a_service_account_say_why_and_block_nothing()
     ));
     let daemon = Daemon::start(&world);
     let mut c = daemon.client().await;
-    assert!(!verify(&mut c, "registry.test/blocked/app:v1", "").await.allowed);
-    let s = c
-        .status(daemon::api::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
     assert!(
-        s.kubernetes_events.starts_with("off: cannot read the cluster CA"),
+        !verify(&mut c, "registry.test/blocked/app:v1", "")
+            .await
+            .allowed
+    );
+    let s = daemon.status().await;
+    assert!(
+        s.kubernetes_events
+            .starts_with("off: cannot read the cluster CA"),
         "{s:?}"
     );
     // Off unless asked for.
     let plain = World::new();
     plain.write_config(&format!("{}{}", plain.daemon_section(""), rules()));
     let daemon = Daemon::start(&plain);
-    let s = daemon
-        .client()
-        .await
-        .status(daemon::api::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(s.kubernetes_events, "off");
+    assert_eq!(daemon.status().await.kubernetes_events, "off");
 }
 
 #[tokio::test(flavor = "multi_thread")]

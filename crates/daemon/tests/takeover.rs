@@ -2,8 +2,6 @@
 //! pullguardd started with --take-over replaces the first on its socket without a moment
 //! with no listener, and the first, stopping, leaves the new socket in place.
 
-#![allow(clippy::unwrap_used)]
-
 mod harness;
 
 use std::time::{Duration, Instant};
@@ -19,14 +17,7 @@ fn allow_all(world: &World) -> String {
 
 /// The events file of the daemon that answers on `daemon`'s socket now.
 async fn answering(daemon: &Daemon) -> String {
-    daemon
-        .client()
-        .await
-        .status(daemon::api::StatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .events_file
+    daemon.status().await.events_file
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -435,7 +435,10 @@ fn the_nri_gate_follows_the_watcher_unless_set_and_needs_containerds_socket() {
     let err = with("kubernetes_api = \"http://10.0.0.1:8080\"")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("kubernetes_api is the API server's https:// URL"), "{err}");
+    assert!(
+        err.contains("kubernetes_api is the API server's https:// URL"),
+        "{err}"
+    );
 }
 
 #[test]

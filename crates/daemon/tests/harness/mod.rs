@@ -759,6 +759,16 @@ impl Daemon {
     pub async fn client(&self) -> PullguardClient<Channel> {
         connect(&self.socket).await
     }
+
+    /// `Status` from whichever daemon answers on this socket now.
+    pub async fn status(&self) -> daemon::api::StatusResponse {
+        self.client()
+            .await
+            .status(daemon::api::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    }
 }
 
 impl Drop for Daemon {
