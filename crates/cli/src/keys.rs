@@ -108,7 +108,7 @@ pub enum Command {
     },
     /// Show what is remembered about a repository.
     #[command(
-        after_help = "Example:\n  pullguard keys show-state registry.example.com/team/app --json\n\nExit codes: 0 shown (or none kept), 2 the state cannot be read."
+        after_help = "Example:\n  pullguard keys show-state registry.example.com/team/app --json\n\nExit codes: 0 shown, 1 no state kept for the repository (`\"state\": null` with --json), 2 the state cannot be read."
     )]
     ShowState {
         /// Repository name.

@@ -109,6 +109,31 @@ fn rollback_is_caught_across_a_restart() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(o.json["versions"]["root"], 3);
     assert!(o.json["tofu"]["first_use"].is_string(), "{}", o.stdout);
+    // A repository with no state: exit 1, as its --help says.
+    let o = pullguard(
+        &[
+            "keys",
+            "show-state",
+            "registry.test/never/seen",
+            "--state-dir",
+            s,
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert_eq!(
+        o.json.get("state"),
+        Some(&serde_json::Value::Null),
+        "{}",
+        o.stdout
+    );
+    let help = pullguard(&["keys", "show-state", "--help"], &[]);
+    assert!(
+        help.stdout.contains("1 no state kept for the repository"),
+        "{}",
+        help.stdout
+    );
 }
 
 #[test]
