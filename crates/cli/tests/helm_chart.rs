@@ -402,6 +402,50 @@ fn kubernetes_events_get_a_token_and_the_right_to_create_events_only() {
 }
 
 #[test]
+fn pullguards_own_image_gets_a_rule_for_its_tags_and_digests_when_its_signers_are_named() {
+    let identity = r#"image.signers.cosignIdentities=[{"subject":"https://github.com/acme/pullguard/.github/workflows/release.yml@refs/tags/v1","issuer":"https://token.actions.githubusercontent.com"}]"#;
+    let all = docs(
+        &template(&[
+            "--set",
+            "image.repository=ghcr.io/acme/pullguard",
+            "--set-json",
+            identity,
+        ])
+        .unwrap(),
+    );
+    let policy = policy_of(&all);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pullguard.toml");
+    std::fs::write(&file, &policy).unwrap();
+    let file = file.to_str().unwrap();
+    let (code, _, out) = common::pullguard(&["policy", "check", file]);
+    assert_eq!(code, 0, "{out}\n{policy}");
+    let digest = format!("ghcr.io/acme/pullguard@sha256:{}", "ab".repeat(32));
+    for (image, rule) in [
+        ("ghcr.io/acme/pullguard:0.1.0", "pullguard-image"),
+        (digest.as_str(), "pullguard-image-by-digest"),
+        // A look-alike repository is not pullguard's.
+        ("ghcr.io/acme/pullguard-evil:1", "everything-else"),
+        ("ghcr.io/acme/pullguard/x:1", "everything-else"),
+    ] {
+        let (_, json, out) =
+            common::pullguard(&["policy", "explain", image, "--policy", file, "--json"]);
+        assert_eq!(json["rule"].as_str(), Some(rule), "{image}: {out}");
+    }
+    // Without signers, no such rule.
+    assert!(!policy_of(&docs(&template(&[]).unwrap())).contains("pullguard-image"));
+    // A repository without its registry host cannot be matched as written.
+    let err = template(&[
+        "--set",
+        "image.repository=acme/pullguard",
+        "--set-json",
+        identity,
+    ])
+    .unwrap_err();
+    assert!(err.contains("write its registry host too"), "{err}");
+}
+
+#[test]
 fn keys_become_files_at_their_paths_in_the_keys_directory() {
     let all = docs(
         &template(&[

@@ -54,3 +54,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- else -}}/etc/containerd/certs.d
 {{- end -}}
 {{- end -}}
+
+{{/* The default rules' rule for pullguard's own image (image.signers), tags or digests. */}}
+{{- define "pullguard.selfRule" -}}
+{{- $s := .root.Values.image.signers -}}
+[[rule]]
+name = {{ printf "pullguard-image%s" .suffix | quote }}
+match = {{ printf "%s%s" .root.Values.image.repository .match | quote }}
+{{- with $s.cosignIdentities }}
+cosign_identities = [
+{{- range . }}
+  { subject = {{ required "image.signers.cosignIdentities[].subject" .subject | quote }}, issuer = {{ required "image.signers.cosignIdentities[].issuer" .issuer | quote }} },
+{{- end }}
+]
+{{- end }}
+{{- with $s.cosignKeys }}
+cosign_keys = [{{ range $i, $k := . }}{{ if $i }}, {{ end }}{{ $k | quote }}{{ end }}]
+{{- end }}
+cosign_tlog = {{ $s.cosignTlog }}
+{{- end -}}
