@@ -14,6 +14,7 @@ mod import_notation;
 mod inspect;
 mod keys;
 mod node;
+mod node_fanout;
 mod policy_cmd;
 mod policy_diff;
 mod publish;

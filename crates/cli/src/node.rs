@@ -36,7 +36,22 @@ pub enum Command {
     /// Remove pullguard-verifier from containerd's verifier directory.
     #[command(after_help = EXAMPLES)]
     RemoveVerifier(Args),
+    /// In a pod: remove pullguard-verifier on every node of a DaemonSet, one Job per node (the chart's uninstall hook).
+    #[command(after_help = FANOUT_EXAMPLES)]
+    RemoveVerifierOnNodes(crate::node_fanout::Args),
 }
+
+const FANOUT_EXAMPLES: &str = "\
+Example (what deploy/helm/pullguard's pre-delete hook runs):
+  pullguard node remove-verifier-on-nodes --namespace pullguard \\
+    --selector app.kubernetes.io/name=pullguard,app.kubernetes.io/instance=pullguard \\
+    --image registry.example.com/pullguard/pullguard:0.1.0 \\
+    --bin-dir /opt/containerd/image-verifier/bin
+
+Needs the pod's service account with: pods list, jobs create/get/delete in the namespace.
+
+Exit codes: 0 removed on every node; 1 some node kept it (each named); 2 bad usage;
+3 the Kubernetes API cannot be reached or refused a request.";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -60,6 +75,7 @@ pub fn run(command: &Command) -> ExitCode {
             from.and_then(|from| install(&from, &args.bin_dir))
         }
         Command::RemoveVerifier(args) => remove(&args.bin_dir),
+        Command::RemoveVerifierOnNodes(args) => return crate::node_fanout::run(args),
     };
     match result {
         Ok(message) => {

@@ -160,10 +160,12 @@ fn the_chart_lints_and_validates_against_kubernetes_schemas() {
 
 #[test]
 fn the_plain_manifests_are_the_chart_rendered_with_its_defaults() {
-    let rendered = template(&[]).unwrap();
+    // Without the hooks: `kubectl apply` would run the uninstall hook at once.
+    let rendered = template(&["--no-hooks"]).unwrap();
+    assert!(!rendered.contains("helm.sh/hook"));
     let file = repo().join("deploy/manifests/pullguard.yaml");
     let committed = std::fs::read_to_string(&file).unwrap_or_default();
-    let header = "# Rendered from deploy/helm/pullguard with its default values (namespace pullguard):\n# helm template pullguard deploy/helm/pullguard --namespace pullguard\n";
+    let header = "# Rendered from deploy/helm/pullguard with its default values (namespace pullguard),\n# without the chart's uninstall hook (docs/install.md says how to uninstall without Helm):\n# helm template pullguard deploy/helm/pullguard --namespace pullguard --no-hooks\n";
     let expected = format!("{header}{rendered}");
     if std::env::var_os("PULLGUARD_UPDATE_MANIFESTS").is_some() {
         std::fs::write(&file, &expected).unwrap();
@@ -443,6 +445,63 @@ fn pullguards_own_image_gets_a_rule_for_its_tags_and_digests_when_its_signers_ar
     ])
     .unwrap_err();
     assert!(err.contains("write its registry host too"), "{err}");
+}
+
+#[test]
+fn uninstall_removes_the_verifier_on_every_node_first_with_rights_for_that_only() {
+    let all = docs(&template(&[]).unwrap());
+    let job = all
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Job"))
+        .expect("the uninstall hook Job");
+    assert_eq!(
+        job["metadata"]["annotations"]["helm.sh/hook"].as_str(),
+        Some("pre-delete")
+    );
+    let command: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        command[..3],
+        ["/usr/bin/pullguard", "node", "remove-verifier-on-nodes"]
+    );
+    let bin = command.iter().position(|a| *a == "--bin-dir").unwrap();
+    assert_eq!(command[bin + 1], "/opt/containerd/image-verifier/bin");
+    let sel = command.iter().position(|a| *a == "--selector").unwrap();
+    assert_eq!(
+        command[sel + 1],
+        "app.kubernetes.io/name=pullguard,app.kubernetes.io/instance=pullguard"
+    );
+    // The rights: list pods, create/get/delete Jobs, in the namespace, nothing else.
+    let role = kind(&all, "Role");
+    assert_eq!(
+        role["metadata"]["annotations"]["helm.sh/hook"].as_str(),
+        Some("pre-delete")
+    );
+    let rules: Vec<String> = role["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| serde_yaml_ng::to_string(r).unwrap())
+        .collect();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert!(
+        rules[0].contains("pods") && rules[0].contains("- list") && !rules[0].contains("create")
+    );
+    assert!(
+        rules[1].contains("jobs") && rules[1].contains("- create") && rules[1].contains("- delete")
+    );
+    // No hook where the chart does not install the verifier.
+    for value in ["remove", "none"] {
+        let all = docs(&template(&["--set", &format!("node.verifier={value}")]).unwrap());
+        assert!(
+            !all.iter().any(|d| d["kind"].as_str() == Some("Job")),
+            "{value}"
+        );
+    }
 }
 
 #[test]

@@ -11,15 +11,12 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::engine::Engine;
 
-/// The standard service-account mount in a pod.
-const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// The API allows 1 kB of note.
 const MAX_NOTE: usize = 1024;
 /// What the Events name as their source.
@@ -32,91 +29,6 @@ pub struct Posted {
     pub ok: AtomicU64,
     /// Events it refused or could not be reached for.
     pub failed: AtomicU64,
-}
-
-/// Where the API server is and who we are to it.
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token_file: std::path::PathBuf,
-    node: String,
-}
-
-impl Client {
-    /// The in-cluster client, or why there is none.
-    fn new(api: Option<&str>, dir: &Path) -> Result<Client, String> {
-        let base = match api {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
-                    "KUBERNETES_SERVICE_HOST is not set (not in a pod?); set kubernetes_api"
-                        .to_owned()
-                })?;
-                let port =
-                    std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".to_owned());
-                if host.contains(':') {
-                    format!("https://[{host}]:{port}")
-                } else {
-                    format!("https://{host}:{port}")
-                }
-            }
-        };
-        let ca_file = dir.join("ca.crt");
-        let ca = std::fs::read(&ca_file)
-            .map_err(|e| format!("cannot read the cluster CA {}: {e}", ca_file.display()))?;
-        let ca = reqwest::Certificate::from_pem(&ca)
-            .map_err(|e| format!("{} is not a PEM certificate: {e}", ca_file.display()))?;
-        let token_file = dir.join("token");
-        if !token_file.is_file() {
-            return Err(format!(
-                "no service account token at {} (automountServiceAccountToken?)",
-                token_file.display()
-            ));
-        }
-        // rustls with ring, as everywhere in pullguard (an error: installed already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // The cluster's CA alone: a public CA's certificate for the API's name is no
-        // proof of the API server.
-        let http = reqwest::Client::builder()
-            .tls_certs_only([ca])
-            .tls_version_min(reqwest::tls::Version::TLS_1_2)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| format!("cannot build the API client: {e}"))?;
-        let node = std::env::var("NODE_NAME").unwrap_or_else(|_| crate::events::hostname());
-        Ok(Client {
-            http,
-            base,
-            token_file,
-            node,
-        })
-    }
-
-    async fn post(&self, event: &Value) -> Result<(), String> {
-        let ns = event["metadata"]["namespace"].as_str().unwrap_or_default();
-        let url = format!("{}/apis/events.k8s.io/v1/namespaces/{ns}/events", self.base);
-        let token = std::fs::read_to_string(&self.token_file)
-            .map_err(|e| format!("cannot read {}: {e}", self.token_file.display()))?;
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(token.trim())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(event.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("POST {url}: {}", api::error_chain(&e)))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let body = response.text().await.unwrap_or_default();
-        Err(format!(
-            "POST {url}: {status}: {}",
-            api::codes::text::capped(&body, 300)
-        ))
-    }
 }
 
 /// The Event for one line of the events file, if it is about a pod's container.
@@ -204,21 +116,23 @@ fn micro_time(t: &str) -> String {
 /// Starts the sink; says why not (as a warning and in status) when it cannot run.
 pub fn spawn(engine: Arc<Engine>, api: Option<String>) -> Arc<Posted> {
     let posted = Arc::new(Posted::default());
-    let client = match Client::new(api.as_deref(), Path::new(SERVICE_ACCOUNT)) {
-        Ok(c) => c,
-        Err(why) => {
-            tracing::warn!("kubernetes_events is on, but no Events can be posted: {why}");
-            *engine
-                .kube_events_state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = format!("off: {why}");
-            return posted;
-        }
+    let set_state = |text: String| {
+        *engine
+            .kube_events_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = text;
     };
-    *engine
-        .kube_events_state
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = format!("posting to {}", client.base);
+    let client =
+        match crate::kube::Client::new(api.as_deref(), Path::new(crate::kube::SERVICE_ACCOUNT)) {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::warn!("kubernetes_events is on, but no Events can be posted: {why}");
+                set_state(format!("off: {why}"));
+                return posted;
+            }
+        };
+    set_state(format!("posting to {}", client.base()));
+    let node = std::env::var("NODE_NAME").unwrap_or_else(|_| crate::events::hostname());
     let mut rx = engine.events.subscribe();
     let counts = posted.clone();
     tokio::spawn(async move {
@@ -231,11 +145,13 @@ pub fn spawn(engine: Arc<Engine>, api: Option<String>) -> Arc<Posted> {
                 }
                 Err(RecvError::Closed) => break,
             };
-            let Some(event) = event_for(&line, &client.node) else {
+            let Some(event) = event_for(&line, &node) else {
                 continue;
             };
-            match client.post(&event).await {
-                Ok(()) => {
+            let ns = event["metadata"]["namespace"].as_str().unwrap_or_default();
+            let path = format!("/apis/events.k8s.io/v1/namespaces/{ns}/events");
+            match client.post(&path, &event).await {
+                Ok(_) => {
                     counts.ok.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
@@ -245,7 +161,7 @@ pub fn spawn(engine: Arc<Engine>, api: Option<String>) -> Arc<Posted> {
                         .kube_events_state
                         .lock()
                         .unwrap_or_else(|p| p.into_inner()) =
-                        format!("posting to {}; last failure: {e}", client.base);
+                        format!("posting to {}; last failure: {e}", client.base());
                 }
             }
         }

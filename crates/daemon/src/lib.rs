@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub mod engine;
 pub mod events;
+pub mod kube;
 pub mod kube_events;
 pub mod metrics;
 pub mod nri;
