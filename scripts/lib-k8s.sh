@@ -107,7 +107,11 @@ install_k8s_cluster_tools() {
   stamp="$stamp -X k8s.io/component-base/version.gitMinor=${v%%.*} -X k8s.io/component-base/version.gitTreeState=clean"
   stamp="$stamp -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
   for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
-    if ! "$K8S_BIN/$c" --version 2>/dev/null | grep -q "$K8S_VERSION"; then
+    # kubectl has no --version (CI relinked everything on every run for want of it).
+    local said ask=(--version)
+    [ "$c" = kubectl ] && ask=(version --client)
+    said=$("$K8S_BIN/$c" "${ask[@]}" 2>/dev/null || true)
+    if [[ $said != *"$K8S_VERSION"* ]]; then
       BUILD_LDFLAGS=$stamp build_module "k8s.io/kubernetes@$K8S_VERSION" "$K8S_BIN" "v0${K8S_VERSION#v1}" \
         ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubelet ./cmd/kubectl
       break
