@@ -81,6 +81,15 @@ fn kind<'a>(all: &'a [Value], kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
+/// A YAML sequence of strings (a container's command).
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
 fn policy_of(all: &[Value]) -> String {
     kind(all, "ConfigMap")["data"]["pullguard.toml"]
         .as_str()
@@ -310,19 +319,9 @@ fn the_pods_are_unprivileged_and_upgrades_hand_over_the_socket() {
     let rolling = &ds["spec"]["updateStrategy"]["rollingUpdate"];
     assert_eq!(rolling["maxSurge"], Value::from(1));
     assert_eq!(rolling["maxUnavailable"], Value::from(0));
-    let command: Vec<&str> = spec["containers"][0]["command"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let command: Vec<&str> = strings(&spec["containers"][0]["command"]);
     assert!(command.contains(&"--take-over"), "{command:?}");
-    let init: Vec<&str> = spec["initContainers"][0]["command"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let init: Vec<&str> = strings(&spec["initContainers"][0]["command"]);
     assert_eq!(
         init,
         [
@@ -458,12 +457,7 @@ fn uninstall_removes_the_verifier_on_every_node_first_with_rights_for_that_only(
         job["metadata"]["annotations"]["helm.sh/hook"].as_str(),
         Some("pre-delete")
     );
-    let command: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["command"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let command: Vec<&str> = strings(&job["spec"]["template"]["spec"]["containers"][0]["command"]);
     assert_eq!(
         command[..3],
         ["/usr/bin/pullguard", "node", "remove-verifier-on-nodes"]
