@@ -1,7 +1,7 @@
 //! A small Kubernetes API client for code that runs in a pod: the pod's service account
 //! (token re-read for each request: the kubelet rotates it), the cluster's CA alone, JSON
 //! in and out, bounded answers. Used by the Events sink ([`crate::kube_events`]) and by
-//! `pullguard node remove-verifier --all-nodes` (the chart's uninstall hook).
+//! `pullguard node remove-verifier-on-nodes` (the chart's uninstall hook).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -6,10 +6,9 @@
 //! CA from the standard mount, the token re-read for each post: the kubelet rotates it).
 //! Like the other sinks it reads the broadcast channel: a slow or unreachable API server
 //! holds up no verdict, and the events file stays the record. A post that fails is
-//! logged, counted and not retried.
+//! logged, shown in `pullguard status`, and not retried.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -21,15 +20,6 @@ use crate::engine::Engine;
 const MAX_NOTE: usize = 1024;
 /// What the Events name as their source.
 const CONTROLLER: &str = "pullguard.dev/pullguardd";
-
-/// Posts counted since start: (posted, failed).
-#[derive(Default)]
-pub struct Posted {
-    /// Events the API server accepted.
-    pub ok: AtomicU64,
-    /// Events it refused or could not be reached for.
-    pub failed: AtomicU64,
-}
 
 /// The Event for one line of the events file, if it is about a pod's container.
 pub fn event_for(line: &str, node: &str) -> Option<Value> {
@@ -113,28 +103,28 @@ fn micro_time(t: &str) -> String {
     format!("{secs}.{digits:0<6}Z")
 }
 
+/// What `pullguard status` says of the sink.
+fn set_state(engine: &Engine, text: String) {
+    *engine
+        .kube_events_state
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = text;
+}
+
 /// Starts the sink; says why not (as a warning and in status) when it cannot run.
-pub fn spawn(engine: Arc<Engine>, api: Option<String>) -> Arc<Posted> {
-    let posted = Arc::new(Posted::default());
-    let set_state = |text: String| {
-        *engine
-            .kube_events_state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = text;
-    };
+pub fn spawn(engine: Arc<Engine>, api: Option<String>) {
     let client =
         match crate::kube::Client::new(api.as_deref(), Path::new(crate::kube::SERVICE_ACCOUNT)) {
             Ok(c) => c,
             Err(why) => {
                 tracing::warn!("kubernetes_events is on, but no Events can be posted: {why}");
-                set_state(format!("off: {why}"));
-                return posted;
+                set_state(&engine, format!("off: {why}"));
+                return;
             }
         };
-    set_state(format!("posting to {}", client.base()));
+    set_state(&engine, format!("posting to {}", client.base()));
     let node = std::env::var("NODE_NAME").unwrap_or_else(|_| crate::events::hostname());
     let mut rx = engine.events.subscribe();
-    let counts = posted.clone();
     tokio::spawn(async move {
         loop {
             let line = match rx.recv().await {
@@ -150,23 +140,15 @@ pub fn spawn(engine: Arc<Engine>, api: Option<String>) -> Arc<Posted> {
             };
             let ns = event["metadata"]["namespace"].as_str().unwrap_or_default();
             let path = format!("/apis/events.k8s.io/v1/namespaces/{ns}/events");
-            match client.post(&path, &event).await {
-                Ok(_) => {
-                    counts.ok.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    counts.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("cannot post a Kubernetes Event: {e}");
-                    *engine
-                        .kube_events_state
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) =
-                        format!("posting to {}; last failure: {e}", client.base());
-                }
+            if let Err(e) = client.post(&path, &event).await {
+                tracing::warn!("cannot post a Kubernetes Event: {e}");
+                set_state(
+                    &engine,
+                    format!("posting to {}; last failure: {e}", client.base()),
+                );
             }
         }
     });
-    posted
 }
 
 #[cfg(test)]
