@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Go-built peers the tests run beside pullguard: containerd 2.x with its ctr, crictl,
 # Sigstore's cosign, the Notary Project's notation-go (tests/notation/peer), sigstore-go
-# (tests/sigstore/peer) and the olareg registry (tests/olareg/peer).
+# (tests/sigstore/peer), the olareg registry (tests/olareg/peer) and an OpenTelemetry
+# Collector (tests/otelcol/peer).
 # They are not Debian packages, so they are built from the Go module proxy with
 # `go install MODULE/cmd/NAME@VERSION`, pinned here, into a cache outside the checkout
 # ($PULLGUARD_TOOLS, default ~/.cache/pullguard-tools/NAME-VERSION/), once per version:
@@ -33,7 +34,10 @@ go_tools_env() {
   # olareg, a registry with the OCI 1.1 referrers API that pages its answers
   # (tests/olareg/peer sets the page size, which olareg's own command does not).
   OLAREG_PEER=$(peer_path olareg)
-  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN NOTATION_PEER SIGSTORE_PEER OLAREG_PEER
+  # An OpenTelemetry Collector (its OTLP receiver and file exporter) for the OTLP export's
+  # tests: the proxy serves the collector's modules, not a built distribution.
+  OTELCOL_PEER=$(peer_path otelcol)
+  export PULLGUARD_TOOLS CONTAINERD2 CTR2 CRICTL COSIGN NOTATION_PEER SIGSTORE_PEER OLAREG_PEER OTELCOL_PEER
 }
 
 # peer_path KIND: where tests/KIND/peer is built, keyed by a hash of its sources.
@@ -79,6 +83,7 @@ install_go_tools() {
   [ -x "$NOTATION_PEER" ] || notation_peer_build
   [ -x "$SIGSTORE_PEER" ] || sigstore_peer_build
   [ -x "$OLAREG_PEER" ] || peer_build olareg
+  [ -x "$OTELCOL_PEER" ] || peer_build otelcol
 }
 
 # peer_build KIND: builds tests/KIND/peer (its go.sum pins the reference libraries).

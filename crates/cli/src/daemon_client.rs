@@ -335,7 +335,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
                    "watcher": s.watcher, "images_checked": s.images_checked, "images_removed": s.images_removed,
                    "fetches": s.fetches, "cache_hits": s.cache_hits, "fetch_millis": s.fetch_millis, "nri": s.nri,
                    "events_file": s.events_file, "sigstore_root": s.sigstore_root,
-                   "kubernetes_events": s.kubernetes_events,
+                   "kubernetes_events": s.kubernetes_events, "otlp": s.otlp,
                    "verifier_hook": {"ok": hook_ok, "state": hook}})
         );
     } else {
@@ -357,6 +357,7 @@ pub fn status(args: &StatusArgs) -> ExitCode {
         println!("watcher      {}", s.watcher);
         println!("nri          {}", s.nri);
         println!("k8s events   {}", s.kubernetes_events);
+        println!("otlp         {}", s.otlp);
         println!(
             "images       {} checked, {} removed by the watcher",
             s.images_checked, s.images_removed

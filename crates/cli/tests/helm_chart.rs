@@ -403,6 +403,19 @@ fn kubernetes_events_get_a_token_and_the_right_to_create_events_only() {
 }
 
 #[test]
+fn an_otlp_collector_is_named_in_the_policy_only_when_asked_for() {
+    assert!(!policy_of(&docs(&template(&[]).unwrap())).contains("otlp"));
+    let policy = policy_of(&docs(
+        &template(&["--set", "otlp=http://otel.observability.svc:4317"]).unwrap(),
+    ));
+    assert!(
+        policy.contains("otlp = \"http://otel.observability.svc:4317\""),
+        "{policy}"
+    );
+    assert_eq!(check_policy(&policy).0, 0, "{policy}");
+}
+
+#[test]
 fn pullguards_own_image_gets_a_rule_for_its_tags_and_digests_when_its_signers_are_named() {
     let identity = r#"image.signers.cosignIdentities=[{"subject":"https://github.com/acme/pullguard/.github/workflows/release.yml@refs/tags/v1","issuer":"https://token.actions.githubusercontent.com"}]"#;
     let all = docs(

@@ -18,6 +18,7 @@ pub mod kube_events;
 pub mod metrics;
 pub mod nri;
 pub mod offline;
+pub mod otlp;
 pub mod reload;
 pub mod server;
 pub mod sigstore_root;
@@ -103,6 +104,9 @@ pub async fn run(
     }
     if settings.kubernetes_events {
         kube_events::spawn(engine.clone(), settings.kubernetes_api.clone());
+    }
+    if let Some(endpoint) = &settings.otlp {
+        otlp::spawn(engine.clone(), endpoint.clone());
     }
     if let Some(setting) = &settings.metrics {
         let addr = metrics::listen_address(setting);

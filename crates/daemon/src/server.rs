@@ -140,6 +140,12 @@ impl Pullguard for Service {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            otlp: self
+                .engine
+                .otlp_state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             events_file: self.engine.events.path().display().to_string(),
             sigstore_root: if crate::sigstore_root::in_use(&self.engine) {
                 crate::sigstore_root::status(&loaded.policy.daemon.state_dir)

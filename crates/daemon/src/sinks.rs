@@ -76,10 +76,19 @@ async fn send(conn: &mut Conn, msg: &str) -> std::io::Result<()> {
 
 pub(crate) async fn report_drops(engine: &Engine, n: u64, sink: &str) {
     engine.events.dropped.fetch_add(n, Ordering::Relaxed);
+    report_drops_text(
+        engine,
+        &format!("{n} events were not delivered to {sink}, which fell behind; the events file has them all"),
+    )
+    .await;
+}
+
+/// An `events.dropped` event saying `why`.
+pub(crate) async fn report_drops_text(engine: &Engine, why: &str) {
     let ev = engine.events.new_event(
         api::codes::EventKind::EventsDropped,
         engine.loaded().generation,
-        format!("{n} events were not delivered to {sink}, which fell behind; the events file has them all"),
+        why,
     );
     let _ = engine.emit(ev, false).await;
 }

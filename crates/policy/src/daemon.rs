@@ -47,7 +47,25 @@ pub(crate) fn daemon_settings(ctx: &mut Ctx<'_>, d: &RawDaemon) -> DaemonSetting
             None
         }
     });
+    let otlp = d.otlp.as_ref().and_then(|u| {
+        let v = u.get_ref();
+        // Plain gRPC only: a collector on the node or the cluster network, as fleets
+        // run it; an https:// URL is refused rather than sent in the clear.
+        match v.strip_prefix("http://") {
+            Some(rest) if !rest.is_empty() && !rest.contains(['/', '?', '#', '@']) => {
+                Some(v.clone())
+            }
+            _ => {
+                ctx.at(
+                    u.span().start,
+                    "otlp is an OpenTelemetry Collector's OTLP/gRPC address, http://HOST:PORT (e.g. http://127.0.0.1:4317); TLS is not supported yet: send to a collector on the node or in the cluster",
+                );
+                None
+            }
+        }
+    });
     DaemonSettings {
+        otlp,
         kubernetes_events: d.kubernetes_events.unwrap_or(false),
         kubernetes_api,
         socket: PathBuf::from(d.socket.as_deref().unwrap_or(DEFAULT_SOCKET)),

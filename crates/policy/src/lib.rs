@@ -420,6 +420,9 @@ pub struct DaemonSettings {
     /// The Kubernetes API server's URL for those Events; `None`: the in-cluster one
     /// (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`).
     pub kubernetes_api: Option<String>,
+    /// An OpenTelemetry Collector's OTLP/gRPC address (`http://HOST:PORT`) every event
+    /// is also exported to (logs signal), resent from the events file after an outage.
+    pub otlp: Option<String>,
 }
 
 impl DaemonSettings {
@@ -455,6 +458,7 @@ impl DaemonSettings {
             "kubernetes_events",
         );
         check(self.kubernetes_api != new.kubernetes_api, "kubernetes_api");
+        check(self.otlp != new.otlp, "otlp");
         out
     }
 }

@@ -49,6 +49,7 @@ pub(crate) struct RawDaemon {
     pub(crate) sigstore_tuf_interval: Option<Spanned<String>>,
     pub(crate) kubernetes_events: Option<bool>,
     pub(crate) kubernetes_api: Option<Spanned<String>>,
+    pub(crate) otlp: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

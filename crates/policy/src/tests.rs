@@ -442,6 +442,35 @@ fn the_nri_gate_follows_the_watcher_unless_set_and_needs_containerds_socket() {
 }
 
 #[test]
+fn otlp_is_a_plain_grpc_address_and_anything_else_is_refused_with_the_form() {
+    let with = |daemon: &str| {
+        let rule = "[[rule]]\nname = \"a\"\nmatch = \"**\"\nrequire = \"any\"\n";
+        Policy::parse(
+            Path::new("policy.toml"),
+            &format!("[daemon]\n{daemon}\n{rule}"),
+        )
+    };
+    assert_eq!(with("").unwrap().daemon.otlp, None);
+    let d = with("otlp = \"http://127.0.0.1:4317\"").unwrap().daemon;
+    assert_eq!(d.otlp.as_deref(), Some("http://127.0.0.1:4317"));
+    for bad in [
+        "https://collector:4317",
+        "127.0.0.1:4317",
+        "http://",
+        "http://c:4317/v1/logs",
+        "http://user@c:4317",
+    ] {
+        let err = with(&format!("otlp = \"{bad}\"")).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "otlp is an OpenTelemetry Collector's OTLP/gRPC address, http://HOST:PORT"
+            ),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
 fn cosign_rules_name_their_keys_and_say_whether_a_transparency_log_is_required() {
     let cosign = |extra: &str| {
         policy(&format!(

@@ -249,6 +249,8 @@ pub struct Engine {
     pub nri_state: Mutex<String>,
     /// The Kubernetes Events sink's state, for status ("off" when not configured).
     pub kube_events_state: Mutex<String>,
+    /// The OTLP export's state, for status ("off" when not configured).
+    pub otlp_state: Mutex<String>,
     installs: tokio::sync::watch::Sender<u64>,
 }
 
@@ -272,6 +274,7 @@ impl Engine {
             watcher_state: Mutex::new("off".to_owned()),
             nri_state: Mutex::new("off".to_owned()),
             kube_events_state: Mutex::new("off".to_owned()),
+            otlp_state: Mutex::new("off".to_owned()),
             installs: tokio::sync::watch::channel(0).0,
         }
     }
