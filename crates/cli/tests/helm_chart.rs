@@ -245,6 +245,11 @@ fn the_node_paths_follow_the_preset_and_the_policy_names_the_mounts() {
             "/run/k3s/containerd/containerd.sock",
             "/var/lib/rancher/k3s/agent/etc/containerd/certs.d",
         ),
+        (
+            "rke2",
+            "/run/k3s/containerd/containerd.sock",
+            "/var/lib/rancher/rke2/agent/etc/containerd/certs.d",
+        ),
     ] {
         let all = docs(&template(&["--set", &format!("node.preset={preset}")]).unwrap());
         let policy = policy_of(&all);
@@ -556,7 +561,7 @@ fn values_that_would_break_a_node_are_refused_at_render_time() {
             "leave [daemon] out",
         ),
         (&["--set", "mode=permissive"], "use audit or enforce"),
-        (&["--set", "node.preset=microk8s"], "use containerd or k3s"),
+        (&["--set", "node.preset=microk8s"], "use containerd, k3s or rke2"),
         (
             &[
                 "--set",

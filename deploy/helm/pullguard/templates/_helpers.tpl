@@ -34,9 +34,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The node's paths: the preset's, each overridable. */}}
 {{- define "pullguard.containerdSocket" -}}
 {{- if .Values.node.containerdSocket -}}{{ .Values.node.containerdSocket }}
-{{- else if eq .Values.node.preset "k3s" -}}/run/k3s/containerd/containerd.sock
+{{- else if has .Values.node.preset (list "k3s" "rke2") -}}/run/k3s/containerd/containerd.sock
 {{- else if eq .Values.node.preset "containerd" -}}/run/containerd/containerd.sock
-{{- else -}}{{ fail (printf "node.preset %q: use containerd or k3s, or set node.containerdSocket" .Values.node.preset) }}
+{{- else -}}{{ fail (printf "node.preset %q: use containerd, k3s or rke2, or set node.containerdSocket" .Values.node.preset) }}
 {{- end -}}
 {{- end -}}
 
@@ -51,6 +51,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "pullguard.registryConfigDir" -}}
 {{- if .Values.node.registryConfigDir -}}{{ .Values.node.registryConfigDir | trimSuffix "/" }}
 {{- else if eq .Values.node.preset "k3s" -}}/var/lib/rancher/k3s/agent/etc/containerd/certs.d
+{{- else if eq .Values.node.preset "rke2" -}}/var/lib/rancher/rke2/agent/etc/containerd/certs.d
 {{- else -}}/etc/containerd/certs.d
 {{- end -}}
 {{- end -}}
