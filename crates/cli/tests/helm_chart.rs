@@ -561,7 +561,10 @@ fn values_that_would_break_a_node_are_refused_at_render_time() {
             "leave [daemon] out",
         ),
         (&["--set", "mode=permissive"], "use audit or enforce"),
-        (&["--set", "node.preset=microk8s"], "use containerd, k3s or rke2"),
+        (
+            &["--set", "node.preset=microk8s"],
+            "use containerd, k3s or rke2",
+        ),
         (
             &[
                 "--set",

@@ -16,27 +16,48 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Er
 }
 
 /// Refuses a path that group or others can write, or that someone other than us or
-/// root owns.
+/// root owns (a symlink too: whoever owns it chooses what it points to).
 pub fn check_secure(path: &Path) -> Result<()> {
+    let euid = rustix::process::geteuid().as_raw();
+    let foreign = |owner: u32| Error::ForeignOwner {
+        path: path.to_path_buf(),
+        owner,
+        euid,
+    };
+    let link = fs::symlink_metadata(path).map_err(io("inspect", path))?;
+    if link.file_type().is_symlink() && !trusted_owner(link.uid(), euid) {
+        return Err(foreign(link.uid()));
+    }
     let meta = fs::metadata(path).map_err(io("inspect", path))?;
     let mode = meta.mode() & 0o7777;
-    // On a read-only mount the mode bits grant no one a write: Kubernetes mounts a
-    // Secret volume's root 1777 (its tmpfs), read-only in pullguard's container.
-    if mode & 0o022 != 0 && !read_only_mount(path) {
+    if mode & 0o022 != 0 && !kubelet_volume_root(path, &meta, euid) {
         return Err(Error::InsecurePermissions {
             path: path.to_path_buf(),
             mode,
         });
     }
-    let euid = rustix::process::geteuid().as_raw();
-    if meta.uid() != euid && meta.uid() != 0 {
-        return Err(Error::ForeignOwner {
-            path: path.to_path_buf(),
-            owner: meta.uid(),
-            euid,
-        });
+    if !trusted_owner(meta.uid(), euid) {
+        return Err(foreign(meta.uid()));
     }
     Ok(())
+}
+
+fn trusted_owner(uid: u32, euid: u32) -> bool {
+    uid == euid || uid == 0
+}
+
+/// A Kubernetes Secret volume's root as pullguard's container sees it: the kubelet's
+/// tmpfs, mode 1777, mounted read-only, holding the kubelet's `..data` symlink. There
+/// the mode bits grant no one a write. A read-only mount alone is not enough: a
+/// read-only bind of a world-writable host directory stays writable from the host, so
+/// the sticky bit (no one can replace the root-owned entries) and the kubelet's own
+/// layout (`..data`, owned by root) are required too.
+fn kubelet_volume_root(path: &Path, meta: &fs::Metadata, euid: u32) -> bool {
+    meta.is_dir()
+        && meta.mode() & 0o1000 != 0
+        && read_only_mount(path)
+        && fs::symlink_metadata(path.join("..data"))
+            .is_ok_and(|m| m.file_type().is_symlink() && trusted_owner(m.uid(), euid))
 }
 
 /// Whether `path` is on a file system mounted read-only (in this mount namespace).

@@ -183,44 +183,111 @@ fn refuses_an_index_others_can_write() {
     ));
 }
 
-/// A Kubernetes Secret volume: a tmpfs whose root is mode 1777, mounted read-only into
-/// pullguard's container. Mode bits grant no write on a read-only mount, so the keys
-/// in it load; the same directory mounted read-write is refused. Real mounts (root).
+/// A Kubernetes Secret volume: a tmpfs whose root is mode 1777 with the kubelet's
+/// `..data` symlink, mounted read-only into pullguard's container. Mode bits grant no
+/// write on a read-only mount, so the keys in it load; the same directory mounted
+/// read-write is refused, and so is a read-only world-writable directory that is not a
+/// kubelet volume (a read-only bind of a host's world-writable directory stays writable
+/// from the host): no sticky bit, no `..data`, or a `..data` someone else owns. Real
+/// mounts (root).
 #[test]
-fn a_world_writable_directory_counts_only_where_it_can_be_written() {
+fn a_world_writable_directory_counts_only_where_no_one_can_write_it() {
     use std::os::unix::fs::PermissionsExt as _;
     use std::process::Command;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("keys");
     std::fs::create_dir(&dir).expect("mkdir");
-    let mount = |opts: &str| {
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+    let run = |args: &[&str]| {
+        let st = Command::new(args[0])
+            .args(&args[1..])
             .arg(&dir)
             .status()
             .expect("mount");
-        assert!(st.success(), "mount -o {opts} (these tests run as root)");
+        assert!(st.success(), "{args:?} (these tests run as root)");
     };
-    let umount = || {
-        let _ = Command::new("umount").arg(&dir).status();
+    // Loads the keys of a fresh tmpfs of `mode`, laid out by `layout`, read-write
+    // then read-only.
+    let load = |mode: &str, layout: &dyn Fn(&Path)| {
+        run(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("mode={mode},size=1m"),
+            "tmpfs",
+        ]);
+        write_index(&dir, "");
+        layout(&dir);
+        let writable = TrustAnchors::load(&dir).map(|_| ());
+        run(&["mount", "-o", "remount,ro"]);
+        let read_only = TrustAnchors::load(&dir).map(|_| ());
+        run(&["umount"]);
+        (writable, read_only)
     };
-    mount("mode=1777,size=1m");
-    write_index(&dir, "");
-    assert_eq!(
-        std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o7777,
-        0o1777
-    );
-    let writable = TrustAnchors::load(&dir);
-    Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(&dir)
-        .status()
-        .expect("remount");
-    let read_only = TrustAnchors::load(&dir);
-    umount();
+    let kubelet = |d: &Path| {
+        std::fs::create_dir(d.join("..2026_12_06_10_00_00.1")).expect("mkdir");
+        std::os::unix::fs::symlink("..2026_12_06_10_00_00.1", d.join("..data")).expect("ln");
+        assert_eq!(
+            std::fs::metadata(d).expect("stat").permissions().mode() & 0o7777,
+            0o1777
+        );
+    };
+    let (writable, read_only) = load("1777", &kubelet);
     assert!(
         matches!(writable, Err(Error::InsecurePermissions { .. })),
         "{writable:?}"
     );
     assert!(read_only.is_ok(), "{read_only:?}");
+    let insecure = |r: &key_store::Result<()>| matches!(r, Err(Error::InsecurePermissions { .. }));
+    // Not a kubelet volume: refused read-only too.
+    let (_, no_data) = load("1777", &|_: &Path| ());
+    assert!(insecure(&no_data), "no ..data: {no_data:?}");
+    let (_, no_sticky) = load("0777", &|d: &Path| {
+        std::os::unix::fs::symlink(".", d.join("..data")).expect("ln");
+    });
+    assert!(insecure(&no_sticky), "no sticky bit: {no_sticky:?}");
+    let (_, foreign_data) = load("1777", &|d: &Path| {
+        kubelet(d);
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            d.join("..data"),
+            Some(rustix::process::Uid::from_raw(65534)),
+            None,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .expect("lchown");
+    });
+    assert!(
+        insecure(&foreign_data),
+        "..data of another user: {foreign_data:?}"
+    );
+}
+
+/// A symlink someone else owns is refused even when it points at a file of root's: its
+/// owner chooses what pullguard reads.
+#[test]
+fn a_symlink_of_another_user_is_refused_whatever_it_points_to() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    write_index(tmp.path(), "");
+    let index = tmp.path().join("index.toml");
+    let real = tmp.path().join("real.toml");
+    std::fs::rename(&index, &real).expect("mv");
+    std::os::unix::fs::symlink("real.toml", &index).expect("ln");
+    assert!(
+        TrustAnchors::load(tmp.path()).is_ok(),
+        "our own symlink is fine"
+    );
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        &index,
+        Some(rustix::process::Uid::from_raw(65534)),
+        None,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .expect("lchown");
+    let r = TrustAnchors::load(tmp.path());
+    assert!(
+        matches!(r, Err(Error::ForeignOwner { owner: 65534, .. })),
+        "{r:?}"
+    );
 }
