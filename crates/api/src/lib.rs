@@ -14,6 +14,8 @@ mod generated {
 }
 pub use generated::*;
 
+pub mod oneshot;
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -155,12 +155,14 @@ pub async fn run(
         .new_event(api::codes::EventKind::DaemonStarted, 1, started);
     let _ = engine.emit(start, false).await;
     tracing::info!(socket = %settings.socket.display(), "pullguardd ready");
-    let service = api::pullguard_server::PullguardServer::new(server::Service {
+    let service = Arc::new(server::Service {
         engine: engine.clone(),
-    })
-    // Above Linux's 128 KiB limit on one argument: any name containerd can pass the
-    // verifier decodes, and is then refused with a verdict rather than a transport error.
-    .max_decoding_message_size(256 * 1024);
+    });
+    let incoming = server::incoming(listener, service.clone());
+    let service = api::pullguard_server::PullguardServer::from_arc(service)
+        // Above Linux's 128 KiB limit on one argument: any name containerd can pass the
+        // verifier decodes, and is then refused with a verdict rather than a transport error.
+        .max_decoding_message_size(256 * 1024);
     // Graceful shutdown waits for open connections, and a WatchEvents stream never ends
     // by itself: after the signal, connections get a few seconds, then the daemon exits.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -179,10 +181,7 @@ pub async fn run(
     };
     let serve = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(listener),
-            graceful,
-        );
+        .serve_with_incoming_shutdown(incoming, graceful);
     tokio::select! {
         served = serve => served.map_err(StartError::Serve)?,
         () = deadline => tracing::warn!(seconds = SHUTDOWN_GRACE_SECS, "connections still open at shutdown; closing them"),

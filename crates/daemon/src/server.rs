@@ -32,7 +32,6 @@ impl Service {
     /// Checks the caller against the policy in force now (so a uid removed by a reload is
     /// refused from its next call on); returns its credentials.
     async fn authorise<T>(&self, req: &Request<T>) -> Result<Option<Cred>, Status> {
-        let loaded = self.engine.loaded();
         let cred = req
             .extensions()
             .get::<UdsConnectInfo>()
@@ -41,6 +40,12 @@ impl Service {
                 uid: c.uid(),
                 gid: c.gid(),
             });
+        self.authorise_cred(cred).await
+    }
+
+    /// [`Service::authorise`] for credentials read from the socket directly.
+    async fn authorise_cred(&self, cred: Option<Cred>) -> Result<Option<Cred>, Status> {
+        let loaded = self.engine.loaded();
         if cred.is_some_and(|c| c.allowed(&loaded.policy.daemon)) {
             return Ok(cred);
         }
@@ -87,41 +92,7 @@ impl Pullguard for Service {
         req: Request<VerifyRequest>,
     ) -> Result<Response<VerifyResponse>, Status> {
         self.authorise(&req).await?;
-        let r = req.into_inner();
-        let source = match r.source.as_str() {
-            "" => "unknown",
-            s if s.len() > 64 => "unknown (name too long)",
-            s => s,
-        };
-        let ask = Ask {
-            source,
-            dry_run: r.dry_run,
-            namespace: None,
-            // Every pull the verifier asks about is judged afresh.
-            reuse_recent: false,
-            container: None,
-        };
-        // Every request gets a verdict, a refusal included: a transport error could be
-        // taken for "daemon down" by a client with a fail-open override.
-        let v = if r.image.len() > MAX_IMAGE || r.digest.len() > MAX_DIGEST {
-            let shown: String = r.image.chars().take(200).collect();
-            self.engine
-                .refuse(
-                    &shown,
-                    api::codes::ReasonCode::InvalidReference,
-                    format!(
-                        "the image name ({} bytes) or digest ({} bytes) is over the limit ({MAX_IMAGE} and {MAX_DIGEST} bytes); nothing that long can be checked",
-                        r.image.len(),
-                        r.digest.len()
-                    ),
-                    &ask,
-                )
-                .await
-        } else {
-            let digest = (!r.digest.is_empty()).then_some(r.digest.as_str());
-            self.engine.verify(&r.image, digest, &ask).await
-        };
-        Ok(Response::new(v.into()))
+        Ok(Response::new(self.judge(req.into_inner()).await))
     }
 
     async fn status(
@@ -208,6 +179,207 @@ impl Pullguard for Service {
             });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+impl Service {
+    /// The verdict on one Verify request of an authorised caller (gRPC or one-shot).
+    async fn judge(&self, r: VerifyRequest) -> VerifyResponse {
+        let source = match r.source.as_str() {
+            "" => "unknown",
+            s if s.len() > 64 => "unknown (name too long)",
+            s => s,
+        };
+        let ask = Ask {
+            source,
+            dry_run: r.dry_run,
+            namespace: None,
+            // Every pull the verifier asks about is judged afresh.
+            reuse_recent: false,
+            container: None,
+        };
+        // Every request gets a verdict, a refusal included: a transport error could be
+        // taken for "daemon down" by a client with a fail-open override.
+        let v = if r.image.len() > MAX_IMAGE || r.digest.len() > MAX_DIGEST {
+            let shown: String = r.image.chars().take(200).collect();
+            self.engine
+                .refuse(
+                    &shown,
+                    api::codes::ReasonCode::InvalidReference,
+                    format!(
+                        "the image name ({} bytes) or digest ({} bytes) is over the limit ({MAX_IMAGE} and {MAX_DIGEST} bytes); nothing that long can be checked",
+                        r.image.len(),
+                        r.digest.len()
+                    ),
+                    &ask,
+                )
+                .await
+        } else {
+            let digest = (!r.digest.is_empty()).then_some(r.digest.as_str());
+            self.engine.verify(&r.image, digest, &ask).await
+        };
+        v.into()
+    }
+
+    /// One one-shot Verify call ([`api::oneshot`]) on a connection whose first four
+    /// bytes were the magic: read, authorise by the socket's peer credentials, judge,
+    /// answer. Bounded in size and time like a gRPC call.
+    pub(crate) async fn oneshot(&self, mut stream: tokio::net::UnixStream) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let cred = stream.peer_cred().ok().map(|c| Cred {
+            uid: c.uid(),
+            gid: c.gid(),
+        });
+        let read = async {
+            let len = stream.read_u32().await? as usize;
+            if len > api::oneshot::MAX_REQUEST {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "a request of {len} bytes, over {}",
+                        api::oneshot::MAX_REQUEST
+                    ),
+                ));
+            }
+            let mut body = vec![0u8; len];
+            stream.read_exact(&mut body).await?;
+            Ok(body)
+        };
+        let reply = match tokio::time::timeout(ONESHOT_READ, read).await {
+            Ok(Ok(body)) => match <VerifyRequest as prost::Message>::decode(body.as_slice()) {
+                Ok(req) => match self.authorise_cred(cred).await {
+                    Ok(_) => Ok(self.judge(req).await),
+                    Err(status) => Err((status.code() as i32, status.message().to_owned())),
+                },
+                Err(e) => Err((
+                    tonic::Code::InvalidArgument as i32,
+                    format!("undecodable request: {e}"),
+                )),
+            },
+            Ok(Err(e)) => Err((tonic::Code::InvalidArgument as i32, e.to_string())),
+            Err(_) => return,
+        };
+        let _ = tokio::time::timeout(
+            ONESHOT_READ,
+            stream.write_all(&api::oneshot::reply_frame(&reply)),
+        )
+        .await;
+    }
+}
+
+/// How long a connection may take to say which protocol it speaks, and a one-shot
+/// request to arrive (the verifier sends all of it at once).
+const ONESHOT_READ: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection handed to the gRPC server after its first bytes were read to tell the
+/// framings apart: those bytes are read again first.
+pub struct Sniffed {
+    head: [u8; 4],
+    at: usize,
+    inner: tokio::net::UnixStream,
+}
+
+impl tokio::io::AsyncRead for Sniffed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.at < self.head.len() {
+            let n = (self.head.len() - self.at).min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.head[at..at + n]);
+            self.at += n;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Sniffed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for Sniffed {
+    type ConnectInfo = UdsConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+/// Accepts connections on `listener`: one-shot Verify calls are answered here, the rest
+/// (gRPC) go to the returned stream, for tonic's server.
+pub fn incoming(
+    listener: tokio::net::UnixListener,
+    service: Arc<Service>,
+) -> impl Stream<Item = std::io::Result<Sniffed>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Sniffed>>(64);
+    tokio::spawn(async move {
+        while !tx.is_closed() {
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors and the like: say so, wait, go on.
+                    tracing::warn!("accepting a connection on the socket failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let tx = tx.clone();
+            let service = service.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut stream = stream;
+                let mut head = [0u8; 4];
+                match tokio::time::timeout(ONESHOT_READ, stream.read_exact(&mut head)).await {
+                    Ok(Ok(_)) if &head == api::oneshot::MAGIC => service.oneshot(stream).await,
+                    Ok(Ok(_)) => {
+                        let sniffed = Sniffed {
+                            head,
+                            at: 0,
+                            inner: stream,
+                        };
+                        let _ = tx.send(Ok(sniffed)).await;
+                    }
+                    // Closed, or silent for too long: nothing to serve.
+                    _ => {}
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Binds the socket: its directory 0750, the socket 0660, a stale socket replaced.

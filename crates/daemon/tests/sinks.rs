@@ -226,6 +226,19 @@ async fn client_child() {
         Ok(v) => println!("ANSWER allowed={}", v.into_inner().allowed),
         Err(s) => println!("STATUS {:?}", s.code()),
     }
+    // The same call over the verifier's one-shot framing: the same check.
+    let stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let req = daemon::api::VerifyRequest {
+        image: "registry.test/blocked/app:v1".into(),
+        ..Default::default()
+    };
+    match daemon::api::oneshot::call(&stream, &req).unwrap() {
+        daemon::api::oneshot::Reply::Verdict(v) => println!("ONESHOT allowed={}", v.allowed),
+        daemon::api::oneshot::Reply::Status(code, _) => {
+            println!("ONESHOT {:?}", tonic::Code::from(code));
+        }
+        daemon::api::oneshot::Reply::NotSpoken => println!("ONESHOT not spoken"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -261,8 +274,9 @@ async fn only_allowed_users_may_call_and_a_revoked_uid_is_refused_at_once() {
     open_up(&world);
     let out = run_as_nobody(&world);
     assert!(out.contains("STATUS PermissionDenied"), "{out}");
+    assert!(out.contains("ONESHOT PermissionDenied"), "{out}");
     let denied = world.events_of("access.denied");
-    assert_eq!(denied.len(), 1);
+    assert_eq!(denied.len(), 2, "one per call, either framing");
     assert!(denied[0]["message"].as_str().unwrap().contains("uid 65534"));
     daemon.stop();
 
@@ -275,6 +289,7 @@ async fn only_allowed_users_may_call_and_a_revoked_uid_is_refused_at_once() {
     open_up(&world);
     let out = run_as_nobody(&world);
     assert!(out.contains("ANSWER allowed=false"), "{out}");
+    assert!(out.contains("ONESHOT allowed=false"), "{out}");
 
     // Revoked by a reload: refused from the next call on, no restart. The reload event
     // names the restart-only setting changed with it, and only that one.
@@ -294,7 +309,7 @@ async fn only_allowed_users_may_call_and_a_revoked_uid_is_refused_at_once() {
     assert!(!message.contains("allowed_uids"), "{message}");
     let out = run_as_nobody(&world);
     assert!(
-        out.contains("STATUS PermissionDenied"),
+        out.contains("STATUS PermissionDenied") && out.contains("ONESHOT PermissionDenied"),
         "revoked uid still served: {out}"
     );
 }

@@ -11,10 +11,11 @@
 //! arguments, a bad descriptor, or an unreachable or slow daemon block the pull, unless
 //! an operator has set a time-limited emergency override, which is then recorded.
 //!
-//! It reads no configuration beyond the socket path, and runs a single-threaded
-//! runtime, so that starting it costs little on every pull.
+//! It reads no configuration beyond the socket path and asks in one blocking round trip
+//! ([`api::oneshot`]; gRPC only for an older pullguardd), so that starting it costs
+//! little more than an exec on every pull.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -67,6 +68,78 @@ fn problem(what: String, hint: &'static str) -> Problem {
 /// not leave nodes open for months.
 const EMERGENCY_MAX_AHEAD: time::Duration = time::Duration::days(7);
 
+fn request(args: &Args) -> VerifyRequest {
+    VerifyRequest {
+        image: args.name.clone(),
+        digest: args.digest.clone(),
+        media_type: args.media_type.clone(),
+        dry_run: false,
+        source: "containerd-bindir".to_owned(),
+    }
+}
+
+/// Asks over the one-shot framing ([`api::oneshot`]): one blocking connect, write and
+/// read, no runtime. `Ok(None)` when the daemon does not speak it (an older pullguardd)
+/// or its listen queue is full: then [`ask`] asks over gRPC, with its own deadlines.
+fn ask_oneshot(socket: &Path, args: &Args) -> Result<Option<api::VerifyResponse>, Problem> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let down = |e: &dyn std::fmt::Display| Problem {
+        what: format!("cannot reach pullguardd on {}: {e}", socket.display()),
+        hint: HINT_DOWN,
+        unreachable: true,
+    };
+    // Non-blocking, so that a daemon whose queue is full cannot hold the connect.
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| down(&e))?;
+    let addr = SocketAddrUnix::new(socket).map_err(|e| down(&e))?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::AGAIN) => return Ok(None),
+        Err(e) => return Err(down(&std::io::Error::from(e))),
+    }
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    let setup = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_read_timeout(Some(DAEMON_DEADLINE)))
+        .and_then(|()| stream.set_write_timeout(Some(DAEMON_DEADLINE)));
+    if let Err(e) = setup {
+        return Err(down(&e));
+    }
+    match api::oneshot::call(&stream, &request(args)) {
+        Ok(api::oneshot::Reply::Verdict(v)) => Ok(Some(*v)),
+        Ok(api::oneshot::Reply::NotSpoken) => Ok(None),
+        Ok(api::oneshot::Reply::Status(_, message)) => Err(problem(
+            format!("pullguardd refused the request: {message}"),
+            HINT_REFUSED,
+        )),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(problem(
+                format!("pullguardd did not answer within {DAEMON_DEADLINE:?}"),
+                HINT_SLOW,
+            ))
+        }
+        // Connected, then the exchange broke: the daemon is running, so this is no
+        // case for the emergency override.
+        Err(e) => Err(problem(
+            format!(
+                "the exchange with pullguardd on {} broke: {e}",
+                socket.display()
+            ),
+            HINT_SLOW,
+        )),
+    }
+}
+
 async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Problem> {
     let client = api::connect(&socket, CONNECT_DEADLINE);
     let mut client = tokio::time::timeout(CONNECT_DEADLINE, client)
@@ -89,14 +162,7 @@ async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Proble
             hint: HINT_DOWN,
             unreachable: true,
         })?;
-    let request = VerifyRequest {
-        image: args.name.clone(),
-        digest: args.digest.clone(),
-        media_type: args.media_type.clone(),
-        dry_run: false,
-        source: "containerd-bindir".to_owned(),
-    };
-    match tokio::time::timeout(DAEMON_DEADLINE, client.verify(request)).await {
+    match tokio::time::timeout(DAEMON_DEADLINE, client.verify(request(args))).await {
         Err(_) => Err(problem(
             format!("pullguardd did not answer within {DAEMON_DEADLINE:?}"),
             HINT_SLOW,
@@ -193,18 +259,23 @@ fn main() -> ExitCode {
         println!("pullguard: blocked {}: {e}", args.name);
         return ExitCode::from(EXIT_USAGE);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            println!("pullguard: blocked {}: cannot start: {e}", args.name);
-            return ExitCode::from(EXIT_DAEMON);
-        }
-    };
     let socket = env_path("PULLGUARD_SOCKET", DEFAULT_SOCKET);
-    match runtime.block_on(ask(socket, &args)) {
+    let answer = match ask_oneshot(&socket, &args) {
+        Ok(Some(v)) => Ok(v),
+        Err(p) => Err(p),
+        // An older pullguardd, or a full queue: gRPC, with a runtime for it.
+        Ok(None) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(ask(socket, &args)),
+            Err(e) => {
+                println!("pullguard: blocked {}: cannot start: {e}", args.name);
+                return ExitCode::from(EXIT_DAEMON);
+            }
+        },
+    };
+    match answer {
         Ok(v) if v.allowed && v.reason.is_empty() => {
             println!(
                 "pullguard: allowed {} ({}, signed in {}, rule {}, policy gen {})",

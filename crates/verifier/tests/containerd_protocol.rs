@@ -467,3 +467,69 @@ fn help_says_what_the_verifier_is_and_exits_non_zero() {
         assert!(text.contains("Only 0 lets a pull through"), "{text}");
     }
 }
+
+/// An older pullguardd that speaks gRPC only (a rolling upgrade installs the new verifier
+/// while the old daemon still answers): the verifier sees its HTTP/2 bytes instead of
+/// the one-shot reply and asks over gRPC. The old daemon is a hand-written gRPC server
+/// here, beside every other test of this file, which runs the real pullguardd.
+#[test]
+fn an_older_daemon_that_speaks_only_grpc_is_asked_over_grpc() {
+    use daemon::api::pullguard_server::{Pullguard, PullguardServer};
+    use daemon::api::{
+        Event, StatusRequest, StatusResponse, VerifyRequest, VerifyResponse, WatchEventsRequest,
+    };
+    use tonic::{Request, Response, Status};
+
+    struct Old;
+    #[tonic::async_trait]
+    impl Pullguard for Old {
+        async fn verify(
+            &self,
+            req: Request<VerifyRequest>,
+        ) -> Result<Response<VerifyResponse>, Status> {
+            let r = req.into_inner();
+            Ok(Response::new(VerifyResponse {
+                allowed: false,
+                image: r.image,
+                reason: "rejected_by_policy".into(),
+                message: "the old daemon says no".into(),
+                rule: "old".into(),
+                ..VerifyResponse::default()
+            }))
+        }
+        async fn status(
+            &self,
+            _: Request<StatusRequest>,
+        ) -> Result<Response<StatusResponse>, Status> {
+            Err(Status::unimplemented("status"))
+        }
+        type WatchEventsStream =
+            std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Event, Status>> + Send>>;
+        async fn watch_events(
+            &self,
+            _: Request<WatchEventsRequest>,
+        ) -> Result<Response<Self::WatchEventsStream>, Status> {
+            Err(Status::unimplemented("watch"))
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("old.sock");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listener = rt
+        .block_on(async { tokio::net::UnixListener::bind(&socket) })
+        .unwrap();
+    rt.spawn(
+        tonic::transport::Server::builder()
+            .add_service(PullguardServer::new(Old))
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+    );
+    let d = format!("sha256:{}", "5".repeat(64));
+    let r = containerd_runs(&socket, "alpine:3.20", &d, &descriptor(&d), &[]);
+    assert_eq!(r.code, Some(1), "{}", r.reason);
+    assert!(
+        r.reason.contains("the old daemon says no") && r.reason.contains("(rule old"),
+        "{}",
+        r.reason
+    );
+}
