@@ -14,6 +14,7 @@ mod budget;
 mod error;
 pub mod hosts;
 mod transport;
+mod wire;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -116,10 +117,8 @@ pub struct Client {
     config_path: Option<PathBuf>,
     credentials: Credentials,
     timeout: Duration,
-    /// HTTP clients per TLS configuration (CA files, skip_verify).
-    http: Mutex<HashMap<(Vec<PathBuf>, bool), reqwest::Client>>,
-    /// The CA certificates hosts.toml names, read once per policy generation.
-    cas: Mutex<HashMap<PathBuf, Vec<reqwest::Certificate>>>,
+    /// HTTP itself (reqwest; scripted in the unit tests).
+    wire: Box<dyn wire::Wire>,
     /// Bearer tokens per endpoint and repository (at most [`MAX_HOSTS`]).
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Each host's endpoints, from hosts.toml (at most [`MAX_HOSTS`]).
@@ -146,8 +145,7 @@ impl Client {
                 config_path: config_path.map(Path::to_path_buf),
                 credentials,
                 timeout,
-                http: Mutex::default(),
-                cas: Mutex::default(),
+                wire: Box::new(wire::Reqwest::new(timeout)),
                 tokens: Mutex::default(),
                 endpoints: Mutex::default(),
                 plain_http: Vec::new(),
@@ -362,5 +360,7 @@ impl Client {
     }
 }
 
+#[cfg(test)]
+mod loop_tests;
 #[cfg(test)]
 mod tests;

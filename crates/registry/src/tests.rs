@@ -26,7 +26,7 @@ async fn dns_rebinding_the_token_request_connects_only_to_the_checked_address() 
         .unwrap();
         String::from_utf8_lossy(&head[..n]).into_owned()
     });
-    let (client, _) = Client::new(None, None, Duration::from_secs(5)).unwrap();
+    let wire = crate::wire::Reqwest::new(Duration::from_secs(5));
     let endpoint = Endpoint {
         url: "http://registry.rebinding.invalid".to_owned(),
         override_path: false,
@@ -40,7 +40,7 @@ async fn dns_rebinding_the_token_request_connects_only_to_the_checked_address() 
         addr.port()
     ))
     .unwrap();
-    let pinned = client.pinned(&endpoint, &realm, &[addr]).unwrap();
+    let pinned = wire.pinned(&endpoint, &realm, &[addr]).unwrap();
     let resp = pinned.get(realm).send().await.unwrap();
     assert_eq!(
         resp.status(),

@@ -1,84 +1,12 @@
-//! HTTP for the client: TLS per hosts.toml, GETs over mirrors with auth challenges and
-//! tokens, bounded reads, referrers paging links.
+//! The client's loops over the wire (wire.rs): GETs over mirrors with auth challenges
+//! and tokens, bounded reads, referrers paging links.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::wire::{Answer, Get};
 use crate::*;
 
 impl Client {
-    pub(crate) fn http(&self, e: &Endpoint) -> Result<reqwest::Client, Error> {
-        let key = (e.ca.clone(), e.skip_verify);
-        let mut map = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(&key) {
-            return Ok(c.clone());
-        }
-        let c = self.builder(e)?.build().map_err(|err| Error::BadCa {
-            path: format!("{:?}", e.ca),
-            detail: codes::text::error_chain(&err),
-        })?;
-        map.insert(key, c.clone());
-        Ok(c)
-    }
-
-    /// A client for one token request that connects to `url`'s host only at `addrs`
-    /// (those check_realm judged) and follows no redirect. Token requests are rare
-    /// (tokens are reused), so it is built each time.
-    pub(crate) fn pinned(
-        &self,
-        e: &Endpoint,
-        url: &reqwest::Url,
-        addrs: &[std::net::SocketAddr],
-    ) -> Result<reqwest::Client, Error> {
-        let host = url.host_str().unwrap_or_default();
-        self.builder(e)?
-            .redirect(reqwest::redirect::Policy::none())
-            .resolve_to_addrs(host.trim_start_matches('[').trim_end_matches(']'), addrs)
-            .build()
-            .map_err(|err| Error::BadCa {
-                path: format!("{:?}", e.ca),
-                detail: codes::text::error_chain(&err),
-            })
-    }
-
-    pub(crate) fn ca_file(&self, ca: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
-        let mut map = self.cas.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(ca) {
-            return Ok(c.clone());
-        }
-        let bad = |detail: String| Error::BadCa {
-            path: ca.display().to_string(),
-            detail,
-        };
-        let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
-        map.insert(ca.to_owned(), certs.clone());
-        Ok(certs)
-    }
-
-    pub(crate) fn builder(&self, e: &Endpoint) -> Result<reqwest::ClientBuilder, Error> {
-        // rustls with ring, as everywhere in pullguard; an error only says a provider is
-        // installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout)
-            .min_tls_version(reqwest::tls::Version::TLS_1_2)
-            // Blobs are often redirected to storage; a few hops at most.
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("pullguardd/", env!("CARGO_PKG_VERSION")));
-        for ca in &e.ca {
-            for c in self.ca_file(ca)? {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if e.skip_verify {
-            b = b.tls_danger_accept_invalid_certs(true);
-        }
-        Ok(b)
-    }
-
     /// GET `path` under `repo` from the first endpoint that answers; `None` on 404 from
     /// the last one asked. Mirrors that fail or lack it pass the request on.
     pub(crate) async fn get(
@@ -124,7 +52,6 @@ impl Client {
         limit: usize,
         budget: &Budget,
     ) -> Result<Option<Got>, Error> {
-        let client = self.http(e)?;
         let token_key = format!("{}\u{0}{repo}", e.url);
         let cached = self
             .tokens
@@ -133,24 +60,20 @@ impl Client {
             .get(&token_key)
             .filter(|(_, until)| *until > Instant::now())
             .map(|(t, _)| t.clone());
-        let unreachable = |err: reqwest::Error| Error::Unreachable {
-            url: url.to_owned(),
-            detail: transport_detail(&err),
-        };
         let send = |auth: Option<String>| -> Result<_, Error> {
             let left = budget.request(url)?;
-            let mut req = client
-                .get(url)
-                .timeout(left.min(self.timeout))
-                .header("Accept", MANIFEST_TYPES.join(", "));
-            if let Some(a) = auth {
-                req = req.header("Authorization", a);
-            }
-            Ok(req.send())
+            Ok(self.wire.get(Get {
+                endpoint: e,
+                url,
+                accept: Some(MANIFEST_TYPES.join(", ")),
+                authorization: auth,
+                timeout: left.min(self.timeout),
+                pinned: None,
+            }))
         };
-        let mut resp = send(cached)?.await.map_err(unreachable)?;
-        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
-            let challenge = header(&resp, "www-authenticate");
+        let mut resp = send(cached)?.await?;
+        if resp.status() == 401 {
+            let challenge = resp.header("www-authenticate");
             // Credentials of the host that asks for them, after redirects: a mirror never
             // gets the registry's (containerd keys them by the host it talks to, too), nor
             // does a host the registry redirected to.
@@ -166,20 +89,20 @@ impl Client {
                 }
                 tokens.insert(token_key, (auth.clone(), until));
             }
-            resp = send(Some(auth))?.await.map_err(unreachable)?;
+            resp = send(Some(auth))?.await?;
         }
         let status = resp.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
+        if status == 404 {
             return Ok(None);
         }
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        if status >= 500 || status == 429 {
             return Err(Error::Unreachable {
                 url: url.to_owned(),
-                detail: format!("it answered {status}"),
+                detail: format!("it answered {}", status_text(status)),
             });
         }
-        if !status.is_success() {
-            let detail = match status.as_u16() {
+        if !(200..300).contains(&status) {
+            let detail = match status {
                 401 | 403 => format!(
                     ": give pullguardd credentials for {host} (registry_auth_file in [daemon])"
                 ),
@@ -187,12 +110,12 @@ impl Client {
             };
             return Err(Error::Refused {
                 url: url.to_owned(),
-                status: status.as_u16(),
+                status,
                 detail,
             });
         }
-        let media_type = header(&resp, "content-type");
-        let next = next_link(&resp);
+        let media_type = resp.header("content-type");
+        let next = next_in(&resp.header("link"), resp.url());
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(Error::Oversized {
                 url: url.to_owned(),
@@ -273,19 +196,29 @@ impl Client {
                 realm: codes::text::capped(realm, 200),
                 why,
             })?;
-        let client = self.pinned(endpoint, &url, &pinned)?;
-        let mut req = client.get(url.clone()).timeout(left.min(self.timeout));
-        if let Some(c) = creds {
-            req = req.header("Authorization", auth::basic(c));
-        }
-        let resp = req.send().await.map_err(|e| Error::Unreachable {
-            url: realm.to_owned(),
-            detail: transport_detail(&e),
-        })?;
-        if !resp.status().is_success() {
+        let resp = self
+            .wire
+            .get(Get {
+                endpoint,
+                url: url.as_str(),
+                accept: None,
+                authorization: creds.map(auth::basic),
+                timeout: left.min(self.timeout),
+                pinned: Some(&pinned),
+            })
+            .await
+            .map_err(|e| match e {
+                // Said of the realm, not of the URL with its query.
+                Error::Unreachable { detail, .. } => Error::Unreachable {
+                    url: realm.to_owned(),
+                    detail,
+                },
+                other => other,
+            })?;
+        if !(200..300).contains(&resp.status()) {
             return Err(Error::Refused {
                 url: realm.to_owned(),
-                status: resp.status().as_u16(),
+                status: resp.status(),
                 detail: format!(": the token service refused; check the credentials for {host}"),
             });
         }
@@ -317,24 +250,21 @@ impl Client {
     }
 }
 
-pub(crate) fn header(resp: &reqwest::Response, name: &str) -> String {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
+/// `404 Not Found`, as reqwest says a status.
+fn status_text(status: u16) -> String {
+    reqwest::StatusCode::from_u16(status).map_or_else(|_| status.to_string(), |s| s.to_string())
 }
 
 pub(crate) async fn read_capped(
-    mut resp: reqwest::Response,
+    mut resp: Box<dyn Answer>,
     limit: usize,
     url: &str,
     budget: &Budget,
 ) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Unreachable {
+    while let Some(chunk) = resp.chunk().await.map_err(|detail| Error::Unreachable {
         url: url.to_owned(),
-        detail: codes::text::error_chain(&e),
+        detail,
     })? {
         if bytes.len() + chunk.len() > limit {
             return Err(Error::Oversized {
@@ -357,13 +287,8 @@ pub(crate) fn telling<T>(r: &Result<Option<T>, Error>) -> u8 {
     }
 }
 
-/// The `rel="next"` target of a `Link` header (OCI referrers paging), made absolute
-/// against the answer's URL, if it stays on that origin.
-pub(crate) fn next_link(resp: &reqwest::Response) -> Option<String> {
-    next_in(resp.headers().get("link")?.to_str().ok()?, resp.url())
-}
-
-/// [`next_link`] of a header value, against `base`.
+/// The `rel="next"` target of a `Link` header value (OCI referrers paging), made
+/// absolute against the answer's URL `base`, if it stays on that origin.
 pub(crate) fn next_in(link: &str, base: &reqwest::Url) -> Option<String> {
     link.split(',').find_map(|part| {
         let (target, params) = part.trim().split_once(';')?;
@@ -379,16 +304,4 @@ pub(crate) fn next_in(link: &str, base: &reqwest::Url) -> Option<String> {
         // A registry may page; it may not send the lookup (and its credentials) elsewhere.
         (next.origin() == base.origin()).then(|| next.to_string())
     })
-}
-
-/// A transport error as text, with what to do when the cause is a common setup mistake:
-/// a plain-HTTP registry asked over HTTPS (rustls sees an HTTP answer as a corrupt TLS
-/// record).
-pub(crate) fn transport_detail(e: &reqwest::Error) -> String {
-    let chain = codes::text::error_chain(e);
-    if chain.contains("InvalidContentType") {
-        format!("{chain}; the server answered plain HTTP on a TLS connection: a plain-HTTP registry must be declared in a hosts.toml (server = \"http://HOST:PORT\") under [daemon] registry_config_path, as containerd has it")
-    } else {
-        chain
-    }
 }
