@@ -297,6 +297,57 @@ fn the_node_paths_follow_the_preset_and_the_policy_names_the_mounts() {
     }
 }
 
+/// Kubernetes refuses a pod that mounts one path twice: settings that name one host
+/// directory (NRI's socket beside containerd's, events beside the state) share a volume.
+#[test]
+fn settings_that_name_one_directory_share_one_volume() {
+    let all = docs(
+        &template(&[
+            "--set",
+            "node.nriSocket=/run/containerd/nri.sock",
+            "--set",
+            "node.eventsDir=/var/lib/pullguard",
+        ])
+        .unwrap(),
+    );
+    let spec = &kind(&all, "DaemonSet")["spec"]["template"]["spec"];
+    for container in ["containers", "initContainers"] {
+        let mounts: Vec<&str> = spec[container][0]["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| m["mountPath"].as_str().unwrap())
+            .collect();
+        let mut unique = mounts.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), mounts.len(), "{container}: {mounts:?}");
+    }
+    let volumes: Vec<&str> = spec["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    let mut unique = volumes.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), volumes.len(), "{volumes:?}");
+    let daemon: Vec<&str> = spec["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    assert!(daemon.contains(&"/run/containerd") && daemon.contains(&"/var/lib/pullguard"));
+    let policy = policy_of(&all);
+    assert!(
+        policy.contains("nri_socket = \"/run/containerd/nri.sock\""),
+        "{policy}"
+    );
+    assert_eq!(check_policy(&policy).0, 0, "{policy}");
+}
+
 #[test]
 fn the_pods_are_unprivileged_and_upgrades_hand_over_the_socket() {
     let all = docs(&template(&[]).unwrap());
