@@ -104,13 +104,6 @@ fn micro_time(t: &str) -> String {
 }
 
 /// What `pullguard status` says of the sink.
-fn set_state(engine: &Engine, text: String) {
-    *engine
-        .kube_events_state
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = text;
-}
-
 /// Starts the sink; says why not (as a warning and in status) when it cannot run.
 pub fn spawn(engine: Arc<Engine>, api: Option<String>) {
     let client =
@@ -118,11 +111,13 @@ pub fn spawn(engine: Arc<Engine>, api: Option<String>) {
             Ok(c) => c,
             Err(why) => {
                 tracing::warn!("kubernetes_events is on, but no Events can be posted: {why}");
-                set_state(&engine, format!("off: {why}"));
+                engine.kube_events_state.set(format!("off: {why}"));
                 return;
             }
         };
-    set_state(&engine, format!("posting to {}", client.base()));
+    engine
+        .kube_events_state
+        .set(format!("posting to {}", client.base()));
     let node = std::env::var("NODE_NAME").unwrap_or_else(|_| crate::events::hostname());
     let mut rx = engine.events.subscribe();
     tokio::spawn(async move {
@@ -142,10 +137,9 @@ pub fn spawn(engine: Arc<Engine>, api: Option<String>) {
             let path = format!("/apis/events.k8s.io/v1/namespaces/{ns}/events");
             if let Err(e) = client.post(&path, &event).await {
                 tracing::warn!("cannot post a Kubernetes Event: {e}");
-                set_state(
-                    &engine,
-                    format!("posting to {}; last failure: {e}", client.base()),
-                );
+                engine
+                    .kube_events_state
+                    .set(format!("posting to {}; last failure: {e}", client.base()));
             }
         }
     });

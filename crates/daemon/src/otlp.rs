@@ -316,14 +316,11 @@ pub fn load_cursor(state_dir: &Path) -> Option<Cursor> {
     serde_json::from_slice(&text).ok()
 }
 
-/// Saves the cursor: written beside, synced, renamed over.
-pub fn save_cursor(state_dir: &Path, cursor: &Cursor) -> std::io::Result<()> {
-    let path = state_dir.join(CURSOR_FILE);
-    let tmp = state_dir.join(format!("{CURSOR_FILE}.tmp"));
-    let mut f = File::create(&tmp)?;
-    std::io::Write::write_all(&mut f, &serde_json::to_vec(cursor)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)
+/// Saves the cursor the way the trusted state is saved (key_store::write_atomic).
+pub fn save_cursor(state_dir: &Path, cursor: &Cursor) -> Result<(), key_store::Error> {
+    // A string and a number: serialising cannot fail.
+    let bytes = serde_json::to_vec(cursor).unwrap_or_default();
+    key_store::write_atomic(&state_dir.join(CURSOR_FILE), &bytes)
 }
 
 fn value(v: &serde_json::Value) -> Option<AnyValue> {
@@ -446,10 +443,6 @@ pub fn request(lines: &[String], host: &str) -> ExportLogsServiceRequest {
     }
 }
 
-fn set_state(engine: &Engine, state: String) {
-    *engine.otlp_state.lock().unwrap_or_else(|p| p.into_inner()) = state;
-}
-
 /// Starts exporting to `endpoint` (`http://HOST:PORT`).
 pub fn spawn(engine: Arc<Engine>, endpoint: String) {
     let settings = engine.loaded().policy.daemon.clone();
@@ -459,16 +452,15 @@ pub fn spawn(engine: Arc<Engine>, endpoint: String) {
             .timeout(EXPORT_TIMEOUT)
             .connect_lazy(),
         Err(e) => {
-            set_state(
-                &engine,
-                format!("off: {endpoint} is not a usable address: {e}"),
-            );
+            engine
+                .otlp_state
+                .set(format!("off: {endpoint} is not a usable address: {e}"));
             return;
         }
     };
     let mut follower = Follower::new(&settings.events_file, settings.events_keep);
     follower.resume(load_cursor(&settings.state_dir).as_ref());
-    set_state(&engine, format!("exporting to {endpoint}"));
+    engine.otlp_state.set(format!("exporting to {endpoint}"));
     tokio::spawn(export(
         engine,
         LogsServiceClient::new(channel),
@@ -500,7 +492,9 @@ async fn export(
         {
             Ok(r) => r,
             Err(e) => {
-                set_state(&engine, format!("stopped: the reader failed: {e}"));
+                engine
+                    .otlp_state
+                    .set(format!("stopped: the reader failed: {e}"));
                 return;
             }
         };
@@ -508,10 +502,9 @@ async fn export(
         let batch = match batch {
             Ok(b) => b,
             Err(e) => {
-                set_state(
-                    &engine,
-                    format!("exporting to {endpoint}; cannot read the events file: {e}; retrying"),
-                );
+                engine.otlp_state.set(format!(
+                    "exporting to {endpoint}; cannot read the events file: {e}; retrying"
+                ));
                 tokio::time::sleep(MAX_BACKOFF).await;
                 continue;
             }
@@ -560,10 +553,9 @@ async fn export(
                 commit(&engine, &mut follower, &state_dir);
                 backoff = Duration::from_millis(100);
                 failing_since = None;
-                set_state(
-                    &engine,
-                    format!("exporting to {endpoint}; {exported} event(s) accepted since start"),
-                );
+                engine.otlp_state.set(format!(
+                    "exporting to {endpoint}; {exported} event(s) accepted since start"
+                ));
             }
             Err(status) if status.code() == tonic::Code::InvalidArgument => {
                 // The collector will never take these records: retrying would stop the
@@ -571,7 +563,7 @@ async fn export(
                 let why = format!(
                     "the collector at {endpoint} refused {} event record(s) as invalid ({}); they are skipped, the events file has them",
                     batch.lines.len(),
-                    status.message()
+                    api::capped(status.message(), 300)
                 );
                 tracing::warn!("{why}");
                 commit(&engine, &mut follower, &state_dir);
@@ -589,9 +581,7 @@ async fn export(
                         .format(&Rfc3339)
                         .unwrap_or_default()
                 });
-                set_state(
-                    &engine,
-                    format!(
+                engine.otlp_state.set(format!(
                         "exporting to {endpoint}; failing since {since}: {cause}; events are resent from the events file when it answers"
                     ),
                 );

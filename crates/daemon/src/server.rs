@@ -105,18 +105,8 @@ impl Pullguard for Service {
             policy_generation: loaded.generation,
             policy_file: loaded.file.display().to_string(),
             policy_version: loaded.version.clone(),
-            kubernetes_events: self
-                .engine
-                .kube_events_state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-            otlp: self
-                .engine
-                .otlp_state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            kubernetes_events: self.engine.kube_events_state.get(),
+            otlp: self.engine.otlp_state.get(),
             events_file: self.engine.events.path().display().to_string(),
             sigstore_root: if crate::sigstore_root::in_use(&self.engine) {
                 crate::sigstore_root::status(&loaded.policy.daemon.state_dir)
@@ -138,23 +128,13 @@ impl Pullguard for Service {
                 .clone(),
             events_dropped: self.engine.events.dropped.load(Ordering::Relaxed),
             verdicts: self.engine.counters.verdicts.load(Ordering::Relaxed),
-            watcher: self
-                .engine
-                .watcher_state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            watcher: self.engine.watcher_state.get(),
             images_checked: self.engine.counters.images_checked.load(Ordering::Relaxed),
             images_removed: self.engine.counters.images_removed.load(Ordering::Relaxed),
             fetches: self.engine.counters.fetches.load(Ordering::Relaxed),
             cache_hits: self.engine.counters.cache_hits.load(Ordering::Relaxed),
             fetch_millis: self.engine.counters.fetch_micros.load(Ordering::Relaxed) / 1000,
-            nri: self
-                .engine
-                .nri_state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            nri: self.engine.nri_state.get(),
         }))
     }
 

@@ -229,6 +229,28 @@ pub struct Counters {
     pub images_removed: AtomicU64,
 }
 
+/// One line saying how a background part (watcher, NRI gate, a sink) stands, for
+/// `pullguard status`; "off" until the part starts.
+pub struct StateLine(Mutex<String>);
+
+impl Default for StateLine {
+    fn default() -> StateLine {
+        StateLine(Mutex::new("off".to_owned()))
+    }
+}
+
+impl StateLine {
+    /// Replaces the line.
+    pub fn set(&self, text: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = text;
+    }
+
+    /// The line now.
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// The engine shared by every request.
 pub struct Engine {
     loaded: ArcSwap<Loaded>,
@@ -244,13 +266,13 @@ pub struct Engine {
     /// Figures.
     pub counters: Counters,
     /// The containerd watcher's state, for status ("off" when not configured).
-    pub watcher_state: Mutex<String>,
+    pub watcher_state: StateLine,
     /// The NRI gate's state, for status ("off" when not configured).
-    pub nri_state: Mutex<String>,
+    pub nri_state: StateLine,
     /// The Kubernetes Events sink's state, for status ("off" when not configured).
-    pub kube_events_state: Mutex<String>,
+    pub kube_events_state: StateLine,
     /// The OTLP export's state, for status ("off" when not configured).
-    pub otlp_state: Mutex<String>,
+    pub otlp_state: StateLine,
     installs: tokio::sync::watch::Sender<u64>,
 }
 
@@ -271,10 +293,10 @@ impl Engine {
                 loaded_generation
             )),
             counters: Counters::default(),
-            watcher_state: Mutex::new("off".to_owned()),
-            nri_state: Mutex::new("off".to_owned()),
-            kube_events_state: Mutex::new("off".to_owned()),
-            otlp_state: Mutex::new("off".to_owned()),
+            watcher_state: StateLine::default(),
+            nri_state: StateLine::default(),
+            kube_events_state: StateLine::default(),
+            otlp_state: StateLine::default(),
             installs: tokio::sync::watch::channel(0).0,
         }
     }

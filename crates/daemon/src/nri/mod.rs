@@ -44,10 +44,6 @@ pub fn spawn(engine: Arc<Engine>, nri_socket: PathBuf, containerd_socket: PathBu
     tokio::spawn(run(engine, nri_socket, containerd_socket));
 }
 
-fn set_state(engine: &Engine, state: String) {
-    *engine.nri_state.lock().unwrap_or_else(|p| p.into_inner()) = state;
-}
-
 async fn note(engine: &Engine, kind: EventKind, message: String) {
     engine.note(kind, SOURCE, message, false).await;
 }
@@ -65,18 +61,14 @@ async fn run(engine: Arc<Engine>, nri_socket: PathBuf, containerd_socket: PathBu
     // One `nri.disconnected` per outage (and one if the first attempt fails).
     let mut reported = false;
     loop {
-        set_state(&engine, format!("connecting to {}", nri_socket.display()));
+        engine
+            .nri_state
+            .set(format!("connecting to {}", nri_socket.display()));
         let started = std::time::Instant::now();
         let why = nri::serve(&nri_socket, &plugin, gate.clone()).await;
-        let was_registered = engine
-            .nri_state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .starts_with("registered");
+        let was_registered = engine.nri_state.get().starts_with("registered");
         tracing::warn!(error = %why, "NRI connection ended");
-        set_state(
-            &engine,
-            format!(
+        engine.nri_state.set(format!(
                 "not registered (containers are created without asking pullguard unless containerd's NRI validator requires it): {why}; retrying in {:.1}s",
                 backoff.as_secs_f64()
             ),
@@ -111,27 +103,20 @@ impl nri::Handler for Gate {
             request_timeout_ms = runtime.request_timeout.as_millis(),
             "NRI plugin configured"
         );
-        set_state(
-            &self.engine,
-            format!(
-                "configured by {} {} (request timeout {} ms)",
-                runtime.name,
-                runtime.version,
-                runtime.request_timeout.as_millis()
-            ),
-        );
+        self.engine.nri_state.set(format!(
+            "configured by {} {} (request timeout {} ms)",
+            runtime.name,
+            runtime.version,
+            runtime.request_timeout.as_millis()
+        ));
     }
 
     fn synchronized(&self, pods: usize, containers: usize) {
         let engine = self.engine.clone();
         tokio::spawn(async move {
-            let previous = engine
-                .nri_state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let previous = engine.nri_state.get();
             let detail = previous.strip_prefix("configured by ").unwrap_or(&previous);
-            set_state(&engine, format!("registered with {detail}"));
+            engine.nri_state.set(format!("registered with {detail}"));
             note(&engine, EventKind::NriRegistered, format!(
                 "registered with containerd's NRI as {PLUGIN_INDEX}-{PLUGIN_NAME} ({pods} pods, {containers} containers present); every container created from now on is checked"
             )).await;

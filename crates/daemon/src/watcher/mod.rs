@@ -65,19 +65,14 @@ async fn note(engine: &Engine, kind: EventKind, message: String, durable: bool) 
     engine.note(kind, SOURCE, message, durable).await;
 }
 
-fn set_state(engine: &Engine, state: String) {
-    *engine
-        .watcher_state
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = state;
-}
-
 async fn run(engine: Arc<Engine>, socket: PathBuf) {
     let mut backoff = BACKOFF_FIRST;
     let mut was_connected = false;
     let mut reported_down = false;
     loop {
-        set_state(&engine, format!("connecting to {}", socket.display()));
+        engine
+            .watcher_state
+            .set(format!("connecting to {}", socket.display()));
         let started = Instant::now();
         let Err(cause) = session(&engine, &socket, &mut was_connected).await;
         if started.elapsed() > BACKOFF_MAX {
@@ -89,7 +84,7 @@ async fn run(engine: Arc<Engine>, socket: PathBuf) {
             backoff.as_secs_f64()
         );
         tracing::warn!(socket = %socket.display(), %cause, "containerd watcher disconnected");
-        set_state(&engine, state.clone());
+        engine.watcher_state.set(state.clone());
         // One event per outage, not one per retry: pulls through paths the verifier does
         // not see go unchecked until the sweep that follows the reconnect.
         if was_connected || !reported_down {
@@ -150,7 +145,9 @@ async fn session(
     let _subscription = Abort(subscription);
     tokio::time::sleep(SUBSCRIBE_SETTLE).await;
     *was_connected = true;
-    set_state(engine, format!("watching {}", socket.display()));
+    engine
+        .watcher_state
+        .set(format!("watching {}", socket.display()));
     note(
         engine,
         EventKind::WatcherConnected,
