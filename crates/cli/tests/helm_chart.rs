@@ -311,35 +311,29 @@ fn settings_that_name_one_directory_share_one_volume() {
         .unwrap(),
     );
     let spec = &kind(&all, "DaemonSet")["spec"]["template"]["spec"];
-    for container in ["containers", "initContainers"] {
-        let mounts: Vec<&str> = spec[container][0]["volumeMounts"]
-            .as_sequence()
+    let each = |list: &Value, key: &str| -> Vec<String> {
+        list.as_sequence()
             .unwrap()
             .iter()
-            .map(|m| m["mountPath"].as_str().unwrap())
-            .collect();
-        let mut unique = mounts.clone();
+            .map(|m| m[key].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let assert_unique = |what: &str, items: Vec<String>| {
+        let mut unique = items.clone();
         unique.sort_unstable();
         unique.dedup();
-        assert_eq!(unique.len(), mounts.len(), "{container}: {mounts:?}");
+        assert_eq!(unique.len(), items.len(), "{what}: {items:?}");
+    };
+    for container in ["containers", "initContainers"] {
+        assert_unique(
+            container,
+            each(&spec[container][0]["volumeMounts"], "mountPath"),
+        );
     }
-    let volumes: Vec<&str> = spec["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
-    let mut unique = volumes.clone();
-    unique.sort_unstable();
-    unique.dedup();
-    assert_eq!(unique.len(), volumes.len(), "{volumes:?}");
-    let daemon: Vec<&str> = spec["containers"][0]["volumeMounts"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|m| m["mountPath"].as_str().unwrap())
-        .collect();
-    assert!(daemon.contains(&"/run/containerd") && daemon.contains(&"/var/lib/pullguard"));
+    assert_unique("volumes", each(&spec["volumes"], "name"));
+    let daemon = each(&spec["containers"][0]["volumeMounts"], "mountPath");
+    assert!(daemon.iter().any(|p| p == "/run/containerd"));
+    assert!(daemon.iter().any(|p| p == "/var/lib/pullguard"));
     let policy = policy_of(&all);
     assert!(
         policy.contains("nri_socket = \"/run/containerd/nri.sock\""),

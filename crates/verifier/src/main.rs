@@ -27,6 +27,9 @@ use api::DEFAULT_SOCKET;
 /// containerd's default per_verifier_timeout is 10 s: answer well inside it.
 const DAEMON_DEADLINE: Duration = Duration::from_secs(5);
 const CONNECT_DEADLINE: Duration = Duration::from_secs(1);
+/// Text from whatever answers on the socket is capped before it is printed (containerd
+/// reads 32 KiB of the verifier's output).
+const MAX_DAEMON_TEXT: usize = 1000;
 /// An emergency override: a file holding an RFC 3339 time until which pulls are allowed
 /// when pullguardd cannot be reached. It expires by itself.
 const DEFAULT_EMERGENCY_FILE: &str = "/etc/pullguard/fail-open-until";
@@ -114,7 +117,10 @@ fn ask_oneshot(socket: &Path, args: &Args) -> Result<Option<api::VerifyResponse>
         Ok(api::oneshot::Reply::Verdict(v)) => Ok(Some(*v)),
         Ok(api::oneshot::Reply::NotSpoken) => Ok(None),
         Ok(api::oneshot::Reply::Status(_, message)) => Err(problem(
-            format!("pullguardd refused the request: {message}"),
+            format!(
+                "pullguardd refused the request: {}",
+                api::capped(&message, MAX_DAEMON_TEXT)
+            ),
             HINT_REFUSED,
         )),
         Err(e)
@@ -168,7 +174,10 @@ async fn ask(socket: PathBuf, args: &Args) -> Result<api::VerifyResponse, Proble
             HINT_SLOW,
         )),
         Ok(Err(status)) => Err(problem(
-            format!("pullguardd refused the request: {}", status.message()),
+            format!(
+                "pullguardd refused the request: {}",
+                api::capped(status.message(), MAX_DAEMON_TEXT)
+            ),
             HINT_REFUSED,
         )),
         Ok(Ok(resp)) => Ok(resp.into_inner()),

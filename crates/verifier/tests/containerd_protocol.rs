@@ -533,3 +533,27 @@ fn an_older_daemon_that_speaks_only_grpc_is_asked_over_grpc() {
         r.reason
     );
 }
+
+/// Whatever answers on the socket may refuse with any text: the verifier blocks the pull
+/// (exit 3) and prints a bounded line, not the 100 kB it was sent.
+#[test]
+fn a_refusal_with_an_endless_message_is_blocked_with_a_bounded_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("talkative.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let _serve = std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut head = [0u8; 8];
+            let _ = s.read_exact(&mut head);
+            let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+            let _ = s.read_exact(&mut vec![0u8; len]);
+            let reply = daemon::api::oneshot::reply_frame(&Err((7, "x".repeat(100_000))));
+            let _ = s.write_all(&reply);
+        }
+    });
+    let d = format!("sha256:{}", "6".repeat(64));
+    let r = containerd_runs(&socket, "alpine:3.20", &d, &descriptor(&d), &[]);
+    assert_eq!(r.code, Some(3), "{}", &r.reason[..r.reason.len().min(300)]);
+    assert!(r.reason.contains("pullguardd refused the request: xxx"));
+    assert!(r.reason.len() < 2000, "{} bytes", r.reason.len());
+}
