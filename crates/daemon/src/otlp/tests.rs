@@ -1,6 +1,9 @@
 //! The export's reader against the real events file writer (its rotation included), and
 //! the record mapping. The collector end is tested in tests/otlp.rs, against a real one.
 
+use opentelemetry_proto::tonic::common::v1::any_value;
+
+use super::record::text;
 use super::*;
 use crate::events::EventLog;
 

@@ -1,0 +1,250 @@
+//! Unit tests of the daemon settings and the per-kind rule keys, and of the rules the
+//! parser refuses because they would cross a host or never apply.
+
+use std::path::Path;
+
+use super::*;
+
+#[test]
+fn signed_needs_a_trust_server() {
+    let err =
+        Policy::parse(Path::new("p.toml"), "[[rule]]\nmatch = \"**\"\n").expect_err("no server");
+    assert!(err.to_string().contains("needs a trust_server"), "{err}");
+}
+
+#[test]
+fn the_nri_gate_follows_the_watcher_unless_set_and_needs_containerds_socket() {
+    let rule = "[[rule]]\nname = \"a\"\nmatch = \"**\"\nrequire = \"any\"\n";
+    let with = |daemon: &str| {
+        Policy::parse(
+            Path::new("policy.toml"),
+            &format!("[daemon]\n{daemon}\n{rule}"),
+        )
+    };
+    let d = with("").unwrap().daemon;
+    assert_eq!(d.nri_socket, Some(PathBuf::from(DEFAULT_NRI_SOCKET)));
+    assert!(d.watch_images);
+    let d = with("containerd_socket = \"\"").unwrap().daemon;
+    assert_eq!((d.containerd_socket, d.nri_socket), (None, None));
+    let d = with("nri_socket = \"\"").unwrap().daemon;
+    assert!(d.containerd_socket.is_some() && d.nri_socket.is_none());
+    let d = with("nri_socket = \"/run/nri.sock\"\nwatch_images = false")
+        .unwrap()
+        .daemon;
+    assert_eq!(d.nri_socket, Some(PathBuf::from("/run/nri.sock")));
+    assert!(!d.watch_images);
+    let err = with("containerd_socket = \"\"\nnri_socket = \"/run/nri.sock\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nri_socket needs containerd_socket") && err.contains("policy.toml:3:"),
+        "{err}"
+    );
+    // Kubernetes Events: off unless asked for; the API server only over https.
+    let d = with("").unwrap().daemon;
+    assert!(!d.kubernetes_events && d.kubernetes_api.is_none());
+    let d = with("kubernetes_events = true\nkubernetes_api = \"https://10.0.0.1:6443\"")
+        .unwrap()
+        .daemon;
+    assert!(d.kubernetes_events);
+    assert_eq!(d.kubernetes_api.as_deref(), Some("https://10.0.0.1:6443"));
+    let err = with("kubernetes_api = \"http://10.0.0.1:8080\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("kubernetes_api is the API server's https:// URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn otlp_is_a_plain_grpc_address_and_anything_else_is_refused_with_the_form() {
+    let with = |daemon: &str| {
+        let rule = "[[rule]]\nname = \"a\"\nmatch = \"**\"\nrequire = \"any\"\n";
+        Policy::parse(
+            Path::new("policy.toml"),
+            &format!("[daemon]\n{daemon}\n{rule}"),
+        )
+    };
+    assert_eq!(with("").unwrap().daemon.otlp, None);
+    let d = with("otlp = \"http://127.0.0.1:4317\"").unwrap().daemon;
+    assert_eq!(d.otlp.as_deref(), Some("http://127.0.0.1:4317"));
+    for bad in [
+        "https://collector:4317",
+        "127.0.0.1:4317",
+        "http://",
+        "http://c:4317/v1/logs",
+        "http://user@c:4317",
+    ] {
+        let err = with(&format!("otlp = \"{bad}\"")).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "otlp is an OpenTelemetry Collector's OTLP/gRPC address, http://HOST:PORT"
+            ),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn cosign_rules_name_their_keys_and_say_whether_a_transparency_log_is_required() {
+    let cosign = |extra: &str| {
+        policy(&format!(
+            "[[rule]]\nname = \"c\"\nmatch = \"**\"\nproofs = [\"cosign\"]\n{extra}"
+        ))
+    };
+    // No signer: nothing could vouch.
+    let err = cosign("cosign_tlog = false\n").unwrap_err().to_string();
+    assert!(err.contains("names no signer"), "{err}");
+    // Transparency-log evidence is required unless the rule says otherwise, and is
+    // verified with the trusted root's log keys: refused at load without one.
+    let err = cosign("cosign_keys = [\"c.pub\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("give trusted_root") && err.contains("cosign_tlog = false"),
+        "{err}"
+    );
+    cosign("cosign_keys = [\"c.pub\"]\ntrusted_root = \"trusted_root.json\"\n").unwrap();
+    // Keyless: identities need the trusted root, and each a subject or a subject_regex.
+    let keyless = "cosign_identities = [{ issuer = \"https://token.actions.githubusercontent.com\", subject_regex = \"https://github.com/org/.*\" }]\n";
+    let err = cosign(keyless).unwrap_err().to_string();
+    assert!(err.contains("Fulcio"), "{err}");
+    let p = cosign(&format!("{keyless}trusted_root = \"tr.json\"\n")).unwrap();
+    assert_eq!(
+        p.rules[0].cosign.identities[0].subject_regex.as_deref(),
+        Some("https://github.com/org/.*")
+    );
+    let err = cosign("cosign_identities = [{ issuer = \"i\" }]\ntrusted_root = \"t\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("subject or subject_regex"), "{err}");
+    let both = "cosign_identities = [{ issuer = \"https://a\", issuer_regex = \"https://.*\", subject = \"x\" }]\n";
+    let neither = "cosign_identities = [{ subject = \"x\" }]\n";
+    for ids in [both, neither] {
+        let err = policy(&format!("[[rule]]\nname = \"k\"\nmatch = \"r.io/**\"\nproofs = [\"cosign\"]\ntrusted_root = \"sigstore-public-good\"\n{ids}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("issuer or issuer_regex (one of them)"),
+            "{err}"
+        );
+    }
+    let p = cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\n").unwrap();
+    let r = &p.rules[0];
+    assert_eq!(r.proofs, vec![Proof::Cosign]);
+    assert_eq!(
+        r.proofs_required,
+        ProofsRequired::All,
+        "all listed, by default"
+    );
+    assert_eq!(r.cosign.keys, vec![PathBuf::from("c.pub")]);
+    assert!(!r.cosign.tlog && !r.cosign.check_reference);
+    // A cosign-only rule needs no trust server.
+    let text = "[[rule]]\nname = \"c\"\nmatch = \"**\"\nproofs = [\"cosign\"]\ncosign_keys = [\"c.pub\"]\ncosign_tlog = false\n";
+    Policy::parse(Path::new("p.toml"), text).unwrap();
+    // ... but one that accepts Notary too does.
+    let err = Policy::parse(
+        Path::new("p.toml"),
+        &text.replace("[\"cosign\"]", "[\"notary-v1\", \"cosign\"]"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("needs a trust_server"), "{err}");
+
+    let err =
+        cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\nproofs_required = \"some\"\n")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("some"), "{err}");
+    let err =
+        policy("[[rule]]\nname = \"c\"\nmatch = \"**\"\nproofs = [\"notary-v1\", \"notary-v1\"]\n")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("twice"), "{err}");
+    let p = cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\nsignature_repository = \"registry.test/sigs\"\n").unwrap();
+    assert_eq!(
+        p.rules[0].cosign.signature_repository.as_deref(),
+        Some("registry.test/sigs")
+    );
+    let err = cosign("cosign_keys = [\"c.pub\"]\ncosign_tlog = false\nsignature_repository = \"Registry.test/sigs\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("signature_repository"), "{err}");
+}
+
+#[test]
+fn host_glob_across_hosts_is_refused_unless_the_rule_says_so() {
+    // The attack: `registry.example.com*/**` also judges
+    // registry.example.com.attacker.net; a warning was not enough.
+    for pattern in [
+        "registry.example.com*/**",
+        "*.example.com/**",
+        "**/prod/**",
+        "*/team/app:*",
+        "registry.exam?le.com/**",
+    ] {
+        let e =
+            policy(&format!("[[rule]]\nname = \"r\"\nmatch = \"{pattern}\"\n")).expect_err(pattern);
+        assert!(
+            e.to_string().contains("any_registry = true") && e.to_string().contains("attacker"),
+            "{pattern}: {e}"
+        );
+        let p = policy(&format!(
+            "[[rule]]\nname = \"r\"\nmatch = \"{pattern}\"\nany_registry = true\n"
+        ))
+        .expect("explicit");
+        assert_eq!(p.rules.len(), 1);
+    }
+    // A port wildcard names one host, and the catch-all says what it is.
+    policy("[[rule]]\nname = \"r\"\nmatch = \"127.0.0.1:*/demo/**\"\n").expect("port");
+    policy("[[rule]]\nname = \"r\"\nmatch = \"**\"\n").expect("catch-all");
+    let p = policy(
+        "[[rule]]\nname = \"r\"\nmatch = \"registry.example.com*/**\"\nany_registry = true\n",
+    )
+    .expect("explicit");
+    assert_eq!(
+        rule_name(&p, "registry.example.com.attacker.net/app:1").as_deref(),
+        Some("r"),
+        "what any_registry = true means"
+    );
+}
+
+#[test]
+fn a_rule_shadowed_by_a_laxer_one_with_the_same_pattern_is_refused() {
+    // What an imported trust policy with one scope in two statements did: the skip
+    // statement's require = "any" came first and the signed rule never applied.
+    let e = policy(
+        "[[rule]]\nname = \"open\"\nmatch = \"registry.example.com/app:*\"\nrequire = \"any\"\n[[rule]]\nname = \"signed\"\nmatch = \"registry.example.com/app:*\"\n",
+    )
+    .expect_err("shadowed by a laxer rule");
+    assert!(
+        e.to_string()
+            .contains("rule signed can never apply: rule open")
+            && e.to_string().contains("laxer"),
+        "{e}"
+    );
+    let e = policy(
+        "[[rule]]\nname = \"watch\"\nmatch = \"registry.example.com/app:*\"\nmode = \"audit\"\n[[rule]]\nname = \"signed\"\nmatch = \"registry.example.com/app:*\"\n",
+    )
+    .expect_err("audit shadows enforce");
+    assert!(e.to_string().contains("audit mode"), "{e}");
+    // Shadowed by one as strict or stricter: loads (and policy check warns).
+    let p = policy(
+        "[[rule]]\nname = \"signed\"\nmatch = \"registry.example.com/app:*\"\n[[rule]]\nname = \"open\"\nmatch = \"registry.example.com/app:*\"\nrequire = \"any\"\n",
+    )
+    .expect("stricter first");
+    assert_eq!(p.lint().len(), 1);
+}
+
+#[test]
+fn a_missing_policy_file_has_no_position_and_says_which_flag_names_it() {
+    let e = Policy::load(Path::new("/nonexistent/pullguard.toml")).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("/nonexistent/pullguard.toml: cannot read the policy file")
+            && text.contains("--policy FILE")
+            && text.contains("--config FILE"),
+        "{text}"
+    );
+}
