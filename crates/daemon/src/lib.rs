@@ -1,7 +1,7 @@
 //! pullguardd: answers "may this image be pulled?" for containerd and operators.
 //!
 //! Pieces: the policy in force with hot reload ([`reload`]), trust data fetched from
-//! notary-servers and cached ([`fetch`], [`engine`]), verdicts from trust-core, durable
+//! notary-servers and cached (`notary_client`, [`engine`]), verdicts from trust-core, durable
 //! events ([`events`]) with non-blocking sinks ([`sinks`]), and the gRPC API on a unix
 //! socket ([`server`]). [`run`] ties them together.
 

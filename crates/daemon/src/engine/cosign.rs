@@ -11,7 +11,7 @@ use policy::{ImageRef, Policy, Proof, Rule};
 use sigstore_core::{bundle, classic, Expect, Failures, Reason};
 
 use super::prepare::Loaded;
-use super::proof::{ProofKind, Query, Vouch};
+use super::proof::{ProofKind, Query, Slot as _, Vouch};
 use super::registry_proof::{off_worker, refusal, subject, Miss, RegistryProof, Skipped};
 use super::{Denial, Engine};
 
@@ -37,6 +37,16 @@ fn code(r: Reason) -> ReasonCode {
 }
 
 impl ProofKind for Cosign {
+    type Prepared = BTreeMap<String, CosignSigners>;
+
+    fn prepare(
+        policy: &Policy,
+        _previous: Option<&Self::Prepared>,
+        problems: &mut Vec<String>,
+    ) -> Self::Prepared {
+        prepare(policy, problems)
+    }
+
     async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial> {
         self.0
             .check(engine, q, |hex| find(q.loaded, q.rule, q.image, hex))
@@ -62,10 +72,7 @@ pub(crate) struct CosignSigners {
 
 /// Each rule's cosign signers, prepared once per policy: keys read, identities compiled,
 /// trusted roots parsed (one parse per file, shared by the rules naming it).
-pub(crate) fn prepare(
-    policy: &Policy,
-    problems: &mut Vec<String>,
-) -> BTreeMap<String, CosignSigners> {
+fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, CosignSigners> {
     let mut cosign = BTreeMap::new();
     // One parse per trusted-root file, shared by the rules naming it.
     let mut roots: BTreeMap<PathBuf, std::sync::Arc<sigstore_core::trust_root::TrustedRoot>> =
@@ -147,7 +154,7 @@ pub(crate) fn prepare(
 async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Result<Vouch, Miss> {
     let digest = format!("sha256:{hex}");
     let none = CosignSigners::default();
-    let signers = loaded.cosign.get(&rule.name).unwrap_or(&none);
+    let signers = Cosign::prepared(loaded).get(&rule.name).unwrap_or(&none);
     let repository = image.repository();
     let same = |signed: &str| same_repository(signed, &repository);
     let expect = Expect {

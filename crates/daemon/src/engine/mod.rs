@@ -9,12 +9,24 @@
 mod cache;
 mod cosign;
 mod decide;
+mod lookup;
 mod notary_v1;
 mod notation;
 pub mod prepare;
 pub mod proof;
 mod registry_proof;
 mod verdict;
+
+use cosign::Cosign;
+use notary_v1::NotaryV1;
+use notation::Notation;
+
+// The kinds of proof, each once: its module above, its line here, its policy value.
+proof::kinds! {
+    notary_v1: NotaryV1 = policy::Proof::NotaryV1,
+    cosign: Cosign = policy::Proof::Cosign,
+    notation: Notation = policy::Proof::Notation,
+}
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +42,6 @@ pub(crate) use verdict::{deny, Denial};
 pub use verdict::{proof_list, ProofResult, Verdict};
 
 use crate::events::{Event, EventLog};
-use proof::Proofs;
 
 /// Who asks for a verdict, recorded in its event.
 #[derive(Debug, Clone, Copy, Default)]
@@ -211,7 +222,7 @@ impl Engine {
 
     /// Opens connections to every trust server of the policy in force, in the background.
     pub fn warm_trust_servers(&self) {
-        for fetcher in self.loaded().fetchers.values() {
+        for fetcher in self.loaded().kinds.notary_v1.fetchers.values() {
             let fetcher = fetcher.clone();
             tokio::spawn(async move { fetcher.warm().await });
         }

@@ -3,19 +3,20 @@
 //! trusted state, then the tag or digest resolved under the rule's roles.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use api::codes::ReasonCode;
 use base64::Engine as _;
-use policy::{OnUnreachable, Proof, Rule};
+use key_store::TrustAnchors;
+use policy::{Policy, Proof, Rule};
 use time::OffsetDateTime;
 use trust_core::{Pins, RepoFiles, RootAnchor, VerifiedRepo, VerifyOptions};
 
-use super::cache::{Flights, TtlCache};
+use super::lookup::{nothing_else, About, Counted, Lookups, Miss, Outage};
 use super::prepare::Loaded;
-use super::proof::{ProofKind, Query, Vouch};
+use super::proof::{ProofKind, Query, Slot as _, Vouch};
 use super::{deny, reason_of, Denial, Engine};
 use notary_client::{FetchError, Fetcher};
 
@@ -27,67 +28,111 @@ const MAX_CACHE_BLOB: u64 = 200 * 1024 * 1024;
 /// The Notary v1 proof, with its caches: fetched files per trust server and repository,
 /// verified repositories per policy generation, rule and repository.
 pub(crate) struct NotaryV1 {
-    files: TtlCache<Arc<RepoFiles>>,
-    verified: TtlCache<Arc<VerifiedRepo>>,
-    flights: Flights,
+    files: Lookups<Arc<RepoFiles>>,
+    verified: Lookups<Arc<VerifiedRepo>>,
 }
 
 impl Default for NotaryV1 {
     fn default() -> NotaryV1 {
         NotaryV1 {
-            files: TtlCache::new(CACHE_MAX),
-            verified: TtlCache::new(CACHE_MAX),
-            flights: Flights::default(),
+            // Trust data is an input of a verification: fetching it is what `fetches`
+            // counts, finding it fresh answers no verdict.
+            files: Lookups::new(
+                CACHE_MAX,
+                Counted {
+                    hits: false,
+                    fetches: true,
+                },
+            ),
+            // A verified repository answers verdicts; verifying it is no fetch (its
+            // trust data's lookup is).
+            verified: Lookups::new(
+                CACHE_MAX,
+                Counted {
+                    hits: true,
+                    fetches: false,
+                },
+            ),
         }
     }
 }
 
+/// What Notary v1 prepares once per policy.
+#[derive(Default)]
+pub(crate) struct NotaryTrust {
+    /// A client per trust server, by name.
+    pub(crate) fetchers: BTreeMap<String, Fetcher>,
+    /// The settings each client was built from, to keep it across a reload.
+    servers: BTreeMap<String, policy::TrustServer>,
+    /// The keys directory's pins and TOFU grants.
+    anchors: TrustAnchors,
+    /// Each rule's own root pins.
+    rule_pins: BTreeMap<String, Pins>,
+}
+
 impl ProofKind for NotaryV1 {
+    type Prepared = NotaryTrust;
+
+    fn prepare(
+        policy: &Policy,
+        previous: Option<&NotaryTrust>,
+        problems: &mut Vec<String>,
+    ) -> NotaryTrust {
+        NotaryTrust {
+            fetchers: fetchers(policy, previous, problems),
+            servers: policy.trust_servers.clone(),
+            anchors: anchors(&policy.daemon.keys_dir, problems),
+            rule_pins: rule_pins(policy, problems),
+        }
+    }
+
     async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial> {
         let (loaded, rule) = (q.loaded, q.rule);
         let gun = q.image.repository();
         let server = rule.trust_server.as_deref().unwrap_or_default();
-        let fetcher = loaded.fetchers.get(server).ok_or_else(|| {
-            deny(
-                ReasonCode::NoTrustData,
-                format!(
-                    "rule {} names trust server {server:?}, which is not configured",
-                    rule.name
-                ),
-            )
-        })?;
+        let fetcher = NotaryV1::prepared(loaded)
+            .fetchers
+            .get(server)
+            .ok_or_else(|| {
+                deny(
+                    ReasonCode::NoTrustData,
+                    format!(
+                        "rule {} names trust server {server:?}, which is not configured",
+                        rule.name
+                    ),
+                )
+            })?;
         let vkey = format!(
             "{}\u{0}{}\u{0}{server}\u{0}{gun}",
             loaded.generation, rule.name
         );
-        let ttl = loaded.policy.daemon.cache_ttl;
-        let repo = match self.verified.fresh(&vkey, ttl) {
-            Some(r) => {
-                engine.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-                r
-            }
-            None => {
-                // One verification per repository and rule at a time; the others wait and
-                // take its result.
-                let _flight = self.flights.enter(&vkey).await;
-                match self.verified.fresh(&vkey, ttl) {
-                    Some(r) => r,
-                    None => {
-                        let at = Repository {
-                            engine,
-                            loaded,
-                            rule,
-                            server,
-                            fetcher,
-                            gun: &gun,
-                        };
-                        let repo = Arc::new(self.verify_repository(&at).await?);
-                        self.verified.insert(vkey, repo.clone());
-                        repo
-                    }
-                }
-            }
+        let at = Repository {
+            engine,
+            loaded,
+            rule,
+            server,
+            fetcher,
+            gun: &gun,
         };
+        let verify = || async {
+            self.verify_repository(&at)
+                .await
+                .map(Arc::new)
+                .map_err(Miss::Refused)
+        };
+        // A verification refuses or vouches; only the trust data's fetch inside it can
+        // meet an outage, and says so there.
+        let repo = self
+            .verified
+            .get(
+                engine,
+                &at.about(),
+                vkey,
+                loaded.policy.daemon.cache_ttl,
+                verify,
+                nothing_else,
+            )
+            .await?;
         let m = repo
             .resolve_pull(
                 q.image.tag.as_deref(),
@@ -125,15 +170,24 @@ struct Repository<'a> {
     gun: &'a str,
 }
 
+impl Repository<'_> {
+    fn about(&self) -> About<'_> {
+        About {
+            proof: Proof::NotaryV1,
+            rule: self.rule,
+            generation: self.loaded.generation,
+            repository: self.gun,
+            nothing_kept: "no cached trust data is available",
+        }
+    }
+}
+
 impl NotaryV1 {
     fn pins_for(loaded: &Loaded, rule: &Rule, gun: &str) -> (Pins, bool) {
-        let mut pins = loaded
-            .rule_pins
-            .get(&rule.name)
-            .cloned()
-            .unwrap_or_default();
+        let trust = NotaryV1::prepared(loaded);
+        let mut pins = trust.rule_pins.get(&rule.name).cloned().unwrap_or_default();
         let mut tofu = rule.tofu;
-        if let Some(anchor) = loaded.anchors.for_gun(gun) {
+        if let Some(anchor) = trust.anchors.for_gun(gun) {
             pins.certs.extend(anchor.pins.certs.iter().cloned());
             pins.key_ids.extend(anchor.pins.key_ids.iter().cloned());
             pins.cas.extend(anchor.pins.cas.iter().cloned());
@@ -207,77 +261,55 @@ impl NotaryV1 {
     }
 
     /// Fresh trust data, one fetch per repository at a time; on failure, what the rule's
-    /// `on_unreachable` allows.
+    /// `on_unreachable` allows (trust data kept in memory or on disk: trust-core re-checks
+    /// its expiry and maximum age against the clock).
     async fn trust_files(
         &self,
         at: &Repository<'_>,
         trusted_root: Option<u64>,
     ) -> Result<Arc<RepoFiles>, Denial> {
-        let (engine, loaded, rule, server, gun) =
-            (at.engine, at.loaded, at.rule, at.server, at.gun);
+        let (engine, server, gun) = (at.engine, at.server, at.gun);
         let key = format!("{server}\u{0}{gun}");
-        let ttl = loaded.policy.daemon.cache_ttl;
-        if let Some(f) = self.files.fresh(&key, ttl) {
-            return Ok(f);
-        }
-        let _flight = self.flights.enter(&key).await;
-        // Someone else may have fetched while we waited.
-        if let Some(f) = self.files.fresh(&key, ttl) {
-            return Ok(f);
-        }
-        engine.counters.fetches.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let fetched = at.fetcher.fetch(gun, trusted_root).await;
-        let took = started.elapsed();
-        tracing::debug!(gun, fetch_us = took.as_micros(), "trust data fetched");
-        engine.counters.fetch_micros.fetch_add(
-            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        match fetched {
-            Ok(files) => {
-                let files = Arc::new(files);
-                self.files.insert(key.clone(), files.clone());
-                persist(engine, &key, &files);
-                Ok(files)
-            }
-            Err(FetchError::NotFound { .. }) => Err(deny(
-                ReasonCode::NoTrustData,
-                format!("remote trust data does not exist for {gun} on {server}: the repository is not signed (sign it with `notary` or `docker trust sign`)"),
-            )),
-            Err(e) => {
-                let mut ev = engine.events.new_event(api::codes::EventKind::TrustFetchFailed, loaded.generation, e.to_string());
-                ev.gun = Some(gun.to_owned());
-                ev.rule = Some(rule.name.clone());
-                ev.reason = Some(ReasonCode::TrustServerUnreachable.as_str().to_owned());
-                let _ = engine.emit(ev, false).await;
-                engine.note_error(&e.to_string());
-                if rule.on_unreachable == OnUnreachable::Cached {
-                    let cached = match self.files.any_age(&key) {
-                        Some(f) => Some(f),
-                        None => restore(engine, &key).await,
-                    };
-                    if let Some(files) = cached {
-                        // trust-core re-checks expiry and maximum age against the clock.
-                        return Ok(files);
-                    }
+        let fetch = || async {
+            let started = Instant::now();
+            let fetched = at.fetcher.fetch(gun, trusted_root).await;
+            tracing::debug!(
+                gun,
+                fetch_us = started.elapsed().as_micros(),
+                "trust data fetched"
+            );
+            match fetched {
+                Ok(files) => {
+                    let files = Arc::new(files);
+                    persist(engine, &key, &files);
+                    Ok(files)
                 }
+                Err(FetchError::NotFound { .. }) => Err(Miss::Refused(deny(
+                    ReasonCode::NoTrustData,
+                    format!("remote trust data does not exist for {gun} on {server}: the repository is not signed (sign it with `notary` or `docker trust sign`)"),
+                ))),
                 // Endless data is refused as `oversized` (the trust data code); every
                 // other failure to get an answer is `trust_server_unreachable`.
-                let code = if matches!(e, FetchError::TooLarge { .. }) {
-                    ReasonCode::Oversized
-                } else {
-                    ReasonCode::TrustServerUnreachable
-                };
-                Err(deny(
-                    code,
-                    format!("{e}; rule {} says on_unreachable = {}", rule.name, match rule.on_unreachable {
-                        OnUnreachable::Deny => "deny",
-                        OnUnreachable::Cached => "cached, and no cached trust data is available",
-                    }),
-                ))
+                Err(e) => Err(Miss::Unreachable(Outage {
+                    code: if matches!(e, FetchError::TooLarge { .. }) {
+                        ReasonCode::Oversized
+                    } else {
+                        ReasonCode::TrustServerUnreachable
+                    },
+                    message: e.to_string(),
+                })),
             }
-        }
+        };
+        self.files
+            .get(
+                engine,
+                &at.about(),
+                key.clone(),
+                at.loaded.policy.daemon.cache_ttl,
+                fetch,
+                || restore(engine, &key),
+            )
+            .await
     }
 }
 
@@ -319,4 +351,85 @@ async fn restore(engine: &Engine, key: &str) -> Option<Arc<RepoFiles>> {
         );
     }
     Some(Arc::new(files))
+}
+
+/// A client per trust server; a reload keeps those whose settings did not change
+/// (building one loads the system's CA roots, which dominates a reload).
+fn fetchers(
+    policy: &Policy,
+    previous: Option<&NotaryTrust>,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, Fetcher> {
+    let mut fetchers = BTreeMap::new();
+    for (name, server) in &policy.trust_servers {
+        let kept = previous.and_then(|p| {
+            (p.servers.get(name) == Some(server))
+                .then(|| p.fetchers.get(name).cloned())
+                .flatten()
+        });
+        match kept.map_or_else(
+            || Fetcher::new(name, &server.url, server.ca_file.as_deref(), server.timeout),
+            Ok,
+        ) {
+            Ok(f) => {
+                fetchers.insert(name.clone(), f);
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    fetchers
+}
+
+/// The keys directory's pins and TOFU grants.
+fn anchors(keys_dir: &Path, problems: &mut Vec<String>) -> TrustAnchors {
+    match TrustAnchors::load(keys_dir) {
+        Ok((anchors, warnings)) => {
+            for w in warnings {
+                tracing::warn!(warning = %w, "trust anchor skipped");
+            }
+            anchors
+        }
+        Err(e) => {
+            problems.push(format!("keys_dir {}: {e}", keys_dir.display()));
+            TrustAnchors::default()
+        }
+    }
+}
+
+/// Each rule's own root pins (certificates, key IDs, CAs), read from their files.
+fn rule_pins(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Pins> {
+    let keys_dir = &policy.daemon.keys_dir;
+    let mut rule_pins = BTreeMap::new();
+    for rule in &policy.rules {
+        let mut pins = Pins {
+            key_ids: rule.root_key_ids.clone(),
+            ..Pins::default()
+        };
+        for (files, is_ca, key) in [
+            (&rule.root_certs, false, "root_certs"),
+            (&rule.root_cas, true, "root_cas"),
+        ] {
+            for f in files {
+                let path = if f.is_absolute() {
+                    f.clone()
+                } else {
+                    keys_dir.join(f)
+                };
+                let cert = std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        trust_core::keys::parse_pinned_cert(&b).map_err(|e| e.to_string())
+                    });
+                match cert {
+                    Ok(cert) if is_ca => pins.cas.push(cert),
+                    Ok(cert) => pins.certs.push(cert.der),
+                    Err(e) => {
+                        problems.push(format!("rule {}: {key} {}: {e}", rule.name, path.display()))
+                    }
+                }
+            }
+        }
+        rule_pins.insert(rule.name.clone(), pins);
+    }
+    rule_pins
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use policy::{ImageRef, Policy, Proof, Rule};
 
 use super::prepare::Loaded;
-use super::proof::{ProofKind, Query, Vouch};
+use super::proof::{ProofKind, Query, Slot as _, Vouch};
 use super::registry_proof::{off_worker, refusal, subject, Miss, RegistryProof, Skipped};
 use super::{deny, Denial, Engine};
 
@@ -30,6 +30,16 @@ impl Default for Notation {
 }
 
 impl ProofKind for Notation {
+    type Prepared = BTreeMap<String, NotationTrust>;
+
+    fn prepare(
+        policy: &Policy,
+        _previous: Option<&Self::Prepared>,
+        problems: &mut Vec<String>,
+    ) -> Self::Prepared {
+        prepare(policy, problems)
+    }
+
     async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial> {
         self.0
             .check(engine, q, |hex| find(q.loaded, q.rule, q.image, hex))
@@ -90,10 +100,7 @@ fn trust_store(dir: &Path) -> Result<Vec<sigstore_core::certs::Cert>, String> {
 
 /// Each rule's Notation trust stores, read and checked once per policy as notation-go
 /// checks them, and its identities checked as Notation reads them.
-pub(crate) fn prepare(
-    policy: &Policy,
-    problems: &mut Vec<String>,
-) -> BTreeMap<String, NotationTrust> {
+fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, NotationTrust> {
     let mut notation = BTreeMap::new();
     for rule in &policy.rules {
         let mut trust = NotationTrust::default();
@@ -176,7 +183,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         media_type: &manifest.media_type,
     };
     let none = NotationTrust::default();
-    let stores = loaded.notation.get(&rule.name).unwrap_or(&none);
+    let stores = Notation::prepared(loaded).get(&rule.name).unwrap_or(&none);
     let n = &rule.notation;
     let trust = Trust {
         ca: &stores.ca,

@@ -4,13 +4,12 @@
 //! registry does not answer. Each kind brings only its `find`.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use api::codes::{EventKind, ReasonCode};
-use policy::{ImageRef, OnUnreachable, Proof};
+use api::codes::ReasonCode;
+use policy::{ImageRef, Proof};
 
-use super::cache::{Flights, TtlCache};
+use super::lookup::{nothing_else, About, Counted, Lookups, Outage};
 use super::prepare::Loaded;
 use super::proof::{Query, Vouch};
 use super::{deny, Denial, Engine};
@@ -18,17 +17,7 @@ use super::{deny, Denial, Engine};
 /// Verdicts kept in memory at most, per kind.
 const CACHE_MAX: usize = 10_000;
 
-/// Why no signature vouched: an answer (a refusal), or no answer from the registry.
-pub(crate) enum Miss {
-    Refused(Denial),
-    Unreachable(registry::Error),
-}
-
-impl From<Denial> for Miss {
-    fn from(d: Denial) -> Miss {
-        Miss::Refused(d)
-    }
-}
+pub(crate) use super::lookup::Miss;
 
 impl From<registry::Error> for Miss {
     /// Only an outage is `Unreachable` (and so subject to `on_unreachable`); a refusal
@@ -36,7 +25,10 @@ impl From<registry::Error> for Miss {
     /// answer, refused with its own reason and never served from the cache.
     fn from(e: registry::Error) -> Miss {
         match registry_reason(&e) {
-            ReasonCode::RegistryUnreachable => Miss::Unreachable(e),
+            code @ ReasonCode::RegistryUnreachable => Miss::Unreachable(Outage {
+                code,
+                message: e.to_string(),
+            }),
             reason => Miss::Refused(deny(reason, e.to_string())),
         }
     }
@@ -156,19 +148,23 @@ pub(crate) fn refusal(
     Miss::Refused(deny(reason, format!("{message}{note}")))
 }
 
-/// The cache and flights of one kind.
+/// The verified signatures of one kind, with their lookups.
 pub(crate) struct RegistryProof {
     proof: Proof,
-    verified: TtlCache<Vouch>,
-    flights: Flights,
+    verified: Lookups<Vouch>,
 }
 
 impl RegistryProof {
     pub(crate) fn new(proof: Proof) -> RegistryProof {
         RegistryProof {
             proof,
-            verified: TtlCache::new(CACHE_MAX),
-            flights: Flights::default(),
+            verified: Lookups::new(
+                CACHE_MAX,
+                Counted {
+                    hits: true,
+                    fetches: true,
+                },
+            ),
         }
     }
 
@@ -188,64 +184,26 @@ impl RegistryProof {
             Some(h) => h.to_owned(),
             None => resolve_tag(loaded, image, self.proof).await?,
         };
+        let repository = image.repository();
         let key = format!(
-            "{}\u{0}{}\u{0}{}\u{0}{hex}",
-            loaded.generation,
-            rule.name,
-            image.repository()
+            "{}\u{0}{}\u{0}{repository}\u{0}{hex}",
+            loaded.generation, rule.name
         );
+        let about = About {
+            proof: self.proof,
+            rule,
+            generation: loaded.generation,
+            repository: &repository,
+            nothing_kept: "no signature verified earlier is at hand",
+        };
         let ttl = loaded.policy.daemon.cache_ttl;
-        if let Some(v) = self.verified.fresh(&key, ttl) {
-            engine.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(v);
-        }
-        // One lookup per image and rule at a time; the others wait and take its result.
-        let _flight = self.flights.enter(&key).await;
-        if let Some(v) = self.verified.fresh(&key, ttl) {
-            return Ok(v);
-        }
-        engine.counters.fetches.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let found = find(hex).await;
+        let found = self
+            .verified
+            .get(engine, &about, key, ttl, || find(hex), nothing_else)
+            .await;
         tracing::debug!(image = %image, proof = self.proof.as_str(), us = started.elapsed().as_micros(), "signatures looked up");
-        match found {
-            Ok(v) => {
-                self.verified.insert(key, v.clone());
-                Ok(v)
-            }
-            Err(Miss::Refused(d)) => Err(d),
-            Err(Miss::Unreachable(e)) => {
-                let mut ev = engine.events.new_event(
-                    EventKind::TrustFetchFailed,
-                    loaded.generation,
-                    e.to_string(),
-                );
-                ev.gun = Some(image.repository());
-                ev.rule = Some(rule.name.clone());
-                ev.proof = Some(self.proof.as_str().to_owned());
-                ev.reason = Some(ReasonCode::RegistryUnreachable.as_str().to_owned());
-                let _ = engine.emit(ev, false).await;
-                engine.note_error(&e.to_string());
-                if rule.on_unreachable == OnUnreachable::Cached {
-                    // A signature verified earlier under this policy, for this digest.
-                    if let Some(v) = self.verified.any_age(&key) {
-                        return Ok(v);
-                    }
-                }
-                Err(deny(
-                    ReasonCode::RegistryUnreachable,
-                    format!(
-                        "{e}; rule {} says on_unreachable = {}",
-                        rule.name,
-                        match rule.on_unreachable {
-                            OnUnreachable::Deny => "deny",
-                            OnUnreachable::Cached =>
-                                "cached, and no signature verified earlier is at hand",
-                        }
-                    ),
-                ))
-            }
-        }
+        found
     }
 
     pub(crate) fn clear(&self) {
