@@ -11,19 +11,17 @@ use policy::{ImageRef, Policy, Proof, Rule};
 use sigstore_core::{bundle, classic, Expect, Failures, Reason};
 
 use super::prepare::Loaded;
-use super::proof::{ProofKind, Query, Slot as _, Vouch};
-use super::registry_proof::{off_worker, refusal, subject, Miss, RegistryProof, Skipped};
-use super::{Denial, Engine};
+use super::proof::{Query, Slot as _, Vouch};
+use super::registry_proof::{
+    off_worker, refusal, subject, Miss, RegistryKind, RegistryProof, Skipped,
+};
 
 /// The cosign proof, with its cache of signatures verified per policy generation, rule,
 /// repository and digest.
-pub(crate) struct Cosign(RegistryProof);
+pub(crate) type Cosign = RegistryProof<CosignFormat>;
 
-impl Default for Cosign {
-    fn default() -> Cosign {
-        Cosign(RegistryProof::new(Proof::Cosign))
-    }
-}
+/// cosign's part of its proof: its signers and its `find`.
+pub(crate) struct CosignFormat;
 
 fn code(r: Reason) -> ReasonCode {
     match r {
@@ -36,29 +34,16 @@ fn code(r: Reason) -> ReasonCode {
     }
 }
 
-impl ProofKind for Cosign {
+impl RegistryKind for CosignFormat {
+    const PROOF: Proof = Proof::Cosign;
     type Prepared = BTreeMap<String, CosignSigners>;
 
-    fn prepare(
-        policy: &Policy,
-        _previous: Option<&Self::Prepared>,
-        problems: &mut Vec<String>,
-    ) -> Self::Prepared {
+    fn prepare(policy: &Policy, problems: &mut Vec<String>) -> Self::Prepared {
         prepare(policy, problems)
     }
 
-    async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial> {
-        self.0
-            .check(engine, q, |hex| find(q.loaded, q.rule, q.image, hex))
-            .await
-    }
-
-    fn policy_changed(&self) {
-        self.0.clear();
-    }
-
-    fn cached(&self) -> usize {
-        self.0.len()
+    async fn find(q: &Query<'_>, hex: String) -> Result<Vouch, Miss> {
+        find(q.loaded, q.rule, q.image, hex).await
     }
 }
 

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 
 use policy::{ImageRef, Policy, Proof, Rule};
 
+use super::deny;
 use super::prepare::Loaded;
-use super::proof::{ProofKind, Query, Slot as _, Vouch};
-use super::registry_proof::{off_worker, refusal, subject, Miss, RegistryProof, Skipped};
-use super::{deny, Denial, Engine};
+use super::proof::{Query, Slot as _, Vouch};
+use super::registry_proof::{
+    off_worker, refusal, subject, Miss, RegistryKind, RegistryProof, Skipped,
+};
 
 /// The artifact type of a Notary Project signature manifest.
 pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
@@ -21,37 +23,21 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.cncf.notary.signature";
 const MAX_SIGNATURES: usize = 50;
 
 /// The Notation proof.
-pub(crate) struct Notation(RegistryProof);
+pub(crate) type Notation = RegistryProof<NotationFormat>;
 
-impl Default for Notation {
-    fn default() -> Notation {
-        Notation(RegistryProof::new(Proof::Notation))
-    }
-}
+/// Notation's part of its proof: its signers and its `find`.
+pub(crate) struct NotationFormat;
 
-impl ProofKind for Notation {
+impl RegistryKind for NotationFormat {
+    const PROOF: Proof = Proof::Notation;
     type Prepared = BTreeMap<String, NotationTrust>;
 
-    fn prepare(
-        policy: &Policy,
-        _previous: Option<&Self::Prepared>,
-        problems: &mut Vec<String>,
-    ) -> Self::Prepared {
+    fn prepare(policy: &Policy, problems: &mut Vec<String>) -> Self::Prepared {
         prepare(policy, problems)
     }
 
-    async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial> {
-        self.0
-            .check(engine, q, |hex| find(q.loaded, q.rule, q.image, hex))
-            .await
-    }
-
-    fn policy_changed(&self) {
-        self.0.clear();
-    }
-
-    fn cached(&self) -> usize {
-        self.0.len()
+    async fn find(q: &Query<'_>, hex: String) -> Result<Vouch, Miss> {
+        find(q.loaded, q.rule, q.image, hex).await
     }
 }
 

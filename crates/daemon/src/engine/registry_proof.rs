@@ -3,15 +3,15 @@
 //! repository and digest, one lookup per image at a time, and `on_unreachable` when the
 //! registry does not answer. Each kind brings only its `find`.
 
-use std::future::Future;
+use std::marker::PhantomData;
 use std::time::Instant;
 
 use api::codes::ReasonCode;
-use policy::{ImageRef, Proof};
+use policy::{ImageRef, Policy, Proof};
 
 use super::lookup::{nothing_else, About, Counted, Lookups, Outage};
 use super::prepare::Loaded;
-use super::proof::{Query, Vouch};
+use super::proof::{ProofKind, Query, Vouch};
 use super::{deny, Denial, Engine};
 
 /// Verdicts kept in memory at most, per kind.
@@ -148,16 +148,29 @@ pub(crate) fn refusal(
     Miss::Refused(deny(reason, format!("{message}{note}")))
 }
 
-/// The verified signatures of one kind, with their lookups.
-pub(crate) struct RegistryProof {
-    proof: Proof,
-    verified: Lookups<Vouch>,
+/// A kind of proof stored in the image's registry: its policy value, what it prepares
+/// once per policy, and how it finds and verifies the signatures of one digest.
+pub(crate) trait RegistryKind {
+    /// Its policy value.
+    const PROOF: Proof;
+    /// What it prepares once per policy ([`ProofKind::Prepared`]).
+    type Prepared: Send + Sync;
+    /// [`ProofKind::prepare`] (nothing is kept across a reload).
+    fn prepare(policy: &Policy, problems: &mut Vec<String>) -> Self::Prepared;
+    /// The signatures vouching for the digest `hex` (lowercase hex), or why none does.
+    async fn find(q: &Query<'_>, hex: String) -> Result<Vouch, Miss>;
 }
 
-impl RegistryProof {
-    pub(crate) fn new(proof: Proof) -> RegistryProof {
+/// A registry-backed kind of proof: its format `K`, with the verified signatures'
+/// lookups.
+pub(crate) struct RegistryProof<K> {
+    verified: Lookups<Vouch>,
+    format: PhantomData<K>,
+}
+
+impl<K> Default for RegistryProof<K> {
+    fn default() -> RegistryProof<K> {
         RegistryProof {
-            proof,
             verified: Lookups::new(
                 CACHE_MAX,
                 Counted {
@@ -165,24 +178,29 @@ impl RegistryProof {
                     fetches: true,
                 },
             ),
+            format: PhantomData,
         }
     }
+}
 
-    /// A cached verdict, or `find(hex digest)` once per image at a time.
-    pub(crate) async fn check<F, Fut>(
-        &self,
-        engine: &Engine,
-        q: &Query<'_>,
-        find: F,
-    ) -> Result<Vouch, Denial>
-    where
-        F: FnOnce(String) -> Fut,
-        Fut: Future<Output = Result<Vouch, Miss>>,
-    {
+impl<K: RegistryKind> ProofKind for RegistryProof<K> {
+    type Prepared = K::Prepared;
+
+    fn prepare(
+        policy: &Policy,
+        _previous: Option<&K::Prepared>,
+        problems: &mut Vec<String>,
+    ) -> K::Prepared {
+        K::prepare(policy, problems)
+    }
+
+    /// A cached verdict, or `K::find(hex digest)` once per image at a time.
+    async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial> {
         let (loaded, rule, image) = (q.loaded, q.rule, q.image);
+        let proof = K::PROOF;
         let hex = match q.sha256 {
             Some(h) => h.to_owned(),
-            None => resolve_tag(loaded, image, self.proof).await?,
+            None => resolve_tag(loaded, image, proof).await?,
         };
         let repository = image.repository();
         let key = format!(
@@ -190,7 +208,7 @@ impl RegistryProof {
             loaded.generation, rule.name
         );
         let about = About {
-            proof: self.proof,
+            proof,
             rule,
             generation: loaded.generation,
             repository: &repository,
@@ -200,17 +218,17 @@ impl RegistryProof {
         let started = Instant::now();
         let found = self
             .verified
-            .get(engine, &about, key, ttl, || find(hex), nothing_else)
+            .get(engine, &about, key, ttl, || K::find(q, hex), nothing_else)
             .await;
-        tracing::debug!(image = %image, proof = self.proof.as_str(), us = started.elapsed().as_micros(), "signatures looked up");
+        tracing::debug!(image = %image, proof = proof.as_str(), us = started.elapsed().as_micros(), "signatures looked up");
         found
     }
 
-    pub(crate) fn clear(&self) {
+    fn policy_changed(&self) {
         self.verified.clear();
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn cached(&self) -> usize {
         self.verified.len()
     }
 }
