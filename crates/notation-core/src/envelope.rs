@@ -2,7 +2,6 @@
 //! shape: JWS JSON serialization (`application/jose+json`) and COSE_Sign1
 //! (`application/cose`). What each signs is computed here; nothing is verified yet.
 
-use base64::Engine as _;
 use time::OffsetDateTime;
 use trust_core::canonical::Json;
 
@@ -106,8 +105,7 @@ fn check_crit(crit: &[String], present: &dyn Fn(&str) -> bool) -> Result<(), Err
 
 fn parse_jws(bytes: &[u8]) -> Result<Envelope, Error> {
     let b64url = |s: &str, what: &str| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s.trim_end_matches('='))
+        proof_kit::b64::url_padding_optional(s)
             .map_err(|e| bad(format!("JWS {what} is not base64url: {e}")))
     };
     let doc = Json::parse(bytes).map_err(|e| bad(format!("JWS envelope: {e}")))?;
@@ -163,19 +161,14 @@ fn parse_jws(bytes: &[u8]) -> Result<Envelope, Error> {
                         let Json::String(s) = c else {
                             return Err(bad("x5c holds a non-string"));
                         };
-                        chain.push(
-                            base64::engine::general_purpose::STANDARD
-                                .decode(s)
-                                .map_err(|e| bad(format!("x5c: {e}")))?,
-                        );
+                        chain
+                            .push(proof_kit::b64::padded(s).map_err(|e| bad(format!("x5c: {e}")))?);
                     }
                 }
                 (AGENT, Json::String(_)) => {}
                 (TIMESTAMP, Json::String(s)) => {
                     timestamp = Some(
-                        base64::engine::general_purpose::STANDARD
-                            .decode(s)
-                            .map_err(|e| bad(format!("timestamp: {e}")))?,
+                        proof_kit::b64::padded(s).map_err(|e| bad(format!("timestamp: {e}")))?,
                     );
                 }
                 _ => {

@@ -27,28 +27,37 @@ use trust_core::canonical::Json;
 /// The largest envelope read.
 pub const MAX_ENVELOPE: usize = 1 << 20;
 
-/// Why a signature does not vouch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a signature does not vouch. Declared from the least to the most telling: the
+/// order ranks failures ([`proof_kit::Ranked`]). A signature refused for its timestamp
+/// passed the certificate profile but may not lead to a trust store; one refused for
+/// its chain is one whose timestamp (if any was asked for) verified: the timestamp ranks
+/// above the signer as the other checks of time (certificate validity, expiry) do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     /// No signature for the image.
     NoSignature,
+    /// Something this verifier refuses to handle: a plugin, an unknown critical
+    /// attribute, an algorithm it cannot check.
+    Unsupported,
     /// Integrity: the envelope is malformed or its signature does not verify.
     BadSignature,
-    /// Integrity: a valid signature over another manifest.
-    DigestMismatch,
     /// Authenticity: the chain leads to no certificate of the rule's trust stores.
     UntrustedSigner,
+    /// A timestamp countersignature that does not verify against the `tsa` trust stores.
+    UntrustedTimestamp,
     /// Authenticity: the leaf's subject is none of the trusted identities.
     IdentityMismatch,
     /// A certificate of the chain is not valid at the time that counts.
     CertificateExpired,
     /// The signature's own expiry (`io.cncf.notary.expiry`) has passed.
     Expired,
-    /// Something this verifier refuses to handle: a plugin, an unknown critical
-    /// attribute, an algorithm it cannot check.
-    Unsupported,
-    /// A timestamp countersignature that does not verify against the `tsa` trust stores.
-    UntrustedTimestamp,
+    /// Integrity: a valid signature over another manifest.
+    DigestMismatch,
+}
+
+impl proof_kit::Ranked for Reason {
+    const NONE: Reason = Reason::NoSignature;
+    const CANDIDATE: &'static str = "Notary Project signature";
 }
 
 impl Reason {
@@ -66,67 +75,13 @@ impl Reason {
             Reason::UntrustedTimestamp => "untrusted_timestamp",
         }
     }
-
-    fn rank(self) -> u8 {
-        match self {
-            Reason::NoSignature => 0,
-            Reason::Unsupported => 1,
-            Reason::UntrustedTimestamp => 3,
-            Reason::BadSignature => 2,
-            Reason::UntrustedSigner => 3,
-            Reason::IdentityMismatch => 4,
-            Reason::CertificateExpired => 5,
-            Reason::Expired => 6,
-            Reason::DigestMismatch => 7,
-        }
-    }
 }
 
-/// A failure.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct Error {
-    /// Which check refused it.
-    pub reason: Reason,
-    /// What was wrong.
-    pub message: String,
-}
-
-impl Error {
-    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Error {
-        Error {
-            reason,
-            message: message.into(),
-        }
-    }
-}
+/// A failure: which check refused it, and what was wrong.
+pub type Error = proof_kit::Failure<Reason>;
 
 /// Keeps the most telling of several signatures' failures.
-#[derive(Debug, Default)]
-pub struct Failures(Option<Error>);
-
-impl Failures {
-    /// Keeps `e` if it says more than the failure kept so far.
-    pub fn add(&mut self, e: Error) {
-        if self
-            .0
-            .as_ref()
-            .is_none_or(|w| e.reason.rank() > w.reason.rank())
-        {
-            self.0 = Some(e);
-        }
-    }
-
-    /// The most telling failure, or "no signature" for `what` when there was none.
-    pub fn into_error(self, what: &str) -> Error {
-        self.0.unwrap_or_else(|| {
-            Error::new(
-                Reason::NoSignature,
-                format!("no Notary Project signature for {what}"),
-            )
-        })
-    }
-}
+pub type Failures = proof_kit::Failures<Reason>;
 
 /// Which checks refuse and which are only logged (the trust policy's
 /// `signatureVerification.level`).

@@ -5,7 +5,6 @@
 //! log's entry matching what was signed. Used for the conformance suite's `verify-bundle`;
 //! image signatures go through [`crate::bundle`] with the same parts.
 
-use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
@@ -62,7 +61,7 @@ fn bad(m: impl Into<String>) -> Error {
 }
 
 fn b64(s: &str, what: &str) -> Result<Vec<u8>, Error> {
-    crate::keys::b64_wrapped(s).map_err(|e| bad(format!("{what} is not base64: {e}")))
+    proof_kit::b64::line_wrapped(s).map_err(|e| bad(format!("{what} is not base64: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -390,10 +389,7 @@ pub(crate) fn check_body(
     if v["kind"].as_str() != Some(kind) || v["apiVersion"].as_str() != Some(version) {
         return Err(mismatch("another kind"));
     }
-    let b64d = |s: &serde_json::Value| {
-        s.as_str()
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-    };
+    let b64d = |s: &serde_json::Value| s.as_str().and_then(|s| proof_kit::b64::padded(s).ok());
     // A verifier recorded as PEM (v1 entries) or DER (v2): the same key or certificate.
     let same_verifier = |pem_or_der: &[u8]| -> bool {
         match leaf {

@@ -4,7 +4,6 @@
 //! holding an in-toto statement whose subject is the image's digest and whose predicate
 //! type is `https://sigstore.dev/cosign/sign/v1`.
 
-use base64::Engine as _;
 use serde::Deserialize;
 use trust_core::canonical::Json;
 
@@ -192,8 +191,7 @@ fn verify_key_only(bundle: &[u8], expect: &Expect<'_>) -> Result<Verified, Error
             ),
         ));
     }
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(env.payload.trim())
+    let payload = proof_kit::b64::padded(env.payload.trim())
         .map_err(|e| bad(format!("bundle payload is not base64: {e}")))?;
     let signed = pae(&env.payload_type, &payload);
     let mut signer = None;

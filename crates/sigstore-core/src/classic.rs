@@ -3,7 +3,6 @@
 //! payload, its annotations carry the signature (and, for keyless signing, the
 //! certificate, the chain and the transparency-log entry).
 
-use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
@@ -25,7 +24,7 @@ pub const REKOR_BUNDLE: &str = "dev.sigstore.cosign/bundle";
 /// The annotation holding an RFC 3161 timestamp over the signature.
 pub const TIMESTAMP: &str = "dev.sigstore.cosign/rfc3161timestamp";
 /// Signatures considered in one manifest at most; cosign appends one layer per `sign`.
-pub const MAX_LAYERS: usize = 64;
+pub const MAX_LAYERS: usize = proof_kit::oci::MAX_LAYERS;
 
 /// The tag cosign stores an image's signatures under.
 pub fn signature_tag(sha256_hex: &str) -> String {
@@ -49,34 +48,11 @@ pub struct Layer {
     pub timestamp: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Manifest {
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    size: u64,
-    #[serde(default)]
-    annotations: std::collections::BTreeMap<String, String>,
-}
-
 /// The signatures a classic signature manifest lists. Layers that are not simple-signing
 /// payloads with a signature are skipped; more than [`MAX_LAYERS`] is refused.
 pub fn layers(manifest: &[u8]) -> Result<Vec<Layer>, Error> {
-    let bad = |m: String| Error::new(Reason::BadSignature, m);
-    let m: Manifest = serde_json::from_slice(manifest)
-        .map_err(|e| bad(format!("signature manifest is not an OCI manifest: {e}")))?;
-    if m.layers.len() > MAX_LAYERS {
-        return Err(bad(format!(
-            "signature manifest lists {} layers, over the limit of {MAX_LAYERS}",
-            m.layers.len()
-        )));
-    }
+    let m = proof_kit::oci::Manifest::parse(manifest)
+        .map_err(|e| Error::new(Reason::BadSignature, format!("signature manifest: {e}")))?;
     Ok(m.layers
         .into_iter()
         .filter(|l| l.media_type == SIMPLE_SIGNING)
@@ -132,7 +108,7 @@ pub fn verify(layer: &Layer, payload: &[u8], expect: &Expect<'_>) -> Result<Veri
     }
     let by_key = verify_by_key(layer, payload, &sig, expect);
     match (by_key, keyless) {
-        (Err(e), Some(k)) if k.reason.rank() >= e.reason.rank() => Err(k),
+        (Err(e), Some(k)) if k.reason >= e.reason => Err(k),
         (r, _) => r,
     }
 }
@@ -297,7 +273,7 @@ fn rekor_entry(
     })?;
     let log_id = hex::decode(&b.payload.log_id)
         .map_err(|_| tlog("the transparency-log entry's logID is not hex".to_owned()))?;
-    let body = crate::keys::b64_wrapped(&b.payload.body).map_err(|e| {
+    let body = proof_kit::b64::line_wrapped(&b.payload.body).map_err(|e| {
         tlog(format!(
             "the transparency-log entry's body is not base64: {e}"
         ))
@@ -316,7 +292,7 @@ fn rekor_entry(
     let entry = RawEntry {
         log_index: Some(b.payload.log_index.to_string()),
         log_id: RawLogId {
-            key_id: base64::engine::general_purpose::STANDARD.encode(log_id),
+            key_id: proof_kit::b64::encode(&log_id),
         },
         kind_version: KindVersion {
             kind: kind.kind,
@@ -367,7 +343,7 @@ fn timestamp(
     }
     let s: Stamp = serde_json::from_str(annotation)
         .map_err(|e| bad(format!("the timestamp annotation is not cosign's: {e}")))?;
-    let der = crate::keys::b64_wrapped(&s.token)
+    let der = proof_kit::b64::line_wrapped(&s.token)
         .map_err(|e| bad(format!("the timestamp is not base64: {e}")))?;
     crate::tsa::verify(&der, sig, root)
 }

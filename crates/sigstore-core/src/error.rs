@@ -1,35 +1,28 @@
-use std::fmt;
-
 /// Why a signature does not vouch; each maps to one reason code of pullguard's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Declared from the least to the most telling: the order ranks failures
+/// ([`proof_kit::Ranked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     /// Nothing that looks like a signature for the digest.
     NoSignature,
     /// A signature is there but does not verify under any trusted key, or is malformed.
     BadSignature,
-    /// A valid signature names another digest.
-    DigestMismatch,
-    /// A valid signature names another repository, or another signer than the rule's.
-    IdentityMismatch,
     /// Transparency-log evidence is required and missing or not verifiable.
     TlogMissing,
     /// A signing certificate was not valid when the signature was made.
     CertificateExpired,
+    /// A valid signature names another repository, or another signer than the rule's.
+    IdentityMismatch,
+    /// A valid signature names another digest.
+    DigestMismatch,
+}
+
+impl proof_kit::Ranked for Reason {
+    const NONE: Reason = Reason::NoSignature;
+    const CANDIDATE: &'static str = "cosign signature";
 }
 
 impl Reason {
-    /// How close a failure came to vouching; the closest is reported.
-    pub(crate) fn rank(self) -> u8 {
-        match self {
-            Reason::NoSignature => 0,
-            Reason::BadSignature => 1,
-            Reason::TlogMissing => 2,
-            Reason::CertificateExpired => 3,
-            Reason::IdentityMismatch => 4,
-            Reason::DigestMismatch => 5,
-        }
-    }
-
     /// pullguard's reason code text.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,25 +37,4 @@ impl Reason {
 }
 
 /// A failure: its reason and one sentence saying what was wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct Error {
-    /// Why.
-    pub reason: Reason,
-    /// What, for people.
-    pub message: String,
-}
-
-impl Error {
-    pub(crate) fn new(reason: Reason, message: impl Into<String>) -> Error {
-        Error {
-            reason,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
+pub type Error = proof_kit::Failure<Reason>;

@@ -1,7 +1,6 @@
 //! Public keys as cosign users hold them: a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) file,
 //! as `cosign generate-key-pair` writes `cosign.pub`, or the key inside a certificate.
 
-use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use x509_cert::der::asn1::ObjectIdentifier;
 use x509_cert::der::Decode as _;
@@ -243,8 +242,7 @@ pub fn pem_blocks(pem: &[u8], label: &str) -> Result<Vec<Vec<u8>>, String> {
             None if line == begin => body = Some(String::new()),
             None => {}
             Some(b) if line == end => {
-                let der = base64::engine::general_purpose::STANDARD
-                    .decode(b.as_bytes())
+                let der = proof_kit::b64::padded(b)
                     .map_err(|e| format!("PEM {label} is not base64: {e}"))?;
                 out.push(der);
                 body = None;
@@ -258,28 +256,13 @@ pub fn pem_blocks(pem: &[u8], label: &str) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-/// Base64 (standard alphabet, padding optional) as cosign writes signatures.
+/// A signature's base64 as cosign writes it (padding optional, see
+/// [`proof_kit::b64::padding_optional`]).
 pub(crate) fn base64_any(s: &str) -> Result<Vec<u8>, Error> {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-    let s = s.trim();
-    STANDARD
-        .decode(s)
-        .or_else(|_| STANDARD_NO_PAD.decode(s))
-        .map_err(|e| {
-            Error::new(
-                Reason::BadSignature,
-                format!("signature is not base64: {e}"),
-            )
-        })
-}
-
-/// Base64 as protobuf JSON writers emit it: standard alphabet, padded, possibly wrapped
-/// in lines (Go's decoder skips CR and LF; so does this one, and nothing else).
-pub(crate) fn b64_wrapped(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    let joined: String = s
-        .trim()
-        .chars()
-        .filter(|c| *c != '\n' && *c != '\r')
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(joined)
+    proof_kit::b64::padding_optional(s).map_err(|e| {
+        Error::new(
+            Reason::BadSignature,
+            format!("signature is not base64: {e}"),
+        )
+    })
 }

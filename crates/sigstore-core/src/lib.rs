@@ -68,30 +68,4 @@ pub struct Verified {
 /// Keeps the most telling of several failures: when several signatures are present and
 /// none vouches, the one that came closest is reported (a valid signature over another
 /// digest says more than a signature by an unknown key, which says more than a missing one).
-#[derive(Debug, Default)]
-pub struct Failures {
-    worst: Option<Error>,
-}
-
-impl Failures {
-    /// Records one candidate's failure.
-    pub fn add(&mut self, e: Error) {
-        let keep = match &self.worst {
-            Some(w) => e.reason.rank() > w.reason.rank(),
-            None => true,
-        };
-        if keep {
-            self.worst = Some(e);
-        }
-    }
-
-    /// The failure to report, or `no_signature` when there was no candidate at all.
-    pub fn into_error(self, what: &str) -> Error {
-        self.worst.unwrap_or_else(|| {
-            Error::new(
-                Reason::NoSignature,
-                format!("no cosign signature for {what}"),
-            )
-        })
-    }
-}
+pub type Failures = proof_kit::Failures<Reason>;

@@ -3,7 +3,6 @@
 //! its checkpoint (a signed note by the log), and the entry body the caller compares with
 //! what was signed.
 
-use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
@@ -96,7 +95,7 @@ fn tlog(m: impl Into<String>) -> Error {
 }
 
 fn b64(s: &str) -> Result<Vec<u8>, Error> {
-    crate::keys::b64_wrapped(s)
+    proof_kit::b64::line_wrapped(s)
         .map_err(|e| tlog(format!("transparency-log entry: not base64: {e}")))
 }
 
@@ -280,7 +279,7 @@ fn verify_checkpoint(envelope: &str, log: &Log, size: u64, root_hash: &[u8]) -> 
         .ok_or_else(|| tlog("the checkpoint has no tree size"))?;
     let stated_root = lines
         .next()
-        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .and_then(|s| proof_kit::b64::padded(s).ok())
         .ok_or_else(|| tlog("the checkpoint has no root hash"))?;
     if stated_size != size || stated_root != root_hash {
         return Err(tlog(
@@ -295,7 +294,7 @@ fn verify_checkpoint(envelope: &str, log: &Log, size: u64, root_hash: &[u8]) -> 
         let Some((name, sig)) = rest.rsplit_once(' ') else {
             continue;
         };
-        let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(sig) else {
+        let Ok(sig) = proof_kit::b64::padded(sig) else {
             continue;
         };
         if sig.len() < 5 {

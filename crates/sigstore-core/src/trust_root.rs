@@ -3,7 +3,6 @@
 //! period it may vouch for. Operators manage the file (docs/policy.md says how to refresh it
 //! from Sigstore's TUF repository); nothing here fetches it.
 
-use base64::Engine as _;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -130,9 +129,7 @@ struct RawCert {
 }
 
 fn b64(s: &str, what: &str) -> Result<Vec<u8>, String> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .map_err(|e| format!("{what} is not base64: {e}"))
+    proof_kit::b64::padded(s.trim()).map_err(|e| format!("{what} is not base64: {e}"))
 }
 
 /// RFC 3339 as the trusted root writes it (with or without fractions).

@@ -213,7 +213,10 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         else {
             continue;
         };
-        for layer in bundle_layers(&m.bytes) {
+        let Some(m) = skipped.manifest(&m) else {
+            continue;
+        };
+        for layer in bundle_layers(&m) {
             let blob = reg
                 .blob(host, path, &layer, sigstore_core::MAX_DOCUMENT, &budget)
                 .await;
@@ -243,32 +246,14 @@ fn same_repository(signed: &str, repository: &str) -> bool {
 }
 
 /// The bundle blobs a referrer manifest lists (small ones only; the rest is skipped).
-fn bundle_layers(manifest: &[u8]) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct M {
-        #[serde(default)]
-        layers: Vec<L>,
-    }
-    #[derive(serde::Deserialize)]
-    struct L {
-        #[serde(rename = "mediaType", default)]
-        media_type: String,
-        digest: String,
-        size: u64,
-    }
-    serde_json::from_slice::<M>(manifest)
-        .map(|m| {
-            m.layers
-                .into_iter()
-                .filter(|l| {
-                    l.media_type == bundle::ARTIFACT_TYPE
-                        && l.size <= sigstore_core::MAX_DOCUMENT as u64
-                })
-                .take(classic::MAX_LAYERS)
-                .map(|l| l.digest)
-                .collect()
+fn bundle_layers(m: &proof_kit::oci::Manifest) -> Vec<String> {
+    m.layers
+        .iter()
+        .filter(|l| {
+            l.media_type == bundle::ARTIFACT_TYPE && l.size <= sigstore_core::MAX_DOCUMENT as u64
         })
-        .unwrap_or_default()
+        .map(|l| l.digest.clone())
+        .collect()
 }
 
 #[cfg(test)]

@@ -197,7 +197,10 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         else {
             continue;
         };
-        let Some((media_type, blob)) = envelope_layer(&sig_manifest.bytes) else {
+        let Some((media_type, blob)) = skipped
+            .manifest(&sig_manifest)
+            .and_then(|m| envelope_layer(&m))
+        else {
             continue;
         };
         let blob = reg
@@ -257,17 +260,9 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
 
 /// The envelope a signature manifest carries: its first layer, when it is a JWS or COSE
 /// envelope of a sensible size.
-fn envelope_layer(manifest: &[u8]) -> Option<(String, String)> {
-    let m: serde_json::Value = serde_json::from_slice(manifest).ok()?;
-    let l = m["layers"].as_array()?.first()?;
-    let media_type = l["mediaType"].as_str()?;
-    let size = l["size"].as_u64()?;
-    ([notation_core::envelope::JWS, notation_core::envelope::COSE].contains(&media_type)
-        && size <= notation_core::MAX_ENVELOPE as u64)
-        .then(|| {
-            (
-                media_type.to_owned(),
-                l["digest"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+fn envelope_layer(m: &proof_kit::oci::Manifest) -> Option<(String, String)> {
+    let l = m.layers.first()?;
+    ([notation_core::envelope::JWS, notation_core::envelope::COSE].contains(&l.media_type.as_str())
+        && l.size <= notation_core::MAX_ENVELOPE as u64)
+        .then(|| (l.media_type.clone(), l.digest.clone()))
 }

@@ -88,12 +88,25 @@ impl Skipped {
         match r {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.class() == registry::ErrorClass::Content => {
-                self.count += 1;
-                self.first.get_or_insert_with(|| e.to_string());
+                self.pass_over(e.to_string());
                 Ok(None)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Records a candidate passed over for its content (`why`).
+    pub(crate) fn pass_over(&mut self, why: String) {
+        self.count += 1;
+        self.first.get_or_insert(why);
+    }
+
+    /// A signature manifest, read strictly; one that is not a manifest is passed over
+    /// (and recorded).
+    pub(crate) fn manifest(&mut self, m: &registry::Fetched) -> Option<proof_kit::oci::Manifest> {
+        proof_kit::oci::Manifest::parse(&m.bytes)
+            .map_err(|e| self.pass_over(format!("signature manifest {}: {e}", m.digest)))
+            .ok()
     }
 
     /// What was passed over, for the refusal's message ("" when nothing was).
@@ -274,5 +287,30 @@ mod tests {
             let image = policy::ImageRef::parse(&asked).unwrap();
             assert_eq!(super::subject(&image, &d), shown, "{asked}");
         }
+    }
+
+    /// A signature manifest a lax reader would take (the last of two annotations
+    /// wins) is passed over, and the refusal names it; a good one is read.
+    #[test]
+    fn a_signature_manifest_that_is_not_strictly_one_is_passed_over_and_named() {
+        let fetched = |text: &str| registry::Fetched {
+            bytes: text.as_bytes().to_vec(),
+            media_type: String::new(),
+            digest: "sha256:feed".to_owned(),
+        };
+        let d = format!("sha256:{}", "0".repeat(64));
+        let mut skipped = super::Skipped::default();
+        let twice = format!(
+            r#"{{"layers":[{{"mediaType":"t","digest":"{d}","size":1,"annotations":{{"a":"1","a":"2"}}}}]}}"#
+        );
+        assert!(skipped.manifest(&fetched(&twice)).is_none());
+        let good = format!(r#"{{"layers":[{{"mediaType":"t","digest":"{d}","size":1}}]}}"#);
+        assert_eq!(skipped.manifest(&fetched(&good)).unwrap().layers.len(), 1);
+        let note = skipped.note(&registry::Referrers::default());
+        assert!(note.contains("1 signature candidate(s)"), "{note}");
+        assert!(
+            note.contains("sha256:feed") && note.contains("given twice"),
+            "{note}"
+        );
     }
 }
