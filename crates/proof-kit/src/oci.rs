@@ -1,12 +1,11 @@
 //! OCI image manifests as the signature formats store them (cosign's classic signature
 //! manifests and bundle referrers, Notation's signature manifests), read by one strict
-//! parser: a field given twice, an annotation given twice or a field of the wrong type
+//! parser: a field given twice, an key given twice or a field of the wrong type
 //! refuses the manifest (a lax reader would let the last duplicate win where another
 //! reader takes the first), and a manifest lists at most [`MAX_LAYERS`] layers.
 
 use std::collections::BTreeMap;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 /// The most layers a signature manifest may list (cosign writes one per signature,
@@ -37,7 +36,7 @@ pub struct Descriptor {
     /// Its size in bytes, as claimed.
     pub size: u64,
     /// Its annotations.
-    #[serde(default, deserialize_with = "unique")]
+    #[serde(default, deserialize_with = "crate::json::unique_strings")]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -58,7 +57,7 @@ pub struct Manifest {
     #[serde(default)]
     pub subject: Option<Descriptor>,
     /// Its annotations.
-    #[serde(default, deserialize_with = "unique")]
+    #[serde(default, deserialize_with = "crate::json::unique_strings")]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -75,31 +74,6 @@ impl Manifest {
         }
         Ok(m)
     }
-}
-
-/// A string map whose keys are each given once.
-fn unique<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    struct Unique;
-    impl<'de> Visitor<'de> for Unique {
-        type Value = BTreeMap<String, String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a map of strings, each key once")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some((k, v)) = a.next_entry::<String, String>()? {
-                if out.contains_key(&k) {
-                    return Err(serde::de::Error::custom(format!(
-                        "annotation {:?} is given twice",
-                        k.chars().take(100).collect::<String>()
-                    )));
-                }
-                out.insert(k, v);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_map(Unique)
 }
 
 #[cfg(test)]

@@ -180,17 +180,72 @@ pub fn verify_bundle_with(
     now: OffsetDateTime,
     tlog_required: bool,
 ) -> Result<Verified, Error> {
-    if bundle.len() > crate::MAX_DOCUMENT {
-        return Err(bad("the bundle is over the size limit"));
+    ParsedBundle::parse(bundle)?.verify(artifact, signer, root, now, tlog_required)
+}
+
+/// A bundle read once (bounded, every field typed, a field given twice refused), to be
+/// verified for as many signers as a rule names without reading it again.
+pub struct ParsedBundle {
+    b: Bundle,
+    version: u8,
+}
+
+impl ParsedBundle {
+    /// Reads a bundle of a version this verifier knows.
+    pub fn parse(bundle: &[u8]) -> Result<ParsedBundle, Error> {
+        if bundle.len() > crate::MAX_DOCUMENT {
+            return Err(bad("the bundle is over the size limit"));
+        }
+        let b: Bundle = serde_json::from_slice(bundle)
+            .map_err(|e| bad(format!("not a Sigstore bundle: {e}")))?;
+        let version = version(&b.media_type).ok_or_else(|| {
+            bad(format!(
+                "bundle media type {:?} is not a version this verifier knows",
+                b.media_type
+            ))
+        })?;
+        Ok(ParsedBundle { b, version })
     }
-    let b: Bundle =
-        serde_json::from_slice(bundle).map_err(|e| bad(format!("not a Sigstore bundle: {e}")))?;
-    let version = version(&b.media_type).ok_or_else(|| {
-        bad(format!(
-            "bundle media type {:?} is not a version this verifier knows",
-            b.media_type
-        ))
-    })?;
+
+    /// The bundle names a public key (signed by a key, not a certificate).
+    pub fn signed_by_key(&self) -> bool {
+        self.b
+            .verification_material
+            .public_key
+            .as_ref()
+            .is_some_and(serde_json::Value::is_object)
+    }
+
+    /// [`verify_bundle_with`] of this bundle.
+    pub fn verify(
+        &self,
+        artifact: Artifact<'_>,
+        signer: Signer<'_>,
+        root: &TrustedRoot,
+        now: OffsetDateTime,
+        tlog_required: bool,
+    ) -> Result<Verified, Error> {
+        verify_parsed(
+            &self.b,
+            self.version,
+            artifact,
+            signer,
+            root,
+            now,
+            tlog_required,
+        )
+    }
+}
+
+fn verify_parsed(
+    b: &Bundle,
+    version: u8,
+    artifact: Artifact<'_>,
+    signer: Signer<'_>,
+    root: &TrustedRoot,
+    now: OffsetDateTime,
+    tlog_required: bool,
+) -> Result<Verified, Error> {
     let m = &b.verification_material;
 
     // The signing key: the verifier's own, or the bundle's certificate.
@@ -352,13 +407,10 @@ pub fn verify_bundle_with(
 
 /// The in-toto statement must name the artifact's SHA-256 among its subjects.
 fn check_subject(payload: &[u8], want: &[u8; 32]) -> Result<(), Error> {
-    let st: serde_json::Value =
-        serde_json::from_slice(payload).map_err(|e| bad(format!("in-toto statement: {e}")))?;
+    let st = crate::intoto::Statement::parse(payload)
+        .map_err(|e| bad(format!("in-toto statement: {e}")))?;
     let hexed = hex::encode(want);
-    let named = st["subject"].as_array().is_some_and(|s| {
-        s.iter()
-            .any(|x| x["digest"]["sha256"].as_str() == Some(hexed.as_str()))
-    });
+    let named = st.sha256s().any(|d| d == hexed);
     if named {
         Ok(())
     } else {

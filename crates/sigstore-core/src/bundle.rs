@@ -4,8 +4,8 @@
 //! holding an in-toto statement whose subject is the image's digest and whose predicate
 //! type is `https://sigstore.dev/cosign/sign/v1`.
 
+use crate::intoto::Statement;
 use serde::Deserialize;
-use trust_core::canonical::Json;
 
 use crate::keys::base64_any;
 use crate::payload::shown;
@@ -86,7 +86,7 @@ fn verify_full(
     expect: &Expect<'_>,
     root: &crate::trust_root::TrustedRoot,
 ) -> Result<Verified, Error> {
-    use crate::artifact::{verify_bundle_with, Artifact, Signer};
+    use crate::artifact::{Artifact, ParsedBundle, Signer};
     let digest: [u8; 32] = expect
         .digest
         .strip_prefix("sha256:")
@@ -100,8 +100,8 @@ fn verify_full(
         })?;
     // Keys for a key's signature, identities for a certificate's: trying the other only
     // adds a failure that says less.
-    let by_key = serde_json::from_slice::<serde_json::Value>(bundle)
-        .is_ok_and(|b| b["verificationMaterial"]["publicKey"].is_object());
+    let parsed = ParsedBundle::parse(bundle)?;
+    let by_key = parsed.signed_by_key();
     let keys: &[crate::PublicKey] = if by_key { expect.keys } else { &[] };
     let identities =
         (!by_key && !expect.identities.is_empty()).then_some(Signer::Identities(expect.identities));
@@ -119,8 +119,7 @@ fn verify_full(
     let signers = keys.iter().map(Signer::Key).chain(identities);
     let mut failures = crate::Failures::default();
     for signer in signers {
-        let v = match verify_bundle_with(
-            bundle,
+        let v = match parsed.verify(
             Artifact::Sha256(digest),
             signer,
             root,
@@ -237,13 +236,9 @@ fn verify_key_only(bundle: &[u8], expect: &Expect<'_>) -> Result<Verified, Error
 /// The signed statement must be a cosign image signature whose subject is the digest.
 fn check_statement(payload: &[u8], expect: &Expect<'_>) -> Result<(), Error> {
     let bad = |m: String| Error::new(Reason::BadSignature, m);
-    let st = Json::parse(payload)
-        .map_err(|e| bad(format!("signed statement is not JSON cosign writes: {e}")))?;
-    let text = |v: Option<&Json>| match v {
-        Some(Json::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    match text(st.get("_type")).as_deref() {
+    let st = Statement::parse(payload)
+        .map_err(|e| bad(format!("signed statement is not an in-toto statement: {e}")))?;
+    match st.type_.as_deref() {
         Some("https://in-toto.io/Statement/v1" | "https://in-toto.io/Statement/v0.1") => {}
         other => {
             return Err(bad(format!(
@@ -252,7 +247,7 @@ fn check_statement(payload: &[u8], expect: &Expect<'_>) -> Result<(), Error> {
             )))
         }
     }
-    let predicate = text(st.get("predicateType")).unwrap_or_default();
+    let predicate = st.predicate_type.as_deref().unwrap_or_default();
     if predicate != SIGN_PREDICATE {
         return Err(Error::new(
             Reason::NoSignature,
@@ -266,14 +261,11 @@ fn check_statement(payload: &[u8], expect: &Expect<'_>) -> Result<(), Error> {
         .digest
         .strip_prefix("sha256:")
         .unwrap_or(expect.digest);
-    let Some(Json::Array(subjects)) = st.get("subject") else {
+    if st.subject.is_none() {
         return Err(bad("signed statement has no subject list".to_owned()));
-    };
-    let named: Vec<String> = subjects
-        .iter()
-        .filter_map(|s| text(s.get("digest").and_then(|d| d.get("sha256"))))
-        .collect();
-    if named.iter().any(|d| d == want) {
+    }
+    let named: Vec<&str> = st.sha256s().collect();
+    if named.contains(&want) {
         return Ok(());
     }
     Err(Error::new(

@@ -20,6 +20,7 @@ pub mod bundle;
 pub mod certs;
 pub mod classic;
 mod error;
+mod intoto;
 pub mod keys;
 pub mod payload;
 pub mod rekor;
