@@ -253,7 +253,7 @@ fn check_statement(payload: &[u8], expect: &Expect<'_>) -> Result<(), Error> {
             Reason::NoSignature,
             format!(
                 "a valid attestation of type {} is not a cosign image signature ({SIGN_PREDICATE})",
-                shown(&predicate)
+                shown(predicate)
             ),
         ));
     }
