@@ -38,6 +38,14 @@ const MAX_IMAGE_DOC: usize = 4 << 20;
 /// Layers an image may have (Docker's limit is 127; OCI sets none).
 const MAX_LAYERS: usize = 1024;
 
+/// A container's root filesystem as containerd's snapshotter holds it.
+pub(super) struct RootFs {
+    /// The snapshotter's name.
+    snapshotter: String,
+    /// The chain ID of the layers under it.
+    parent: String,
+}
+
 impl Images {
     pub(super) fn new(containerd_socket: PathBuf) -> Images {
         Images {
@@ -107,18 +115,22 @@ impl Images {
         }
     }
 
-    /// Whether what CRI creates container `id` from is the image record content
+    /// Whether what CRI creates the container from is the image record content
     /// `digest` the gate judged: the root filesystem CRI prepared for it (the snapshot of
     /// that key) must sit on the same layers, and where containerd names the image CRI
     /// resolved for this creation (`cri`: containerd 2.4 and later, NRI v0.12.3), its
     /// config and manifest must be the judged ones too (same layers under another
     /// config — entrypoint, environment, user — is another image). Else the reason to
     /// refuse and why.
+    ///
+    /// `root` is [`Images::root_of`] the container, asked beside the image record (the
+    /// two reads do not depend on each other: one round trip to containerd instead of
+    /// two in a row).
     pub(super) async fn runs(
         &self,
-        id: &str,
         digest: &str,
         cri: Option<&nri::api::Image>,
+        root: Result<RootFs, String>,
     ) -> Result<(), (ReasonCode, String)> {
         let unresolved = |why: String| (ReasonCode::ImageUnresolved, why);
         let channel = self.channel().await.map_err(unresolved)?;
@@ -147,15 +159,10 @@ impl Images {
                 )));
             }
         }
-        let (snapshotter, parent) = snapshot_parent(&channel, CRI_NAMESPACE, id)
-            .await
-            .map_err(|e| unresolved(e.to_string()))?
-            .ok_or_else(|| {
-                unresolved(format!(
-                    "containerd has no root filesystem snapshot for container {}, so what it would run is unknown",
-                    api::capped(id, 80)
-                ))
-            })?;
+        let RootFs {
+            snapshotter,
+            parent,
+        } = root.map_err(unresolved)?;
         if parent == judged.chain {
             return Ok(());
         }
@@ -164,6 +171,25 @@ impl Images {
             api::capped(&parent, 80),
             judged.chain
         )))
+    }
+
+    /// The layers under container `id`'s root filesystem: the parent of the snapshot CRI
+    /// prepared for it, or why that is unknown.
+    pub(super) async fn root_of(&self, id: &str) -> Result<RootFs, String> {
+        let channel = self.channel().await?;
+        let (snapshotter, parent) = snapshot_parent(&channel, CRI_NAMESPACE, id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "containerd has no root filesystem snapshot for container {}, so what it would run is unknown",
+                    api::capped(id, 80)
+                )
+            })?;
+        Ok(RootFs {
+            snapshotter,
+            parent,
+        })
     }
 
     /// What image content `digest` is made of for this node's platform.

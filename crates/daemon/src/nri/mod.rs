@@ -157,14 +157,16 @@ impl nri::Handler for Gate {
         let container_id = container.id.clone();
         let cri_image = container.image.clone();
         let work = tokio::spawn(async move {
-            let digest = images.digest_of(&name).await;
+            // The image record and the container's root filesystem, asked together.
+            let (digest, root) =
+                tokio::join!(images.digest_of(&name), images.root_of(&container_id));
             // What the container will run is the image CRI resolved for it (its config
             // and manifest, where containerd says) and the root filesystem CRI prepared
             // for it: the image judged must be that one, or the name the gate was given
             // (an annotation a CRI client can set, a record CRI's own cache no longer
             // agrees with) is not what runs.
             let runs = match &digest {
-                Ok(d) => images.runs(&container_id, d, cri_image.as_ref()).await,
+                Ok(d) => images.runs(d, cri_image.as_ref(), root).await,
                 Err(_) => Ok(()),
             };
             let lookup_us = started.elapsed().as_micros();
