@@ -138,7 +138,7 @@ fn unescape(v: &str) -> Result<String, String> {
 pub fn subject(c: &Cert) -> Result<Vec<Attribute>, String> {
     use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
     let mut out: Vec<Attribute> = Vec::new();
-    for rdn in c.cert.tbs_certificate.subject.0.iter() {
+    for rdn in c.certificate().tbs_certificate.subject.0.iter() {
         for atv in rdn.0.iter() {
             let name = GO_NAMES
                 .iter()

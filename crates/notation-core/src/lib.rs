@@ -253,7 +253,10 @@ pub fn verify(
     };
     // Trusted when a certificate of the chain is one of the store's (as Notation: byte
     // equality), and every certificate of the chain valid at the time that counts.
-    if chain.iter().any(|c| store.iter().any(|s| s.der == c.der)) {
+    if chain
+        .iter()
+        .any(|c| store.iter().any(|s| s.der() == c.der()))
+    {
         if let Some(c) = chain
             .iter()
             .find(|c| !c.valid_at(when.0) || !c.valid_at(when.1))
@@ -298,7 +301,7 @@ pub fn verify(
         ),
         // `*` trusts any signer of the stores; no other identity can match such a subject.
         Err(why) => (
-            format!("{} ({why})", leaf.cert.tbs_certificate.subject),
+            format!("{} ({why})", leaf.certificate().tbs_certificate.subject),
             trust.identities.iter().any(|i| i.trim() == "*"),
         ),
     };

@@ -53,7 +53,7 @@ impl KeySpec {
 
 /// The key spec of `c`'s public key, if Notation knows it (EC on P-256/384/521, RSA).
 pub fn key_spec(c: &Cert) -> Option<KeySpec> {
-    let spki = &c.cert.tbs_certificate.subject_public_key_info;
+    let spki = &c.certificate().tbs_certificate.subject_public_key_info;
     if spki.algorithm.oid == EC_KEY {
         let curve = spki
             .algorithm
@@ -113,7 +113,7 @@ fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// An extension's value and whether it is critical.
 fn extension(c: &Cert, oid: ObjectIdentifier) -> Option<(&[u8], bool)> {
-    c.cert
+    c.certificate()
         .tbs_certificate
         .extensions
         .as_ref()?
@@ -128,13 +128,13 @@ fn basic_constraints(c: &Cert) -> Option<BasicConstraints> {
 
 /// The subject's name, for messages.
 fn who(c: &Cert) -> String {
-    let s = c.cert.tbs_certificate.subject.to_string();
+    let s = c.certificate().tbs_certificate.subject.to_string();
     s.chars().take(200).collect()
 }
 
 /// Raw subject equals raw issuer.
 fn self_issued(c: &Cert) -> bool {
-    let tbs = &c.cert.tbs_certificate;
+    let tbs = &c.certificate().tbs_certificate;
     match (tbs.subject.to_der(), tbs.issuer.to_der()) {
         (Ok(s), Ok(i)) => s == i,
         _ => false,

@@ -260,7 +260,7 @@ fn p521_signatures_are_unsupported_not_bad() {
         serde_json::from_slice(&url.decode(env["protected"].as_str().unwrap()).unwrap()).unwrap();
     protected["alg"] = "ES512".into();
     env["protected"] = url.encode(serde_json::to_vec(&protected).unwrap()).into();
-    env["header"]["x5c"] = serde_json::json!([b64.encode(&leaf.der), b64.encode(&root.der)]);
+    env["header"]["x5c"] = serde_json::json!([b64.encode(leaf.der()), b64.encode(root.der())]);
     let digest = std::fs::read_to_string(fixtures.join("digest")).unwrap();
     let manifest = std::fs::read(fixtures.join("manifest.json")).unwrap();
     let target = notation_core::Target {

@@ -10,6 +10,8 @@
 pub mod b64;
 mod failure;
 pub mod json;
+pub mod keys;
 pub mod oci;
+pub mod x509;
 
 pub use failure::{Failure, Failures, Ranked};

@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use crate::bundle::{pae, IN_TOTO};
-use crate::certs::{check_identity, verify_leaf, Cert, Identity};
+use crate::certs::{self, check_identity, verify_leaf, Cert, Fulcio as _, Identity};
 use crate::keys::PublicKey;
 use crate::rekor::{verify_entry, RawEntry};
 use crate::trust_root::TrustedRoot;
@@ -250,19 +250,16 @@ fn verify_parsed(
 
     // The signing key: the verifier's own, or the bundle's certificate.
     let leaf = match (&m.certificate, &m.x509_certificate_chain) {
-        (Some(c), None) => Some(Cert::parse(&b64(&c.raw_bytes, "certificate")?)?),
+        (Some(c), None) => Some(certs::parse(&b64(&c.raw_bytes, "certificate")?)?),
         (None, Some(chain)) if version < 3 => {
             let certs = chain
                 .certificates
                 .iter()
-                .map(|c| b64(&c.raw_bytes, "certificate").and_then(|d| Cert::parse(&d)))
+                .map(|c| b64(&c.raw_bytes, "certificate").and_then(|d| certs::parse(&d)))
                 .collect::<Result<Vec<_>, _>>()?;
             // Only the leaf is used; the chain comes from the trusted root. A bundle that
             // ships a root (self-signed) certificate is refused, as Sigstore's clients do.
-            if certs
-                .iter()
-                .any(|c| c.cert.tbs_certificate.issuer == c.cert.tbs_certificate.subject)
-            {
+            if certs.iter().any(Cert::self_signed) {
                 return Err(bad(
                     "the bundle's certificate chain contains a root certificate",
                 ));
@@ -283,7 +280,7 @@ fn verify_parsed(
     };
     let key = match (signer, &leaf) {
         (Signer::Key(k), None) => k.clone(),
-        (Signer::Identities(_), Some(cert)) => cert.public_key()?,
+        (Signer::Identities(_), Some(cert)) => certs::key_of(cert)?,
         (Signer::Key(_), Some(_)) => {
             return Err(Error::new(
                 Reason::IdentityMismatch,
@@ -446,8 +443,8 @@ pub(crate) fn check_body(
     let same_verifier = |pem_or_der: &[u8]| -> bool {
         match leaf {
             Some(cert) => {
-                crate::keys::pem_block(pem_or_der, "CERTIFICATE").is_ok_and(|d| d == cert.der)
-                    || pem_or_der == cert.der.as_slice()
+                crate::keys::pem_block(pem_or_der, "CERTIFICATE").is_ok_and(|d| d == cert.der())
+                    || pem_or_der == cert.der()
             }
             None => {
                 crate::keys::pem_block(pem_or_der, "PUBLIC KEY").is_ok_and(|d| d == key.spki_der())

@@ -7,7 +7,7 @@
 use crate::intoto::Statement;
 use serde::Deserialize;
 
-use crate::keys::base64_any;
+use crate::base64_any;
 use crate::payload::shown;
 use crate::{Error, Expect, Reason, Verified};
 

@@ -6,142 +6,25 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use x509_cert::der::asn1::ObjectIdentifier;
 use x509_cert::der::{Decode as _, Encode as _};
-use x509_cert::Certificate;
 
-use crate::keys::{Hash, PublicKey};
+use crate::keys::Hash;
 use crate::trust_root::TrustedRoot;
 use crate::{Error, Reason};
+pub use proof_kit::x509::Cert;
 
-const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
-const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
-const ECDSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
-const RSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
-const RSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
-const RSA_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
-const ED25519_SIG: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const SAN: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
-const EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
-const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
-const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
 const SCT_LIST: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.11129.2.4.2");
 const ISSUER_V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.1");
 const ISSUER_V2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.57264.1.8");
 
-/// A parsed certificate with its DER.
-#[derive(Debug, Clone)]
-pub struct Cert {
-    /// The certificate's DER, as signed.
-    pub der: Vec<u8>,
-    /// The parsed certificate.
-    pub cert: Certificate,
-}
-
-fn bad(m: impl Into<String>) -> Error {
-    Error::new(Reason::BadSignature, m)
-}
-
-impl Cert {
-    /// Parses DER.
-    pub fn parse(der: &[u8]) -> Result<Cert, Error> {
-        let cert = Certificate::from_der(der)
-            .map_err(|e| bad(format!("certificate does not parse: {e}")))?;
-        // RFC 5280 §4.2: an extension appears at most once. Two readers of one that
-        // appears twice (an issuer, a SAN) could each take another (Go refuses it too).
-        if let Some(exts) = &cert.tbs_certificate.extensions {
-            let mut seen = std::collections::BTreeSet::new();
-            if exts.iter().any(|e| !seen.insert(e.extn_id)) {
-                return Err(bad("the certificate has an extension twice".to_owned()));
-            }
-        }
-        Ok(Cert {
-            der: der.to_vec(),
-            cert,
-        })
-    }
-
-    /// The subject's public key.
-    pub fn public_key(&self) -> Result<PublicKey, Error> {
-        let spki = self
-            .cert
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
-            .map_err(|e| bad(e.to_string()))?;
-        PublicKey::from_spki_der(&spki).map_err(|e| bad(format!("certificate key: {e}")))
-    }
-
-    fn spki_der(&self) -> Vec<u8> {
-        self.cert
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
-            .unwrap_or_default()
-    }
-
-    /// notBefore and notAfter.
-    pub fn validity(&self) -> (OffsetDateTime, OffsetDateTime) {
-        let v = &self.cert.tbs_certificate.validity;
-        let t = |x: x509_cert::time::Time| {
-            OffsetDateTime::from_unix_timestamp(x.to_unix_duration().as_secs() as i64)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-        };
-        (t(v.not_before), t(v.not_after))
-    }
-
-    /// Was it valid at `t` (both ends inclusive, as X.509 says)?
-    pub fn valid_at(&self, t: OffsetDateTime) -> bool {
-        let (nb, na) = self.validity();
-        nb <= t && t <= na
-    }
-
-    /// The value of an extension, DER.
-    pub fn extension(&self, oid: ObjectIdentifier) -> Option<&[u8]> {
-        self.cert
-            .tbs_certificate
-            .extensions
-            .as_ref()?
-            .iter()
-            .find(|e| e.extn_id == oid)
-            .map(|e| e.extn_value.as_bytes())
-    }
-
-    /// Is it a CA (basicConstraints cA = true)?
-    pub fn is_ca(&self) -> bool {
-        self.extension(BASIC_CONSTRAINTS)
-            .and_then(|v| x509_cert::ext::pkix::BasicConstraints::from_der(v).ok())
-            .is_some_and(|b| b.ca)
-    }
-
-    /// Issuer and subject are the same name.
-    pub fn self_signed(&self) -> bool {
-        self.cert.tbs_certificate.issuer == self.cert.tbs_certificate.subject
-    }
-
-    /// Did `issuer` sign this certificate?
-    pub fn signed_by(&self, issuer: &Cert) -> bool {
-        self.cert.tbs_certificate.issuer == issuer.cert.tbs_certificate.subject
-            && self.signed_by_key_of(issuer)
-    }
-
-    /// Does this certificate's signature verify under `holder`'s key (names aside)?
-    pub fn signed_by_key_of(&self, holder: &Cert) -> bool {
-        let Ok(key) = holder.public_key() else {
-            return false;
-        };
-        let Ok(tbs) = self.cert.tbs_certificate.to_der() else {
-            return false;
-        };
-        let Some(sig) = self.cert.signature.as_bytes() else {
-            return false;
-        };
-        match hash_of(self.cert.signature_algorithm.oid) {
-            Some(h) => key.verify_with(h, &tbs, sig),
-            None => false,
-        }
-    }
-
+/// What a Fulcio certificate says of its signer.
+pub trait Fulcio {
     /// The SAN values (URIs and e-mail addresses) and the OIDC issuer extension.
-    pub fn identity(&self) -> (Vec<String>, Option<String>) {
+    fn identity(&self) -> (Vec<String>, Option<String>);
+}
+
+impl Fulcio for Cert {
+    fn identity(&self) -> (Vec<String>, Option<String>) {
         use x509_cert::ext::pkix::name::GeneralName;
         let mut sans = Vec::new();
         if let Some(v) = self.extension(SAN) {
@@ -155,47 +38,46 @@ impl Cert {
                 }
             }
         }
-        (sans, self.issuer())
-    }
-
-    /// The OIDC issuer: Fulcio's v2 extension (a DER UTF8String) or its deprecated v1
-    /// (the raw string); both when both are there, and then they must agree. A v2 that
-    /// is not DER, or two that disagree, name no issuer: readers differ on which to
-    /// believe (cosign's classic path reads only v1, sigstore-go the one that comes last).
-    fn issuer(&self) -> Option<String> {
-        let v2 = match self.extension(ISSUER_V2) {
-            Some(v) => Some(
-                x509_cert::der::asn1::Utf8StringRef::from_der(v)
-                    .ok()?
-                    .to_string(),
-            ),
-            None => None,
-        };
-        let v1 = match self.extension(ISSUER_V1) {
-            Some(v) => Some(std::str::from_utf8(v).ok()?.to_owned()),
-            None => None,
-        };
-        match (v2, v1) {
-            (Some(a), Some(b)) if a != b => None,
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Has the code-signing extended key usage.
-    pub fn code_signing(&self) -> bool {
-        self.extension(EKU)
-            .and_then(|v| x509_cert::ext::pkix::ExtendedKeyUsage::from_der(v).ok())
-            .is_some_and(|e| e.0.contains(&CODE_SIGNING))
+        (sans, issuer(self))
     }
 }
 
-pub(crate) fn hash_of(oid: ObjectIdentifier) -> Option<Hash> {
-    match oid {
-        o if o == ECDSA_SHA256 || o == RSA_SHA256 || o == ED25519_SIG => Some(Hash::Sha256),
-        o if o == ECDSA_SHA384 || o == RSA_SHA384 => Some(Hash::Sha384),
-        o if o == ECDSA_SHA512 || o == RSA_SHA512 => Some(Hash::Sha512),
-        _ => None,
+/// The OIDC issuer: Fulcio's v2 extension (a DER UTF8String) or its deprecated v1 (the
+/// raw string); both when both are there, and then they must agree. A v2 that is not
+/// DER, or two that disagree, name no issuer: readers differ on which to believe
+/// (cosign's classic path reads only v1, sigstore-go the one that comes last).
+fn issuer(c: &Cert) -> Option<String> {
+    let v2 = match c.extension(ISSUER_V2) {
+        Some(v) => Some(
+            x509_cert::der::asn1::Utf8StringRef::from_der(v)
+                .ok()?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let v1 = match c.extension(ISSUER_V1) {
+        Some(v) => Some(std::str::from_utf8(v).ok()?.to_owned()),
+        None => None,
+    };
+    match (v2, v1) {
+        (Some(a), Some(b)) if a != b => None,
+        (a, b) => a.or(b),
     }
+}
+
+fn bad(m: impl Into<String>) -> Error {
+    Error::new(Reason::BadSignature, m)
+}
+
+/// A certificate from DER, or why not, as a refusal of the signature.
+pub(crate) fn parse(der: &[u8]) -> Result<Cert, Error> {
+    Cert::parse(der).map_err(|e| Error::new(Reason::BadSignature, e.to_string()))
+}
+
+/// A certificate's key, or why it cannot be used, as a refusal of the signature.
+pub(crate) fn key_of(c: &Cert) -> Result<crate::PublicKey, Error> {
+    c.public_key()
+        .map_err(|e| Error::new(Reason::BadSignature, e.to_string()))
 }
 
 /// Verifies `leaf` at signing time `t`: it chains to a certificate authority of the
@@ -220,7 +102,7 @@ pub fn verify_leaf(leaf: &Cert, root: &TrustedRoot, t: OffsetDateTime) -> Result
     let mut last =
         bad("the signing certificate chains to no certificate authority of the trusted root");
     for (i, ca) in root.cas.iter().enumerate() {
-        let chain: Result<Vec<Cert>, Error> = ca.chain.iter().map(|d| Cert::parse(d)).collect();
+        let chain: Result<Vec<Cert>, Error> = ca.chain.iter().map(|d| parse(d)).collect();
         let Ok(chain) = chain else { continue };
         let Some(first) = chain.first() else { continue };
         if !leaf.signed_by(first) {
@@ -265,7 +147,7 @@ fn verify_sct(leaf: &Cert, issuer: &Cert, root: &TrustedRoot) -> Result<(), Erro
     let list = x509_cert::der::asn1::OctetStringRef::from_der(ext)
         .map_err(|_| bad("the SCT extension is not an OCTET STRING"))?;
     let scts = parse_sct_list(list.as_bytes()).ok_or_else(|| bad("the SCT list does not parse"))?;
-    let mut tbs = leaf.cert.tbs_certificate.clone();
+    let mut tbs = leaf.certificate().tbs_certificate.clone();
     if let Some(exts) = tbs.extensions.as_mut() {
         exts.retain(|e| e.extn_id != SCT_LIST);
     }

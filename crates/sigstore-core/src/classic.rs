@@ -7,8 +7,8 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::artifact::{check_body, Signed};
-use crate::certs::{check_identity, verify_leaf, Cert};
-use crate::keys::base64_any;
+use crate::base64_any;
+use crate::certs::{self, check_identity, verify_leaf, Cert, Fulcio as _};
 use crate::payload::{shown, Payload};
 use crate::rekor::{verify_entry, KindVersion, Promise, RawEntry, RawLogId};
 use crate::{Error, Expect, Reason, Verified};
@@ -181,8 +181,8 @@ fn verify_keyless(
             "the signing certificate annotation is not PEM: {e}"
         ))
     })?;
-    let leaf = Cert::parse(&der)?;
-    let key = leaf.public_key()?;
+    let leaf = certs::parse(&der)?;
+    let key = certs::key_of(&leaf)?;
     if !key.verify(payload, sig) {
         return Err(bad(
             "a keyless cosign signature does not verify under its certificate's key",

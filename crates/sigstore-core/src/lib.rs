@@ -21,7 +21,7 @@ pub mod certs;
 pub mod classic;
 mod error;
 mod intoto;
-pub mod keys;
+pub use proof_kit::keys;
 pub mod payload;
 pub mod rekor;
 pub mod trust_root;
@@ -70,3 +70,14 @@ pub struct Verified {
 /// none vouches, the one that came closest is reported (a valid signature over another
 /// digest says more than a signature by an unknown key, which says more than a missing one).
 pub type Failures = proof_kit::Failures<Reason>;
+
+/// A signature's base64 as cosign writes it (padding optional, see
+/// [`proof_kit::b64::padding_optional`]).
+pub(crate) fn base64_any(s: &str) -> Result<Vec<u8>, Error> {
+    proof_kit::b64::padding_optional(s).map_err(|e| {
+        Error::new(
+            Reason::BadSignature,
+            format!("signature is not base64: {e}"),
+        )
+    })
+}

@@ -8,10 +8,11 @@ use time::OffsetDateTime;
 use x509_cert::der::asn1::{ObjectIdentifier, OctetStringRef};
 use x509_cert::der::{Decode as _, Encode as _};
 
-use crate::certs::{hash_of, Cert};
+use crate::certs::{self, Cert};
 use crate::keys::Hash;
 use crate::trust_root::TrustedRoot;
 use crate::{Error, Reason};
+use proof_kit::x509::hash_of;
 
 const SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
 const TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
@@ -185,7 +186,7 @@ fn verify_contents(
     };
     let mut last = bad("it is signed by no timestamp authority of the trusted root");
     for tsa in &root.tsas {
-        let chain: Result<Vec<Cert>, Error> = tsa.chain.iter().map(|d| Cert::parse(d)).collect();
+        let chain: Result<Vec<Cert>, Error> = tsa.chain.iter().map(|d| certs::parse(d)).collect();
         let Ok(chain) = chain else { continue };
         let Some(leaf) = chain.first() else { continue };
         let Ok(key) = leaf.public_key() else { continue };
@@ -260,15 +261,18 @@ fn verify_embedded(
     let mut path = vec![signer];
     loop {
         let cur = path[path.len() - 1];
-        if let Some(r) = roots.iter().find(|r| r.der == cur.der || cur.signed_by(r)) {
-            if r.der != cur.der {
+        if let Some(r) = roots
+            .iter()
+            .find(|r| r.der() == cur.der() || cur.signed_by(r))
+        {
+            if r.der() != cur.der() {
                 path.push(r);
             }
             break;
         }
         match embedded
             .iter()
-            .find(|c| c.der != cur.der && c.is_ca() && cur.signed_by(c))
+            .find(|c| c.der() != cur.der() && c.is_ca() && cur.signed_by(c))
         {
             Some(next) if path.len() < 8 => path.push(next),
             _ => {

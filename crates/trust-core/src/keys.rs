@@ -13,8 +13,8 @@ use x509_cert::der::{Decode as _, Encode as _};
 
 use crate::canonical::Json;
 
-/// The smallest RSA modulus accepted, in bits.
-pub const MIN_RSA_BITS: usize = 2048;
+/// The smallest RSA modulus accepted, and the RSA key parser every format shares.
+pub use proof_kit::keys::{rsa_public_key, MIN_RSA_BITS};
 
 /// The key types Notary writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,41 +234,6 @@ fn rsa_spki(der: &[u8]) -> Verifier {
         )),
         Err(e) => Verifier::Unusable(format!("not an RSA public key: {e}")),
     }
-}
-
-const RSA_ENCRYPTION: x509_cert::der::asn1::ObjectIdentifier =
-    x509_cert::der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-
-/// The PKCS#1 `RSAPublicKey` inside an RSA SubjectPublicKeyInfo, and its modulus' size in
-/// bits. Only parsing here: the arithmetic is ring's (the `rsa` crate's private-key
-/// timing advisory has no business in a verifier).
-pub fn rsa_public_key(spki_der: &[u8]) -> Result<(Vec<u8>, usize), String> {
-    use x509_cert::der::{asn1::UintRef, Reader as _, SliceReader};
-    let spki =
-        x509_cert::spki::SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| e.to_string())?;
-    if spki.algorithm.oid != RSA_ENCRYPTION {
-        return Err(format!(
-            "algorithm {} is not rsaEncryption",
-            spki.algorithm.oid
-        ));
-    }
-    let pkcs1 = spki
-        .subject_public_key
-        .as_bytes()
-        .ok_or("the key's bit string has unused bits")?;
-    let modulus = SliceReader::new(pkcs1)
-        .and_then(|mut r| {
-            let n = r.sequence(|r| {
-                let n = UintRef::decode(r)?;
-                UintRef::decode(r)?;
-                Ok(n)
-            })?;
-            r.finish(n)
-        })
-        .map_err(|e| format!("RSAPublicKey: {e}"))?;
-    let n = modulus.as_bytes();
-    let bits = (n.len() * 8).saturating_sub(n.first().map_or(0, |b| b.leading_zeros() as usize));
-    Ok((pkcs1.to_vec(), bits))
 }
 
 fn rsa_verify(

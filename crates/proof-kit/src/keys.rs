@@ -1,18 +1,20 @@
-//! Public keys as cosign users hold them: a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) file,
-//! as `cosign generate-key-pair` writes `cosign.pub`, or the key inside a certificate.
+//! Public keys as signers hold them: a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) file, as
+//! `cosign generate-key-pair` writes `cosign.pub`, or the key inside a certificate; the
+//! signature checks over them (ring, and ed25519-dalek's strict check); PEM blocks.
 
 use sha2::{Digest as _, Sha256};
 use x509_cert::der::asn1::ObjectIdentifier;
 use x509_cert::der::Decode as _;
 use x509_cert::spki::SubjectPublicKeyInfoRef;
 
-use crate::{Error, Reason};
-
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 const RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// The smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Alg {
@@ -83,11 +85,10 @@ impl PublicKey {
             }
             Alg::Ed25519(bits.to_vec())
         } else if oid == RSA {
-            let (pkcs1, size) = trust_core::keys::rsa_public_key(der)?;
-            if size < trust_core::keys::MIN_RSA_BITS {
+            let (pkcs1, size) = rsa_public_key(der)?;
+            if size < MIN_RSA_BITS {
                 return Err(format!(
-                    "RSA key of {size} bits is below the minimum of {}",
-                    trust_core::keys::MIN_RSA_BITS
+                    "RSA key of {size} bits is below the minimum of {MIN_RSA_BITS}"
                 ));
             }
             Alg::Rsa(pkcs1)
@@ -242,8 +243,8 @@ pub fn pem_blocks(pem: &[u8], label: &str) -> Result<Vec<Vec<u8>>, String> {
             None if line == begin => body = Some(String::new()),
             None => {}
             Some(b) if line == end => {
-                let der = proof_kit::b64::padded(b)
-                    .map_err(|e| format!("PEM {label} is not base64: {e}"))?;
+                let der =
+                    crate::b64::padded(b).map_err(|e| format!("PEM {label} is not base64: {e}"))?;
                 out.push(der);
                 body = None;
             }
@@ -256,13 +257,34 @@ pub fn pem_blocks(pem: &[u8], label: &str) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-/// A signature's base64 as cosign writes it (padding optional, see
-/// [`proof_kit::b64::padding_optional`]).
-pub(crate) fn base64_any(s: &str) -> Result<Vec<u8>, Error> {
-    proof_kit::b64::padding_optional(s).map_err(|e| {
-        Error::new(
-            Reason::BadSignature,
-            format!("signature is not base64: {e}"),
-        )
-    })
+/// The PKCS#1 `RSAPublicKey` inside an RSA SubjectPublicKeyInfo, and its modulus' size in
+/// bits. Only parsing here: the arithmetic is ring's (the `rsa` crate's private-key
+/// timing advisory has no business in a verifier).
+pub fn rsa_public_key(spki_der: &[u8]) -> Result<(Vec<u8>, usize), String> {
+    use x509_cert::der::{asn1::UintRef, Reader as _, SliceReader};
+    let spki =
+        x509_cert::spki::SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|e| e.to_string())?;
+    if spki.algorithm.oid != RSA {
+        return Err(format!(
+            "algorithm {} is not rsaEncryption",
+            spki.algorithm.oid
+        ));
+    }
+    let pkcs1 = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or("the key's bit string has unused bits")?;
+    let modulus = SliceReader::new(pkcs1)
+        .and_then(|mut r| {
+            let n = r.sequence(|r| {
+                let n = UintRef::decode(r)?;
+                UintRef::decode(r)?;
+                Ok(n)
+            })?;
+            r.finish(n)
+        })
+        .map_err(|e| format!("RSAPublicKey: {e}"))?;
+    let n = modulus.as_bytes();
+    let bits = (n.len() * 8).saturating_sub(n.first().map_or(0, |b| b.leading_zeros() as usize));
+    Ok((pkcs1.to_vec(), bits))
 }
