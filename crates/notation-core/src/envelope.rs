@@ -2,8 +2,8 @@
 //! shape: JWS JSON serialization (`application/jose+json`) and COSE_Sign1
 //! (`application/cose`). What each signs is computed here; nothing is verified yet.
 
+use proof_kit::canonical::Json;
 use time::OffsetDateTime;
-use trust_core::canonical::Json;
 
 use crate::cbor::{self, Item};
 use crate::{Error, Reason};

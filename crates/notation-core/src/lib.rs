@@ -20,9 +20,9 @@ pub mod profile;
 
 pub use dn::identity_matches;
 
+use proof_kit::canonical::Json;
 use sigstore_core::certs::Cert;
 use time::OffsetDateTime;
-use trust_core::canonical::Json;
 
 /// The largest envelope read.
 pub const MAX_ENVELOPE: usize = 1 << 20;

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod b64;
+pub mod canonical;
 mod failure;
 pub mod json;
 pub mod keys;

@@ -2,7 +2,7 @@
 //! `{"critical":{"identity":{"docker-reference":R},"image":{"docker-manifest-digest":D},
 //! "type":"cosign container image signature"},"optional":{...}}`.
 
-use trust_core::canonical::Json;
+use proof_kit::canonical::Json;
 
 use crate::{Error, Reason};
 

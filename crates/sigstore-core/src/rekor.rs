@@ -3,10 +3,10 @@
 //! its checkpoint (a signed note by the log), and the entry body the caller compares with
 //! what was signed.
 
+use proof_kit::canonical::Json;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
-use trust_core::canonical::Json;
 
 use crate::keys::Hash;
 use crate::trust_root::{Log, TrustedRoot};

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use proof_kit::canonical::Json;
 use sigstore_core::PublicKey;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use trust_core::canonical::Json;
 
 use crate::{Error, Reason};
 

@@ -26,7 +26,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod canonical;
+pub use proof_kit::canonical;
 mod digest;
 mod error;
 pub mod keys;
