@@ -219,11 +219,11 @@ pub fn verify(
     // them (Notation's authentic timestamp); its time is when the chain must be valid.
     let mut stamped = (trust.now, trust.now);
     if !trust.tsa.is_empty() && env.scheme == "notary.x509" {
-        use sigstore_core::tsa::{verify_token, Authorities};
+        use proof_kit::tsa::{verify_token, Authorities};
         match &env.timestamp {
             Some(token) => match verify_token(token, &env.signature, Authorities::Roots(trust.tsa)) {
                 Ok(t) => stamped = t.range(),
-                Err(e) => judge(Error::new(Reason::UntrustedTimestamp, e.message), time_refuses)?,
+                Err(e) => judge(Error::new(Reason::UntrustedTimestamp, e.to_string()), time_refuses)?,
             },
             None => judge(
                 Error::new(Reason::UntrustedTimestamp, "the signature has no timestamp countersignature, and the rule names tsa trust stores"),

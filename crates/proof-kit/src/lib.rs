@@ -13,6 +13,7 @@ mod failure;
 pub mod json;
 pub mod keys;
 pub mod oci;
+pub mod tsa;
 pub mod x509;
 
 pub use failure::{Failure, Failures, Ranked};

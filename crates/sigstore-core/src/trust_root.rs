@@ -11,22 +11,6 @@ use crate::keys::PublicKey;
 /// The largest trusted root read.
 pub const MAX_TRUSTED_ROOT: usize = 4 << 20;
 
-/// A period of trust; an open end is "still trusted".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
-    /// From when.
-    pub start: OffsetDateTime,
-    /// Until when (open-ended when absent).
-    pub end: Option<OffsetDateTime>,
-}
-
-impl Validity {
-    /// Is `t` inside it (both ends inclusive)?
-    pub fn contains(&self, t: OffsetDateTime) -> bool {
-        t >= self.start && self.end.is_none_or(|e| t <= e)
-    }
-}
-
 /// A transparency log or CT log.
 #[derive(Debug, Clone)]
 pub struct Log {
@@ -40,17 +24,7 @@ pub struct Log {
     pub url: String,
 }
 
-/// A certificate authority (Fulcio) or a timestamp authority: a chain, issuer first,
-/// root last, in DER.
-#[derive(Debug, Clone)]
-pub struct Authority {
-    /// The certificates, the issuing one first, the root last.
-    pub chain: Vec<Vec<u8>>,
-    /// When certificates from it count.
-    pub valid: Validity,
-    /// Where the authority serves (informational).
-    pub url: String,
-}
+pub use proof_kit::tsa::{Authority, Validity};
 
 /// A parsed trusted root.
 #[derive(Debug, Clone, Default)]
