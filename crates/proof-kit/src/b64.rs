@@ -2,23 +2,12 @@
 //! tolerance is a decision written down once (and held to the reference verifiers by the
 //! differential suites) instead of an engine picked at each call.
 
+use crate::Error;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
-/// Text that is not base64 of the variant asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(String);
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
 fn checked(r: Result<Vec<u8>, base64::DecodeError>) -> Result<Vec<u8>, Error> {
-    r.map_err(|e| Error(e.to_string()))
+    r.map_err(|e| Error::Base64(e.to_string()))
 }
 
 /// RFC 4648 base64, standard alphabet, canonical padding, nothing else: TUF metadata,

@@ -9,6 +9,7 @@
 
 pub mod b64;
 pub mod canonical;
+mod error;
 mod failure;
 pub mod json;
 pub mod keys;
@@ -16,4 +17,5 @@ pub mod oci;
 pub mod tsa;
 pub mod x509;
 
+pub use error::Error;
 pub use failure::{Failure, Failures, Ranked};

@@ -6,23 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::Error;
 use serde::Deserialize;
 
 /// The most layers a signature manifest may list (cosign writes one per signature,
 /// Notation one).
 pub const MAX_LAYERS: usize = 64;
-
-/// A manifest that is not one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(String);
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// A content descriptor: what a manifest says of a blob.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -65,9 +54,9 @@ impl Manifest {
     /// Reads a manifest; see the module's documentation for what refuses one.
     pub fn parse(bytes: &[u8]) -> Result<Manifest, Error> {
         let m: Manifest = serde_json::from_slice(bytes)
-            .map_err(|e| Error(format!("not an OCI image manifest: {e}")))?;
+            .map_err(|e| Error::Manifest(format!("not an OCI image manifest: {e}")))?;
         if m.layers.len() > MAX_LAYERS {
-            return Err(Error(format!(
+            return Err(Error::Manifest(format!(
                 "the manifest lists {} layers, over the limit of {MAX_LAYERS}",
                 m.layers.len()
             )));

@@ -12,6 +12,7 @@ use x509_cert::der::{Decode as _, Encode as _};
 
 use crate::keys::Hash;
 use crate::x509::{hash_of, Cert};
+use crate::Error;
 
 const SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
 const TST_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.4");
@@ -21,20 +22,8 @@ const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.
 const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 
-/// A timestamp that proves nothing: why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(String);
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
 fn bad(m: impl Into<String>) -> Error {
-    Error(format!("timestamp: {}", m.into()))
+    Error::Timestamp(m.into())
 }
 
 /// A period of trust; an open end is "still trusted".

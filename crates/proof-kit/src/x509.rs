@@ -10,6 +10,7 @@ use x509_cert::der::{Decode as _, Encode as _};
 use x509_cert::Certificate;
 
 use crate::keys::{Hash, PublicKey};
+use crate::Error;
 
 const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
@@ -22,20 +23,8 @@ const EKU: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37");
 const BASIC_CONSTRAINTS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.19");
 const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
 
-/// A certificate that is not one, or whose key cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Error(String);
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
 fn bad(m: impl Into<String>) -> Error {
-    Error(m.into())
+    Error::Certificate(m.into())
 }
 
 /// A parsed certificate with its DER. The two are made together, by [`Cert::parse`],
