@@ -2,6 +2,8 @@
 //! `build.rs` and never edited by hand, and the contract's codes ([`codes`]). Shared by
 //! pullguardd, pullguard-verifier and the CLI.
 
+#![deny(missing_docs)]
+
 /// The contract's codes, from their own crate (which libraries without gRPC use too).
 pub use codes;
 /// Text bounds of the contract, from the codes crate (the registry client uses them
