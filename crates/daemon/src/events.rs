@@ -12,19 +12,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use api::codes::{EventKind, ReasonCode};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-/// One event. Field names and meanings are a contract once shipped.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+/// One event. Field names and meanings are a contract once shipped; every coded value
+/// (the kind, the reason, the mode, the proofs) is its enum here, written as its text
+/// only when the event is serialised, so no event can carry a code the contract lacks.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Event {
     /// RFC 3339, UTC.
     pub time: String,
     /// `pull.rejected`, `pull.allowed`, `pull.audited`, `policy.reloaded`, `policy.invalid`,
     /// `trust.fetch_failed`, `events.dropped`, `access.denied`, `events.unwritable`, …
-    pub event: String,
+    #[serde(serialize_with = "text")]
+    pub event: EventKind,
     /// Normalised image reference.
     pub image: Option<String>,
     /// Digest asked about, `sha256:HEX`.
@@ -34,9 +38,11 @@ pub struct Event {
     /// Rule name.
     pub rule: Option<String>,
     /// `enforce` or `audit`.
-    pub mode: Option<String>,
+    #[serde(serialize_with = "optional_text")]
+    pub mode: Option<policy::Mode>,
     /// Reason code.
-    pub reason: Option<String>,
+    #[serde(serialize_with = "optional_text")]
+    pub reason: Option<ReasonCode>,
     /// One sentence for people.
     pub message: String,
     /// This node.
@@ -54,9 +60,10 @@ pub struct Event {
     /// containerd namespace, for images the watcher saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// The kind of proof that vouched (`notary-v1`), for allowed signed pulls.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proof: Option<String>,
+    /// The kinds of proof that vouched, for allowed signed pulls: written
+    /// `notary-v1,cosign`.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "proof_list")]
+    pub proof: Vec<policy::Proof>,
     /// Each kind of proof asked and its outcome, when the rule accepts several.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub proofs: Vec<ProofOutcome>,
@@ -147,24 +154,33 @@ impl EventLog {
     }
 
     /// A new event of `kind` with time, host and ID filled in.
-    pub fn new_event(
-        &self,
-        kind: api::codes::EventKind,
-        generation: u64,
-        message: impl Into<String>,
-    ) -> Event {
+    pub fn new_event(&self, kind: EventKind, generation: u64, message: impl Into<String>) -> Event {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         Event {
             time: OffsetDateTime::now_utc()
                 .format(&Rfc3339)
                 .unwrap_or_default(),
-            event: kind.as_str().to_owned(),
+            event: kind,
+            image: None,
+            digest: None,
+            gun: None,
+            rule: None,
+            mode: None,
+            reason: None,
             // Messages quote what servers and clients sent: bounded for every sink.
             message: api::capped(&message.into(), 4000),
             host: self.host.clone(),
             policy_generation: generation,
             event_id: format!("{:x}-{}-{n}", self.started, std::process::id()),
-            ..Event::default()
+            dry_run: false,
+            source: None,
+            namespace: None,
+            proof: Vec::new(),
+            proofs: Vec::new(),
+            pod: None,
+            pod_namespace: None,
+            pod_uid: None,
+            container: None,
         }
     }
 
@@ -265,6 +281,48 @@ impl EventLog {
 mod tests {
     use super::*;
 
+    /// The coded fields are enums in the code and their contract text on the wire: the
+    /// same line as when they were strings.
+    #[test]
+    fn coded_fields_are_written_as_their_contract_text() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let log = EventLog::open(&tmp.path().join("events.jsonl"), 1 << 20, 1).expect("open");
+        let mut ev = log.new_event(EventKind::PullRejected, 3, "no");
+        let bare: serde_json::Value = serde_json::to_value(&ev).expect("json");
+        assert_eq!(bare["event"], "pull.rejected");
+        assert!(bare["mode"].is_null() && bare["reason"].is_null(), "{bare}");
+        assert!(
+            bare.get("proof").is_none() && bare.get("proofs").is_none(),
+            "{bare}"
+        );
+        ev.mode = Some(policy::Mode::Enforce);
+        ev.reason = Some(ReasonCode::NoSignature);
+        ev.proof = vec![policy::Proof::NotaryV1, policy::Proof::Cosign];
+        ev.proofs = vec![
+            ProofOutcome {
+                proof: policy::Proof::NotaryV1,
+                passed: true,
+                reason: None,
+            },
+            ProofOutcome {
+                proof: policy::Proof::Notation,
+                passed: false,
+                reason: Some(ReasonCode::UntrustedSigner),
+            },
+        ];
+        let v: serde_json::Value = serde_json::to_value(&ev).expect("json");
+        assert_eq!(v["mode"], "enforce");
+        assert_eq!(v["reason"], "no_signature");
+        assert_eq!(v["proof"], "notary-v1,cosign");
+        assert_eq!(
+            v["proofs"],
+            serde_json::json!([
+                {"proof": "notary-v1", "passed": true},
+                {"proof": "notation", "passed": false, "reason": "untrusted_signer"}
+            ])
+        );
+    }
+
     #[test]
     fn lines_are_json_and_rotation_keeps_files() {
         let tmp = tempfile::tempdir().expect("tmp");
@@ -293,13 +351,61 @@ mod tests {
 }
 
 /// One kind of proof's outcome, in an event.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ProofOutcome {
     /// `notary-v1`, `cosign`.
-    pub proof: String,
+    #[serde(serialize_with = "text")]
+    pub proof: policy::Proof,
     /// It vouched.
     pub passed: bool,
     /// Its reason code when it did not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_text"
+    )]
+    pub reason: Option<ReasonCode>,
+}
+
+/// A contract value written as its text.
+trait Text {
+    fn text(&self) -> &'static str;
+}
+
+impl Text for EventKind {
+    fn text(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Text for ReasonCode {
+    fn text(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Text for policy::Mode {
+    fn text(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl Text for policy::Proof {
+    fn text(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+fn text<T: Text, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.text())
+}
+
+fn optional_text<T: Text, S: serde::Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_str(v.text()),
+        None => s.serialize_none(),
+    }
+}
+
+fn proof_list<S: serde::Serializer>(v: &[policy::Proof], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::engine::proof_list(v))
 }

@@ -59,7 +59,7 @@ impl Service {
             loaded.generation,
             format!("{who} is not allowed to use the pullguard socket; add it to allowed_uids or allowed_gids in [daemon]"),
         );
-        ev.reason = Some(api::codes::ReasonCode::AccessDenied.as_str().to_owned());
+        ev.reason = Some(api::codes::ReasonCode::AccessDenied);
         let _ = self.engine.emit(ev, true).await;
         Err(Status::permission_denied(format!(
             "{who} may not call pullguardd"

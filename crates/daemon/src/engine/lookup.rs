@@ -145,8 +145,8 @@ impl<T: Clone> Lookups<T> {
         );
         ev.gun = Some(about.repository.to_owned());
         ev.rule = Some(rule.name.clone());
-        ev.proof = Some(about.proof.as_str().to_owned());
-        ev.reason = Some(outage.code.as_str().to_owned());
+        ev.proof = vec![about.proof];
+        ev.reason = Some(outage.code);
         let _ = engine.emit(ev, false).await;
         engine.note_error(&outage.message);
         if rule.on_unreachable == OnUnreachable::Cached {

@@ -456,20 +456,20 @@ impl Engine {
             .or_else(|| (!verdict.digest.is_empty()).then(|| verdict.digest.clone()));
         ev.gun = (!verdict.gun.is_empty()).then(|| verdict.gun.clone());
         ev.rule = (!verdict.rule.is_empty()).then(|| verdict.rule.clone());
-        ev.mode = Some(verdict.mode.as_str().to_owned());
-        ev.reason = verdict.reason.map(|r| r.as_str().to_owned());
+        ev.mode = Some(verdict.mode);
+        ev.reason = verdict.reason;
         ev.dry_run = ask.dry_run;
         ev.source = Some(ask.source.to_owned());
         ev.namespace = ask.namespace.map(str::to_owned);
-        ev.proof = (!verdict.proof.is_empty()).then(|| proof_list(&verdict.proof));
+        ev.proof = verdict.proof.clone();
         if verdict.proofs.len() > 1 || verdict.proofs.iter().any(|p| !p.passed) {
             ev.proofs = verdict
                 .proofs
                 .iter()
                 .map(|p| crate::events::ProofOutcome {
-                    proof: p.proof.as_str().to_owned(),
+                    proof: p.proof,
                     passed: p.passed,
-                    reason: p.reason.map(|r| r.as_str().to_owned()),
+                    reason: p.reason,
                 })
                 .collect();
         }

@@ -394,8 +394,8 @@ async fn record(
     ev.digest = (!digest.is_empty()).then(|| digest.to_owned());
     ev.gun = (!verdict.gun.is_empty()).then(|| verdict.gun.clone());
     ev.rule = (!verdict.rule.is_empty()).then(|| verdict.rule.clone());
-    ev.mode = Some(verdict.mode.as_str().to_owned());
-    ev.reason = verdict.reason.map(|r| r.as_str().to_owned());
+    ev.mode = Some(verdict.mode);
+    ev.reason = verdict.reason;
     ev.source = Some(SOURCE.to_owned());
     ev.namespace = Some(namespace.to_owned());
     let _ = engine.emit(ev, durable).await;
@@ -417,6 +417,6 @@ async fn report_failure(engine: &Engine, namespace: &str, name: &str, cause: &Co
     ev.image = Some(name.to_owned());
     ev.source = Some(SOURCE.to_owned());
     ev.namespace = Some(namespace.to_owned());
-    ev.reason = Some(ReasonCode::WatcherFailed.as_str().to_owned());
+    ev.reason = Some(ReasonCode::WatcherFailed);
     let _ = engine.emit(ev, true).await;
 }
