@@ -225,181 +225,161 @@ impl ParsedBundle {
         now: OffsetDateTime,
         tlog_required: bool,
     ) -> Result<Verified, Error> {
-        verify_parsed(
-            &self.b,
-            self.version,
-            artifact,
-            signer,
-            root,
-            now,
-            tlog_required,
-        )
-    }
-}
+        let (b, version) = (&self.b, self.version);
+        let m = &b.verification_material;
 
-fn verify_parsed(
-    b: &Bundle,
-    version: u8,
-    artifact: Artifact<'_>,
-    signer: Signer<'_>,
-    root: &TrustedRoot,
-    now: OffsetDateTime,
-    tlog_required: bool,
-) -> Result<Verified, Error> {
-    let m = &b.verification_material;
-
-    // The signing key: the verifier's own, or the bundle's certificate.
-    let leaf = match (&m.certificate, &m.x509_certificate_chain) {
-        (Some(c), None) => Some(certs::parse(&b64(&c.raw_bytes, "certificate")?)?),
-        (None, Some(chain)) if version < 3 => {
-            let certs = chain
-                .certificates
-                .iter()
-                .map(|c| b64(&c.raw_bytes, "certificate").and_then(|d| certs::parse(&d)))
-                .collect::<Result<Vec<_>, _>>()?;
-            // Only the leaf is used; the chain comes from the trusted root. A bundle that
-            // ships a root (self-signed) certificate is refused, as Sigstore's clients do.
-            if certs.iter().any(Cert::self_signed) {
-                return Err(bad(
-                    "the bundle's certificate chain contains a root certificate",
-                ));
+        // The signing key: the verifier's own, or the bundle's certificate.
+        let leaf =
+            match (&m.certificate, &m.x509_certificate_chain) {
+                (Some(c), None) => Some(certs::parse(&b64(&c.raw_bytes, "certificate")?)?),
+                (None, Some(chain)) if version < 3 => {
+                    let certs = chain
+                        .certificates
+                        .iter()
+                        .map(|c| b64(&c.raw_bytes, "certificate").and_then(|d| certs::parse(&d)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    // Only the leaf is used; the chain comes from the trusted root. A bundle that
+                    // ships a root (self-signed) certificate is refused, as Sigstore's clients do.
+                    if certs.iter().any(Cert::self_signed) {
+                        return Err(bad(
+                            "the bundle's certificate chain contains a root certificate",
+                        ));
+                    }
+                    Some(
+                        certs
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| bad("the bundle's certificate chain is empty"))?,
+                    )
+                }
+                (None, None) if m.public_key.is_some() => None,
+                _ => return Err(bad(
+                    "the bundle's verification material is not one certificate, chain or key hint",
+                )),
+            };
+        let key = match (signer, &leaf) {
+            (Signer::Key(k), None) => k.clone(),
+            (Signer::Identities(_), Some(cert)) => certs::key_of(cert)?,
+            (Signer::Key(_), Some(_)) => {
+                return Err(Error::new(
+                    Reason::IdentityMismatch,
+                    "the bundle is signed by a certificate, and a key was expected",
+                ))
             }
-            Some(
-                certs
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| bad("the bundle's certificate chain is empty"))?,
-            )
-        }
-        (None, None) if m.public_key.is_some() => None,
-        _ => {
-            return Err(bad(
-                "the bundle's verification material is not one certificate, chain or key hint",
-            ))
-        }
-    };
-    let key = match (signer, &leaf) {
-        (Signer::Key(k), None) => k.clone(),
-        (Signer::Identities(_), Some(cert)) => certs::key_of(cert)?,
-        (Signer::Key(_), Some(_)) => {
-            return Err(Error::new(
-                Reason::IdentityMismatch,
-                "the bundle is signed by a certificate, and a key was expected",
-            ))
-        }
-        (Signer::Identities(_), None) => {
-            return Err(Error::new(
-                Reason::IdentityMismatch,
-                "the bundle is signed by a key, and a certificate identity was expected",
-            ))
-        }
-    };
+            (Signer::Identities(_), None) => {
+                return Err(Error::new(
+                    Reason::IdentityMismatch,
+                    "the bundle is signed by a key, and a certificate identity was expected",
+                ))
+            }
+        };
 
-    let want = artifact.sha256();
-    let signed = match (&b.message_signature, &b.dsse_envelope) {
-        (Some(ms), None) => {
-            let sig = b64(&ms.signature, "signature")?;
-            if let Some(md) = &ms.message_digest {
-                if md.algorithm != "SHA2_256" || b64(&md.digest, "message digest")? != want {
-                    return Err(Error::new(
-                        Reason::DigestMismatch,
-                        "the bundle's message digest is not the artifact's",
-                    ));
+        let want = artifact.sha256();
+        let signed = match (&b.message_signature, &b.dsse_envelope) {
+            (Some(ms), None) => {
+                let sig = b64(&ms.signature, "signature")?;
+                if let Some(md) = &ms.message_digest {
+                    if md.algorithm != "SHA2_256" || b64(&md.digest, "message digest")? != want {
+                        return Err(Error::new(
+                            Reason::DigestMismatch,
+                            "the bundle's message digest is not the artifact's",
+                        ));
+                    }
+                }
+                let ok = match artifact {
+                    Artifact::Bytes(bytes) => key.verify(bytes, &sig),
+                    Artifact::Sha256(d) => key.verify_sha256_digest(&d, &sig),
+                };
+                if !ok {
+                    return Err(bad("the signature does not verify over the artifact"));
+                }
+                Signed {
+                    sig,
+                    digest: want,
+                    dsse: None,
                 }
             }
-            let ok = match artifact {
-                Artifact::Bytes(bytes) => key.verify(bytes, &sig),
-                Artifact::Sha256(d) => key.verify_sha256_digest(&d, &sig),
-            };
-            if !ok {
-                return Err(bad("the signature does not verify over the artifact"));
+            (None, Some(env)) => {
+                if env.signatures.len() != 1 {
+                    return Err(bad("the DSSE envelope must carry exactly one signature"));
+                }
+                let payload = b64(&env.payload, "DSSE payload")?;
+                let sig = b64(&env.signatures[0].sig, "DSSE signature")?;
+                let pae = pae(&env.payload_type, &payload);
+                if !key.verify(&pae, &sig) {
+                    return Err(bad("the DSSE signature does not verify"));
+                }
+                if env.payload_type != IN_TOTO {
+                    return Err(bad("the DSSE payload is not an in-toto statement"));
+                }
+                check_subject(&payload, &want)?;
+                Signed {
+                    sig,
+                    digest: Sha256::digest(&pae).into(),
+                    dsse: Some((payload, env.signatures[0].sig.clone())),
+                }
             }
-            Signed {
-                sig,
-                digest: want,
-                dsse: None,
+            _ => {
+                return Err(bad(
+                    "the bundle holds neither a message signature nor a DSSE envelope",
+                ))
             }
-        }
-        (None, Some(env)) => {
-            if env.signatures.len() != 1 {
-                return Err(bad("the DSSE envelope must carry exactly one signature"));
-            }
-            let payload = b64(&env.payload, "DSSE payload")?;
-            let sig = b64(&env.signatures[0].sig, "DSSE signature")?;
-            let pae = pae(&env.payload_type, &payload);
-            if !key.verify(&pae, &sig) {
-                return Err(bad("the DSSE signature does not verify"));
-            }
-            if env.payload_type != IN_TOTO {
-                return Err(bad("the DSSE payload is not an in-toto statement"));
-            }
-            check_subject(&payload, &want)?;
-            Signed {
-                sig,
-                digest: Sha256::digest(&pae).into(),
-                dsse: Some((payload, env.signatures[0].sig.clone())),
-            }
-        }
-        _ => {
-            return Err(bad(
-                "the bundle holds neither a message signature nor a DSSE envelope",
-            ))
-        }
-    };
+        };
 
-    // The log: at least one entry, verified, recording exactly this signature.
-    if m.tlog_entries.is_empty() && tlog_required {
-        return Err(Error::new(
-            Reason::TlogMissing,
-            "the bundle has no transparency-log entry",
-        ));
+        // The log: at least one entry, verified, recording exactly this signature.
+        if m.tlog_entries.is_empty() && tlog_required {
+            return Err(Error::new(
+                Reason::TlogMissing,
+                "the bundle has no transparency-log entry",
+            ));
+        }
+        let mut times = Vec::new();
+        for e in &m.tlog_entries {
+            let v = verify_entry(e, root, version >= 2, now)?;
+            check_body(
+                &e.kind_version.kind,
+                &e.kind_version.version,
+                &v.body,
+                &signed,
+                &key,
+                leaf.as_ref(),
+            )?;
+            times.extend(v.integrated_time);
+        }
+        if let Some(ts) = &m.timestamp_verification_data {
+            for t in &ts.rfc3161_timestamps {
+                times.push(crate::tsa::verify(
+                    &b64(&t.signed_timestamp, "timestamp")?,
+                    &signed.sig,
+                    root,
+                )?);
+            }
+        }
+        if let Some(cert) = &leaf {
+            if times.is_empty() {
+                return Err(Error::new(Reason::TlogMissing, "nothing proves when the certificate signed: no transparency-log entry and no RFC 3161 timestamp"));
+            }
+            for t in &times {
+                verify_leaf(cert, root, *t)?;
+            }
+            if let Signer::Identities(accepted) = signer {
+                check_identity(cert, accepted)?;
+            }
+        }
+        let signer = match &leaf {
+            Some(cert) => {
+                let (sans, issuer) = cert.identity();
+                format!("{} ({})", sans.join(", "), issuer.unwrap_or_default())
+            }
+            None => key.id().to_owned(),
+        };
+        Ok(Verified {
+            signer,
+            times,
+            version,
+            payload: signed.dsse.map(|(p, _)| p),
+        })
     }
-    let mut times = Vec::new();
-    for e in &m.tlog_entries {
-        let v = verify_entry(e, root, version >= 2, now)?;
-        check_body(
-            &e.kind_version.kind,
-            &e.kind_version.version,
-            &v.body,
-            &signed,
-            &key,
-            leaf.as_ref(),
-        )?;
-        times.extend(v.integrated_time);
-    }
-    if let Some(ts) = &m.timestamp_verification_data {
-        for t in &ts.rfc3161_timestamps {
-            times.push(crate::tsa::verify(
-                &b64(&t.signed_timestamp, "timestamp")?,
-                &signed.sig,
-                root,
-            )?);
-        }
-    }
-    if let Some(cert) = &leaf {
-        if times.is_empty() {
-            return Err(Error::new(Reason::TlogMissing, "nothing proves when the certificate signed: no transparency-log entry and no RFC 3161 timestamp"));
-        }
-        for t in &times {
-            verify_leaf(cert, root, *t)?;
-        }
-        if let Signer::Identities(accepted) = signer {
-            check_identity(cert, accepted)?;
-        }
-    }
-    let signer = match &leaf {
-        Some(cert) => {
-            let (sans, issuer) = cert.identity();
-            format!("{} ({})", sans.join(", "), issuer.unwrap_or_default())
-        }
-        None => key.id().to_owned(),
-    };
-    Ok(Verified {
-        signer,
-        times,
-        version,
-        payload: signed.dsse.map(|(p, _)| p),
-    })
 }
 
 /// The in-toto statement must name the artifact's SHA-256 among its subjects.

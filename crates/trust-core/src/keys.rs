@@ -259,8 +259,7 @@ fn pem_certificate(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut body = String::new();
     for line in lines {
         if line == "-----END CERTIFICATE-----" {
-            return base64::engine::general_purpose::STANDARD
-                .decode(body.as_bytes())
+            return proof_kit::b64::padded(&body)
                 .map_err(|e| format!("certificate PEM is not base64: {e}"));
         }
         if line.contains(':') {

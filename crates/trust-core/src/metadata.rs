@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine as _;
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -200,7 +199,7 @@ struct RawDelegationRole {
 }
 
 fn b64(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(s).ok()
+    proof_kit::b64::padded(s).ok()
 }
 
 /// Parses an envelope: the canonical bytes of `signed` and the typed body.
