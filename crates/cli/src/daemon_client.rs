@@ -245,7 +245,8 @@ pub fn print_verdict(v: &api::VerifyResponse, json_out: bool, how: &str) -> Exit
                    "trust_server": v.trust_server, "timestamp_expires": v.timestamp_expires,
                    "proof": v.proof,
                    "proofs": v.proofs.iter().map(|p| json!({"proof": p.proof, "passed": p.passed,
-                       "reason": p.reason, "message": p.message})).collect::<Vec<_>>()})
+                       "reason": p.reason, "message": p.message, "source": p.source,
+                       "expires": p.expires})).collect::<Vec<_>>()})
         );
     } else {
         let verdict = match (v.allowed, v.reason.is_empty()) {

@@ -204,6 +204,19 @@ async fn accepting_either_proof_names_the_one_that_counted() {
         .collect();
     assert_eq!(asked, vec![("notary-v1", false), ("cosign", true)]);
     assert_eq!(v.proofs[0].reason, "unknown_tag");
+    // Who each kind asked and until when it vouches is per proof; the API's top-level
+    // Notary fields come from the notary-v1 entry (asked, but it did not count here).
+    let sources: Vec<(&str, &str)> = v
+        .proofs
+        .iter()
+        .map(|p| (p.source.as_str(), p.expires.as_str()))
+        .collect();
+    assert_eq!(sources, vec![("notary", ""), ("", "")], "{v:?}");
+    assert_eq!(
+        (v.trust_server.as_str(), v.timestamp_expires.as_str()),
+        ("notary", ""),
+        "{v:?}"
+    );
 
     let (image, digest) = cw.image("notary");
     let v = verify(&mut c, &image, &digest).await;
@@ -213,6 +226,9 @@ async fn accepting_either_proof_names_the_one_that_counted() {
         ("notary-v1", 1),
         "cosign is not asked once Notary vouched: {v:?}"
     );
+    assert!(v.proofs[0].expires.starts_with("20"), "{v:?}");
+    assert_eq!(v.timestamp_expires, v.proofs[0].expires, "{v:?}");
+    assert_eq!(v.proofs[0].source, "notary", "{v:?}");
 
     let (image, digest) = cw.image("unsigned");
     let v = verify(&mut c, &image, &digest).await;

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use api::codes::{EventKind, ReasonCode};
 use arc_swap::ArcSwap;
 use key_store::StateStore;
-use policy::{ImageRef, Mode, Require};
+use policy::{ImageRef, Mode};
 
 pub use prepare::{policy_version, Loaded};
 pub(crate) use verdict::{deny, Denial};
@@ -358,44 +358,14 @@ impl Engine {
         let mode = decision.rule.map_or(Mode::Enforce, |r| r.mode);
         if let Some(rule) = decision.rule {
             verdict.rule = rule.name.clone();
-            if rule.require == Require::Signed {
-                verdict.trust_server = rule.trust_server.clone().unwrap_or_default();
-            }
         }
         verdict.mode = mode;
         verdict.proofs = decision
             .tried
             .iter()
-            .map(|t| match &t.outcome {
-                // Vouched, but past a failed check the rule's level lets through: shown as
-                // not passed, with the check and the level, for alerting.
-                Ok(v) if !v.let_through.is_empty() => ProofResult {
-                    proof: t.proof,
-                    passed: false,
-                    reason: v.let_through.first().map(|(r, _)| *r),
-                    message: format!(
-                        "{} signed by {}; failed checks: {}",
-                        v.role,
-                        v.signers.join(", "),
-                        v.let_through
-                            .iter()
-                            .map(|(r, m)| format!("{m} ({r})"))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
-                },
-                Ok(v) => ProofResult {
-                    proof: t.proof,
-                    passed: true,
-                    reason: None,
-                    message: format!("{} signed by {}", v.role, v.signers.join(", ")),
-                },
-                Err((r, m)) => ProofResult {
-                    proof: t.proof,
-                    passed: false,
-                    reason: Some(*r),
-                    message: m.clone(),
-                },
+            .map(|t| {
+                let asked = decision.rule.and_then(|rule| Proofs::asks(t.proof, rule));
+                ProofResult::of(t, asked)
             })
             .collect();
         // The proofs that counted (vouched), whatever their level let through.
@@ -407,8 +377,6 @@ impl Engine {
             .collect();
         let outcome = decision.outcome.map(|vouched| {
             if let Some(vouch) = vouched {
-                verdict.timestamp_expires =
-                    vouch.expires.map(trust_core::rfc3339).unwrap_or_default();
                 verdict.digest = vouch.digest;
                 verdict.role = vouch.role;
                 verdict.signers = vouch.signers;

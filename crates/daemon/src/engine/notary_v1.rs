@@ -151,6 +151,10 @@ impl ProofKind for NotaryV1 {
         })
     }
 
+    fn asks(rule: &Rule) -> Option<&str> {
+        rule.trust_server.as_deref()
+    }
+
     fn policy_changed(&self) {
         self.verified.clear();
     }

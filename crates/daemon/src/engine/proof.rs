@@ -81,6 +81,13 @@ pub(crate) trait ProofKind: Default {
     /// Verifies that the image is vouched for, or says why not. `engine` gives its state
     /// store, figures and events.
     async fn check(&self, engine: &Engine, q: &Query<'_>) -> Result<Vouch, Denial>;
+    /// The server the kind asks for `rule`'s images, named in the verdict (Notary v1:
+    /// the rule's trust server). Registry-backed kinds ask the image's own registry,
+    /// which the image's name already says.
+    fn asks(rule: &Rule) -> Option<&str> {
+        let _ = rule;
+        None
+    }
     /// A new policy is in force: drop results that depended on the old one.
     fn policy_changed(&self);
     /// Repositories (or other subjects) this kind holds data for, for status.
@@ -146,6 +153,14 @@ macro_rules! kinds {
                 use $crate::engine::proof::ProofKind as _;
                 match kind {
                     $($proof => self.$field.check(engine, q).await,)+
+                }
+            }
+
+            /// The server the kind `kind` asks for `rule`'s images, if it names one.
+            pub(crate) fn asks(kind: policy::Proof, rule: &policy::Rule) -> Option<&str> {
+                use $crate::engine::proof::ProofKind as _;
+                match kind {
+                    $($proof => $kind::asks(rule),)+
                 }
             }
 

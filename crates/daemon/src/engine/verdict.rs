@@ -3,6 +3,8 @@
 
 use api::codes::ReasonCode;
 
+use super::decide::Tried;
+
 /// The proofs that counted as the contract writes them: `notary-v1,cosign`.
 pub fn proof_list(proofs: &[policy::Proof]) -> String {
     proofs
@@ -39,10 +41,6 @@ pub struct Verdict {
     pub image: String,
     /// Repository.
     pub gun: String,
-    /// Trust server asked (signed rules).
-    pub trust_server: String,
-    /// Expiry of the verified timestamp, RFC 3339 (signed and allowed).
-    pub timestamp_expires: String,
     /// The kinds of proof that counted, for signed and allowed pulls.
     pub proof: Vec<policy::Proof>,
     /// Each kind of proof asked and its outcome.
@@ -60,10 +58,78 @@ pub struct ProofResult {
     pub reason: Option<ReasonCode>,
     /// Who signed, or why not.
     pub message: String,
+    /// The server it asked, when the kind names one (Notary v1: the rule's trust
+    /// server); registry-backed kinds ask the image's registry.
+    pub source: Option<String>,
+    /// When what vouched stops being valid (Notary v1: the verified timestamp's
+    /// expiry); only when it vouched.
+    pub expires: Option<time::OffsetDateTime>,
+}
+
+impl ProofResult {
+    /// The result of a kind that was tried; `asked` is the server it names.
+    pub(super) fn of(t: &Tried, asked: Option<&str>) -> ProofResult {
+        let source = asked.map(str::to_owned);
+        match &t.outcome {
+            // Vouched, but past a failed check the rule's level lets through: shown as
+            // not passed, with the check and the level, for alerting.
+            Ok(v) if !v.let_through.is_empty() => ProofResult {
+                proof: t.proof,
+                passed: false,
+                reason: v.let_through.first().map(|(r, _)| *r),
+                message: format!(
+                    "{} signed by {}; failed checks: {}",
+                    v.role,
+                    v.signers.join(", "),
+                    v.let_through
+                        .iter()
+                        .map(|(r, m)| format!("{m} ({r})"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                source,
+                expires: v.expires,
+            },
+            Ok(v) => ProofResult {
+                proof: t.proof,
+                passed: true,
+                reason: None,
+                message: format!("{} signed by {}", v.role, v.signers.join(", ")),
+                source,
+                expires: v.expires,
+            },
+            Err((r, m)) => ProofResult {
+                proof: t.proof,
+                passed: false,
+                reason: Some(*r),
+                message: m.clone(),
+                source,
+                expires: None,
+            },
+        }
+    }
+}
+
+impl Verdict {
+    /// The Notary v1 proof's result, if it was asked: the API's `trust_server` and
+    /// `timestamp_expires` come from it, for clients written before `proofs`.
+    fn notary_v1(&self) -> Option<&ProofResult> {
+        self.proofs
+            .iter()
+            .find(|p| p.proof == policy::Proof::NotaryV1)
+    }
 }
 
 impl From<Verdict> for api::VerifyResponse {
     fn from(v: Verdict) -> api::VerifyResponse {
+        let notary = v.notary_v1();
+        let trust_server = notary.and_then(|p| p.source.clone()).unwrap_or_default();
+        // As before `proofs`: the timestamp's expiry when Notary v1 counted.
+        let timestamp_expires = notary
+            .filter(|_| v.proof.contains(&policy::Proof::NotaryV1))
+            .and_then(|p| p.expires)
+            .map(trust_core::rfc3339)
+            .unwrap_or_default();
         api::VerifyResponse {
             remedy: v
                 .reason
@@ -82,8 +148,8 @@ impl From<Verdict> for api::VerifyResponse {
             event_id: v.event_id,
             image: v.image,
             gun: v.gun,
-            trust_server: v.trust_server,
-            timestamp_expires: v.timestamp_expires,
+            trust_server,
+            timestamp_expires,
             proof: proof_list(&v.proof),
             proofs: v
                 .proofs
@@ -93,6 +159,8 @@ impl From<Verdict> for api::VerifyResponse {
                     passed: p.passed,
                     reason: p.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
                     message: p.message,
+                    source: p.source.unwrap_or_default(),
+                    expires: p.expires.map(trust_core::rfc3339).unwrap_or_default(),
                 })
                 .collect(),
         }
