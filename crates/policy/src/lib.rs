@@ -29,13 +29,17 @@ mod daemon;
 mod glob;
 mod lint;
 mod parse;
-mod proof_rules;
 mod reference;
+mod rule;
 mod schema;
 
 use glob::Glob;
 pub use parse::{check_trust_server_url, DEFAULT_NRI_SOCKET, DEFAULT_SOCKET};
 pub use reference::{canonical_host, ImageRef, ReferenceError};
+pub use rule::{
+    CosignIdentity, CosignRule, NotationLevel, NotationRule, Proof, ProofsRequired, Revocation,
+    Rule,
+};
 
 /// One problem in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,155 +133,6 @@ pub enum OnUnreachable {
     Cached,
 }
 
-/// A kind of proof a rule accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Proof {
-    /// Docker Content Trust: Notary v1 / TUF metadata.
-    #[serde(rename = "notary-v1")]
-    NotaryV1,
-    /// Sigstore cosign signatures stored in the image's registry.
-    #[serde(rename = "cosign")]
-    Cosign,
-    /// Notary Project (Notation) signatures stored in the image's registry.
-    #[serde(rename = "notation")]
-    Notation,
-}
-
-impl Proof {
-    /// The name the policy file uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proof::NotaryV1 => "notary-v1",
-            Proof::Cosign => "cosign",
-            Proof::Notation => "notation",
-        }
-    }
-}
-
-/// How many of a rule's `proofs` must vouch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProofsRequired {
-    /// Every kind listed, each for the same digest.
-    All,
-    /// One of them (tried in the order listed).
-    Any,
-}
-
-impl ProofsRequired {
-    /// The name the policy file uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProofsRequired::All => "all",
-            ProofsRequired::Any => "any",
-        }
-    }
-}
-
-/// What a rule accepts as a cosign signature.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CosignRule {
-    /// Public key files (PEM); relative paths are under the keys directory.
-    pub keys: Vec<PathBuf>,
-    /// Transparency-log evidence is required (the default).
-    pub tlog: bool,
-    /// The signed `docker-reference` must name the pulled repository.
-    pub check_reference: bool,
-    /// Where signatures are stored, `HOST/PATH`, when not beside the image (cosign's
-    /// `COSIGN_REPOSITORY`).
-    pub signature_repository: Option<String>,
-    /// Keyless signers accepted: Fulcio certificates of these identities.
-    pub identities: Vec<CosignIdentity>,
-    /// Sigstore's `trusted_root.json` (relative paths are under the keys directory).
-    pub trusted_root: Option<PathBuf>,
-}
-
-/// What a rule accepts as a Notation signature (the Notary Project's trust policy, in
-/// pullguard's words).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct NotationRule {
-    /// Trust stores `TYPE:NAME` (`ca`, `signingAuthority`, `tsa`), read from
-    /// `keys_dir/notation/truststore/x509/TYPE/NAME/`.
-    pub trust_stores: Vec<(String, String)>,
-    /// Trusted identities: `x509.subject: DN` or `*`.
-    pub identities: Vec<String>,
-    /// How strictly Notation's checks refuse.
-    pub level: NotationLevel,
-    /// What a signature whose revocation cannot be checked gets.
-    pub revocation: Revocation,
-}
-
-/// `notation_verification`: Notation's verification levels (`skip` is `require = "any"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NotationLevel {
-    /// Every check refuses.
-    #[default]
-    Strict,
-    /// Expiry and revocation are only logged.
-    Permissive,
-    /// Only integrity refuses; trust and identity failures are logged.
-    Audit,
-}
-
-impl NotationLevel {
-    /// Every level, in the order operators read them.
-    pub const ALL: [NotationLevel; 3] = [
-        NotationLevel::Strict,
-        NotationLevel::Permissive,
-        NotationLevel::Audit,
-    ];
-
-    /// As written in the policy.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotationLevel::Strict => "strict",
-            NotationLevel::Permissive => "permissive",
-            NotationLevel::Audit => "audit",
-        }
-    }
-}
-
-impl fmt::Display for NotationLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `notation_revocation`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Revocation {
-    /// Revocation is not checked (an offline node cannot).
-    #[default]
-    Skip,
-    /// A signature whose revocation cannot be checked does not count.
-    Refuse,
-}
-
-impl Revocation {
-    /// As written in the policy.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Revocation::Skip => "skip",
-            Revocation::Refuse => "refuse",
-        }
-    }
-}
-
-/// A keyless signer: the certificate's OIDC issuer and its SAN, each exactly or by an
-/// anchored regular expression (checked when the policy is prepared).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CosignIdentity {
-    /// The OIDC issuer, exactly (`https://token.actions.githubusercontent.com`).
-    pub issuer: Option<String>,
-    /// The OIDC issuer matches this expression as a whole (instead of `issuer`).
-    pub issuer_regex: Option<String>,
-    /// The SAN, exactly.
-    pub subject: Option<String>,
-    /// The SAN matches this expression as a whole.
-    pub subject_regex: Option<String>,
-}
-
 /// A trust server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustServer {
@@ -289,48 +144,6 @@ pub struct TrustServer {
     pub ca_file: Option<PathBuf>,
     /// Connect and read timeout.
     pub timeout: std::time::Duration,
-}
-
-/// A rule, with defaults applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    /// Name, for events and messages.
-    pub name: String,
-    /// Glob over normalised references.
-    pub pattern: String,
-    /// Enforce or audit.
-    pub mode: Mode,
-    /// Signed, any, reject.
-    pub require: Require,
-    /// Accepted kinds of proof.
-    pub proofs: Vec<Proof>,
-    /// How many of them must vouch.
-    pub proofs_required: ProofsRequired,
-    /// cosign's settings (used when `proofs` lists it).
-    pub cosign: CosignRule,
-    /// Notation's settings (used when `proofs` lists it).
-    pub notation: NotationRule,
-    /// Trust server name (for `signed`).
-    pub trust_server: Option<String>,
-    /// Roles that must sign the tag; empty means Docker's rules.
-    pub roles: Vec<String>,
-    /// How many of `roles` must sign (default: all).
-    pub roles_required: usize,
-    /// Maximum timestamp age.
-    pub max_timestamp_age: Option<time::Duration>,
-    /// Trust-server outage behaviour.
-    pub on_unreachable: OnUnreachable,
-    /// Allow trust on first use when no anchor pins the repository.
-    pub tofu: bool,
-    /// Pinned root key IDs, in addition to the keys directory's anchors.
-    pub root_key_ids: Vec<String>,
-    /// Pinned CA certificate files (relative paths are under the keys directory).
-    pub root_cas: Vec<PathBuf>,
-    /// Pinned root certificate files.
-    pub root_certs: Vec<PathBuf>,
-    /// Where its `match` is in the file (line, column), for messages.
-    pub position: (usize, usize),
-    glob: Glob,
 }
 
 impl Rule {

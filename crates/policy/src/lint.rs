@@ -239,7 +239,7 @@ mod tests {
         for (pattern, expect) in cases {
             // Patterns that cross hosts load only when the rule says so; they are still
             // warned about.
-            let any = if crate::parse::crosses_hosts(pattern).is_some() {
+            let any = if crate::rule::crosses_hosts(pattern).is_some() {
                 "any_registry = true\n"
             } else {
                 ""

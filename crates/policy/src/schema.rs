@@ -6,7 +6,8 @@
 use serde::de::DeserializeOwned;
 use toml_edit::{ImDocument, Item, TableLike};
 
-use super::parse::{RawDaemon, RawPolicy, RawRule, RawServer};
+use super::parse::{RawDaemon, RawPolicy, RawServer};
+use super::rule::RawRule;
 use super::CosignIdentity;
 
 /// `(byte offset, message)` for every problem found; empty when the text is not valid

@@ -4,7 +4,8 @@
 //! ([`super::decide`]) knows nothing of any kind's format.
 //!
 //! Adding a kind: a module with a type implementing [`ProofKind`], its line in the
-//! table of kinds (`kinds!` in `engine/mod.rs`), and a `policy::Proof` value. The table
+//! table of kinds (`kinds!` in `engine/mod.rs`), and a `policy::Proof` value with its
+//! settings (`crates/policy/src/rule.rs`). The table
 //! generates everything else that names every kind: the engine's [`Proofs`](super::Proofs), what each
 //! kind prepared from the policy in force ([`Prepared`], kept in the `Loaded` policy),
 //! and the `match` that sends a rule's kind to its checker — exhaustive, so a
