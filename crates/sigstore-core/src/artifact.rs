@@ -122,18 +122,20 @@ struct MessageDigest {
     digest: String,
 }
 
+/// A DSSE envelope as a bundle holds it (also read by the key-only bundle check).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope {
-    payload: String,
-    payload_type: String,
+pub(crate) struct Envelope {
+    pub(crate) payload: String,
+    pub(crate) payload_type: String,
     #[serde(default)]
-    signatures: Vec<EnvSig>,
+    pub(crate) signatures: Vec<EnvSig>,
 }
 
+/// One signature of a DSSE envelope.
 #[derive(Deserialize)]
-struct EnvSig {
-    sig: String,
+pub(crate) struct EnvSig {
+    pub(crate) sig: String,
 }
 
 /// The bundle format version of a media type; others are refused.

@@ -7,6 +7,7 @@
 use crate::intoto::Statement;
 use serde::Deserialize;
 
+use crate::artifact::Envelope;
 use crate::base64_any;
 use crate::payload::shown;
 use crate::{Error, Expect, Reason, Verified};
@@ -34,20 +35,6 @@ struct Bundle {
 struct Material {
     #[serde(default)]
     tlog_entries: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope {
-    payload: String,
-    payload_type: String,
-    #[serde(default)]
-    signatures: Vec<Sig>,
-}
-
-#[derive(Deserialize)]
-struct Sig {
-    sig: String,
 }
 
 /// DSSE's pre-authentication encoding: what a DSSE signature signs.
