@@ -95,6 +95,160 @@ pub fn canonicalize(bytes: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     Ok(Json::parse(bytes)?.to_canonical())
 }
 
+/// Deepest nesting [`is_canonical`] follows; deeper text is re-encoded instead (and
+/// serde_json refuses it at the same depth).
+const MAX_DEPTH: usize = 128;
+
+/// Is `text` exactly what [`Json::to_canonical`] writes for the value it holds? Then a
+/// signature can be checked over the bytes as they are, without decoding them into a
+/// tree and encoding them again (a 10,000-target `targets.json` is 1.5 MB). `false` is
+/// no error, only "re-encode instead": the check says `true` for no text whose
+/// re-encoding differs, and leaves the rarer canonical forms (a key with an escape in
+/// it) to the re-encoding. What it demands: no whitespace; object keys without escapes
+/// in strictly increasing byte order (so none twice); strings escaping only `"` and
+/// `\`, with no raw control character (which JSON forbids); integers in their shortest
+/// form within 64 bits; nesting within [`MAX_DEPTH`].
+pub fn is_canonical(text: &str) -> bool {
+    let mut c = Check {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    c.value(0) && c.i == c.b.len()
+}
+
+/// A cursor over text being checked.
+struct Check<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Check<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let here = self.peek() == Some(byte);
+        self.i += usize::from(here);
+        here
+    }
+
+    fn value(&mut self, depth: usize) -> bool {
+        match self.peek() {
+            Some(b'{') if depth < MAX_DEPTH => self.object(depth),
+            Some(b'[') if depth < MAX_DEPTH => self.array(depth),
+            Some(b'"') => self.string().is_some(),
+            Some(b'-' | b'0'..=b'9') => self.integer(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => false,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        let here = self.b[self.i..].starts_with(word);
+        self.i += if here { word.len() } else { 0 };
+        here
+    }
+
+    /// The string at the cursor: its raw content and whether it has an escape.
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        let b: &'a [u8] = self.b;
+        self.i += 1;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            match *b.get(self.i)? {
+                b'"' => break,
+                // The encoder escapes exactly these two, and nothing else.
+                b'\\' if matches!(b.get(self.i + 1), Some(b'"' | b'\\')) => {
+                    escaped = true;
+                    self.i += 2;
+                }
+                b'\\' => return None,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        let content = &b[start..self.i];
+        self.i += 1;
+        Some((content, escaped))
+    }
+
+    /// An integer as the encoder writes it: no sign on zero, no leading zero, no
+    /// fraction or exponent, and within what the decoder keeps exactly (64 bits).
+    fn integer(&mut self) -> bool {
+        let start = self.i;
+        self.eat(b'-');
+        let digits = self.i;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+        let text = &self.b[start..self.i];
+        let digits = &self.b[digits..self.i];
+        let shortest = match digits {
+            [] => false,
+            [b'0'] => text.len() == 1,
+            [first, ..] => *first != b'0',
+        };
+        let Ok(text) = std::str::from_utf8(text) else {
+            return false;
+        };
+        // A fraction or exponent after it fails where the caller wants `,`, `]`, `}`
+        // or the end.
+        shortest && (text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok())
+    }
+
+    fn array(&mut self, depth: usize) -> bool {
+        self.i += 1;
+        if self.eat(b']') {
+            return true;
+        }
+        loop {
+            if !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b']') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> bool {
+        self.i += 1;
+        if self.eat(b'}') {
+            return true;
+        }
+        let mut previous: Option<&'a [u8]> = None;
+        loop {
+            if self.peek() != Some(b'"') {
+                return false;
+            }
+            // A key with an escape sorts by its decoded bytes: left to the re-encoding.
+            let Some((key, false)) = self.string() else {
+                return false;
+            };
+            if previous.is_some_and(|p| p >= key) {
+                return false;
+            }
+            previous = Some(key);
+            if !self.eat(b':') || !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b'}') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+}
+
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     for c in s.chars() {
@@ -245,5 +399,160 @@ mod tests {
             canon("[18446744073709551615, -9223372036854775808]"),
             "[18446744073709551615,-9223372036854775808]"
         );
+    }
+
+    /// `is_canonical` may only say yes where re-encoding gives the same bytes.
+    fn sound(text: &str) {
+        if is_canonical(text) {
+            let again = canonicalize(text.as_bytes()).expect("text said canonical parses");
+            assert_eq!(
+                String::from_utf8_lossy(&again),
+                text,
+                "said canonical but re-encodes differently"
+            );
+        }
+    }
+
+    #[test]
+    fn canonical_text_is_recognised() {
+        for text in [
+            r#"{}"#,
+            r#"[]"#,
+            r#"{"a":[true,false,null,"x",0,-1,18446744073709551615,-9223372036854775808],"b":{}}"#,
+            r#"{"Z":3,"a":2,"é":1}"#,
+            r#"["a\"b\\c","<&>/","é","\u{2028}"]"#,
+            r#"{"signed":{"_type":"Targets","expires":"2030-01-01T00:00:00Z","targets":{"v1":{"hashes":{"sha256":"AA=="},"length":2}},"version":3}}"#,
+        ] {
+            let text = text.replace("\\u{2028}", "\u{2028}");
+            assert!(is_canonical(&text), "{text}");
+            sound(&text);
+        }
+    }
+
+    #[test]
+    fn anything_the_encoder_would_write_otherwise_is_left_to_it() {
+        for text in [
+            r#"{ "a":1}"#,
+            "{\"a\":1}\n",
+            r#"{"b":1,"a":2}"#,
+            r#"{"a":1,"a":1}"#,
+            r#"["\/"]"#,
+            r#"["\u0041"]"#,
+            r#"["\n"]"#,
+            "[\"\u{1}\"]",
+            r#"{"a\"":1}"#,
+            r#"[1.0]"#,
+            r#"[1e2]"#,
+            r#"[-0]"#,
+            r#"[01]"#,
+            r#"[-]"#,
+            r#"[18446744073709551616]"#,
+            r#"[-9223372036854775809]"#,
+            r#"[True]"#,
+            r#"[nul]"#,
+            r#"[1,]"#,
+            r#"{"a":1,}"#,
+            r#"{"a"}"#,
+            r#"{1:2}"#,
+            r#"[1]]"#,
+            r#"["abc"#,
+            "",
+        ] {
+            assert!(!is_canonical(text), "{text}");
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(!is_canonical(&deep));
+        let fine = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(is_canonical(&fine));
+    }
+
+    /// A small deterministic generator (xorshift), so the test needs no crate and
+    /// always runs the same cases.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    const PIECES: [&str; 12] = [
+        "a", "b", "Z", "é", "\"", "\\", "/", "\u{2028}", "\n", " ", "0", "𝄞",
+    ];
+
+    fn text(rng: &mut Rng) -> String {
+        (0..rng.below(4))
+            .map(|_| PIECES[rng.below(PIECES.len())])
+            .collect()
+    }
+
+    fn value(rng: &mut Rng, depth: usize) -> Json {
+        match rng.below(if depth > 3 { 4 } else { 7 }) {
+            0 => Json::Null,
+            1 => Json::Bool(rng.below(2) == 1),
+            2 => Json::Int(match rng.below(4) {
+                0 => 0,
+                1 => i128::from(u64::MAX),
+                2 => i128::from(i64::MIN),
+                _ => i128::from(rng.next() as i64 % 1000),
+            }),
+            3 => Json::String(text(rng)),
+            4 | 5 => Json::Object(
+                (0..rng.below(4))
+                    .map(|_| (text(rng), value(rng, depth + 1)))
+                    .collect(),
+            ),
+            _ => Json::Array((0..rng.below(4)).map(|_| value(rng, depth + 1)).collect()),
+        }
+    }
+
+    fn escaped_key(v: &Json) -> bool {
+        match v {
+            Json::Object(m) => m
+                .iter()
+                .any(|(k, v)| k.contains(['"', '\\']) || escaped_key(v)),
+            Json::Array(a) => a.iter().any(escaped_key),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn generated_documents_and_their_mutants_agree_with_the_encoder() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut recognised = 0;
+        for _ in 0..20_000 {
+            let v = value(&mut rng, 0);
+            let text = String::from_utf8(v.to_canonical()).expect("the encoder writes UTF-8");
+            // Keys with an escape are left to the encoder; raw control characters are
+            // not JSON. Everything else the encoder writes is recognised.
+            if !text.bytes().any(|b| b < 0x20) && !escaped_key(&v) {
+                assert!(is_canonical(&text), "{text}");
+                recognised += 1;
+            }
+            sound(&text);
+            // One edit anywhere: the check must never call the result canonical unless
+            // the encoder agrees.
+            let mut bytes = text.clone().into_bytes();
+            let at = rng.below(bytes.len() + 1);
+            match rng.below(4) {
+                0 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                1 => bytes.insert(at, b" \\\"0-.e,:{}[]"[rng.below(13)]),
+                2 if at + 1 < bytes.len() => bytes.swap(at, at + 1),
+                _ => bytes.insert(at, b'\\'),
+            }
+            if let Ok(mutant) = String::from_utf8(bytes) {
+                sound(&mutant);
+            }
+        }
+        assert!(recognised > 5_000, "only {recognised} recognised");
     }
 }

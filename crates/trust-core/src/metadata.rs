@@ -6,11 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::canonical::Json;
+use crate::canonical::{self, Json};
 use crate::error::Error;
 use crate::keys::PublicKey;
 
@@ -110,10 +112,40 @@ pub struct TargetsRole {
     pub delegations: Vec<Delegation>,
 }
 
-#[derive(Deserialize)]
-struct RawEnvelope<T> {
-    signed: T,
-    signatures: Vec<RawSig>,
+/// An envelope's members as they are written: `signed` is kept as text, so that
+/// canonical text can be checked and read in place; a member given twice is refused.
+struct RawEnvelope<'a> {
+    members: Vec<(String, &'a RawValue)>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawEnvelope<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Members<'a> {
+            type Value = RawEnvelope<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object with \"signed\" and \"signatures\"")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members: Vec<(String, &'a RawValue)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if members.iter().any(|(k, _)| *k == key) {
+                        return Err(de::Error::custom(format!("duplicate key {key:?}")));
+                    }
+                    let value = map.next_value()?;
+                    members.push((key, value));
+                }
+                Ok(RawEnvelope { members })
+            }
+        }
+        d.deserialize_map(Members(std::marker::PhantomData))
+    }
+}
+
+impl<'a> RawEnvelope<'a> {
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
 }
 
 #[derive(Deserialize)]
@@ -140,20 +172,34 @@ struct RawRoleKeys {
     threshold: i64,
 }
 
-#[derive(Deserialize)]
-struct RawCommon {
-    #[serde(rename = "_type")]
-    kind: String,
-    version: i64,
-    expires: String,
+/// The fields every role has, written into each role's struct rather than flattened:
+/// serde's `flatten` first copies every other field (10,000 targets) into a generic
+/// tree.
+macro_rules! raw_role {
+    ($(#[$m:meta])* struct $name:ident { $($field:ident: $ty:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Deserialize)]
+        struct $name {
+            #[serde(rename = "_type")]
+            kind: String,
+            version: i64,
+            expires: String,
+            $($field: $ty,)*
+        }
+
+        impl $name {
+            fn common(&self, role: &str, expected_type: &str) -> Result<Common, Error> {
+                common(role, expected_type, &self.kind, self.version, &self.expires)
+            }
+        }
+    };
 }
 
-#[derive(Deserialize)]
-struct RawRoot {
-    #[serde(flatten)]
-    common: RawCommon,
-    keys: BTreeMap<String, RawKey>,
-    roles: BTreeMap<String, RawRoleKeys>,
+raw_role! {
+    struct RawRoot {
+        keys: BTreeMap<String, RawKey>,
+        roles: BTreeMap<String, RawRoleKeys>,
+    }
 }
 
 #[derive(Deserialize)]
@@ -162,21 +208,18 @@ struct RawFileMeta {
     hashes: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
-struct RawMetaRole {
-    #[serde(flatten)]
-    common: RawCommon,
-    meta: BTreeMap<String, RawFileMeta>,
+raw_role! {
+    struct RawMetaRole {
+        meta: BTreeMap<String, RawFileMeta>,
+    }
 }
 
-#[derive(Deserialize)]
-struct RawTargets {
-    #[serde(flatten)]
-    common: RawCommon,
-    #[serde(default)]
-    targets: Option<BTreeMap<String, RawFileMeta>>,
-    #[serde(default)]
-    delegations: Option<RawDelegations>,
+raw_role! {
+    // Absent `Option` fields are `None` without `#[serde(default)]`.
+    struct RawTargets {
+        targets: Option<BTreeMap<String, RawFileMeta>>,
+        delegations: Option<RawDelegations>,
+    }
 }
 
 #[derive(Deserialize)]
@@ -207,21 +250,39 @@ fn envelope<'a, T: Deserialize<'a>>(
     role: &str,
     bytes: &'a [u8],
 ) -> Result<(T, Vec<u8>, Vec<Signature>), Error> {
-    // Two decodings of the same bytes: the generic one rejects duplicate keys and gives
-    // the canonical form; the typed one gives the fields. Duplicate keys are refused by
-    // the first, so both see the same document.
-    let doc = Json::parse(bytes).map_err(|e| Error::malformed(role, e))?;
-    let signed = doc
+    let malformed = |e: serde_json::Error| Error::malformed(role, e);
+    let raw: RawEnvelope<'a> = serde_json::from_slice(bytes).map_err(malformed)?;
+    // Every member is held to canonical JSON's rules (no key twice, integers only), as
+    // when the whole document was decoded into one tree.
+    for (key, value) in &raw.members {
+        if key != "signed" {
+            Json::parse(value.get().as_bytes()).map_err(malformed)?;
+        }
+    }
+    let signed = raw
         .get("signed")
-        .ok_or_else(|| Error::malformed(role, "no \"signed\" object"))?;
-    if !matches!(signed, Json::Object(_)) {
+        .ok_or_else(|| Error::malformed(role, "no \"signed\" object"))?
+        .get();
+    if !signed.starts_with('{') {
         return Err(Error::malformed(role, "\"signed\" is not an object"));
     }
-    let canonical = signed.to_canonical();
-    let raw: RawEnvelope<T> =
-        serde_json::from_slice(bytes).map_err(|e| Error::malformed(role, e))?;
-    let signatures = raw
-        .signatures
+    // What the signatures cover is the re-encoding of `signed`. Text that already is
+    // exactly that (Notary writes it so) is taken as it is: strictly ordered keys mean
+    // no key twice, so the typed reading below sees the same document. Anything else
+    // is decoded (refusing a key given twice) and encoded again.
+    let canonical = if canonical::is_canonical(signed) {
+        signed.as_bytes().to_vec()
+    } else {
+        Json::parse(signed.as_bytes())
+            .map_err(malformed)?
+            .to_canonical()
+    };
+    let body: T = serde_json::from_str(signed).map_err(malformed)?;
+    let sigs = raw
+        .get("signatures")
+        .ok_or_else(|| Error::malformed(role, "missing field `signatures`"))?;
+    let sigs: Vec<RawSig> = serde_json::from_str(sigs.get()).map_err(malformed)?;
+    let signatures = sigs
         .into_iter()
         .map(|s| Signature {
             keyid: s.keyid,
@@ -229,29 +290,32 @@ fn envelope<'a, T: Deserialize<'a>>(
             sig: b64(&s.sig),
         })
         .collect();
-    Ok((raw.signed, canonical, signatures))
+    Ok((body, canonical, signatures))
 }
 
-fn common(role: &str, expected_type: &str, raw: &RawCommon) -> Result<Common, Error> {
-    if !raw.kind.eq_ignore_ascii_case(expected_type) {
+fn common(
+    role: &str,
+    expected_type: &str,
+    kind: &str,
+    version: i64,
+    expires: &str,
+) -> Result<Common, Error> {
+    if !kind.eq_ignore_ascii_case(expected_type) {
         return Err(Error::malformed(
             role,
-            format!("_type is {:?}, expected {expected_type:?}", raw.kind),
+            format!("_type is {kind:?}, expected {expected_type:?}"),
         ));
     }
-    let version = u64::try_from(raw.version)
+    let version = u64::try_from(version)
         .ok()
         .filter(|v| *v >= 1)
         .ok_or_else(|| {
-            Error::malformed(
-                role,
-                format!("version {} is not a positive integer", raw.version),
-            )
+            Error::malformed(role, format!("version {version} is not a positive integer"))
         })?;
-    let expires = OffsetDateTime::parse(&raw.expires, &Rfc3339).map_err(|e| {
+    let expires = OffsetDateTime::parse(expires, &Rfc3339).map_err(|e| {
         Error::malformed(
             role,
-            format!("expires {:?} is not an RFC 3339 time: {e}", raw.expires),
+            format!("expires {expires:?} is not an RFC 3339 time: {e}"),
         )
     })?;
     Ok(Common { version, expires })
@@ -316,7 +380,7 @@ pub const TOP_ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 /// Parses `root.json`.
 pub fn parse_root(role: &str, bytes: &[u8]) -> Result<Signed<Root>, Error> {
     let (raw, canonical, signatures) = envelope::<RawRoot>(role, bytes)?;
-    let common = common(role, "Root", &raw.common)?;
+    let common = raw.common(role, "Root")?;
     let keys = keys(role, raw.keys)?;
     let mut roles = BTreeMap::new();
     for (name, r) in raw.roles {
@@ -345,7 +409,7 @@ pub fn parse_meta_role(
     bytes: &[u8],
 ) -> Result<Signed<MetaRole>, Error> {
     let (raw, canonical, signatures) = envelope::<RawMetaRole>(role, bytes)?;
-    let common = common(role, expected_type, &raw.common)?;
+    let common = raw.common(role, expected_type)?;
     let mut meta = BTreeMap::new();
     for (name, m) in raw.meta {
         let parsed = file_meta(role, &name, m)?;
@@ -361,7 +425,7 @@ pub fn parse_meta_role(
 /// Parses `targets.json` or a delegation file named `role`.
 pub fn parse_targets(role: &str, bytes: &[u8]) -> Result<Signed<TargetsRole>, Error> {
     let (raw, canonical, signatures) = envelope::<RawTargets>(role, bytes)?;
-    let common = common(role, "Targets", &raw.common)?;
+    let common = raw.common(role, "Targets")?;
     let mut targets = BTreeMap::new();
     for (name, m) in raw.targets.unwrap_or_default() {
         let parsed = file_meta(role, &name, m)?;

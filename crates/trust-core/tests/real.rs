@@ -143,3 +143,72 @@ fn ca_issuance_needs_both_the_name_and_the_signature() {
         "a valid signature under another issuer name does not chain"
     );
 }
+
+/// Every metadata file in the fixtures (the real notary-server's, and the old clients'
+/// of notary-compat): what trust-core takes as the signed bytes is the re-encoding of
+/// `signed`, whether it was recognised as canonical text and taken as it is (as the
+/// notary-server's files are) or encoded again.
+#[test]
+fn signed_bytes_are_the_reencoding_whether_taken_as_written_or_not() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("notary-real"), root.join("notary-compat")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                files.push(path);
+            }
+        }
+    }
+    let mut taken_as_written = 0;
+    let mut checked = 0;
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap();
+        #[derive(serde::Deserialize)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            signed: &'a serde_json::value::RawValue,
+        }
+        let Ok(envelope) = serde_json::from_slice::<Envelope<'_>>(&bytes) else {
+            continue; // not a metadata file (expected verdicts, key lists)
+        };
+        let kind = serde_json::from_str::<serde_json::Value>(envelope.signed.get()).unwrap()
+            ["_type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let signed = match kind.as_str() {
+            "Root" => trust_core::metadata::parse_root("root", &bytes).map(|s| s.canonical),
+            "Targets" => {
+                trust_core::metadata::parse_targets("targets", &bytes).map(|s| s.canonical)
+            }
+            "Snapshot" | "Timestamp" => {
+                trust_core::metadata::parse_meta_role("meta", &kind, &bytes).map(|s| s.canonical)
+            }
+            _ => continue,
+        };
+        let Ok(signed) = signed else { continue };
+        let reencoded =
+            trust_core::canonical::canonicalize(envelope.signed.get().as_bytes()).unwrap();
+        assert_eq!(signed, reencoded, "{}", path.display());
+        checked += 1;
+        if trust_core::canonical::is_canonical(envelope.signed.get()) {
+            assert_eq!(
+                signed,
+                envelope.signed.get().as_bytes(),
+                "{}",
+                path.display()
+            );
+            taken_as_written += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} metadata files read");
+    // notary-server stores what its clients signed, as they encoded it.
+    assert!(
+        taken_as_written * 2 >= checked,
+        "{taken_as_written} of {checked} taken as written"
+    );
+}
