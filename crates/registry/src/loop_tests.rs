@@ -226,7 +226,16 @@ async fn referrers_follow_every_page_in_order() {
     let want: Vec<String> = (0..5).map(|i| format!("sha256:{i:064x}")).collect();
     assert_eq!(numbers, want);
     assert!(!found.unread);
-    assert_eq!(script.seen().len(), 3);
+    assert_eq!(pages_asked(&script), 3);
+}
+
+/// Referrer pages asked (the tag-schema fallback is asked beside the first).
+fn pages_asked(script: &Script) -> usize {
+    script
+        .seen()
+        .iter()
+        .filter(|s| s.url.contains("/referrers/"))
+        .count()
 }
 
 #[tokio::test]
@@ -249,7 +258,7 @@ async fn endless_pages_stop_at_the_cap_and_say_more_is_unread() {
         .referrers(HOST, "app", &digest(), &[SIG], &budget())
         .await
         .unwrap();
-    assert_eq!(script.seen().len(), MAX_PAGES);
+    assert_eq!(pages_asked(&script), MAX_PAGES);
     assert_eq!(found.matching.len(), MAX_PAGES);
     assert!(found.unread, "a signature may be on the pages not read");
 }
@@ -290,6 +299,26 @@ async fn a_registry_without_the_referrers_api_is_asked_for_the_fallback_tag() {
         .await
         .unwrap();
     assert_eq!(found.matching[0].digest, format!("sha256:{:064x}", 7));
+}
+
+#[tokio::test]
+async fn the_referrers_api_answer_counts_over_the_fallback_tag_asked_beside_it() {
+    let (c, script, _d) = client(false, None);
+    script.on(&first(), ok(&index(SIG, 1, 1)));
+    let tag = digest().replacen(':', "-", 1);
+    // Asked at the same time; a registry with the API may hold anything under that tag,
+    // or fail on it: neither counts.
+    for answer in [ok(&index(SIG, 7, 1)), status(500)] {
+        script.on(&format!("{BASE}/manifests/{tag}"), answer);
+        let found = c
+            .referrers(HOST, "app", &digest(), &[SIG], &budget())
+            .await
+            .unwrap();
+        let digests: Vec<&str> = found.matching.iter().map(|d| d.digest.as_str()).collect();
+        assert_eq!(digests, [format!("sha256:{:064x}", 1)]);
+        script.on(&first(), ok(&index(SIG, 1, 1)));
+    }
+    assert!(script.seen().iter().any(|s| s.url.ends_with(&tag)));
 }
 
 #[tokio::test]

@@ -69,6 +69,9 @@ impl Reqwest {
     }
 
     fn http(&self, e: &Endpoint) -> Result<reqwest::Client, Error> {
+        if e.ca.is_empty() && !e.skip_verify {
+            return system_roots(self.timeout);
+        }
         let key = (e.ca.clone(), e.skip_verify);
         let mut map = self.http.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(&key) {
@@ -118,17 +121,7 @@ impl Reqwest {
     }
 
     fn builder(&self, e: &Endpoint) -> Result<reqwest::ClientBuilder, Error> {
-        // rustls with ring, as everywhere in pullguard; an error only says a provider is
-        // installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout)
-            .min_tls_version(reqwest::tls::Version::TLS_1_2)
-            // Blobs are often redirected to storage; a few hops at most.
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("pullguardd/", env!("CARGO_PKG_VERSION")));
+        let mut b = base_builder(self.timeout);
         for ca in &e.ca {
             for c in self.ca_file(ca)? {
                 b = b.add_root_certificate(c);
@@ -138,6 +131,55 @@ impl Reqwest {
             b = b.tls_danger_accept_invalid_certs(true);
         }
         Ok(b)
+    }
+}
+
+/// What every client of the registries has: rustls, timeouts, redirects, pooling.
+fn base_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    // rustls with ring, as everywhere in pullguard; an error only says a provider is
+    // installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .min_tls_version(reqwest::tls::Version::TLS_1_2)
+        // Blobs are often redirected to storage; a few hops at most.
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("pullguardd/", env!("CARGO_PKG_VERSION")))
+}
+
+/// The client of every endpoint verified with the system's roots (no CA file, TLS
+/// checked), per timeout: built once per process and kept across policy generations.
+/// Building one reads and parses the system's root store, 4–12 ms on the bench machine
+/// (bench/results/notes.md) — the largest part of a cold cosign or Notation verdict
+/// when each generation built its own on first use. Nothing in it depends on the
+/// policy but the timeout; CA files (which a reload must re-read) never come here.
+static SYSTEM_ROOTS: Mutex<Vec<(Duration, reqwest::Client)>> = Mutex::new(Vec::new());
+
+fn system_roots(timeout: Duration) -> Result<reqwest::Client, Error> {
+    // Held while building, so that a verdict arriving during `warm` waits for that
+    // client instead of building a second one.
+    let mut clients = SYSTEM_ROOTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = clients.iter().find(|(t, _)| *t == timeout) {
+        return Ok(c.clone());
+    }
+    let c = base_builder(timeout).build().map_err(|err| Error::BadCa {
+        path: "the system's root certificates".to_owned(),
+        detail: codes::text::error_chain(&err),
+    })?;
+    // A few timeouts at most (one per policy edit of registry_timeout).
+    if clients.len() >= 4 {
+        clients.remove(0);
+    }
+    clients.push((timeout, c.clone()));
+    Ok(c)
+}
+
+/// Builds the client of [`system_roots`] ahead of the first verdict that needs it.
+pub(crate) fn warm(timeout: Duration) {
+    if let Err(e) = system_roots(timeout) {
+        tracing::warn!(error = %e, "registry client");
     }
 }
 

@@ -172,8 +172,18 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         let_through: Vec::new(),
     };
 
+    // The classic tag and the referrers are asked together (one round trip instead of
+    // two on a cold verdict); the classic signatures are still judged first, and the
+    // referrers only when none of them vouches.
     let classic_tag = classic::signature_tag(&hex);
-    let sig = skipped.keep(reg.manifest(host, path, &classic_tag, &budget).await)?;
+    // cosign writes the referrer's index entry with the bundle type, or (v2.6's
+    // --new-bundle-format) with the empty type and the bundle type in the manifest.
+    let types = [bundle::ARTIFACT_TYPE, registry::EMPTY_ARTIFACT_TYPE];
+    let (sig, referrers) = tokio::join!(
+        reg.manifest(host, path, &classic_tag, &budget),
+        reg.referrers(host, path, &digest, &types, &budget),
+    );
+    let sig = skipped.keep(sig)?;
     if let Some(m) = sig.flatten() {
         match classic::layers(&m.bytes) {
             Ok(layers) => {
@@ -202,12 +212,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
             Err(e) => failures.add(e),
         }
     }
-    // cosign writes the referrer's index entry with the bundle type, or (v2.6's
-    // --new-bundle-format) with the empty type and the bundle type in the manifest.
-    let types = [bundle::ARTIFACT_TYPE, registry::EMPTY_ARTIFACT_TYPE];
-    let referrers = skipped
-        .keep(reg.referrers(host, path, &digest, &types, &budget).await)?
-        .unwrap_or_default();
+    let referrers = skipped.keep(referrers)?.unwrap_or_default();
     for r in &referrers.matching {
         let Some(Some(m)) = skipped.keep(reg.manifest(host, path, &r.digest, &budget).await)?
         else {

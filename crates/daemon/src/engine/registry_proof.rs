@@ -204,6 +204,15 @@ impl<K: RegistryKind> ProofKind for RegistryProof<K> {
         _previous: Option<&K::Prepared>,
         problems: &mut Vec<String>,
     ) -> K::Prepared {
+        // A rule that asks registries for this kind: the TLS client is made now, not by
+        // the first verdict.
+        if policy
+            .rules
+            .iter()
+            .any(|r| r.require == policy::Require::Signed && r.proofs.contains(&K::PROOF))
+        {
+            registry::warm(policy.daemon.registry_timeout);
+        }
         K::prepare(policy, problems)
     }
 
