@@ -15,8 +15,12 @@ impl Policy {
                 message,
             });
         };
-        for (i, r) in self.rules.iter().enumerate() {
-            if let Some(earlier) = self.rules[..i].iter().find(|e| e.pattern == r.pattern) {
+        // The first rule of each pattern, in one pass (not a scan per rule).
+        let mut first: std::collections::HashMap<&str, &Rule> =
+            std::collections::HashMap::with_capacity(self.rules.len());
+        for r in &self.rules {
+            let earlier = *first.entry(r.pattern.as_str()).or_insert(r);
+            if !std::ptr::eq(earlier, r) {
                 warn(r, format!("rule {} can never apply: rule {} has the same pattern and comes first; merge them or delete one", r.name, earlier.name));
                 continue;
             }

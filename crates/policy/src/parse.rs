@@ -1,7 +1,7 @@
 //! Parsing and validating a policy file: every problem at once, each with its line and
 //! column; rules built with their compiled globs; ties between rules refused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -314,10 +314,14 @@ pub fn check_trust_server_url(url: &str) -> Result<(), String> {
 /// (an imported `require = "any"` ahead of the signed rule for the same scope). Refused;
 /// a shadowing rule as strict or stricter is only warned about (`Policy::lint`).
 fn shadowed_by_laxer(ctx: &mut Ctx<'_>, rules: &[Rule]) {
-    for (i, r) in rules.iter().enumerate() {
-        let Some(earlier) = rules[..i].iter().find(|e| e.pattern == r.pattern) else {
+    // The first rule of each pattern, found in one pass (a scan of the earlier rules for
+    // each rule was quadratic: a quarter of a second for 10,000 rules on every reload).
+    let mut first: HashMap<&str, &Rule> = HashMap::with_capacity(rules.len());
+    for r in rules {
+        let earlier = *first.entry(r.pattern.as_str()).or_insert(r);
+        if std::ptr::eq(earlier, r) {
             continue;
-        };
+        }
         if crate::lint::laxness(earlier) > crate::lint::laxness(r) {
             ctx.problems.push(Problem {
                 line: r.position.0,
