@@ -115,7 +115,7 @@ pub struct TargetsRole {
 /// An envelope's members as they are written: `signed` is kept as text, so that
 /// canonical text can be checked and read in place; a member given twice is refused.
 struct RawEnvelope<'a> {
-    members: Vec<(String, &'a RawValue)>,
+    members: BTreeMap<String, &'a RawValue>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawEnvelope<'a> {
@@ -127,13 +127,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawEnvelope<'a> {
                 f.write_str("an object with \"signed\" and \"signatures\"")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members: Vec<(String, &'a RawValue)> = Vec::new();
+                // A map, not a list searched for each key: the members are the file's,
+                // and a file of many short keys would make that search quadratic.
+                let mut members = BTreeMap::new();
                 while let Some(key) = map.next_key::<String>()? {
-                    if members.iter().any(|(k, _)| *k == key) {
+                    if members.contains_key(&key) {
                         return Err(de::Error::custom(format!("duplicate key {key:?}")));
                     }
-                    let value = map.next_value()?;
-                    members.push((key, value));
+                    let value: &'a RawValue = map.next_value()?;
+                    members.insert(key, value);
                 }
                 Ok(RawEnvelope { members })
             }
@@ -144,7 +146,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawEnvelope<'a> {
 
 impl<'a> RawEnvelope<'a> {
     fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+        self.members.get(key).copied()
     }
 }
 

@@ -212,3 +212,40 @@ fn signed_bytes_are_the_reencoding_whether_taken_as_written_or_not() {
         "{taken_as_written} of {checked} taken as written"
     );
 }
+
+/// A key given twice is refused wherever it is in the file: at the top (two `signed`
+/// objects, one for the signature and one for the reader), inside `signed` (canonical
+/// text otherwise, so the in-place check must see it), and inside a signature.
+#[test]
+fn a_key_given_twice_anywhere_in_a_real_file_is_refused() {
+    let real = std::fs::read_to_string(fixture().join("metadata/timestamp.json")).unwrap();
+    let parse = |text: &str| {
+        trust_core::metadata::parse_meta_role("timestamp", "Timestamp", text.as_bytes())
+    };
+    parse(&real).expect("the real file parses");
+    let signed_at = real.find("{\"_type\"").unwrap();
+    let signed_end = real.find(",\"signatures\"").unwrap();
+    let signed = &real[signed_at..signed_end];
+    for (what, text) in [
+        (
+            "a second signed object",
+            real.replacen(
+                ",\"signatures\"",
+                &format!(",\"signed\":{signed},\"signatures\""),
+                1,
+            ),
+        ),
+        (
+            "a key twice inside signed",
+            real.replacen("\"version\":", "\"version\":99,\"version\":", 1),
+        ),
+        (
+            "a key twice inside a signature",
+            real.replacen("\"method\":", "\"method\":\"ecdsa\",\"method\":", 1),
+        ),
+    ] {
+        assert_ne!(text, real, "{what}: the edit applies");
+        let e = parse(&text).expect_err(what);
+        assert!(e.to_string().contains("duplicate"), "{what}: {e}");
+    }
+}
