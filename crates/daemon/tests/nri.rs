@@ -329,6 +329,48 @@ async fn containers_of_refused_images_are_never_created_whatever_brought_the_ima
     let (ok, out) = cd.crictl(&["start", &id]);
     assert!(ok, "{out}");
     assert!(running(&cd, &id), "{}", cd.crictl(&["inspect", &id]).1);
+
+    // remembered_name_vouches_for_another_image: where containerd names the image CRI
+    // runs (2.4), the gate now remembers that the signed name pointed at the signed
+    // image it ran, and reads nothing for the next such creation. That memory must
+    // vouch for nothing else: a client naming the signed image over the unsigned
+    // import, and the signed name re-pointed at the unsigned content, are refused.
+    let (ok, out) = create(&cd, &pod, "web", "again", &signed);
+    assert!(ok, "the signed image's second container was refused: {out}");
+    let (ok, out) = create_annotated(
+        &cd,
+        &pod,
+        "web",
+        "lying-again",
+        &imported,
+        &serde_json::json!({ "io.kubernetes.cri.image-name": signed }),
+    );
+    assert!(
+        !ok && out.contains("[container_image_mismatch]"),
+        "the remembered name let the unsigned image through: {out}"
+    );
+    let (ok, out) = cd.ctr("k8s.io", &["images", "tag", "--force", &imported, &signed]);
+    assert!(ok, "{out}");
+    // CRI follows containerd's image events into its own cache: wait until it resolves
+    // the signed name to the unsigned image, so the creation below runs that.
+    let id_of = |name: &str| {
+        let (_, out) = cd.crictl(&["inspecti", "-o", "json", name]);
+        serde_json::from_str::<Value>(&out)
+            .map(|v| v["status"]["id"].clone())
+            .ok()
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while id_of(&signed) != id_of(&imported) {
+        assert!(Instant::now() < deadline, "CRI never saw the re-tag");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (ok, out) = create(&cd, &pod, "web", "repointed", &signed);
+    assert!(
+        !ok && out.contains("pullguard: refused container repointed"),
+        "the signed name, re-pointed at unsigned content, was allowed from memory: {out}"
+    );
+    let e = world.events_of("container.refused").pop().unwrap();
+    assert_eq!(e["digest"], cd.get("UNSIGNED_DIGEST"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

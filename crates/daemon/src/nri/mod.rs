@@ -157,17 +157,29 @@ impl nri::Handler for Gate {
         let container_id = container.id.clone();
         let cri_image = container.image.clone();
         let work = tokio::spawn(async move {
-            // The image record and the container's root filesystem, asked together.
-            let (digest, root) =
-                tokio::join!(images.digest_of(&name), images.root_of(&container_id));
-            // What the container will run is the image CRI resolved for it (its config
-            // and manifest, where containerd says) and the root filesystem CRI prepared
-            // for it: the image judged must be that one, or the name the gate was given
-            // (an annotation a CRI client can set, a record CRI's own cache no longer
-            // agrees with) is not what runs.
-            let runs = match &digest {
-                Ok(d) => images.runs(d, cri_image.as_ref(), root).await,
-                Err(_) => Ok(()),
+            let (digest, runs) = match images.remembered(&name, cri_image.as_ref()) {
+                // containerd named the image CRI runs, and the name was read live to
+                // point at it moments ago with every view agreeing: no read.
+                Some(d) => (Ok(d), Ok(())),
+                None => {
+                    // The image record and the container's root filesystem, asked
+                    // together.
+                    let (digest, root) =
+                        tokio::join!(images.digest_of(&name), images.root_of(&container_id));
+                    // What the container will run is the image CRI resolved for it (its
+                    // config and manifest, where containerd says) and the root
+                    // filesystem CRI prepared for it: the image judged must be that one,
+                    // or the name the gate was given (an annotation a CRI client can set,
+                    // a record CRI's own cache no longer agrees with) is not what runs.
+                    let runs = match &digest {
+                        Ok(d) => images.runs(d, cri_image.as_ref(), root).await,
+                        Err(_) => Ok(()),
+                    };
+                    if let (Ok(d), Ok(())) = (&digest, &runs) {
+                        images.remember(&name, d, cri_image.as_ref());
+                    }
+                    (digest, runs)
+                }
             };
             let lookup_us = started.elapsed().as_micros();
             let v = match (digest, runs) {
