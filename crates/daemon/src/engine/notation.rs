@@ -153,16 +153,18 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
     let budget = registry::Budget::per_verdict();
     let named = subject(image, &digest);
     // The payload names the manifest's digest, size and media type: read it (by digest,
-    // checked) to know the last two.
-    let manifest = reg
-        .manifest(host, path, &digest, &budget)
-        .await?
-        .ok_or_else(|| {
-            deny(
-                ReasonCode::NoSignature,
-                format!("{named} is not in its registry, so nothing can be signed for it"),
-            )
-        })?;
+    // checked) to know the last two. Asked beside the referrers, which do not depend on
+    // it: one round trip to the registry instead of two in a row.
+    let (manifest, referrers) = tokio::join!(
+        reg.manifest(host, path, &digest, &budget),
+        reg.referrers(host, path, &digest, &[ARTIFACT_TYPE], &budget)
+    );
+    let manifest = manifest?.ok_or_else(|| {
+        deny(
+            ReasonCode::NoSignature,
+            format!("{named} is not in its registry, so nothing can be signed for it"),
+        )
+    })?;
     let target = Target {
         digest: &digest,
         size: manifest.bytes.len() as u64,
@@ -185,12 +187,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
     };
     let mut failures = Failures::default();
     let mut skipped = Skipped::default();
-    let referrers = skipped
-        .keep(
-            reg.referrers(host, path, &digest, &[ARTIFACT_TYPE], &budget)
-                .await,
-        )?
-        .unwrap_or_default();
+    let referrers = skipped.keep(referrers)?.unwrap_or_default();
     for r in referrers.matching.iter().take(MAX_SIGNATURES) {
         let Some(Some(sig_manifest)) =
             skipped.keep(reg.manifest(host, path, &r.digest, &budget).await)?

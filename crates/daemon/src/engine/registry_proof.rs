@@ -52,10 +52,17 @@ pub(crate) fn registry_reason(e: &registry::Error) -> ReasonCode {
 /// runtime (unit tests), where that is not possible. The work itself is bounded by the
 /// parsers' caps (sizes, counts, nesting) and the per-verdict budget.
 pub(crate) fn off_worker<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+    let started = std::time::Instant::now();
+    let out = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
-    }
+    };
+    // Beside "signatures looked up": what of a cold verdict is the check, not the registry.
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        "signature checked off the async workers"
+    );
+    out
 }
 
 /// `repo[:tag]@digest`: the image a signature must vouch for, named once (a pull by
