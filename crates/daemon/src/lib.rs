@@ -115,11 +115,10 @@ pub async fn run(
             .map_err(setup(format!("cannot listen for metrics on {addr}")))?;
         tokio::spawn(metrics::serve(engine.clone(), listener));
     }
-    let _watcher =
-        reload::start(engine.clone(), config.to_path_buf()).map_err(|e| StartError::Setup {
-            what: format!("cannot watch {}", config.display()),
-            source: std::io::Error::other(e),
-        })?;
+    reload::start(engine.clone(), config.to_path_buf()).map_err(|e| StartError::Setup {
+        what: format!("cannot watch {}", config.display()),
+        source: e,
+    })?;
     if let Some(socket) = &settings.containerd_socket {
         if settings.watch_images {
             watcher::spawn(engine.clone(), socket.clone());

@@ -55,6 +55,16 @@ async fn edits_renames_invalid_edits_deletion_and_sighup() {
     // An editor's atomic rename.
     write_atomically(&world.config, &policy(&world, "any"));
     until(&daemon, true, "team-any", 3).await;
+    // Both seen by the directory's watch (a write closed, a rename in), not left to
+    // the one-second check.
+    let reloaded = world.events_of("policy.reloaded");
+    assert!(
+        reloaded.len() >= 2
+            && reloaded[reloaded.len() - 2..]
+                .iter()
+                .all(|e| e["message"].as_str().unwrap().ends_with("(file change)")),
+        "{reloaded:?}"
+    );
 
     // An invalid edit: the last good policy stays, and the event says where.
     std::fs::write(
