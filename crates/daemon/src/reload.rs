@@ -308,7 +308,10 @@ mod tests {
         }
         // Our own read of the policy is no change either.
         std::fs::read(&policy).unwrap();
-        assert!(!woke(&mut rx, 300).await, "the watch woke for a log line or a read");
+        assert!(
+            !woke(&mut rx, 300).await,
+            "the watch woke for a log line or a read"
+        );
         // The policy written (and closed), renamed over, deleted, created: each wakes it.
         std::fs::write(&policy, "[daemon]\n# edited\n").unwrap();
         assert!(woke(&mut rx, 2000).await, "an edit in place was not seen");
@@ -316,7 +319,10 @@ mod tests {
         std::fs::write(&tmp, "[daemon]\n").unwrap();
         while rx.try_recv().is_ok() {}
         std::fs::rename(&tmp, &policy).unwrap();
-        assert!(woke(&mut rx, 2000).await, "a rename over the policy was not seen");
+        assert!(
+            woke(&mut rx, 2000).await,
+            "a rename over the policy was not seen"
+        );
         std::fs::remove_file(&policy).unwrap();
         assert!(woke(&mut rx, 2000).await, "a deletion was not seen");
         while rx.try_recv().is_ok() {}

@@ -30,6 +30,9 @@ const MAX_CACHE_BLOB: u64 = 200 * 1024 * 1024;
 pub(crate) struct NotaryV1 {
     files: Lookups<Arc<RepoFiles>>,
     verified: Lookups<Arc<VerifiedRepo>>,
+    /// Trust data fetched and not yet kept on disk, by trust server and repository:
+    /// kept once it has verified (see [`persist`]).
+    unsaved: std::sync::Mutex<std::collections::HashMap<String, Arc<RepoFiles>>>,
 }
 
 impl Default for NotaryV1 {
@@ -53,6 +56,7 @@ impl Default for NotaryV1 {
                     fetches: false,
                 },
             ),
+            unsaved: std::sync::Mutex::default(),
         }
     }
 }
@@ -232,6 +236,7 @@ impl NotaryV1 {
         // recording is disk work: off the async workers, so that other verdicts flow.
         let state = engine.state.clone();
         let (g, max_age) = (gun.to_owned(), rule.max_timestamp_age);
+        let checked = files.clone();
         let verified = tokio::task::spawn_blocking(move || {
             let anchor = if pinned {
                 RootAnchor::Pinned(&pins)
@@ -240,7 +245,7 @@ impl NotaryV1 {
             };
             let mut opts = VerifyOptions::new(&g, prior.now, anchor);
             opts.max_timestamp_age = max_age;
-            state.verify_and_record(&prior, &files, opts)
+            state.verify_and_record(&prior, &checked, opts)
         })
         .await
         .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
@@ -253,6 +258,7 @@ impl NotaryV1 {
         })?;
         let record = verified.recorded_in.unwrap_or_default();
         let repo = verified.repo;
+        self.keep_verified(engine, at, &files);
         // Where a cold verdict's time goes (PULLGUARD_LOG=debug), for slow-pull reports.
         tracing::debug!(
             gun,
@@ -285,7 +291,11 @@ impl NotaryV1 {
             match fetched {
                 Ok(files) => {
                     let files = Arc::new(files);
-                    persist(engine, &key, &files);
+                    let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+                    if unsaved.len() >= CACHE_MAX {
+                        unsaved.clear();
+                    }
+                    unsaved.insert(key.clone(), files.clone());
                     Ok(files)
                 }
                 Err(FetchError::NotFound { .. }) => Err(Miss::Refused(deny(
@@ -314,6 +324,23 @@ impl NotaryV1 {
                 || restore(engine, &key),
             )
             .await
+    }
+}
+
+impl NotaryV1 {
+    /// Keeps `files` on disk if they are the ones last fetched for this repository and
+    /// not yet kept: only trust data that verified replaces what a restart falls back
+    /// on, and only after the verdict's own record (its disk and CPU work would
+    /// otherwise compete with the verification and the record: a 10,000-tag
+    /// targets.json is 2 MB to encode, write and sync).
+    fn keep_verified(&self, engine: &Engine, at: &Repository<'_>, files: &Arc<RepoFiles>) {
+        let key = format!("{}\u{0}{}", at.server, at.gun);
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        if unsaved.get(&key).is_some_and(|f| Arc::ptr_eq(f, files)) {
+            unsaved.remove(&key);
+            drop(unsaved);
+            persist(engine, &key, files);
+        }
     }
 }
 
