@@ -28,20 +28,23 @@ impl Walk<'_, '_> {
     pub(super) fn visit(
         &mut self,
         name: &str,
-        role: &TargetsRole,
+        role: TargetsRole,
         paths: &[String],
         depth: usize,
     ) -> Result<(), Error> {
-        let allowed: BTreeMap<String, FileMeta> = role
-            .targets
-            .iter()
-            .filter(|(target, _)| paths.iter().any(|p| target.starts_with(p.as_str())))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let TargetsRole {
+            targets: mut allowed,
+            delegation_keys,
+            delegations,
+            ..
+        } = role;
+        // The role's own targets, kept in place (a copy of a 10,000-target map and the
+        // drop of the original were a fifth of a large repository's verification).
+        allowed.retain(|target, _| paths.iter().any(|p| target.starts_with(p.as_str())));
         self.targets.insert(name.to_owned(), allowed);
         self.order.push(name.to_owned());
 
-        for d in &role.delegations {
+        for d in &delegations {
             self.count += 1;
             if self.count > self.opts.limits.delegations {
                 return Err(Error::Oversized {
@@ -100,7 +103,7 @@ impl Walk<'_, '_> {
             check_file(&d.name, "snapshot", bytes, meta, self.opts.limits.file)?;
             let child = parse_targets(&d.name, bytes)?;
             no_rollback(&d.name, child.body.common.version, self.opts.state)?;
-            let signers = signed_by(&d.name, &child, &role.delegation_keys, &d.keys)?;
+            let signers = signed_by(&d.name, &child, &delegation_keys, &d.keys)?;
             not_expired(&d.name, child.body.common.expires, self.opts.now)?;
             // A child may only narrow its parent's paths.
             let child_paths: Vec<String> = if d.uses_hash_prefixes {
@@ -114,7 +117,7 @@ impl Walk<'_, '_> {
             };
             self.roles
                 .insert(d.name.clone(), info(&child.body.common, signers));
-            self.visit(&d.name, &child.body, &child_paths, depth + 1)?;
+            self.visit(&d.name, child.body, &child_paths, depth + 1)?;
         }
         Ok(())
     }

@@ -320,7 +320,7 @@ pub fn verify(files: &RepoFiles, opts: &VerifyOptions<'_>) -> Result<VerifiedRep
         order: Vec::new(),
         count: 0,
     };
-    walk.visit("targets", &targets.body, &[String::new()], 0)?;
+    walk.visit("targets", targets.body, &[String::new()], 0)?;
     let (skipped, targets_by_role, walk_order) = (walk.skipped, walk.targets, walk.order);
 
     let mut versions = opts.state.map(|s| s.versions.clone()).unwrap_or_default();
