@@ -254,8 +254,13 @@ impl EventLog {
         Ok(())
     }
 
+    /// Rotation happens under the lock every verdict takes to record its event, so it
+    /// does no more than it must: the full file is not synced (its durable events, the
+    /// rejections, were synced one by one as they were written; the others never are),
+    /// while the renames and the new file are (one sync of the directory), so that a
+    /// rejection synced into the new file is found there after a crash. Syncing the
+    /// whole 100 MiB file here held every verdict for the length of its writeback.
     fn rotate(&self, st: &mut FileState) -> std::io::Result<()> {
-        st.file.sync_all()?;
         let numbered = |n: usize| PathBuf::from(format!("{}.{n}", self.path.display()));
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
@@ -268,7 +273,12 @@ impl EventLog {
         }
         st.file = open_append(&self.path)?;
         st.size = 0;
-        Ok(())
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(dir)?.sync_all()
     }
 
     /// A receiver of every event line from now on.
