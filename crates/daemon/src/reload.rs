@@ -86,14 +86,9 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<&'static str>(16);
     let dir = path
         .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     watch(&dir, tx.clone())?;
 
     let hup_tx = tx.clone();

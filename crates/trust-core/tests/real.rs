@@ -215,7 +215,8 @@ fn signed_bytes_are_the_reencoding_whether_taken_as_written_or_not() {
 
 /// A key given twice is refused wherever it is in the file: at the top (two `signed`
 /// objects, one for the signature and one for the reader), inside `signed` (canonical
-/// text otherwise, so the in-place check must see it), and inside a signature.
+/// text otherwise, so the in-place check must see it) and in an object it lists, and
+/// inside a signature.
 #[test]
 fn a_key_given_twice_anywhere_in_a_real_file_is_refused() {
     let real = std::fs::read_to_string(fixture().join("metadata/timestamp.json")).unwrap();
@@ -238,6 +239,16 @@ fn a_key_given_twice_anywhere_in_a_real_file_is_refused() {
         (
             "a key twice inside signed",
             real.replacen("\"version\":", "\"version\":99,\"version\":", 1),
+        ),
+        (
+            // The members of an object the typed reading lists in order, without a map
+            // of its own: a file named twice must be refused before it gets there.
+            "a file named twice in the meta it lists",
+            real.replacen(
+                "\"meta\":{\"snapshot\":",
+                "\"meta\":{\"snapshot\":{\"hashes\":{},\"length\":1},\"snapshot\":",
+                1,
+            ),
         ),
         (
             "a key twice inside a signature",

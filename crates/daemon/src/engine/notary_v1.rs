@@ -270,6 +270,21 @@ impl NotaryV1 {
         Ok(repo)
     }
 
+    /// Keeps `files` on disk if they are the ones last fetched for this repository and
+    /// not yet kept: only trust data that verified replaces what a restart falls back
+    /// on, and only after the verdict's own record (its disk and CPU work would
+    /// otherwise compete with the verification and the record: a 10,000-tag
+    /// targets.json is 2 MB to encode, write and sync).
+    fn keep_verified(&self, engine: &Engine, at: &Repository<'_>, files: &Arc<RepoFiles>) {
+        let key = files_key(at.server, at.gun);
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        if unsaved.get(&key).is_some_and(|f| Arc::ptr_eq(f, files)) {
+            unsaved.remove(&key);
+            drop(unsaved);
+            persist(engine, &key, files);
+        }
+    }
+
     /// Fresh trust data, one fetch per repository at a time; on failure, what the rule's
     /// `on_unreachable` allows (trust data kept in memory or on disk: trust-core re-checks
     /// its expiry and maximum age against the clock).
@@ -279,7 +294,7 @@ impl NotaryV1 {
         trusted_root: Option<u64>,
     ) -> Result<Arc<RepoFiles>, Denial> {
         let (engine, server, gun) = (at.engine, at.server, at.gun);
-        let key = format!("{server}\u{0}{gun}");
+        let key = files_key(server, gun);
         let fetch = || async {
             let started = Instant::now();
             let fetched = at.fetcher.fetch(gun, trusted_root).await;
@@ -327,21 +342,9 @@ impl NotaryV1 {
     }
 }
 
-impl NotaryV1 {
-    /// Keeps `files` on disk if they are the ones last fetched for this repository and
-    /// not yet kept: only trust data that verified replaces what a restart falls back
-    /// on, and only after the verdict's own record (its disk and CPU work would
-    /// otherwise compete with the verification and the record: a 10,000-tag
-    /// targets.json is 2 MB to encode, write and sync).
-    fn keep_verified(&self, engine: &Engine, at: &Repository<'_>, files: &Arc<RepoFiles>) {
-        let key = format!("{}\u{0}{}", at.server, at.gun);
-        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-        if unsaved.get(&key).is_some_and(|f| Arc::ptr_eq(f, files)) {
-            unsaved.remove(&key);
-            drop(unsaved);
-            persist(engine, &key, files);
-        }
-    }
+/// The key of a repository's trust data: in memory, on disk and not yet kept.
+fn files_key(server: &str, gun: &str) -> String {
+    format!("{server}\u{0}{gun}")
 }
 
 /// Keeps trust data on disk for `on_unreachable = "cached"` after a restart. In the

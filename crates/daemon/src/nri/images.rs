@@ -117,11 +117,10 @@ impl Images {
     /// creation whose every view agreed ([`Images::remembered`]); only where containerd
     /// names that image.
     pub(super) fn remember(&self, image: &str, digest: &str, cri: Option<&nri::api::Image>) {
-        let named = cri.is_some_and(|c| c.digest == digest && !c.config_digest.is_empty());
-        let Ok(name) = record_name(image) else { return };
-        if !named {
+        if !cri.is_some_and(|c| c.digest == digest && !c.config_digest.is_empty()) {
             return;
         }
+        let Ok(name) = record_name(image) else { return };
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
         if names.len() >= MAX_NAMES {
             names.clear();
