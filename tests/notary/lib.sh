@@ -4,9 +4,11 @@
 # Source this file; call notary_up DIR, then notary_cli ..., then notary_down.
 set -euo pipefail
 
+PULLGUARD_TESTS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)
+
 free_port() {
-  # A port nobody listens on now: ask the kernel for one on 127.0.0.1.
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  # A port nobody listens on now and no parallel test claimed (see the script for why).
+  python3 "$PULLGUARD_TESTS_LIB/free_port.py"
 }
 
 # Passphrases for the throwaway keys the CLI creates. Test material only.

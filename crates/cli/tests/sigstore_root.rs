@@ -49,11 +49,17 @@ impl Drop for Server {
 }
 
 fn serve(dir: &Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    // The picker every test shares, so no parallel test's server takes this port.
+    let picked = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/lib/free_port.py"))
+        .output()
+        .unwrap();
+    assert!(picked.status.success(), "tests/lib/free_port.py failed");
+    let port: u16 = String::from_utf8(picked.stdout)
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+        .trim()
+        .parse()
+        .unwrap();
     let child = Command::new("python3")
         .args([
             "-m",

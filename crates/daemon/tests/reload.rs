@@ -7,7 +7,7 @@ mod harness;
 
 use std::path::Path;
 
-use harness::{eventually, verify, Daemon, World};
+use harness::{eventually, free_port, verify, Daemon, World};
 
 const IMAGE: &str = "registry.test/team/app:v1";
 
@@ -293,11 +293,7 @@ async fn a_policy_file_that_comes_back_is_read_whichever_way_it_comes_back() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_reload_shows_its_time_in_status_and_a_gauge_in_metrics() {
     let world = World::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let with_metrics = |require: &str| {
         policy(&world, require).replacen(
             "[daemon]\n",

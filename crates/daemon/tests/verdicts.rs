@@ -6,7 +6,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{eventually, verify, Daemon, Notary, World};
+use harness::{eventually, free_port, verify, Daemon, Notary, World};
 
 const APP: &str = "registry.test/pullguard/app";
 
@@ -282,11 +282,7 @@ async fn bad_config_exits_64_and_check_config_says_why() {
 async fn concurrent_cold_pulls_share_one_fetch() {
     let notary = Notary::start();
     let world = World::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let daemon_cfg = world.daemon_section(&format!("metrics = \"{port}\""));
     world.write_config(&format!(
         "{daemon_cfg}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\n",

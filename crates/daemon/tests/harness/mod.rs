@@ -568,13 +568,43 @@ fn stop_pid_files(dir: &Path) {
     }
 }
 
-/// A TCP port nobody listens on now.
+/// A TCP port on 127.0.0.1 nobody listens on now and no parallel test claimed.
+///
+/// Not the kernel's port 0: that comes from the ephemeral range, where an outgoing
+/// connection may take it before the server binds, and two tests asking at once may get
+/// the same one. The rule (and the claim directory) is `tests/lib/free_port.py`'s, so the
+/// serve scripts and these tests never pick the same port either.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    const LOW: u16 = 20000;
+    const HIGH: u16 = 32000;
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    let dir = std::env::temp_dir().join(format!("pullguard-ports-{uid}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for _ in 0..10_000 {
+        // RandomState is seeded per process and per instance: random enough to spread picks.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        let port = LOW + (h.finish() % u64::from(HIGH - LOW)) as u16;
+        let claim = dir.join(port.to_string());
+        if let Ok(meta) = std::fs::metadata(&claim) {
+            let age = meta.modified().ok().and_then(|m| m.elapsed().ok());
+            if age.is_some_and(|a| a > Duration::from_secs(120)) {
+                let _ = std::fs::remove_file(&claim);
+            }
+            continue;
+        }
+        let claimed = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&claim)
+            .is_ok();
+        if claimed && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}-{HIGH}");
 }
 
 fn read_env(path: &Path) -> HashMap<String, String> {
