@@ -340,6 +340,40 @@ fn hash_mismatch_for_snapshot_from_another_version() {
     assert!(e.to_string().starts_with("snapshot: sha"), "{e}");
 }
 
+/// Files from 64 KiB up are hashed while they are parsed (on another thread): the
+/// verdict must be what hashing first would give, whether the tampered bytes still parse
+/// or not.
+#[test]
+fn hash_mismatch_for_a_large_targets_file_hashed_beside_its_parse() {
+    let mut repo = repo();
+    for i in 0..2_000 {
+        let tag = format!("t{i}");
+        repo.targets.insert(tag.clone(), manifest(&tag));
+    }
+    let files = repo.files();
+    let bytes = files.get("targets").unwrap_or_default().to_vec();
+    assert!(
+        bytes.len() >= 64 * 1024,
+        "{} bytes: too small for the path",
+        bytes.len()
+    );
+    ok(&files, &opts());
+    // Same length, still canonical JSON (one target's digest changed): only the hashes
+    // can tell.
+    let key = b"\"sha256\":\"";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4;
+    let mut redirected = bytes.clone();
+    redirected[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let e = rejected(&with(&files, "targets", redirected), &opts());
+    assert_eq!(e.reason(), Reason::HashMismatch, "{e}");
+    assert!(e.to_string().starts_with("targets: sha"), "{e}");
+    // Same length, no longer JSON: still the hash mismatch, not the parse error.
+    let mut broken = bytes;
+    broken[0] = b'[';
+    let e = rejected(&with(&files, "targets", broken), &opts());
+    assert_eq!(e.reason(), Reason::HashMismatch, "{e}");
+}
+
 #[test]
 fn length_mismatch_for_padded_targets() {
     let files = repo().files();

@@ -348,21 +348,23 @@ fn files_key(server: &str, gun: &str) -> String {
 }
 
 /// Keeps trust data on disk for `on_unreachable = "cached"` after a restart. In the
-/// background: it is not needed for this verdict, and losing it in a crash only means a
-/// refetch.
-fn persist(engine: &Engine, key: &str, files: &RepoFiles) {
-    let map: BTreeMap<&str, String> = files
-        .names()
-        .filter_map(|n| {
-            files
-                .get(n)
-                .map(|b| (n, base64::engine::general_purpose::STANDARD.encode(b)))
-        })
-        .collect();
-    let bytes = serde_json::to_vec(&map).unwrap_or_default();
+/// background, encoding included (for a 10,000-tag repository that is megabytes of
+/// base64 and JSON, which the verdict waited for when it was done here): it is not
+/// needed for this verdict, and losing it in a crash only means a refetch.
+fn persist(engine: &Engine, key: &str, files: &Arc<RepoFiles>) {
     let state = engine.state.clone();
     let key = key.to_owned();
+    let files = files.clone();
     tokio::task::spawn_blocking(move || {
+        let map: BTreeMap<&str, String> = files
+            .names()
+            .filter_map(|n| {
+                files
+                    .get(n)
+                    .map(|b| (n, base64::engine::general_purpose::STANDARD.encode(b)))
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&map).unwrap_or_default();
         if let Err(e) = state.save_cache(&key, &bytes) {
             tracing::warn!(cause = %e, "cannot keep trust data for restarts");
         }

@@ -404,8 +404,14 @@ fn verify_snapshot(
         .meta
         .get("snapshot")
         .ok_or_else(|| Error::malformed("timestamp", "lists no snapshot"))?;
-    check_file("snapshot", "timestamp", bytes, meta, opts.limits.file)?;
-    let snap = parse_meta_role("snapshot", "Snapshot", bytes)?;
+    let snap = check_then_parse(
+        "snapshot",
+        "timestamp",
+        bytes,
+        meta,
+        opts.limits.file,
+        |b| parse_meta_role("snapshot", "Snapshot", b),
+    )?;
     let signers = signed_by("snapshot", &snap, &root.keys, &root_role(root, "snapshot")?)?;
     no_rollback("snapshot", snap.body.common.version, opts.state)?;
     not_expired("snapshot", snap.body.common.expires, opts.now)?;
@@ -424,8 +430,9 @@ fn verify_targets(
         .meta
         .get("targets")
         .ok_or_else(|| Error::malformed("snapshot", "lists no targets"))?;
-    check_file("targets", "snapshot", bytes, meta, opts.limits.file)?;
-    let targets = parse_targets("targets", bytes)?;
+    let targets = check_then_parse("targets", "snapshot", bytes, meta, opts.limits.file, |b| {
+        parse_targets("targets", b)
+    })?;
     let signers = signed_by(
         "targets",
         &targets,
