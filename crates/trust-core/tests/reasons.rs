@@ -461,6 +461,66 @@ fn with_releases(now: OffsetDateTime) -> Repo {
     repo
 }
 
+/// Three large delegations: their files are read ahead of the walk, two at a time.
+fn with_large_delegations() -> Repo {
+    let mut repo = repo();
+    for (role, key) in [
+        ("targets/releases", TestKey::p256(50)),
+        ("targets/qa", TestKey::ed25519(51)),
+        ("targets/ops", TestKey::ed25519(52)),
+    ] {
+        let d = repo.delegate(role, key, NOW);
+        for i in 0..800 {
+            let tag = format!("{}-{i}", &role[8..]);
+            d.targets.insert(tag.clone(), manifest(&tag));
+        }
+    }
+    let d = &repo.delegations[0];
+    assert!(Repo::delegation_bytes(d).len() * 3 >= 128 * 1024, "too small to be read ahead");
+    repo
+}
+
+/// Children read ahead of the walk give the walk's outcome: the first failing child in
+/// the walk's order is the error, whichever thread read it and whatever comes after.
+#[test]
+fn delegations_read_ahead_fail_in_the_walks_order() {
+    let repo = with_large_delegations();
+    let files = repo.files();
+    let v = ok(&files, &opts());
+    assert_eq!(
+        v.resolve_tag("releases-799", TagPolicy::Docker).unwrap().role,
+        "targets/releases"
+    );
+    let tampered = |role: &str| {
+        let mut b = files.get(role).unwrap().to_vec();
+        let key = b"\"sha256\":\"";
+        let at = b.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4;
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        b
+    };
+    // qa (read on the second thread) tampered, ops (read here) signed by a stranger:
+    // qa comes first in the walk.
+    let mut stranger = repo.clone();
+    stranger.delegations[2].signers = Some(vec![TestKey::ed25519(99)]);
+    let both = with(&stranger.files(), "targets/qa", tampered("targets/qa"));
+    let e = rejected(&both, &opts());
+    assert_eq!(e.reason(), Reason::HashMismatch, "{e}");
+    assert!(e.to_string().contains("targets/qa"), "{e}");
+    // The other way round: qa signed by a stranger, ops tampered.
+    let mut stranger = repo.clone();
+    stranger.delegations[1].signers = Some(vec![TestKey::ed25519(99)]);
+    let ops = stranger.files().get("targets/ops").unwrap().to_vec();
+    let mut b = ops.clone();
+    b[0] = b'[';
+    let e = rejected(&with(&stranger.files(), "targets/ops", b), &opts());
+    assert!(e.to_string().contains("targets/qa"), "{e}");
+    assert_ne!(e.reason(), Reason::HashMismatch, "{e}");
+    // Each alone is refused too.
+    let e = rejected(&with(&files, "targets/ops", tampered("targets/ops")), &opts());
+    assert_eq!(e.reason(), Reason::HashMismatch, "{e}");
+    assert!(e.to_string().contains("targets/ops"), "{e}");
+}
+
 #[test]
 fn docker_semantics_releases_first_then_targets_never_other_delegations() {
     let repo = with_releases(NOW);

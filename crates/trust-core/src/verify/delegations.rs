@@ -47,7 +47,8 @@ impl Walk<'_, '_> {
         self.targets.insert(name.to_owned(), allowed);
         self.order.push(name.to_owned());
 
-        for d in &delegations {
+        let mut read_ahead = self.read_ahead(name, &delegations, depth);
+        for (i, d) in delegations.iter().enumerate() {
             self.count += 1;
             if self.count > self.opts.limits.delegations {
                 return Err(Error::Oversized {
@@ -103,14 +104,17 @@ impl Walk<'_, '_> {
                     },
                 });
             };
-            let child = check_then_parse(
-                &d.name,
-                "snapshot",
-                bytes,
-                meta,
-                self.opts.limits.file,
-                |b| parse_targets(&d.name, b),
-            )?;
+            let child = match read_ahead.get_mut(i).and_then(Option::take) {
+                Some(read) => read?,
+                None => check_then_parse(
+                    &d.name,
+                    "snapshot",
+                    bytes,
+                    meta,
+                    self.opts.limits.file,
+                    |b| parse_targets(&d.name, b),
+                )?,
+            };
             no_rollback(&d.name, child.body.common.version, self.opts.state)?;
             let signers = signed_by(&d.name, &child, &delegation_keys, &d.keys)?;
             not_expired(&d.name, child.body.common.expires, self.opts.now)?;
@@ -130,4 +134,73 @@ impl Walk<'_, '_> {
         }
         Ok(())
     }
+
+    /// The children's files checked against the snapshot and parsed ahead of the walk,
+    /// two at a time, when there is enough of them to be worth a thread (a 10,000-tag
+    /// repository spread over delegations read them one after the other). Only the
+    /// children the walk would read itself, with the same checks; each result, error
+    /// included, is used when the walk reaches that child, in its order, so the outcome
+    /// is the walk's. `None` where the walk reads the file itself.
+    fn read_ahead(
+        &self,
+        name: &str,
+        delegations: &[Delegation],
+        depth: usize,
+    ) -> Vec<Option<Result<Signed<TargetsRole>, Error>>> {
+        let budget = self.opts.limits.delegations.saturating_sub(self.count);
+        let wanted: Vec<Option<(&Delegation, &[u8], &FileMeta)>> = delegations
+            .iter()
+            .take(budget)
+            .map(|d| {
+                let readable =
+                    valid_child_name(name, &d.name) && depth < self.opts.limits.delegation_depth;
+                let meta = self.snapshot.meta.get(&d.name)?;
+                let bytes = self.files.get(&d.name)?;
+                readable.then_some((d, bytes, meta))
+            })
+            .collect();
+        let bytes: usize = wanted.iter().flatten().map(|(_, b, _)| b.len()).sum();
+        if wanted.iter().flatten().count() < 2 || bytes < READ_AHEAD_MIN {
+            return Vec::new();
+        }
+        let limit = self.opts.limits.file;
+        let read = |w: &Option<(&Delegation, &[u8], &FileMeta)>| {
+            w.map(|(d, bytes, meta)| {
+                check_then_parse(&d.name, "snapshot", bytes, meta, limit, |b| {
+                    parse_targets(&d.name, b)
+                })
+            })
+        };
+        std::thread::scope(|s| {
+            // Odd children on a second thread, even ones here.
+            let odd = std::thread::Builder::new()
+                .name("trust-core-read".to_owned())
+                .spawn_scoped(s, || {
+                    wanted
+                        .iter()
+                        .skip(1)
+                        .step_by(2)
+                        .map(read)
+                        .collect::<Vec<_>>()
+                });
+            let Ok(odd) = odd else {
+                // No thread to be had: the walk reads each file itself.
+                return Vec::new();
+            };
+            let even: Vec<_> = wanted.iter().step_by(2).map(read).collect();
+            let odd = odd
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let mut all = Vec::with_capacity(wanted.len());
+            let (mut even, mut odd) = (even.into_iter(), odd.into_iter());
+            for i in 0..wanted.len() {
+                all.push(if i % 2 == 0 { even.next() } else { odd.next() }.flatten());
+            }
+            all
+        })
+    }
 }
+
+/// Children's files are read ahead of the walk, two at a time, from this many bytes in
+/// all (below it a thread costs more than it saves).
+const READ_AHEAD_MIN: usize = 128 * 1024;

@@ -14,8 +14,8 @@ use time::{Duration, OffsetDateTime};
 use crate::error::{short_id, Error};
 use crate::keys::PublicKey;
 use crate::metadata::{
-    parse_meta_role, parse_root, parse_targets, valid_child_name, FileMeta, MetaRole, RoleKeys,
-    Root, Signature, Signed, TargetsRole,
+    parse_meta_role, parse_root, parse_targets, valid_child_name, Delegation, FileMeta, MetaRole,
+    RoleKeys, Root, Signature, Signed, TargetsRole,
 };
 
 mod checks;
