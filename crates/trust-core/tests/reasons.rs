@@ -476,7 +476,10 @@ fn with_large_delegations() -> Repo {
         }
     }
     let d = &repo.delegations[0];
-    assert!(Repo::delegation_bytes(d).len() * 3 >= 128 * 1024, "too small to be read ahead");
+    assert!(
+        Repo::delegation_bytes(d).len() * 3 >= 128 * 1024,
+        "too small to be read ahead"
+    );
     repo
 }
 
@@ -488,7 +491,9 @@ fn delegations_read_ahead_fail_in_the_walks_order() {
     let files = repo.files();
     let v = ok(&files, &opts());
     assert_eq!(
-        v.resolve_tag("releases-799", TagPolicy::Docker).unwrap().role,
+        v.resolve_tag("releases-799", TagPolicy::Docker)
+            .unwrap()
+            .role,
         "targets/releases"
     );
     let tampered = |role: &str| {
@@ -516,7 +521,10 @@ fn delegations_read_ahead_fail_in_the_walks_order() {
     assert!(e.to_string().contains("targets/qa"), "{e}");
     assert_ne!(e.reason(), Reason::HashMismatch, "{e}");
     // Each alone is refused too.
-    let e = rejected(&with(&files, "targets/ops", tampered("targets/ops")), &opts());
+    let e = rejected(
+        &with(&files, "targets/ops", tampered("targets/ops")),
+        &opts(),
+    );
     assert_eq!(e.reason(), Reason::HashMismatch, "{e}");
     assert!(e.to_string().contains("targets/ops"), "{e}");
 }
