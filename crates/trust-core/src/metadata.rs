@@ -13,6 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::canonical::{self, Json};
+pub use crate::digest::Hashes;
 use crate::error::Error;
 use crate::keys::PublicKey;
 
@@ -74,28 +75,6 @@ pub struct FileMeta {
     pub length: u64,
     /// Hashes by algorithm name (decoded).
     pub hashes: Hashes,
-}
-
-/// A file's hashes by algorithm name (decoded), in the order the parent lists them
-/// (sorted: canonical JSON, which also refuses a name given twice). A list, not a map:
-/// with 10,000 targets of one hash each, a map's node per target was the largest single
-/// cost of reading and dropping them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Hashes(Vec<(String, Vec<u8>)>);
-
-impl Hashes {
-    /// The hash listed for `algorithm`.
-    pub fn get(&self, algorithm: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(a, _)| a == algorithm)
-            .map(|(_, h)| h.as_slice())
-    }
-
-    /// Every hash listed, as (algorithm, hash).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(a, h)| (a.as_str(), h.as_slice()))
-    }
 }
 
 /// `timestamp.json` or `snapshot.json`.
