@@ -11,7 +11,10 @@
 //!
 //! What it does not: no I/O, no clock, no logging. The caller passes bytes
 //! ([`RepoFiles`]), the time ([`VerifyOptions::now`]) and the previous
-//! [`TrustedState`], and stores the state it gets back. Nothing here can block.
+//! [`TrustedState`], and stores the state it gets back. Nothing here can block. A large
+//! repository is hashed and parsed on two threads (scoped, joined before [`verify`]
+//! returns; the outcome is the one-thread outcome, errors included), so call it where
+//! CPU work belongs (the daemon does, off its async workers).
 //!
 //! Spec: TUF specification section 5 (client workflow), as Notary 0.7 implements it.
 //! Deliberate deviations, all of them stricter than Notary:
