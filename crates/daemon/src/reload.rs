@@ -113,7 +113,13 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
     });
 
     tokio::spawn(async move {
-        let mut current = digest_of(&path);
+        // What is in force, not what the file holds now: an edit that landed between the
+        // start's read and this task would otherwise be taken as already loaded.
+        let mut current = engine
+            .loaded()
+            .text_sha256
+            .clone()
+            .or_else(|| digest_of(&path));
         let mut missing_reported = false;
         while let Some(first) = rx.recv().await {
             // Debounce: editors and deployment tools write in several steps, which land
@@ -204,14 +210,17 @@ fn mark_reload(engine: &Engine, failed: bool) {
 pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
     let old = engine.loaded();
     let parsed = policy::Policy::read(path).and_then(|text| {
-        let version = crate::engine::policy_version(path, &text);
+        let version = (
+            crate::engine::policy_version(path, &text),
+            crate::engine::text_sha256(&text),
+        );
         policy::Policy::parse(path, &text).map(|p| (p, version))
     });
     let prepared = parsed.map_err(|e| e.to_string()).and_then(|(p, version)| {
         let restart_only = old.policy.daemon.restart_only_changes(&p.daemon);
         Loaded::prepare_after(p, old.generation + 1, path, Some(&old))
             .map(|mut l| {
-                l.version = version;
+                (l.version, l.text_sha256) = (version.0, Some(version.1));
                 (l, restart_only)
             })
             .map_err(|problems| problems.join("; "))
@@ -323,5 +332,73 @@ mod tests {
         while rx.try_recv().is_ok() {}
         std::fs::File::create(&policy).unwrap();
         assert!(woke(&mut rx, 2000).await, "a creation was not seen");
+    }
+
+    #[tokio::test]
+    async fn an_edit_made_while_the_daemon_starts_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.toml");
+        let policy = |require: &str| {
+            format!(
+                "[daemon]\nsocket = \"{d}/pg.sock\"\nstate_dir = \"{d}/state\"\nkeys_dir = \"{d}/keys\"\nevents_file = \"{d}/events.jsonl\"\ncontainerd_socket = \"\"\n\n[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"{require}\"\n",
+                d = dir.path().display()
+            )
+        };
+        std::fs::write(&file, policy("any")).unwrap();
+        // The start reads the policy in force...
+        let loaded = crate::check_config(&file).unwrap();
+        let state = key_store::StateStore::open(&dir.path().join("state")).unwrap();
+        let events =
+            crate::events::EventLog::open(&dir.path().join("events.jsonl"), u64::MAX, 0).unwrap();
+        let engine = Arc::new(Engine::new(loaded, state, Arc::new(events)));
+        // ...an operator's edit lands before the watch starts...
+        std::fs::write(&file, policy("reject")).unwrap();
+        start(engine.clone(), file.clone()).unwrap();
+        // ...and is loaded by the watch's first look, not taken as what is in force.
+        for _ in 0..60 {
+            if engine.loaded().generation > 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let now = engine.loaded();
+        assert_eq!(
+            now.generation, 2,
+            "the edit made during the start was never loaded"
+        );
+        assert_eq!(now.policy.rules[0].require, policy::Require::Reject);
+    }
+
+    #[test]
+    fn a_trust_servers_ca_file_is_read_again_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.crt");
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/notary-real/ca-pinned/ca.crt"
+        );
+        std::fs::copy(fixture, &ca).unwrap();
+        let file = dir.path().join("policy.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[daemon]\nsocket = \"{d}/pg.sock\"\nstate_dir = \"{d}/state\"\nkeys_dir = \"{d}/keys\"\nevents_file = \"{d}/events.jsonl\"\ncontainerd_socket = \"\"\n\n[trust_server.notary]\nurl = \"https://127.0.0.1:4443\"\nca_file = \"{ca}\"\n\n[[rule]]\nname = \"all\"\nmatch = \"**\"\ntrust_server = \"notary\"\n",
+                d = dir.path().display(),
+                ca = ca.display()
+            ),
+        )
+        .unwrap();
+        let first = crate::check_config(&file).unwrap();
+        // The pin replaced at the same path (here by something that is no certificate):
+        // the reload reads it, and refuses what it now says.
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let again = policy::Policy::load(&file).unwrap();
+        let problems = Loaded::prepare_after(again, 2, &file, Some(&first))
+            .err()
+            .expect("the reload kept the client built from the old CA file");
+        assert!(
+            problems.iter().any(|p| p.contains("ca.crt")),
+            "{problems:?}"
+        );
     }
 }

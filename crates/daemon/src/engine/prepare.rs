@@ -19,6 +19,9 @@ pub struct Loaded {
     /// ConfigMap volume the kubelet's data directory (see [`policy_version`]). Empty
     /// until the loader sets it.
     pub version: String,
+    /// SHA-256 of the bytes loaded (set with `version`): the policy watch compares the
+    /// file with what is in force, not with what it read when it started.
+    pub text_sha256: Option<Vec<u8>>,
     /// What each kind of proof prepared from the policy.
     pub(crate) kinds: Prepared,
     /// The client for registries (signatures stored beside images), configured like
@@ -53,6 +56,7 @@ impl Loaded {
             generation,
             file: file.to_path_buf(),
             version: String::new(),
+            text_sha256: None,
             kinds,
             registry,
         })
@@ -88,13 +92,18 @@ fn registry_client(
     Ok(registry)
 }
 
+/// SHA-256 of a policy file's text, as the policy watch hashes the file.
+pub fn text_sha256(text: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).to_vec()
+}
+
 /// Names the version of a policy file an operator can compare across nodes: the SHA-256
 /// of `text` (`sha256sum` of the file, or of a ConfigMap's key, gives the same), and when
 /// `file` sits in a Kubernetes ConfigMap volume, the kubelet's data directory that the
 /// volume's `..data` link points to (a new one at each update the node has received).
 pub fn policy_version(file: &Path, text: &str) -> String {
-    use sha2::Digest as _;
-    let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    let digest = hex::encode(text_sha256(text));
     let data = file
         .parent()
         .and_then(|dir| std::fs::read_link(dir.join("..data")).ok())
