@@ -113,11 +113,12 @@ struct Index {
 }
 
 /// Builds the HTTP client of registries verified with the system's roots (with
-/// `timeout`, [`Client::new`]'s) now, when a policy is loaded, so that no verdict pays
-/// for reading the root store (4–12 ms). Built once per process per timeout and shared
-/// by every [`Client`]; a later call returns at once.
-pub fn warm(timeout: Duration) {
-    wire::warm(timeout);
+/// `timeout`, [`Client::new`]'s) now, when a policy generation is prepared, so that no
+/// verdict pays for reading the root store (4–12 ms), and so that each generation reads
+/// the store as it is then (a CA removed from the node's store is gone after a reload).
+/// Shared by every [`Client`] until the next call.
+pub fn refresh_system_roots(timeout: Duration) {
+    wire::refresh(timeout);
 }
 
 /// A client for every registry, configured like the node's containerd.

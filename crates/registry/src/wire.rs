@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{Endpoint, Error};
 
@@ -150,36 +150,65 @@ fn base_builder(timeout: Duration) -> reqwest::ClientBuilder {
 }
 
 /// The client of every endpoint verified with the system's roots (no CA file, TLS
-/// checked), per timeout: built once per process and kept across policy generations.
-/// Building one reads and parses the system's root store, 4–12 ms on the bench machine
-/// (bench/results/notes.md) — the largest part of a cold cosign or Notation verdict
-/// when each generation built its own on first use. Nothing in it depends on the
-/// policy but the timeout; CA files (which a reload must re-read) never come here.
-static SYSTEM_ROOTS: Mutex<Vec<(Duration, reqwest::Client)>> = Mutex::new(Vec::new());
+/// checked), per timeout. Building one reads and parses the system's root store, 4–12
+/// ms on the bench machine (bench/results/notes.md) — the largest part of a cold cosign
+/// or Notation verdict when each generation built its own on first use. So it is built
+/// when a policy generation is prepared ([`refresh`]: a reload re-reads the root store,
+/// as an operator who distrusted a CA expects) and verdicts only take it.
+static SYSTEM_ROOTS: Mutex<Vec<(Duration, reqwest::Client, Instant)>> = Mutex::new(Vec::new());
 
 fn system_roots(timeout: Duration) -> Result<reqwest::Client, Error> {
     // Held while building, so that a verdict arriving during `warm` waits for that
     // client instead of building a second one.
     let mut clients = SYSTEM_ROOTS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, c)) = clients.iter().find(|(t, _)| *t == timeout) {
+    if let Some((_, c, _)) = clients.iter().find(|(t, _, _)| *t == timeout) {
         return Ok(c.clone());
     }
-    let c = base_builder(timeout).build().map_err(|err| Error::BadCa {
+    let c = build_system_roots(timeout)?;
+    keep(&mut clients, timeout, c.clone());
+    Ok(c)
+}
+
+fn build_system_roots(timeout: Duration) -> Result<reqwest::Client, Error> {
+    base_builder(timeout).build().map_err(|err| Error::BadCa {
         path: "the system's root certificates".to_owned(),
         detail: codes::text::error_chain(&err),
-    })?;
+    })
+}
+
+fn keep(
+    clients: &mut Vec<(Duration, reqwest::Client, Instant)>,
+    timeout: Duration,
+    c: reqwest::Client,
+) {
+    clients.retain(|(t, _, _)| *t != timeout);
     // A few timeouts at most (one per policy edit of registry_timeout).
     if clients.len() >= 4 {
         clients.remove(0);
     }
-    clients.push((timeout, c.clone()));
-    Ok(c)
+    clients.push((timeout, c, Instant::now()));
 }
 
-/// Builds the client of [`system_roots`] ahead of the first verdict that needs it.
-pub(crate) fn warm(timeout: Duration) {
-    if let Err(e) = system_roots(timeout) {
-        tracing::warn!(error = %e, "registry client");
+/// Builds the client of [`system_roots`] again, reading the root store now, and puts
+/// it in place of the one before (verdicts meanwhile keep using that one). Each kind
+/// of proof that asks registries calls this when a generation is prepared: one built
+/// within the last second is that generation's already.
+pub(crate) fn refresh(timeout: Duration) {
+    let fresh = SYSTEM_ROOTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|(t, _, built)| *t == timeout && built.elapsed() < Duration::from_secs(1));
+    if fresh {
+        return;
+    }
+    match build_system_roots(timeout) {
+        Ok(c) => keep(
+            &mut SYSTEM_ROOTS.lock().unwrap_or_else(|p| p.into_inner()),
+            timeout,
+            c,
+        ),
+        Err(e) => tracing::warn!(error = %e, "registry client"),
     }
 }
 
@@ -256,5 +285,44 @@ pub(crate) fn transport_detail(e: &reqwest::Error) -> String {
         format!("{chain}; the server answered plain HTTP on a TLS connection: a plain-HTTP registry must be declared in a hosts.toml (server = \"http://HOST:PORT\") under [daemon] registry_config_path, as containerd has it")
     } else {
         chain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn built(timeout: Duration) -> Option<Instant> {
+        SYSTEM_ROOTS
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, _, _)| *t == timeout)
+            .map(|(_, _, b)| *b)
+    }
+
+    #[test]
+    fn each_policy_generation_reads_the_root_store_again_and_its_kinds_share_one_read() {
+        // A timeout no other test uses: the clients are per process.
+        let timeout = Duration::from_millis(4321);
+        refresh(timeout);
+        let first = built(timeout).unwrap();
+        system_roots(timeout).unwrap();
+        // A second kind of proof preparing the same generation.
+        refresh(timeout);
+        assert_eq!(
+            built(timeout),
+            Some(first),
+            "one generation read the store twice"
+        );
+        // The next generation (a reload after the node's CAs changed) reads it again.
+        std::thread::sleep(Duration::from_millis(1100));
+        refresh(timeout);
+        assert!(
+            built(timeout).unwrap() > first,
+            "a reload kept the client built from the old root store"
+        );
     }
 }

@@ -389,8 +389,10 @@ async fn restore(engine: &Engine, key: &str) -> Option<Arc<RepoFiles>> {
     Some(Arc::new(files))
 }
 
-/// A client per trust server; a reload keeps those whose settings did not change
-/// (building one loads the system's CA roots, which dominates a reload).
+/// A client per trust server; a reload keeps those whose settings did not change and
+/// that use the system's roots (building one loads the system's CA roots, which
+/// dominates a reload). One pinned to a `ca_file` is built again: the file is read
+/// anew, so a pin replaced at the same path takes effect on reload.
 fn fetchers(
     policy: &Policy,
     previous: Option<&NotaryTrust>,
@@ -399,7 +401,7 @@ fn fetchers(
     let mut fetchers = BTreeMap::new();
     for (name, server) in &policy.trust_servers {
         let kept = previous.and_then(|p| {
-            (p.servers.get(name) == Some(server))
+            (p.servers.get(name) == Some(server) && server.ca_file.is_none())
                 .then(|| p.fetchers.get(name).cloned())
                 .flatten()
         });

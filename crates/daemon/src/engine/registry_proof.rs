@@ -212,13 +212,13 @@ impl<K: RegistryKind> ProofKind for RegistryProof<K> {
         problems: &mut Vec<String>,
     ) -> K::Prepared {
         // A rule that asks registries for this kind: the TLS client is made now, not by
-        // the first verdict.
+        // the first verdict, from the node's root store as it is now.
         if policy
             .rules
             .iter()
             .any(|r| r.require == policy::Require::Signed && r.proofs.contains(&K::PROOF))
         {
-            registry::warm(policy.daemon.registry_timeout);
+            registry::refresh_system_roots(policy.daemon.registry_timeout);
         }
         K::prepare(policy, problems)
     }
