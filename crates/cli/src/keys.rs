@@ -402,6 +402,11 @@ fn list(dirs: &Dirs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Pins are read when pullguardd loads a policy generation, not watched: a pin added
+/// or removed while it runs waits for a reload, and a silent wait would keep a revoked
+/// pin in force.
+const RELOAD_HINT: &str = "pullguardd applies pins when it loads the policy: reload it now (systemctl reload pullguardd, or SIGHUP)";
+
 /// `keys pin`: root certificates, key IDs, CAs or TOFU for a repository pattern.
 fn pin_items(
     dirs: &Dirs,
@@ -434,6 +439,7 @@ fn pin_items(
             specs.len(),
             dirs.keys_dir.display()
         );
+        println!("{RELOAD_HINT}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -445,6 +451,7 @@ fn unpin_repository(dirs: &Dirs, repository: &str) -> Result<ExitCode, String> {
         println!("{}", json!({"ok": removed, "repository": repository}));
     } else if removed {
         println!("removed the pins of {repository}");
+        println!("{RELOAD_HINT}");
     } else {
         println!("{repository} had no pins");
     }
