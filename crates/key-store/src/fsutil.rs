@@ -69,9 +69,21 @@ fn read_only_mount(path: &Path) -> bool {
 /// Creates `dir` (and parents) if missing, mode 0700 for what it creates; checks it.
 pub fn private_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
+        let new: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
         fs::create_dir_all(dir).map_err(io("create", dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(io("set permissions of", dir))?;
+        // A new directory's entry is durable once its parent is synced. Done here, at
+        // start, rather than left to the first record's sync (the first verdict's).
+        for d in new {
+            let parent = match d.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            File::open(parent)
+                .and_then(|f| f.sync_all())
+                .map_err(io("sync", parent))?;
+        }
     }
     check_secure(dir)
 }
