@@ -16,9 +16,12 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Requests one verdict may make: the classic tag, a few pages of referrers and,
-    /// for each signature considered, its manifest and blob.
-    pub const REQUESTS: usize = 4 + 2 * MAX_REFERRERS + MAX_PAGES;
+    /// Requests one verdict may make: for each signature considered, its manifest and
+    /// blob; every page of referrers; and the first asks, made together (the classic
+    /// tag, the referrers API, its fallback tag, Notation's image manifest), each of
+    /// which may meet a registry's challenge and fetch a token before its token is
+    /// cached (three requests each); and a few for a mirror passed over.
+    pub const REQUESTS: usize = 2 * MAX_REFERRERS + MAX_PAGES + 3 * 4 + 4;
     /// Bytes one verdict may read.
     pub const BYTES: usize = 32 << 20;
     /// Wall time one verdict may take.

@@ -500,3 +500,96 @@ async fn a_failing_mirror_passes_on_and_a_refusal_outranks_a_later_outage() {
     let err = c.blob(HOST, "app", &d, 4096, &budget()).await.unwrap_err();
     assert!(err.is_unreachable(), "{err}");
 }
+
+#[tokio::test]
+async fn a_verdicts_budget_holds_the_most_signatures_it_reads_behind_a_token_service() {
+    // The most a cosign verdict reads: its classic tag, the referrers API and its
+    // fallback tag (the three asked together, so each meets the challenge and fetches
+    // a token), every page the client follows, and each signature's manifest and blob.
+    let (c, script, _d) = client(true, None);
+    let challenge = || {
+        status(401).with(
+            "www-authenticate",
+            r#"Bearer realm="https://127.0.0.1:5001/token",service="reg",scope="repository:app:pull""#,
+        )
+    };
+    let token_url = "https://127.0.0.1:5001/token?scope=repository%3Aapp%3Apull&service=reg";
+    for _ in 0..3 {
+        script.on(token_url, ok(r#"{"token":"T1","expires_in":300}"#));
+    }
+    let sha = |s: &str| format!("sha256:{}", hex::encode(Sha256::digest(s.as_bytes())));
+    let mut signatures = Vec::new();
+    for i in 0..MAX_REFERRERS {
+        let blob = format!("signature {i}");
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[{{"mediaType":"application/octet-stream","digest":"{}","size":{}}}]}}"#,
+            sha(&blob),
+            blob.len()
+        );
+        script.on(
+            &format!("{BASE}/manifests/{}", sha(&manifest)),
+            ok(&manifest),
+        );
+        script.on(&format!("{BASE}/blobs/{}", sha(&blob)), ok(&blob));
+        signatures.push((sha(&manifest), sha(&blob)));
+    }
+    let per_page = MAX_REFERRERS / MAX_PAGES;
+    for page in 0..MAX_PAGES {
+        let entries: Vec<String> = signatures[page * per_page..(page + 1) * per_page]
+            .iter()
+            .map(|(m, _)| {
+                format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{m}","size":1,"artifactType":"{SIG}"}}"#
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
+            entries.join(",")
+        );
+        let url = if page == 0 {
+            script.on(&first(), challenge());
+            first()
+        } else {
+            format!("{BASE}/referrers/p{page}")
+        };
+        let answer = ok(&body);
+        script.on(
+            &url,
+            if page + 1 < MAX_PAGES {
+                answer.with(
+                    "link",
+                    &format!("</v2/app/referrers/p{}>; rel=\"next\"", page + 1),
+                )
+            } else {
+                answer
+            },
+        );
+    }
+    let fallback = format!("{BASE}/manifests/{}", digest().replacen(':', "-", 1));
+    let classic = format!("{}.sig", digest().replacen(':', "-", 1));
+    for url in [fallback, format!("{BASE}/manifests/{classic}")] {
+        script.on(&url, challenge());
+        script.on(&url, status(404));
+    }
+    let budget = Budget::per_verdict();
+    let image = digest();
+    let (classic, found) = tokio::join!(
+        c.manifest(HOST, "app", &classic, &budget),
+        c.referrers(HOST, "app", &image, &[SIG], &budget),
+    );
+    assert!(classic.unwrap().is_none());
+    let found = found.unwrap();
+    assert_eq!(found.matching.len(), MAX_REFERRERS);
+    for (manifest, blob) in &signatures {
+        c.manifest(HOST, "app", manifest, &budget)
+            .await
+            .unwrap()
+            .expect("the signature's manifest");
+        c.blob(HOST, "app", blob, 4096, &budget)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let asked = script.seen().len();
+    assert!(asked > 2 * MAX_REFERRERS + MAX_PAGES, "{asked} requests");
+}
