@@ -95,8 +95,9 @@ pub fn canonicalize(bytes: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     Ok(Json::parse(bytes)?.to_canonical())
 }
 
-/// Deepest nesting [`is_canonical`] follows; deeper text is re-encoded instead (and
-/// serde_json refuses it at the same depth).
+/// Deepest nesting [`is_canonical`] follows; deeper text is re-encoded instead. The
+/// typed read after it (serde_json, whose limit is one level less) refuses text this
+/// deep either way.
 const MAX_DEPTH: usize = 128;
 
 /// Is `text` exactly what [`Json::to_canonical`] writes for the value it holds? Then a

@@ -39,7 +39,8 @@ impl fmt::Display for Sha256 {
 }
 
 /// A file's hashes by algorithm name (decoded), in the order the parent lists them
-/// (sorted: canonical JSON, which also refuses a name given twice). A list, not a map:
+/// (sorted when its text is canonical; a name given twice is refused either way, by the
+/// canonical check or by the decoder the other text goes through). A list, not a map:
 /// with 10,000 targets of one hash each, a map's node per target was the largest single
 /// cost of reading and dropping them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -434,8 +434,9 @@ fn file_meta(role: &str, name: &str, raw: RawFileMeta) -> Result<FileMeta, Error
 }
 
 /// The files an object lists, by name: built in one pass from members in order (sorted
-/// already in canonical text, so the map is built without comparing each new name with
-/// those before it).
+/// already in canonical text, so the map is mostly built without comparing each new
+/// name with those before it; other text arrives in document order, which the map
+/// sorts, its names made unique by the decoder).
 fn file_metas(
     role: &str,
     entries: Entries<RawFileMeta>,
