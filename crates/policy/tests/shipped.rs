@@ -86,6 +86,21 @@ fn default_survives_the_notary_shutdown_and_allows_nothing_silently() {
 fn examples_mean_what_they_say() {
     let audit = Policy::load(&config("examples/audit-first.toml")).unwrap();
     assert_eq!(rule(&audit, "alpine").mode, Mode::Audit);
+    // It asks no trust server (notary.docker.io is gone since 2026-12-08): Sigstore
+    // keyless against the shipped public-good root, every rule in audit mode.
+    assert!(audit.trust_servers.is_empty());
+    for r in &audit.rules {
+        assert_eq!(r.proofs, vec![Proof::Cosign], "{}", r.name);
+        assert_eq!(r.mode, Mode::Audit, "{}", r.name);
+        assert_eq!(
+            r.cosign.trusted_root.as_deref(),
+            Some(Path::new("sigstore-public-good")),
+            "{}",
+            r.name
+        );
+    }
+    assert_eq!(rule(&audit, "ghcr.io/example-org/app:v1").name, "ours");
+    assert!(audit.lint().is_empty(), "{:?}", audit.lint());
 
     let corp = Policy::load(&config("examples/private-registry.toml")).unwrap();
     let prod = rule(&corp, "registry.corp.example.com/prod/api:v3");
