@@ -85,6 +85,32 @@ impl TestKey {
         }
     }
 
+    /// The same P-256 key as [`TestKey::p256`] under another key ID: its SPKI written
+    /// with the point compressed (a second listing of one key).
+    pub fn p256_compressed(seed: u8) -> TestKey {
+        let key = TestKey::p256(seed);
+        let Secret::P256(sk) = &key.secret else {
+            unreachable!("p256 makes P-256 keys")
+        };
+        let point = sk.verifying_key().to_encoded_point(true);
+        // SubjectPublicKeyInfo: id-ecPublicKey with prime256v1, then the point.
+        let mut algorithm = vec![
+            0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+        ];
+        algorithm.extend([0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]);
+        let mut bits = vec![0x03, (point.len() + 1) as u8, 0x00];
+        bits.extend_from_slice(point.as_bytes());
+        let mut public = vec![0x30, (algorithm.len() + bits.len()) as u8];
+        public.extend(algorithm);
+        public.extend(bits);
+        TestKey {
+            id: trust_core::keys::key_id("ecdsa", &public),
+            secret: key.secret,
+            keytype: "ecdsa",
+            public,
+        }
+    }
+
     /// The key as metadata lists it.
     pub fn json(&self) -> Value {
         json!({"keytype": self.keytype, "keyval": {"private": null, "public": b64(&self.public)}})

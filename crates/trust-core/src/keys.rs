@@ -177,6 +177,18 @@ impl PublicKey {
         }
     }
 
+    /// The key itself, as its signatures are checked (Ed25519 bytes, the uncompressed
+    /// P-256 point, the RSA key): equal for every ID under which one key is listed.
+    /// `None` for a key that cannot be used.
+    pub fn material(&self) -> Option<&[u8]> {
+        match &self.verifier {
+            Verifier::Ed25519(vk) => Some(vk.as_bytes()),
+            Verifier::P256(point) => Some(point),
+            Verifier::Rsa(pkcs1) => Some(pkcs1),
+            Verifier::Unusable(_) => None,
+        }
+    }
+
     /// Checks `sig` over `msg` with `method`. A method that does not fit the key is a
     /// failed check, not an error.
     pub fn verify(&self, method: &str, msg: &[u8], sig: &[u8]) -> bool {

@@ -155,6 +155,29 @@ fn duplicate_signatures_by_one_key_count_once() {
 }
 
 #[test]
+fn one_key_listed_under_two_key_ids_counts_once() {
+    // Root, then a delegation, ask for two signers and list one P-256 key twice: its
+    // SPKI with the point uncompressed and compressed, two key IDs.
+    let (k, alias) = (TestKey::p256(12), TestKey::p256_compressed(12));
+    assert_ne!(k.id, alias.id);
+    let mut repo = repo();
+    repo.root_keys = vec![k.clone(), alias.clone()];
+    repo.root_threshold = 2;
+    repo.root_signers = Some(vec![k.clone(), alias.clone()]);
+    let e = rejected(&repo.files(), &opts());
+    assert_eq!(e.reason(), Reason::ThresholdNotMet, "{e}");
+
+    let mut repo = with_releases(NOW);
+    let d = &mut repo.delegations[0];
+    d.keys = vec![k.clone(), alias.clone()];
+    d.threshold = 2;
+    d.signers = Some(vec![k, alias]);
+    let e = rejected(&repo.files(), &opts());
+    assert_eq!(e.reason(), Reason::ThresholdNotMet, "{e}");
+    assert!(e.to_string().starts_with("targets/releases:"), "{e}");
+}
+
+#[test]
 fn threshold_not_met_when_signed_by_a_key_the_role_does_not_authorise() {
     let mut repo = repo();
     repo.targets_signers = Some(vec![TestKey::ed25519(99)]);

@@ -9,6 +9,10 @@ pub(super) struct Tally {
     pub(super) valid: BTreeSet<String>,
     pub(super) invalid: BTreeSet<String>,
     pub(super) unauthorised: usize,
+    /// The key behind each valid key ID: one key listed under two IDs (an `ecdsa` SPKI
+    /// and its `ecdsa-x509` certificate, or a point written compressed and
+    /// uncompressed) is still one signer.
+    pub(super) material: BTreeMap<String, Vec<u8>>,
 }
 
 pub(super) fn tally(
@@ -29,6 +33,9 @@ pub(super) fn tally(
         };
         if ok {
             t.valid.insert(sig.keyid.clone());
+            if let Some(m) = keys.get(&sig.keyid).and_then(PublicKey::material) {
+                t.material.insert(sig.keyid.clone(), m.to_vec());
+            }
         } else {
             t.invalid.insert(sig.keyid.clone());
         }
@@ -39,14 +46,26 @@ pub(super) fn tally(
 }
 
 /// The one threshold rule for every role: at least `threshold` distinct authorised keys
-/// that pass `counts` produced valid signatures.
+/// that pass `counts` produced valid signatures. Distinct keys, not key IDs: a key
+/// listed twice under two IDs counts once (the first of its IDs in order is named).
 pub(super) fn threshold_met(
     role: &str,
     t: &Tally,
     threshold: u64,
     counts: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>, Error> {
-    let signers: Vec<String> = t.valid.iter().filter(|id| counts(id)).cloned().collect();
+    let mut seen = BTreeSet::new();
+    let signers: Vec<String> = t
+        .valid
+        .iter()
+        .filter(|id| counts(id))
+        .filter(|id| {
+            t.material
+                .get(*id)
+                .is_none_or(|m| seen.insert(m.as_slice()))
+        })
+        .cloned()
+        .collect();
     if signers.len() as u64 >= threshold {
         return Ok(signers);
     }
