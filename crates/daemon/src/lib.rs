@@ -60,8 +60,7 @@ pub fn check_config(path: &Path) -> Result<engine::Loaded, StartError> {
     let text = policy::Policy::read(path).map_err(config)?;
     let policy = policy::Policy::parse(path, &text).map_err(config)?;
     let mut loaded = engine::Loaded::prepare(policy, 1, path).map_err(StartError::Config)?;
-    loaded.version = engine::policy_version(path, &text);
-    loaded.text_sha256 = Some(engine::text_sha256(&text));
+    loaded.set_text(&text);
     Ok(loaded)
 }
 

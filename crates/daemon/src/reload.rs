@@ -209,18 +209,13 @@ fn mark_reload(engine: &Engine, failed: bool) {
 /// Parses, validates and installs the policy at `path`, or reports why not.
 pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
     let old = engine.loaded();
-    let parsed = policy::Policy::read(path).and_then(|text| {
-        let version = (
-            crate::engine::policy_version(path, &text),
-            crate::engine::text_sha256(&text),
-        );
-        policy::Policy::parse(path, &text).map(|p| (p, version))
-    });
-    let prepared = parsed.map_err(|e| e.to_string()).and_then(|(p, version)| {
+    let parsed = policy::Policy::read(path)
+        .and_then(|text| policy::Policy::parse(path, &text).map(|p| (p, text)));
+    let prepared = parsed.map_err(|e| e.to_string()).and_then(|(p, text)| {
         let restart_only = old.policy.daemon.restart_only_changes(&p.daemon);
         Loaded::prepare_after(p, old.generation + 1, path, Some(&old))
             .map(|mut l| {
-                (l.version, l.text_sha256) = (version.0, Some(version.1));
+                l.set_text(&text);
                 (l, restart_only)
             })
             .map_err(|problems| problems.join("; "))

@@ -158,8 +158,8 @@ fn base_builder(timeout: Duration) -> reqwest::ClientBuilder {
 static SYSTEM_ROOTS: Mutex<Vec<(Duration, reqwest::Client, Instant)>> = Mutex::new(Vec::new());
 
 fn system_roots(timeout: Duration) -> Result<reqwest::Client, Error> {
-    // Held while building, so that a verdict arriving during `warm` waits for that
-    // client instead of building a second one.
+    // Held while building, so that verdicts arriving together before any generation
+    // built it build one client, not one each.
     let mut clients = SYSTEM_ROOTS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, c, _)) = clients.iter().find(|(t, _, _)| *t == timeout) {
         return Ok(c.clone());

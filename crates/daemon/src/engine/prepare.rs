@@ -92,18 +92,24 @@ fn registry_client(
     Ok(registry)
 }
 
-/// SHA-256 of a policy file's text, as the policy watch hashes the file.
-pub fn text_sha256(text: &str) -> Vec<u8> {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(text.as_bytes()).to_vec()
+impl Loaded {
+    /// Records which text of its file this generation was read from: its
+    /// [`policy_version`] and, for the policy watch, its SHA-256 (one hash for both).
+    pub fn set_text(&mut self, text: &str) {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(text.as_bytes()).to_vec();
+        self.version = policy_version(&self.file, &digest);
+        self.text_sha256 = Some(digest);
+    }
 }
 
 /// Names the version of a policy file an operator can compare across nodes: the SHA-256
-/// of `text` (`sha256sum` of the file, or of a ConfigMap's key, gives the same), and when
-/// `file` sits in a Kubernetes ConfigMap volume, the kubelet's data directory that the
-/// volume's `..data` link points to (a new one at each update the node has received).
-pub fn policy_version(file: &Path, text: &str) -> String {
-    let digest = hex::encode(text_sha256(text));
+/// of its text (`digest`; `sha256sum` of the file, or of a ConfigMap's key, gives the
+/// same), and when `file` sits in a Kubernetes ConfigMap volume, the kubelet's data
+/// directory that the volume's `..data` link points to (a new one at each update the
+/// node has received).
+pub fn policy_version(file: &Path, digest: &[u8]) -> String {
+    let digest = hex::encode(digest);
     let data = file
         .parent()
         .and_then(|dir| std::fs::read_link(dir.join("..data")).ok())
