@@ -365,6 +365,8 @@ impl Client {
 }
 
 #[cfg(test)]
+mod login_tests;
+#[cfg(test)]
 mod loop_tests;
 #[cfg(test)]
 mod tests;

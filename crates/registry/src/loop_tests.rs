@@ -1,7 +1,6 @@
 //! The client's loops through a scripted wire (wire.rs): referrer paging and its caps,
-//! the tag-schema fallback, auth challenges and token reuse, whose credentials go where,
-//! mirrors and which failure is reported, size limits and budgets. A hand-written wire,
-//! beside the tests of the same paths against real registries (crates/daemon/tests:
+//! the tag-schema fallback, mirrors and which failure is reported, size limits and
+//! budgets (whose login goes where: login_tests.rs). A hand-written wire, beside the tests of the same paths against real registries (crates/daemon/tests:
 //! cosign.rs, registry_attacks.rs, with olareg and docker-registry).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,17 +13,17 @@ use crate::wire::{Answer, Fut, Get, Wire};
 
 /// One scripted answer.
 #[derive(Clone)]
-struct Canned {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
+pub(super) struct Canned {
+    pub(super) status: u16,
+    pub(super) headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
     /// Send a Content-Length (else the body only streams).
     length: bool,
     /// The URL that answers, when a redirect moved the request.
-    from: Option<String>,
+    pub(super) from: Option<String>,
 }
 
-fn ok(body: &str) -> Canned {
+pub(super) fn ok(body: &str) -> Canned {
     Canned {
         status: 200,
         headers: Vec::new(),
@@ -34,7 +33,7 @@ fn ok(body: &str) -> Canned {
     }
 }
 
-fn status(code: u16) -> Canned {
+pub(super) fn status(code: u16) -> Canned {
     Canned {
         status: code,
         ..ok("")
@@ -42,7 +41,7 @@ fn status(code: u16) -> Canned {
 }
 
 impl Canned {
-    fn with(mut self, name: &'static str, value: &str) -> Canned {
+    pub(super) fn with(mut self, name: &'static str, value: &str) -> Canned {
         self.headers.push((name, value.to_owned()));
         self
     }
@@ -50,20 +49,20 @@ impl Canned {
 
 /// What the client sent.
 #[derive(Debug, Clone)]
-struct Seen {
-    url: String,
-    authorization: Option<String>,
-    pinned: bool,
+pub(super) struct Seen {
+    pub(super) url: String,
+    pub(super) authorization: Option<String>,
+    pub(super) pinned: bool,
 }
 
 #[derive(Default)]
-struct Script {
+pub(super) struct Script {
     answers: Mutex<HashMap<String, VecDeque<Canned>>>,
     seen: Mutex<Vec<Seen>>,
 }
 
 impl Script {
-    fn on(&self, url: &str, answer: Canned) {
+    pub(super) fn on(&self, url: &str, answer: Canned) {
         self.answers
             .lock()
             .unwrap()
@@ -72,7 +71,7 @@ impl Script {
             .push_back(answer);
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(super) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -142,8 +141,8 @@ impl Answer for CannedAnswer {
     }
 }
 
-const HOST: &str = "127.0.0.1:5000";
-const BASE: &str = "https://127.0.0.1:5000/v2/app";
+pub(super) const HOST: &str = "127.0.0.1:5000";
+pub(super) const BASE: &str = "https://127.0.0.1:5000/v2/app";
 const SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 
 /// The first referrers request: one artifact type asked for is a filter in the query.
@@ -151,13 +150,16 @@ fn first() -> String {
     format!("{BASE}/referrers/{}?artifactType={SIG}", digest())
 }
 
-fn digest() -> String {
+pub(super) fn digest() -> String {
     format!("sha256:{}", "ab".repeat(32))
 }
 
 /// A client on a script, with credentials for `HOST` when `login`, and `hosts_toml`
 /// for `HOST` when given.
-fn client(login: bool, hosts_toml: Option<&str>) -> (Client, Arc<Script>, tempfile::TempDir) {
+pub(super) fn client(
+    login: bool,
+    hosts_toml: Option<&str>,
+) -> (Client, Arc<Script>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("config.json");
     std::fs::write(
@@ -184,7 +186,7 @@ fn client(login: bool, hosts_toml: Option<&str>) -> (Client, Arc<Script>, tempfi
     (c, script, dir)
 }
 
-fn budget() -> Budget {
+pub(super) fn budget() -> Budget {
     Budget::new(100, 64 << 20, Duration::from_secs(60))
 }
 
@@ -319,68 +321,6 @@ async fn the_referrers_api_answer_counts_over_the_fallback_tag_asked_beside_it()
         script.on(&first(), ok(&index(SIG, 1, 1)));
     }
     assert!(script.seen().iter().any(|s| s.url.ends_with(&tag)));
-}
-
-#[tokio::test]
-async fn a_bearer_challenge_is_answered_once_and_the_token_reused() {
-    let (c, script, _d) = client(true, None);
-    let url = format!("{BASE}/manifests/v1");
-    let manifest =
-        r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
-    script.on(
-        &url,
-        status(401).with(
-            "www-authenticate",
-            r#"Bearer realm="https://127.0.0.1:5001/token",service="reg",scope="repository:app:pull""#,
-        ),
-    );
-    let token_url = "https://127.0.0.1:5001/token?scope=repository%3Aapp%3Apull&service=reg";
-    script.on(token_url, ok(r#"{"token":"T1","expires_in":300}"#));
-    script.on(&url, ok(manifest));
-    script.on(&url, ok(manifest));
-    for _ in 0..2 {
-        let got = c.manifest(HOST, "app", "v1", &budget()).await.unwrap();
-        assert!(got.is_some());
-    }
-    let seen = script.seen();
-    let urls: Vec<&str> = seen.iter().map(|s| s.url.as_str()).collect();
-    assert_eq!(urls, [url.as_str(), token_url, url.as_str(), url.as_str()]);
-    assert!(
-        seen[1].pinned,
-        "the token request goes to the checked addresses only"
-    );
-    assert!(
-        seen[1]
-            .authorization
-            .as_deref()
-            .is_some_and(|a| a.starts_with("Basic ")),
-        "the login goes to the token service of the registry that asked"
-    );
-    assert_eq!(seen[2].authorization.as_deref(), Some("Bearer T1"));
-    assert_eq!(
-        seen[3].authorization.as_deref(),
-        Some("Bearer T1"),
-        "reused, not fetched again"
-    );
-}
-
-#[tokio::test]
-async fn the_registrys_login_never_goes_to_a_host_it_redirected_to() {
-    let (c, script, _d) = client(true, None);
-    let url = format!("{BASE}/blobs/{}", digest());
-    // Redirected to storage elsewhere, which asks for a login.
-    let mut redirected = status(401).with("www-authenticate", r#"Basic realm="storage""#);
-    redirected.from = Some("https://127.0.0.2:9000/blob".to_owned());
-    script.on(&url, redirected);
-    let err = c
-        .blob(HOST, "app", &digest(), 1 << 20, &budget())
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("wants a login"),
-        "refused for want of credentials for the storage host: {err}"
-    );
-    assert!(script.seen().iter().all(|s| s.authorization.is_none()));
 }
 
 #[tokio::test]

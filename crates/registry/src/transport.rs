@@ -52,26 +52,18 @@ impl Client {
         limit: usize,
         budget: &Budget,
     ) -> Result<Option<Got>, Error> {
-        let token_key = format!("{}\u{0}{repo}", e.url);
-        let cached = self
-            .tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&token_key)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(t, _)| t.clone());
-        let send = |auth: Option<String>| -> Result<_, Error> {
-            let left = budget.request(url)?;
-            Ok(self.wire.get(Get {
-                endpoint: e,
-                url,
-                accept: Some(MANIFEST_TYPES.join(", ")),
-                authorization: auth,
-                timeout: left.min(self.timeout),
-                pinned: None,
-            }))
-        };
-        let mut resp = send(cached)?.await?;
+        // Tokens are kept per origin that issued the challenge, and per repository.
+        let token_key = |origin: &str| format!("{origin}\u{0}{repo}");
+        let asked = reqwest::Url::parse(url).ok().as_ref().and_then(origin_of);
+        let cached = asked.as_ref().and_then(|origin| {
+            self.tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&token_key(origin))
+                .filter(|(_, until)| *until > Instant::now())
+                .map(|(t, _)| t.clone())
+        });
+        let mut resp = self.send(e, url, cached, budget).await?;
         if resp.status() == 401 {
             let challenge = resp.header("www-authenticate");
             // Credentials of the host that asks for them, after redirects: a mirror never
@@ -79,7 +71,16 @@ impl Client {
             // does a host the registry redirected to.
             let asker = resp.url().clone();
             let (auth, reuse) = self.answer(&challenge, e, &asker, repo, budget).await?;
-            if let Some(until) = reuse {
+            // The answer goes back to the origin that asked, and only there: sent to the
+            // URL first asked, a host that redirected to the asker would receive its login
+            // (Basic), or a token minted with it for a repository of its choosing.
+            let origin = origin_of(&asker);
+            let again = if origin.is_some() && origin == asked {
+                url.to_owned()
+            } else {
+                asker.to_string()
+            };
+            if let (Some(until), Some(origin)) = (reuse, &origin) {
                 let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
                 if tokens.len() >= MAX_HOSTS {
                     tokens.retain(|_, (_, until)| *until > Instant::now());
@@ -87,9 +88,9 @@ impl Client {
                         tokens.clear();
                     }
                 }
-                tokens.insert(token_key, (auth.clone(), until));
+                tokens.insert(token_key(origin), (auth.clone(), until));
             }
-            resp = send(Some(auth))?.await?;
+            resp = self.send(e, &again, Some(auth), budget).await?;
         }
         let status = resp.status();
         if status == 404 {
@@ -129,6 +130,27 @@ impl Client {
             url: url.to_owned(),
             next,
         }))
+    }
+
+    /// One GET of `url`, counted against the budget.
+    async fn send(
+        &self,
+        e: &Endpoint,
+        url: &str,
+        authorization: Option<String>,
+        budget: &Budget,
+    ) -> Result<Box<dyn Answer>, Error> {
+        let left = budget.request(url)?;
+        self.wire
+            .get(Get {
+                endpoint: e,
+                url,
+                accept: Some(MANIFEST_TYPES.join(", ")),
+                authorization,
+                timeout: left.min(self.timeout),
+                pinned: None,
+            })
+            .await
     }
 
     /// The `Authorization` value answering a 401's challenge, and until when a bearer
@@ -304,4 +326,9 @@ pub(crate) fn next_in(link: &str, base: &reqwest::Url) -> Option<String> {
         // A registry may page; it may not send the lookup (and its credentials) elsewhere.
         (next.origin() == base.origin()).then(|| next.to_string())
     })
+}
+
+/// `scheme://host:port` of an HTTP(S) URL: whom a login or token belongs to.
+fn origin_of(u: &reqwest::Url) -> Option<String> {
+    matches!(u.scheme(), "http" | "https").then(|| u.origin().ascii_serialization())
 }
