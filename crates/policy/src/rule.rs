@@ -405,12 +405,13 @@ pub(crate) fn build_rule(
 
 /// The registry part of `pattern` when a wildcard in it can match another host than
 /// the one written (a port wildcard, `127.0.0.1:*`, names one host; the catch-all `**`
-/// is a rule for every registry by its nature, and says so).
+/// is a rule for every registry by its nature, and says so). A pattern without a `/`
+/// is all registry part: `registry.example.com**` reaches past the host's name too.
 pub(crate) fn crosses_hosts(pattern: &str) -> Option<&str> {
     if pattern == "**" {
         return None;
     }
-    let (host, _) = pattern.split_once('/')?;
+    let host = pattern.split_once('/').map_or(pattern, |(host, _)| host);
     let name = host.split_once(':').map_or(host, |(n, _)| n);
     name.contains(['*', '?', '[']).then_some(host)
 }

@@ -183,6 +183,10 @@ fn host_glob_across_hosts_is_refused_unless_the_rule_says_so() {
         "**/prod/**",
         "*/team/app:*",
         "registry.exam?le.com/**",
+        // No `/` at all: the wildcard is in the registry part and runs on past it.
+        "registry.example.com**",
+        "docker.io**",
+        "registry.example.com?**",
     ] {
         let e =
             policy(&format!("[[rule]]\nname = \"r\"\nmatch = \"{pattern}\"\n")).expect_err(pattern);
