@@ -56,6 +56,10 @@ pub struct Verified {
     pub payload: Option<Vec<u8>>,
 }
 
+/// Transparency-log entries, and RFC 3161 timestamps, a bundle may carry (sigstore-go's
+/// limit for each).
+const MAX_EVIDENCE: usize = 32;
+
 fn bad(m: impl Into<String>) -> Error {
     Error::new(Reason::BadSignature, m)
 }
@@ -206,6 +210,29 @@ impl ParsedBundle {
                 b.media_type
             ))
         })?;
+        // Each entry and timestamp costs signature checks before the signer is known
+        // to be the accepted one: at most sigstore-go's 32 of each, and the same log
+        // entry twice is refused as it refuses it (a copy proves nothing more).
+        let m = &b.verification_material;
+        let stamps = m
+            .timestamp_verification_data
+            .as_ref()
+            .map_or(0, |t| t.rfc3161_timestamps.len());
+        if m.tlog_entries.len() > MAX_EVIDENCE || stamps > MAX_EVIDENCE {
+            return Err(bad(format!(
+                "the bundle carries {} transparency-log entries and {stamps} timestamps; at most {MAX_EVIDENCE} of each are read",
+                m.tlog_entries.len()
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for e in &m.tlog_entries {
+            if !seen.insert((&e.log_id.key_id, &e.log_index)) {
+                return Err(bad(format!(
+                    "the bundle carries log entry {} of one log twice",
+                    e.log_index.as_deref().unwrap_or("0")
+                )));
+            }
+        }
         Ok(ParsedBundle { b, version })
     }
 

@@ -291,3 +291,46 @@ fn a_timestamp_alone_proves_the_signing_time_when_no_log_is_required() {
         "{e}"
     );
 }
+
+/// The attack: a bundle signed by the attacker's own identity, its one genuine
+/// timestamp (or log entry) copied a thousand times; each copy cost signature checks
+/// before the identity was found not to be the accepted one. At most 32 of each are
+/// read, as sigstore-go reads, and the same log entry twice is refused as it refuses it.
+#[test]
+fn a_bundle_with_more_than_32_log_entries_or_timestamps_is_refused_before_verifying_them() {
+    use sigstore_core::artifact::verify_bundle_with;
+    let Some(dir) = cases() else { return };
+    let d = dir.join("rekor2-happy-path");
+    let root = TrustedRoot::parse(&std::fs::read(d.join("trusted_root.json")).unwrap()).unwrap();
+    let artifact = std::fs::read(dir.join("a.txt")).unwrap();
+    let b: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("bundle.sigstore.json")).unwrap()).unwrap();
+    let exact = [Identity::exact(IDENTITY, ISSUER)];
+    let check = |b: &serde_json::Value| {
+        verify_bundle_with(
+            &serde_json::to_vec(b).unwrap(),
+            Artifact::Bytes(&artifact),
+            Signer::Identities(&exact),
+            &root,
+            time::OffsetDateTime::now_utc(),
+            false,
+        )
+    };
+    check(&b).unwrap();
+    let stamps = "/verificationMaterial/timestampVerificationData/rfc3161Timestamps";
+    let entries = "/verificationMaterial/tlogEntries";
+    let repeated = |path: &str, n: usize| {
+        let mut x = b.clone();
+        let one = x.pointer(path).unwrap()[0].clone();
+        *x.pointer_mut(path).unwrap() = serde_json::Value::Array(vec![one; n]);
+        x
+    };
+    // 32 copies of a genuine timestamp still verify: the limit is sigstore-go's.
+    check(&repeated(stamps, 32)).unwrap();
+    let e = check(&repeated(stamps, 33)).unwrap_err();
+    assert!(e.message.contains("33 timestamps"), "{e}");
+    let e = check(&repeated(entries, 33)).unwrap_err();
+    assert!(e.message.contains("33 transparency-log entries"), "{e}");
+    let e = check(&repeated(entries, 2)).unwrap_err();
+    assert!(e.message.contains("twice"), "{e}");
+}

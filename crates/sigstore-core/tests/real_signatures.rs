@@ -211,3 +211,37 @@ fn a_rule_with_keys_and_identities_but_no_log_requirement_takes_a_keys_signature
         Reason::TlogMissing
     );
 }
+
+/// The attack: one bundle under 1 MiB, no signing material needed, whose envelope
+/// carries tens of thousands of junk signatures over a large payload; each was checked
+/// against each key, a hash of the whole payload every time (seconds of a core per
+/// bundle, verdict after verdict). cosign writes one, sigstore-go requires one.
+#[test]
+fn quadratic_dsse_signatures_a_bundle_of_many_signatures_is_refused_by_its_count() {
+    let (d, keys) = (digest(), [key()]);
+    let b = fixture("bundle.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    let good = json["dsseEnvelope"]["signatures"][0].clone();
+    let junk = serde_json::json!({"sig": "QQ=="});
+    // The good signature second, after one junk entry: two signatures are refused
+    // whichever of them verifies.
+    json["dsseEnvelope"]["signatures"] = serde_json::json!([junk.clone(), good.clone()]);
+    let e = bundle::verify(&serde_json::to_vec(&json).unwrap(), &expect(&d, &keys)).unwrap_err();
+    assert!(
+        e.reason == Reason::BadSignature && e.message.contains("carries 2 signatures"),
+        "{e}"
+    );
+    json["dsseEnvelope"]["signatures"] = serde_json::Value::Array(vec![junk; 30_000]);
+    let started = std::time::Instant::now();
+    let e = bundle::verify(&serde_json::to_vec(&json).unwrap(), &expect(&d, &keys)).unwrap_err();
+    assert!(e.message.contains("carries 30000 signatures"), "{e}");
+    // Not a timing assertion of speed: the refusal comes before any signature check,
+    // so it cannot take the 30,000 checks the attack asked for (seconds); a generous
+    // bound that only the unbounded loop could exceed.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    json["dsseEnvelope"]["signatures"] = serde_json::json!([]);
+    let e = bundle::verify(&serde_json::to_vec(&json).unwrap(), &expect(&d, &keys)).unwrap_err();
+    assert!(e.message.contains("carries 0 signatures"), "{e}");
+    json["dsseEnvelope"]["signatures"] = serde_json::json!([good]);
+    bundle::verify(&serde_json::to_vec(&json).unwrap(), &expect(&d, &keys)).unwrap();
+}
