@@ -255,3 +255,54 @@ async fn an_imported_notation_trust_policy_judges_as_notation_does() {
         );
     }
 }
+
+/// The attack window: a verdict kept for later — here the one `on_unreachable =
+/// "cached"` serves while the registry is down — answered for a signature past its own
+/// `io.cncf.notary.expiry`. Signed now by notation-go with an 8 s expiry: kept and
+/// served during the outage before it, refused as `expired` after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verdict_kept_for_an_outage_is_not_served_past_the_signatures_expiry() {
+    let nw = NotationWorld::start();
+    let dir = std::path::Path::new(nw.get("NOTARY_CA"))
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .to_owned();
+    let (image, digest) = nw.image("unsigned");
+    let repo = image.rsplit_once(':').unwrap().0;
+    let signed_at = std::time::Instant::now();
+    let st = std::process::Command::new(nw.get("NOTATION_PEER"))
+        .arg("sign")
+        .arg("--key")
+        .arg(dir.join("pki/signer.key"))
+        .arg("--cert")
+        .arg(dir.join("pki/signer.crt"))
+        .args(["--envelope", "jws", "--expiry", "8s"])
+        .arg(format!("{repo}@{digest}"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let world = World::new();
+    world.write_config(&config(
+        &world,
+        &nw,
+        "proofs = [\"notation\"]\non_unreachable = \"cached\"\n",
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &image, &digest).await;
+    assert!(v.allowed, "{v:?}");
+    harness::kill(nw.get("REGISTRY_PID"));
+    // Past the 1 s cache: the lookup finds no registry, and the kept verdict answers.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    if signed_at.elapsed() < std::time::Duration::from_secs(7) {
+        let v = verify(&mut c, &image, &digest).await;
+        assert!(v.allowed, "kept for the outage: {v:?}");
+    }
+    let left = std::time::Duration::from_secs(10).saturating_sub(signed_at.elapsed());
+    tokio::time::sleep(left).await;
+    let v = verify(&mut c, &image, &digest).await;
+    assert_eq!((v.allowed, v.reason.as_str()), (false, "expired"), "{v:?}");
+    assert!(v.message.contains("stopped counting"), "{v:?}");
+}

@@ -52,6 +52,10 @@ pub struct Envelope {
     pub timestamp: Option<Vec<u8>>,
 }
 
+/// Certificates an envelope's chain may hold (stricter than notation-go, which sets no
+/// number: docs/notation-differences.md).
+pub const MAX_CHAIN: usize = 10;
+
 fn bad(m: impl Into<String>) -> Error {
     Error::new(Reason::BadSignature, m)
 }
@@ -69,14 +73,23 @@ pub fn parse(media_type: &str, bytes: &[u8]) -> Result<Envelope, Error> {
             bytes.len()
         )));
     }
-    match media_type {
+    let envelope = match media_type {
         JWS => parse_jws(bytes),
         COSE => parse_cose(bytes),
         other => Err(bad(format!(
             "signature envelope type {:?} is neither JWS nor COSE",
             other.chars().take(100).collect::<String>()
         ))),
+    }?;
+    // Each certificate costs a signature check before the chain meets the trust store;
+    // real chains are a leaf, an intermediate or two and a root.
+    if envelope.chain.len() > MAX_CHAIN {
+        return Err(bad(format!(
+            "the signature carries a chain of {} certificates; at most {MAX_CHAIN} are read",
+            envelope.chain.len()
+        )));
     }
+    Ok(envelope)
 }
 
 fn check_crit(crit: &[String], present: &dyn Fn(&str) -> bool) -> Result<(), Error> {
@@ -179,7 +192,14 @@ fn parse_jws(bytes: &[u8]) -> Result<Envelope, Error> {
             }
         }
     }
-    let time = |k: &str| ptext(k).map(|s| rfc3339(&s, k)).transpose();
+    // A time that is there but no string is refused, never read as absent: an expiry
+    // written as a number would otherwise simply not apply (notation-go cannot decode
+    // such an envelope).
+    let time = |k: &str| match protected.get(k) {
+        None => Ok(None),
+        Some(Json::String(s)) => rfc3339(s, k).map(Some),
+        Some(_) => Err(bad(format!("{k} is not an RFC 3339 time string"))),
+    };
     Ok(Envelope {
         alg: ptext("alg").ok_or_else(|| bad("JWS has no alg"))?,
         scheme: ptext(SCHEME).ok_or_else(|| bad("the signature names no signing scheme"))?,

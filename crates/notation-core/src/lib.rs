@@ -136,6 +136,11 @@ pub struct Verified {
     /// Failures the level let through (logged, not refused): each with its reason, so
     /// that the verdict can show the failed check.
     pub logged: Vec<Error>,
+    /// When this verdict stops holding (strict level): the signature's expiry, and the
+    /// end of its chain's validity when that was checked at `now` (no timestamp or
+    /// authentic signing time fixed the moment). A verdict kept for later must not be
+    /// served past it.
+    pub expires: Option<OffsetDateTime>,
 }
 
 /// Verifies one signature envelope for `target` under `trust`.
@@ -322,7 +327,16 @@ pub fn verify(
             )?;
         }
     }
+    let expires = if time_refuses {
+        let chain_ends = (when == (trust.now, trust.now))
+            .then(|| chain.iter().map(|c| c.validity().1).min())
+            .flatten();
+        env.expiry.into_iter().chain(chain_ends).min()
+    } else {
+        None
+    };
     Ok(Verified {
+        expires,
         signer: shown,
         envelope: if media_type == envelope::JWS {
             "jws"

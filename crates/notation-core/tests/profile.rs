@@ -287,3 +287,90 @@ fn p521_signatures_are_unsupported_not_bad() {
     assert_eq!(e.reason, notation_core::Reason::Unsupported, "{e:?}");
     assert!(e.message.contains("P-521"), "{}", e.message);
 }
+
+/// The attack: a countersignature whose token carries many certificates, each tried
+/// as its signer and as each step of its path (a signature check apiece) before the
+/// path is known to reach no trusted root. Tokens made by openssl's TSA: the signer
+/// and its root, then as many unrelated CA certificates as the case needs.
+#[test]
+fn a_timestamp_token_carrying_many_certificates_is_refused_before_they_are_tried() {
+    use proof_kit::tsa::{verify_token, Authorities};
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let root = self_signed(dir, "tsaroot", "ec:P-256", CA);
+    issued(
+        dir,
+        "tsa",
+        "tsaroot",
+        "ec:P-256",
+        "[v3]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\n",
+    );
+    let pem = |name: &str| std::fs::read(dir.join(format!("{name}.crt"))).unwrap();
+    let mut others = Vec::new();
+    for i in 0..10 {
+        self_signed(dir, &format!("other{i}"), "ec:P-256", CA);
+        others.push(pem(&format!("other{i}")));
+    }
+    std::fs::write(dir.join("signature"), b"what the countersignature covers").unwrap();
+    std::fs::write(dir.join("serial"), "01\n").unwrap();
+    std::fs::write(
+        dir.join("ts.cnf"),
+        "[ tsa ]\ndefault_tsa = t\n[ t ]\nserial = ./serial\ncrypto_device = builtin\nsigner_digest = sha256\ndefault_policy = 1.2.3.4.1\ndigests = sha256\nordering = no\ntsa_name = no\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "ts",
+            "-query",
+            "-data",
+            "signature",
+            "-sha256",
+            "-cert",
+            "-out",
+            "req.tsq",
+        ],
+    );
+    // A token carrying the signer, its root and `n` unrelated certificates.
+    let token = |n: usize| {
+        let mut chain = pem("tsaroot");
+        for o in &others[..n] {
+            chain.extend_from_slice(o);
+        }
+        std::fs::write(dir.join("chain.pem"), chain).unwrap();
+        openssl(
+            dir,
+            &[
+                "ts",
+                "-reply",
+                "-config",
+                "ts.cnf",
+                "-queryfile",
+                "req.tsq",
+                "-signer",
+                "tsa.crt",
+                "-inkey",
+                "tsa.key",
+                "-chain",
+                "chain.pem",
+                "-token_out",
+                "-out",
+                "token.der",
+            ],
+        );
+        std::fs::read(dir.join("token.der")).unwrap()
+    };
+    let roots = [root];
+    let check = |token: &[u8]| {
+        verify_token(
+            token,
+            b"what the countersignature covers",
+            Authorities::Roots(&roots),
+        )
+    };
+    check(&token(0)).unwrap();
+    // Ten certificates in all: still read.
+    check(&token(8)).unwrap();
+    let e = check(&token(10)).unwrap_err();
+    assert!(e.to_string().contains("carries 12 certificates"), "{e}");
+}

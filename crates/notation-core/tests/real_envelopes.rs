@@ -335,3 +335,128 @@ fn an_x509_identity_cannot_match_a_subject_notation_cannot_parse() {
     assert_eq!(e.reason, Reason::IdentityMismatch, "{e:?}");
     assert!(e.message.contains("no ST"), "{}", e.message);
 }
+
+/// The attack: an expiry written as a number (and marked critical) was read as no
+/// expiry at all, so a signature its signer meant to end went on counting; notation-go
+/// cannot decode such an envelope and refuses it.
+#[test]
+fn a_jws_expiry_that_is_not_a_string_is_refused_not_ignored() {
+    let (d, ca, ids) = (digest(), [cert("ca.crt")], [SIGNER.to_owned()]);
+    for value in [
+        serde_json::json!(1_600_000_000),
+        serde_json::json!(null),
+        serde_json::json!({}),
+    ] {
+        let bytes = resigned_jws(|p| {
+            p["crit"]
+                .as_array_mut()
+                .unwrap()
+                .push("io.cncf.notary.expiry".into());
+            p["io.cncf.notary.expiry"] = value.clone();
+        });
+        let e = check(
+            envelope::JWS,
+            &bytes,
+            &target(&d),
+            &ca,
+            &ids,
+            Level::Strict,
+            NOW,
+        )
+        .unwrap_err();
+        assert!(
+            e.reason == Reason::BadSignature && e.message.contains("not an RFC 3339 time"),
+            "{value}: {e}"
+        );
+    }
+    // The same for the signing time.
+    let bytes = resigned_jws(|p| p["io.cncf.notary.signingTime"] = 1_600_000_000.into());
+    assert!(check(
+        envelope::JWS,
+        &bytes,
+        &target(&d),
+        &ca,
+        &ids,
+        Level::Strict,
+        NOW
+    )
+    .is_err());
+}
+
+/// The attack: an envelope under 1 MiB carrying thousands of linked CA certificates,
+/// each costing a signature check before the chain met the trust store (seconds of a
+/// core per envelope, up to the budget's envelopes per verdict, on every retry).
+#[test]
+fn a_long_certificate_chain_is_refused_before_its_signatures_are_checked() {
+    let env: serde_json::Value = serde_json::from_slice(&fixture("signature.jws")).unwrap();
+    let leaf = env["header"]["x5c"][0].clone();
+    let with = |n: usize| {
+        let mut e = env.clone();
+        e["header"]["x5c"] = serde_json::Value::Array(vec![leaf.clone(); n]);
+        serde_json::to_vec(&e).unwrap()
+    };
+    assert!(envelope::parse(envelope::JWS, &with(envelope::MAX_CHAIN)).is_ok());
+    let e = envelope::parse(envelope::JWS, &with(envelope::MAX_CHAIN + 1)).unwrap_err();
+    assert!(
+        e.reason == Reason::BadSignature && e.message.contains("chain of 11 certificates"),
+        "{e}"
+    );
+    let e = envelope::parse(envelope::JWS, &with(1_500)).unwrap_err();
+    assert!(e.message.contains("chain of 1500"), "{e}");
+}
+
+/// A verdict says until when it holds (a cached one must not be served past it): the
+/// signature's expiry, or its chain's end when the chain was checked at `now`; under
+/// the levels that only log time checks, nothing.
+#[test]
+fn a_verdict_says_when_it_stops_holding() {
+    let (d, ca, ids) = (digest(), [cert("ca.crt")], [SIGNER.to_owned()]);
+    let chain_end = sigstore_core::keys::pem_blocks(&fixture("chain.pem"), "CERTIFICATE")
+        .unwrap()
+        .iter()
+        .map(|der| Cert::parse(der).unwrap().validity().1)
+        .min()
+        .unwrap();
+    let jws = check(
+        envelope::JWS,
+        &fixture("signature.jws"),
+        &target(&d),
+        &ca,
+        &ids,
+        Level::Strict,
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(
+        jws.expires,
+        Some(chain_end),
+        "no expiry in it: the chain's end"
+    );
+    let cose_bytes = fixture("signature.cose");
+    let cose = check(
+        envelope::COSE,
+        &cose_bytes,
+        &target(&d),
+        &ca,
+        &ids,
+        Level::Strict,
+        NOW,
+    )
+    .unwrap();
+    let expiry = envelope::parse(envelope::COSE, &cose_bytes)
+        .unwrap()
+        .expiry
+        .unwrap();
+    assert_eq!(cose.expires, Some(expiry.min(chain_end)));
+    let lax = check(
+        envelope::COSE,
+        &cose_bytes,
+        &target(&d),
+        &ca,
+        &ids,
+        Level::Permissive,
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(lax.expires, None);
+}

@@ -22,6 +22,9 @@ const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.
 const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 
+/// Certificates a timestamp token verified by root certificates may carry.
+const MAX_TOKEN_CERTS: usize = 10;
+
 fn bad(m: impl Into<String>) -> Error {
     Error::Timestamp(m.into())
 }
@@ -105,7 +108,15 @@ pub struct Stamp {
 impl Stamp {
     /// The earliest and latest moments it stands for.
     pub fn range(&self) -> (OffsetDateTime, OffsetDateTime) {
-        (self.time - self.accuracy, self.time + self.accuracy)
+        // An absurd accuracy (a trusted authority's own bytes) reaches the ends of
+        // time instead of overflowing: no certificate is valid over that range.
+        let far = |t: Option<OffsetDateTime>, end: time::Date| {
+            t.unwrap_or_else(|| end.midnight().assume_utc())
+        };
+        (
+            far(self.time.checked_sub(self.accuracy), time::Date::MIN),
+            far(self.time.checked_add(self.accuracy), time::Date::MAX),
+        )
     }
 }
 
@@ -258,6 +269,14 @@ fn verify_embedded(
     roots: &[Cert],
     stamp: Stamp,
 ) -> Result<Stamp, Error> {
+    // Each certificate the token carries may cost a signature check per step of the
+    // path: real tokens carry a few.
+    let carried = sd.certificates.as_ref().map_or(0, |set| set.0.len());
+    if carried > MAX_TOKEN_CERTS {
+        return Err(bad(format!(
+            "it carries {carried} certificates; at most {MAX_TOKEN_CERTS} are read"
+        )));
+    }
     let embedded: Vec<Cert> = sd
         .certificates
         .as_ref()
@@ -321,4 +340,20 @@ fn verify_embedded(
         )));
     }
     Ok(stamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absurd_accuracy_reaches_the_ends_of_time_instead_of_overflowing() {
+        let stamp = Stamp {
+            time: OffsetDateTime::UNIX_EPOCH,
+            accuracy: time::Duration::seconds(i64::MAX / 2),
+        };
+        let (from, to) = stamp.range();
+        assert_eq!(from.date(), time::Date::MIN);
+        assert_eq!(to.date(), time::Date::MAX);
+    }
 }

@@ -238,7 +238,7 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
                     digest: digest.clone(),
                     role: format!("notation {}{logged}", v.envelope),
                     signers: vec![v.signer],
-                    expires: None,
+                    expires: v.expires,
                     let_through,
                 });
             }
