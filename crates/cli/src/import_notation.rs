@@ -91,25 +91,35 @@ pub fn convert(json: &[u8], trust_store: Option<&Path>) -> Result<String, Vec<St
     for p in &doc.trust_policies {
         let mut problem = |m: String| problems.push(format!("trust policy {:?}: {m}", p.name));
         let v = &p.signature_verification;
-        let mut settings = Vec::new();
+        // Every setting that changes what a rule means is written out: the rules are
+        // appended to a file whose [defaults] would otherwise fill the gaps (the
+        // shipped one audits, and `notation_verification = "audit"` there would let
+        // an untrusted signer through a strict statement).
+        let mut settings = vec!["mode = \"enforce\"".to_owned()];
         match v.level.as_str() {
             "skip" => settings.push("require = \"any\"".to_owned()),
             l @ ("strict" | "permissive" | "audit") => {
+                settings.push("require = \"signed\"".to_owned());
                 settings.push("proofs = [\"notation\"]".to_owned());
-                if l != "strict" {
-                    settings.push(format!("notation_verification = \"{l}\""));
-                }
+                settings.push("on_unreachable = \"deny\"".to_owned());
+                settings.push(format!("notation_verification = \"{l}\""));
             }
             other => problem(format!(
                 "signatureVerification.level {other:?} is not strict, permissive, audit or skip"
             )),
         }
+        let mut revocation = None;
         for (check, action) in &v.r#override {
             match (check.as_str(), action.as_str()) {
-                ("revocation", "skip" | "log") => settings.push("notation_revocation = \"skip\"  # revocation cannot be checked offline".to_owned()),
-                ("revocation", "enforce") => settings.push("notation_revocation = \"refuse\"  # offline nodes cannot check revocation: every signature is refused".to_owned()),
+                ("revocation", "skip" | "log") => revocation = Some("notation_revocation = \"skip\"  # revocation cannot be checked offline"),
+                ("revocation", "enforce") => revocation = Some("notation_revocation = \"refuse\"  # offline nodes cannot check revocation: every signature is refused"),
                 _ => problem(format!("override {check} = {action:?}: pullguard's levels fix what each check does; only revocation can be set")),
             }
+        }
+        if v.level != "skip" {
+            // The level's own revocation check (enforced by strict, logged by the others)
+            // needs the network; what pullguard does instead is said, not implied.
+            settings.push(revocation.unwrap_or("notation_revocation = \"skip\"  # Notation's level checks revocation online; pullguard cannot (docs/notation-differences.md)").to_owned());
         }
         match v.verify_timestamp.as_deref() {
             None | Some("always") => {}
@@ -336,7 +346,10 @@ mod tests {
             toml.contains(&format!("notation_identities = [{ID:?}]")),
             "{toml}"
         );
-        assert!(toml.contains("match = \"**\"\nrequire = \"any\""), "{toml}");
+        assert!(
+            toml.contains("match = \"**\"\nmode = \"enforce\"\nrequire = \"any\""),
+            "{toml}"
+        );
         // What it printed is a policy pullguard loads, meaning what Notation's did.
         let p = policy::Policy::parse(std::path::Path::new("imported.toml"), &toml).unwrap();
         let r = p
@@ -366,6 +379,49 @@ mod tests {
         )
         .unwrap();
         assert!(toml.contains("notation_revocation = \"skip\""), "{toml}");
+    }
+
+    /// The attack: rules printed without the settings a statement implies took the
+    /// `[defaults]` of the file they were appended to; under the shipped file's
+    /// `mode = "audit"`, or a `notation_verification = "audit"` there, a strict
+    /// statement let an untrusted signer through.
+    #[test]
+    fn imported_rules_mean_the_same_under_any_defaults() {
+        let toml = convert(policy("", "strict").as_bytes(), None).unwrap();
+        let lax = "[defaults]\nmode = \"audit\"\nrequire = \"any\"\nnotation_verification = \"audit\"\nnotation_revocation = \"skip\"\non_unreachable = \"cached\"\n";
+        for defaults in ["", lax] {
+            let p = policy::Policy::parse(
+                std::path::Path::new("imported.toml"),
+                &format!("{defaults}{toml}"),
+            )
+            .unwrap();
+            let r = p
+                .rule_for(&policy::ImageRef::parse("registry.example.com/prod/app:v1").unwrap())
+                .unwrap();
+            assert_eq!(
+                (
+                    r.mode,
+                    r.require,
+                    r.notation.level.as_str(),
+                    r.on_unreachable
+                ),
+                (
+                    policy::Mode::Enforce,
+                    policy::Require::Signed,
+                    "strict",
+                    policy::OnUnreachable::Deny
+                ),
+                "under {defaults:?}"
+            );
+        }
+        // Notation's strict level checks revocation online; the rule says what pullguard
+        // does instead rather than leaving it to a default.
+        assert!(
+            toml.contains(
+                "notation_revocation = \"skip\"  # Notation's level checks revocation online"
+            ),
+            "{toml}"
+        );
     }
 
     #[test]
