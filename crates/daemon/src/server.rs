@@ -18,9 +18,24 @@ use crate::api::{
 use crate::engine::{Ask, Engine};
 
 /// Largest image reference judged (longer ones are refused with a verdict).
-const MAX_IMAGE: usize = 4096;
+pub(crate) const MAX_IMAGE: usize = 4096;
 /// Largest digest judged: `sha512:` and 128 hex digits would be 135.
 const MAX_DIGEST: usize = 160;
+
+/// The source the verifier containerd runs at pull time names itself by.
+const VERIFIER_SOURCE: &str = "containerd-bindir";
+
+/// The host containerd pulls `image` from, when the policy would read the name on
+/// another registry: containerd's own parser (ctr, the transfer service) takes a name's
+/// first part as its host, while Docker's normalisation (CRI, and the rules) reads
+/// `myorg/app` as `docker.io/myorg/app`. The two agree on every name CRI passes on.
+fn containerd_host(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    let a_host_to_docker = first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase());
+    (!a_host_to_docker).then_some(first)
+}
 
 /// The service.
 pub struct Service {
@@ -189,6 +204,21 @@ impl Service {
                         "the image name ({} bytes) or digest ({} bytes) is over the limit ({MAX_IMAGE} and {MAX_DIGEST} bytes); nothing that long can be checked",
                         r.image.len(),
                         r.digest.len()
+                    ),
+                    &ask,
+                )
+                .await
+        } else if let Some(host) = (source == VERIFIER_SOURCE)
+            .then(|| containerd_host(&r.image))
+            .flatten()
+        {
+            self.engine
+                .refuse(
+                    &r.image,
+                    api::codes::ReasonCode::InvalidReference,
+                    format!(
+                        "containerd pulls {} from the host {host:?} (its first part), while the policy's rules read the name as Docker Hub's; pull it by its full name (docker.io/{}, or the real registry's host)",
+                        r.image, r.image
                     ),
                     &ask,
                 )

@@ -557,3 +557,44 @@ fn a_refusal_with_an_endless_message_is_blocked_with_a_bounded_line() {
     assert!(r.reason.contains("pullguardd refused the request: xxx"));
     assert!(r.reason.len() < 2000, "{} bytes", r.reason.len());
 }
+
+/// The attack: `ctr image pull myorg/app:v1` (or the transfer API) asks containerd for
+/// the host `myorg`, which a search domain or /etc/hosts entry can point at an
+/// attacker's registry, while the rules read the name as Docker Hub's `myorg/app` and
+/// applied a rule meant for that namespace. containerd passes the name to the verifier
+/// as it was written; a short name is refused there, with what to write instead.
+#[test]
+fn a_short_name_containerd_pulls_from_a_one_word_host_is_refused() {
+    let world = World::new();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"hub-team\"\nmatch = \"docker.io/myorg/**\"\nrequire = \"any\"\n\n[[rule]]\nname = \"rest\"\nmatch = \"**\"\nrequire = \"reject\"\n",
+        world.daemon_section("")
+    ));
+    let _daemon = Daemon::start(&world);
+    let d = format!("sha256:{}", "7".repeat(64));
+    let r = containerd_runs(&world.socket, "myorg/app:v1", &d, &descriptor(&d), &[]);
+    assert_eq!(r.code, Some(1), "{}", r.reason);
+    assert!(
+        r.reason.contains("[invalid_reference]") && r.reason.contains("docker.io/myorg/app:v1"),
+        "{}",
+        r.reason
+    );
+    // The same image by its full name is judged by the rule meant for it.
+    let r = containerd_runs(
+        &world.socket,
+        "docker.io/myorg/app:v1",
+        &d,
+        &descriptor(&d),
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.reason);
+    // Names whose first part is a host to Docker and containerd alike are judged.
+    for name in ["localhost:5000/app:v1", "registry.test/app:v1"] {
+        let r = containerd_runs(&world.socket, name, &d, &descriptor(&d), &[]);
+        assert!(
+            r.reason.contains("[rejected_by_policy]"),
+            "{name}: {}",
+            r.reason
+        );
+    }
+}

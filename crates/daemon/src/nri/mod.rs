@@ -135,17 +135,28 @@ impl nri::Handler for Gate {
         let budget = budget * BUDGET_SHARE.0 / BUDGET_SHARE.1;
         let pod = request.pod.unwrap_or_default();
         let container = request.container.unwrap_or_default();
+        // What a CRI client wrote goes into every event of this creation: bounded (a
+        // Kubernetes name is at most 253 bytes), so that no event grows past what a
+        // sink ships.
+        let bounded = |s: String| api::capped(&s, MAX_EVENT_NAME);
         let ctx = ContainerCtx {
-            pod: pod.name,
-            pod_namespace: pod.namespace,
-            pod_uid: pod.uid,
-            container: container.name,
+            pod: bounded(pod.name),
+            pod_namespace: bounded(pod.namespace),
+            pod_uid: bounded(pod.uid),
+            container: bounded(container.name),
         };
         let image = container
             .annotations
             .get(nri::IMAGE_NAME_ANNOTATION)
             .cloned()
             .unwrap_or_default();
+        if image.len() > crate::server::MAX_IMAGE {
+            return self.refuse_now(&ctx, &api::capped(&image, 200), ReasonCode::InvalidReference, format!(
+                "the image name ({} bytes) is over the limit ({} bytes); nothing that long can be checked",
+                image.len(),
+                crate::server::MAX_IMAGE
+            ));
+        }
         let (engine, images, name, c) = (
             self.engine.clone(),
             self.images.clone(),
@@ -280,6 +291,8 @@ fn answer(ctx: &ContainerCtx, asked: &str, v: &Verdict) -> Result<(), String> {
 const MAX_QUOTED_IMAGE: usize = 300;
 /// Longest verdict message quoted (it may quote a registry's or a signature's text).
 const MAX_QUOTED_MESSAGE: usize = 700;
+/// Longest pod, namespace, pod UID or container name kept for events.
+const MAX_EVENT_NAME: usize = 256;
 /// Longest pod, namespace or container name quoted.
 const MAX_QUOTED_NAME: usize = 100;
 
@@ -466,6 +479,46 @@ mod tests {
             text.contains("[identity_mismatch]") && text.contains("to fix:"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_padded_image_annotation_gives_a_bounded_event_every_sink_exports() {
+        // The attack: a direct CRI client's 600 KiB image annotation (and pod name)
+        // went whole into the refusal's event: a 600 KiB line written and synced on
+        // every retry, and one the OTLP exporter skips (over 512 KiB), so the refusal
+        // never reached the collector.
+        let dir = tempfile::tempdir().unwrap();
+        let g = gate(dir.path());
+        let image = format!("registry.example.com/{}:v1", "a".repeat(600 << 10));
+        let mut req = request(&[(nri::IMAGE_NAME_ANNOTATION, &image)]);
+        if let Some(p) = req.pod.as_mut() {
+            p.name = "p".repeat(600 << 10);
+        }
+        let refused = g
+            .create_container(req, Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(refused.contains("[invalid_reference]"), "{refused}");
+        // The event is written by a task of its own.
+        let mut line = String::new();
+        for _ in 0..200 {
+            line = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap_or_default();
+            if !line.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(line.len() < 8 << 10, "an event of {} bytes", line.len());
+        let e = last_event(dir.path());
+        assert_eq!(
+            (&e["event"], &e["reason"]),
+            (&"container.refused".into(), &"invalid_reference".into()),
+            "{e}"
+        );
+        assert!(e["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("registry.example.com/aaa"));
     }
 
     #[test]
