@@ -336,12 +336,21 @@ fn an_x509_identity_cannot_match_a_subject_notation_cannot_parse() {
     assert!(e.message.contains("no ST"), "{}", e.message);
 }
 
+/// `check` against the fixtures' digest, CA and `*`, at `level`.
+fn judged(
+    media: &str,
+    bytes: &[u8],
+    level: Level,
+) -> Result<notation_core::Verified, notation_core::Error> {
+    let (d, ca, ids) = (digest(), [cert("ca.crt")], [SIGNER.to_owned()]);
+    check(media, bytes, &target(&d), &ca, &ids, level, NOW)
+}
+
 /// The attack: an expiry written as a number (and marked critical) was read as no
 /// expiry at all, so a signature its signer meant to end went on counting; notation-go
 /// cannot decode such an envelope and refuses it.
 #[test]
 fn a_jws_expiry_that_is_not_a_string_is_refused_not_ignored() {
-    let (d, ca, ids) = (digest(), [cert("ca.crt")], [SIGNER.to_owned()]);
     for value in [
         serde_json::json!(1_600_000_000),
         serde_json::json!(null),
@@ -354,16 +363,7 @@ fn a_jws_expiry_that_is_not_a_string_is_refused_not_ignored() {
                 .push("io.cncf.notary.expiry".into());
             p["io.cncf.notary.expiry"] = value.clone();
         });
-        let e = check(
-            envelope::JWS,
-            &bytes,
-            &target(&d),
-            &ca,
-            &ids,
-            Level::Strict,
-            NOW,
-        )
-        .unwrap_err();
+        let e = judged(envelope::JWS, &bytes, Level::Strict).unwrap_err();
         assert!(
             e.reason == Reason::BadSignature && e.message.contains("not an RFC 3339 time"),
             "{value}: {e}"
@@ -371,16 +371,7 @@ fn a_jws_expiry_that_is_not_a_string_is_refused_not_ignored() {
     }
     // The same for the signing time.
     let bytes = resigned_jws(|p| p["io.cncf.notary.signingTime"] = 1_600_000_000.into());
-    assert!(check(
-        envelope::JWS,
-        &bytes,
-        &target(&d),
-        &ca,
-        &ids,
-        Level::Strict,
-        NOW
-    )
-    .is_err());
+    assert!(judged(envelope::JWS, &bytes, Level::Strict).is_err());
 }
 
 /// The attack: an envelope under 1 MiB carrying thousands of linked CA certificates,
@@ -410,53 +401,25 @@ fn a_long_certificate_chain_is_refused_before_its_signatures_are_checked() {
 /// the levels that only log time checks, nothing.
 #[test]
 fn a_verdict_says_when_it_stops_holding() {
-    let (d, ca, ids) = (digest(), [cert("ca.crt")], [SIGNER.to_owned()]);
     let chain_end = sigstore_core::keys::pem_blocks(&fixture("chain.pem"), "CERTIFICATE")
         .unwrap()
         .iter()
         .map(|der| Cert::parse(der).unwrap().validity().1)
         .min()
         .unwrap();
-    let jws = check(
-        envelope::JWS,
-        &fixture("signature.jws"),
-        &target(&d),
-        &ca,
-        &ids,
-        Level::Strict,
-        NOW,
-    )
-    .unwrap();
+    let jws = judged(envelope::JWS, &fixture("signature.jws"), Level::Strict).unwrap();
     assert_eq!(
         jws.expires,
         Some(chain_end),
         "no expiry in it: the chain's end"
     );
     let cose_bytes = fixture("signature.cose");
-    let cose = check(
-        envelope::COSE,
-        &cose_bytes,
-        &target(&d),
-        &ca,
-        &ids,
-        Level::Strict,
-        NOW,
-    )
-    .unwrap();
+    let cose = judged(envelope::COSE, &cose_bytes, Level::Strict).unwrap();
     let expiry = envelope::parse(envelope::COSE, &cose_bytes)
         .unwrap()
         .expiry
         .unwrap();
     assert_eq!(cose.expires, Some(expiry.min(chain_end)));
-    let lax = check(
-        envelope::COSE,
-        &cose_bytes,
-        &target(&d),
-        &ca,
-        &ids,
-        Level::Permissive,
-        NOW,
-    )
-    .unwrap();
+    let lax = judged(envelope::COSE, &cose_bytes, Level::Permissive).unwrap();
     assert_eq!(lax.expires, None);
 }
