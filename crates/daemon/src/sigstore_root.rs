@@ -310,7 +310,12 @@ pub fn describe(i: &Info) -> String {
 /// What `status` says of the public-good root in use.
 pub fn status(state_dir: &Path) -> String {
     match current(state_dir) {
-        Ok((_, Some(info))) => describe(&info),
+        // An expired (or soon expiring) copy is said where an operator looks first, not
+        // only in the event of the daily check.
+        Ok((_, Some(info))) => match expiring(state_dir, OffsetDateTime::now_utc()) {
+            Some(warning) => format!("{}; warning: {warning}", describe(&info)),
+            None => describe(&info),
+        },
         Ok((_, None)) => "the copy shipped with pullguard (no TUF update kept yet)".to_owned(),
         Err(e) => e,
     }

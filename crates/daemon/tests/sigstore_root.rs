@@ -106,7 +106,12 @@ async fn a_kept_update_is_shown_in_status_and_its_expiry_is_an_event() {
         root.starts_with("TUF root version 15 (expires 2026-11-20T13:58:18Z)"),
         "{s}"
     );
-    // Today the kept root has expired: said, and alertable (severity warning).
+    // Today the kept root has expired: said in status too, where an operator looks first.
+    assert!(
+        root.contains("; warning: the Sigstore trusted root's TUF root (root version 15) expired at 2026-11-20T13:58:18Z"),
+        "{s}"
+    );
+    // And alertable (severity warning).
     let ev = nth_event(&world, "trust_root.expiring", 1).await;
     assert!(
         ev["message"]
