@@ -40,6 +40,8 @@ pub struct Envelope {
     pub authentic_signing_time: Option<OffsetDateTime>,
     /// When the signature stops counting, if it says.
     pub expiry: Option<OffsetDateTime>,
+    /// The protected header's `crit` list.
+    pub crit: Vec<String>,
     /// The payload (JSON with `targetArtifact`).
     pub payload: Vec<u8>,
     /// The bytes the signature covers.
@@ -81,6 +83,7 @@ pub fn parse(media_type: &str, bytes: &[u8]) -> Result<Envelope, Error> {
             other.chars().take(100).collect::<String>()
         ))),
     }?;
+    check_signed_attributes(&envelope, media_type == JWS)?;
     // Each certificate costs a signature check before the chain meets the trust store;
     // real chains are a leaf, an intermediate or two and a root.
     if envelope.chain.len() > MAX_CHAIN {
@@ -92,8 +95,53 @@ pub fn parse(media_type: &str, bytes: &[u8]) -> Result<Envelope, Error> {
     Ok(envelope)
 }
 
+/// What the specification requires of the signed attributes, as notation-core-go v1.3.0
+/// checks it: the signing scheme, an expiry and a signing authority's authentic signing
+/// time are marked critical; a JWS carries its scheme's time and not the other one; a
+/// COSE `notary.x509` signature carries its signing time.
+fn check_signed_attributes(e: &Envelope, jws: bool) -> Result<(), Error> {
+    let authority = e.scheme == "notary.x509.signingAuthority";
+    let mut must = vec![SCHEME];
+    if e.expiry.is_some() {
+        must.push(EXPIRY);
+    }
+    if authority {
+        must.push(AUTHENTIC_TIME);
+    }
+    if let Some(m) = must.iter().find(|m| !e.crit.iter().any(|c| c == *m)) {
+        return Err(bad(format!(
+            "{m} is not marked critical, as the specification requires"
+        )));
+    }
+    let (extra, missing) = match (e.scheme.as_str(), jws) {
+        ("notary.x509", true) => (e.authentic_signing_time.map(|_| AUTHENTIC_TIME), None),
+        ("notary.x509", false) => (None, e.signing_time.is_none().then_some(SIGNING_TIME)),
+        (_, true) if authority => (
+            e.signing_time.map(|_| SIGNING_TIME),
+            e.authentic_signing_time.is_none().then_some(AUTHENTIC_TIME),
+        ),
+        _ => (None, None),
+    };
+    if let Some(h) = extra {
+        return Err(bad(format!(
+            "{h} must not be present for the {} signing scheme",
+            e.scheme
+        )));
+    }
+    if let Some(h) = missing {
+        return Err(bad(format!(
+            "{h} must be present for the {} signing scheme",
+            e.scheme
+        )));
+    }
+    Ok(())
+}
+
 fn check_crit(crit: &[String], present: &dyn Fn(&str) -> bool) -> Result<(), Error> {
-    for c in crit {
+    for (i, c) in crit.iter().enumerate() {
+        if crit[..i].contains(c) {
+            return Err(bad(format!("{c} is listed twice in crit")));
+        }
         if c == PLUGIN || c == PLUGIN_MIN {
             return Err(Error::new(
                 Reason::Unsupported,
@@ -211,6 +259,7 @@ fn parse_jws(bytes: &[u8]) -> Result<Envelope, Error> {
         signature,
         chain,
         timestamp,
+        crit,
     })
 }
 
@@ -334,5 +383,6 @@ fn parse_cose(bytes: &[u8]) -> Result<Envelope, Error> {
         signature: signature.clone(),
         chain,
         timestamp,
+        crit,
     })
 }

@@ -271,6 +271,13 @@ fn headers_the_specification_forbids_refuse_the_signature() {
     let e = run(&resigned_jws(|p| {
         p["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
         p["io.cncf.notary.authenticSigningTime"] = "2026-12-02T07:28:36Z".into();
+        p["crit"]
+            .as_array_mut()
+            .unwrap()
+            .push("io.cncf.notary.authenticSigningTime".into());
+        p.as_object_mut()
+            .unwrap()
+            .remove("io.cncf.notary.signingTime");
     }))
     .unwrap_err();
     assert_eq!(
@@ -422,4 +429,61 @@ fn a_verdict_says_when_it_stops_holding() {
     assert_eq!(cose.expires, Some(expiry.min(chain_end)));
     let lax = judged(envelope::COSE, &cose_bytes, Level::Permissive).unwrap();
     assert_eq!(lax.expires, None);
+}
+
+/// Envelope shapes the specification forbids and notation-core-go refuses, each made by
+/// re-signing the real JWS with one change: the signing scheme not marked critical (an
+/// empty `crit`), an expiry or a signing authority's time not marked critical, a name
+/// twice in `crit`, the other scheme's time beside this one's.
+#[test]
+fn signed_attributes_the_specification_requires_are_checked_as_notation_checks_them() {
+    let refused = |change: &dyn Fn(&mut serde_json::Value), why: &str| {
+        let e = judged(envelope::JWS, &resigned_jws(change), Level::Strict).unwrap_err();
+        assert!(
+            e.reason == Reason::BadSignature && e.message.contains(why),
+            "{why}: {e}"
+        );
+    };
+    refused(
+        &|p| p["crit"] = serde_json::json!([]),
+        "signingScheme is not marked critical",
+    );
+    refused(
+        &|p| p["io.cncf.notary.expiry"] = "2030-01-01T00:00:00Z".into(),
+        "expiry is not marked critical",
+    );
+    refused(
+        &|p| {
+            p["crit"]
+                .as_array_mut()
+                .unwrap()
+                .push("io.cncf.notary.signingScheme".into())
+        },
+        "listed twice",
+    );
+    refused(
+        &|p| p["io.cncf.notary.authenticSigningTime"] = "2026-12-02T07:28:36Z".into(),
+        "authenticSigningTime must not be present",
+    );
+    refused(
+        &|p| {
+            p["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
+            p["io.cncf.notary.authenticSigningTime"] = "2026-12-02T07:28:36Z".into();
+        },
+        "authenticSigningTime is not marked critical",
+    );
+    refused(
+        &|p| {
+            p["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
+            p["io.cncf.notary.authenticSigningTime"] = "2026-12-02T07:28:36Z".into();
+            p["crit"]
+                .as_array_mut()
+                .unwrap()
+                .push("io.cncf.notary.authenticSigningTime".into());
+        },
+        "signingTime must not be present",
+    );
+    // The real envelopes, as notation-go wrote them, pass these checks.
+    judged(envelope::JWS, &fixture("signature.jws"), Level::Strict).unwrap();
+    judged(envelope::COSE, &fixture("signature.cose"), Level::Strict).unwrap();
 }
