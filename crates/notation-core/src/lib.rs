@@ -224,9 +224,13 @@ pub fn verify(
     // them (Notation's authentic timestamp); its time is when the chain must be valid.
     let mut stamped = (trust.now, trust.now);
     if !trust.tsa.is_empty() && env.scheme == "notary.x509" {
-        use proof_kit::tsa::{verify_token, Authorities};
+        use proof_kit::tsa::{verify_token_chain, Authorities};
         match &env.timestamp {
-            Some(token) => match verify_token(token, &env.signature, Authorities::Roots(trust.tsa)) {
+            Some(token) => match verify_token_chain(token, &env.signature, Authorities::Roots(trust.tsa))
+                .and_then(|(t, chain)| match profile::check_tsa_chain(&chain) {
+                    Ok(()) => Ok(t),
+                    Err(why) => Err(proof_kit::Error::Timestamp(format!("its certificate chain breaks the Notary Project's profile: {why}"))),
+                }) {
                 Ok(t) => stamped = t.range(),
                 Err(e) => judge(Error::new(Reason::UntrustedTimestamp, e.to_string()), time_refuses)?,
             },

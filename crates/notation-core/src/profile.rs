@@ -20,6 +20,7 @@ const FORBIDDEN_EKUS: [(&str, &str); 5] = [
     ("1.3.6.1.5.5.7.3.8", "timeStamping"),
     ("1.3.6.1.5.5.7.3.9", "OCSPSigning"),
 ];
+const TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.8");
 const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
 const EC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const RSA_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
@@ -183,7 +184,32 @@ fn check_leaf(c: &Cert) -> Result<(), String> {
             who(c)
         ));
     }
-    let ku = critical_key_usage(c)?;
+    signs_only(c, &critical_key_usage(c)?)?;
+    // Notation accepts a leaf without extended key usages; pullguard wants codeSigning
+    // (stricter, listed in docs/notation-differences.md).
+    let eku = extension(c, EKU)
+        .and_then(|(v, _)| ExtendedKeyUsage::from_der(v).ok())
+        .map(|e| e.0)
+        .unwrap_or_default();
+    for (oid, name) in FORBIDDEN_EKUS {
+        if eku.iter().any(|e| e.to_string() == oid) {
+            return Err(format!(
+                "certificate {:?}: the extended key usage must not contain {name}",
+                who(c)
+            ));
+        }
+    }
+    if !eku.contains(&CODE_SIGNING) {
+        return Err(format!(
+            "certificate {:?}: not a code-signing certificate (no codeSigning extended key usage)",
+            who(c)
+        ));
+    }
+    accepted_key(c)
+}
+
+/// A leaf's key usage: digitalSignature, and nothing else.
+fn signs_only(c: &Cert, ku: &KeyUsage) -> Result<(), String> {
     if !ku.digital_signature() {
         return Err(format!(
             "certificate {:?}: the key usage must include digitalSignature",
@@ -205,26 +231,11 @@ fn check_leaf(c: &Cert) -> Result<(), String> {
             who(c)
         ));
     }
-    // Notation accepts a leaf without extended key usages; pullguard wants codeSigning
-    // (stricter, listed in docs/notation-differences.md).
-    let eku = extension(c, EKU)
-        .and_then(|(v, _)| ExtendedKeyUsage::from_der(v).ok())
-        .map(|e| e.0)
-        .unwrap_or_default();
-    for (oid, name) in FORBIDDEN_EKUS {
-        if eku.iter().any(|e| e.to_string() == oid) {
-            return Err(format!(
-                "certificate {:?}: the extended key usage must not contain {name}",
-                who(c)
-            ));
-        }
-    }
-    if !eku.contains(&CODE_SIGNING) {
-        return Err(format!(
-            "certificate {:?}: not a code-signing certificate (no codeSigning extended key usage)",
-            who(c)
-        ));
-    }
+    Ok(())
+}
+
+/// A leaf's key: a kind and size Notation signs with.
+fn accepted_key(c: &Cert) -> Result<(), String> {
     match key_spec(c) {
         Some(k) if k.algorithm().is_some() => Ok(()),
         Some(KeySpec::Rsa(bits)) => Err(format!(
@@ -238,8 +249,13 @@ fn check_leaf(c: &Cert) -> Result<(), String> {
     }
 }
 
-/// A CA certificate at chain index `i` (1 = the leaf's issuer).
-fn check_ca(c: &Cert, i: usize) -> Result<(), String> {
+/// A CA certificate at chain index `i` (1 = the leaf's issuer); its key usage read by
+/// `key_usage` (critical for code signing, present for timestamping).
+fn check_ca(
+    c: &Cert,
+    i: usize,
+    key_usage: fn(&Cert) -> Result<KeyUsage, String>,
+) -> Result<(), String> {
     let Some(bc) = basic_constraints(c).filter(|b| b.ca) else {
         return Err(format!(
             "certificate {:?}: an issuing certificate must be a CA (basic constraints cA = true)",
@@ -256,7 +272,7 @@ fn check_ca(c: &Cert, i: usize) -> Result<(), String> {
             ));
         }
     }
-    let ku = critical_key_usage(c)?;
+    let ku = key_usage(c)?;
     if !ku.key_cert_sign() {
         return Err(format!(
             "certificate {:?}: an issuing certificate's key usage must include keyCertSign",
@@ -272,6 +288,67 @@ fn check_ca(c: &Cert, i: usize) -> Result<(), String> {
 /// and key usage allow what they issued. (Validity in time is checked by the caller, at
 /// the time that counts.)
 pub fn check_chain(chain: &[Cert]) -> Result<(), String> {
+    check_path(chain, check_leaf, critical_key_usage)
+}
+
+/// A countersignature's chain, its signing certificate first and the root last, checked
+/// as notation-go v1.3.2 checks it after verifying the token (notation-core-go's
+/// `ValidateTimestampingCertChain`): the same path rules, a leaf that is no CA, whose
+/// key usage is digitalSignature only and whose one extended key usage is timeStamping,
+/// marked critical (RFC 3161 2.3); CAs with keyCertSign (present, not necessarily
+/// critical) and path lengths that allow what they issued.
+pub fn check_tsa_chain(chain: &[Cert]) -> Result<(), String> {
+    check_path(chain, check_tsa_leaf, present_key_usage)
+}
+
+/// A timestamping certificate's own rules.
+fn check_tsa_leaf(c: &Cert) -> Result<(), String> {
+    if basic_constraints(c).is_some_and(|b| b.ca) {
+        return Err(format!(
+            "certificate {:?}: a timestamping certificate must not be a CA",
+            who(c)
+        ));
+    }
+    signs_only(c, &present_key_usage(c)?)?;
+    let (eku, critical) = extension(c, EKU)
+        .and_then(|(v, critical)| Some((ExtendedKeyUsage::from_der(v).ok()?.0, critical)))
+        .unwrap_or_default();
+    if eku != [TIME_STAMPING] {
+        return Err(format!(
+            "certificate {:?}: a timestamping certificate's only extended key usage must be timeStamping",
+            who(c)
+        ));
+    }
+    if !critical {
+        return Err(format!(
+            "certificate {:?}: a timestamping certificate's extended key usage must be marked critical",
+            who(c)
+        ));
+    }
+    accepted_key(c)
+}
+
+/// A key usage extension that must be present, critical or not; its value.
+fn present_key_usage(c: &Cert) -> Result<KeyUsage, String> {
+    match extension(c, KEY_USAGE) {
+        None => Err(format!(
+            "certificate {:?}: the key usage extension must be present",
+            who(c)
+        )),
+        Some((v, _)) => {
+            KeyUsage::from_der(v).map_err(|e| format!("certificate {:?}: key usage: {e}", who(c)))
+        }
+    }
+}
+
+/// The rules every chain shares: it ends with a self-signed root, each other
+/// certificate is issued by the next and not self-signed; `leaf` checks the first,
+/// [`check_ca`] (reading key usages with `ca_usage`) the others.
+fn check_path(
+    chain: &[Cert],
+    leaf_rules: fn(&Cert) -> Result<(), String>,
+    ca_usage: fn(&Cert) -> Result<KeyUsage, String>,
+) -> Result<(), String> {
     let Some((leaf, _)) = chain.split_first() else {
         return Err("the certificate chain is empty".to_owned());
     };
@@ -282,7 +359,7 @@ pub fn check_chain(chain: &[Cert]) -> Result<(), String> {
                 who(leaf)
             ));
         }
-        return check_leaf(leaf);
+        return leaf_rules(leaf);
     }
     for (i, c) in chain.iter().enumerate() {
         match chain.get(i + 1) {
@@ -311,9 +388,9 @@ pub fn check_chain(chain: &[Cert]) -> Result<(), String> {
             }
         }
         if i == 0 {
-            check_leaf(c)?;
+            leaf_rules(c)?;
         } else {
-            check_ca(c, i)?;
+            check_ca(c, i, ca_usage)?;
         }
     }
     Ok(())

@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use notation_core::profile::{check_chain, check_store_certificate, key_spec, KeySpec, StoreKind};
+use notation_core::profile::{
+    check_chain, check_store_certificate, check_tsa_chain, key_spec, KeySpec, StoreKind,
+};
 use sigstore_core::certs::Cert;
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -373,4 +375,73 @@ fn a_timestamp_token_carrying_many_certificates_is_refused_before_they_are_tried
     check(&token(8)).unwrap();
     let e = check(&token(10)).unwrap_err();
     assert!(e.to_string().contains("carries 12 certificates"), "{e}");
+}
+
+/// A countersignature's chain as notation-go checks it after verifying the token
+/// (`ValidateTimestampingCertChain`): what a trusted TSA's root could issue and
+/// notation-go refuses to count — a CA certificate with the timeStamping usage signing
+/// tokens itself, the usage not critical or beside another, no key usage — is refused.
+#[test]
+fn a_countersignatures_chain_follows_the_timestamping_profile() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let root = self_signed(dir, "tsaroot", "ec:P-256", CA);
+    let leaf = |name: &str, ext: &str| issued(dir, name, "tsaroot", "ec:P-256", ext);
+    let good = leaf(
+        "tsa",
+        "[v3]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\n",
+    );
+    check_tsa_chain(&[good, root.clone()]).unwrap();
+    // Key usage present but not critical: notation-go wants it present only.
+    let lax_ku = leaf(
+        "tsa-ku",
+        "[v3]\nkeyUsage=digitalSignature\nextendedKeyUsage=critical,timeStamping\n",
+    );
+    check_tsa_chain(&[lax_ku, root.clone()]).unwrap();
+    for (name, ext, because) in [
+        (
+            "tsa-ca",
+            "[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\n",
+            "must not be a CA",
+        ),
+        (
+            "tsa-noncrit",
+            "[v3]\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=timeStamping\n",
+            "must be marked critical",
+        ),
+        (
+            "tsa-two",
+            "[v3]\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping,codeSigning\n",
+            "only extended key usage must be timeStamping",
+        ),
+        (
+            "tsa-noku",
+            "[v3]\nextendedKeyUsage=critical,timeStamping\n",
+            "key usage extension must be present",
+        ),
+        (
+            "tsa-sign",
+            "[v3]\nkeyUsage=critical,digitalSignature,keyCertSign\nextendedKeyUsage=critical,timeStamping\n",
+            "digitalSignature only",
+        ),
+    ] {
+        let e = check_tsa_chain(&[leaf(name, ext), root.clone()]).unwrap_err();
+        assert!(e.contains(because), "{name}: wanted {because:?}, got {e}");
+    }
+    // An intermediate without keyCertSign (present, not critical) breaks the path.
+    issued(
+        dir,
+        "inter",
+        "tsaroot",
+        "ec:P-256",
+        "[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=cRLSign\n",
+    );
+    let under = issued(
+        dir,
+        "tsa-under",
+        "inter",
+        "ec:P-256",
+        "[v3]\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\n",
+    );
+    assert!(check_tsa_chain(&[under, load(dir, "inter"), root]).is_err());
 }

@@ -93,7 +93,7 @@ pub fn verify(
         return Err(bad("the authority did not grant it"));
     }
     let token: ContentInfo = resp.time_stamp_token.ok_or_else(|| bad("no token"))?;
-    verify_contents(token, signature, Authorities::Chains(authorities)).map(|s| s.time)
+    verify_contents(token, signature, Authorities::Chains(authorities)).map(|(s, _)| s.time)
 }
 
 /// A verified timestamp: the time it states, and how far off it may be (its accuracy).
@@ -128,6 +128,16 @@ pub fn verify_token(
     signature: &[u8],
     authorities: Authorities<'_>,
 ) -> Result<Stamp, Error> {
+    verify_token_chain(token, signature, authorities).map(|(s, _)| s)
+}
+
+/// [`verify_token`], with the chain that vouched for it: its signing certificate first,
+/// the root last (for a profile its caller holds the chain to, as Notation does).
+pub fn verify_token_chain(
+    token: &[u8],
+    signature: &[u8],
+    authorities: Authorities<'_>,
+) -> Result<(Stamp, Vec<Cert>), Error> {
     let token =
         ContentInfo::from_der(token).map_err(|e| bad(format!("not a TimeStampToken: {e}")))?;
     verify_contents(token, signature, authorities)
@@ -140,7 +150,7 @@ fn verify_contents(
     token: ContentInfo,
     signature: &[u8],
     authorities: Authorities<'_>,
-) -> Result<Stamp, Error> {
+) -> Result<(Stamp, Vec<Cert>), Error> {
     if token.content_type != SIGNED_DATA {
         return Err(bad("the token is not SignedData"));
     }
@@ -250,10 +260,13 @@ fn verify_contents(
             ));
             continue;
         }
-        return Ok(Stamp {
-            time: gen_time,
-            accuracy: time::Duration::ZERO,
-        });
+        return Ok((
+            Stamp {
+                time: gen_time,
+                accuracy: time::Duration::ZERO,
+            },
+            chain,
+        ));
     }
     Err(last)
 }
@@ -268,7 +281,7 @@ fn verify_embedded(
     sig: &[u8],
     roots: &[Cert],
     stamp: Stamp,
-) -> Result<Stamp, Error> {
+) -> Result<(Stamp, Vec<Cert>), Error> {
     // Each certificate the token carries may cost a signature check per step of the
     // path: real tokens carry a few.
     let carried = sd.certificates.as_ref().map_or(0, |set| set.0.len());
@@ -339,7 +352,7 @@ fn verify_embedded(
             "a certificate of its chain is valid from {nb} to {na}, not over {from} to {to}"
         )));
     }
-    Ok(stamp)
+    Ok((stamp, path.into_iter().cloned().collect()))
 }
 
 #[cfg(test)]
