@@ -86,10 +86,11 @@ fn split_unescaped(s: &str, seps: &[char]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// `TYPE=VALUE` with spaces around both trimmed; the value still escaped.
+/// `TYPE=VALUE` with spaces around both trimmed (spaces only, as go-ldap trims: a tab
+/// stays, and then matches nothing); the value still escaped.
 fn split_attribute(rdn: &str) -> Option<(String, String)> {
     let (k, v) = rdn.split_once('=')?;
-    let k = k.trim();
+    let k = k.trim_matches(' ');
     if k.is_empty()
         || !k
             .chars()
@@ -98,13 +99,18 @@ fn split_attribute(rdn: &str) -> Option<(String, String)> {
         return None;
     }
     // Trailing spaces are part of the value only when escaped.
-    let v = v.trim_start();
-    let v = if v.ends_with("\\ ") { v } else { v.trim_end() };
+    let v = v.trim_start_matches(' ');
+    let v = if v.ends_with("\\ ") {
+        v
+    } else {
+        v.trim_end_matches(' ')
+    };
     Some((k.to_owned(), v.to_owned()))
 }
 
 /// RFC 4514 escapes: `\` and a special character, or `\` and two hex digits (a byte of
-/// the UTF-8 value).
+/// the UTF-8 value); any other escape is refused, as go-ldap (Notation's DN reader)
+/// refuses it.
 fn unescape(v: &str) -> Result<String, String> {
     let mut bytes = Vec::with_capacity(v.len());
     let b = v.as_bytes();
@@ -121,9 +127,14 @@ fn unescape(v: &str) -> Result<String, String> {
                 bytes.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
                 i += 3;
             }
-            (Some(&c), _) => {
+            (Some(&c), _) if b" \"#+,;<=>\\".contains(&c) => {
                 bytes.push(c);
                 i += 2;
+            }
+            (Some(_), _) => {
+                return Err(
+                    "an escape that is neither a special character nor two hex digits".to_owned(),
+                )
             }
             (None, _) => return Err("a value ends with a lone backslash".to_owned()),
         }
@@ -242,6 +253,12 @@ mod tests {
 
     #[test]
     fn identities_are_read_as_rfc_4514_with_notations_requirements() {
+        // Every special character escaped, and spaces (only spaces) trimmed.
+        assert_eq!(
+            parse_identity("C=US, ST=WA, O=\\ a\\\"\\#\\+\\,\\;\\<\\=\\>\\\\b\\ ,CN=\tx").unwrap()
+                [2..],
+            attrs(&[("O", " a\"#+,;<=>\\b "), ("CN", "\tx")])[..]
+        );
         assert_eq!(
             parse_identity("C=US, S=WA, O=A\\2C Inc.\\, Ltd, CN=s\\+t").unwrap(),
             attrs(&[
@@ -259,6 +276,10 @@ mod tests {
             "C=US, ST=WA, O=#04024869",
             "C=US, ST=WA, O=\"Acme\"",
             "C=US, ST=WA, O=Acme, junk",
+            // Escapes go-ldap refuses: not special, not two hex digits.
+            "C=US, ST=WA, O=Ac\\me",
+            "C=US, ST=WA, O=Acme\\4",
+            "C=US, ST=WA, O=Acme\\é",
         ] {
             assert!(parse_identity(bad).is_err(), "{bad}");
         }
