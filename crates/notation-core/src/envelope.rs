@@ -166,7 +166,7 @@ fn check_crit(crit: &[String], present: &dyn Fn(&str) -> bool) -> Result<(), Err
 
 fn parse_jws(bytes: &[u8]) -> Result<Envelope, Error> {
     let b64url = |s: &str, what: &str| {
-        proof_kit::b64::url_padding_optional(s)
+        proof_kit::b64::url_unpadded(s)
             .map_err(|e| bad(format!("JWS {what} is not base64url: {e}")))
     };
     let doc = Json::parse(bytes).map_err(|e| bad(format!("JWS envelope: {e}")))?;
@@ -267,8 +267,8 @@ fn parse_cose(bytes: &[u8]) -> Result<Envelope, Error> {
     let item = cbor::decode(bytes).map_err(|e| bad(format!("COSE envelope: {e}")))?;
     let item = match item {
         Item::Tag(18, inner) => *inner,
-        Item::Tag(..) => return Err(bad("COSE envelope is not a COSE_Sign1")),
-        other => other,
+        // go-cose, Notation's reader, takes the tagged form only.
+        _ => return Err(bad("COSE envelope is not a tagged COSE_Sign1")),
     };
     let Item::Array(parts) = item else {
         return Err(bad("COSE_Sign1 is not an array"));

@@ -487,3 +487,24 @@ fn signed_attributes_the_specification_requires_are_checked_as_notation_checks_t
     judged(envelope::JWS, &fixture("signature.jws"), Level::Strict).unwrap();
     judged(envelope::COSE, &fixture("signature.cose"), Level::Strict).unwrap();
 }
+
+/// Encodings notation-go's readers refuse, refused here too: a COSE_Sign1 without its
+/// tag (go-cose reads the tagged form only), a JWS segment with base64 padding (Go's
+/// RawURLEncoding).
+#[test]
+fn encodings_notations_readers_refuse_are_refused() {
+    let cose = fixture("signature.cose");
+    assert_eq!(cose[0], 0xd2, "the fixture is tagged 18");
+    let e = judged(envelope::COSE, &cose[1..], Level::Strict).unwrap_err();
+    assert!(e.message.contains("not a tagged COSE_Sign1"), "{e}");
+    let mut env: serde_json::Value = serde_json::from_slice(&fixture("signature.jws")).unwrap();
+    let sig = env["signature"].as_str().unwrap().to_owned();
+    env["signature"] = format!("{sig}==").into();
+    let e = judged(
+        envelope::JWS,
+        &serde_json::to_vec(&env).unwrap(),
+        Level::Strict,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::BadSignature, "{e}");
+}

@@ -39,12 +39,6 @@ pub fn url_unpadded(s: &str) -> Result<Vec<u8>, Error> {
     checked(URL_SAFE_NO_PAD.decode(s))
 }
 
-/// base64url with its padding, if any, ignored: JWS segments as Notation's JWS reader
-/// takes them.
-pub fn url_padding_optional(s: &str) -> Result<Vec<u8>, Error> {
-    url_unpadded(s.trim_end_matches('='))
-}
-
 /// Standard alphabet, padded: what the formats write.
 pub fn encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
@@ -71,8 +65,6 @@ mod tests {
         for not in ["/+8", "_-8=", " _-8"] {
             assert!(url_unpadded(not).is_err(), "{not:?}");
         }
-        assert_eq!(url_padding_optional("aGk=").unwrap(), b"hi");
-        assert!(url_padding_optional("aG+=").is_err());
         assert_eq!(encode(b"hi"), "aGk=");
     }
 }
