@@ -194,11 +194,15 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         else {
             continue;
         };
-        let Some((media_type, blob)) = skipped
-            .manifest(&sig_manifest)
-            .and_then(|m| envelope_layer(&m))
-        else {
+        let Some(m) = skipped.manifest(&sig_manifest) else {
             continue;
+        };
+        let (media_type, blob) = match envelope_layer(&m) {
+            Ok(layer) => layer,
+            Err(why) => {
+                skipped.pass_over(format!("signature manifest {}: {why}", sig_manifest.digest));
+                continue;
+            }
         };
         let blob = reg
             .blob(host, path, &blob, notation_core::MAX_ENVELOPE, &budget)
@@ -255,11 +259,61 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
     ))
 }
 
-/// The envelope a signature manifest carries: its first layer, when it is a JWS or COSE
-/// envelope of a sensible size.
-fn envelope_layer(m: &proof_kit::oci::Manifest) -> Option<(String, String)> {
-    let l = m.layers.first()?;
-    ([notation_core::envelope::JWS, notation_core::envelope::COSE].contains(&l.media_type.as_str())
-        && l.size <= notation_core::MAX_ENVELOPE as u64)
-        .then(|| (l.media_type.clone(), l.digest.clone()))
+/// The envelope a signature manifest carries (its media type and digest): its one layer,
+/// a JWS or COSE envelope of a sensible size. notation-go refuses a manifest of any other
+/// number of layers; so does pullguard, rather than read the first.
+fn envelope_layer(m: &proof_kit::oci::Manifest) -> Result<(String, String), String> {
+    let [l] = m.layers.as_slice() else {
+        return Err(format!(
+            "it holds {} layers; a Notation signature manifest holds exactly one envelope",
+            m.layers.len()
+        ));
+    };
+    if ![notation_core::envelope::JWS, notation_core::envelope::COSE]
+        .contains(&l.media_type.as_str())
+    {
+        return Err("its layer is neither a JWS nor a COSE envelope".to_owned());
+    }
+    if l.size > notation_core::MAX_ENVELOPE as u64 {
+        return Err(format!(
+            "its envelope of {} bytes is over the limit",
+            l.size
+        ));
+    }
+    Ok((l.media_type.clone(), l.digest.clone()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    #[test]
+    fn a_signature_manifest_of_other_than_one_envelope_is_passed_over_as_notation_refuses_it() {
+        let layer = |t: &str, size: u64| {
+            format!(
+                r#"{{"mediaType":"{t}","digest":"sha256:{}","size":{size}}}"#,
+                "a".repeat(64)
+            )
+        };
+        let manifest = |layers: &[String]| {
+            proof_kit::oci::Manifest::parse(
+                format!(r#"{{"layers":[{}]}}"#, layers.join(",")).as_bytes(),
+            )
+            .unwrap()
+        };
+        let jws = layer(notation_core::envelope::JWS, 100);
+        assert!(super::envelope_layer(&manifest(&[jws.clone()])).is_ok());
+        let two = super::envelope_layer(&manifest(&[
+            jws.clone(),
+            layer(notation_core::envelope::COSE, 100),
+        ]));
+        assert!(two.unwrap_err().contains("holds 2 layers"));
+        assert!(super::envelope_layer(&manifest(&[]))
+            .unwrap_err()
+            .contains("holds 0 layers"));
+        assert!(super::envelope_layer(&manifest(&[layer("text/plain", 1)])).is_err());
+        assert!(
+            super::envelope_layer(&manifest(&[layer(notation_core::envelope::JWS, 2 << 20)]))
+                .is_err()
+        );
+    }
 }
