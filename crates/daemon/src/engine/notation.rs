@@ -301,7 +301,7 @@ mod tests {
             .unwrap()
         };
         let jws = layer(notation_core::envelope::JWS, 100);
-        assert!(super::envelope_layer(&manifest(&[jws.clone()])).is_ok());
+        assert!(super::envelope_layer(&manifest(std::slice::from_ref(&jws))).is_ok());
         let two = super::envelope_layer(&manifest(&[
             jws.clone(),
             layer(notation_core::envelope::COSE, 100),
