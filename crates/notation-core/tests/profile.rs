@@ -445,3 +445,19 @@ fn a_countersignatures_chain_follows_the_timestamping_profile() {
     );
     assert!(check_tsa_chain(&[under, load(dir, "inter"), root]).is_err());
 }
+
+/// A certificate whose algorithm outside the signed part differs from the one inside
+/// it: Go's parser (Notation's, cosign's) refuses it, and so does pullguard's.
+#[test]
+fn a_certificate_whose_outer_and_inner_algorithms_differ_does_not_parse() {
+    let d = tempfile::tempdir().unwrap();
+    let leaf = self_signed(d.path(), "root", "ec:P-256", CA);
+    let mut der = leaf.der().to_vec();
+    // ecdsa-with-SHA256; its last occurrence is the outer AlgorithmIdentifier.
+    let oid = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    let at = der.windows(oid.len()).rposition(|w| w == oid).unwrap();
+    Cert::parse(&der).unwrap();
+    der[at + oid.len() - 1] = 0x03; // ecdsa-with-SHA384
+    let e = Cert::parse(&der).unwrap_err();
+    assert!(e.to_string().contains("outer and inner"), "{e}");
+}

@@ -50,6 +50,13 @@ impl Cert {
     pub fn parse(der: &[u8]) -> Result<Cert, Error> {
         let cert = Certificate::from_der(der)
             .map_err(|e| bad(format!("certificate does not parse: {e}")))?;
+        // The algorithm named outside the signed part must be the one signed inside it
+        // (Go's parser refuses the certificate otherwise, RFC 5280 §4.1.1.2).
+        if cert.signature_algorithm != cert.tbs_certificate.signature {
+            return Err(bad(
+                "the certificate's outer and inner signature algorithms differ".to_owned(),
+            ));
+        }
         // RFC 5280 §4.2: an extension appears at most once. Two readers of one that
         // appears twice (an issuer, a SAN) could each take another (Go refuses it too).
         if let Some(exts) = &cert.tbs_certificate.extensions {
