@@ -161,16 +161,25 @@ fn may_sign_certificates(parent: &Cert) -> bool {
 
 /// A key usage extension that must be present and critical; its value.
 fn critical_key_usage(c: &Cert) -> Result<KeyUsage, String> {
+    key_usage_of(c, true)
+}
+
+/// A key usage extension that must be present, critical or not; its value.
+fn present_key_usage(c: &Cert) -> Result<KeyUsage, String> {
+    key_usage_of(c, false)
+}
+
+fn key_usage_of(c: &Cert, critical: bool) -> Result<KeyUsage, String> {
     match extension(c, KEY_USAGE) {
         None => Err(format!(
             "certificate {:?}: the key usage extension must be present",
             who(c)
         )),
-        Some((_, false)) => Err(format!(
+        Some((_, false)) if critical => Err(format!(
             "certificate {:?}: the key usage extension must be marked critical",
             who(c)
         )),
-        Some((v, true)) => {
+        Some((v, _)) => {
             KeyUsage::from_der(v).map_err(|e| format!("certificate {:?}: key usage: {e}", who(c)))
         }
     }
@@ -326,19 +335,6 @@ fn check_tsa_leaf(c: &Cert) -> Result<(), String> {
         ));
     }
     accepted_key(c)
-}
-
-/// A key usage extension that must be present, critical or not; its value.
-fn present_key_usage(c: &Cert) -> Result<KeyUsage, String> {
-    match extension(c, KEY_USAGE) {
-        None => Err(format!(
-            "certificate {:?}: the key usage extension must be present",
-            who(c)
-        )),
-        Some((v, _)) => {
-            KeyUsage::from_der(v).map_err(|e| format!("certificate {:?}: key usage: {e}", who(c)))
-        }
-    }
 }
 
 /// The rules every chain shares: it ends with a self-signed root, each other

@@ -206,6 +206,19 @@ fn resigned_jws(change: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
     serde_json::to_vec(&env).unwrap()
 }
 
+/// The protected header made a signing authority's: its scheme and an authentic signing
+/// time, marked critical when `crit`.
+fn as_authority(p: &mut serde_json::Value, crit: bool) {
+    p["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
+    p["io.cncf.notary.authenticSigningTime"] = "2026-12-02T07:28:36Z".into();
+    if crit {
+        p["crit"]
+            .as_array_mut()
+            .unwrap()
+            .push("io.cncf.notary.authenticSigningTime".into());
+    }
+}
+
 #[test]
 fn headers_the_specification_forbids_refuse_the_signature() {
     let (d, ca, ids) = (digest(), [cert("ca.crt")], [SIGNER.to_owned()]);
@@ -269,12 +282,7 @@ fn headers_the_specification_forbids_refuse_the_signature() {
     );
     // A signing-authority signature needs that store type and an authentic signing time.
     let e = run(&resigned_jws(|p| {
-        p["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
-        p["io.cncf.notary.authenticSigningTime"] = "2026-12-02T07:28:36Z".into();
-        p["crit"]
-            .as_array_mut()
-            .unwrap()
-            .push("io.cncf.notary.authenticSigningTime".into());
+        as_authority(p, true);
         p.as_object_mut()
             .unwrap()
             .remove("io.cncf.notary.signingTime");
@@ -466,21 +474,11 @@ fn signed_attributes_the_specification_requires_are_checked_as_notation_checks_t
         "authenticSigningTime must not be present",
     );
     refused(
-        &|p| {
-            p["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
-            p["io.cncf.notary.authenticSigningTime"] = "2026-12-02T07:28:36Z".into();
-        },
+        &|p| as_authority(p, false),
         "authenticSigningTime is not marked critical",
     );
     refused(
-        &|p| {
-            p["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
-            p["io.cncf.notary.authenticSigningTime"] = "2026-12-02T07:28:36Z".into();
-            p["crit"]
-                .as_array_mut()
-                .unwrap()
-                .push("io.cncf.notary.authenticSigningTime".into());
-        },
+        &|p| as_authority(p, true),
         "signingTime must not be present",
     );
     // The real envelopes, as notation-go wrote them, pass these checks.
