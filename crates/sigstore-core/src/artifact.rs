@@ -226,10 +226,11 @@ impl ParsedBundle {
         }
         let mut seen = std::collections::HashSet::new();
         for e in &m.tlog_entries {
-            if !seen.insert((&e.log_id.key_id, &e.log_index)) {
+            // By number, as sigstore-go compares them: absent is 0, and so is "00".
+            let index = e.log_index.as_deref().unwrap_or("0");
+            if !seen.insert((&e.log_id.key_id, index.parse::<u64>().ok())) {
                 return Err(bad(format!(
-                    "the bundle carries log entry {} of one log twice",
-                    e.log_index.as_deref().unwrap_or("0")
+                    "the bundle carries log entry {index} of one log twice"
                 )));
             }
         }

@@ -333,4 +333,13 @@ fn a_bundle_with_more_than_32_log_entries_or_timestamps_is_refused_before_verify
     assert!(e.message.contains("33 transparency-log entries"), "{e}");
     let e = check(&repeated(entries, 2)).unwrap_err();
     assert!(e.message.contains("twice"), "{e}");
+    // The same index written otherwise is the same entry, as sigstore-go compares them.
+    let mut padded = repeated(entries, 2);
+    let index = padded.pointer(entries).unwrap()[1]["logIndex"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    padded.pointer_mut(entries).unwrap()[1]["logIndex"] = format!("0{index}").into();
+    let e = check(&padded).unwrap_err();
+    assert!(e.message.contains("twice"), "{e}");
 }
