@@ -31,10 +31,7 @@ const VERIFIER_SOURCE: &str = "containerd-bindir";
 /// `myorg/app` as `docker.io/myorg/app`. The two agree on every name CRI passes on.
 fn containerd_host(image: &str) -> Option<&str> {
     let (first, _) = image.split_once('/')?;
-    let a_host_to_docker = first.contains(['.', ':'])
-        || first == "localhost"
-        || first.chars().any(|c| c.is_ascii_uppercase());
-    (!a_host_to_docker).then_some(first)
+    (!policy::names_a_host(first)).then_some(first)
 }
 
 /// The service.

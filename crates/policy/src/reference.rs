@@ -86,14 +86,8 @@ impl ImageRef {
                 ));
             }
         }
-        // Docker's rule for where the registry ends: a first component with a '.' or ':',
-        // `localhost`, or any upper-case letter names a host.
         let (domain, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains(['.', ':'])
-                    || first == "localhost"
-                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
-            {
+            Some((first, rest)) if names_a_host(first) => {
                 let host = canonical_host(first).map_err(|why| err(&why))?;
                 // `REGISTRY/app` or `registry./app` name a host by Docker's rule, but
                 // written as `registry/app` it would be a Docker Hub repository: refused
@@ -155,6 +149,15 @@ impl ImageRef {
     pub fn repository(&self) -> String {
         format!("{}/{}", self.domain, self.path)
     }
+}
+
+/// Docker's rule for where the registry ends: whether a name's first component (before
+/// its first `/`) names a host — it has a `.` or `:`, is `localhost`, or has an
+/// upper-case letter. Otherwise the name is a Docker Hub repository.
+pub fn names_a_host(first: &str) -> bool {
+    first.contains(['.', ':'])
+        || first == "localhost"
+        || first.chars().any(|c| c.is_ascii_uppercase())
 }
 
 /// A registry host as one spelling: lower case, no trailing dot, no leading zeros in the
