@@ -312,7 +312,7 @@ pub fn status(state_dir: &Path) -> String {
     match current(state_dir) {
         // An expired (or soon expiring) copy is said where an operator looks first, not
         // only in the event of the daily check.
-        Ok((_, Some(info))) => match expiring(state_dir, OffsetDateTime::now_utc()) {
+        Ok((_, Some(info))) => match expiring_of(&info, OffsetDateTime::now_utc()) {
             Some(warning) => format!("{}; warning: {warning}", describe(&info)),
             None => describe(&info),
         },
@@ -324,7 +324,11 @@ pub fn status(state_dir: &Path) -> String {
 /// A warning when the kept TUF root or timestamp expires within [`EXPIRING`] of `now`.
 fn expiring(state_dir: &Path, now: OffsetDateTime) -> Option<String> {
     let (_, info) = current(state_dir).ok()?;
-    let info = info?;
+    expiring_of(&info?, now)
+}
+
+/// [`expiring`] of a kept copy already read.
+fn expiring_of(info: &Info, now: OffsetDateTime) -> Option<String> {
     let parse =
         |s: &str| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok();
     for (what, at) in [

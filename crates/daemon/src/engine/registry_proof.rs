@@ -253,12 +253,14 @@ impl<K: RegistryKind> ProofKind for RegistryProof<K> {
         // A verdict kept from earlier (fresh, or any age under on_unreachable = "cached")
         // holds only until what it rests on stops counting.
         match found {
-            Ok(v) if v.expires.is_some_and(|t| t <= time::OffsetDateTime::now_utc()) => Err(deny(
+            Ok(Vouch {
+                expires: Some(t), ..
+            }) if t <= time::OffsetDateTime::now_utc() => Err(deny(
                 ReasonCode::Expired,
                 format!(
                     "the {} signature verified earlier for {image} stopped counting at {}; none newer was read",
                     proof.as_str(),
-                    v.expires.map(trust_core::rfc3339).unwrap_or_default()
+                    trust_core::rfc3339(t)
                 ),
             )),
             other => other,
