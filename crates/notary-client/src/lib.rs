@@ -11,6 +11,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use trust_core::{Limits, RepoFiles};
@@ -43,6 +45,16 @@ pub enum FetchError {
         server: String,
         /// The file.
         file: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// A repository's files together are more than a fetch reads before verifying any.
+    #[error("the trust data of {gun} from {server} is more than {limit} bytes in all; nothing of it is verified before it is read, so it is refused")]
+    TooMuch {
+        /// Server URL.
+        server: String,
+        /// Repository.
+        gun: String,
         /// The cap.
         limit: u64,
     },
@@ -165,7 +177,15 @@ impl Fetcher {
         })
     }
 
-    async fn get(&self, gun: &str, file: &str, limit: u64) -> Result<Option<Vec<u8>>, FetchError> {
+    /// One file of `gun`, up to `limit` bytes, each byte read also taken from `budget`,
+    /// shared by the files of one fetch: none of them is verified until all are read.
+    async fn get_within(
+        &self,
+        gun: &str,
+        file: &str,
+        limit: u64,
+        budget: &AtomicU64,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
         let url = format!("{}/v2/{gun}/_trust/tuf/{file}", self.url);
         let unreachable = |detail: String| FetchError::Unreachable {
             server: self.url.clone(),
@@ -209,6 +229,19 @@ impl Fetcher {
                     server: self.url.clone(),
                     file: file.to_owned(),
                     limit,
+                });
+            }
+            let n = chunk.len() as u64;
+            if budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(n)
+                })
+                .is_err()
+            {
+                return Err(FetchError::TooMuch {
+                    server: self.url.clone(),
+                    gun: gun.to_owned(),
+                    limit: MAX_FETCH_BYTES,
                 });
             }
             body.extend_from_slice(&chunk);
@@ -352,12 +385,13 @@ impl Fetcher {
         // Lengths listed by a timestamp or snapshot not verified yet would be no tighter
         // caps, so everything most repositories need is asked for at once: root,
         // timestamp, snapshot, targets, and the delegation Docker signs in.
+        let budget = Arc::new(AtomicU64::new(MAX_FETCH_BYTES));
         let (root, timestamp, snapshot, targets, releases) = tokio::join!(
-            self.get(gun, "root.json", self.limits.root + 1),
-            self.get(gun, "timestamp.json", self.limits.timestamp + 1),
-            self.get(gun, "snapshot.json", self.limits.file),
-            self.get(gun, "targets.json", self.limits.file),
-            self.get(gun, "targets/releases.json", self.limits.file),
+            self.get_within(gun, "root.json", self.limits.root + 1, &budget),
+            self.get_within(gun, "timestamp.json", self.limits.timestamp + 1, &budget),
+            self.get_within(gun, "snapshot.json", self.limits.file, &budget),
+            self.get_within(gun, "targets.json", self.limits.file, &budget),
+            self.get_within(gun, "targets/releases.json", self.limits.file, &budget),
         );
         let root = root?.ok_or_else(not_found)?;
         let timestamp = timestamp?.ok_or_else(not_found)?;
@@ -385,7 +419,7 @@ impl Fetcher {
             ));
         }
         if let (Some(from), Some(to)) = (trusted_root_version, version_of(&root)) {
-            for v in from + 1..to {
+            for v in intermediate_roots(from, to, self.limits.root_rotations) {
                 wanted.push((
                     format!("{v}.root"),
                     format!("{v}.root.json"),
@@ -396,8 +430,8 @@ impl Fetcher {
         // Owned futures: a stream of borrowing ones is not provably Send to the spawner.
         let got: Vec<_> = futures_util::stream::iter(wanted.clone())
             .map(|(_, file, cap)| {
-                let (me, gun) = (self.clone(), gun.to_owned());
-                async move { me.get(&gun, &file, cap).await }
+                let (me, gun, budget) = (self.clone(), gun.to_owned(), budget.clone());
+                async move { me.get_within(&gun, &file, cap, &budget).await }
             })
             .buffered(FETCH_CONCURRENCY)
             .collect()
@@ -424,6 +458,22 @@ impl Fetcher {
 /// Requests in flight at once for one repository's files after the snapshot.
 const FETCH_CONCURRENCY: usize = 8;
 
+/// Bytes one fetch reads in all, across its files: none is verified before all are
+/// read, so without it a server could have a node hold a file limit's worth for every
+/// role and delegation its unverified snapshot names. Real repositories are far below
+/// (10,000 tags in three delegations: about 2 MiB).
+pub const MAX_FETCH_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The root versions to fetch between the trusted `from` and the newest `to`. `to` is
+/// not verified yet: a walk longer than trust-core accepts is not fetched at all (it is
+/// refused there), whatever version the server claims.
+fn intermediate_roots(from: u64, to: u64, limit: u64) -> std::ops::Range<u64> {
+    if to.saturating_sub(from) > limit {
+        return 0..0;
+    }
+    from.saturating_add(1)..to
+}
+
 // What the unverified root and snapshot say is read with trust-core's own parsers (no
 // second Notary parser here); trust-core verifies all of it afterwards. Unparsable
 // files give no hints, and trust-core then says what is wrong with them.
@@ -447,3 +497,19 @@ fn listed_delegations(snapshot: &[u8]) -> Vec<(String, u64)> {
 }
 
 pub use codes::text::error_chain;
+
+#[cfg(test)]
+mod tests {
+    use super::intermediate_roots;
+
+    #[test]
+    fn a_claimed_root_version_far_ahead_fetches_no_intermediate_roots() {
+        assert_eq!(intermediate_roots(1, 4, 256), 2..4);
+        assert_eq!(intermediate_roots(1, 257, 256), 2..257);
+        // An unverified root.json naming version 2^63 once built a list of every
+        // version in between before any request: memory until the daemon was killed.
+        assert!(intermediate_roots(1, i64::MAX as u64, 256).is_empty());
+        assert!(intermediate_roots(1, u64::MAX, 256).is_empty());
+        assert!(intermediate_roots(5, 3, 256).is_empty());
+    }
+}

@@ -37,8 +37,15 @@ pub enum Json {
 }
 
 impl Json {
-    /// Decodes `bytes`, rejecting duplicate keys and non-integer numbers.
+    /// Decodes `bytes`, rejecting duplicate keys and non-integer numbers, and text of
+    /// more than [`MAX_VALUES`] values.
     pub fn parse(bytes: &[u8]) -> Result<Json, serde_json::Error> {
+        let values = values_at_most(bytes);
+        if values > MAX_VALUES {
+            return Err(de::Error::custom(format!(
+                "more than {MAX_VALUES} JSON values ({values})"
+            )));
+        }
         serde_json::from_slice(bytes)
     }
 
@@ -88,6 +95,35 @@ impl Json {
             }
         }
     }
+}
+
+/// Values (keys included) a decoded document may hold. Each takes 32 bytes or more in
+/// [`Json`], so text like `[0,0,0,…]` would take 16 times its size in memory, before
+/// any signature over it is checked; real documents (Notary's 10,000-tag targets, a
+/// Notation payload) hold well under a tenth of this.
+pub const MAX_VALUES: usize = 1_000_000;
+
+/// An upper bound on the values (and keys) in JSON text, without decoding it: every one
+/// after the first follows a `,`, a `:`, a `[` or a `{` outside a string.
+fn values_at_most(bytes: &[u8]) -> usize {
+    let (mut n, mut in_string, mut escaped) = (1, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b',' | b':' | b'[' | b'{' => n += 1,
+                _ => {}
+            }
+        }
+    }
+    n
 }
 
 /// Canonicalises a JSON document given as bytes.

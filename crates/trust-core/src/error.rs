@@ -331,14 +331,17 @@ fn validity_note(
 /// and JSON output. A time RFC 3339 cannot write (a year beyond 9999) falls back to
 /// `OffsetDateTime`'s own text rather than to nothing.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
+    // A time whose UTC value `time` cannot hold keeps its own offset rather than panic.
+    let t = t.checked_to_offset(time::UtcOffset::UTC).unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }
 
 /// `2026-12-09T19:28Z`: minutes are precise enough for people.
 pub fn fmt_time(t: &OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
+    let Some(t) = t.checked_to_offset(time::UtcOffset::UTC) else {
+        return t.to_string();
+    };
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}Z",
         t.year(),

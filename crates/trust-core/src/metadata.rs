@@ -368,6 +368,14 @@ fn common(
             format!("expires {expires:?} is not an RFC 3339 time: {e}"),
         )
     })?;
+    // "9999-12-31T23:59:59-23:59" parses, but its UTC time is in the year 10000, which
+    // `time` cannot hold: converting it (to write it in UTC) would panic.
+    if expires.checked_to_offset(time::UtcOffset::UTC).is_none() {
+        return Err(Error::malformed(
+            role,
+            format!("expires {expires} is past the year 9999 in UTC"),
+        ));
+    }
     Ok(Common { version, expires })
 }
 

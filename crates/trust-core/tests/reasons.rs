@@ -155,6 +155,33 @@ fn duplicate_signatures_by_one_key_count_once() {
 }
 
 #[test]
+fn signatures_piled_under_an_authorised_key_id_are_not_all_checked() {
+    // Each check hashes the whole signed body: thousands of junk signatures under the
+    // timestamp key's ID cost thousands of hashes, with no key needed. Only the first
+    // signature under a key ID is checked, so junk put first leaves the good one unread.
+    let files = repo().files();
+    let doc: Value = serde_json::from_slice(files.get("timestamp").unwrap()).unwrap();
+    let good = doc["signatures"][0].clone();
+    let mut junk = good.clone();
+    junk["sig"] = json!(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        [7u8; 64]
+    ));
+    let piled = |sigs: Vec<Value>| {
+        let mut d = doc.clone();
+        d["signatures"] = Value::Array(sigs);
+        serde_json::to_vec(&d).unwrap()
+    };
+    let mut first_good = vec![good.clone()];
+    first_good.extend(std::iter::repeat_n(junk.clone(), 3000));
+    ok(&with(&files, "timestamp", piled(first_good)), &opts());
+    let mut junk_first: Vec<Value> = std::iter::repeat_n(junk, 3000).collect();
+    junk_first.push(good);
+    let e = rejected(&with(&files, "timestamp", piled(junk_first)), &opts());
+    assert_eq!(e.reason(), Reason::BadSignature, "{e}");
+}
+
+#[test]
 fn one_key_listed_under_two_key_ids_counts_once() {
     // Root, then a delegation, ask for two signers and list one P-256 key twice: its
     // SPKI with the point uncompressed and compressed, two key IDs.
@@ -237,6 +264,29 @@ fn root_rotation_broken_by_a_gap() {
     let e = rejected(&gap, &o);
     assert_eq!(e.reason(), Reason::RootRotationBroken);
     assert!(e.to_string().contains("2.root.json is missing"), "{e}");
+}
+
+#[test]
+fn root_rotation_broken_when_the_newest_root_claims_a_version_far_ahead() {
+    // A server names version 2^63 in an (unsigned) root.json: refused before any walk,
+    // not after 2^63 steps, nor after fetching that many files.
+    let mut repo = repo();
+    let v1 = repo.root_bytes();
+    repo.rotate_root(vec![TestKey::ed25519(20)]);
+    let files = repo.files();
+    let o = VerifyOptions::new(GUN, NOW, RootAnchor::TrustedRoot(&v1));
+    for version in [258_u64, i64::MAX as u64] {
+        let far = with(
+            &files,
+            "root",
+            tamper(files.get("root").unwrap(), |s| {
+                s["version"] = json!(version)
+            }),
+        );
+        let e = rejected(&far, &o);
+        assert_eq!(e.reason(), Reason::RootRotationBroken, "{e}");
+        assert!(e.to_string().contains("more than the 256 rotations"), "{e}");
+    }
 }
 
 #[test]
@@ -441,6 +491,23 @@ fn malformed_metadata() {
         let e = rejected(&with(&files, "timestamp", bad.to_vec()), &opts());
         assert_eq!(e.reason(), Reason::MalformedMetadata, "{e}");
     }
+}
+
+#[test]
+fn malformed_when_expires_lies_past_the_year_9999_in_utc() {
+    // It parses (the local time is in 9999), but its UTC time cannot be held: once it
+    // made writing the verdict's expiry panic.
+    let files = repo().files();
+    let late = "9999-12-31T23:59:59-23:59";
+    let bad = tamper(files.get("timestamp").unwrap(), |s| {
+        s["expires"] = json!(late)
+    });
+    let e = rejected(&with(&files, "timestamp", bad), &opts());
+    assert_eq!(e.reason(), Reason::MalformedMetadata, "{e}");
+    assert!(e.to_string().contains("past the year 9999"), "{e}");
+    let t = OffsetDateTime::parse(late, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(trust_core::rfc3339(t).starts_with("9999-12-31"));
+    assert!(trust_core::fmt_time(&t).starts_with("9999-12-31"));
 }
 
 #[test]

@@ -42,6 +42,11 @@ pub struct Limits {
     pub delegations: usize,
     /// Depth of the delegation tree below `targets`.
     pub delegation_depth: usize,
+    /// Root versions walked from the trusted root to the newest. The newest root's
+    /// version is read before anything is verified: without a bound a server could name
+    /// version 2^63 and have a client walk (or pre-fetch) that many. TUF's clients stop
+    /// at 256 (`max_root_rotations`); a chain longer than that is refused.
+    pub root_rotations: u64,
 }
 
 impl Default for Limits {
@@ -52,6 +57,7 @@ impl Default for Limits {
             file: 100 * MIB,
             delegations: 1000,
             delegation_depth: 16,
+            root_rotations: 256,
         }
     }
 }

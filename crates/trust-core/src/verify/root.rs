@@ -91,6 +91,15 @@ pub(super) fn walk_roots(
         }
         return Ok(());
     }
+    if to - from > opts.limits.root_rotations {
+        return Err(Error::RootRotationBroken {
+            detail: format!(
+                "root.json says it is version {to}, {} versions after the trusted version {from}: more than the {} rotations a client walks",
+                to - from,
+                opts.limits.root_rotations
+            ),
+        });
+    }
     let mut current = trusted;
     for v in from + 1..=to {
         let next = if v == to {
