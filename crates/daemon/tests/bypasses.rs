@@ -334,3 +334,54 @@ async fn a_delegation_signed_by_notary_with_a_line_separator_in_a_target_name_ve
     assert!(v.allowed, "{v:?}");
     assert_eq!(v.role, "targets/releases");
 }
+
+/// A pin for the repository in `keys_dir` whose certificate does not load (here not a
+/// certificate at all), under a rule with `tofu = true`: the anchor is skipped with a
+/// warning, and before the fix the repository fell to the rule's trust on first use, so
+/// the server's own root was trusted. So did an anchor that pins nothing on purpose.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_pin_in_keys_dir_does_not_fall_back_to_trust_on_first_use() {
+    let notary = Notary::start();
+    let world = World::new();
+    std::fs::create_dir_all(&world.keys).unwrap();
+    std::fs::write(world.keys.join("prod.crt"), "not a certificate\n").unwrap();
+    std::fs::write(
+        world.keys.join("index.toml"),
+        format!("[[anchor]]\nrepository = \"{APP}\"\nroot_certs = [\"prod.crt\"]\n\n[[anchor]]\nrepository = \"registry.test/pullguard/empty*\"\n"),
+    )
+    .unwrap();
+    world.write_config(&format!(
+        "{}{}{ALL}",
+        world.daemon_section(""),
+        World::server_section(&notary)
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &format!("{APP}:v1"), notary.get("DIGEST_V1")).await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "root_not_pinned"),
+        "{}",
+        v.message
+    );
+    // The same repository under a name the empty anchor matches, published by the
+    // same server: refused too.
+    notary.cli("init registry.test/pullguard/empty-app");
+    notary.cli(&format!(
+        "addhash registry.test/pullguard/empty-app v1 2 --sha256 {}",
+        "a".repeat(64)
+    ));
+    notary.cli("publish registry.test/pullguard/empty-app");
+    let v = verify(
+        &mut c,
+        "registry.test/pullguard/empty-app:v1",
+        &format!("sha256:{}", "a".repeat(64)),
+    )
+    .await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "root_not_pinned"),
+        "{}",
+        v.message
+    );
+}

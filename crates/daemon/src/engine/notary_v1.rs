@@ -199,7 +199,11 @@ impl NotaryV1 {
             pins.certs.extend(anchor.pins.certs.iter().cloned());
             pins.key_ids.extend(anchor.pins.key_ids.iter().cloned());
             pins.cas.extend(anchor.pins.cas.iter().cloned());
-            tofu |= anchor.tofu;
+            // The repository's own anchor decides first use, not the rule: an anchor
+            // whose certificate did not load (skipped, with a warning) or that pins
+            // nothing on purpose must refuse its repositories, never leave them to a
+            // rule's `tofu = true`, which would trust whatever root the server serves.
+            tofu = anchor.tofu;
         }
         (pins, tofu)
     }
@@ -320,7 +324,7 @@ impl NotaryV1 {
                 // Endless data is refused as `oversized` (the trust data code); every
                 // other failure to get an answer is `trust_server_unreachable`.
                 Err(e) => Err(Miss::Unreachable(Outage {
-                    code: if matches!(e, FetchError::TooLarge { .. }) {
+                    code: if matches!(e, FetchError::TooLarge { .. } | FetchError::TooMuch { .. }) {
                         ReasonCode::Oversized
                     } else {
                         ReasonCode::TrustServerUnreachable
