@@ -300,11 +300,18 @@ pub(crate) fn build_rule(
         );
     }
     let roles: Vec<String> = or(&r.roles, &defaults.roles).unwrap_or_default();
-    for role in &roles {
+    for (i, role) in roles.iter().enumerate() {
         if role != "targets" && !role.starts_with("targets/") {
             ctx.at(
                 at,
                 format!("rule {name}: role {role:?} is not targets or a targets/ delegation"),
+            );
+        }
+        // Listed twice, one role would count twice towards roles_required.
+        if roles[..i].contains(role) {
+            ctx.at(
+                at,
+                format!("rule {name}: role {role:?} is listed twice in roles; each role counts once towards roles_required"),
             );
         }
     }

@@ -311,6 +311,26 @@ roles_required = 2
 }
 
 #[test]
+fn a_role_listed_twice_is_refused() {
+    // With the default roles_required (all listed), one role would meet a quorum of two.
+    let err = policy(
+        r#"
+[[rule]]
+name = "a"
+match = "x/**"
+roles = ["targets/releases", "targets/releases"]
+"#,
+    )
+    .expect_err("a role twice");
+    assert!(
+        err.problems
+            .iter()
+            .any(|p| p.message.contains("listed twice")),
+        "{err}"
+    );
+}
+
+#[test]
 fn syntax_errors_point_at_the_spot() {
     let err = Policy::parse(Path::new("p.toml"), "[daemon]\nsocket = \n").expect_err("syntax");
     assert_eq!(
