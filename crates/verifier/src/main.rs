@@ -81,10 +81,20 @@ fn request(args: &Args) -> VerifyRequest {
     }
 }
 
+/// What the one-shot framing got.
+enum Oneshot {
+    Verdict(Box<api::VerifyResponse>),
+    /// An older pullguardd: ask over gRPC.
+    NotSpoken,
+    /// The daemon's listen queue is full: it is running, but slow (or flooded). gRPC is
+    /// tried, and whatever it says, this is never the "daemon down" of the override.
+    QueueFull,
+}
+
 /// Asks over the one-shot framing ([`api::oneshot`]): one blocking connect, write and
-/// read, no runtime. `Ok(None)` when the daemon does not speak it (an older pullguardd)
-/// or its listen queue is full: then [`ask`] asks over gRPC, with its own deadlines.
-fn ask_oneshot(socket: &Path, args: &Args) -> Result<Option<api::VerifyResponse>, Problem> {
+/// read, no runtime. When the daemon does not speak it (an older pullguardd) or its
+/// listen queue is full, [`ask`] asks over gRPC, with its own deadlines.
+fn ask_oneshot(socket: &Path, args: &Args) -> Result<Oneshot, Problem> {
     use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
     let down = |e: &dyn std::fmt::Display| Problem {
         what: format!("cannot reach pullguardd on {}: {e}", socket.display()),
@@ -102,7 +112,7 @@ fn ask_oneshot(socket: &Path, args: &Args) -> Result<Option<api::VerifyResponse>
     let addr = SocketAddrUnix::new(socket).map_err(|e| down(&e))?;
     match rustix::net::connect(&fd, &addr) {
         Ok(()) => {}
-        Err(rustix::io::Errno::AGAIN) => return Ok(None),
+        Err(rustix::io::Errno::AGAIN) => return Ok(Oneshot::QueueFull),
         Err(e) => return Err(down(&std::io::Error::from(e))),
     }
     let stream = std::os::unix::net::UnixStream::from(fd);
@@ -114,8 +124,8 @@ fn ask_oneshot(socket: &Path, args: &Args) -> Result<Option<api::VerifyResponse>
         return Err(down(&e));
     }
     match api::oneshot::call(&stream, &request(args)) {
-        Ok(api::oneshot::Reply::Verdict(v)) => Ok(Some(*v)),
-        Ok(api::oneshot::Reply::NotSpoken) => Ok(None),
+        Ok(api::oneshot::Reply::Verdict(v)) => Ok(Oneshot::Verdict(v)),
+        Ok(api::oneshot::Reply::NotSpoken) => Ok(Oneshot::NotSpoken),
         Ok(api::oneshot::Reply::Status(_, message)) => Err(problem(
             format!(
                 "pullguardd refused the request: {}",
@@ -270,14 +280,23 @@ fn main() -> ExitCode {
     }
     let socket = env_path("PULLGUARD_SOCKET", DEFAULT_SOCKET);
     let answer = match ask_oneshot(&socket, &args) {
-        Ok(Some(v)) => Ok(v),
+        Ok(Oneshot::Verdict(v)) => Ok(*v),
         Err(p) => Err(p),
         // An older pullguardd, or a full queue: gRPC, with a runtime for it.
-        Ok(None) => match tokio::runtime::Builder::new_current_thread()
+        Ok(fallback) => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         {
-            Ok(runtime) => runtime.block_on(ask(socket, &args)),
+            Ok(runtime) => runtime.block_on(ask(socket, &args)).map_err(|mut p| {
+                // gRPC's connect fails at once on the same full queue, as if nothing
+                // listened: a running daemon that is slow must not open the override.
+                if matches!(fallback, Oneshot::QueueFull) && p.unreachable {
+                    p.unreachable = false;
+                    p.what = format!("{} (its connection queue is full)", p.what);
+                    p.hint = HINT_SLOW;
+                }
+                p
+            }),
             Err(e) => {
                 println!("pullguard: blocked {}: cannot start: {e}", args.name);
                 return ExitCode::from(EXIT_DAEMON);

@@ -381,6 +381,49 @@ fn emergency_override_does_not_open_for_requests_a_running_daemon_refuses() {
     assert!(!log.exists(), "nothing fell open");
 }
 
+/// A running daemon whose connection queue is full (a flood of connections, or accepts
+/// that stall) is slow, not down: before the fix the one-shot connect's EAGAIN sent the
+/// verifier to gRPC, whose connect failed at once on the same queue, was taken for
+/// "nothing listens", and the emergency override let the pull through.
+#[test]
+fn emergency_override_does_not_open_when_the_daemons_queue_is_full() {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let world = World::new();
+    std::fs::create_dir_all(world.socket.parent().unwrap()).unwrap();
+    let unix = || {
+        rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .unwrap()
+    };
+    let addr = SocketAddrUnix::new(world.socket.as_path()).unwrap();
+    // Listening, never accepting, with the shortest queue; then filled.
+    let listener = unix();
+    rustix::net::bind(&listener, &addr).unwrap();
+    rustix::net::listen(&listener, 0).unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let c = unix();
+        match rustix::net::connect(&c, &addr) {
+            Ok(()) => queued.push(c),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => panic!("connect: {e}"),
+        }
+        assert!(queued.len() < 64, "the queue never filled");
+    }
+    let o = Override::new();
+    std::fs::write(&o.file, in_an_hour()).unwrap();
+    let d = format!("sha256:{}", "5".repeat(64));
+    let r = containerd_runs(&world.socket, "alpine", &d, &descriptor(&d), &o.env());
+    assert_eq!(r.code, Some(3), "{}", r.reason);
+    assert!(r.reason.contains("queue is full"), "{}", r.reason);
+    assert!(!o.log.exists(), "nothing fell open");
+    drop(queued);
+}
+
 /// The override file is honoured only when root owns it, nobody else may write it, and
 /// its time is at most 7 days ahead; otherwise it is ignored, said, and recorded.
 #[test]
