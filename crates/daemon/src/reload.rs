@@ -120,7 +120,13 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
             .text_sha256
             .clone()
             .or_else(|| digest_of(&path));
+        let mut keys_current = engine.loaded().keys_seen.clone();
         let mut missing_reported = false;
+        // A load that failed is tried again on its own: what it lacked (a key file a
+        // Secret brings a minute after the ConfigMap, a trust server's CA) may come
+        // without any change to the policy file, and the old generation would
+        // otherwise stay in force for good.
+        let mut retry: Option<Retry> = None;
         while let Some(first) = rx.recv().await {
             // Debounce: editors and deployment tools write in several steps, which land
             // within a few milliseconds of each other; a half-written file would only
@@ -157,24 +163,67 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
             // so that the "missing" state ends and the operator sees the file is read.
             let came_back = std::mem::take(&mut missing_reported);
             let forced = trigger == "SIGHUP" || trigger == crate::sigstore_root::TRIGGER;
-            if now == current && !forced && !came_back {
+            let keys_now = crate::engine::keys_fingerprint(&engine.loaded().policy.daemon.keys_dir);
+            let keys_changed = keys_now != keys_current;
+            let retry_due = retry
+                .as_ref()
+                .is_some_and(|r| std::time::Instant::now() >= r.at);
+            if now == current && !forced && !came_back && !keys_changed && !retry_due {
                 continue;
             }
+            let text_changed = now != current;
             current = now;
-            reload(
-                &engine,
-                &path,
-                if came_back {
-                    "the file is back"
-                } else {
-                    trigger
-                },
-            )
-            .await;
+            keys_current = keys_now;
+            let why = if came_back {
+                "the file is back"
+            } else if forced || text_changed {
+                trigger
+            } else if keys_changed {
+                "keys_dir changed"
+            } else {
+                "retry after a failed load"
+            };
+            // A retry that fails as before says nothing new: no second event.
+            let quiet = (!forced && !text_changed && !keys_changed)
+                .then(|| retry.as_ref().map(|r| r.problem.as_str()))
+                .flatten();
+            match reload(&engine, &path, why, quiet).await {
+                Ok(()) => {
+                    retry = None;
+                    keys_current = engine.loaded().keys_seen.clone();
+                }
+                Err(problem) => {
+                    let wait = retry.as_ref().map_or(RETRY_FIRST, |r| {
+                        if r.problem == problem {
+                            (r.wait * 2).min(RETRY_MAX)
+                        } else {
+                            RETRY_FIRST
+                        }
+                    });
+                    retry = Some(Retry {
+                        at: std::time::Instant::now() + wait,
+                        wait,
+                        problem,
+                    });
+                }
+            }
         }
     });
     Ok(())
 }
+
+/// A load that failed, to be tried again at `at`.
+struct Retry {
+    at: std::time::Instant,
+    wait: Duration,
+    /// What was wrong, as the `policy.invalid` event said.
+    problem: String,
+}
+
+/// The first wait before a failed load is tried again, doubled each time it fails the
+/// same way, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 async fn invalid(engine: &Engine, path: &Path, message: &str) {
     let loaded = engine.loaded();
@@ -206,8 +255,14 @@ fn mark_reload(engine: &Engine, failed: bool) {
         .store(u64::try_from(now).unwrap_or(0), Relaxed);
 }
 
-/// Parses, validates and installs the policy at `path`, or reports why not.
-pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
+/// Parses, validates and installs the policy at `path`, or reports why not (and
+/// returns it). A problem equal to `quiet` was reported already: it is not again.
+pub async fn reload(
+    engine: &Engine,
+    path: &Path,
+    trigger: &str,
+    quiet: Option<&str>,
+) -> Result<(), String> {
     let old = engine.loaded();
     let parsed = policy::Policy::read(path)
         .and_then(|text| policy::Policy::parse(path, &text).map(|p| (p, text)));
@@ -262,14 +317,20 @@ pub async fn reload(engine: &Engine, path: &Path, trigger: &str) {
                     .events
                     .new_event(api::codes::EventKind::PolicyReloaded, generation, message);
             let _ = engine.emit(ev, true).await;
+            Ok(())
         }
         Err(problem) => {
-            invalid(
-                engine,
-                path,
-                &format!("{problem}; keeping policy generation {}", old.generation),
-            )
-            .await
+            if quiet == Some(problem.as_str()) {
+                tracing::debug!(problem, "the policy still does not load");
+            } else {
+                invalid(
+                    engine,
+                    path,
+                    &format!("{problem}; keeping policy generation {}", old.generation),
+                )
+                .await;
+            }
+            Err(problem)
         }
     }
 }

@@ -344,3 +344,82 @@ async fn a_refused_reload_shows_its_time_in_status_and_a_gauge_in_metrics() {
         "{s:?}"
     );
 }
+
+/// A P-256 public key in PEM at `path`, as `cosign generate-key-pair` writes one.
+fn public_key(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let private = path.with_extension("key");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+        ])
+        .arg(&private)
+        .status()
+        .unwrap()
+        .success()
+        && std::process::Command::new("openssl")
+            .args(["ec", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl could not make a key");
+}
+
+/// A reload refused for want of a key file is tried again until the key comes (a
+/// Kubernetes Secret lands after the ConfigMap that names it), without an event per try;
+/// and a change in keys_dir alone (a key replaced or revoked, the policy file untouched)
+/// is loaded. Before the fix the first stayed refused until the policy was edited again,
+/// and the second was never seen: a revoked key stayed trusted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_that_comes_after_the_policy_and_a_key_changed_alone_are_loaded() {
+    let world = World::new();
+    let elsewhere = world.dir.path().join("secret/new.pub");
+    public_key(&world.keys.join("old.pub"));
+    let with_key = |require: &str, key: &Path| {
+        format!(
+            "{}[[rule]]\nname = \"signed\"\nmatch = \"registry.test/signed/**\"\nproofs = [\"cosign\"]\ncosign_tlog = false\ncosign_keys = [\"{}\"]\n",
+            policy(&world, require),
+            key.display()
+        )
+    };
+    world.write_config(&with_key("any", &world.keys.join("old.pub")));
+    let daemon = Daemon::start(&world);
+    until(&daemon, true, "team-any", 1).await;
+    // The policy names a key that is not there yet: refused, once.
+    world.write_config(&with_key("reject", &elsewhere));
+    eventually(10, || async {
+        world.events_of("policy.invalid").into_iter().next()
+    })
+    .await
+    .expect("policy.invalid event");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    until(&daemon, true, "team-any", 1).await;
+    assert_eq!(
+        world.events_of("policy.invalid").len(),
+        1,
+        "a retry that failed as before said it again"
+    );
+    // The key arrives (outside keys_dir, so only the retry can notice): loaded.
+    public_key(&elsewhere);
+    until(&daemon, false, "team-reject", 2).await;
+    // keys_dir changes alone: the key there replaced by another.
+    std::fs::remove_file(world.keys.join("old.pub")).unwrap();
+    public_key(&world.keys.join("old.pub"));
+    until(&daemon, false, "team-reject", 3).await;
+    let reloaded = world.events_of("policy.reloaded");
+    assert!(
+        reloaded
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("keys_dir changed")),
+        "{reloaded:?}"
+    );
+}

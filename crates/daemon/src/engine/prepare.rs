@@ -22,6 +22,9 @@ pub struct Loaded {
     /// SHA-256 of the bytes loaded (set with `version`): the policy watch compares the
     /// file with what is in force, not with what it read when it started.
     pub text_sha256: Option<Vec<u8>>,
+    /// What `keys_dir` held just before this generation read it ([`keys_fingerprint`]):
+    /// the policy watch reloads when that changes, with the policy file or without it.
+    pub keys_seen: Vec<u8>,
     /// What each kind of proof prepared from the policy.
     pub(crate) kinds: Prepared,
     /// The client for registries (signatures stored beside images), configured like
@@ -46,6 +49,8 @@ impl Loaded {
         previous: Option<&Loaded>,
     ) -> Result<Loaded, Vec<String>> {
         let mut problems = Vec::new();
+        // Before any key is read: a change made while this runs is then seen as one.
+        let keys_seen = keys_fingerprint(&policy.daemon.keys_dir);
         let kinds = Prepared::new(&policy, previous.map(|p| &p.kinds), &mut problems);
         let registry = registry_client(&policy, &mut problems)?;
         if !problems.is_empty() {
@@ -57,10 +62,64 @@ impl Loaded {
             file: file.to_path_buf(),
             version: String::new(),
             text_sha256: None,
+            keys_seen,
             kinds,
             registry,
         })
     }
+}
+
+/// Entries of `keys_dir` looked at, at most: a directory of keys holds a few dozen.
+const MAX_KEYS_ENTRIES: usize = 4096;
+
+/// A digest of what `dir` holds, without reading any file: each entry's path, the target
+/// of a symlink (a Kubernetes Secret volume swaps `..data`), and the size, modification
+/// time and inode of what it leads to; directories are walked (not through symlinks), a
+/// few levels deep. Keys, pins and trust stores are read when a policy is prepared, so a
+/// key added, replaced or revoked there must bring a reload even when the policy file
+/// stays the same (a Secret and a ConfigMap are updated apart).
+pub(crate) fn keys_fingerprint(dir: &Path) -> Vec<u8> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let mut hash = sha2::Sha256::new();
+    let mut todo = vec![(dir.to_path_buf(), 0)];
+    let mut seen = 0;
+    while let Some((d, depth)) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            hash.update(b"unreadable\0");
+            hash.update(d.as_os_str().as_encoded_bytes());
+            continue;
+        };
+        let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        names.sort();
+        for path in names {
+            seen += 1;
+            if seen > MAX_KEYS_ENTRIES {
+                return hash.finalize().to_vec();
+            }
+            hash.update(path.as_os_str().as_encoded_bytes());
+            hash.update(b"\0");
+            let Ok(own) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if own.file_type().is_symlink() {
+                if let Ok(target) = std::fs::read_link(&path) {
+                    hash.update(target.as_os_str().as_encoded_bytes());
+                }
+            }
+            if let Ok(m) = std::fs::metadata(&path) {
+                for n in [m.len(), m.ino(), u64::from(m.mode())] {
+                    hash.update(n.to_le_bytes());
+                }
+                hash.update(m.mtime().to_le_bytes());
+                hash.update(m.mtime_nsec().to_le_bytes());
+            }
+            if own.is_dir() && depth < 8 {
+                todo.push((path, depth + 1));
+            }
+        }
+    }
+    hash.finalize().to_vec()
 }
 
 /// The registry client, configured like containerd's (hosts.toml, credentials).
