@@ -51,9 +51,18 @@ const WATCHED: inotify::WatchMask = inotify::WatchMask::CLOSE_WRITE
     .union(inotify::WatchMask::DELETE_SELF)
     .union(inotify::WatchMask::MOVE_SELF);
 
-/// Watches `dir` ([`WATCHED`]) from a thread of its own, sending "file change" on `tx`
-/// for each batch of events (a full channel already holds one).
-fn watch(dir: &Path, tx: mpsc::Sender<&'static str>) -> std::io::Result<()> {
+/// The trigger for a policy file known to be whole: written and closed, or renamed into
+/// place (an editor's save, a ConfigMap's `..data` swap).
+const WRITTEN: &str = "file written";
+
+/// Watches `dir` ([`WATCHED`]) from a thread of its own, sending [`WRITTEN`] on `tx` for
+/// a batch of events that closes `name` after writing it or renames something into its
+/// place, "file change" for any other (a full channel already holds one).
+fn watch(
+    dir: &Path,
+    name: std::ffi::OsString,
+    tx: mpsc::Sender<&'static str>,
+) -> std::io::Result<()> {
     let mut inotify = inotify::Inotify::init()?;
     inotify.watches().add(dir, WATCHED)?;
     std::thread::Builder::new()
@@ -62,8 +71,21 @@ fn watch(dir: &Path, tx: mpsc::Sender<&'static str>) -> std::io::Result<()> {
             let mut buf = [0u8; 4096];
             loop {
                 match inotify.read_events_blocking(&mut buf) {
-                    Ok(_) => {
-                        if let Err(mpsc::error::TrySendError::Closed(_)) =
+                    Ok(events) => {
+                        let whole = events.into_iter().any(|e| {
+                            let ours = e
+                                .name
+                                .is_some_and(|n| n == name.as_os_str() || n == "..data");
+                            ours && (e.mask.contains(inotify::EventMask::CLOSE_WRITE)
+                                || e.mask.contains(inotify::EventMask::MOVED_TO))
+                        });
+                        // Not to be lost in a full channel: it is what lets a new text
+                        // load at once.
+                        if whole {
+                            if tx.blocking_send(WRITTEN).is_err() {
+                                return;
+                            }
+                        } else if let Err(mpsc::error::TrySendError::Closed(_)) =
                             tx.try_send("file change")
                         {
                             return;
@@ -89,7 +111,8 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    watch(&dir, tx.clone())?;
+    let name = path.file_name().unwrap_or_default().to_os_string();
+    watch(&dir, name, tx.clone())?;
 
     let hup_tx = tx.clone();
     tokio::spawn(async move {
@@ -127,15 +150,23 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
         // without any change to the policy file, and the old generation would
         // otherwise stay in force for good.
         let mut retry: Option<Retry> = None;
+        // A new text not known to be whole (seen by the one-second check, or after a
+        // creation with no close yet), and since when: loaded once it has settled.
+        let mut unsettled: Option<(Vec<u8>, std::time::Instant)> = None;
         while let Some(first) = rx.recv().await {
             // Debounce: editors and deployment tools write in several steps, which land
-            // within a few milliseconds of each other; a half-written file would only
-            // be refused (and reported) before the whole one loads. A SIGHUP among the
-            // triggers folded together still forces the reload.
+            // within a few milliseconds of each other. Of the triggers folded together,
+            // the strongest is kept: a SIGHUP forces the reload, a close after writing
+            // says the file is whole.
             tokio::time::sleep(Duration::from_millis(20)).await;
+            let strength = |t: &str| match t {
+                "SIGHUP" | crate::sigstore_root::TRIGGER => 2,
+                WRITTEN => 1,
+                _ => 0,
+            };
             let mut trigger = first;
             while let Ok(t) = rx.try_recv() {
-                if t == "SIGHUP" || t == crate::sigstore_root::TRIGGER {
+                if strength(t) > strength(trigger) {
                     trigger = t;
                 }
             }
@@ -161,8 +192,27 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
             // Back after being missing (deleted and created again, renamed into place, a
             // symlink re-pointed): loaded again even when the bytes are the ones in force,
             // so that the "missing" state ends and the operator sees the file is read.
-            let came_back = std::mem::take(&mut missing_reported);
             let forced = trigger == "SIGHUP" || trigger == crate::sigstore_root::TRIGGER;
+            // A new text is loaded at once when the file was closed after writing or
+            // renamed into place, or when asked (SIGHUP). Otherwise it may be half
+            // written (a write in several steps, the file kept open, a creation before
+            // its close): a prefix that parses would load a laxer policy, or one missing
+            // rules whose sweep then removes images. It is loaded once the same bytes
+            // were seen a second apart and the file was last written 2 s ago.
+            let new_text = now != current || missing_reported;
+            if new_text && !forced && trigger != WRITTEN {
+                let settled = unsettled.as_ref().is_some_and(|(seen, since)| {
+                    Some(seen) == now.as_ref() && since.elapsed() >= SETTLE
+                }) && last_written(&path).is_some_and(|t| t >= 2 * SETTLE);
+                if !settled {
+                    if unsettled.as_ref().map(|(seen, _)| seen) != now.as_ref() {
+                        unsettled = now.clone().map(|n| (n, std::time::Instant::now()));
+                    }
+                    continue;
+                }
+            }
+            unsettled = None;
+            let came_back = std::mem::take(&mut missing_reported);
             let keys_now = crate::engine::keys_fingerprint(&engine.loaded().policy.daemon.keys_dir);
             let keys_changed = keys_now != keys_current;
             let retry_due = retry
@@ -210,6 +260,20 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+/// How long a new text not known to be whole must stay the same before it loads (the
+/// file's last write must be twice as old).
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// How long ago `path` (through symlinks) was last written.
+fn last_written(path: &Path) -> Option<Duration> {
+    std::fs::metadata(path)
+        .ok()?
+        .modified()
+        .ok()?
+        .elapsed()
+        .ok()
 }
 
 /// A load that failed, to be tried again at `at`.
@@ -362,7 +426,7 @@ mod tests {
             .open(dir.path().join("events.jsonl"))
             .unwrap();
         let (tx, mut rx) = mpsc::channel(16);
-        watch(dir.path(), tx).unwrap();
+        watch(dir.path(), "pullguard.toml".into(), tx).unwrap();
         for i in 0..100 {
             writeln!(events, "{{\"line\":{i}}}").unwrap();
         }

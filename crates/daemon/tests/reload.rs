@@ -55,14 +55,14 @@ async fn edits_renames_invalid_edits_deletion_and_sighup() {
     // An editor's atomic rename.
     write_atomically(&world.config, &policy(&world, "any"));
     until(&daemon, true, "team-any", 3).await;
-    // Both seen by the directory's watch (a write closed, a rename in), not left to
-    // the one-second check.
+    // Both seen by the directory's watch as whole files (a write closed, a rename in),
+    // not left to the one-second check.
     let reloaded = world.events_of("policy.reloaded");
     assert!(
         reloaded.len() >= 2
             && reloaded[reloaded.len() - 2..]
                 .iter()
-                .all(|e| e["message"].as_str().unwrap().ends_with("(file change)")),
+                .all(|e| e["message"].as_str().unwrap().ends_with("(file written)")),
         "{reloaded:?}"
     );
 
@@ -421,5 +421,45 @@ async fn a_key_that_comes_after_the_policy_and_a_key_changed_alone_are_loaded() 
             .iter()
             .any(|e| e["message"].as_str().unwrap().contains("keys_dir changed")),
         "{reloaded:?}"
+    );
+}
+
+/// A policy written in place in two steps with the file kept open between them (a tool
+/// writing through a buffer, an editor writing over the file): the first step alone is a
+/// policy that parses, and the one-second check loaded it as a generation of its own
+/// (a laxer policy, or one whose missing rules make the sweep remove images). Now a new
+/// text loads at once only when the file is closed after writing or renamed into place,
+/// and otherwise once it has settled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_file_still_being_written_is_not_loaded_half_way() {
+    use std::io::Write as _;
+    let world = World::new();
+    world.write_config(&policy(&world, "any"));
+    let daemon = Daemon::start(&world);
+    until(&daemon, true, "team-any", 1).await;
+    let first = policy(&world, "reject");
+    let rest = "\n[[rule]]\nname = \"z\"\nmatch = \"registry.test/z/**\"\nrequire = \"any\"\n";
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&world.config)
+        .unwrap();
+    file.write_all(first.as_bytes()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, IMAGE, "").await;
+    assert_eq!(
+        (v.allowed, v.rule.as_str(), v.policy_generation),
+        (true, "team-any", 1),
+        "the first half of the write was loaded: {v:?}"
+    );
+    file.write_all(rest.as_bytes()).unwrap();
+    drop(file);
+    until(&daemon, false, "team-reject", 2).await;
+    let z = verify(&mut c, "registry.test/z/app:v1", "").await;
+    assert_eq!(
+        (z.allowed, z.rule.as_str(), z.policy_generation),
+        (true, "z", 2),
+        "{z:?}"
     );
 }
