@@ -6,7 +6,7 @@
 
 mod harness;
 
-use harness::{nth_event, until_gone, Containerd, Daemon, World};
+use harness::{free_port, nth_event, repo_root, until_gone, Containerd, Daemon, World};
 use serde_json::Value;
 
 fn policy(world: &World, cd: &Containerd, mode: &str) -> String {
@@ -257,6 +257,60 @@ async fn trust_server_outage_keeps_present_images_but_removes_fresh_pulls() {
     let removed = nth_event(&world, "image.removed", 1).await;
     assert_eq!(removed["image"], later.as_str());
     assert_eq!(removed["reason"], "trust_server_unreachable");
+}
+
+/// An image that arrived while the watcher was not watching, kept by the start's sweep
+/// because its trust server could not be reached, is checked again on its own once the
+/// server answers, and removed when rejected. Before, it stayed until the next policy
+/// reload or containerd reconnect, and the `image.kept` event was not on disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_kept_in_an_outage_is_checked_again_when_the_outage_ends() {
+    let cd = Containerd::start();
+    let unsigned = format!("{}:unsigned", cd.get("REPO"));
+    let (ok, out) = cd.pull("default", &unsigned);
+    assert!(ok, "{out}");
+    // The policy asks a trust server on a port where nothing listens yet: a proxy to
+    // the real notary-server comes up there later.
+    let port = free_port();
+    let world = World::new();
+    world.write_config(
+        &policy(&world, &cd, "enforce")
+            .replace(cd.get("NOTARY_URL"), &format!("https://127.0.0.1:{port}")),
+    );
+    let _daemon = Daemon::start(&world);
+    let kept = nth_event(&world, "image.kept", 1).await;
+    assert_eq!(kept["image"], unsigned.as_str());
+    assert_eq!(kept["reason"], "trust_server_unreachable");
+    assert!(cd.images("default").contains(&unsigned));
+    let tls = std::path::Path::new(cd.get("NOTARY_DIR")).join("tls");
+    let upstream = cd.get("NOTARY_URL").rsplit(':').next().unwrap().to_owned();
+    let mut proxy = std::process::Command::new("python3")
+        .arg(repo_root().join("tests/faults/withholding-proxy.py"))
+        .arg(port.to_string())
+        .arg(upstream)
+        .arg(tls.join("notary-server.crt"))
+        .arg(tls.join("notary-server.key"))
+        .arg(cd.get("NOTARY_CA"))
+        .arg("/nothing-withheld")
+        .arg(world.dir.path().join("no-switch"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // No reload, no reconnect: only the re-check of kept images can find it.
+    let gone = harness::eventually(45, || async {
+        (!cd.images("default").contains(&unsigned)).then_some(())
+    })
+    .await;
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    assert!(gone.is_some(), "the kept image was never checked again");
+    let removed = nth_event(&world, "image.removed", 1).await;
+    assert_eq!(removed["image"], unsigned.as_str());
+    assert_eq!(
+        world.events_of("watcher.swept").len(),
+        1,
+        "a sweep, not the re-check, found it"
+    );
 }
 
 /// Creates an image record through containerd's API, as CRI does for the records of one

@@ -53,7 +53,18 @@ const ALIAS_GRACE: Duration = Duration::from_secs(3);
 enum Why {
     Event,
     Sweep,
+    /// A kept image's turn to be checked again.
+    Recheck,
 }
+
+/// Images a sweep kept because they could not be verified then, by namespace and name:
+/// checked again every [`RECHECK`] until a verdict is reached.
+type Kept = Arc<std::sync::Mutex<std::collections::BTreeSet<(String, String)>>>;
+
+/// How often kept images are checked again. Without it an image kept in an outage (or
+/// by a registry that answers its own signature lookups with 503) stayed until the next
+/// reload or reconnect, and on a node without the NRI gate its containers ran.
+const RECHECK: Duration = Duration::from_secs(30);
 
 /// Starts the watcher on `socket`; it runs (and reconnects) until the process exits.
 pub fn spawn(engine: Arc<Engine>, socket: PathBuf) {
@@ -156,16 +167,36 @@ async fn session(
     )
     .await;
     let limit = Arc::new(Semaphore::new(PARALLEL));
+    let kept = Kept::default();
     let mut installs = engine.installs();
     installs.mark_unchanged();
-    sweep(engine, &channel, &limit, "connected").await?;
+    sweep(engine, &channel, &limit, &kept, "connected").await?;
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             item = queue.recv() => {
                 let envelope = item.unwrap_or_else(|| {
                     Err(ContainerdError::unavailable("event subscription", "it stopped"))
                 })?;
-                on_envelope(engine, &channel, &limit, envelope);
+                on_envelope(engine, &channel, &limit, &kept, envelope);
+            }
+            _ = recheck.tick() => {
+                let due = std::mem::take(&mut *kept.lock().unwrap_or_else(|p| p.into_inner()));
+                for (namespace, name) in due {
+                    let (engine, channel, limit, kept) =
+                        (engine.clone(), channel.clone(), limit.clone(), kept.clone());
+                    tokio::spawn(async move {
+                        let Ok(_permit) = limit.acquire_owned().await else {
+                            return;
+                        };
+                        if let Err(e) =
+                            check_named(&engine, &channel, &kept, &namespace, &name, None, Why::Recheck).await
+                        {
+                            report_failure(&engine, &namespace, &name, &e).await;
+                        }
+                    });
+                }
             }
             changed = installs.changed() => {
                 if changed.is_err() {
@@ -173,13 +204,19 @@ async fn session(
                     return Err(ContainerdError::unavailable("watching", "pullguardd is stopping"));
                 }
                 let generation = *installs.borrow_and_update();
-                sweep(engine, &channel, &limit, &format!("policy generation {generation}")).await?;
+                sweep(engine, &channel, &limit, &kept, &format!("policy generation {generation}")).await?;
             }
         }
     }
 }
 
-fn on_envelope(engine: &Arc<Engine>, channel: &Channel, limit: &Arc<Semaphore>, env: Envelope) {
+fn on_envelope(
+    engine: &Arc<Engine>,
+    channel: &Channel,
+    limit: &Arc<Semaphore>,
+    kept: &Kept,
+    env: Envelope,
+) {
     let Some(any) = env.event.as_ref() else {
         return;
     };
@@ -190,13 +227,24 @@ fn on_envelope(engine: &Arc<Engine>, channel: &Channel, limit: &Arc<Semaphore>, 
     let name = match event {
         ImageEvent::Create(n) | ImageEvent::Update(n) => n,
     };
-    let (engine, channel, limit) = (engine.clone(), channel.clone(), limit.clone());
+    let (engine, channel, limit, kept) =
+        (engine.clone(), channel.clone(), limit.clone(), kept.clone());
     tokio::spawn(async move {
         let Ok(_permit) = limit.acquire_owned().await else {
             return;
         };
         let namespace = env.namespace;
-        if let Err(e) = check_named(&engine, &channel, &namespace, &name, None, Why::Event).await {
+        if let Err(e) = check_named(
+            &engine,
+            &channel,
+            &kept,
+            &namespace,
+            &name,
+            None,
+            Why::Event,
+        )
+        .await
+        {
             report_failure(&engine, &namespace, &name, &e).await;
         }
     });
@@ -207,6 +255,7 @@ async fn sweep(
     engine: &Arc<Engine>,
     channel: &Channel,
     limit: &Arc<Semaphore>,
+    kept: &Kept,
     trigger: &str,
 ) -> Result<(), ContainerdError> {
     let namespaces = namespaces(channel).await?;
@@ -216,15 +265,28 @@ async fn sweep(
         let images = list_images(channel, &ns, Vec::new()).await?;
         checked += images.len();
         let tasks = images.into_iter().map(|image| {
-            let (engine, channel, limit, ns) =
-                (engine.clone(), channel.clone(), limit.clone(), ns.clone());
+            let (engine, channel, limit, kept, ns) = (
+                engine.clone(),
+                channel.clone(),
+                limit.clone(),
+                kept.clone(),
+                ns.clone(),
+            );
             async move {
                 let Ok(_permit) = limit.acquire_owned().await else {
                     return;
                 };
                 let name = image.name.clone();
-                if let Err(e) =
-                    check_named(&engine, &channel, &ns, &name, Some(image), Why::Sweep).await
+                if let Err(e) = check_named(
+                    &engine,
+                    &channel,
+                    &kept,
+                    &ns,
+                    &name,
+                    Some(image),
+                    Why::Sweep,
+                )
+                .await
                 {
                     report_failure(&engine, &ns, &name, &e).await;
                 }
@@ -257,6 +319,7 @@ async fn sweep(
 async fn check_named(
     engine: &Arc<Engine>,
     channel: &Channel,
+    kept: &Kept,
     namespace: &str,
     name: &str,
     image: Option<Image>,
@@ -309,11 +372,18 @@ async fn check_named(
     if verdict.allowed {
         return Ok(());
     }
-    if why == Why::Sweep && verdict.reason.is_some_and(ReasonCode::is_transient) {
-        record(engine, EventKind::ImageKept, namespace, name, &digest, &verdict, format!(
-            "kept {name} (namespace {namespace}) although it could not be verified now: {}; it is checked again at the next sweep (policy reload or watcher reconnect)",
-            verdict.message
-        ), false).await;
+    if why != Why::Event && verdict.reason.is_some_and(ReasonCode::is_transient) {
+        kept.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((namespace.to_owned(), name.to_owned()));
+        // Said once, on disk: an image the policy may reject stays on the node.
+        if why == Why::Sweep {
+            record(engine, EventKind::ImageKept, namespace, name, &digest, &verdict, format!(
+                "kept {name} (namespace {namespace}) although it could not be verified now: {}; it is checked again every {}s until it can be",
+                verdict.message,
+                RECHECK.as_secs()
+            ), true).await;
+        }
         return Ok(());
     }
     remove(engine, channel, namespace, name, &digest, &verdict).await
