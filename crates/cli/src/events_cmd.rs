@@ -142,7 +142,9 @@ fn print(line: &str, filter: &Filter, json_out: bool) {
         println!("{line}");
         return;
     }
-    let f = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    // An events file written by another (or an older) pullguardd may hold raw control
+    // characters: they must not reach the operator's terminal.
+    let f = |k: &str| api::capped(e.get(k).and_then(Value::as_str).unwrap_or(""), 64 * 1024);
     let mut out = format!("{} {:<15}", f("time"), f("event"));
     for k in ["image", "reason", "rule", "source"] {
         let v = f(k);

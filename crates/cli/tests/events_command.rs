@@ -266,3 +266,22 @@ async fn a_policy_that_does_not_load_is_said_and_the_daemons_events_file_is_read
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pullguardd did not answer ("), "{stderr}");
 }
+
+/// An events file with raw control characters in its fields (written by an older
+/// pullguardd, or by hand): they reach the operator's terminal as `?`, not as escapes
+/// that clear the screen or newlines that forge lines.
+#[test]
+fn control_characters_in_an_events_file_do_not_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(
+        &file,
+        "{\"time\":\"2026-12-07T00:00:00Z\",\"event\":\"pull.rejected\",\"image\":\"a\\u001b[2J\\nforged\",\"message\":\"m\\r\\n\"}\n",
+    )
+    .unwrap();
+    let (code, _, out) = pullguard(&["events", "--file", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    assert!(out.contains("image=a?[2J?forged"), "{out:?}");
+}

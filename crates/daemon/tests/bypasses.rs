@@ -385,3 +385,26 @@ async fn a_broken_pin_in_keys_dir_does_not_fall_back_to_trust_on_first_use() {
         v.message
     );
 }
+
+/// A name that does not parse is kept as sent in the verdict and its event: containerd
+/// accepts any image name (`ctr import` of a stranger's archive), and a newline or an
+/// escape in it forged lines of text logs and reached terminals through `pullguard
+/// events`.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_characters_in_an_unparsed_name_reach_no_answer_or_event() {
+    let (world, _daemon, mut c) = daemon_with(
+        "",
+        "[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n",
+    )
+    .await;
+    let name = "registry.test/app\n2026-12-07T00:00:00Z INFO forged\u{1b}[2J:v1";
+    let v = verify(&mut c, name, "").await;
+    assert_eq!(v.reason, "invalid_reference", "{}", v.message);
+    for text in [&v.image, &v.message] {
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+    let events = world.events_of("pull.rejected");
+    let image = events[0]["image"].as_str().unwrap();
+    assert!(!image.chars().any(char::is_control), "{image:?}");
+    assert!(image.starts_with("registry.test/app?2026"), "{image:?}");
+}

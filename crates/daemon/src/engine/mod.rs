@@ -81,6 +81,10 @@ pub struct ContainerCtx {
 const RECENT_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 const RECENT_MAX: usize = 4096;
 
+/// Characters of an unparsed image name kept in a verdict (a longer name is refused as
+/// `invalid_reference` anyway).
+const MAX_IMAGE_TEXT: usize = 4096;
+
 /// The contract's code for a trust-core reason (trust-core knows nothing of the daemon's
 /// codes). Exhaustive: a reason added there must be given its code here.
 pub(crate) fn reason_of(r: trust_core::Reason) -> ReasonCode {
@@ -347,7 +351,10 @@ impl Engine {
         self.counters.verdicts.fetch_add(1, Ordering::Relaxed);
         let mut verdict = Verdict {
             generation: loaded.generation,
-            image: image.to_owned(),
+            // What a caller sent, until it parses: containerd accepts any image name
+            // (`ctr import` of a stranger's archive), and it goes into answers, events
+            // and log lines, whose lines a newline in it would forge.
+            image: api::capped(image, MAX_IMAGE_TEXT),
             ..Verdict::default()
         };
         if let Some(r) = &decision.reference {
