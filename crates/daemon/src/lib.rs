@@ -149,6 +149,11 @@ pub async fn run(
         started.push_str("; ");
         started.push_str(&notice);
     }
+    if let Some(warnings) = engine.loaded().policy.lint_summary() {
+        tracing::warn!("{warnings}");
+        started.push_str("; ");
+        started.push_str(&warnings);
+    }
     let start = engine
         .events
         .new_event(api::codes::EventKind::DaemonStarted, 1, started);

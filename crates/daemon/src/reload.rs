@@ -375,6 +375,11 @@ pub async fn reload(
                 message.push_str("; ");
                 message.push_str(&notice);
             }
+            if let Some(warnings) = engine.loaded().policy.lint_summary() {
+                tracing::warn!("{warnings}");
+                message.push_str("; ");
+                message.push_str(&warnings);
+            }
             tracing::info!(generation, trigger, "policy.reloaded");
             let ev =
                 engine

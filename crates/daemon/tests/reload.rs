@@ -463,3 +463,26 @@ async fn a_policy_file_still_being_written_is_not_loaded_half_way() {
         "{z:?}"
     );
 }
+
+/// A policy that loads but holds a rule that can never match (a registry written in
+/// upper case, so that its images fall to another rule): the reload's event says so, as
+/// `pullguard policy check` would. Before, a reload never ran the lint.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_says_what_policy_check_warns_about() {
+    let world = World::new();
+    world.write_config(&policy(&world, "any"));
+    let daemon = Daemon::start(&world);
+    until(&daemon, true, "team-any", 1).await;
+    world.write_config(&format!(
+        "{}\n[[rule]]\nname = \"upper\"\nmatch = \"Registry.test/other/**\"\nrequire = \"reject\"\n",
+        policy(&world, "any")
+    ));
+    until(&daemon, true, "team-any", 2).await;
+    let reloaded = world.events_of("policy.reloaded");
+    let message = reloaded.last().unwrap()["message"].as_str().unwrap();
+    assert!(
+        message.contains("`pullguard policy check` warns: line ")
+            && message.contains("rule upper can never match"),
+        "{message}"
+    );
+}

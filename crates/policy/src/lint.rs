@@ -3,6 +3,30 @@
 use super::*;
 
 impl Policy {
+    /// The lint's warnings in one sentence for an event (the first five, and how many
+    /// more), or `None` when there are none: a policy that loads can still be laxer than
+    /// its author meant, and the reload's event is where an operator looks.
+    pub fn lint_summary(&self) -> Option<String> {
+        let warnings = self.lint();
+        let shown: Vec<String> = warnings
+            .iter()
+            .take(5)
+            .map(|w| format!("line {}: {}", w.line, w.message))
+            .collect();
+        let more = warnings.len().saturating_sub(shown.len());
+        (!shown.is_empty()).then(|| {
+            format!(
+                "`pullguard policy check` warns: {}{}",
+                shown.join("; "),
+                if more > 0 {
+                    format!("; and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        })
+    }
+
     /// Rules that are valid but probably wrong: patterns no normalised reference can
     /// match, rules another rule always beats, wildcards that let any registry in.
     pub fn lint(&self) -> Vec<Warning> {

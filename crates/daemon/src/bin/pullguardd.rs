@@ -77,6 +77,16 @@ fn main() -> ExitCode {
     if args.check_config {
         return match daemon::check_config(&args.config) {
             Ok(l) => {
+                // Valid, and still maybe not what was meant: said, not refused.
+                for w in l.policy.lint() {
+                    eprintln!(
+                        "pullguardd: warning: {}:{}:{}: {}",
+                        args.config.display(),
+                        w.line,
+                        w.column,
+                        w.message
+                    );
+                }
                 let n = l.policy.rules.len();
                 println!(
                     "{}: ok ({n} rule{})",
