@@ -313,6 +313,59 @@ async fn an_image_kept_in_an_outage_is_checked_again_when_the_outage_ends() {
     );
 }
 
+/// A sweep held up by a trust server that never answers (each image waits out the
+/// timeout) does not hold up the judging of a fresh pull: before, events waited in the
+/// queue until the sweep ended, minutes on a node with many images, while a pull that
+/// skipped the verifier stayed (on containerd 1.6, every CRI pull).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_held_up_by_a_silent_trust_server_does_not_hold_up_a_fresh_pull() {
+    let cd = Containerd::start();
+    let repo = cd.get("REPO").to_owned();
+    let signed = format!("{repo}:signed");
+    let (ok, out) = cd.pull("default", &signed);
+    assert!(ok, "{out}");
+    // A trust server that accepts connections and never says a word.
+    let port = free_port();
+    let tls = std::path::Path::new(cd.get("NOTARY_DIR")).join("tls");
+    let mut silent = std::process::Command::new("python3")
+        .arg(repo_root().join("tests/faults/trust-server.py"))
+        .args(["blackhole", &port.to_string()])
+        .arg(tls.join("notary-server.crt"))
+        .arg(tls.join("notary-server.key"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(silent.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    let later = format!("{repo}:later");
+    let world = World::new();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"later\"\nmatch = \"{later}\"\nrequire = \"reject\"\n",
+        policy(&world, &cd, "enforce")
+            .replace(cd.get("NOTARY_URL"), &format!("https://127.0.0.1:{port}"))
+            .replace("timeout = \"2s\"", "timeout = \"20s\"")
+    ));
+    let _daemon = Daemon::start(&world);
+    // The start's sweep now waits on the silent server for the image already present.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let _ = cd.pull("default", &later);
+    let gone = harness::eventually(8, || async {
+        (!cd.images("default").contains(&later)).then_some(())
+    })
+    .await;
+    let _ = silent.kill();
+    let _ = silent.wait();
+    assert!(gone.is_some(), "the fresh pull waited for the sweep");
+    assert!(
+        world.events_of("watcher.swept").is_empty(),
+        "the sweep was not held up"
+    );
+}
+
 /// Creates an image record through containerd's API, as CRI does for the records of one
 /// pull (named, digest, ID), one right after the other.
 async fn create_record(cd: &Containerd, namespace: &str, name: &str, digest: &str) {

@@ -170,7 +170,28 @@ async fn session(
     let kept = Kept::default();
     let mut installs = engine.installs();
     installs.mark_unchanged();
-    sweep(engine, &channel, &limit, &kept, "connected").await?;
+    // Sweeps run beside event handling, with permits of their own: a sweep held up by a
+    // slow registry or trust server (each image may wait out its timeout) must not hold
+    // up the judging of a fresh pull. One at a time; a reload during one sweeps again
+    // after it (the one running judged by an older policy).
+    let sweep_limit = Arc::new(Semaphore::new(PARALLEL));
+    let (swept_tx, mut swept) = tokio::sync::mpsc::channel::<Result<(), ContainerdError>>(1);
+    let start_sweep = |trigger: String| {
+        let (engine, channel, limit, kept, tx) = (
+            engine.clone(),
+            channel.clone(),
+            sweep_limit.clone(),
+            kept.clone(),
+            swept_tx.clone(),
+        );
+        Abort(tokio::spawn(async move {
+            let _ = tx
+                .send(sweep(&engine, &channel, &limit, &kept, &trigger).await)
+                .await;
+        }))
+    };
+    let mut sweeping = Some(start_sweep("connected".to_owned()));
+    let mut sweep_again: Option<String> = None;
     let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -198,13 +219,24 @@ async fn session(
                     });
                 }
             }
+            Some(done) = swept.recv() => {
+                sweeping = None;
+                done?;
+                if let Some(trigger) = sweep_again.take() {
+                    sweeping = Some(start_sweep(trigger));
+                }
+            }
             changed = installs.changed() => {
                 if changed.is_err() {
                     // The daemon is shutting down; the watcher task goes with it.
                     return Err(ContainerdError::unavailable("watching", "pullguardd is stopping"));
                 }
-                let generation = *installs.borrow_and_update();
-                sweep(engine, &channel, &limit, &kept, &format!("policy generation {generation}")).await?;
+                let trigger = format!("policy generation {}", *installs.borrow_and_update());
+                if sweeping.is_some() {
+                    sweep_again = Some(trigger);
+                } else {
+                    sweeping = Some(start_sweep(trigger));
+                }
             }
         }
     }
