@@ -190,12 +190,40 @@ impl EventLog {
     /// other sinks get the event, preceded by one `events.unwritable` per outage, and the
     /// file gets an `events.recovered` with the count once it can be written again.
     pub fn record(&self, event: &Event, durable: bool) -> std::io::Result<()> {
-        let mut line = serde_json::to_string(event).map_err(std::io::Error::other)?;
-        line.push('\n');
+        let line = line_of(event)?;
         let res = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             self.append(&mut st, &line, durable)
         };
+        self.recorded(event, line, res)
+    }
+
+    /// [`EventLog::record`] of an event not to be synced, without waiting for the file:
+    /// `None` when another write holds it (a rejection being synced, which a loaded disk
+    /// can make last seconds). An async worker must not wait for that: every worker
+    /// stuck so would stall every verdict, and the NRI gate's answer past containerd's
+    /// deadline lets the container be created.
+    pub fn try_record(&self, event: &Event) -> Option<std::io::Result<()>> {
+        let line = line_of(event).ok()?;
+        let res = {
+            let mut st = match self.state.try_lock() {
+                Ok(st) => st,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            };
+            self.append(&mut st, &line, false)
+        };
+        Some(self.recorded(event, line, res))
+    }
+
+    /// After a write of `event` as `line`: the unwritable and recovered notices, and the
+    /// other sinks.
+    fn recorded(
+        &self,
+        event: &Event,
+        mut line: String,
+        res: std::io::Result<()>,
+    ) -> std::io::Result<()> {
         line.pop();
         match &res {
             Ok(()) => {
@@ -287,9 +315,34 @@ impl EventLog {
     }
 }
 
+/// An event's line in the file: one JSON object and a newline.
+fn line_of(event: &Event) -> std::io::Result<String> {
+    let mut line = serde_json::to_string(event).map_err(std::io::Error::other)?;
+    line.push('\n');
+    Ok(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that holds the file (a rejection's sync on a loaded disk) does not make
+    /// an event that needs no sync wait for it on an async worker: the engine hands that
+    /// one to the blocking pool instead.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_event_not_synced_never_waits_on_a_worker_for_another_writes_sync() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let log = std::sync::Arc::new(
+            EventLog::open(&tmp.path().join("events.jsonl"), 1 << 20, 1).expect("open"),
+        );
+        let ev = log.new_event(EventKind::PullAllowed, 1, "ok");
+        let held = log.state.lock().expect("lock");
+        assert!(log.try_record(&ev).is_none(), "it waited for the file");
+        drop(held);
+        assert!(matches!(log.try_record(&ev), Some(Ok(()))));
+        let text = std::fs::read_to_string(tmp.path().join("events.jsonl")).expect("read");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
 
     /// The coded fields are enums in the code and their contract text on the wire: the
     /// same line as when they were strings.

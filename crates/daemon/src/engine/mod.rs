@@ -262,8 +262,18 @@ impl Engine {
                 .and_then(|r| r.map_err(|e| e.to_string()))
         } else {
             // A write to the page cache: cheaper inline than a hop to the blocking pool,
-            // which cost more than the rest of a cached verdict.
-            self.events.record(&event, false).map_err(|e| e.to_string())
+            // which cost more than the rest of a cached verdict; but only when the file
+            // is free, never waiting on an async worker for another write's sync.
+            match self.events.try_record(&event) {
+                Some(res) => res.map_err(|e| e.to_string()),
+                None => {
+                    let (log, ev) = (self.events.clone(), event.clone());
+                    tokio::task::spawn_blocking(move || log.record(&ev, false))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                }
+            }
         };
         if let Err(e) = &res {
             let msg = format!("cannot write the events file: {e}");
