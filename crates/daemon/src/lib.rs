@@ -78,6 +78,9 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    // First of all: a SIGHUP (`systemctl reload`) before a stream for it exists would
+    // take its default action and kill the daemon while it starts.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let loaded = check_config(config)?;
     let settings = loaded.policy.daemon.clone();
     let setup = |what: String| move |source| StartError::Setup { what, source };
@@ -115,7 +118,7 @@ pub async fn run(
             .map_err(setup(format!("cannot listen for metrics on {addr}")))?;
         tokio::spawn(metrics::serve(engine.clone(), listener));
     }
-    reload::start(engine.clone(), config.to_path_buf()).map_err(|e| StartError::Setup {
+    reload::start(engine.clone(), config.to_path_buf(), hup).map_err(|e| StartError::Setup {
         what: format!("cannot watch {}", config.display()),
         source: e,
     })?;

@@ -103,8 +103,13 @@ fn watch(
     Ok(())
 }
 
-/// Starts the triggers.
-pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
+/// Starts the triggers. `hup`: SIGHUP's stream, made when the daemon started (a SIGHUP
+/// before any stream exists kills the process: its default action).
+pub fn start(
+    engine: Arc<Engine>,
+    path: PathBuf,
+    hup: Option<tokio::signal::unix::Signal>,
+) -> std::io::Result<()> {
     let (tx, mut rx) = mpsc::channel::<&'static str>(16);
     let dir = path
         .parent()
@@ -116,8 +121,11 @@ pub fn start(engine: Arc<Engine>, path: PathBuf) -> std::io::Result<()> {
 
     let hup_tx = tx.clone();
     tokio::spawn(async move {
-        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
+        let hup = hup.map_or_else(
+            || tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+            Ok,
+        );
+        if let Ok(mut hup) = hup {
             while hup.recv().await.is_some() {
                 let _ = hup_tx.send("SIGHUP").await;
             }
@@ -478,7 +486,7 @@ mod tests {
         let engine = Arc::new(Engine::new(loaded, state, Arc::new(events)));
         // ...an operator's edit lands before the watch starts...
         std::fs::write(&file, policy("reject")).unwrap();
-        start(engine.clone(), file.clone()).unwrap();
+        start(engine.clone(), file.clone(), None).unwrap();
         // ...and is loaded by the watch's first look, not taken as what is in force.
         for _ in 0..60 {
             if engine.loaded().generation > 1 {

@@ -486,3 +486,34 @@ async fn a_reload_says_what_policy_check_warns_about() {
         "{message}"
     );
 }
+
+/// A SIGHUP (`systemctl reload`) that lands while pullguardd is still starting: its
+/// stream was made only when the reload triggers started, after the policy had loaded,
+/// and before that the signal's default action killed the daemon. A policy of many
+/// rules keeps the start busy long enough for the signal to land in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sighup_while_the_daemon_starts_does_not_kill_it() {
+    let world = World::new();
+    let mut text = policy(&world, "any");
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "\n[[rule]]\nname = \"r{i}\"\nmatch = \"registry.test/r{i}/**\"\nrequire = \"any\"\n"
+        ));
+    }
+    world.write_config(&text);
+    let config = world.config.display().to_string();
+    let hup = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        std::process::Command::new("pkill")
+            .args(["-HUP", "-f", &format!("pullguardd --config {config}")])
+            .status()
+            .unwrap()
+            .success()
+    });
+    let daemon = Daemon::start(&world);
+    assert!(hup.join().unwrap(), "no pullguardd got the SIGHUP");
+    // Alive and answering (the SIGHUP may have brought a reload of the same policy).
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, IMAGE, "").await;
+    assert_eq!((v.allowed, v.rule.as_str()), (true, "team-any"), "{v:?}");
+}
