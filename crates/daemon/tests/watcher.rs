@@ -391,6 +391,28 @@ async fn create_record(cd: &Containerd, namespace: &str, name: &str, digest: &st
     ImagesClient::new(channel).create(req).await.unwrap();
 }
 
+/// A burst of CRI ID records (each waits 3 s for a named sibling) held every one of the
+/// watcher's permits while it waited, so a named pull right behind them was judged only
+/// after them. Now they wait without a permit: the named pull is judged (and removed)
+/// first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_id_records_does_not_hold_up_the_check_of_a_named_pull() {
+    let cd = Containerd::start();
+    let world = World::new();
+    world.write_config(&policy(&world, &cd, "enforce"));
+    let _daemon = Daemon::start(&world);
+    nth_event(&world, "watcher.swept", 1).await;
+    for i in 0..16 {
+        let id = format!("sha256:{:064x}", i + 1);
+        create_record(&cd, "k8s.io", &id, &format!("sha256:{:064x}", i + 100)).await;
+    }
+    let unsigned = format!("{}:unsigned", cd.get("REPO"));
+    create_record(&cd, "k8s.io", &unsigned, cd.get("UNSIGNED_DIGEST")).await;
+    until_gone(&cd, "k8s.io", &unsigned).await;
+    let first = nth_event(&world, "image.removed", 1).await;
+    assert_eq!(first["image"], unsigned.as_str(), "{first}");
+}
+
 /// The red team on containerd 2.3 with CRI's local pull: 3 s after each removal the
 /// watcher judged the already-deleted ID record again (as `docker.io/library/sha256:…`),
 /// wrote a second `pull.rejected` and an `image.removed` for nothing, and counted it; a

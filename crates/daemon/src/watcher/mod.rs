@@ -262,6 +262,12 @@ fn on_envelope(
     let (engine, channel, limit, kept) =
         (engine.clone(), channel.clone(), limit.clone(), kept.clone());
     tokio::spawn(async move {
+        // CRI writes an image's name, digest and ID records in one burst: an ID record
+        // waits for its named sibling, without a permit, so that a burst of pulls does
+        // not hold every check up for the grace.
+        if is_alias(&name) {
+            tokio::time::sleep(ALIAS_GRACE).await;
+        }
         let Ok(_permit) = limit.acquire_owned().await else {
             return;
         };
@@ -375,13 +381,6 @@ async fn check_named(
         .images_checked
         .fetch_add(1, Ordering::Relaxed);
     if is_alias(name) && valid_digest(&digest) {
-        if why == Why::Event {
-            tokio::time::sleep(ALIAS_GRACE).await;
-            // Its named sibling may have been judged and removed, with it, meanwhile.
-            if get_image(channel, namespace, name).await?.is_none() {
-                return Ok(());
-            }
-        }
         let siblings = same_target(channel, namespace, &digest).await?;
         if siblings.iter().any(|i| !is_alias(&i.name)) {
             // Judged through its named siblings; removing a rejected one removes it too.
