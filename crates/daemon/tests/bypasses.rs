@@ -7,11 +7,11 @@
 mod harness;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use daemon::api::pullguard_client::PullguardClient;
-use harness::{eventually, free_port, repo_root, verify, Daemon, Notary, World};
+use harness::{eventually, free_port, verify, Daemon, Fault, Notary, World};
 
 type Client = PullguardClient<tonic::transport::Channel>;
 
@@ -40,7 +40,7 @@ fn resign_v1_in_releases(notary: &Notary) -> (String, String) {
 /// tests/faults/withholding-proxy.py in front of `notary`: 404 for targets/releases.json
 /// while `switch` exists.
 struct Proxy {
-    child: Child,
+    _proxy: Fault,
     url: String,
 }
 
@@ -48,36 +48,22 @@ impl Proxy {
     fn start(notary: &Notary, switch: &Path) -> Proxy {
         let port = free_port();
         let tls = notary.dir.path().join("tls");
-        let mut child = Command::new("python3")
-            .arg(repo_root().join("tests/faults/withholding-proxy.py"))
-            .arg(port.to_string())
-            .arg(notary.get("NOTARY_SERVER_PORT"))
-            .arg(tls.join("notary-server.crt"))
-            .arg(tls.join("notary-server.key"))
-            .arg(notary.get("NOTARY_CA"))
-            .arg("/_trust/tuf/targets/releases.json")
-            .arg(switch)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut ready = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut ready,
-        )
-        .unwrap();
-        assert_eq!(ready.trim(), "ready");
+        let _proxy = Fault::start(
+            "withholding-proxy.py",
+            &[
+                &port.to_string(),
+                notary.get("NOTARY_SERVER_PORT"),
+                tls.join("notary-server.crt").to_str().unwrap(),
+                tls.join("notary-server.key").to_str().unwrap(),
+                notary.get("NOTARY_CA"),
+                "/_trust/tuf/targets/releases.json",
+                switch.to_str().unwrap(),
+            ],
+        );
         Proxy {
-            child,
+            _proxy,
             url: format!("https://127.0.0.1:{port}"),
         }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,11 +6,18 @@
 
 mod harness;
 
-use harness::{free_port, nth_event, repo_root, until_gone, Containerd, Daemon, World};
+use harness::{free_port, nth_event, until_gone, Containerd, Daemon, Fault, World};
 use serde_json::Value;
 
 fn policy(world: &World, cd: &Containerd, mode: &str) -> String {
     cd.demo_policy(world, mode)
+}
+
+/// The notary-server's certificate and key (valid for 127.0.0.1), for a stand-in server.
+fn server_tls(cd: &Containerd) -> (String, String) {
+    let tls = std::path::Path::new(cd.get("NOTARY_DIR")).join("tls");
+    let path = |f: &str| tls.join(f).display().to_string();
+    (path("notary-server.crt"), path("notary-server.key"))
 }
 
 fn for_image<'a>(events: &'a [Value], image: &str) -> Vec<&'a Value> {
@@ -282,27 +289,26 @@ async fn an_image_kept_in_an_outage_is_checked_again_when_the_outage_ends() {
     assert_eq!(kept["image"], unsigned.as_str());
     assert_eq!(kept["reason"], "trust_server_unreachable");
     assert!(cd.images("default").contains(&unsigned));
-    let tls = std::path::Path::new(cd.get("NOTARY_DIR")).join("tls");
+    let (cert, key) = server_tls(&cd);
     let upstream = cd.get("NOTARY_URL").rsplit(':').next().unwrap().to_owned();
-    let mut proxy = std::process::Command::new("python3")
-        .arg(repo_root().join("tests/faults/withholding-proxy.py"))
-        .arg(port.to_string())
-        .arg(upstream)
-        .arg(tls.join("notary-server.crt"))
-        .arg(tls.join("notary-server.key"))
-        .arg(cd.get("NOTARY_CA"))
-        .arg("/nothing-withheld")
-        .arg(world.dir.path().join("no-switch"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let switch = world.dir.path().join("no-switch");
+    let _proxy = Fault::start(
+        "withholding-proxy.py",
+        &[
+            &port.to_string(),
+            &upstream,
+            &cert,
+            &key,
+            cd.get("NOTARY_CA"),
+            "/nothing-withheld",
+            switch.to_str().unwrap(),
+        ],
+    );
     // No reload, no reconnect: only the re-check of kept images can find it.
     let gone = harness::eventually(45, || async {
         (!cd.images("default").contains(&unsigned)).then_some(())
     })
     .await;
-    let _ = proxy.kill();
-    let _ = proxy.wait();
     assert!(gone.is_some(), "the kept image was never checked again");
     let removed = nth_event(&world, "image.removed", 1).await;
     assert_eq!(removed["image"], unsigned.as_str());
@@ -326,21 +332,11 @@ async fn a_sweep_held_up_by_a_silent_trust_server_does_not_hold_up_a_fresh_pull(
     assert!(ok, "{out}");
     // A trust server that accepts connections and never says a word.
     let port = free_port();
-    let tls = std::path::Path::new(cd.get("NOTARY_DIR")).join("tls");
-    let mut silent = std::process::Command::new("python3")
-        .arg(repo_root().join("tests/faults/trust-server.py"))
-        .args(["blackhole", &port.to_string()])
-        .arg(tls.join("notary-server.crt"))
-        .arg(tls.join("notary-server.key"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(silent.stdout.as_mut().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
+    let (cert, key) = server_tls(&cd);
+    let _silent = Fault::start(
+        "trust-server.py",
+        &["blackhole", &port.to_string(), &cert, &key],
+    );
     let later = format!("{repo}:later");
     let world = World::new();
     world.write_config(&format!(
@@ -357,8 +353,6 @@ async fn a_sweep_held_up_by_a_silent_trust_server_does_not_hold_up_a_fresh_pull(
         (!cd.images("default").contains(&later)).then_some(())
     })
     .await;
-    let _ = silent.kill();
-    let _ = silent.wait();
     assert!(gone.is_some(), "the fresh pull waited for the sweep");
     assert!(
         world.events_of("watcher.swept").is_empty(),

@@ -302,6 +302,36 @@ pub fn cosign_sign(dir: &Path, image: &str) -> PathBuf {
     dir.join("cosign.pub")
 }
 
+/// A script of tests/faults (a misbehaving trust server, a proxy), started with `args`
+/// and returned once it says "ready"; stopped on drop.
+pub struct Fault(Child);
+
+impl Fault {
+    pub fn start(script: &str, args: &[&str]) -> Fault {
+        let mut child = Command::new("python3")
+            .arg(repo_root().join("tests/faults").join(script))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready.trim(), "ready", "tests/faults/{script} did not start");
+        Fault(child)
+    }
+}
+
+impl Drop for Fault {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn kill(pid: &str) {
     let _ = Command::new("kill").arg(pid).stderr(Stdio::null()).status();
 }
