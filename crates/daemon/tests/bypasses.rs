@@ -394,3 +394,64 @@ async fn control_characters_in_an_unparsed_name_reach_no_answer_or_event() {
     assert!(!image.chars().any(char::is_control), "{image:?}");
     assert!(image.starts_with("registry.test/app?2026"), "{image:?}");
 }
+
+/// Trust data that does not verify (here, targets/releases withheld by the hostile
+/// proxy) was kept in memory all the same: a server could fill a node's memory with it,
+/// a fetch's worth for every repository name it was asked about. Now it is dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn trust_data_that_does_not_verify_is_not_kept() {
+    let notary = Notary::start();
+    resign_v1_in_releases(&notary);
+    let switch = notary.dir.path().join("withhold");
+    std::fs::write(&switch, "").unwrap();
+    let proxy = Proxy::start(&notary, &switch);
+    let (_world, daemon, mut c) =
+        daemon_with(&server_section(&proxy.url, notary.get("NOTARY_CA")), ALL).await;
+    let v = verify(&mut c, &format!("{APP}:v1"), notary.get("DIGEST_V1")).await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "no_trust_data"),
+        "{v:?}"
+    );
+    assert_eq!(daemon.status().await.cached_repositories, 0);
+}
+
+/// A reload points the policy's trust server name at another URL (a new server, or
+/// one that cannot be reached), under `on_unreachable = "cached"`: trust data fetched
+/// from the old server was kept under the name and answered for the new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn trust_data_from_a_server_the_policy_no_longer_names_does_not_answer() {
+    let notary = Notary::start();
+    let world = World::new();
+    let config = |url: &str| {
+        format!(
+            "{}{}[[rule]]\nname = \"all\"\nmatch = \"**\"\non_unreachable = \"cached\"\n",
+            world.daemon_section(""),
+            server_section(url, notary.get("NOTARY_CA"))
+        )
+    };
+    world.write_config(&config(notary.get("NOTARY_URL")));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let image = format!("{APP}:v1");
+    let v = verify(&mut c, &image, notary.get("DIGEST_V1")).await;
+    assert!(v.allowed, "{v:?}");
+    world.write_config(&config(&format!("https://127.0.0.1:{}", free_port())));
+    let moved = eventually(10, || {
+        let mut c = c.clone();
+        let image = image.clone();
+        let digest = notary.get("DIGEST_V1").to_owned();
+        async move {
+            let v = verify(&mut c, &image, &digest).await;
+            (v.policy_generation >= 2).then_some(v)
+        }
+    })
+    .await
+    .expect("the new policy never loaded");
+    assert_eq!(
+        (moved.allowed, moved.reason.as_str()),
+        (false, "trust_server_unreachable"),
+        "{}",
+        moved.message
+    );
+}

@@ -77,6 +77,15 @@ impl<T: Clone> TtlCache<T> {
         inner.order.clear();
     }
 
+    /// Removes the value for `key` if `which` holds for it (its entry in the insertion
+    /// order goes when next passed over).
+    pub(crate) fn remove_if(&self, key: &str, which: impl Fn(&T) -> bool) {
+        let mut inner = self.lock();
+        if inner.map.get(key).is_some_and(|(v, _)| which(v)) {
+            inner.map.remove(key);
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.lock().map.len()
     }

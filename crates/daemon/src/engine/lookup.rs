@@ -177,6 +177,12 @@ impl<T: Clone> Lookups<T> {
         self.kept.clear();
     }
 
+    /// Forgets the value for `key` if `which` says it is the one meant (another may have
+    /// replaced it since).
+    pub(crate) fn forget_if(&self, key: &str, which: impl Fn(&T) -> bool) {
+        self.kept.remove_if(key, which);
+    }
+
     /// Values kept.
     pub(crate) fn len(&self) -> usize {
         self.kept.len()

@@ -273,7 +273,12 @@ impl NotaryV1 {
         .await
         .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
         .map_err(|e| match e {
-            key_store::Error::Untrusted(e) => deny(reason_of(e.reason()), e.to_string()),
+            key_store::Error::Untrusted(e) => {
+                // Data that does not verify is not kept: a server could otherwise fill
+                // memory with it, a fetch's worth per repository name it is asked about.
+                self.forget_files(at, &files);
+                deny(reason_of(e.reason()), e.to_string())
+            }
             e => deny(
                 ReasonCode::StateUnwritable,
                 format!("verified, but the trusted state cannot be saved: {e}"),
@@ -299,12 +304,22 @@ impl NotaryV1 {
     /// otherwise compete with the verification and the record: a 10,000-tag
     /// targets.json is 2 MB to encode, write and sync).
     fn keep_verified(&self, engine: &Engine, at: &Repository<'_>, files: &Arc<RepoFiles>) {
-        let key = files_key(at.server, at.gun);
+        let key = files_key(at.fetcher.url(), at.gun);
         let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
         if unsaved.get(&key).is_some_and(|f| Arc::ptr_eq(f, files)) {
             unsaved.remove(&key);
             drop(unsaved);
             persist(engine, &key, files);
+        }
+    }
+
+    /// Drops `files` from memory if they are still what is kept for the repository.
+    fn forget_files(&self, at: &Repository<'_>, files: &Arc<RepoFiles>) {
+        let key = files_key(at.fetcher.url(), at.gun);
+        self.files.forget_if(&key, |kept| Arc::ptr_eq(kept, files));
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        if unsaved.get(&key).is_some_and(|f| Arc::ptr_eq(f, files)) {
+            unsaved.remove(&key);
         }
     }
 
@@ -317,7 +332,7 @@ impl NotaryV1 {
         trusted_root: Option<u64>,
     ) -> Result<Arc<RepoFiles>, Denial> {
         let (engine, server, gun) = (at.engine, at.server, at.gun);
-        let key = files_key(server, gun);
+        let key = files_key(at.fetcher.url(), gun);
         let fetch = || async {
             let started = Instant::now();
             let fetched = at.fetcher.fetch(gun, trusted_root).await;
@@ -365,9 +380,11 @@ impl NotaryV1 {
     }
 }
 
-/// The key of a repository's trust data: in memory, on disk and not yet kept.
-fn files_key(server: &str, gun: &str) -> String {
-    format!("{server}\u{0}{gun}")
+/// The key of a repository's trust data: in memory, on disk and not yet kept. By the
+/// trust server's URL, not its name in the policy: a reload that points the name
+/// elsewhere must not have data fetched from the old server answer for the new one.
+fn files_key(url: &str, gun: &str) -> String {
+    format!("{url}\u{0}{gun}")
 }
 
 /// Keeps trust data on disk for `on_unreachable = "cached"` after a restart. In the
