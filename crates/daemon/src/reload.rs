@@ -197,9 +197,6 @@ pub fn start(
                 }
                 continue;
             }
-            // Back after being missing (deleted and created again, renamed into place, a
-            // symlink re-pointed): loaded again even when the bytes are the ones in force,
-            // so that the "missing" state ends and the operator sees the file is read.
             let forced = trigger == "SIGHUP" || trigger == crate::sigstore_root::TRIGGER;
             // A new text is loaded at once when the file was closed after writing or
             // renamed into place, or when asked (SIGHUP). Otherwise it may be half
@@ -209,9 +206,12 @@ pub fn start(
             // were seen a second apart and the file was last written 2 s ago.
             let new_text = now != current || missing_reported;
             if new_text && !forced && trigger != WRITTEN {
-                let settled = unsettled.as_ref().is_some_and(|(seen, since)| {
+                let same_bytes = unsettled.as_ref().is_some_and(|(seen, since)| {
                     Some(seen) == now.as_ref() && since.elapsed() >= SETTLE
-                }) && last_written(&path).is_some_and(|t| t >= 2 * SETTLE);
+                });
+                // A modification time in the future (a copy that kept it, a skewed
+                // clock) leaves the bytes' stability to decide.
+                let settled = same_bytes && last_written(&path).is_none_or(|t| t >= 2 * SETTLE);
                 if !settled {
                     if unsettled.as_ref().map(|(seen, _)| seen) != now.as_ref() {
                         unsettled = now.clone().map(|n| (n, std::time::Instant::now()));
@@ -220,6 +220,9 @@ pub fn start(
                 }
             }
             unsettled = None;
+            // Back after being missing (deleted and created again, renamed into place, a
+            // symlink re-pointed): loaded again even when the bytes are the ones in force,
+            // so that the "missing" state ends and the operator sees the file is read.
             let came_back = std::mem::take(&mut missing_reported);
             let keys_now = crate::engine::keys_fingerprint(&engine.loaded().policy.daemon.keys_dir);
             let keys_changed = keys_now != keys_current;
@@ -274,7 +277,8 @@ pub fn start(
 /// file's last write must be twice as old).
 const SETTLE: Duration = Duration::from_secs(1);
 
-/// How long ago `path` (through symlinks) was last written.
+/// How long ago `path` (through symlinks) was last written; `None` when that is not
+/// known or lies in the future.
 fn last_written(path: &Path) -> Option<Duration> {
     std::fs::metadata(path)
         .ok()?
