@@ -517,3 +517,31 @@ async fn a_sighup_while_the_daemon_starts_does_not_kill_it() {
     let v = verify(&mut c, IMAGE, "").await;
     assert_eq!((v.allowed, v.rule.as_str()), (true, "team-any"), "{v:?}");
 }
+
+/// A policy symlink re-pointed (no rename: a creation, no close after writing) at a file
+/// whose modification time lies in the future (a copy that kept it, a skewed clock): the
+/// new text must settle on its bytes alone. It never counted as settled before, so it
+/// waited for a SIGHUP.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_dated_in_the_future_is_loaded_once_its_bytes_settle() {
+    let world = World::new();
+    let first = world.config.with_extension("first");
+    let second = world.config.with_extension("second");
+    std::fs::create_dir_all(world.config.parent().unwrap()).unwrap();
+    std::fs::write(&first, policy(&world, "any")).unwrap();
+    std::os::unix::fs::symlink(&first, &world.config).unwrap();
+    let daemon = Daemon::start(&world);
+    until(&daemon, true, "team-any", 1).await;
+    std::fs::write(&second, policy(&world, "reject")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&second)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+        .unwrap();
+    // Past the watch's debounce of the write itself, then the re-pointing alone.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    std::fs::remove_file(&world.config).unwrap();
+    std::os::unix::fs::symlink(&second, &world.config).unwrap();
+    until(&daemon, false, "team-reject", 2).await;
+}
