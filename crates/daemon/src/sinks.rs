@@ -117,6 +117,9 @@ pub fn syslog(engine: Arc<Engine>, target: SyslogTarget) {
     tokio::spawn(async move {
         let mut conn: Option<Conn> = None;
         let mut backoff = Duration::from_millis(100);
+        // Lines given up on since the receiver was last reached: counted at once, said
+        // (in one event, which then reaches syslog too) once a line gets through again.
+        let mut undelivered = 0u64;
         loop {
             let line = match rx.recv().await {
                 Ok(line) => line,
@@ -127,6 +130,7 @@ pub fn syslog(engine: Arc<Engine>, target: SyslogTarget) {
                 Err(RecvError::Closed) => break,
             };
             let msg = rfc5424(&line, &host);
+            let mut delivered = false;
             for _ in 0..2 {
                 if conn.is_none() {
                     match connect(&target).await {
@@ -143,15 +147,31 @@ pub fn syslog(engine: Arc<Engine>, target: SyslogTarget) {
                     }
                 }
                 if let Some(c) = conn.as_mut() {
-                    if send(c, &msg).await.is_ok() {
+                    // A TCP receiver that stops reading must not hold this sink for good.
+                    if let Ok(Ok(())) = tokio::time::timeout(SEND_DEADLINE, send(c, &msg)).await {
+                        delivered = true;
                         break;
                     }
                     conn = None;
                 }
             }
+            if !delivered {
+                undelivered += 1;
+                engine.events.dropped.fetch_add(1, Ordering::Relaxed);
+            } else if undelivered > 0 {
+                let n = std::mem::take(&mut undelivered);
+                report_drops_text(
+                    &engine,
+                    &format!("{n} events were not delivered to syslog while it could not be reached; the events file has them all"),
+                )
+                .await;
+            }
         }
     });
 }
+
+/// How long one line may take to reach the syslog receiver.
+const SEND_DEADLINE: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -165,6 +165,44 @@ async fn syslog_down_never_blocks_verdicts() {
     assert_eq!(world.events_of("pull.rejected").len(), 50);
 }
 
+/// Lines the syslog sink gave up on while its receiver could not be reached were lost
+/// without a count: now each is counted in `events_dropped` at once, and once the
+/// receiver is back one `events.dropped` event reaches it saying how many.
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_syslog_could_not_take_are_counted_and_said_when_it_is_back() {
+    let (udp, tcp) = (free_port(), free_port());
+    let world = World::new();
+    world.write_config(&format!(
+        "{}{}",
+        world.daemon_section(&format!("syslog = \"tcp://127.0.0.1:{tcp}\"")),
+        rules()
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    for i in 0..3 {
+        verify(&mut c, &format!("registry.test/blocked/app:{i}"), "").await;
+    }
+    let dropped = eventually(20, || async {
+        let n = daemon.status().await.events_dropped;
+        (n >= 3).then_some(n)
+    })
+    .await;
+    assert!(dropped.is_some(), "lines given up on were not counted");
+    let rsyslog = Rsyslog::start(udp, tcp);
+    let said = eventually(30, || {
+        let (mut c, rsyslog) = (c.clone(), &rsyslog);
+        async move {
+            verify(&mut c, "registry.test/blocked/app:again", "").await;
+            rsyslog
+                .log()
+                .contains("were not delivered to syslog while it could not be reached")
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(said.is_some(), "{}", rsyslog.log());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_endpoint_counts_verdicts() {
     let port = free_port();
