@@ -360,6 +360,39 @@ async fn a_sweep_held_up_by_a_silent_trust_server_does_not_hold_up_a_fresh_pull(
     );
 }
 
+/// A containerd that accepts connections and never answers (wedged): the watcher waited
+/// for its first call for good, and status said it was watching. Now a call unanswered
+/// for 20 s ends the session: `watcher.disconnected` says why, and it reconnects.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wedged_containerd_is_reported_not_waited_for() {
+    let world = World::new();
+    let socket = world.dir.path().join("wedged.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"all\"\nmatch = \"**\"\nrequire = \"any\"\n",
+        world.daemon_section(&format!("containerd_socket = \"{}\"", socket.display()))
+    ));
+    let _daemon = Daemon::start(&world);
+    let down = harness::eventually(40, || async {
+        world.events_of("watcher.disconnected").into_iter().next()
+    })
+    .await
+    .expect("the watcher waited for a wedged containerd for good");
+    assert!(
+        down["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 20s"),
+        "{down}"
+    );
+}
+
 /// Creates an image record through containerd's API, as CRI does for the records of one
 /// pull (named, digest, ID), one right after the other.
 async fn create_record(cd: &Containerd, namespace: &str, name: &str, digest: &str) {

@@ -17,6 +17,30 @@ use tonic::transport::Channel;
 
 use super::MAX_MESSAGE;
 
+/// containerd answers these calls in milliseconds (a delete waits for its garbage
+/// collection, seconds at most). One that has not answered in this long is wedged: the
+/// watcher reconnects, and says so, instead of waiting for good while its status says
+/// "watching".
+const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `call`, or `Unavailable` when containerd has not answered it within [`CALL_DEADLINE`].
+async fn within<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, ContainerdError>>,
+) -> Result<T, ContainerdError> {
+    tokio::time::timeout(CALL_DEADLINE, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ContainerdError::unavailable(
+                what,
+                format!(
+                    "containerd did not answer within {}s",
+                    CALL_DEADLINE.as_secs()
+                ),
+            ))
+        })
+}
+
 /// What went wrong talking to containerd; each names what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerdError {
@@ -147,12 +171,15 @@ pub async fn list_all(socket: &Path) -> Result<Vec<(String, String, String)>, Co
 
 /// A channel to the containerd at `socket`.
 pub(crate) async fn connect(socket: &Path) -> Result<Channel, ContainerdError> {
-    containerd_client::connect(socket).await.map_err(|e| {
-        ContainerdError::unavailable(
-            format!("cannot connect to containerd at {}", socket.display()),
-            crate::error_chain(&e),
-        )
+    within("connecting to containerd", async {
+        containerd_client::connect(socket).await.map_err(|e| {
+            ContainerdError::unavailable(
+                format!("cannot connect to containerd at {}", socket.display()),
+                crate::error_chain(&e),
+            )
+        })
     })
+    .await
 }
 
 /// Subscribes to image creations and updates. containerd answers the subscription only
@@ -194,38 +221,44 @@ pub(super) async fn delete_image(
     judged: &str,
     sync: bool,
 ) -> Result<(), ContainerdError> {
-    let target = valid_digest(judged).then(|| Descriptor {
-        digest: judged.to_owned(),
-        ..Default::default()
-    });
-    ImagesClient::new(channel.clone())
-        .delete(in_namespace(
-            DeleteImageRequest {
-                name: name.to_owned(),
-                sync,
-                target,
-            },
-            namespace,
-        ))
-        .await
-        .map(|_| ())
-        .map_err(|s| {
-            ContainerdError::from_status(format!("cannot delete the image record {name}"), &s)
-        })
+    within("deleting an image record", async {
+        let target = valid_digest(judged).then(|| Descriptor {
+            digest: judged.to_owned(),
+            ..Default::default()
+        });
+        ImagesClient::new(channel.clone())
+            .delete(in_namespace(
+                DeleteImageRequest {
+                    name: name.to_owned(),
+                    sync,
+                    target,
+                },
+                namespace,
+            ))
+            .await
+            .map(|_| ())
+            .map_err(|s| {
+                ContainerdError::from_status(format!("cannot delete the image record {name}"), &s)
+            })
+    })
+    .await
 }
 
 /// containerd's namespaces.
 pub(super) async fn namespaces(channel: &Channel) -> Result<Vec<String>, ContainerdError> {
-    Ok(NamespacesClient::new(channel.clone())
-        .max_decoding_message_size(MAX_MESSAGE)
-        .list(ListNamespacesRequest::default())
-        .await
-        .map_err(|s| ContainerdError::from_status("cannot list namespaces", &s))?
-        .into_inner()
-        .namespaces
-        .into_iter()
-        .map(|n| n.name)
-        .collect())
+    within("listing namespaces", async {
+        Ok(NamespacesClient::new(channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .list(ListNamespacesRequest::default())
+            .await
+            .map_err(|s| ContainerdError::from_status("cannot list namespaces", &s))?
+            .into_inner()
+            .namespaces
+            .into_iter()
+            .map(|n| n.name)
+            .collect())
+    })
+    .await
 }
 
 pub(super) async fn list_images(
@@ -233,15 +266,21 @@ pub(super) async fn list_images(
     namespace: &str,
     filters: Vec<String>,
 ) -> Result<Vec<Image>, ContainerdError> {
-    Ok(ImagesClient::new(channel.clone())
-        .max_decoding_message_size(MAX_MESSAGE)
-        .list(in_namespace(ListImagesRequest { filters }, namespace))
-        .await
-        .map_err(|s| {
-            ContainerdError::from_status(format!("cannot list images in namespace {namespace}"), &s)
-        })?
-        .into_inner()
-        .images)
+    within("listing images", async {
+        Ok(ImagesClient::new(channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .list(in_namespace(ListImagesRequest { filters }, namespace))
+            .await
+            .map_err(|s| {
+                ContainerdError::from_status(
+                    format!("cannot list images in namespace {namespace}"),
+                    &s,
+                )
+            })?
+            .into_inner()
+            .images)
+    })
+    .await
 }
 
 /// The records in `namespace` whose target is `digest`.
@@ -271,23 +310,26 @@ pub(crate) async fn get_image(
     namespace: &str,
     name: &str,
 ) -> Result<Option<Image>, ContainerdError> {
-    match ImagesClient::new(channel.clone())
-        .get(in_namespace(
-            GetImageRequest {
-                name: name.to_owned(),
-            },
-            namespace,
-        ))
-        .await
-    {
-        Ok(r) => Ok(r.into_inner().image),
-        // Deleted meanwhile (by us for a sibling, or by someone).
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-        Err(s) => Err(ContainerdError::from_status(
-            format!("cannot read the image record {name}"),
-            &s,
-        )),
-    }
+    within("reading an image record", async {
+        match ImagesClient::new(channel.clone())
+            .get(in_namespace(
+                GetImageRequest {
+                    name: name.to_owned(),
+                },
+                namespace,
+            ))
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().image),
+            // Deleted meanwhile (by us for a sibling, or by someone).
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(ContainerdError::from_status(
+                format!("cannot read the image record {name}"),
+                &s,
+            )),
+        }
+    })
+    .await
 }
 
 /// Deletes the leases that hold `digest` (an unfinished pull's), so that containerd's
@@ -297,57 +339,60 @@ pub(super) async fn release_leases(
     namespace: &str,
     digest: &str,
 ) -> Result<Vec<String>, ContainerdError> {
-    let mut leases = LeasesClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
-    let all = leases
-        .list(in_namespace(ListRequest::default(), namespace))
-        .await
-        .map_err(|s| ContainerdError::from_status("cannot list leases", &s))?
-        .into_inner()
-        .leases;
-    let mut deleted = Vec::new();
-    for lease in all {
-        let resources = match leases
-            .list_resources(in_namespace(
-                ListResourcesRequest {
-                    id: lease.id.clone(),
-                },
-                namespace,
-            ))
+    within("releasing leases", async {
+        let mut leases = LeasesClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+        let all = leases
+            .list(in_namespace(ListRequest::default(), namespace))
             .await
-        {
-            Ok(r) => r.into_inner().resources,
-            Err(s) if s.code() == tonic::Code::NotFound => continue,
-            Err(s) => {
-                return Err(ContainerdError::from_status(
-                    format!("cannot list the resources of lease {}", lease.id),
-                    &s,
+            .map_err(|s| ContainerdError::from_status("cannot list leases", &s))?
+            .into_inner()
+            .leases;
+        let mut deleted = Vec::new();
+        for lease in all {
+            let resources = match leases
+                .list_resources(in_namespace(
+                    ListResourcesRequest {
+                        id: lease.id.clone(),
+                    },
+                    namespace,
                 ))
+                .await
+            {
+                Ok(r) => r.into_inner().resources,
+                Err(s) if s.code() == tonic::Code::NotFound => continue,
+                Err(s) => {
+                    return Err(ContainerdError::from_status(
+                        format!("cannot list the resources of lease {}", lease.id),
+                        &s,
+                    ))
+                }
+            };
+            if !resources.iter().any(|r| r.id == digest) {
+                continue;
             }
-        };
-        if !resources.iter().any(|r| r.id == digest) {
-            continue;
-        }
-        match leases
-            .delete(in_namespace(
-                DeleteRequest {
-                    id: lease.id.clone(),
-                    sync: true,
-                },
-                namespace,
-            ))
-            .await
-        {
-            Ok(_) => deleted.push(format!("lease {}", lease.id)),
-            Err(s) if s.code() == tonic::Code::NotFound => {}
-            Err(s) => {
-                return Err(ContainerdError::from_status(
-                    format!("cannot delete lease {}", lease.id),
-                    &s,
+            match leases
+                .delete(in_namespace(
+                    DeleteRequest {
+                        id: lease.id.clone(),
+                        sync: true,
+                    },
+                    namespace,
                 ))
+                .await
+            {
+                Ok(_) => deleted.push(format!("lease {}", lease.id)),
+                Err(s) if s.code() == tonic::Code::NotFound => {}
+                Err(s) => {
+                    return Err(ContainerdError::from_status(
+                        format!("cannot delete lease {}", lease.id),
+                        &s,
+                    ))
+                }
             }
         }
-    }
-    Ok(deleted)
+        Ok(deleted)
+    })
+    .await
 }
 
 /// The snapshot `key` (CRI names a container's rootfs snapshot by the container's ID)
