@@ -305,10 +305,7 @@ impl NotaryV1 {
     /// targets.json is 2 MB to encode, write and sync).
     fn keep_verified(&self, engine: &Engine, at: &Repository<'_>, files: &Arc<RepoFiles>) {
         let key = files_key(at.fetcher.url(), at.gun);
-        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-        if unsaved.get(&key).is_some_and(|f| Arc::ptr_eq(f, files)) {
-            unsaved.remove(&key);
-            drop(unsaved);
+        if self.take_unsaved(&key, files) {
             persist(engine, &key, files);
         }
     }
@@ -317,10 +314,18 @@ impl NotaryV1 {
     fn forget_files(&self, at: &Repository<'_>, files: &Arc<RepoFiles>) {
         let key = files_key(at.fetcher.url(), at.gun);
         self.files.forget_if(&key, |kept| Arc::ptr_eq(kept, files));
+        self.take_unsaved(&key, files);
+    }
+
+    /// Takes `files` out of those fetched and not yet kept on disk, if they are still
+    /// the ones listed under `key` (a later fetch may have replaced them); true if so.
+    fn take_unsaved(&self, key: &str, files: &Arc<RepoFiles>) -> bool {
         let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-        if unsaved.get(&key).is_some_and(|f| Arc::ptr_eq(f, files)) {
-            unsaved.remove(&key);
+        let listed = unsaved.get(key).is_some_and(|f| Arc::ptr_eq(f, files));
+        if listed {
+            unsaved.remove(key);
         }
+        listed
     }
 
     /// Fresh trust data, one fetch per repository at a time; on failure, what the rule's
