@@ -8,14 +8,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::canonical::{self, Json};
 pub use crate::digest::Hashes;
 use crate::error::Error;
 use crate::keys::PublicKey;
+
+mod envelope;
+use envelope::typed;
+pub(crate) use envelope::{open, Opened};
 
 /// One signature of an envelope.
 #[derive(Debug, Clone)]
@@ -111,51 +113,6 @@ pub struct TargetsRole {
     pub delegation_keys: BTreeMap<String, PublicKey>,
     /// Delegated roles, in the order listed.
     pub delegations: Vec<Delegation>,
-}
-
-/// An envelope's members as they are written: `signed` is kept as text, so that
-/// canonical text can be checked and read in place; a member given twice is refused.
-struct RawEnvelope<'a> {
-    members: BTreeMap<String, &'a RawValue>,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawEnvelope<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Members<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for Members<'a> {
-            type Value = RawEnvelope<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object with \"signed\" and \"signatures\"")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                // A map, not a list searched for each key: the members are the file's,
-                // and a file of many short keys would make that search quadratic.
-                let mut members = BTreeMap::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if members.contains_key(&key) {
-                        return Err(de::Error::custom(format!("duplicate key {key:?}")));
-                    }
-                    let value: &'a RawValue = map.next_value()?;
-                    members.insert(key, value);
-                }
-                Ok(RawEnvelope { members })
-            }
-        }
-        d.deserialize_map(Members(std::marker::PhantomData))
-    }
-}
-
-impl<'a> RawEnvelope<'a> {
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.members.get(key).copied()
-    }
-}
-
-#[derive(Deserialize)]
-struct RawSig {
-    keyid: String,
-    method: String,
-    sig: String,
 }
 
 #[derive(Deserialize)]
@@ -291,58 +248,6 @@ struct RawDelegationRole {
     path_hash_prefixes: Option<Vec<String>>,
 }
 
-fn b64(s: &str) -> Option<Vec<u8>> {
-    proof_kit::b64::padded(s).ok()
-}
-
-/// Parses an envelope: the canonical bytes of `signed` and the typed body.
-fn envelope<'a, T: Deserialize<'a>>(
-    role: &str,
-    bytes: &'a [u8],
-) -> Result<(T, Vec<u8>, Vec<Signature>), Error> {
-    let malformed = |e: serde_json::Error| Error::malformed(role, e);
-    let raw: RawEnvelope<'a> = serde_json::from_slice(bytes).map_err(malformed)?;
-    // Every member is held to canonical JSON's rules (no key twice, integers only), as
-    // when the whole document was decoded into one tree.
-    for (key, value) in &raw.members {
-        if key != "signed" {
-            Json::parse(value.get().as_bytes()).map_err(malformed)?;
-        }
-    }
-    let signed = raw
-        .get("signed")
-        .ok_or_else(|| Error::malformed(role, "no \"signed\" object"))?
-        .get();
-    if !signed.starts_with('{') {
-        return Err(Error::malformed(role, "\"signed\" is not an object"));
-    }
-    // What the signatures cover is the re-encoding of `signed`. Text that already is
-    // exactly that (Notary writes it so) is taken as it is: strictly ordered keys mean
-    // no key twice, so the typed reading below sees the same document. Anything else
-    // is decoded (refusing a key given twice) and encoded again.
-    let canonical = if canonical::is_canonical(signed) {
-        signed.as_bytes().to_vec()
-    } else {
-        Json::parse(signed.as_bytes())
-            .map_err(malformed)?
-            .to_canonical()
-    };
-    let body: T = serde_json::from_str(signed).map_err(malformed)?;
-    let sigs = raw
-        .get("signatures")
-        .ok_or_else(|| Error::malformed(role, "missing field `signatures`"))?;
-    let sigs: Vec<RawSig> = serde_json::from_str(sigs.get()).map_err(malformed)?;
-    let signatures = sigs
-        .into_iter()
-        .map(|s| Signature {
-            keyid: s.keyid,
-            method: s.method.to_ascii_lowercase(),
-            sig: b64(&s.sig),
-        })
-        .collect();
-    Ok((body, canonical, signatures))
-}
-
 fn common(
     role: &str,
     expected_type: &str,
@@ -420,6 +325,10 @@ fn role_keys(role: &str, raw: RawRoleKeys) -> Result<RoleKeys, Error> {
     })
 }
 
+fn b64(s: &str) -> Option<Vec<u8>> {
+    proof_kit::b64::padded(s).ok()
+}
+
 fn file_meta(role: &str, name: &str, raw: RawFileMeta) -> Result<FileMeta, Error> {
     let length = u64::try_from(raw.length)
         .map_err(|_| Error::malformed(role, format!("{name}: negative length {}", raw.length)))?;
@@ -461,7 +370,8 @@ pub const TOP_ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 
 /// Parses `root.json`.
 pub fn parse_root(role: &str, bytes: &[u8]) -> Result<Signed<Root>, Error> {
-    let (raw, canonical, signatures) = envelope::<RawRoot>(role, bytes)?;
+    let opened = open(role, bytes)?;
+    let raw: RawRoot = typed(role, opened.signed)?;
     let common = raw.common(role, "Root")?;
     let keys = keys(role, raw.keys)?;
     let mut roles = BTreeMap::new();
@@ -473,15 +383,11 @@ pub fn parse_root(role: &str, bytes: &[u8]) -> Result<Signed<Root>, Error> {
             return Err(Error::malformed(role, format!("no {needed} role")));
         }
     }
-    Ok(Signed {
-        body: Root {
-            common,
-            keys,
-            roles,
-        },
-        canonical,
-        signatures,
-    })
+    Ok(opened.with(Root {
+        common,
+        keys,
+        roles,
+    }))
 }
 
 /// Parses `timestamp.json` (`expected_type` "Timestamp") or `snapshot.json` ("Snapshot").
@@ -490,19 +396,33 @@ pub fn parse_meta_role(
     expected_type: &str,
     bytes: &[u8],
 ) -> Result<Signed<MetaRole>, Error> {
-    let (raw, canonical, signatures) = envelope::<RawMetaRole>(role, bytes)?;
+    let opened = open(role, bytes)?;
+    let body = meta_role_body(role, expected_type, opened.signed)?;
+    Ok(opened.with(body))
+}
+
+/// The body of an opened `timestamp.json` or `snapshot.json`.
+pub(crate) fn meta_role_body(
+    role: &str,
+    expected_type: &str,
+    signed: &str,
+) -> Result<MetaRole, Error> {
+    let raw: RawMetaRole = typed(role, signed)?;
     let common = raw.common(role, expected_type)?;
     let meta = file_metas(role, raw.meta)?;
-    Ok(Signed {
-        body: MetaRole { common, meta },
-        canonical,
-        signatures,
-    })
+    Ok(MetaRole { common, meta })
 }
 
 /// Parses `targets.json` or a delegation file named `role`.
 pub fn parse_targets(role: &str, bytes: &[u8]) -> Result<Signed<TargetsRole>, Error> {
-    let (raw, canonical, signatures) = envelope::<RawTargets>(role, bytes)?;
+    let opened = open(role, bytes)?;
+    let body = targets_body(role, opened.signed)?;
+    Ok(opened.with(body))
+}
+
+/// The body of an opened `targets.json` or delegation file.
+pub(crate) fn targets_body(role: &str, signed: &str) -> Result<TargetsRole, Error> {
+    let raw: RawTargets = typed(role, signed)?;
     let common = raw.common(role, "Targets")?;
     let targets = match raw.targets {
         Some(entries) => file_metas(role, entries)?,
@@ -540,15 +460,11 @@ pub fn parse_targets(role: &str, bytes: &[u8]) -> Result<Signed<TargetsRole>, Er
             (dkeys, roles)
         }
     };
-    Ok(Signed {
-        body: TargetsRole {
-            common,
-            targets,
-            delegation_keys,
-            delegations,
-        },
-        canonical,
-        signatures,
+    Ok(TargetsRole {
+        common,
+        targets,
+        delegation_keys,
+        delegations,
     })
 }
 

@@ -107,26 +107,40 @@ fn bad_signature_on_tampered_root() {
     assert_eq!(rejected(&f, &opts()).reason(), Reason::BadSignature);
 }
 
+/// A repository whose targets.json is at least 64 KiB: its hashes and signatures are
+/// checked on a second thread while it is parsed.
+fn large_repo() -> Repo {
+    let mut repo = repo();
+    for i in 0..2_000 {
+        let tag = format!("t{i}");
+        repo.targets.insert(tag.clone(), manifest(&tag));
+    }
+    let bytes = repo.targets_bytes();
+    assert!(bytes.len() >= 64 * 1024, "{} bytes: too small", bytes.len());
+    repo
+}
+
 #[test]
 fn bad_signature_on_tampered_targets_even_with_consistent_snapshot() {
-    let repo = repo();
-    let targets = tamper(&repo.targets_bytes(), |s| {
-        s["targets"]["v1"]["length"] = json!(999);
-    });
-    let root = repo.root_bytes();
-    let snapshot = repo.snapshot_bytes(&root, &targets, &Default::default());
-    let files = with(
-        &with(
-            &with(&repo.files(), "targets", targets),
-            "snapshot",
-            snapshot.clone(),
-        ),
-        "timestamp",
-        repo.timestamp_bytes(&snapshot),
-    );
-    let e = rejected(&files, &opts());
-    assert_eq!(e.reason(), Reason::BadSignature, "{e}");
-    assert!(e.to_string().starts_with("targets:"), "{e}");
+    for repo in [repo(), large_repo()] {
+        let targets = tamper(&repo.targets_bytes(), |s| {
+            s["targets"]["v1"]["length"] = json!(999);
+        });
+        let root = repo.root_bytes();
+        let snapshot = repo.snapshot_bytes(&root, &targets, &Default::default());
+        let files = with(
+            &with(
+                &with(&repo.files(), "targets", targets),
+                "snapshot",
+                snapshot.clone(),
+            ),
+            "timestamp",
+            repo.timestamp_bytes(&snapshot),
+        );
+        let e = rejected(&files, &opts());
+        assert_eq!(e.reason(), Reason::BadSignature, "{e}");
+        assert!(e.to_string().starts_with("targets:"), "{e}");
+    }
 }
 
 #[test]
@@ -206,15 +220,16 @@ fn one_key_listed_under_two_key_ids_counts_once() {
 
 #[test]
 fn threshold_not_met_when_signed_by_a_key_the_role_does_not_authorise() {
-    let mut repo = repo();
-    repo.targets_signers = Some(vec![TestKey::ed25519(99)]);
-    let e = rejected(&repo.files(), &opts());
-    assert_eq!(e.reason(), Reason::ThresholdNotMet);
-    assert!(
-        e.to_string()
-            .contains("1 signature is by a key this role does not authorise"),
-        "{e}"
-    );
+    for mut repo in [repo(), large_repo()] {
+        repo.targets_signers = Some(vec![TestKey::ed25519(99)]);
+        let e = rejected(&repo.files(), &opts());
+        assert_eq!(e.reason(), Reason::ThresholdNotMet);
+        assert!(
+            e.to_string()
+                .contains("1 signature is by a key this role does not authorise"),
+            "{e}"
+        );
+    }
 }
 
 #[test]
@@ -418,18 +433,8 @@ fn hash_mismatch_for_snapshot_from_another_version() {
 /// or not.
 #[test]
 fn hash_mismatch_for_a_large_targets_file_hashed_beside_its_parse() {
-    let mut repo = repo();
-    for i in 0..2_000 {
-        let tag = format!("t{i}");
-        repo.targets.insert(tag.clone(), manifest(&tag));
-    }
-    let files = repo.files();
+    let files = large_repo().files();
     let bytes = files.get("targets").unwrap_or_default().to_vec();
-    assert!(
-        bytes.len() >= 64 * 1024,
-        "{} bytes: too small for the path",
-        bytes.len()
-    );
     ok(&files, &opts());
     // Same length, still canonical JSON (one target's digest changed): only the hashes
     // can tell.

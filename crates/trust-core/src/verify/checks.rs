@@ -2,6 +2,7 @@
 //! authorised keys, the parent's length and hashes, expiry, rollback.
 
 use super::*;
+use crate::metadata::{open, Opened};
 
 /// Signatures of one file, counted once per distinct authorised key.
 #[derive(Debug, Default)]
@@ -107,7 +108,12 @@ pub(super) fn signed_by<T>(
     authorised: &RoleKeys,
 ) -> Result<Vec<String>, Error> {
     let t = tally(&file.canonical, &file.signatures, keys, authorised);
-    threshold_met(role, &t, authorised.threshold, |_| true)
+    passed(role, &t, authorised)
+}
+
+/// [`threshold_met`] by every valid signature of a tally.
+pub(super) fn passed(role: &str, t: &Tally, authorised: &RoleKeys) -> Result<Vec<String>, Error> {
+    threshold_met(role, t, authorised.threshold, |_| true)
 }
 
 pub(super) fn root_role(root: &Root, role: &str) -> Result<RoleKeys, Error> {
@@ -192,43 +198,81 @@ pub(super) fn no_rollback(
     Ok(())
 }
 
-/// Files at least this large are hashed on a second thread while they are parsed: on a
-/// 10,000-tag repository SHA-512 alone was a fifth of verification.
+/// Files at least this large are hashed, and their signatures checked, on a second
+/// thread while their body is read: on a 10,000-tag repository SHA-512 alone was a fifth
+/// of verification, and the signature's own hash of the body a tenth.
 const HASH_BESIDE_PARSE: usize = 64 * 1024;
 
-/// [`check_file`], then `parse`. For a large file both run at once, and the outcome is
-/// the same as one after the other: a hash mismatch is the error (whatever the parse
-/// said), and the parse is used only once every hash matched.
+/// A file read, with the tally of its signatures.
+pub(super) type Checked<T> = (Signed<T>, Tally);
+
+/// Who may sign a file: the keys by ID, and the role's authorised IDs and threshold.
+pub(super) type Signers<'k> = (&'k BTreeMap<String, PublicKey>, &'k RoleKeys);
+
+/// [`check_file`], then the file read with `body` and its signatures tallied against
+/// `signers`. For a large file the hashes and the tally run beside the reading, and the
+/// outcome is the same as one after the other: a hash mismatch is the error (whatever
+/// the reading said), and nothing read is used unless every hash matched.
 pub(super) fn check_then_parse<T>(
     role: &str,
     parent: &str,
     bytes: &[u8],
     meta: &FileMeta,
     limit: u64,
-    parse: impl FnOnce(&[u8]) -> Result<T, Error>,
-) -> Result<T, Error> {
+    (keys, authorised): Signers<'_>,
+    body: impl FnOnce(&str) -> Result<T, Error>,
+) -> Result<Checked<T>, Error> {
     check_length(role, parent, bytes, meta, limit)?;
+    let count = |o: &Opened<'_>| tally(&o.canonical, &o.signatures, keys, authorised);
     if bytes.len() < HASH_BESIDE_PARSE {
+        let opened = open(role, bytes);
         check_hashes(role, parent, bytes, meta)?;
-        return parse(bytes);
+        let opened = opened?;
+        let read = body(opened.signed)?;
+        let t = count(&opened);
+        return Ok((opened.with(read), t));
     }
     std::thread::scope(|s| {
-        let hashing = std::thread::Builder::new()
+        // The envelope goes to the second thread once it is open; until then, and while
+        // the body is read here, that thread hashes the file.
+        let (give, take) = std::sync::mpsc::sync_channel::<Opened<'_>>(1);
+        let beside = std::thread::Builder::new()
             .name("trust-core-hash".to_owned())
-            .spawn_scoped(s, || check_hashes(role, parent, bytes, meta));
-        match hashing {
-            Ok(hashing) => {
-                let parsed = parse(bytes);
-                hashing
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-                parsed
-            }
+            .spawn_scoped(s, move || {
+                let hashed = check_hashes(role, parent, bytes, meta);
+                let counted = take.recv().ok().map(|o| {
+                    let t = count(&o);
+                    (o, t)
+                });
+                (hashed, counted)
+            });
+        let Ok(beside) = beside else {
             // No thread to be had (a process limit): the same checks, in turn.
-            Err(_) => {
-                check_hashes(role, parent, bytes, meta)?;
-                parse(bytes)
-            }
+            let opened = open(role, bytes);
+            check_hashes(role, parent, bytes, meta)?;
+            let opened = opened?;
+            let read = body(opened.signed)?;
+            let t = count(&opened);
+            return Ok((opened.with(read), t));
+        };
+        let read = open(role, bytes).map(|opened| {
+            let signed = opened.signed;
+            // The thread only ends early by panicking, which the join below passes on.
+            let _ = give.send(opened);
+            body(signed)
+        });
+        drop(give);
+        let (hashed, counted) = beside
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        hashed?;
+        let read = read??;
+        match counted {
+            Some((opened, t)) => Ok((opened.with(read), t)),
+            None => Err(Error::malformed(
+                role,
+                "its signatures could not be checked",
+            )),
         }
     })
 }

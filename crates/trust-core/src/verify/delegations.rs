@@ -47,7 +47,7 @@ impl Walk<'_, '_> {
         self.targets.insert(name.to_owned(), allowed);
         self.order.push(name.to_owned());
 
-        let mut read_ahead = self.read_ahead(name, &delegations, depth);
+        let mut read_ahead = self.read_ahead(name, &delegation_keys, &delegations, depth);
         for (i, d) in delegations.iter().enumerate() {
             self.count += 1;
             if self.count > self.opts.limits.delegations {
@@ -104,7 +104,7 @@ impl Walk<'_, '_> {
                     },
                 });
             };
-            let child = match read_ahead.get_mut(i).and_then(Option::take) {
+            let (child, t) = match read_ahead.get_mut(i).and_then(Option::take) {
                 Some(read) => read?,
                 None => check_then_parse(
                     &d.name,
@@ -112,11 +112,12 @@ impl Walk<'_, '_> {
                     bytes,
                     meta,
                     self.opts.limits.file,
-                    |b| parse_targets(&d.name, b),
+                    (&delegation_keys, &d.keys),
+                    |s| targets_body(&d.name, s),
                 )?,
             };
             no_rollback(&d.name, child.body.common.version, self.opts.state)?;
-            let signers = signed_by(&d.name, &child, &delegation_keys, &d.keys)?;
+            let signers = passed(&d.name, &t, &d.keys)?;
             not_expired(&d.name, child.body.common.expires, self.opts.now)?;
             // A child may only narrow its parent's paths.
             let child_paths: Vec<String> = if d.uses_hash_prefixes {
@@ -144,9 +145,10 @@ impl Walk<'_, '_> {
     fn read_ahead(
         &self,
         name: &str,
+        keys: &BTreeMap<String, PublicKey>,
         delegations: &[Delegation],
         depth: usize,
-    ) -> Vec<Option<Result<Signed<TargetsRole>, Error>>> {
+    ) -> Vec<Option<Result<Checked<TargetsRole>, Error>>> {
         let budget = self.opts.limits.delegations.saturating_sub(self.count);
         let wanted: Vec<Option<(&Delegation, &[u8], &FileMeta)>> = delegations
             .iter()
@@ -166,9 +168,15 @@ impl Walk<'_, '_> {
         let limit = self.opts.limits.file;
         let read = |w: &Option<(&Delegation, &[u8], &FileMeta)>| {
             w.map(|(d, bytes, meta)| {
-                check_then_parse(&d.name, "snapshot", bytes, meta, limit, |b| {
-                    parse_targets(&d.name, b)
-                })
+                check_then_parse(
+                    &d.name,
+                    "snapshot",
+                    bytes,
+                    meta,
+                    limit,
+                    (keys, &d.keys),
+                    |s| targets_body(&d.name, s),
+                )
             })
         };
         std::thread::scope(|s| {

@@ -14,8 +14,8 @@ use time::{Duration, OffsetDateTime};
 use crate::error::{short_id, Error};
 use crate::keys::PublicKey;
 use crate::metadata::{
-    parse_meta_role, parse_root, parse_targets, valid_child_name, Delegation, FileMeta, MetaRole,
-    RoleKeys, Root, Signature, Signed, TargetsRole,
+    meta_role_body, parse_meta_role, parse_root, targets_body, valid_child_name, Delegation,
+    FileMeta, MetaRole, RoleKeys, Root, Signature, Signed, TargetsRole,
 };
 
 mod checks;
@@ -410,15 +410,17 @@ fn verify_snapshot(
         .meta
         .get("snapshot")
         .ok_or_else(|| Error::malformed("timestamp", "lists no snapshot"))?;
-    let snap = check_then_parse(
+    let authorised = root_role(root, "snapshot")?;
+    let (snap, t) = check_then_parse(
         "snapshot",
         "timestamp",
         bytes,
         meta,
         opts.limits.file,
-        |b| parse_meta_role("snapshot", "Snapshot", b),
+        (&root.keys, &authorised),
+        |s| meta_role_body("snapshot", "Snapshot", s),
     )?;
-    let signers = signed_by("snapshot", &snap, &root.keys, &root_role(root, "snapshot")?)?;
+    let signers = passed("snapshot", &t, &authorised)?;
     no_rollback("snapshot", snap.body.common.version, opts.state)?;
     not_expired("snapshot", snap.body.common.expires, opts.now)?;
     Ok((snap, signers))
@@ -436,15 +438,17 @@ fn verify_targets(
         .meta
         .get("targets")
         .ok_or_else(|| Error::malformed("snapshot", "lists no targets"))?;
-    let targets = check_then_parse("targets", "snapshot", bytes, meta, opts.limits.file, |b| {
-        parse_targets("targets", b)
-    })?;
-    let signers = signed_by(
+    let authorised = root_role(root, "targets")?;
+    let (targets, t) = check_then_parse(
         "targets",
-        &targets,
-        &root.keys,
-        &root_role(root, "targets")?,
+        "snapshot",
+        bytes,
+        meta,
+        opts.limits.file,
+        (&root.keys, &authorised),
+        |s| targets_body("targets", s),
     )?;
+    let signers = passed("targets", &t, &authorised)?;
     no_rollback("targets", targets.body.common.version, opts.state)?;
     not_expired("targets", targets.body.common.expires, opts.now)?;
     Ok((targets, signers))
