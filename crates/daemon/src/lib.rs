@@ -152,10 +152,14 @@ pub async fn run(
         started.push_str("; ");
         started.push_str(&notice);
     }
-    if let Some(warnings) = engine.loaded().policy.lint_summary() {
-        tracing::warn!("{warnings}");
+    let warnings = engine.loaded().policy.lint_summary();
+    for warning in warnings
+        .into_iter()
+        .chain(engine.loaded().unusable_summary())
+    {
+        tracing::warn!("{warning}");
         started.push_str("; ");
-        started.push_str(&warnings);
+        started.push_str(&warning);
     }
     let start = engine
         .events

@@ -224,7 +224,7 @@ pub fn start(
             // symlink re-pointed): loaded again even when the bytes are the ones in force,
             // so that the "missing" state ends and the operator sees the file is read.
             let came_back = std::mem::take(&mut missing_reported);
-            let keys_now = crate::engine::keys_fingerprint(&engine.loaded().policy.daemon.keys_dir);
+            let keys_now = crate::engine::keys_fingerprint(&engine.loaded().policy);
             let keys_changed = keys_now != keys_current;
             let retry_due = retry
                 .as_ref()
@@ -387,10 +387,14 @@ pub async fn reload(
                 message.push_str("; ");
                 message.push_str(&notice);
             }
-            if let Some(warnings) = engine.loaded().policy.lint_summary() {
-                tracing::warn!("{warnings}");
+            let warnings = engine.loaded().policy.lint_summary();
+            for warning in warnings
+                .into_iter()
+                .chain(engine.loaded().unusable_summary())
+            {
+                tracing::warn!("{warning}");
                 message.push_str("; ");
-                message.push_str(&warnings);
+                message.push_str(&warning);
             }
             tracing::info!(generation, trigger, "policy.reloaded");
             let ev =

@@ -374,47 +374,67 @@ fn public_key(path: &Path) {
     assert!(ok, "openssl could not make a key");
 }
 
-/// A reload refused for want of a key file is tried again until the key comes (a
-/// Kubernetes Secret lands after the ConfigMap that names it), without an event per try;
-/// and a change in keys_dir alone (a key replaced or revoked, the policy file untouched)
-/// is loaded. Before the fix the first stayed refused until the policy was edited again,
-/// and the second was never seen: a revoked key stayed trusted.
+/// A policy naming a key file that is not there (a Kubernetes Secret lands after the
+/// ConfigMap that names it; a revoked key deleted) is loaded, with the rule naming it
+/// refusing everything and the event saying so; the key's arrival, even outside
+/// keys_dir, is a reload of its own; and a change in keys_dir alone (a key replaced, the
+/// policy file untouched) is loaded. Before: the first reload was refused, which kept the
+/// generation that still trusted a deleted key; before that, a keys_dir change alone was
+/// never seen.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_key_that_comes_after_the_policy_and_a_key_changed_alone_are_loaded() {
+async fn a_key_that_is_gone_refuses_its_rule_and_its_return_is_loaded() {
     let world = World::new();
     let elsewhere = world.dir.path().join("secret/new.pub");
+    let signed = format!("registry.test/signed/app@sha256:{}", "a".repeat(64));
     public_key(&world.keys.join("old.pub"));
     let with_key = |require: &str, key: &Path| {
         format!(
-            "{}[[rule]]\nname = \"signed\"\nmatch = \"registry.test/signed/**\"\nproofs = [\"cosign\"]\ncosign_tlog = false\ncosign_keys = [\"{}\"]\n",
+            "{}[[rule]]\nname = \"signed\"\nmatch = \"registry.test/signed/**\"\nproofs = [\"cosign\"]\ncosign_tlog = false\ncosign_keys = [\"{}\"]\non_unreachable = \"deny\"\n",
             policy(&world, require),
             key.display()
         )
     };
     world.write_config(&with_key("any", &world.keys.join("old.pub")));
     let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
     until(&daemon, true, "team-any", 1).await;
-    // The policy names a key that is not there yet: refused, once.
-    world.write_config(&with_key("reject", &elsewhere));
-    eventually(10, || async {
-        world.events_of("policy.invalid").into_iter().next()
-    })
-    .await
-    .expect("policy.invalid event");
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    until(&daemon, true, "team-any", 1).await;
-    assert_eq!(
-        world.events_of("policy.invalid").len(),
-        1,
-        "a retry that failed as before said it again"
-    );
-    // The key arrives (outside keys_dir, so only the retry can notice): loaded.
-    public_key(&elsewhere);
-    until(&daemon, false, "team-reject", 2).await;
-    // keys_dir changes alone: the key there replaced by another.
+    let gone = |v: &daemon::api::VerifyResponse, file: &str| {
+        !v.allowed && v.reason == "rejected_by_policy" && v.message.contains(file)
+    };
+    // The revoked key deleted, the policy untouched: the rule refuses everything.
     std::fs::remove_file(world.keys.join("old.pub")).unwrap();
-    public_key(&world.keys.join("old.pub"));
+    let v = eventually(10, || {
+        let (mut c, signed) = (c.clone(), signed.clone());
+        async move {
+            let v = verify(&mut c, &signed, "").await;
+            gone(&v, "old.pub").then_some(v)
+        }
+    })
+    .await;
+    assert!(v.is_some(), "the rule still trusts the deleted key");
+    // The policy names a key that is not there yet: loaded, said, the rule refusing.
+    world.write_config(&with_key("reject", &elsewhere));
     until(&daemon, false, "team-reject", 3).await;
+    let v = verify(&mut c, &signed, "").await;
+    assert!(gone(&v, "new.pub"), "{v:?}");
+    let reloaded = world.events_of("policy.reloaded");
+    assert!(
+        reloaded.iter().any(|e| {
+            let m = e["message"].as_str().unwrap();
+            m.contains("refuse every image while a file they trust is gone")
+                && m.contains("new.pub")
+        }),
+        "{reloaded:?}"
+    );
+    assert!(world.events_of("policy.invalid").is_empty());
+    // The key arrives outside keys_dir: loaded, and the rule asks the registry again.
+    public_key(&elsewhere);
+    until(&daemon, false, "team-reject", 4).await;
+    let v = verify(&mut c, &signed, "").await;
+    assert_eq!(v.reason, "registry_unreachable", "{v:?}");
+    // keys_dir changes alone: a key added there.
+    public_key(&world.keys.join("other.pub"));
+    until(&daemon, false, "team-reject", 5).await;
     let reloaded = world.events_of("policy.reloaded");
     assert!(
         reloaded
@@ -544,4 +564,34 @@ async fn a_policy_dated_in_the_future_is_loaded_once_its_bytes_settle() {
     std::fs::remove_file(&world.config).unwrap();
     std::os::unix::fs::symlink(&second, &world.config).unwrap();
     until(&daemon, false, "team-reject", 2).await;
+}
+
+/// A Notation trust store emptied (its revoked CA deleted) or removed: the rules naming it
+/// refuse everything, and the start says so. Before, the load was refused, and on a reload
+/// that kept the generation still trusting the deleted CA.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emptied_notation_store_refuses_its_rules() {
+    let world = World::new();
+    let store = world.keys.join("notation/truststore/x509/ca/acme");
+    std::fs::create_dir_all(&store).unwrap();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"notation\"\nmatch = \"registry.test/signed/**\"\nproofs = [\"notation\"]\nnotation_trust_stores = [\"ca:acme\"]\nnotation_identities = [\"*\"]\n",
+        policy(&world, "any")
+    ));
+    let daemon = Daemon::start(&world);
+    until(&daemon, true, "team-any", 1).await;
+    let mut c = daemon.client().await;
+    let signed = format!("registry.test/signed/app@sha256:{}", "a".repeat(64));
+    let v = verify(&mut c, &signed, "").await;
+    assert!(
+        !v.allowed && v.reason == "rejected_by_policy" && v.message.contains("ca:acme"),
+        "{v:?}"
+    );
+    let started = world.events_of("daemon.started");
+    assert!(
+        started
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("notation_trust_stores ca:acme")),
+        "{started:?}"
+    );
 }

@@ -87,6 +87,9 @@ fn main() -> ExitCode {
                         w.message
                     );
                 }
+                if let Some(gone) = l.unusable_summary() {
+                    eprintln!("pullguardd: warning: {}: {gone}", args.config.display());
+                }
                 let n = l.policy.rules.len();
                 println!(
                     "{}: ok ({n} rule{})",

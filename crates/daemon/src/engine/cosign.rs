@@ -53,6 +53,10 @@ pub(crate) struct CosignSigners {
     pub keys: Vec<sigstore_core::PublicKey>,
     pub identities: Vec<sigstore_core::certs::Identity>,
     pub root: Option<std::sync::Arc<sigstore_core::trust_root::TrustedRoot>>,
+    /// Files the rule names that are gone (a revoked key deleted): the rule refuses
+    /// everything until they are back or out of the policy. Refusing the reload instead
+    /// would keep the generation that still trusts them.
+    pub missing: Vec<String>,
 }
 
 /// Each rule's cosign signers, prepared once per policy: keys read, identities compiled,
@@ -73,6 +77,12 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Cosi
         let mut signers = CosignSigners::default();
         for f in &rule.cosign.keys {
             let path = under_keys(f);
+            if gone(&path) {
+                signers
+                    .missing
+                    .push(format!("cosign_keys {}", path.display()));
+                continue;
+            }
             match std::fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|b| sigstore_core::PublicKey::from_pem(&b))
@@ -105,6 +115,13 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Cosi
             // The public-good root shipped inside pullguard, or a file.
             let shipped = f.as_os_str() == sigstore_core::trust_root::PUBLIC_GOOD;
             let path = if shipped { f.clone() } else { under_keys(f) };
+            if !shipped && gone(&path) {
+                signers
+                    .missing
+                    .push(format!("trusted_root {}", path.display()));
+                cosign.insert(rule.name.clone(), signers);
+                continue;
+            }
             let root = match roots.get(&path) {
                 Some(r) => Ok(r.clone()),
                 // A copy a TUF update verified (state_dir/sigstore-tuf), else the
@@ -134,12 +151,20 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Cosi
     cosign
 }
 
+/// Whether `path` is gone (removed, or a dangling link), as opposed to unreadable.
+pub(super) fn gone(path: &std::path::Path) -> bool {
+    matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Looks for a signature that vouches for `sha256:hex`: the classic tag first, then
 /// bundles among the referrers. The most telling failure is reported when none does.
 async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Result<Vouch, Miss> {
     let digest = format!("sha256:{hex}");
     let none = CosignSigners::default();
     let signers = Cosign::prepared(loaded).get(&rule.name).unwrap_or(&none);
+    if !signers.missing.is_empty() {
+        return Err(super::prepare::unusable(&rule.name, &signers.missing).into());
+    }
     let repository = image.repository();
     let same = |signed: &str| same_repository(signed, &repository);
     let expect = Expect {

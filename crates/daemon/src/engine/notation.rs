@@ -47,6 +47,9 @@ pub(crate) struct NotationTrust {
     pub ca: Vec<sigstore_core::certs::Cert>,
     pub signing_authority: Vec<sigstore_core::certs::Cert>,
     pub tsa: Vec<sigstore_core::certs::Cert>,
+    /// Trust stores the rule names that are gone or emptied (a revoked CA deleted): the
+    /// rule refuses everything until they are back or out of the policy.
+    pub missing: Vec<String>,
 }
 
 /// The certificates of one trust store directory: PEM files (one or more certificates
@@ -84,6 +87,18 @@ fn trust_store(dir: &Path) -> Result<Vec<sigstore_core::certs::Cert>, String> {
     Ok(out)
 }
 
+/// Whether a store directory holds no certificate file at all (its last one deleted).
+fn empty_store(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        !entries.filter_map(Result::ok).any(|e| {
+            matches!(
+                e.path().extension().and_then(|x| x.to_str()),
+                Some("pem" | "crt" | "cer")
+            )
+        })
+    })
+}
+
 /// Each rule's Notation trust stores, read and checked once per policy as notation-go
 /// checks them, and its identities checked as Notation reads them.
 fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, NotationTrust> {
@@ -104,6 +119,13 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Nota
             } else {
                 notation_core::profile::StoreKind::Signing
             };
+            if super::cosign::gone(&dir) || empty_store(&dir) {
+                trust.missing.push(format!(
+                    "notation_trust_stores {kind}:{name} ({})",
+                    dir.display()
+                ));
+                continue;
+            }
             let loaded = trust_store(&dir).and_then(|certs| {
                 certs
                     .iter()
@@ -147,6 +169,11 @@ fn code(r: Reason) -> ReasonCode {
 }
 
 async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Result<Vouch, Miss> {
+    let none = NotationTrust::default();
+    let stores = Notation::prepared(loaded).get(&rule.name).unwrap_or(&none);
+    if !stores.missing.is_empty() {
+        return Err(super::prepare::unusable(&rule.name, &stores.missing).into());
+    }
     let digest = format!("sha256:{hex}");
     let (host, path) = (image.domain.as_str(), image.path.as_str());
     let reg = &loaded.registry;
@@ -170,8 +197,6 @@ async fn find(loaded: &Loaded, rule: &Rule, image: &ImageRef, hex: String) -> Re
         size: manifest.bytes.len() as u64,
         media_type: &manifest.media_type,
     };
-    let none = NotationTrust::default();
-    let stores = Notation::prepared(loaded).get(&rule.name).unwrap_or(&none);
     let n = &rule.notation;
     let trust = Trust {
         ca: &stores.ca,

@@ -32,7 +32,55 @@ pub struct Loaded {
     pub(crate) registry: std::sync::Arc<registry::Client>,
 }
 
+/// The refusal of a rule some of whose trust files are gone.
+pub(crate) fn unusable(rule: &str, missing: &[String]) -> super::verdict::Denial {
+    super::verdict::deny(
+        api::codes::ReasonCode::RejectedByPolicy,
+        format!(
+            "rule {rule} refuses every image while a file it trusts is gone: {}; restore it, \
+             or remove it from the policy",
+            missing.join(", ")
+        ),
+    )
+}
+
 impl Loaded {
+    /// What the rules refuse for want of a trust file that is gone, said at start, at
+    /// each reload and by `--check-config`; `None` when every file is there.
+    pub fn unusable_summary(&self) -> Option<String> {
+        let kinds = &self.kinds;
+        let mut said: Vec<String> = Vec::new();
+        for rule in &self.policy.rules {
+            let uses = |p| rule.proofs.contains(&p);
+            let cosign = kinds
+                .cosign
+                .get(&rule.name)
+                .filter(|_| uses(policy::Proof::Cosign));
+            let notation = kinds
+                .notation
+                .get(&rule.name)
+                .filter(|_| uses(policy::Proof::Notation));
+            let cosign = cosign.map(|c| c.missing.as_slice());
+            let notation = notation.map(|n| n.missing.as_slice());
+            let gone: Vec<&str> = [cosign, notation]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            if !gone.is_empty() {
+                said.push(format!("rule {}: {}", rule.name, gone.join(", ")));
+            }
+        }
+        (!said.is_empty()).then(|| {
+            format!(
+                "rules that refuse every image while a file they trust is gone (restore it, or \
+                 remove it from the policy): {}",
+                said.join("; ")
+            )
+        })
+    }
+
     /// Prepares a policy: clients for its trust servers, anchors, per-rule pins.
     /// Problems that would make verdicts impossible are errors (the reload is refused);
     /// every one is reported, each naming the file or setting at fault.
@@ -50,7 +98,7 @@ impl Loaded {
     ) -> Result<Loaded, Vec<String>> {
         let mut problems = Vec::new();
         // Before any key is read: a change made while this runs is then seen as one.
-        let keys_seen = keys_fingerprint(&policy.daemon.keys_dir);
+        let keys_seen = keys_fingerprint(&policy);
         let kinds = Prepared::new(&policy, previous.map(|p| &p.kinds), &mut problems);
         let registry = registry_client(&policy, &mut problems)?;
         if !problems.is_empty() {
@@ -72,17 +120,18 @@ impl Loaded {
 /// Entries of `keys_dir` looked at, at most: a directory of keys holds a few dozen.
 const MAX_KEYS_ENTRIES: usize = 4096;
 
-/// A digest of what `dir` holds, without reading any file: each entry's path, the target
-/// of a symlink (a Kubernetes Secret volume swaps `..data`), and the size, modification
-/// time and inode of what it leads to; directories are walked (not through symlinks), a
-/// few levels deep. Keys, pins and trust stores are read when a policy is prepared, so a
-/// key added, replaced or revoked there must bring a reload even when the policy file
-/// stays the same (a Secret and a ConfigMap are updated apart).
-pub(crate) fn keys_fingerprint(dir: &Path) -> Vec<u8> {
+/// A digest of what `keys_dir` holds, without reading any file: each entry's path, the
+/// target of a symlink (a Kubernetes Secret volume swaps `..data`), and the size,
+/// modification time and inode of what it leads to; directories are walked (not through
+/// symlinks), a few levels deep. Keys, pins and trust stores are read when a policy is
+/// prepared, so a key added, replaced or revoked there must bring a reload even when the
+/// policy file stays the same (a Secret and a ConfigMap are updated apart). The files a
+/// rule names by an absolute path are looked at too, wherever they are: one that comes
+/// back, changes or goes must be seen as well.
+pub(crate) fn keys_fingerprint(policy: &Policy) -> Vec<u8> {
     use sha2::Digest as _;
-    use std::os::unix::fs::MetadataExt as _;
     let mut hash = sha2::Sha256::new();
-    let mut todo = vec![(dir.to_path_buf(), 0)];
+    let mut todo = vec![(policy.daemon.keys_dir.clone(), 0)];
     let mut seen = 0;
     while let Some((d, depth)) = todo.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
@@ -97,29 +146,44 @@ pub(crate) fn keys_fingerprint(dir: &Path) -> Vec<u8> {
             if seen > MAX_KEYS_ENTRIES {
                 return hash.finalize().to_vec();
             }
-            hash.update(path.as_os_str().as_encoded_bytes());
-            hash.update(b"\0");
-            let Ok(own) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if own.file_type().is_symlink() {
-                if let Ok(target) = std::fs::read_link(&path) {
-                    hash.update(target.as_os_str().as_encoded_bytes());
-                }
-            }
-            if let Ok(m) = std::fs::metadata(&path) {
-                for n in [m.len(), m.ino(), u64::from(m.mode())] {
-                    hash.update(n.to_le_bytes());
-                }
-                hash.update(m.mtime().to_le_bytes());
-                hash.update(m.mtime_nsec().to_le_bytes());
-            }
-            if own.is_dir() && depth < 8 {
+            if note(&mut hash, &path) && depth < 8 {
                 todo.push((path, depth + 1));
             }
         }
     }
+    let named = policy
+        .rules
+        .iter()
+        .flat_map(|r| r.cosign.keys.iter().chain(r.cosign.trusted_root.as_ref()));
+    for path in named.filter(|p| p.is_absolute()) {
+        note(&mut hash, path);
+    }
     hash.finalize().to_vec()
+}
+
+/// One path into a fingerprint; whether it is a directory (not through a symlink).
+fn note(hash: &mut sha2::Sha256, path: &Path) -> bool {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt as _;
+    hash.update(path.as_os_str().as_encoded_bytes());
+    hash.update(b"\0");
+    let Ok(own) = std::fs::symlink_metadata(path) else {
+        hash.update(b"absent\0");
+        return false;
+    };
+    if own.file_type().is_symlink() {
+        if let Ok(target) = std::fs::read_link(path) {
+            hash.update(target.as_os_str().as_encoded_bytes());
+        }
+    }
+    if let Ok(m) = std::fs::metadata(path) {
+        for n in [m.len(), m.ino(), u64::from(m.mode())] {
+            hash.update(n.to_le_bytes());
+        }
+        hash.update(m.mtime().to_le_bytes());
+        hash.update(m.mtime_nsec().to_le_bytes());
+    }
+    own.is_dir()
 }
 
 /// The registry client, configured like containerd's (hosts.toml, credentials).
