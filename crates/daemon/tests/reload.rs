@@ -589,9 +589,10 @@ async fn an_emptied_notation_store_refuses_its_rules() {
     );
     let started = world.events_of("daemon.started");
     assert!(
-        started
-            .iter()
-            .any(|e| e["message"].as_str().unwrap().contains("notation_trust_stores ca:acme")),
+        started.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("notation_trust_stores ca:acme")),
         "{started:?}"
     );
 }

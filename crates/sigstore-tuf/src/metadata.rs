@@ -12,6 +12,9 @@ use time::OffsetDateTime;
 
 use crate::{Error, Reason};
 
+/// Signatures one file may carry: Sigstore's roles are signed by five keys at most.
+const MAX_SIGNATURES: usize = 64;
+
 fn malformed(what: &str, m: impl std::fmt::Display) -> Error {
     Error::new(Reason::Malformed, format!("{what}: {m}"))
 }
@@ -53,6 +56,8 @@ pub(crate) struct Signed {
 
 impl Signed {
     /// Parses a file that must be of `role`'s type.
+    ///
+    /// Signatures are at most [`MAX_SIGNATURES`], one per key ID.
     pub(crate) fn parse(bytes: &[u8], role: &str) -> Result<Signed, Error> {
         let doc = Json::parse(bytes).map_err(|e| malformed(role, e))?;
         let signed = doc
@@ -73,9 +78,22 @@ impl Signed {
         let Some(Json::Array(sigs)) = doc.get("signatures") else {
             return Err(malformed(role, "no signatures"));
         };
-        let mut signatures = Vec::new();
+        // Each check hashes the whole signed part, and the file's length is not pinned
+        // by its parent (Sigstore's snapshot and timestamp list versions only): a list
+        // of signatures is bounded, and a key ID may sign once (python-tuf and tuf-js
+        // refuse a key ID given twice too).
+        if sigs.len() > MAX_SIGNATURES {
+            return Err(malformed(
+                role,
+                format!("{} signatures, more than {MAX_SIGNATURES}", sigs.len()),
+            ));
+        }
+        let mut signatures: Vec<(String, Vec<u8>)> = Vec::new();
         for s in sigs {
             let keyid = text(s.get("keyid"), role, "keyid")?.to_owned();
+            if signatures.iter().any(|(k, _)| *k == keyid) {
+                return Err(malformed(role, format!("key ID {keyid} signs twice")));
+            }
             // An empty or undecodable signature is no signature (a key that has not
             // signed yet leaves "sig": ""); it simply does not count.
             let sig = hex::decode(text(s.get("sig"), role, "sig")?).unwrap_or_default();

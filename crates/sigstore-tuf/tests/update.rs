@@ -236,3 +236,32 @@ fn one_key_under_two_ids_does_not_meet_a_threshold_of_two() {
     assert_eq!(e.reason, Reason::ThresholdNotMet, "{e}");
     assert!(e.message.contains("signed by 1 of the 2 keys"), "{e}");
 }
+
+/// A snapshot carrying its key's signature thousands of times: each would cost a hash of
+/// the whole file, and the file's length is pinned by nothing. Refused before any check.
+#[test]
+fn signatures_piled_under_one_key_id_are_refused_before_any_is_checked() {
+    let snapshot = String::from_utf8(fixture("snapshot.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&snapshot).unwrap();
+    let first = doc["signatures"][0].clone();
+    let piled: Vec<_> = std::iter::repeat_n(first.clone(), 10_000).collect();
+    doc["signatures"] = serde_json::Value::Array(piled);
+    let mut cdn = Cdn::real();
+    cdn.files.insert(
+        "165.snapshot.json".into(),
+        serde_json::to_vec(&doc).unwrap(),
+    );
+    let e = update(&from(12), &mut cdn, FRESH, "trusted_root.json").unwrap_err();
+    assert_eq!(e.reason, Reason::Malformed, "{e}");
+    assert!(e.to_string().contains("more than 64"), "{e}");
+    // Twice is enough to be refused: one key ID signs once.
+    doc["signatures"] = serde_json::Value::Array(vec![first.clone(), first]);
+    let mut cdn = Cdn::real();
+    cdn.files.insert(
+        "165.snapshot.json".into(),
+        serde_json::to_vec(&doc).unwrap(),
+    );
+    let e = update(&from(12), &mut cdn, FRESH, "trusted_root.json").unwrap_err();
+    assert_eq!(e.reason, Reason::Malformed, "{e}");
+    assert!(e.to_string().contains("signs twice"), "{e}");
+}
