@@ -39,6 +39,9 @@ impl Policy {
                 message,
             });
         };
+        // Each check of where a tag-scoped rule's digest pulls go scans the rules: a
+        // bounded number of them keeps a large policy's reload linear.
+        let mut digest_checks = 0;
         // The first rule of each pattern, in one pass (not a scan per rule).
         let mut first: std::collections::HashMap<&str, &Rule> =
             std::collections::HashMap::with_capacity(self.rules.len());
@@ -79,6 +82,18 @@ impl Policy {
             }
             if let Some((server, host, when)) = self.retired_trust_server(r) {
                 warn(r, format!("rule {} asks trust server {server} ({host}), which {when}: every image it matches is refused with trust_server_unreachable; move the rule to the proof its publishers use now (proofs = [\"cosign\"] or [\"notation\"], docs/migrating-from-dct.md)", r.name));
+            }
+            let tag_scoped = r
+                .pattern
+                .rsplit_once('/')
+                .is_some_and(|(_, last)| last.contains(':') && !last.contains('@'));
+            if tag_scoped && digest_checks < MAX_DIGEST_CHECKS {
+                digest_checks += 1;
+                if let Some((sample, other)) = self.digest_pulls_elsewhere(r) {
+                    if laxness(other) > laxness(r) {
+                        warn(r, format!("rule {}: pattern {:?} matches tags only, so a pull by digest of the same repository ({sample}) is decided by rule {}, which is laxer ({}); add a rule for {:?} as strict as this one", r.name, r.pattern, other.name, describe(other), sample.split_once('@').map_or(sample.as_str(), |(repo, _)| repo).to_owned() + "@*"));
+                    }
+                }
             }
             if r.pattern != "**" && r.pattern.starts_with('*') {
                 let looser = match r.require {
@@ -164,12 +179,40 @@ pub(crate) fn laxness(r: &Rule) -> u8 {
     }
 }
 
+/// Tag-scoped rules whose digest pulls are looked at by the lint, at most: each look
+/// scans every rule.
+const MAX_DIGEST_CHECKS: usize = 256;
+
+impl Policy {
+    /// For a rule whose pattern scopes tags (`…/app:*`, `…/app:v1`), which cannot match a
+    /// pull by digest (matched as `…/app@sha256:…`): a sample digest reference of its
+    /// repository, and the rule that decides it instead, if any.
+    fn digest_pulls_elsewhere(&self, r: &Rule) -> Option<(String, &Rule)> {
+        let (dir, last) = r.pattern.rsplit_once('/')?;
+        let (repo, _tag) = last.split_once(':')?;
+        if last.contains('@') {
+            return None;
+        }
+        let sample = format!("{dir}/{repo}")
+            .replace("**", "x")
+            .replace(['*', '?'], "x");
+        let sample = format!("{sample}@sha256:{}", "0".repeat(64));
+        let image = ImageRef::parse(&sample).ok()?;
+        let other = self.rule_for(&image)?;
+        (!std::ptr::eq(other, r)).then_some((sample, other))
+    }
+}
+
 /// Why no normalised reference (`domain/path:tag` or `domain/path@sha256:HEX`, lower
 /// case, `docker.io/library/` for official images) can match `pattern`, if so.
 fn never_matches(pattern: &str, exact: bool) -> Option<String> {
     if exact {
         return match ImageRef::parse(pattern) {
             Err(e) => Some(format!("{pattern:?} is not an image reference ({e})")),
+            Ok(r) if r.tag.is_some() && r.digest.is_some() => Some(format!(
+                "a reference with a tag and a digest is matched by its digest alone (the tag is only a label); write {:?}",
+                format!("{}/{}@{}", r.domain, r.path, r.digest.as_deref().unwrap_or_default())
+            )),
             Ok(r) if r.to_string() != pattern => Some(format!(
                 "references are matched in normalised form, and {pattern:?} normalises to {:?}; write that",
                 r.to_string()
@@ -231,6 +274,36 @@ mod tests {
             .into_iter()
             .map(|w| format!("{}:{} {}", w.line, w.column, w.message))
             .collect()
+    }
+
+    /// A strict rule scoped to tags leaves pulls by digest of its repository to a laxer
+    /// rule: `app@sha256:EVIL` was allowed unsigned, without a word.
+    #[test]
+    fn a_tag_scoped_rule_whose_digest_pulls_go_to_a_laxer_rule_is_warned() {
+        let strict = "[[rule]]\nname = \"app\"\nmatch = \"registry.example.com/prod/app:*\"\n";
+        let lax = "[[rule]]\nname = \"prod\"\nmatch = \"registry.example.com/prod/**\"\nrequire = \"any\"\n";
+        let w = lint(&format!("{strict}{lax}"));
+        assert!(
+            w.iter().any(|w| w.contains("rule app")
+                && w.contains("decided by rule prod")
+                && w.contains("\"registry.example.com/prod/app@*\"")),
+            "{w:?}"
+        );
+        // With the digest form covered as strictly: nothing to say.
+        let twin =
+            "[[rule]]\nname = \"app-digests\"\nmatch = \"registry.example.com/prod/app@*\"\n";
+        assert!(lint(&format!("{strict}{twin}{lax}")).is_empty());
+        // A tag and a digest in one exact pattern: the tag is never part of the subject.
+        let both = format!(
+            "[[rule]]\nname = \"pinned\"\nmatch = \"registry.example.com/prod/app:v1@sha256:{}\"\n",
+            "a".repeat(64)
+        );
+        let w = lint(&both);
+        assert!(
+            w.iter()
+                .any(|w| w.contains("can never match") && w.contains("digest alone")),
+            "{w:?}"
+        );
     }
 
     #[test]
