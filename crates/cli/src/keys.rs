@@ -425,6 +425,12 @@ fn pin_items(
     if specs.is_empty() {
         return Err("say what to pin: --cert, --key-id, --ca or --tofu".to_owned());
     }
+    // Stored as the node names repositories: `docker.io/alpine` would pin nothing.
+    let normal = policy::anchor_repository(repository)?;
+    if normal != repository {
+        eprintln!("pullguard: pinning {normal:?} (the node's name for {repository:?})");
+    }
+    let repository = normal.as_str();
     for spec in &specs {
         pin(&dirs.keys_dir, repository, spec).map_err(|e| e.to_string())?;
     }

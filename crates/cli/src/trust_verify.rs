@@ -351,10 +351,22 @@ fn report_rejected(args: &Args, digest: &Option<String>, message: &str, reason: 
 /// The pins the keys directory holds for `gun`: `Ok(Some)` pins, `Ok(None)` explicit
 /// TOFU, `Err` no anchor (rejection). Unreadable anchor files are reported and skipped.
 fn anchor_for(dir: &Path, gun: &str) -> Result<Result<Option<Pins>, key_store::Error>, UsageError> {
-    let (anchors, warnings) =
+    let (mut anchors, warnings) =
         key_store::TrustAnchors::load(dir).map_err(|e| UsageError(e.to_string()))?;
     for w in &warnings {
         eprintln!("pullguard: warning: {w}");
+    }
+    // Read as pullguardd reads them: renamed to the node's spelling, and one it cannot
+    // spell so refused (pullguardd refuses such a policy generation).
+    let (renamed, refused) = anchors.normalise(policy::anchor_repository);
+    for r in renamed {
+        eprintln!("pullguard: warning: {r}");
+    }
+    if let Some(r) = refused.first() {
+        return Err(UsageError(format!(
+            "{}: {r}",
+            dir.join(key_store::INDEX).display()
+        )));
     }
     Ok(match anchors.for_gun(gun) {
         Some(a) if a.pins_anything() => Ok(Some(a.pins.clone())),

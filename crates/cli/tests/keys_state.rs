@@ -527,3 +527,30 @@ fn listing_a_keys_directory_that_does_not_exist_says_so() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains("pinned repositories (0)"), "{}", o.stdout);
 }
+
+/// `keys pin` stores a repository as the node names it (the Notary GUN): a pin written
+/// `docker.io/alpine` pinned nothing before, and the rule's trust on first use decided.
+/// A spelling that names no repository is refused, with the spelling to use.
+#[test]
+fn keys_pin_stores_the_nodes_name_for_a_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = dir.path().join("keys");
+    let k = k.to_str().unwrap();
+    let o = pullguard(
+        &["keys", "pin", "docker.io/alpine", "--tofu", "--keys-dir", k],
+        &[],
+    );
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    let index = std::fs::read_to_string(dir.path().join("keys/index.toml")).unwrap();
+    assert!(
+        index.contains("repository = \"docker.io/library/alpine\""),
+        "{index}"
+    );
+    let o = pullguard(&["keys", "pin", "alpine*", "--tofu", "--keys-dir", k], &[]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(
+        o.stderr.contains("docker.io/library/alpine*"),
+        "{}",
+        o.stderr
+    );
+}

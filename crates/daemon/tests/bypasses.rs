@@ -321,6 +321,38 @@ async fn a_delegation_signed_by_notary_with_a_line_separator_in_a_target_name_ve
     assert_eq!(v.role, "targets/releases");
 }
 
+/// A pin in `keys_dir` spelled otherwise than the node names repositories (an upper-case
+/// host here; `docker.io/alpine` for `docker.io/library/alpine` is the same case), under
+/// a rule with `tofu = true`: before the fix it matched no repository, so the server's
+/// own root was trusted on first use. The pin is now read in the node's spelling.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pin_spelled_otherwise_than_the_node_names_repositories_still_pins() {
+    let notary = Notary::start();
+    let world = World::new();
+    std::fs::create_dir_all(&world.keys).unwrap();
+    // A real certificate, but not the repository's root: nothing may verify under it.
+    std::fs::copy(notary.get("NOTARY_CA"), world.keys.join("other.crt")).unwrap();
+    std::fs::write(
+        world.keys.join("index.toml"),
+        "[[anchor]]\nrepository = \"Registry.Test/pullguard/*\"\nroot_certs = [\"other.crt\"]\n",
+    )
+    .unwrap();
+    world.write_config(&format!(
+        "{}{}{ALL}",
+        world.daemon_section(""),
+        World::server_section(&notary)
+    ));
+    let daemon = Daemon::start(&world);
+    let mut c = daemon.client().await;
+    let v = verify(&mut c, &format!("{APP}:v1"), notary.get("DIGEST_V1")).await;
+    assert_eq!(
+        (v.allowed, v.reason.as_str()),
+        (false, "root_not_pinned"),
+        "{}",
+        v.message
+    );
+}
+
 /// A pin for the repository in `keys_dir` whose certificate does not load (here not a
 /// certificate at all), under a rule with `tofu = true`: the anchor is skipped with a
 /// warning, and before the fix the repository fell to the rule's trust on first use, so

@@ -199,6 +199,28 @@ impl TrustAnchors {
         Ok((TrustAnchors { anchors }, warnings))
     }
 
+    /// Every anchor's pattern through `normal` (the form the node names repositories
+    /// in): renamed where `normal` spells it otherwise, and each pattern `normal`
+    /// refuses said (an anchor that matches nothing must not go unnoticed: the rule's
+    /// trust on first use would decide instead). Returns (renamed, refused) messages.
+    pub fn normalise(
+        &mut self,
+        normal: impl Fn(&str) -> std::result::Result<String, String>,
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut renamed, mut refused) = (Vec::new(), Vec::new());
+        for a in &mut self.anchors {
+            match normal(&a.repository) {
+                Ok(n) if n != a.repository => {
+                    renamed.push(format!("anchor {:?} is read as {n:?}", a.repository));
+                    a.repository = n;
+                }
+                Ok(_) => {}
+                Err(e) => refused.push(format!("anchor {e}")),
+            }
+        }
+        (renamed, refused)
+    }
+
     /// The most specific anchor for `gun`: an exact pattern, else the longest prefix.
     pub fn for_gun(&self, gun: &str) -> Option<&Anchor> {
         if let Some(exact) = self.anchors.iter().find(|a| a.repository == gun) {

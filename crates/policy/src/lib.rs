@@ -35,7 +35,7 @@ mod schema;
 
 use glob::Glob;
 pub use parse::{check_trust_server_url, DEFAULT_NRI_SOCKET, DEFAULT_SOCKET};
-pub use reference::{canonical_host, names_a_host, ImageRef, ReferenceError};
+pub use reference::{anchor_repository, canonical_host, names_a_host, ImageRef, ReferenceError};
 pub use rule::{
     CosignIdentity, CosignRule, NotationLevel, NotationRule, Proof, ProofsRequired, Revocation,
     Rule,

@@ -208,6 +208,38 @@ pub fn canonical_host(host: &str) -> Result<String, String> {
     })
 }
 
+/// A trust anchor's repository (`keys pin`, the keys directory's `index.toml`) as the
+/// node names repositories, which is the Notary GUN: a name as [`ImageRef::repository`]
+/// gives it, or a prefix ending in `*` whose registry host is spelled as
+/// [`canonical_host`] spells it. An anchor spelled otherwise (`docker.io/alpine`,
+/// `Registry.example.com/team/*`) would match no repository, and the rule's trust on
+/// first use would decide instead of the pin.
+pub fn anchor_repository(pattern: &str) -> Result<String, String> {
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        let Some((host, rest)) = prefix.split_once('/') else {
+            return Err(format!(
+                "{pattern:?}: a prefix names its registry host and a '/' first (e.g. \"registry.example.com/team/*\", or \"docker.io/library/{prefix}*\" on Docker Hub)"
+            ));
+        };
+        if !names_a_host(host) {
+            return Err(format!(
+                "{pattern:?}: {host:?} is not a registry host, so this is a Docker Hub name; write it as the node names it, e.g. \"docker.io/library/{prefix}*\""
+            ));
+        }
+        let host = canonical_host(host).map_err(|e| format!("{pattern:?}: {e}"))?;
+        return Ok(format!("{host}/{}*", rest.to_ascii_lowercase()));
+    }
+    let last = pattern.rsplit('/').next().unwrap_or(pattern);
+    if pattern.contains('@') || last.contains(':') {
+        return Err(format!(
+            "{pattern:?}: an anchor names a repository with its registry host, without a tag or digest (e.g. \"docker.io/library/alpine\")"
+        ));
+    }
+    ImageRef::parse(pattern)
+        .map(|r| r.repository())
+        .map_err(|e| format!("{pattern:?} is not a repository name ({e})"))
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.domain, self.path)?;

@@ -409,4 +409,39 @@ subject = "y"
     assert_eq!(nearest("qqqq", ["socket", "mode"]), None);
 }
 
+/// Trust anchors are matched against the node's names for repositories: every other
+/// spelling is renamed to it, or refused when it cannot be (it would pin nothing).
+#[test]
+fn anchors_are_named_as_the_node_names_repositories() {
+    for (given, normal) in [
+        ("docker.io/alpine", "docker.io/library/alpine"),
+        ("index.docker.io/library/alpine", "docker.io/library/alpine"),
+        ("Registry.Example.com/team/*", "registry.example.com/team/*"),
+        (
+            "registry.example.com:443/team/*",
+            "registry.example.com/team/*",
+        ),
+        ("registry.example.com./app", "registry.example.com/app"),
+        (
+            "registry.example.com/team/app",
+            "registry.example.com/team/app",
+        ),
+        ("docker.io/*", "docker.io/*"),
+        ("alpine", "docker.io/library/alpine"),
+        ("library/alpine", "docker.io/library/alpine"),
+    ] {
+        assert_eq!(anchor_repository(given).as_deref(), Ok(normal), "{given}");
+    }
+    for refused in [
+        "alpine*",
+        "team/*",
+        "registry.example.com*",
+        "registry.example.com/app:v1",
+        "registry.example.com/app@sha256:0000",
+        "registry_example.com/team/*",
+    ] {
+        assert!(anchor_repository(refused).is_err(), "{refused}");
+    }
+}
+
 mod settings;

@@ -466,9 +466,19 @@ fn fetchers(
 /// The keys directory's pins and TOFU grants.
 fn anchors(keys_dir: &Path, problems: &mut Vec<String>) -> TrustAnchors {
     match TrustAnchors::load(keys_dir) {
-        Ok((anchors, warnings)) => {
+        Ok((mut anchors, warnings)) => {
             for w in warnings {
                 tracing::warn!(warning = %w, "trust anchor skipped");
+            }
+            let (renamed, refused) = anchors.normalise(policy::anchor_repository);
+            for r in renamed {
+                tracing::warn!("keys_dir {}: {r}", keys_dir.display());
+            }
+            for r in refused {
+                problems.push(format!(
+                    "keys_dir {}: {r}; it would pin nothing",
+                    keys_dir.join(key_store::INDEX).display()
+                ));
             }
             anchors
         }
