@@ -28,6 +28,7 @@ pub use schema::{edit_distance, nearest};
 mod daemon;
 mod glob;
 mod lint;
+mod merge;
 mod parse;
 mod reference;
 mod rule;

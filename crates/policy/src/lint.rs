@@ -80,6 +80,9 @@ impl Policy {
             {
                 warn(r, format!("rule {} enforces, but notation_verification = \"audit\" lets a Notation signature by an untrusted signer or identity through as an allowed pull (its verdict's proofs show the failed check); use \"strict\", or mode = \"audit\" if nothing is meant to be refused", r.name));
             }
+            if r.names_signers && r.require != Require::Signed {
+                warn(r, format!("rule {} names signers, but its require is \"{}\" (its own, or from [defaults]), so they are never asked; set require = \"signed\" in the rule if they are meant to count", r.name, if r.require == Require::Any { "any" } else { "reject" }));
+            }
             if let Some((server, host, when)) = self.retired_trust_server(r) {
                 warn(r, format!("rule {} asks trust server {server} ({host}), which {when}: every image it matches is refused with trust_server_unreachable; move the rule to the proof its publishers use now (proofs = [\"cosign\"] or [\"notation\"], docs/migrating-from-dct.md)", r.name));
             }

@@ -198,6 +198,25 @@ impl Policy {
             }
         };
         let daemon = daemon_settings(&mut ctx, &raw.daemon);
+        // A rule's own keys, read as defaults they would be ignored without a word.
+        let d = &raw.defaults;
+        for (key, at) in [
+            ("name", d.name.as_ref().map(|n| n.span().start)),
+            ("match", d.pattern.as_ref().map(|p| p.span().start)),
+        ] {
+            if let Some(at) = at {
+                ctx.at(
+                    at,
+                    format!("[defaults] cannot set {key}: it belongs to each [[rule]]"),
+                );
+            }
+        }
+        if d.any_registry.is_some() {
+            ctx.at(
+                0,
+                "[defaults] cannot set any_registry: set it in the [[rule]] whose pattern needs it",
+            );
+        }
         let mut trust_servers = BTreeMap::new();
         for (name, s) in &raw.trust_server {
             let url = s.url.get_ref().trim_end_matches('/').to_owned();

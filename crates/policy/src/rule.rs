@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::glob::Glob;
+use super::merge::{or, signer_set};
 use super::parse::Ctx;
 use super::{ImageRef, Mode, OnUnreachable, Require, TrustServer};
 
@@ -204,6 +205,9 @@ pub struct Rule {
     pub root_certs: Vec<PathBuf>,
     /// Where its `match` is in the file (line, column), for messages.
     pub position: (usize, usize),
+    /// Whether the rule's own text names signers (keys, identities, stores, root pins):
+    /// under a `require` other than `signed` they are never asked, which the lint says.
+    pub names_signers: bool,
     pub(crate) glob: Glob,
 }
 
@@ -237,11 +241,6 @@ pub(crate) struct RawRule {
     pub(crate) root_key_ids: Option<Vec<Spanned<String>>>,
     pub(crate) root_cas: Option<Vec<String>>,
     pub(crate) root_certs: Option<Vec<String>>,
-}
-
-/// A rule's own value, else the `[defaults]` one.
-pub(crate) fn or<T: Clone>(own: &Option<T>, default: &Option<T>) -> Option<T> {
-    own.clone().or_else(|| default.clone())
 }
 
 pub(crate) fn build_rule(
@@ -331,7 +330,12 @@ pub(crate) fn build_rule(
     };
     let max_timestamp_age =
         or(&r.max_timestamp_age, &defaults.max_timestamp_age).and_then(|d| ctx.duration(&d));
-    let root_key_ids: Vec<String> = or(&r.root_key_ids, &defaults.root_key_ids)
+    let pins = signer_set(r, defaults, |x| {
+        x.root_key_ids.is_some() || x.root_cas.is_some() || x.root_certs.is_some()
+    });
+    let root_key_ids: Vec<String> = pins
+        .root_key_ids
+        .clone()
         .unwrap_or_default()
         .into_iter()
         .filter_map(|id| {
@@ -379,6 +383,13 @@ pub(crate) fn build_rule(
     );
     Some(Rule {
         position: ctx.position(pattern.span().start),
+        names_signers: r.cosign_keys.is_some()
+            || r.cosign_identities.is_some()
+            || r.notation_trust_stores.is_some()
+            || r.notation_identities.is_some()
+            || r.root_key_ids.is_some()
+            || r.root_cas.is_some()
+            || r.root_certs.is_some(),
         name,
         pattern: pattern.get_ref().clone(),
         mode: or(&r.mode, &defaults.mode).unwrap_or(Mode::Enforce),
@@ -396,12 +407,16 @@ pub(crate) fn build_rule(
             .unwrap_or(OnUnreachable::Deny),
         tofu: or(&r.tofu, &defaults.tofu).unwrap_or(false),
         root_key_ids,
-        root_cas: or(&r.root_cas, &defaults.root_cas)
+        root_cas: pins
+            .root_cas
+            .clone()
             .unwrap_or_default()
             .into_iter()
             .map(PathBuf::from)
             .collect(),
-        root_certs: or(&r.root_certs, &defaults.root_certs)
+        root_certs: pins
+            .root_certs
+            .clone()
             .unwrap_or_default()
             .into_iter()
             .map(PathBuf::from)
@@ -433,7 +448,12 @@ pub(crate) fn cosign_rule(
     defaults: &RawRule,
     used: bool,
 ) -> CosignRule {
-    let keys: Vec<PathBuf> = or(&r.cosign_keys, &defaults.cosign_keys)
+    let signers = signer_set(r, defaults, |x| {
+        x.cosign_keys.is_some() || x.cosign_identities.is_some()
+    });
+    let keys: Vec<PathBuf> = signers
+        .cosign_keys
+        .clone()
         .unwrap_or_default()
         .into_iter()
         .map(PathBuf::from)
@@ -453,7 +473,7 @@ pub(crate) fn cosign_rule(
             }
         }
     });
-    let identities = or(&r.cosign_identities, &defaults.cosign_identities).unwrap_or_default();
+    let identities = signers.cosign_identities.clone().unwrap_or_default();
     let trusted_root = or(&r.trusted_root, &defaults.trusted_root).map(PathBuf::from);
     for i in &identities {
         if i.subject.is_some() == i.subject_regex.is_some() {
@@ -504,8 +524,11 @@ pub(crate) fn notation_rule(
     used: bool,
 ) -> NotationRule {
     let mut problem = |m: String| ctx.at(at, format!("rule {name}: {m}"));
+    let signers = signer_set(r, defaults, |x| {
+        x.notation_trust_stores.is_some() || x.notation_identities.is_some()
+    });
     let mut trust_stores = Vec::new();
-    for s in or(&r.notation_trust_stores, &defaults.notation_trust_stores).unwrap_or_default() {
+    for s in signers.notation_trust_stores.clone().unwrap_or_default() {
         match s.split_once(':') {
             Some((t @ ("ca" | "signingAuthority" | "tsa"), n))
                 if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) && !n.starts_with('.') =>
@@ -515,7 +538,7 @@ pub(crate) fn notation_rule(
             _ => problem(format!("notation trust store {s:?} is not TYPE:NAME with TYPE ca, signingAuthority or tsa and NAME of letters, digits, '-', '_' or '.'")),
         }
     }
-    let identities = or(&r.notation_identities, &defaults.notation_identities).unwrap_or_default();
+    let identities = signers.notation_identities.clone().unwrap_or_default();
     for i in &identities {
         let i = i.trim();
         if i != "*"

@@ -252,3 +252,62 @@ fn a_missing_policy_file_has_no_position_and_says_which_flag_names_it() {
         "{text}"
     );
 }
+
+/// Whose signatures count is one setting: a rule naming its own cosign keys takes no
+/// identity from `[defaults]` (before, any workflow the defaults' identities allow could
+/// sign an image of a rule meant for one hardware key), and likewise for Notation's
+/// stores and identities and Notary's root pins.
+#[test]
+fn a_rules_own_signers_replace_the_defaults_signers_as_a_whole() {
+    let text = format!(
+        "[defaults]\nproofs = [\"cosign\"]\ntrusted_root = \"sigstore-public-good\"\ncosign_identities = [{{ issuer = \"https://token.actions.githubusercontent.com\", subject_regex = \"https://github.com/acme/.*\" }}]\nroot_key_ids = [\"{}\"]\n\n[[rule]]\nname = \"payments\"\nmatch = \"registry.example.com/payments/**\"\ncosign_keys = [\"payments-hsm.pub\"]\nroot_cas = [\"corp-ca.crt\"]\n\n[[rule]]\nname = \"web\"\nmatch = \"registry.example.com/web/**\"\n",
+        "a".repeat(64)
+    );
+    let p = Policy::parse(Path::new("p.toml"), &text).expect("valid");
+    let payments = &p.rules[0];
+    assert_eq!(
+        payments.cosign.keys,
+        vec![PathBuf::from("payments-hsm.pub")]
+    );
+    assert!(
+        payments.cosign.identities.is_empty(),
+        "identities inherited"
+    );
+    assert!(
+        payments.root_key_ids.is_empty(),
+        "key IDs inherited beside own CAs"
+    );
+    assert_eq!(payments.root_cas, vec![PathBuf::from("corp-ca.crt")]);
+    // A rule that names none takes the defaults' whole set.
+    let web = &p.rules[1];
+    assert_eq!(web.cosign.identities.len(), 1);
+    assert!(web.cosign.keys.is_empty());
+    assert_eq!(web.root_key_ids.len(), 1);
+    // Notation: own stores, so no identities from the defaults, and the rule says so.
+    let text = "[defaults]\nproofs = [\"notation\"]\nnotation_trust_stores = [\"ca:corp\"]\nnotation_identities = [\"*\"]\n\n[[rule]]\nname = \"app\"\nmatch = \"registry.example.com/app/**\"\nnotation_trust_stores = [\"ca:app\"]\n";
+    let err = Policy::parse(Path::new("p.toml"), text).expect_err("no identities");
+    assert!(err.to_string().contains("rule app"), "{err}");
+}
+
+/// `[defaults]` takes what rules share, not what names a rule; an inherited `require`
+/// other than `signed` under a rule naming signers is said.
+#[test]
+fn defaults_refuse_a_rules_own_keys_and_unused_signers_are_warned() {
+    for key in ["name = \"x\"", "match = \"**\"", "any_registry = true"] {
+        let text = format!(
+            "[defaults]\n{key}\nrequire = \"any\"\n\n[[rule]]\nname = \"a\"\nmatch = \"**\"\n"
+        );
+        let err = Policy::parse(Path::new("p.toml"), &text).expect_err(key);
+        assert!(err.to_string().contains("[defaults] cannot set"), "{err}");
+    }
+    let text = "[defaults]\nrequire = \"any\"\n\n[[rule]]\nname = \"payments\"\nmatch = \"registry.example.com/payments/**\"\nproofs = [\"cosign\"]\ncosign_keys = [\"payments.pub\"]\ncosign_tlog = false\n";
+    let p = Policy::parse(Path::new("p.toml"), text).expect("valid");
+    let lint = p.lint();
+    assert!(
+        lint.iter()
+            .any(|w| w.message.contains("rule payments names signers")
+                && w.message.contains("\"any\"")),
+        "{:?}",
+        lint.iter().map(|w| &w.message).collect::<Vec<_>>()
+    );
+}
