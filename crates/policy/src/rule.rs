@@ -524,11 +524,10 @@ pub(crate) fn notation_rule(
     used: bool,
 ) -> NotationRule {
     let mut problem = |m: String| ctx.at(at, format!("rule {name}: {m}"));
-    let signers = signer_set(r, defaults, |x| {
-        x.notation_trust_stores.is_some() || x.notation_identities.is_some()
-    });
+    // Stores and identities narrow each other (a signature needs both), so each is
+    // taken on its own, unlike cosign's keys and identities, either of which suffices.
     let mut trust_stores = Vec::new();
-    for s in signers.notation_trust_stores.clone().unwrap_or_default() {
+    for s in or(&r.notation_trust_stores, &defaults.notation_trust_stores).unwrap_or_default() {
         match s.split_once(':') {
             Some((t @ ("ca" | "signingAuthority" | "tsa"), n))
                 if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) && !n.starts_with('.') =>
@@ -538,7 +537,7 @@ pub(crate) fn notation_rule(
             _ => problem(format!("notation trust store {s:?} is not TYPE:NAME with TYPE ca, signingAuthority or tsa and NAME of letters, digits, '-', '_' or '.'")),
         }
     }
-    let identities = signers.notation_identities.clone().unwrap_or_default();
+    let identities = or(&r.notation_identities, &defaults.notation_identities).unwrap_or_default();
     for i in &identities {
         let i = i.trim();
         if i != "*"

@@ -20,6 +20,9 @@ use super::proof::{ProofKind, Query, Slot as _, Vouch};
 use super::{deny, reason_of, Denial, Engine};
 use notary_client::{FetchError, Fetcher};
 
+mod kept;
+use kept::{fresh_enough, not_expired};
+
 /// Repositories kept in memory at most, for each of the two caches.
 const CACHE_MAX: usize = 10_000;
 /// The largest trust-data record read back from disk.
@@ -137,7 +140,9 @@ impl ProofKind for NotaryV1 {
                 nothing_else,
             )
             .await?;
-        not_expired(&repo, OffsetDateTime::now_utc())?;
+        let now = OffsetDateTime::now_utc();
+        not_expired(&repo, now)?;
+        fresh_enough(&repo, rule.max_timestamp_age, now)?;
         let m = repo
             .resolve_pull(
                 q.image.tag.as_deref(),
@@ -166,24 +171,6 @@ impl ProofKind for NotaryV1 {
 
     fn cached(&self) -> usize {
         self.files.len()
-    }
-}
-
-/// A verification answers for `cache_ttl`, but never past the expiry of a role it rests
-/// on: checked again at each use (it was checked at `now` when verified). Returns the
-/// earliest expiry, when the verification stops holding.
-fn not_expired(repo: &VerifiedRepo, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, Denial> {
-    let earliest = repo.roles.iter().min_by_key(|(_, r)| r.expires);
-    match earliest {
-        Some((role, r)) if r.expires <= now => Err(deny(
-            ReasonCode::Expired,
-            format!(
-                "{role} of {} expired at {} (its trust data was verified before and kept for cache_ttl); the publisher must publish again",
-                repo.gun,
-                trust_core::rfc3339(r.expires)
-            ),
-        )),
-        _ => Ok(earliest.map(|(_, r)| r.expires)),
     }
 }
 
@@ -525,41 +512,4 @@ fn rule_pins(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Pi
         rule_pins.insert(rule.name.clone(), pins);
     }
     rule_pins
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use time::macros::datetime;
-    use time::Duration;
-
-    use super::*;
-
-    /// A verification kept for cache_ttl (an hour, say) was served past a role's expiry
-    /// inside that hour: the targets role expiring two hours after the verification is
-    /// refused from then on, whatever the cache still holds.
-    #[test]
-    fn a_kept_verification_is_refused_once_a_role_it_rests_on_expires() {
-        let now = datetime!(2026-06-01 00:00 UTC);
-        let mut repo = test_support::Repo::new("registry.test/team/app", now);
-        repo.expires.insert("targets", now + Duration::hours(2));
-        let opts = VerifyOptions::new("registry.test/team/app", now, RootAnchor::FirstUse);
-        let verified = trust_core::verify(&repo.files(), &opts).unwrap();
-        assert_eq!(
-            not_expired(&verified, now + Duration::hours(1)).ok(),
-            Some(Some(now + Duration::hours(2)))
-        );
-        let Err(refused) = not_expired(&verified, now + Duration::hours(2)) else {
-            panic!("served past the targets role's expiry");
-        };
-        assert_eq!(refused.reason, ReasonCode::Expired);
-        assert!(
-            refused
-                .message
-                .starts_with("targets of registry.test/team/app expired at 2026-06-01T02:00:00Z"),
-            "{}",
-            refused.message
-        );
-    }
 }
