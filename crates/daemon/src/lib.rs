@@ -58,6 +58,7 @@ const SHUTDOWN_GRACE_SECS: u64 = 3;
 pub fn check_config(path: &Path) -> Result<engine::Loaded, StartError> {
     let config = |e: policy::PolicyError| StartError::Config(e.each().collect());
     let text = policy::Policy::read(path).map_err(config)?;
+    engine::check_policy_file(path).map_err(|e| StartError::Config(vec![e]))?;
     let policy = policy::Policy::parse(path, &text).map_err(config)?;
     let mut loaded = engine::Loaded::prepare(policy, 1, path).map_err(StartError::Config)?;
     loaded.set_text(&text);

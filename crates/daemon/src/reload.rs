@@ -343,6 +343,7 @@ pub async fn reload(
     let parsed = policy::Policy::read(path)
         .and_then(|text| policy::Policy::parse(path, &text).map(|p| (p, text)));
     let prepared = parsed.map_err(|e| e.to_string()).and_then(|(p, text)| {
+        crate::engine::check_policy_file(path)?;
         let restart_only = old.policy.daemon.restart_only_changes(&p.daemon);
         Loaded::prepare_after(p, old.generation + 1, path, Some(&old))
             .map(|mut l| {

@@ -596,3 +596,50 @@ async fn an_emptied_notation_store_refuses_its_rules() {
         "{started:?}"
     );
 }
+
+/// Files that decide trust are held to the rule the keys directory's index already was:
+/// owned by root or pullguardd's user, writable by no one else. Before, a cosign key, a
+/// Notation store or the policy file that another local user could write was read as it
+/// was, and the next automatic reload trusted whatever that user put there.
+#[test]
+fn trust_files_others_can_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = World::new();
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let refused = |what: &str, needle: &str| {
+        let Err(daemon::StartError::Config(problems)) = daemon::check_config(&world.config) else {
+            panic!("{what}: loaded");
+        };
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "{what}: {problems:?}"
+        );
+    };
+    // A cosign key any user can write.
+    let key = world.keys.join("team.pub");
+    public_key(&key);
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"signed\"\nmatch = \"registry.test/signed/**\"\nproofs = [\"cosign\"]\ncosign_tlog = false\ncosign_keys = [\"team.pub\"]\n",
+        policy(&world, "any")
+    ));
+    assert!(daemon::check_config(&world.config).is_ok());
+    mode(&key, 0o666);
+    refused("cosign key", "writable by group or others");
+    mode(&key, 0o644);
+    // A Notation store directory another user owns (a copy with `cp -a`).
+    let store = world.keys.join("notation/truststore/x509/ca/acme");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::copy(&key, store.join("placeholder.pem")).unwrap();
+    std::os::unix::fs::chown(&store, Some(65534), None).unwrap();
+    world.write_config(&format!(
+        "{}[[rule]]\nname = \"notation\"\nmatch = \"registry.test/signed/**\"\nproofs = [\"notation\"]\nnotation_trust_stores = [\"ca:acme\"]\nnotation_identities = [\"*\"]\n",
+        policy(&world, "any")
+    ));
+    refused("notation store", "owned by uid 65534");
+    // The policy file itself.
+    world.write_config(&policy(&world, "any"));
+    assert!(daemon::check_config(&world.config).is_ok());
+    mode(&world.config, 0o666);
+    refused("policy file", "policy file:");
+}

@@ -23,7 +23,7 @@ pub mod signing;
 pub mod state;
 
 pub use anchors::{Anchor, AnchorWarning, TrustAnchors, INDEX};
-pub use fsutil::{private_dir, read_secure, write_atomic};
+pub use fsutil::{check_secure, private_dir, read_secure, write_atomic};
 pub use signing::{KeyAlgorithm, KeyDir, KeyEntry, SigningKey};
 pub use state::{Prior, RepoRecord, StateStore, TofuRecord, Verified};
 

@@ -47,6 +47,9 @@ impl RegistryKind for CosignFormat {
     }
 }
 
+/// Largest key or trusted-root file read (Sigstore's public-good root is ~10 KiB).
+const MAX_TRUST_FILE: u64 = 4 * 1024 * 1024;
+
 /// What a rule accepts as cosign signers, prepared.
 #[derive(Default)]
 pub(crate) struct CosignSigners {
@@ -83,8 +86,7 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Cosi
                     .push(format!("cosign_keys {}", path.display()));
                 continue;
             }
-            match std::fs::read(&path)
-                .map_err(|e| e.to_string())
+            match super::prepare::read_trusted(&path, MAX_TRUST_FILE)
                 .and_then(|b| sigstore_core::PublicKey::from_pem(&b))
             {
                 Ok(k) => signers.keys.push(k),
@@ -129,8 +131,7 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Cosi
                 None if shipped => crate::sigstore_root::current(&policy.daemon.state_dir)
                     .and_then(|(bytes, _)| sigstore_core::trust_root::TrustedRoot::parse(&bytes))
                     .map(std::sync::Arc::new),
-                None => std::fs::read(&path)
-                    .map_err(|e| e.to_string())
+                None => super::prepare::read_trusted(&path, MAX_TRUST_FILE)
                     .and_then(|b| sigstore_core::trust_root::TrustedRoot::parse(&b))
                     .map(std::sync::Arc::new),
             };

@@ -37,7 +37,7 @@ use arc_swap::ArcSwap;
 use key_store::StateStore;
 use policy::{ImageRef, Mode};
 
-pub(crate) use prepare::keys_fingerprint;
+pub(crate) use prepare::{check_policy_file, keys_fingerprint};
 pub use prepare::{policy_version, Loaded};
 pub(crate) use verdict::{deny, Denial};
 pub use verdict::{proof_list, ProofResult, Verdict};

@@ -495,11 +495,9 @@ fn rule_pins(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Pi
                 } else {
                     keys_dir.join(f)
                 };
-                let cert = std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| {
-                        trust_core::keys::parse_pinned_cert(&b).map_err(|e| e.to_string())
-                    });
+                let cert = super::prepare::read_trusted(&path, 1024 * 1024).and_then(|b| {
+                    trust_core::keys::parse_pinned_cert(&b).map_err(|e| e.to_string())
+                });
                 match cert {
                     Ok(cert) if is_ca => pins.cas.push(cert),
                     Ok(cert) => pins.certs.push(cert.der),

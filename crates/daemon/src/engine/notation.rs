@@ -56,6 +56,8 @@ pub(crate) struct NotationTrust {
 /// each) or DER, named `*.pem`, `*.crt` or `*.cer`, as Notation keeps them.
 fn trust_store(dir: &Path) -> Result<Vec<sigstore_core::certs::Cert>, String> {
     let mut out = Vec::new();
+    // Whoever can add a file here adds a CA.
+    key_store::check_secure(dir).map_err(|e| e.to_string())?;
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
@@ -66,7 +68,7 @@ fn trust_store(dir: &Path) -> Result<Vec<sigstore_core::certs::Cert>, String> {
         ) {
             continue;
         }
-        let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let bytes = super::prepare::read_trusted(&f, 1024 * 1024)?;
         let ders = match sigstore_core::keys::pem_blocks(&bytes, "CERTIFICATE") {
             Ok(d) if !d.is_empty() => d,
             _ => vec![bytes],

@@ -32,6 +32,28 @@ pub struct Loaded {
     pub(crate) registry: std::sync::Arc<registry::Client>,
 }
 
+/// A file that decides what is trusted (a key, a trusted root, a certificate of a
+/// store or pin), read as the keys directory's index is: owned by root or pullguardd's
+/// user and writable by no one else, a symlink too; at most `limit` bytes. Whoever can
+/// write such a file chooses what this node trusts.
+pub(crate) fn read_trusted(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    match key_store::read_secure(path, limit + 1) {
+        Ok(Some(bytes)) if bytes.len() as u64 > limit => {
+            Err(format!("{}: larger than {limit} bytes", path.display()))
+        }
+        Ok(Some(bytes)) => Ok(bytes),
+        // Worded as the system says it: `policy check` recognises a file to create.
+        Ok(None) => Err(std::io::Error::from_raw_os_error(2).to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The policy file, held to the same rule as the keys: an edit takes effect within a
+/// second, so whoever can write it decides what runs.
+pub(crate) fn check_policy_file(path: &Path) -> Result<(), String> {
+    key_store::check_secure(path).map_err(|e| format!("policy file: {e}"))
+}
+
 /// The refusal of a rule some of whose trust files are gone.
 pub(crate) fn unusable(rule: &str, missing: &[String]) -> super::verdict::Denial {
     super::verdict::deny(
