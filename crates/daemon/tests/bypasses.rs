@@ -332,17 +332,24 @@ async fn a_pin_spelled_otherwise_than_the_node_names_repositories_still_pins() {
     std::fs::create_dir_all(&world.keys).unwrap();
     // A real certificate, but not the repository's root: nothing may verify under it.
     std::fs::copy(notary.get("NOTARY_CA"), world.keys.join("other.crt")).unwrap();
-    std::fs::write(
-        world.keys.join("index.toml"),
+    let (_daemon, _) = app_not_pinned(
+        &notary,
+        &world,
         "[[anchor]]\nrepository = \"Registry.Test/pullguard/*\"\nroot_certs = [\"other.crt\"]\n",
     )
-    .unwrap();
+    .await;
+}
+
+/// A daemon on `world` with `index` as its keys directory's anchors and the catch-all
+/// rule (`tofu = true`), asserting that APP is refused as `root_not_pinned`.
+async fn app_not_pinned(notary: &Notary, world: &World, index: &str) -> (Daemon, Client) {
+    std::fs::write(world.keys.join("index.toml"), index).unwrap();
     world.write_config(&format!(
         "{}{}{ALL}",
         world.daemon_section(""),
-        World::server_section(&notary)
+        World::server_section(notary)
     ));
-    let daemon = Daemon::start(&world);
+    let daemon = Daemon::start(world);
     let mut c = daemon.client().await;
     let v = verify(&mut c, &format!("{APP}:v1"), notary.get("DIGEST_V1")).await;
     assert_eq!(
@@ -351,6 +358,7 @@ async fn a_pin_spelled_otherwise_than_the_node_names_repositories_still_pins() {
         "{}",
         v.message
     );
+    (daemon, c)
 }
 
 /// A pin for the repository in `keys_dir` whose certificate does not load (here not a
@@ -363,25 +371,12 @@ async fn a_broken_pin_in_keys_dir_does_not_fall_back_to_trust_on_first_use() {
     let world = World::new();
     std::fs::create_dir_all(&world.keys).unwrap();
     std::fs::write(world.keys.join("prod.crt"), "not a certificate\n").unwrap();
-    std::fs::write(
-        world.keys.join("index.toml"),
-        format!("[[anchor]]\nrepository = \"{APP}\"\nroot_certs = [\"prod.crt\"]\n\n[[anchor]]\nrepository = \"registry.test/pullguard/empty*\"\n"),
+    let (_daemon, mut c) = app_not_pinned(
+        &notary,
+        &world,
+        &format!("[[anchor]]\nrepository = \"{APP}\"\nroot_certs = [\"prod.crt\"]\n\n[[anchor]]\nrepository = \"registry.test/pullguard/empty*\"\n"),
     )
-    .unwrap();
-    world.write_config(&format!(
-        "{}{}{ALL}",
-        world.daemon_section(""),
-        World::server_section(&notary)
-    ));
-    let daemon = Daemon::start(&world);
-    let mut c = daemon.client().await;
-    let v = verify(&mut c, &format!("{APP}:v1"), notary.get("DIGEST_V1")).await;
-    assert_eq!(
-        (v.allowed, v.reason.as_str()),
-        (false, "root_not_pinned"),
-        "{}",
-        v.message
-    );
+    .await;
     // The same repository under a name the empty anchor matches, published by the
     // same server: refused too.
     notary.cli("init registry.test/pullguard/empty-app");

@@ -246,22 +246,18 @@ fn signatures_piled_under_one_key_id_are_refused_before_any_is_checked() {
     let first = doc["signatures"][0].clone();
     let piled: Vec<_> = std::iter::repeat_n(first.clone(), 10_000).collect();
     doc["signatures"] = serde_json::Value::Array(piled);
-    let mut cdn = Cdn::real();
-    cdn.files.insert(
-        "165.snapshot.json".into(),
-        serde_json::to_vec(&doc).unwrap(),
-    );
-    let e = update(&from(12), &mut cdn, FRESH, "trusted_root.json").unwrap_err();
+    let served = |doc: &serde_json::Value| {
+        let mut cdn = Cdn::real();
+        cdn.files
+            .insert("165.snapshot.json".into(), serde_json::to_vec(doc).unwrap());
+        update(&from(12), &mut cdn, FRESH, "trusted_root.json").unwrap_err()
+    };
+    let e = served(&doc);
     assert_eq!(e.reason, Reason::Malformed, "{e}");
     assert!(e.to_string().contains("more than 64"), "{e}");
     // Twice is enough to be refused: one key ID signs once.
     doc["signatures"] = serde_json::Value::Array(vec![first.clone(), first]);
-    let mut cdn = Cdn::real();
-    cdn.files.insert(
-        "165.snapshot.json".into(),
-        serde_json::to_vec(&doc).unwrap(),
-    );
-    let e = update(&from(12), &mut cdn, FRESH, "trusted_root.json").unwrap_err();
+    let e = served(&doc);
     assert_eq!(e.reason, Reason::Malformed, "{e}");
     assert!(e.to_string().contains("signs twice"), "{e}");
 }

@@ -213,24 +213,28 @@ pub(super) type Signers<'k> = (&'k BTreeMap<String, PublicKey>, &'k RoleKeys);
 /// `signers`. For a large file the hashes and the tally run beside the reading, and the
 /// outcome is the same as one after the other: a hash mismatch is the error (whatever
 /// the reading said), and nothing read is used unless every hash matched.
-pub(super) fn check_then_parse<T>(
+pub(super) fn check_then_parse<T, B: FnOnce(&str) -> Result<T, Error>>(
     role: &str,
     parent: &str,
     bytes: &[u8],
     meta: &FileMeta,
     limit: u64,
     (keys, authorised): Signers<'_>,
-    body: impl FnOnce(&str) -> Result<T, Error>,
+    body: B,
 ) -> Result<Checked<T>, Error> {
     check_length(role, parent, bytes, meta, limit)?;
     let count = |o: &Opened<'_>| tally(&o.canonical, &o.signatures, keys, authorised);
-    if bytes.len() < HASH_BESIDE_PARSE {
+    // The same checks one after the other: a small file, or no thread to be had.
+    let in_turn = |body: B| {
         let opened = open(role, bytes);
         check_hashes(role, parent, bytes, meta)?;
         let opened = opened?;
         let read = body(opened.signed)?;
         let t = count(&opened);
-        return Ok((opened.with(read), t));
+        Ok((opened.with(read), t))
+    };
+    if bytes.len() < HASH_BESIDE_PARSE {
+        return in_turn(body);
     }
     std::thread::scope(|s| {
         // The envelope goes to the second thread once it is open; until then, and while
@@ -247,13 +251,8 @@ pub(super) fn check_then_parse<T>(
                 (hashed, counted)
             });
         let Ok(beside) = beside else {
-            // No thread to be had (a process limit): the same checks, in turn.
-            let opened = open(role, bytes);
-            check_hashes(role, parent, bytes, meta)?;
-            let opened = opened?;
-            let read = body(opened.signed)?;
-            let t = count(&opened);
-            return Ok((opened.with(read), t));
+            // A process limit on threads.
+            return in_turn(body);
         };
         let read = open(role, bytes).map(|opened| {
             let signed = opened.signed;
