@@ -452,7 +452,14 @@ fn pin_items(
 
 /// `keys unpin`.
 fn unpin_repository(dirs: &Dirs, repository: &str) -> Result<ExitCode, String> {
-    let removed = unpin(&dirs.keys_dir, repository).map_err(|e| e.to_string())?;
+    // As written (an entry from before pins were stored in the node's spelling), and in
+    // the node's spelling (what `keys pin` stores).
+    let mut removed = unpin(&dirs.keys_dir, repository).map_err(|e| e.to_string())?;
+    if let Ok(normal) = policy::anchor_repository(repository) {
+        if normal != repository {
+            removed |= unpin(&dirs.keys_dir, &normal).map_err(|e| e.to_string())?;
+        }
+    }
     if dirs.json {
         println!("{}", json!({"ok": removed, "repository": repository}));
     } else if removed {

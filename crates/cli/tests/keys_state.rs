@@ -546,11 +546,16 @@ fn keys_pin_stores_the_nodes_name_for_a_repository() {
         index.contains("repository = \"docker.io/library/alpine\""),
         "{index}"
     );
-    let o = pullguard(&["keys", "pin", "alpine*", "--tofu", "--keys-dir", k], &[]);
+    let o = pullguard(&["keys", "pin", "team/*", "--tofu", "--keys-dir", k], &[]);
     assert_ne!(o.code, 0, "{}", o.stdout);
     assert!(
-        o.stderr.contains("docker.io/library/alpine*"),
+        o.stderr.contains("docker.io/library/team/*"),
         "{}",
         o.stderr
     );
+    // The one spelling, whichever was typed, is what unpin removes.
+    let o = pullguard(&["keys", "unpin", "docker.io/alpine", "--keys-dir", k], &[]);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    let index = std::fs::read_to_string(dir.path().join("keys/index.toml")).unwrap();
+    assert!(!index.contains("alpine"), "{index}");
 }

@@ -60,7 +60,22 @@ impl Offline {
 /// pinned certificates, the keys directory and its permissions. Every problem, each
 /// naming what is at fault.
 pub fn check(policy: policy::Policy, file: &Path) -> Result<policy::Policy, Vec<String>> {
-    Loaded::prepare(policy, 1, file).map(|l| l.policy)
+    let loaded = Loaded::prepare(policy, 1, file)?;
+    // pullguardd loads such a policy (so that deleting a revoked key takes effect), with
+    // the rule refusing everything; a check before a rollout says so as an error.
+    let gone = loaded.gone_files();
+    if !gone.is_empty() {
+        return Err(gone
+            .into_iter()
+            .map(|g| {
+                format!(
+                    "{g}: {}; pullguardd would load the policy with this rule counting no signature of this kind",
+                    std::io::Error::from_raw_os_error(2)
+                )
+            })
+            .collect());
+    }
+    Ok(loaded.policy)
 }
 
 /// Every image in every namespace of the containerd at `socket`: (namespace, name,

@@ -482,3 +482,30 @@ async fn trust_data_from_a_server_the_policy_no_longer_names_does_not_answer() {
         moved.message
     );
 }
+
+/// Two anchors for one repository once both are read in the node's spelling (an old
+/// `docker.io/alpine` with `tofu = true` beside a pinned `docker.io/library/alpine`):
+/// one would silently win, and the trust-on-first-use one can. The load is refused.
+#[test]
+fn two_anchors_for_one_repository_refuse_the_load() {
+    let world = World::new();
+    std::fs::create_dir_all(&world.keys).unwrap();
+    std::fs::write(
+        world.keys.join("index.toml"),
+        "[[anchor]]\nrepository = \"Registry.Test/pullguard/app\"\ntofu = true\n\n[[anchor]]\nrepository = \"registry.test/pullguard/app\"\nroot_key_ids = [\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"]\n",
+    )
+    .unwrap();
+    world.write_config(&format!(
+        "{}{ALL}require = \"any\"\n",
+        world.daemon_section("")
+    ));
+    let Err(daemon::StartError::Config(problems)) = daemon::check_config(&world.config) else {
+        panic!("loaded with two anchors for one repository");
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("both name \"registry.test/pullguard/app\"")),
+        "{problems:?}"
+    );
+}

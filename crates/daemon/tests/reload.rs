@@ -421,7 +421,7 @@ async fn a_key_that_is_gone_refuses_its_rule_and_its_return_is_loaded() {
     assert!(
         reloaded.iter().any(|e| {
             let m = e["message"].as_str().unwrap();
-            m.contains("refuse every image while a file they trust is gone")
+            m.contains("count no signature of a kind while a file they trust is gone")
                 && m.contains("new.pub")
         }),
         "{reloaded:?}"

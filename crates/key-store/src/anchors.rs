@@ -208,14 +208,25 @@ impl TrustAnchors {
         normal: impl Fn(&str) -> std::result::Result<String, String>,
     ) -> (Vec<String>, Vec<String>) {
         let (mut renamed, mut refused) = (Vec::new(), Vec::new());
+        // The spelling each name was first written in: two entries for one repository
+        // would leave one of them unused, unseen (an old spelling's `tofu = true` could
+        // win over the pin), so that refuses too.
+        let mut first: std::collections::HashMap<String, String> = Default::default();
         for a in &mut self.anchors {
             match normal(&a.repository) {
-                Ok(n) if n != a.repository => {
-                    renamed.push(format!("anchor {:?} is read as {n:?}", a.repository));
-                    a.repository = n;
+                Ok(n) => {
+                    if let Some(other) = first.insert(n.clone(), a.repository.clone()) {
+                        refused.push(format!(
+                            "anchors {other:?} and {:?} both name {n:?}; keep one (pullguard keys unpin, then pin again)",
+                            a.repository
+                        ));
+                    }
+                    if n != a.repository {
+                        renamed.push(format!("anchor {:?} is read as {n:?}", a.repository));
+                        a.repository = n;
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => refused.push(format!("anchor {e}")),
+                Err(e) => refused.push(format!("anchor {e}; it would pin nothing")),
             }
         }
         (renamed, refused)

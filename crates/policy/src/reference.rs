@@ -216,10 +216,10 @@ pub fn canonical_host(host: &str) -> Result<String, String> {
 /// first use would decide instead of the pin.
 pub fn anchor_repository(pattern: &str) -> Result<String, String> {
     if let Some(prefix) = pattern.strip_suffix('*') {
+        // `*` alone (every repository) and a prefix of a host name are compared as
+        // written, in lower case: no host spelling to fold there.
         let Some((host, rest)) = prefix.split_once('/') else {
-            return Err(format!(
-                "{pattern:?}: a prefix names its registry host and a '/' first (e.g. \"registry.example.com/team/*\", or \"docker.io/library/{prefix}*\" on Docker Hub)"
-            ));
+            return Ok(pattern.to_ascii_lowercase());
         };
         if !names_a_host(host) {
             return Err(format!(

@@ -128,21 +128,35 @@ impl ProofKind for NotaryV1 {
                 .map_err(Miss::Refused)
         };
         // A verification refuses or vouches; only the trust data's fetch inside it can
-        // meet an outage, and says so there.
-        let repo = self
-            .verified
-            .get(
-                engine,
-                &at.about(),
-                vkey,
-                loaded.policy.daemon.cache_ttl,
-                verify,
-                nothing_else,
-            )
-            .await?;
-        let now = OffsetDateTime::now_utc();
-        not_expired(&repo, now)?;
-        fresh_enough(&repo, rule.max_timestamp_age, now)?;
+        // meet an outage, and says so there. A kept one that no longer holds (a role
+        // expired, the timestamp aged past the rule) is dropped and verified once more:
+        // the publisher may have published since.
+        let mut again = false;
+        let repo = loop {
+            let repo = self
+                .verified
+                .get(
+                    engine,
+                    &at.about(),
+                    vkey.clone(),
+                    loaded.policy.daemon.cache_ttl,
+                    &verify,
+                    nothing_else,
+                )
+                .await?;
+            let now = OffsetDateTime::now_utc();
+            match not_expired(&repo, now)
+                .and_then(|_| fresh_enough(&repo, rule.max_timestamp_age, now))
+            {
+                Ok(()) => break repo,
+                Err(_) if !again => {
+                    self.verified
+                        .forget_if(&vkey, |kept| Arc::ptr_eq(kept, &repo));
+                    again = true;
+                }
+                Err(refused) => return Err(refused),
+            }
+        };
         let m = repo
             .resolve_pull(
                 q.image.tag.as_deref(),
@@ -463,7 +477,7 @@ fn anchors(keys_dir: &Path, problems: &mut Vec<String>) -> TrustAnchors {
             }
             for r in refused {
                 problems.push(format!(
-                    "keys_dir {}: {r}; it would pin nothing",
+                    "keys_dir {}: {r}",
                     keys_dir.join(key_store::INDEX).display()
                 ));
             }

@@ -59,7 +59,8 @@ pub(crate) fn unusable(rule: &str, missing: &[String]) -> super::verdict::Denial
     super::verdict::deny(
         api::codes::ReasonCode::RejectedByPolicy,
         format!(
-            "rule {rule} refuses every image while a file it trusts is gone: {}; restore it, \
+            "rule {rule} counts no signature of this kind while a file it trusts is gone (with \
+             no other proof kind to vouch, it refuses every image): {}; restore it, \
              or remove it from the policy",
             missing.join(", ")
         ),
@@ -70,8 +71,20 @@ impl Loaded {
     /// What the rules refuse for want of a trust file that is gone, said at start, at
     /// each reload and by `--check-config`; `None` when every file is there.
     pub fn unusable_summary(&self) -> Option<String> {
+        let gone = self.gone_files();
+        (!gone.is_empty()).then(|| {
+            format!(
+                "rules that count no signature of a kind while a file they trust is gone (restore it, or \
+                 remove it from the policy): {}",
+                gone.join("; ")
+            )
+        })
+    }
+
+    /// Each trust file a rule names that is gone: `rule NAME: SETTING PATH`.
+    pub fn gone_files(&self) -> Vec<String> {
         let kinds = &self.kinds;
-        let mut said: Vec<String> = Vec::new();
+        let mut said = Vec::new();
         for rule in &self.policy.rules {
             let uses = |p| rule.proofs.contains(&p);
             let cosign = kinds
@@ -84,23 +97,11 @@ impl Loaded {
                 .filter(|_| uses(policy::Proof::Notation));
             let cosign = cosign.map(|c| c.missing.as_slice());
             let notation = notation.map(|n| n.missing.as_slice());
-            let gone: Vec<&str> = [cosign, notation]
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(String::as_str)
-                .collect();
-            if !gone.is_empty() {
-                said.push(format!("rule {}: {}", rule.name, gone.join(", ")));
+            for gone in [cosign, notation].into_iter().flatten().flatten() {
+                said.push(format!("rule {}: {gone}", rule.name));
             }
         }
-        (!said.is_empty()).then(|| {
-            format!(
-                "rules that refuse every image while a file they trust is gone (restore it, or \
-                 remove it from the policy): {}",
-                said.join("; ")
-            )
-        })
+        said
     }
 
     /// Prepares a policy: clients for its trust servers, anchors, per-rule pins.
