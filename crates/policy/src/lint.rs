@@ -86,11 +86,7 @@ impl Policy {
             if let Some((server, host, when)) = self.retired_trust_server(r) {
                 warn(r, format!("rule {} asks trust server {server} ({host}), which {when}: every image it matches is refused with trust_server_unreachable; move the rule to the proof its publishers use now (proofs = [\"cosign\"] or [\"notation\"], docs/migrating-from-dct.md)", r.name));
             }
-            let tag_scoped = r
-                .pattern
-                .rsplit_once('/')
-                .is_some_and(|(_, last)| last.contains(':') && !last.contains('@'));
-            if tag_scoped && digest_checks < MAX_DIGEST_CHECKS {
+            if tag_scoped(&r.pattern).is_some() && digest_checks < MAX_DIGEST_CHECKS {
                 digest_checks += 1;
                 if let Some((sample, other)) = self.digest_pulls_elsewhere(r) {
                     if laxness(other) > laxness(r) {
@@ -182,6 +178,14 @@ pub(crate) fn laxness(r: &Rule) -> u8 {
     }
 }
 
+/// A pattern whose last segment scopes tags (`…/app:*`, no digest part): the part
+/// before that segment, and the segment's repository name.
+fn tag_scoped(pattern: &str) -> Option<(&str, &str)> {
+    let (dir, last) = pattern.rsplit_once('/')?;
+    let (repo, _tag) = last.split_once(':')?;
+    (!last.contains('@')).then_some((dir, repo))
+}
+
 /// Tag-scoped rules whose digest pulls are looked at by the lint, at most: each look
 /// scans every rule.
 const MAX_DIGEST_CHECKS: usize = 256;
@@ -191,11 +195,7 @@ impl Policy {
     /// pull by digest (matched as `…/app@sha256:…`): a sample digest reference of its
     /// repository, and the rule that decides it instead, if any.
     fn digest_pulls_elsewhere(&self, r: &Rule) -> Option<(String, &Rule)> {
-        let (dir, last) = r.pattern.rsplit_once('/')?;
-        let (repo, _tag) = last.split_once(':')?;
-        if last.contains('@') {
-            return None;
-        }
+        let (dir, repo) = tag_scoped(&r.pattern)?;
         let sample = format!("{dir}/{repo}")
             .replace("**", "x")
             .replace(['*', '?'], "x");

@@ -80,7 +80,7 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Cosi
         let mut signers = CosignSigners::default();
         for f in &rule.cosign.keys {
             let path = under_keys(f);
-            if gone(&path) {
+            if super::prepare::gone(&path) {
                 signers
                     .missing
                     .push(format!("cosign_keys {}", path.display()));
@@ -117,7 +117,7 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Cosi
             // The public-good root shipped inside pullguard, or a file.
             let shipped = f.as_os_str() == sigstore_core::trust_root::PUBLIC_GOOD;
             let path = if shipped { f.clone() } else { under_keys(f) };
-            if !shipped && gone(&path) {
+            if !shipped && super::prepare::gone(&path) {
                 signers
                     .missing
                     .push(format!("trusted_root {}", path.display()));
@@ -150,11 +150,6 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Cosi
         cosign.insert(rule.name.clone(), signers);
     }
     cosign
-}
-
-/// Whether `path` is gone (removed, or a dangling link), as opposed to unreadable.
-pub(super) fn gone(path: &std::path::Path) -> bool {
-    matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Looks for a signature that vouches for `sha256:hex`: the classic tag first, then

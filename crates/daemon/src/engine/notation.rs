@@ -62,10 +62,7 @@ fn trust_store(dir: &Path) -> Result<Vec<sigstore_core::certs::Cert>, String> {
     let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     files.sort();
     for f in files {
-        if !matches!(
-            f.extension().and_then(|e| e.to_str()),
-            Some("pem" | "crt" | "cer")
-        ) {
+        if !certificate_file(&f) {
             continue;
         }
         let bytes = super::prepare::read_trusted(&f, 1024 * 1024)?;
@@ -89,15 +86,20 @@ fn trust_store(dir: &Path) -> Result<Vec<sigstore_core::certs::Cert>, String> {
     Ok(out)
 }
 
+/// A file a store's certificates are read from, by name, as Notation names them.
+fn certificate_file(f: &Path) -> bool {
+    matches!(
+        f.extension().and_then(|e| e.to_str()),
+        Some("pem" | "crt" | "cer")
+    )
+}
+
 /// Whether a store directory holds no certificate file at all (its last one deleted).
 fn empty_store(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
-        !entries.filter_map(Result::ok).any(|e| {
-            matches!(
-                e.path().extension().and_then(|x| x.to_str()),
-                Some("pem" | "crt" | "cer")
-            )
-        })
+        !entries
+            .filter_map(Result::ok)
+            .any(|e| certificate_file(&e.path()))
     })
 }
 
@@ -121,7 +123,7 @@ fn prepare(policy: &Policy, problems: &mut Vec<String>) -> BTreeMap<String, Nota
             } else {
                 notation_core::profile::StoreKind::Signing
             };
-            if super::cosign::gone(&dir) || empty_store(&dir) {
+            if super::prepare::gone(&dir) || empty_store(&dir) {
                 trust.missing.push(format!(
                     "notation_trust_stores {kind}:{name} ({})",
                     dir.display()

@@ -48,6 +48,11 @@ pub(crate) fn read_trusted(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Whether `path` is gone (removed, or a dangling link), as opposed to unreadable.
+pub(crate) fn gone(path: &Path) -> bool {
+    matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// The policy file, held to the same rule as the keys: an edit takes effect within a
 /// second, so whoever can write it decides what runs.
 pub(crate) fn check_policy_file(path: &Path) -> Result<(), String> {

@@ -244,6 +244,10 @@ pub(super) fn check_then_parse<T, B: FnOnce(&str) -> Result<T, Error>>(
             .name("trust-core-hash".to_owned())
             .spawn_scoped(s, move || {
                 let hashed = check_hashes(role, parent, bytes, meta);
+                if hashed.is_err() {
+                    // The mismatch is the outcome: no signature work on bytes it refuses.
+                    return (hashed, None);
+                }
                 let counted = take.recv().ok().map(|o| {
                     let t = count(&o);
                     (o, t)
