@@ -59,6 +59,17 @@ fn check_reports_errors_with_positions_and_warnings() {
     let (_, json, _) = pullguard(&["policy", "check", warned.to_str().unwrap(), "--json"]);
     assert_eq!(json["warnings"].as_array().unwrap().len(), 2);
 
+    // A policy file others can write: pullguardd would refuse it, so the check does.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&warned, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let (code, _, text) = pullguard(&["policy", "check", warned.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("policy file:") && text.contains("chmod go-w"),
+        "{text}"
+    );
+    std::fs::set_permissions(&warned, std::fs::Permissions::from_mode(0o644)).unwrap();
+
     // Unreadable input is exit 2, as everywhere else (1 is "read, and invalid").
     let (code, _, text) = pullguard(&["policy", "check", "/nonexistent/policy.toml"]);
     assert_eq!(code, 2, "{text}");

@@ -60,6 +60,8 @@ impl Offline {
 /// pinned certificates, the keys directory and its permissions. Every problem, each
 /// naming what is at fault.
 pub fn check(policy: policy::Policy, file: &Path) -> Result<policy::Policy, Vec<String>> {
+    // pullguardd refuses to start on (and to reload) a policy file others can write.
+    crate::engine::check_policy_file(file).map_err(|e| vec![e])?;
     let loaded = Loaded::prepare(policy, 1, file)?;
     // pullguardd loads such a policy (so that deleting a revoked key takes effect), with
     // the rule refusing everything; a check before a rollout says so as an error.

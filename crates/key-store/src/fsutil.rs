@@ -31,6 +31,13 @@ pub fn check_secure(path: &Path) -> Result<()> {
     let meta = fs::metadata(path).map_err(io("inspect", path))?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 && !kubelet_volume_root(path, &meta, euid) {
+        if meta.is_dir() && mode & 0o1000 == 0 && fs::symlink_metadata(path.join("..data")).is_ok()
+        {
+            return Err(Error::WritableVolumeRoot {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
         return Err(Error::InsecurePermissions {
             path: path.to_path_buf(),
             mode,

@@ -63,6 +63,15 @@ pub enum Error {
         /// Its mode bits.
         mode: u32,
     },
+    /// A kubelet volume's root (its `..data` layout) that the mode bits let others
+    /// write and no sticky bit protects: a ConfigMap's (0777). `chmod` cannot help there.
+    #[error("{} is the root of a kubelet volume others can write (mode {mode:o}, no sticky bit: a ConfigMap's); a trust directory cannot be one. Mount it from a Secret, or as a subdirectory inside the volume (`items` with a `path` such as `truststore/ca/acme/root.crt`)", path.display())]
+    WritableVolumeRoot {
+        /// The path.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
     /// Another user owns a file or directory that decides trust.
     #[error("{} is owned by uid {owner}, not by this user (uid {euid}) or root; run `chown {euid} {}` if that is intended", path.display(), path.display())]
     ForeignOwner {

@@ -238,14 +238,23 @@ fn a_world_writable_directory_counts_only_where_no_one_can_write_it() {
         "{writable:?}"
     );
     assert!(read_only.is_ok(), "{read_only:?}");
-    let insecure = |r: &key_store::Result<()>| matches!(r, Err(Error::InsecurePermissions { .. }));
+    let insecure = |r: &key_store::Result<()>| {
+        matches!(
+            r,
+            Err(Error::InsecurePermissions { .. } | Error::WritableVolumeRoot { .. })
+        )
+    };
     // Not a kubelet volume: refused read-only too.
     let (_, no_data) = load("1777", &|_: &Path| ());
     assert!(insecure(&no_data), "no ..data: {no_data:?}");
     let (_, no_sticky) = load("0777", &|d: &Path| {
         std::os::unix::fs::symlink(".", d.join("..data")).expect("ln");
     });
-    assert!(insecure(&no_sticky), "no sticky bit: {no_sticky:?}");
+    // A ConfigMap's root (0777): refused, saying what to mount instead.
+    assert!(
+        matches!(&no_sticky, Err(e @ Error::WritableVolumeRoot { .. }) if e.to_string().contains("Secret")),
+        "no sticky bit: {no_sticky:?}"
+    );
     let (_, foreign_data) = load("1777", &|d: &Path| {
         kubelet(d);
         rustix::fs::chownat(

@@ -311,3 +311,40 @@ fn defaults_refuse_a_rules_own_keys_and_unused_signers_are_warned() {
         lint.iter().map(|w| &w.message).collect::<Vec<_>>()
     );
 }
+
+/// An empty pin list still replaces `[defaults]`' pins as a whole: `root_cas = []` in a
+/// rule left it with no pin at all, and under `tofu = true` its repositories went to
+/// trust on first use while the defaults meant them pinned. Refused, naming the fix.
+#[test]
+fn an_empty_pin_list_that_would_drop_the_defaults_pins_is_refused() {
+    let defaults = format!(
+        "[trust_server.hub]\nurl = \"https://notary.example.com\"\n\n[defaults]\ntrust_server = \"hub\"\ntofu = true\nroot_key_ids = [\"{}\"]\n\n",
+        "a".repeat(64)
+    );
+    for own in [
+        "root_cas = []",
+        "root_key_ids = []",
+        "root_certs = []\nroot_cas = []",
+    ] {
+        let text = format!(
+            "{defaults}[[rule]]\nname = \"app\"\nmatch = \"registry.example.com/app/**\"\n{own}\n"
+        );
+        let err = Policy::parse(Path::new("p.toml"), &text).expect_err(own);
+        let text = err.to_string();
+        assert!(
+            text.contains("rule app")
+                && text.contains("pins nothing")
+                && text.contains("[defaults]"),
+            "{own}: {text}"
+        );
+    }
+    // With a pin of its own the empty list beside it is harmless; with no pins in
+    // `[defaults]` there is nothing to drop.
+    let text = format!(
+        "{defaults}[[rule]]\nname = \"app\"\nmatch = \"registry.example.com/app/**\"\nroot_cas = []\nroot_certs = [\"app.crt\"]\n"
+    );
+    let p = Policy::parse(Path::new("p.toml"), &text).expect("own pin");
+    assert_eq!(p.rules[0].root_certs, vec![PathBuf::from("app.crt")]);
+    let text = "[trust_server.hub]\nurl = \"https://notary.example.com\"\n\n[defaults]\ntrust_server = \"hub\"\n\n[[rule]]\nname = \"app\"\nmatch = \"registry.example.com/app/**\"\nroot_cas = []\n";
+    Policy::parse(Path::new("p.toml"), text).expect("no defaults pins to drop");
+}
