@@ -99,7 +99,7 @@ pub async fn run(
         )))?,
     );
     let engine = Arc::new(engine::Engine::new(loaded, state, events));
-    engine.warm_trust_servers();
+    engine.warm_connections();
     if settings.stdout_events {
         sinks::stdout(engine.clone());
     }

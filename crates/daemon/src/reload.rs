@@ -363,7 +363,7 @@ pub async fn reload(
                     gids.first()
                 );
             }
-            engine.warm_trust_servers();
+            engine.warm_connections();
             engine
                 .counters
                 .reloads_ok

@@ -315,6 +315,33 @@ impl Client {
         Ok(found)
     }
 
+    /// Opens three connections to `host`'s first endpoint ahead of the first verdict that
+    /// asks it: a cold verdict's first round is three requests at once, and opening
+    /// them costs the registry about as much as answering one. Each asks `/v2/` with no
+    /// credentials and reads at most 64 KiB of the answer (so that the connection goes
+    /// back to the pool); whatever fails is the verdict's own request to report.
+    pub async fn warm(&self, host: &str) {
+        const LIMIT: usize = 64 * 1024;
+        let Ok(endpoints) = self.endpoints(host) else {
+            return;
+        };
+        let Some(e) = endpoints.iter().find(|e| e.pull || e.resolve) else {
+            return;
+        };
+        let url = if e.override_path {
+            format!("{}/", e.url)
+        } else {
+            format!("{}/v2/", e.url)
+        };
+        let budget = Budget::new(3, 3 * LIMIT, self.timeout);
+        let one = || async {
+            if let Ok(answer) = self.send(e, &url, None, &budget).await {
+                let _ = transport::read_capped(answer, LIMIT, &url, &budget).await;
+            }
+        };
+        tokio::join!(one(), one(), one());
+    }
+
     /// The endpoints of `host`, from hosts.toml read once per client (a policy
     /// generation: a reload makes a new client and so reads them again).
     fn endpoints(&self, host: &str) -> Result<Vec<Endpoint>, Error> {

@@ -533,3 +533,30 @@ async fn a_verdicts_budget_holds_the_most_signatures_it_reads_behind_a_token_ser
     let asked = script.seen().len();
     assert!(asked > 2 * MAX_REFERRERS + MAX_PAGES, "{asked} requests");
 }
+
+/// Warming a host opens its connections with `/v2/` on the endpoint a verdict asks
+/// first (a mirror here), three at once, with no credentials: a 401 there is not
+/// answered with the login the node holds for the registry.
+#[tokio::test]
+async fn warming_asks_the_first_endpoint_three_times_without_credentials() {
+    let mirror = "[host.\"https://127.0.0.1:6000\"]\ncapabilities = [\"pull\", \"resolve\"]\n";
+    let (c, script, _d) = client(
+        true,
+        Some(&format!("server = \"https://{HOST}\"\n{mirror}")),
+    );
+    let v2 = "https://127.0.0.1:6000/v2/";
+    for _ in 0..3 {
+        script.on(
+            v2,
+            status(401).with("www-authenticate", "Basic realm=\"r\""),
+        );
+    }
+    c.warm(HOST).await;
+    let seen = script.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| s.url == v2 && s.authorization.is_none() && !s.pinned),
+        "{seen:?}"
+    );
+}

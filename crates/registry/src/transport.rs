@@ -133,7 +133,7 @@ impl Client {
     }
 
     /// One GET of `url`, counted against the budget.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         e: &Endpoint,
         url: &str,

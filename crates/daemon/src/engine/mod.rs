@@ -225,11 +225,17 @@ impl Engine {
         self.installs.send_replace(generation);
     }
 
-    /// Opens connections to every trust server of the policy in force, in the background.
-    pub fn warm_trust_servers(&self) {
-        for fetcher in self.loaded().kinds.notary_v1.fetchers.values() {
+    /// Opens connections to every trust server of the policy in force, and to the
+    /// registries its rules ask for signatures by name, in the background.
+    pub fn warm_connections(&self) {
+        let loaded = self.loaded();
+        for fetcher in loaded.kinds.notary_v1.fetchers.values() {
             let fetcher = fetcher.clone();
             tokio::spawn(async move { fetcher.warm().await });
+        }
+        for host in registry_proof::signature_registries(&loaded.policy) {
+            let registry = loaded.registry.clone();
+            tokio::spawn(async move { registry.warm(&host).await });
         }
     }
 

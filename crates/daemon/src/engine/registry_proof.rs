@@ -34,6 +34,37 @@ impl From<registry::Error> for Miss {
     }
 }
 
+/// The registries this policy's cold verdicts ask for signatures that its rules name
+/// outright (a pattern's registry written without a wildcard; a cosign
+/// `signature_repository`), at most 16: those whose connections are opened ahead
+/// ([`registry::Client::warm`]).
+pub(crate) fn signature_registries(policy: &Policy) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    let host_of = |r: &str| r.split_once('/').map(|(h, _)| h.to_owned());
+    for rule in &policy.rules {
+        if rule.require != policy::Require::Signed {
+            continue;
+        }
+        let cosign = rule.proofs.contains(&Proof::Cosign);
+        let beside_image = rule.proofs.contains(&Proof::Notation)
+            || (cosign && rule.cosign.signature_repository.is_none());
+        let stored = rule
+            .cosign
+            .signature_repository
+            .as_deref()
+            .filter(|_| cosign)
+            .and_then(host_of);
+        let named =
+            host_of(&rule.pattern).filter(|h| beside_image && !h.contains(['*', '?', '[', '{']));
+        for h in [stored, named].into_iter().flatten() {
+            if hosts.len() < 16 && !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+    }
+    hosts
+}
+
 /// The reason a registry error refuses with.
 pub(crate) fn registry_reason(e: &registry::Error) -> ReasonCode {
     match e.class() {
@@ -341,6 +372,36 @@ mod tests {
         assert!(
             note.contains("sha256:feed") && note.contains("given twice"),
             "{note}"
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod warm_tests {
+    use std::path::Path;
+
+    /// Only registries a rule names outright are warmed: a wildcard in a pattern's host
+    /// names none (it would be an attacker's pick), a rule without registry proofs or
+    /// not requiring signatures asks none, and cosign's signature_repository replaces
+    /// the image's registry for cosign alone.
+    #[test]
+    fn registries_warmed_are_those_rules_name_outright() {
+        let text = "[trust_server.n]\nurl = \"https://notary.example.com\"\n\n[defaults]\ncosign_tlog = false\n\n\
+            [[rule]]\nname = \"a\"\nmatch = \"reg.example.com/app/**\"\nproofs = [\"cosign\"]\ncosign_keys = [\"k.pub\"]\n\n\
+            [[rule]]\nname = \"b\"\nmatch = \"mirror.example.com/b/**\"\nproofs = [\"cosign\"]\ncosign_keys = [\"k.pub\"]\nsignature_repository = \"sigs.example.com/b/sigs\"\n\n\
+            [[rule]]\nname = \"c\"\nmatch = \"notation.example.com/c/**\"\nproofs = [\"notation\", \"cosign\"]\ncosign_keys = [\"k.pub\"]\nsignature_repository = \"sigs.example.com/c\"\nnotation_trust_stores = [\"ca:c\"]\nnotation_identities = [\"*\"]\n\n\
+            [[rule]]\nname = \"d\"\nmatch = \"*.example.org/d/**\"\nany_registry = true\nproofs = [\"cosign\"]\ncosign_keys = [\"k.pub\"]\n\n\
+            [[rule]]\nname = \"e\"\nmatch = \"notary.example.com/e/**\"\ntrust_server = \"n\"\n\n\
+            [[rule]]\nname = \"f\"\nmatch = \"open.example.com/f/**\"\nrequire = \"any\"\nproofs = [\"cosign\"]\n";
+        let policy = policy::Policy::parse(Path::new("p.toml"), text).expect("valid");
+        assert_eq!(
+            super::signature_registries(&policy),
+            [
+                "reg.example.com",
+                "sigs.example.com",
+                "notation.example.com"
+            ]
         );
     }
 }
