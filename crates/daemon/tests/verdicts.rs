@@ -218,6 +218,17 @@ async fn restart_keeps_rollback_protection_against_a_replaying_mirror() {
     let mut daemon = Daemon::start(&world);
     let mut c = daemon.client().await;
     assert!(verify(&mut c, &format!("{APP}:v3"), "").await.allowed);
+    // The node's clock record is written beside the first verdict's answer (the
+    // repository's record before it): it is there, and with today's time.
+    let clock = world.state.join("clock.json");
+    let text = eventually(5, || {
+        let clock = clock.clone();
+        async move { std::fs::read_to_string(&clock).ok() }
+    })
+    .await
+    .expect("the clock record is written");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    assert!(text.contains(&today), "{text}");
     daemon.stop();
 
     // A mirror on the same address serves the old data, with the server's own TLS cert.

@@ -25,7 +25,7 @@ pub mod state;
 pub use anchors::{Anchor, AnchorWarning, TrustAnchors, INDEX};
 pub use fsutil::{check_secure, private_dir, read_secure, write_atomic};
 pub use signing::{KeyAlgorithm, KeyDir, KeyEntry, SigningKey};
-pub use state::{Prior, RepoRecord, StateStore, TofuRecord, Verified};
+pub use state::{ClockDue, Prior, RepoRecord, StateStore, TofuRecord, Verified};
 
 /// What to do about an I/O error an operator meets first: keys and trusted state are
 /// root's (0700) on purpose.

@@ -69,6 +69,23 @@ pub struct Verified {
     /// How long the durable record took, when the trusted state moved (the daemon
     /// reports it apart from verification: a slow disk shows here).
     pub recorded_in: Option<std::time::Duration>,
+    /// The node's clock record, when it is due and was left to the caller
+    /// ([`StateStore::verify_and_record_clock_after`]).
+    pub clock_due: Option<ClockDue>,
+}
+
+/// A verification time the node's clock record is due to get. The record may lag a
+/// minute behind by design (clock checks allow five), so a verdict need not wait for
+/// its two fsyncs: pullguardd writes it beside the answer.
+#[derive(Debug)]
+#[must_use = "the node's clock record is due: write it"]
+pub struct ClockDue(OffsetDateTime);
+
+impl ClockDue {
+    /// Writes the clock record of `store`.
+    pub fn write(self, store: &StateStore) -> Result<()> {
+        store.write_clock(self.0)
+    }
 }
 
 /// A trust-on-first-use decision, kept so it can be reviewed.
@@ -212,15 +229,29 @@ impl StateStore {
         now: OffsetDateTime,
         tofu: Option<TofuRecord>,
     ) -> Result<RepoRecord> {
+        self.record(state, now, tofu, false)
+            .map(|(record, _)| record)
+    }
+
+    /// [`Self::record_verified`]; with `clock_after`, a due clock record is returned,
+    /// not written.
+    fn record(
+        &self,
+        state: TrustedState,
+        now: OffsetDateTime,
+        tofu: Option<TofuRecord>,
+        clock_after: bool,
+    ) -> Result<(RepoRecord, Option<ClockDue>)> {
         let previous_tofu = self.load(&state.gun).ok().flatten().and_then(|r| r.tofu);
         let record = RepoRecord {
             trusted: state,
             last_verified: rfc3339(now),
             tofu: previous_tofu.or(tofu),
         };
-        if !self.clock_due(now)? {
+        let due = self.clock_due(now)?;
+        if !due || clock_after {
             self.save(&record)?;
-            return Ok(record);
+            return Ok((record, due.then_some(ClockDue(now))));
         }
         // Two independent files, each with two fsyncs: written side by side, which
         // halves what a first verdict waits for.
@@ -231,7 +262,7 @@ impl StateStore {
         });
         saved?;
         clock.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        Ok(record)
+        Ok((record, None))
     }
 
     /// Step one of every verification against stored state (the daemon's, `trust verify
@@ -254,19 +285,47 @@ impl StateStore {
         &self,
         prior: &'a Prior,
         files: &trust_core::RepoFiles,
+        opts: trust_core::VerifyOptions<'a>,
+    ) -> Result<Verified> {
+        self.verify_then_record(prior, files, opts, false)
+    }
+
+    /// [`Self::verify_and_record`], leaving a due clock record to the caller
+    /// ([`Verified::clock_due`]): the repository's record is durable when this returns,
+    /// the clock's once the caller writes it.
+    pub fn verify_and_record_clock_after<'a>(
+        &self,
+        prior: &'a Prior,
+        files: &trust_core::RepoFiles,
+        opts: trust_core::VerifyOptions<'a>,
+    ) -> Result<Verified> {
+        self.verify_then_record(prior, files, opts, true)
+    }
+
+    fn verify_then_record<'a>(
+        &self,
+        prior: &'a Prior,
+        files: &trust_core::RepoFiles,
         mut opts: trust_core::VerifyOptions<'a>,
+        clock_after: bool,
     ) -> Result<Verified> {
         opts.now = prior.now;
         opts.state = prior.record.as_ref().map(|r| &r.trusted);
         let repo = trust_core::verify(files, &opts)?;
-        let mut recorded_in = None;
+        let (mut recorded_in, mut clock_due) = (None, None);
         if prior.record.as_ref().map(|r| &r.trusted) != Some(&repo.state) {
             let started = std::time::Instant::now();
             let tofu = TofuRecord::if_first_use(&repo, prior.now);
-            self.record_verified(repo.state.clone(), prior.now, tofu)?;
+            clock_due = self
+                .record(repo.state.clone(), prior.now, tofu, clock_after)?
+                .1;
             recorded_in = Some(started.elapsed());
         }
-        Ok(Verified { repo, recorded_in })
+        Ok(Verified {
+            repo,
+            recorded_in,
+            clock_due,
+        })
     }
 
     /// Forgets a repository's state; true if there was any.

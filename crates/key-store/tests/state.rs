@@ -297,3 +297,50 @@ fn the_trust_data_cache_on_disk_stays_within_its_bounds() {
     );
     assert!(count(tmp.path()) <= 2, "{} files", count(tmp.path()));
 }
+
+/// pullguardd's path: the repository's record is durable when the verification
+/// returns; a due clock record is handed back, and written when the caller says. Not
+/// due (recorded less than a minute before), none is handed back.
+#[test]
+fn the_clock_record_can_be_left_to_the_caller_and_then_guards_the_next_verification() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = StateStore::open(&tmp.path().join("state")).expect("open");
+    let gun = "registry.test/app";
+    let mut repo = test_support::Repo::new(gun, T0);
+    let prior = store.prior(gun, T0).expect("prior");
+    let opts = trust_core::VerifyOptions::new(gun, T0, trust_core::RootAnchor::FirstUse);
+    let v = store
+        .verify_and_record_clock_after(&prior, &repo.files(), opts)
+        .expect("first use verifies");
+    assert!(store.load(gun).expect("load").is_some(), "record written");
+    assert_eq!(store.last_verified().expect("clock"), None, "clock left");
+    v.clock_due
+        .expect("the clock is due")
+        .write(&store)
+        .expect("write");
+    assert_eq!(store.last_verified().expect("clock"), Some(T0));
+    assert!(matches!(
+        store.prior(gun, T0 - Duration::hours(1)),
+        Err(Error::ClockWentBackwards { .. })
+    ));
+
+    // Thirty seconds later: the state moves, the clock is not due.
+    repo.versions.insert("timestamp", 2);
+    let soon = T0 + Duration::seconds(30);
+    let prior = store.prior(gun, soon).expect("prior");
+    let opts = trust_core::VerifyOptions::new(gun, soon, trust_core::RootAnchor::FirstUse);
+    let v = store
+        .verify_and_record_clock_after(&prior, &repo.files(), opts)
+        .expect("verifies");
+    assert!(v.recorded_in.is_some() && v.clock_due.is_none());
+    // The plain path writes a due clock itself.
+    repo.versions.insert("timestamp", 3);
+    let later = T0 + Duration::hours(1);
+    let prior = store.prior(gun, later).expect("prior");
+    let opts = trust_core::VerifyOptions::new(gun, later, trust_core::RootAnchor::FirstUse);
+    let v = store
+        .verify_and_record(&prior, &repo.files(), opts)
+        .expect("verifies");
+    assert!(v.clock_due.is_none());
+    assert_eq!(store.last_verified().expect("clock"), Some(later));
+}

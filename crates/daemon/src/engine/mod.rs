@@ -259,26 +259,22 @@ impl Engine {
     /// Records an event; durable ones are on disk when this returns. A failure to write
     /// is itself reported on the other sinks and in the status.
     pub async fn emit(&self, event: Event, durable: bool) -> Result<(), String> {
-        let res = if durable {
-            let log = self.events.clone();
-            let ev = event.clone();
-            tokio::task::spawn_blocking(move || log.record(&ev, true))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
+        // A write to the page cache: cheaper inline than a hop to the blocking pool,
+        // which cost more than the rest of a cached verdict; but only when the file is
+        // free, never waiting on an async worker for another write's sync.
+        let inline = if durable {
+            None
         } else {
-            // A write to the page cache: cheaper inline than a hop to the blocking pool,
-            // which cost more than the rest of a cached verdict; but only when the file
-            // is free, never waiting on an async worker for another write's sync.
-            match self.events.try_record(&event) {
-                Some(res) => res.map_err(|e| e.to_string()),
-                None => {
-                    let (log, ev) = (self.events.clone(), event.clone());
-                    tokio::task::spawn_blocking(move || log.record(&ev, false))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                }
+            self.events.try_record(&event)
+        };
+        let res = match inline {
+            Some(res) => res.map_err(|e| e.to_string()),
+            None => {
+                let (log, ev) = (self.events.clone(), event.clone());
+                tokio::task::spawn_blocking(move || log.record(&ev, durable))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
             }
         };
         if let Err(e) = &res {

@@ -269,7 +269,7 @@ impl NotaryV1 {
             };
             let mut opts = VerifyOptions::new(&g, prior.now, anchor);
             opts.max_timestamp_age = max_age;
-            state.verify_and_record(&prior, &checked, opts)
+            state.verify_and_record_clock_after(&prior, &checked, opts)
         })
         .await
         .map_err(|e| deny(ReasonCode::InternalError, e.to_string()))?
@@ -285,6 +285,17 @@ impl NotaryV1 {
                 format!("verified, but the trusted state cannot be saved: {e}"),
             ),
         })?;
+        if let Some(clock) = verified.clock_due {
+            // The node's clock record may lag a minute by design (clock checks allow
+            // five): its two fsyncs run beside the answer, not before it. The
+            // repository's record, which guards against rollback, is already durable.
+            let state = engine.state.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = clock.write(&state) {
+                    tracing::warn!(error = %e, "the node's clock record could not be written");
+                }
+            });
+        }
         let record = verified.recorded_in.unwrap_or_default();
         let repo = verified.repo;
         self.keep_verified(engine, at, &files);

@@ -205,18 +205,7 @@ async fn session(
             _ = recheck.tick() => {
                 let due = std::mem::take(&mut *kept.lock().unwrap_or_else(|p| p.into_inner()));
                 for (namespace, name) in due {
-                    let (engine, channel, limit, kept) =
-                        (engine.clone(), channel.clone(), limit.clone(), kept.clone());
-                    tokio::spawn(async move {
-                        let Ok(_permit) = limit.acquire_owned().await else {
-                            return;
-                        };
-                        if let Err(e) =
-                            check_named(&engine, &channel, &kept, &namespace, &name, None, Why::Recheck).await
-                        {
-                            report_failure(&engine, &namespace, &name, &e).await;
-                        }
-                    });
+                    spawn_check(engine, &channel, &limit, &kept, namespace, name, Why::Recheck);
                 }
             }
             Some(done) = swept.recv() => {
@@ -259,30 +248,41 @@ fn on_envelope(
     let name = match event {
         ImageEvent::Create(n) | ImageEvent::Update(n) => n,
     };
+    spawn_check(
+        engine,
+        channel,
+        limit,
+        kept,
+        env.namespace,
+        name,
+        Why::Event,
+    );
+}
+
+/// Checks one image in a task of its own, under a permit of `limit`; a failure to check
+/// is reported.
+fn spawn_check(
+    engine: &Arc<Engine>,
+    channel: &Channel,
+    limit: &Arc<Semaphore>,
+    kept: &Kept,
+    namespace: String,
+    name: String,
+    why: Why,
+) {
     let (engine, channel, limit, kept) =
         (engine.clone(), channel.clone(), limit.clone(), kept.clone());
     tokio::spawn(async move {
         // CRI writes an image's name, digest and ID records in one burst: an ID record
-        // waits for its named sibling, without a permit, so that a burst of pulls does
-        // not hold every check up for the grace.
-        if is_alias(&name) {
+        // seen as an event waits for its named sibling, without a permit, so that a
+        // burst of pulls does not hold every check up for the grace.
+        if matches!(why, Why::Event) && is_alias(&name) {
             tokio::time::sleep(ALIAS_GRACE).await;
         }
         let Ok(_permit) = limit.acquire_owned().await else {
             return;
         };
-        let namespace = env.namespace;
-        if let Err(e) = check_named(
-            &engine,
-            &channel,
-            &kept,
-            &namespace,
-            &name,
-            None,
-            Why::Event,
-        )
-        .await
-        {
+        if let Err(e) = check_named(&engine, &channel, &kept, &namespace, &name, None, why).await {
             report_failure(&engine, &namespace, &name, &e).await;
         }
     });
