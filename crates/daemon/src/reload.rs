@@ -363,7 +363,7 @@ pub async fn reload(
                     gids.first()
                 );
             }
-            engine.warm_connections();
+            drop(engine.warm_connections());
             engine
                 .counters
                 .reloads_ok

@@ -226,17 +226,20 @@ impl Engine {
     }
 
     /// Opens connections to every trust server of the policy in force, and to the
-    /// registries its rules ask for signatures by name, in the background.
-    pub fn warm_connections(&self) {
+    /// registries its rules ask for signatures by name, in the background: the tasks,
+    /// for a caller that waits for them.
+    pub fn warm_connections(&self) -> Vec<tokio::task::JoinHandle<()>> {
         let loaded = self.loaded();
+        let mut tasks = Vec::new();
         for fetcher in loaded.kinds.notary_v1.fetchers.values() {
             let fetcher = fetcher.clone();
-            tokio::spawn(async move { fetcher.warm().await });
+            tasks.push(tokio::spawn(async move { fetcher.warm().await }));
         }
         for host in registry_proof::signature_registries(&loaded.policy) {
             let registry = loaded.registry.clone();
-            tokio::spawn(async move { registry.warm(&host).await });
+            tasks.push(tokio::spawn(async move { registry.warm(&host).await }));
         }
+        tasks
     }
 
     /// Repositories with trust data in memory.
