@@ -637,6 +637,26 @@ fn trust_files_others_can_write_are_refused() {
         policy(&world, "any")
     ));
     refused("notation store", "owned by uid 65534");
+    // A trust server's CA file (its TLS pin) any user can write.
+    let ca = world.keys.join("notary-ca.crt");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/notary-real/ca-pinned/ca.crt"
+        ),
+        &ca,
+    )
+    .unwrap();
+    mode(&ca, 0o644);
+    world.write_config(&format!(
+        "{}[trust_server.hub]\nurl = \"https://127.0.0.1:4443\"\nca_file = \"{}\"\n\n[[rule]]\nname = \"notary\"\nmatch = \"registry.test/signed/**\"\ntrust_server = \"hub\"\n",
+        policy(&world, "any"),
+        ca.display()
+    ));
+    assert!(daemon::check_config(&world.config).is_ok());
+    mode(&ca, 0o664);
+    refused("trust server CA file", "trust server hub: ca_file:");
+    mode(&ca, 0o644);
     // The policy file itself.
     world.write_config(&policy(&world, "any"));
     assert!(daemon::check_config(&world.config).is_ok());

@@ -211,9 +211,9 @@ impl Policy {
                 );
             }
         }
-        if d.any_registry.is_some() {
+        if let Some(a) = &d.any_registry {
             ctx.at(
-                0,
+                a.span().start,
                 "[defaults] cannot set any_registry: set it in the [[rule]] whose pattern needs it",
             );
         }

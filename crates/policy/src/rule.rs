@@ -217,7 +217,7 @@ pub(crate) struct RawRule {
     pub(crate) name: Option<Spanned<String>>,
     #[serde(rename = "match")]
     pub(crate) pattern: Option<Spanned<String>>,
-    pub(crate) any_registry: Option<bool>,
+    pub(crate) any_registry: Option<Spanned<bool>>,
     pub(crate) mode: Option<Mode>,
     pub(crate) require: Option<Require>,
     pub(crate) proofs: Option<Vec<Proof>>,
@@ -271,7 +271,7 @@ pub(crate) fn build_rule(
     // attacker's among them (`registry.example.com*/**` matches
     // `registry.example.com.attacker.example`): only when the rule says it means that.
     if let Some(host) = crosses_hosts(pattern.get_ref()) {
-        if r.any_registry != Some(true) {
+        if !r.any_registry.as_ref().is_some_and(|a| *a.get_ref()) {
             ctx.at(pattern.span().start, format!(
                 "rule {name}: the registry part {host:?} of pattern {:?} has a wildcard, so it also matches other registries (e.g. {:?}); write the registry host in full, or set any_registry = true in the rule if it is meant to apply on every registry",
                 pattern.get_ref(),

@@ -457,6 +457,14 @@ fn fetchers(
 ) -> BTreeMap<String, Fetcher> {
     let mut fetchers = BTreeMap::new();
     for (name, server) in &policy.trust_servers {
+        // A CA file is a pin of the trust server's TLS: whoever can replace it can put
+        // a server of theirs in its place, whose root a first use (tofu) then trusts.
+        if let Some(ca) = &server.ca_file {
+            if let Err(e) = key_store::check_secure(ca) {
+                problems.push(format!("trust server {name}: ca_file: {e}"));
+                continue;
+            }
+        }
         let kept = previous.and_then(|p| {
             (p.servers.get(name) == Some(server) && server.ca_file.is_none())
                 .then(|| p.fetchers.get(name).cloned())

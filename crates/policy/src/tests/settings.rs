@@ -299,6 +299,8 @@ fn defaults_refuse_a_rules_own_keys_and_unused_signers_are_warned() {
         );
         let err = Policy::parse(Path::new("p.toml"), &text).expect_err(key);
         assert!(err.to_string().contains("[defaults] cannot set"), "{err}");
+        // At the key's own line, not at the top of the file.
+        assert_eq!(err.problems[0].line, 2, "{key}: {err}");
     }
     let text = "[defaults]\nrequire = \"any\"\n\n[[rule]]\nname = \"payments\"\nmatch = \"registry.example.com/payments/**\"\nproofs = [\"cosign\"]\ncosign_keys = [\"payments.pub\"]\ncosign_tlog = false\n";
     let p = Policy::parse(Path::new("p.toml"), text).expect("valid");
