@@ -192,6 +192,9 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
     if let Some(file) = &args.policy {
         let answer = block_on(async {
             let offline = daemon::offline::Offline::load(file)?;
+            for note in offline.notes() {
+                eprintln!("pullguard: note: {note}");
+            }
             Ok::<_, String>(offline.verify(&request.image, args.digest.as_deref()).await)
         })
         .and_then(|r| r);

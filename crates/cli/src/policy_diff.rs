@@ -37,6 +37,9 @@ pub fn diff(
             daemon::offline::Offline::load(old).map_err(|e| (Exit::Usage, "bad_policy", e))?;
         let new_engine =
             daemon::offline::Offline::load(new).map_err(|e| (Exit::Usage, "bad_policy", e))?;
+        for note in new_engine.notes() {
+            eprintln!("pullguard: note: {note}");
+        }
         let images = match list {
             Some(path) => images_from_list(path).map_err(|e| (Exit::Usage, "bad_image_list", e))?,
             None => daemon::offline::containerd_images(containerd)

@@ -7,7 +7,9 @@
 //! Trust data is fetched from the policy's trust servers as the daemon would. The
 //! node's trusted state is not touched: a fresh state in a temporary directory is used,
 //! so repositories without a pinned root are trusted on first use where the rule allows
-//! it, and rollback protection only covers this run. Pins in the keys directory apply.
+//! it, and rollback protection only covers this run. Pins in the keys directory apply,
+//! and so does the Sigstore trusted root the node keeps (a TUF refresh's), when this
+//! user can read it (otherwise a note says the shipped one is used).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use crate::engine::{Ask, Engine, Loaded};
 pub struct Offline {
     engine: Engine,
     _scratch: tempfile::TempDir,
+    notes: Vec<String>,
 }
 
 impl Offline {
@@ -26,18 +29,33 @@ impl Offline {
         let mut policy = policy::Policy::load(path).map_err(|e| e.to_string())?;
         let scratch =
             tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
-        policy.daemon.state_dir = scratch.path().join("state");
+        let node_state =
+            std::mem::replace(&mut policy.daemon.state_dir, scratch.path().join("state"));
         policy.daemon.events_file = scratch.path().join("events.jsonl");
         policy.daemon.containerd_socket = None;
         let state =
             key_store::StateStore::open(&policy.daemon.state_dir).map_err(|e| e.to_string())?;
+        // Sigstore's trusted root as this node keeps it (a TUF refresh may have replaced
+        // the one shipped), so that the verdicts are the ones pullguardd would give.
+        let mut notes = Vec::new();
+        if let Err(e) = crate::sigstore_root::adopt(&node_state, &policy.daemon.state_dir) {
+            notes.push(format!(
+                "the node's Sigstore trusted root cannot be read ({e}); verdicts here use the one shipped in pullguard (run as root to use the node's)"
+            ));
+        }
         let events = crate::events::EventLog::open(&policy.daemon.events_file, u64::MAX, 0)
             .map_err(|e| format!("cannot open a scratch events file: {e}"))?;
         let loaded = Loaded::prepare(policy, 1, path).map_err(|p| p.join("; "))?;
         Ok(Offline {
             engine: Engine::new(loaded, state, Arc::new(events)),
             _scratch: scratch,
+            notes,
         })
+    }
+
+    /// What differs from the node's own pullguardd, to show beside the verdicts.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// The verdict for `image` (and the digest it resolved to, if known).

@@ -66,6 +66,24 @@ pub fn current(state_dir: &Path) -> Result<(Vec<u8>, Option<Info>), String> {
     }
 }
 
+/// Copies the verified trusted root kept in `from` (a node's state directory) into
+/// `to`, so that verdicts made over `to` use the root the node's pullguardd uses; true
+/// if there was one. Nothing is copied when `from` keeps none (the shipped root is
+/// the node's too).
+pub fn adopt(from: &Path, to: &Path) -> Result<bool, String> {
+    let src = dir(from);
+    match std::fs::symlink_metadata(&src) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(format!("{}: {e}", src.display())),
+        Ok(_) => {}
+    }
+    let (bytes, _) = current(from)?;
+    let dst = dir(to);
+    key_store::private_dir(&dst).map_err(|e| e.to_string())?;
+    key_store::write_atomic(&dst.join(TRUSTED_ROOT), &bytes).map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
 /// The outcome of a refresh.
 #[derive(Debug, Clone)]
 pub struct Refreshed {
@@ -347,4 +365,38 @@ fn expiring_of(info: &Info, now: OffsetDateTime) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// `verify --policy` and `policy diff` judge with the root the node keeps: a kept
+    /// copy is carried into their scratch state; none kept, none carried (the shipped
+    /// root is the node's too); one that cannot be trusted is an error to show, not a
+    /// silent fallback.
+    #[test]
+    fn the_nodes_kept_root_is_carried_into_a_scratch_state() {
+        let node = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        assert!(!super::adopt(node.path(), scratch.path()).unwrap());
+        assert_eq!(
+            super::current(scratch.path()).unwrap().0,
+            sigstore_core::trust_root::public_good_bytes()
+        );
+        let kept = super::dir(node.path());
+        key_store::private_dir(&kept).unwrap();
+        key_store::write_atomic(&kept.join(super::TRUSTED_ROOT), b"{\"kept\":1}").unwrap();
+        assert!(super::adopt(node.path(), scratch.path()).unwrap());
+        assert_eq!(super::current(scratch.path()).unwrap().0, b"{\"kept\":1}");
+        std::fs::set_permissions(
+            kept.join(super::TRUSTED_ROOT),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let e = super::adopt(node.path(), other.path()).unwrap_err();
+        assert!(e.contains("writable by group or others"), "{e}");
+    }
 }

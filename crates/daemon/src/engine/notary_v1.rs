@@ -459,7 +459,8 @@ fn fetchers(
     for (name, server) in &policy.trust_servers {
         // A CA file is a pin of the trust server's TLS: whoever can replace it can put
         // a server of theirs in its place, whose root a first use (tofu) then trusts.
-        if let Some(ca) = &server.ca_file {
+        // (One that is not there is the client's to report, as it reads it.)
+        if let Some(ca) = server.ca_file.as_ref().filter(|ca| ca.exists()) {
             if let Err(e) = key_store::check_secure(ca) {
                 problems.push(format!("trust server {name}: ca_file: {e}"));
                 continue;
