@@ -334,6 +334,30 @@ fn real_root_issued_by_a_pinned_ca() {
     assert_rejected(&run_with("other-ca.crt"), "root_not_pinned");
     // Same name as the real CA, different key.
     assert_rejected(&run_with("impostor-ca.crt"), "root_not_pinned");
+    // A key ID pinned beside the CA decides alone (Notary's order): another key's ID
+    // refuses the CA-issued root; its own ID lets it in whatever CA is named.
+    let with_key = |ca: &str, key_id: &str| {
+        let ca = base.join(ca);
+        run(&[
+            "--metadata-dir",
+            meta.to_str().expect("utf8"),
+            "--gun",
+            gun,
+            "--tag",
+            "v1",
+            "--now",
+            &now,
+            "--root-ca",
+            ca.to_str().expect("utf8"),
+            "--root-key-id",
+            key_id,
+            "--json",
+        ])
+    };
+    assert_rejected(&with_key("ca.crt", &"ab".repeat(32)), "root_not_pinned");
+    let own = "1222cafa242ec13abf29e2f67ac3f058f6164b7243d88e911f9f03d33f042212";
+    let o = with_key("other-ca.crt", own);
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
 }
 
 #[test]

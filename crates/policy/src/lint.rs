@@ -83,6 +83,9 @@ impl Policy {
             if r.names_signers && r.require != Require::Signed {
                 warn(r, format!("rule {} names signers, but its require is \"{}\" (its own, or from [defaults]), so they are never asked; set require = \"signed\" in the rule if they are meant to count", r.name, if r.require == Require::Any { "any" } else { "reject" }));
             }
+            if !r.root_cas.is_empty() && !(r.root_certs.is_empty() && r.root_key_ids.is_empty()) {
+                warn(r, format!("rule {}: its root_cas are never used: root_certs / root_key_ids pin its repositories, and a pinned certificate or key ID decides alone (Notary's trust_pinning order); drop one of the two, or split the rule", r.name));
+            }
             if let Some((server, host, when)) = self.retired_trust_server(r) {
                 warn(r, format!("rule {} asks trust server {server} ({host}), which {when}: every image it matches is refused with trust_server_unreachable; move the rule to the proof its publishers use now (proofs = [\"cosign\"] or [\"notation\"], docs/migrating-from-dct.md)", r.name));
             }
@@ -277,6 +280,18 @@ mod tests {
             .into_iter()
             .map(|w| format!("{}:{} {}", w.line, w.column, w.message))
             .collect()
+    }
+
+    /// CAs beside a certificate or key ID pin are never asked (the specific pin decides):
+    /// said, so that nobody counts on them.
+    #[test]
+    fn root_cas_beside_a_certificate_or_key_pin_are_said_to_be_unused() {
+        let w = lint(&format!("[[rule]]\nname = \"app\"\nmatch = \"r.example.com/app/**\"\nroot_cas = [\"corp.crt\"]\nroot_key_ids = [\"{}\"]\n", "a".repeat(64)));
+        assert!(
+            w.len() == 1 && w[0].contains("rule app: its root_cas are never used"),
+            "{w:?}"
+        );
+        assert!(lint("[[rule]]\nname = \"app\"\nmatch = \"r.example.com/app/**\"\nroot_cas = [\"corp.crt\"]\n").is_empty());
     }
 
     /// A strict rule scoped to tags leaves pulls by digest of its repository to a laxer

@@ -112,7 +112,8 @@ pub struct Pins {
     /// Key IDs as root.json lists them (for x509 keys: over the certificate).
     pub key_ids: Vec<String>,
     /// CA certificates: a root certificate they issued (directly) counts as pinned while
-    /// the CA certificate is valid.
+    /// the CA certificate is valid, and only when no certificate or key ID is pinned
+    /// (Notary's order: the most specific kind of pin decides).
     pub cas: Vec<crate::keys::CertInfo>,
 }
 

@@ -183,11 +183,16 @@ pub(super) fn check_final_root(
     };
 
     if let RootAnchor::Pinned(pins) = opts.anchor {
+        // Notary's trust_pinning order: pinned certificates (or key IDs) of a
+        // repository decide alone; CAs count only where nothing more specific is pinned.
+        // Added up, a CA pinned for a whole registry let in roots a repository's own
+        // certificate pin was meant to exclude.
+        let by_ca = pins.certs.is_empty() && pins.key_ids.is_empty();
         let pinned = |id: &str| {
             let cert = root.body.keys.get(id).and_then(PublicKey::cert);
             pins.key_ids.iter().any(|p| p == id)
                 || cert.is_some_and(|c| pins.certs.contains(&c.der))
-                || cert.is_some_and(|c| {
+                || cert.filter(|_| by_ca).is_some_and(|c| {
                     pins.cas.iter().any(|ca| {
                         ca.not_before <= now + CERT_NOT_BEFORE_LEEWAY
                             && now <= ca.not_after
