@@ -83,7 +83,8 @@ impl Policy {
             if r.names_signers && r.require != Require::Signed {
                 warn(r, format!("rule {} names signers, but its require is \"{}\" (its own, or from [defaults]), so they are never asked; set require = \"signed\" in the rule if they are meant to count", r.name, if r.require == Require::Any { "any" } else { "reject" }));
             }
-            if !r.root_cas.is_empty() && !(r.root_certs.is_empty() && r.root_key_ids.is_empty()) {
+            let specific_pins = !r.root_certs.is_empty() || !r.root_key_ids.is_empty();
+            if specific_pins && !r.root_cas.is_empty() {
                 warn(r, format!("rule {}: its root_cas are never used: root_certs / root_key_ids pin its repositories, and a pinned certificate or key ID decides alone (Notary's trust_pinning order); drop one of the two, or split the rule", r.name));
             }
             if let Some((server, host, when)) = self.retired_trust_server(r) {
