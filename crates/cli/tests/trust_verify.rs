@@ -312,9 +312,10 @@ fn real_root_issued_by_a_pinned_ca() {
     let meta = base.join("metadata");
     let gun = "registry.test/pullguard/ca-pinned";
     let now = soon();
-    let run_with = |ca: &str| {
+    // `--root-ca CA`, and `--root-key-id ID` beside it when given.
+    let with_key = |ca: &str, key_id: Option<&str>| {
         let ca = base.join(ca);
-        run(&[
+        let mut args = vec![
             "--metadata-dir",
             meta.to_str().expect("utf8"),
             "--gun",
@@ -326,8 +327,13 @@ fn real_root_issued_by_a_pinned_ca() {
             "--root-ca",
             ca.to_str().expect("utf8"),
             "--json",
-        ])
+        ];
+        if let Some(id) = key_id {
+            args.extend(["--root-key-id", id]);
+        }
+        run(&args)
     };
+    let run_with = |ca: &str| with_key(ca, None);
     let o = run_with("ca.crt");
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     assert_eq!(o.json["root_trust"], "pinned");
@@ -336,27 +342,10 @@ fn real_root_issued_by_a_pinned_ca() {
     assert_rejected(&run_with("impostor-ca.crt"), "root_not_pinned");
     // A key ID pinned beside the CA decides alone (Notary's order): another key's ID
     // refuses the CA-issued root; its own ID lets it in whatever CA is named.
-    let with_key = |ca: &str, key_id: &str| {
-        let ca = base.join(ca);
-        run(&[
-            "--metadata-dir",
-            meta.to_str().expect("utf8"),
-            "--gun",
-            gun,
-            "--tag",
-            "v1",
-            "--now",
-            &now,
-            "--root-ca",
-            ca.to_str().expect("utf8"),
-            "--root-key-id",
-            key_id,
-            "--json",
-        ])
-    };
-    assert_rejected(&with_key("ca.crt", &"ab".repeat(32)), "root_not_pinned");
+    let other_key = "ab".repeat(32);
+    assert_rejected(&with_key("ca.crt", Some(&other_key)), "root_not_pinned");
     let own = "1222cafa242ec13abf29e2f67ac3f058f6164b7243d88e911f9f03d33f042212";
-    let o = with_key("other-ca.crt", own);
+    let o = with_key("other-ca.crt", Some(own));
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
 }
 
