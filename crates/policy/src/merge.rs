@@ -22,3 +22,15 @@ pub(crate) fn signer_set<'a>(
         defaults
     }
 }
+
+/// Whether the rule's own pins, written out empty, replace the pins `[defaults]` names
+/// (`pins` being what [`signer_set`] chose): the rule would pin nothing, and under
+/// `tofu = true` trust its repositories' roots on first use.
+pub(crate) fn drops_default_pins(own: &RawRule, defaults: &RawRule, pins: &RawRule) -> bool {
+    let count = |x: &RawRule| {
+        x.root_key_ids.as_ref().map_or(0, Vec::len)
+            + x.root_cas.as_ref().map_or(0, Vec::len)
+            + x.root_certs.as_ref().map_or(0, Vec::len)
+    };
+    std::ptr::eq(pins, own) && count(own) == 0 && count(defaults) > 0
+}

@@ -333,14 +333,7 @@ pub(crate) fn build_rule(
     let pins = signer_set(r, defaults, |x| {
         x.root_key_ids.is_some() || x.root_cas.is_some() || x.root_certs.is_some()
     });
-    // Written out empty, the rule's pins still replace the defaults' as a whole: the
-    // rule would pin nothing (trust on first use under `tofu = true`).
-    let pin_count = |x: &RawRule| {
-        x.root_key_ids.as_ref().map_or(0, Vec::len)
-            + x.root_cas.as_ref().map_or(0, Vec::len)
-            + x.root_certs.as_ref().map_or(0, Vec::len)
-    };
-    if std::ptr::eq(pins, r) && pin_count(r) == 0 && pin_count(defaults) > 0 {
+    if super::merge::drops_default_pins(r, defaults, pins) {
         ctx.at(
             at,
             format!("rule {name}: its root_key_ids / root_cas / root_certs are empty, so it pins nothing and drops the pins [defaults] names; remove the empty lists to keep the defaults' pins, or name this rule's own"),
