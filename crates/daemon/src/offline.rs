@@ -38,7 +38,16 @@ impl Offline {
         // Sigstore's trusted root as this node keeps it (a TUF refresh may have replaced
         // the one shipped), so that the verdicts are the ones pullguardd would give.
         let mut notes = Vec::new();
-        if let Err(e) = crate::sigstore_root::adopt(&node_state, &policy.daemon.state_dir) {
+        let shipped_root = policy.rules.iter().any(|r| {
+            r.cosign.trusted_root.as_deref()
+                == Some(Path::new(sigstore_core::trust_root::PUBLIC_GOOD))
+        });
+        let adopted = if shipped_root {
+            crate::sigstore_root::adopt(&node_state, &policy.daemon.state_dir)
+        } else {
+            Ok(false)
+        };
+        if let Err(e) = adopted {
             notes.push(format!(
                 "the node's Sigstore trusted root cannot be read ({e}); verdicts here use the one shipped in pullguard (run as root to use the node's)"
             ));
